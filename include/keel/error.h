@@ -44,7 +44,8 @@ enum keel_err {
 /* Human-readable message for an error code ("unknown error" if unknown). */
 const char *keel_strerror(int err);
 
-/* Symbolic name of an error code, e.g. "KEEL_EDECODE" ("KEEL_E?" if unknown). */
+/* Symbolic name of an error code, e.g. "KEEL_EDECODE" ("KEEL_E?" if unknown).
+ */
 const char *keel_err_name(int err);
 
 #ifdef __cplusplus

@@ -34,23 +34,24 @@ extern "C" {
 #define KEEL_ETF_VERSION 131
 
 typedef struct keel_etf_encode_opts {
-  int compressed; /* 0: never; 1..9: zlib level (as {compressed, N}) */
+  int compressed;    /* 0: never; 1..9: zlib level (as {compressed, N}) */
   int minor_version; /* 2 (default when 0): UTF-8 atoms; 1: Latin-1 atoms
                         where possible, as OTP 25 by default */
 } keel_etf_encode_opts;
 
 typedef struct keel_etf_decode_opts {
-  int safe;                  /* non-zero: refuse to create new atoms
-                                (binary_to_term(B, [safe])) */
-  size_t max_uncompressed;   /* cap on a compressed term's declared size;
-                                0 means 64 MiB */
+  int safe;                /* non-zero: refuse to create new atoms
+                              (binary_to_term(B, [safe])) */
+  size_t max_uncompressed; /* cap on a compressed term's declared size;
+                              0 means 64 MiB */
 } keel_etf_decode_opts;
 
 /* Appends the encoding of t (starting with the version byte) to out.
  * opts may be NULL. Errors: KEEL_ENOMEM; KEEL_EBADARG for terms ETF cannot
  * carry (resources, KEEL_NONE, pattern variables). On error out->len is
  * restored. */
-int keel_etf_encode(keel_buf *out, keel_term t, const keel_etf_encode_opts *opts);
+int keel_etf_encode(keel_buf *out, keel_term t,
+                    const keel_etf_encode_opts *opts);
 
 /* Exact encoded size of t without the version byte and uncompressed, or a
  * negative error (KEEL_EBADARG). */

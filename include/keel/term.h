@@ -95,7 +95,9 @@ static inline bool keel_is_small(keel_term t) {
 static inline bool keel_is_atom(keel_term t) {
   return (t & KEEL_IMM_MASK) == KEEL_IMM_ATOM;
 }
-static inline bool keel_is_nil(keel_term t) { return t == KEEL_NIL; }
+static inline bool keel_is_nil(keel_term t) {
+  return t == KEEL_NIL;
+}
 static inline bool keel_is_cons(keel_term t) {
   return (t & KEEL_TAG_MASK) == KEEL_TAG_CONS;
 }
@@ -124,7 +126,9 @@ static inline int64_t keel_small_value(keel_term t) {
 static inline keel_term keel_pid_local(uint64_t number) {
   return (number << 6) | KEEL_IMM_PID;
 }
-static inline uint64_t keel_pid_local_number(keel_term t) { return t >> 6; }
+static inline uint64_t keel_pid_local_number(keel_term t) {
+  return t >> 6;
+}
 
 /* Atom from its index in the atom table (see keel_atom_index). */
 static inline keel_term keel_atom_from_index(uint32_t index) {
@@ -148,7 +152,7 @@ typedef enum keel_type {
   KEEL_T_TUPLE,
   KEEL_T_MAP,
   KEEL_T_NIL,
-  KEEL_T_LIST, /* a cons cell */
+  KEEL_T_LIST,  /* a cons cell */
   KEEL_T_BINARY /* binaries and bitstrings */
 } keel_type;
 
@@ -259,7 +263,7 @@ enum keel_atom_id {
 #define KEEL_ATOM(id) (((keel_term)KEEL_ATOMI_##id << 6) | KEEL_IMM_ATOM)
 
 /* Interns the UTF-8 text name[0..len) and stores the atom in *out.
- * Errors: KEEL_EINVAL (not valid UTF-8, or NUL inside), KEEL_ELIMIT (more
+ * Errors: KEEL_EINVAL (not valid UTF-8), KEEL_ELIMIT (more
  * than KEEL_ATOM_MAX_CHARS characters), KEEL_ESYSLIMIT (atom table full).
  * Thread-safe; an existing atom is found without taking a lock. */
 int keel_atom_intern(const char *name, size_t len, keel_term *out);
@@ -544,8 +548,8 @@ uint64_t keel_hash(keel_term t);
 /* ------------------------------------------------------------------------ */
 
 typedef struct keel_print_opts {
-  unsigned depth;   /* like ~P: 0 means unlimited; deeper parts print "..." */
-  bool no_strings;  /* print lists of codes as lists, not "strings" */
+  unsigned depth;  /* like ~P: 0 means unlimited; deeper parts print "..." */
+  bool no_strings; /* print lists of codes as lists, not "strings" */
 } keel_print_opts;
 
 /* Prints t in Erlang syntax (~p without line breaks) into buf (NUL-

@@ -94,7 +94,9 @@ static inline uint64_t keel__hdr(unsigned type, uint64_t size) {
 static inline unsigned keel__hdr_type(uint64_t hdr) {
   return (unsigned)(hdr & 0x3f);
 }
-static inline uint64_t keel__hdr_size(uint64_t hdr) { return hdr >> 6; }
+static inline uint64_t keel__hdr_size(uint64_t hdr) {
+  return hdr >> 6;
+}
 
 /* Box type of t, or 0 when t is not boxed. */
 static inline unsigned keel__box_type(keel_term t) {
