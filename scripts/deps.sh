@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# deps.sh - install the Debian/Ubuntu packages Keel needs, if missing.
+#
+# Usage: scripts/deps.sh [GROUP...]      (default: build)
+#   build  compiler, CMake, Ninja, zlib, Criterion (everything `make build`,
+#          `make test` and `make run` need)
+#   test   build + oracles used by tests (erl, python3)
+#   san    build + clang runtime for sanitizers and libFuzzer
+#   dev    test + san + clang-format, clang-tidy, cppcheck, gcovr
+#   all    every package above
+#
+# Only packages dpkg-query reports as not installed are installed; when
+# nothing is missing, nothing runs (no network). Set KEEL_SKIP_DEPS=1 to skip
+# entirely (e.g. on a non-Debian system with the tools already present).
+set -euo pipefail
+
+if [[ "${KEEL_SKIP_DEPS:-0}" == 1 ]]; then
+  exit 0
+fi
+
+BUILD_PKGS=(build-essential cmake ninja-build pkg-config zlib1g-dev
+  libcriterion-dev)
+TEST_PKGS=(erlang-base python3)
+SAN_PKGS=(clang clang-14 libclang-rt-14-dev)
+DEV_PKGS=(clang-format clang-tidy cppcheck gcovr)
+
+want=()
+groups=("$@")
+[[ ${#groups[@]} -eq 0 ]] && groups=(build)
+for g in "${groups[@]}"; do
+  case "$g" in
+  build) want+=("${BUILD_PKGS[@]}") ;;
+  test) want+=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}") ;;
+  san) want+=("${BUILD_PKGS[@]}" "${SAN_PKGS[@]}") ;;
+  dev | all)
+    want+=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}" "${SAN_PKGS[@]}"
+      "${DEV_PKGS[@]}")
+    ;;
+  *)
+    echo "deps.sh: unknown group '$g' (build, test, san, dev, all)" >&2
+    exit 2
+    ;;
+  esac
+done
+
+if ! command -v dpkg-query >/dev/null 2>&1; then
+  echo "deps.sh: not a dpkg-based system; install these yourself:" \
+    "${want[*]}" >&2
+  exit 0
+fi
+
+missing=()
+for p in $(printf '%s\n' "${want[@]}" | sort -u); do
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+  [[ "$status" == installed ]] || missing+=("$p")
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+echo "deps.sh: installing ${missing[*]}"
+SUDO=()
+if [[ $(id -u) -ne 0 ]]; then
+  if ! command -v sudo >/dev/null 2>&1; then
+    echo "deps.sh: need root or sudo to install ${missing[*]}" >&2
+    exit 1
+  fi
+  SUDO=(sudo)
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+  --no-install-recommends "${missing[@]}"
