@@ -23,13 +23,13 @@ COVERAGE_MIN ?= 80
 DEPS ?= scripts/deps.sh
 FUZZ_CC ?= $(shell command -v clang 2>/dev/null || command -v clang-14 2>/dev/null || echo clang)
 
-FORMAT_DIRS := include src tests bench tools examples fuzz
+FORMAT_DIRS := include src tests bench tools examples fuzz cmake
 FORMAT_FILES = $(shell find $(wildcard $(FORMAT_DIRS)) -type f \
                  \( -name '*.c' -o -name '*.h' \) -not -path 'fuzz/corpus/*' \
                  2>/dev/null | sort)
 
 # ctest arguments shared by every test target.
-CTEST_ARGS = --output-on-failure -j$(JOBS) $(if $(TESTS),-R '$(TESTS)') \
+CTEST_ARGS = --output-on-failure --no-tests=error -j$(JOBS) $(if $(TESTS),-R '$(TESTS)') \
              $(if $(TESTS_EXCLUDE),-E '$(TESTS_EXCLUDE)')
 
 export ASAN_OPTIONS ?= detect_leaks=1:detect_stack_use_after_return=1
