@@ -127,18 +127,19 @@ static bool is_reserved(const char *s, size_t n) {
   return false;
 }
 
-static bool atom_needs_quotes(const char *s, size_t n) {
+static bool atom_needs_quotes(const char *s, size_t n, bool reserved) {
   const uint8_t *p = (const uint8_t *)s, *end = p + n;
   if (n == 0 || !is_lower(utf8_next(&p)))
     return true;
   while (p < end)
     if (!is_name_char(utf8_next(&p)))
       return true;
-  return is_reserved(s, n);
+  return reserved && is_reserved(s, n);
 }
 
-/* One character inside quotes q, as io_lib's latin1 string writer does. */
-static void put_quoted_char(out *o, uint32_t c, char q) {
+/* One character inside quotes q, as io_lib's string writer does: in latin1
+ * mode code points above 255 are escaped, in unicode mode written. */
+static void put_quoted_char(out *o, uint32_t c, char q, bool uni) {
   static const char ESC[] = "\n\r\t\v\b\f\033\177";
   static const char NAME[] = "nrtvbfed";
   char b[16];
@@ -147,7 +148,7 @@ static void put_quoted_char(out *o, uint32_t c, char q) {
     putc_(o, (char)c);
   } else if (c >= ' ' && c <= '~') {
     putc_(o, (char)c);
-  } else if (c >= 0xa0 && c <= 0xff) {
+  } else if (c >= 0xa0 && (c <= 0xff || uni)) {
     put_utf8(o, c);
   } else if (c != 0 && c < 0x80 && strchr(ESC, (int)c) != NULL) {
     putc_(o, '\\');
@@ -165,15 +166,37 @@ static void put_quoted_char(out *o, uint32_t c, char q) {
 static void put_atom(out *o, keel_term a) {
   size_t n;
   const char *s = keel_atom_name(a, &n);
-  if (!atom_needs_quotes(s, n)) {
+  if (!atom_needs_quotes(s, n, true)) {
     put(o, s, n);
     return;
   }
   const uint8_t *p = (const uint8_t *)s, *end = p + n;
   putc_(o, '\'');
   while (p < end)
-    put_quoted_char(o, utf8_next(&p), '\'');
+    put_quoted_char(o, utf8_next(&p), '\'', false);
   putc_(o, '\'');
+}
+
+/* Atoms inside a fun as the runtime's fun_to_list writes them: reserved
+ * words stay bare. (For names with non-ASCII characters the runtime emits
+ * the UTF-8 bytes as Latin-1 characters, which does not read back; Keel
+ * writes the characters themselves instead.) */
+static void put_fun_atom(out *o, keel_term a) {
+  size_t n;
+  const char *s = keel_atom_name(a, &n);
+  const uint8_t *p = (const uint8_t *)s, *end = p + n;
+  bool q = atom_needs_quotes(s, n, false);
+  if (q)
+    putc_(o, '\'');
+  while (p < end) {
+    uint32_t c = utf8_next(&p);
+    if (q)
+      put_quoted_char(o, c, '\'', true);
+    else
+      put_utf8(o, c);
+  }
+  if (q)
+    putc_(o, '\'');
 }
 
 static bool printable_char(uint64_t c) {
@@ -195,7 +218,7 @@ static bool printable_list(keel_term t) {
 static void put_string(out *o, keel_term t) {
   putc_(o, '"');
   for (; keel_is_cons(t); t = keel_tl(t))
-    put_quoted_char(o, (uint32_t)keel_small_value(keel_hd(t)), '"');
+    put_quoted_char(o, (uint32_t)keel_small_value(keel_hd(t)), '"', false);
   putc_(o, '"');
 }
 
@@ -367,9 +390,9 @@ static void put_fun(out *o, keel_term t) {
   uint8_t a;
   keel_fun_get(t, &m, &f, &a);
   puts_(o, "fun ");
-  put_atom(o, m);
+  put_fun_atom(o, m);
   putc_(o, ':');
-  put_atom(o, f);
+  put_fun_atom(o, f);
   putc_(o, '/');
   put_u64(o, a);
 }
@@ -413,7 +436,7 @@ static void put_byte_list(out *o, const uint8_t *p, size_t nbytes,
 static void put_bin_string(out *o, const uint8_t *p, size_t n, bool dots) {
   puts_(o, "<<\"");
   for (size_t i = 0; i < n; i++)
-    put_quoted_char(o, p[i], '"');
+    put_quoted_char(o, p[i], '"', false);
   puts_(o, dots ? "\"...>>" : "\">>");
 }
 
