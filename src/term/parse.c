@@ -431,7 +431,7 @@ static int seg_types(parser *p, bool *utf8, bool *little) {
   do {
     p->pos++; /* '/' or '-' */
     size_t st = p->pos;
-    while (peek(p) >= 'a' && peek(p) <= 'z')
+    while ((peek(p) >= 'a' && peek(p) <= 'z') || is_digit(peek(p)))
       p->pos++;
     size_t n = p->pos - st;
     const char *w = p->s + st;
