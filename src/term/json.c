@@ -8,7 +8,7 @@
  *
  * Encoder: also iterative, with a growable stack of open lists and maps.
  */
-#include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -18,6 +18,11 @@
 
 #include "keel/json.h"
 #include "term/term_internal.h"
+
+/* Longest integer accepted, in digits. Converting decimal text to a big
+ * integer costs time quadratic in its length, so without a bound a
+ * megabyte of digits would take seconds. Longer ones are KEEL_ELIMIT. */
+#define JSON_MAX_INT_DIGITS 10000
 
 /* ---- shared helpers ------------------------------------------------------ */
 
@@ -227,19 +232,68 @@ static const uint8_t *skip_digits(const uint8_t *p, const uint8_t *end) {
   return p;
 }
 
+/* Exact powers of ten representable as doubles. */
+static const double pow10_exact[] = {
+    1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* Clinger's fast path: when the decimal significand fits 53 bits and the
+ * power of ten is exact, one IEEE multiplication or division gives the
+ * correctly rounded result. Returns false when it does not apply. */
+static bool fast_float(const uint8_t *p, const uint8_t *end, double *out) {
+#if FLT_EVAL_METHOD == 0
+  bool neg = *p == '-';
+  uint64_t m = 0;
+  int nd = 0, e10 = 0, frac = 0;
+  for (p += neg; p < end && *p != 'e' && *p != 'E'; p++) {
+    if (*p == '.') {
+      frac = 1;
+      continue;
+    }
+    e10 -= frac;
+    if (m == 0 && *p == '0')
+      continue;
+    if (++nd > 19)
+      return false;
+    m = m * 10 + (uint64_t)(*p - '0');
+  }
+  if (p < end) {
+    int sign = 1, x = 0;
+    if (*++p == '+' || *p == '-')
+      sign = *p++ == '-' ? -1 : 1;
+    for (; p < end; p++)
+      if ((x = x * 10 + (*p - '0')) > 1000)
+        return false;
+    e10 += sign * x;
+  }
+  if (m > (UINT64_C(1) << 53) || e10 < -22 || e10 > 22)
+    return false;
+  double v = (double)m;
+  v = e10 < 0 ? v / pow10_exact[-e10] : v * pow10_exact[e10];
+  *out = neg ? -v : v;
+  return true;
+#else
+  (void)p, (void)end, (void)out;
+  return false;
+#endif
+}
+
 /* Converts the float text s[0..len) (already checked against the grammar). */
 static int make_float(dec *d, const uint8_t *s, size_t len, keel_term *out) {
-  char small[64];
-  char *buf = len < sizeof small ? small : malloc(len + 1);
-  if (buf == NULL)
-    return KEEL_ENOMEM;
-  memcpy(buf, s, len);
-  buf[len] = '\0';
-  double v = strtod(buf, NULL);
-  if (buf != small)
-    free(buf);
-  if (isinf(v))
-    return KEEL_ERANGE;
+  double v;
+  if (!fast_float(s, s + len, &v)) {
+    char small[64];
+    char *buf = len < sizeof small ? small : malloc(len + 1);
+    if (buf == NULL)
+      return KEEL_ENOMEM;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    v = strtod(buf, NULL);
+    if (buf != small)
+      free(buf);
+    if (isinf(v))
+      return KEEL_ERANGE;
+  }
   *out = keel_float(d->h, v);
   return *out == KEEL_NONE ? KEEL_ENOMEM : KEEL_OK;
 }
@@ -273,6 +327,8 @@ static int parse_number(dec *d, keel_term *out) {
   d->p = p;
   if (is_float)
     return make_float(d, s, (size_t)(p - s), out);
+  if (ndigits > JSON_MAX_INT_DIGITS)
+    return KEEL_ELIMIT;
   if (ndigits > 18)
     return keel_integer_parse(d->h, (const char *)s, (size_t)(p - s), 10, out);
   int64_t v = 0;

@@ -294,6 +294,32 @@ Test(json, big_integers_are_exact) {
   }
 }
 
+Test(json, integer_length_is_bounded) {
+  /* 10000 digits are accepted (and exact); one more is KEEL_ELIMIT, so a
+   * hostile document cannot buy quadratic conversion time. */
+  size_t n = 10001;
+  char *s = malloc(n + 3);
+  cr_assert_not_null(s);
+  s[0] = '[';
+  s[1] = '-';
+  memset(s + 2, '9', n);
+  s[n + 2] = ']';
+  keel_term t, want;
+  cr_assert_eq(decode(s, n + 3, &t), KEEL_ELIMIT);
+  memmove(s + 1, s + 2, n + 1); /* drop the '-': 10001 digits again */
+  cr_assert_eq(decode(s, n + 2, &t), KEEL_ELIMIT);
+  s[n] = ']';
+  cr_assert_eq(decode(s, n + 1, &t), KEEL_OK);
+  cr_assert_eq(keel_integer_parse(&h, s + 1, n - 1, 10, &want), KEEL_OK);
+  cr_assert(keel_eq_exact(keel_hd(t), want));
+  /* Long fractions are fine: only integers are bounded. */
+  s[1] = '0';
+  s[2] = '.';
+  cr_assert_eq(decode(s, n + 1, &t), KEEL_OK);
+  cr_assert(keel_is_float(keel_hd(t)));
+  free(s);
+}
+
 static double dec_double(const char *text) {
   double d = NAN;
   keel_term t = dec_ok(text);
@@ -315,11 +341,42 @@ Test(json, floats_are_correctly_rounded) {
   cr_assert_eq(dec_double("1.7976931348623157e308"), 1.7976931348623157e308);
   cr_assert_eq(dec_double("9007199254740993.0"), 9007199254740993.0);
   cr_assert_eq(dec_double("123e-10000000"), 0.0);
+  cr_assert_eq(dec_double("1.2345678901234567e22"), 1.2345678901234567e22);
+  cr_assert_eq(dec_double("9007199254740993e-22"), 9007199254740993e-22);
+  cr_assert_eq(dec_double("9007199254740992e-22"), 9007199254740992e-22);
+  cr_assert_eq(dec_double("0.0000000000000000000000000000001"), 1e-31);
+  cr_assert_eq(dec_double("1e+0022"), 1e22);
+  cr_assert_eq(dec_double("1e23"), 1e23);
+  cr_assert_eq(dec_double("-123.456e-7"), -123.456e-7);
+  cr_assert_eq(dec_double("10000000000000000000.5"), 10000000000000000000.5);
   double z = dec_double("-0.0");
   cr_assert(z == 0.0 && signbit(z));
   keel_term t;
   cr_assert_eq(decode("1.5e999", 7, &t), KEEL_ERANGE);
   cr_assert_eq(decode("[-1e309]", 8, &t), KEEL_ERANGE);
+}
+
+Test(json, random_decimals_match_strtod) {
+  /* glibc's strtod is correctly rounded: it is the oracle for texts that
+   * take the decoder's fast path as well as those that do not. */
+  uint64_t x = 0x853c49e6748fea9bu;
+  char text[64];
+  for (int i = 0; i < 30000; i++) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    int ni = 1 + (int)(x % 17), nf = (int)(x >> 8 & 7), e = (int)(x >> 16 & 63);
+    uint64_t m = x >> 24;
+    int n = snprintf(text, sizeof text, "%s%.*llu", x >> 62 & 1 ? "-" : "", ni,
+                     (unsigned long long)(m % 100000000000000000u));
+    if (text[n - ni] == '0' && ni > 1)
+      text[n - ni] = '1';
+    if (nf > 0)
+      n += snprintf(text + n, sizeof text - (size_t)n, ".%.*llu", nf,
+                    (unsigned long long)(x % 10000000u));
+    if (nf == 0 || x >> 61 & 1)
+      n += snprintf(text + n, sizeof text - (size_t)n, "e%d", e - 32);
+    double got = dec_double(text), want = strtod(text, NULL);
+    cr_assert_eq(memcmp(&got, &want, sizeof got), 0, "%s", text);
+  }
 }
 
 static keel_term map_get(keel_term m, const char *key) {
