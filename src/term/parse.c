@@ -750,7 +750,13 @@ static int directive(parser *p, keel_term *out) {
   }
   case 't':
     *out = va_arg(*ap, keel_term);
-    return *out == KEEL_NONE ? KEEL_EINVAL : KEEL_OK;
+    if (*out == KEEL_NONE)
+      return KEEL_EINVAL;
+    /* A pattern owns its values: copy into its heap. The builder embeds
+     * the term itself (it must outlive the result, as usual). */
+    if (p->mode->vars != NULL)
+      *out = keel_term_copy(p->h, *out);
+    break;
   default:
     p->pos -= 2;
     return KEEL_EPARSE;
