@@ -198,7 +198,7 @@ static void check_roundtrip(const char *text, const char *opt) {
   result_free(&dec);
 }
 
-Test(cli, encode_decode_roundtrip, .timeout = 120) {
+Test(cli, encode_decode_roundtrip) {
   for (size_t i = 0; i < NSAMPLES; i++) {
     check_roundtrip(sample_terms[i], NULL);
     check_roundtrip(sample_terms[i], "--compressed");
@@ -334,7 +334,7 @@ static void check_against_erl(const char *text, const char *opt,
   result_free(&r);
 }
 
-Test(cli, encode_matches_erlang, .timeout = 120) {
+Test(cli, encode_matches_erlang) {
   char *erl = erl_encodings();
   if (erl == NULL)
     cr_skip_test("KEEL_SKIP_ERL=1 and erl missing");
@@ -352,7 +352,7 @@ Test(cli, encode_matches_erlang, .timeout = 120) {
 
 /* ---- the demo node ------------------------------------------------------ */
 
-Test(cli, run_with_duration_restarts_and_stops, .timeout = 60) {
+Test(cli, run_with_duration_restarts_and_stops) {
   result r = KEEL(NULL, 0, "run", "--duration", "2", "--workers", "2");
   cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
   cr_assert(strstr(r.out, "worker 1: ") != NULL, "%s", r.out);
@@ -363,7 +363,7 @@ Test(cli, run_with_duration_restarts_and_stops, .timeout = 60) {
   result_free(&r);
 }
 
-Test(cli, run_gives_up_after_too_many_restarts, .timeout = 60) {
+Test(cli, run_gives_up_after_too_many_restarts) {
   result r = KEEL(NULL, 0, "run", "--duration", "30", "--crash-every", "0.2");
   cr_assert_eq(r.status, 1, "stdout: %s\nstderr: %s", r.out, r.err);
   cr_assert(strstr(r.out, "giving up") != NULL, "%s", r.out);
@@ -390,7 +390,7 @@ static size_t read_line(int fd, char *buf, size_t size) {
   return n;
 }
 
-Test(cli, run_stops_cleanly_on_sigterm, .timeout = 60) {
+Test(cli, run_stops_cleanly_on_sigterm) {
   int p[2];
   cr_assert_eq(pipe(p), 0);
   posix_spawn_file_actions_t fa;
