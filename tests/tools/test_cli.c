@@ -151,6 +151,8 @@ static const char *const sample_terms[] = {
     "[255,256,100000,-1,2147483648,-2147483649]",
     "<<0,1,2,255>>",
     "{[{a,b}],#{},\"\",<<>>}",
+    "{\"repeated text repeated text repeated text repeated text repeated\","
+    "<<\"repeated text repeated text repeated text repeated text\">>}",
 };
 #define NSAMPLES (sizeof sample_terms / sizeof sample_terms[0])
 
@@ -291,7 +293,8 @@ static void hex(const char *bytes, size_t n, char *out) {
 }
 
 /* Runs erl on the sample terms; returns its output: per term one line
- * "<hex minor 2> <hex minor 1>". NULL when the test is to be skipped. */
+ * "<hex minor 2> <hex minor 1> <hex compressed>". NULL when the test is to
+ * be skipped. */
 static char *erl_encodings(void) {
   char path[] = "/tmp/keel_cli_terms_XXXXXX";
   int fd = mkstemp(path);
@@ -303,9 +306,10 @@ static char *erl_encodings(void) {
   char eval[1024];
   snprintf(eval, sizeof eval,
            "{ok,Ts}=file:consult(\"%s\"),"
-           "[io:format(\"~s ~s~n\",[binary:encode_hex(term_to_binary(T,"
-           "[{minor_version,2}])),binary:encode_hex(term_to_binary(T,"
-           "[{minor_version,1}]))]) || T <- Ts],halt().",
+           "H=fun(T,O)->binary:encode_hex(term_to_binary(T,O)) end,"
+           "[io:format(\"~s ~s ~s~n\",[H(T,[{minor_version,2}]),"
+           "H(T,[{minor_version,1}]),H(T,[{compressed,6}])]) || T <- Ts],"
+           "halt().",
            path);
   char *argv[] = {"erl", "-noshell", "-eval", eval, NULL};
   result r = {0};
@@ -334,19 +338,44 @@ static void check_against_erl(const char *text, const char *opt,
   result_free(&r);
 }
 
+/* Decodes erl's hex-encoded output with keel and compares the printed
+ * term with the library's printing of the sample text. */
+static void check_decode_of_erl(const char *text, const char *hexbytes) {
+  size_t n = strlen(hexbytes) / 2;
+  unsigned char *bytes = malloc(n + 1);
+  cr_assert_not_null(bytes);
+  for (size_t i = 0; i < n; i++)
+    cr_assert_eq(sscanf(hexbytes + 2 * i, "%2hhx", &bytes[i]), 1);
+  result r = KEEL(bytes, n, "term", "decode");
+  char *want = expected_print(text);
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  cr_assert_str_eq(r.out, want, "decoding erl's encoding of %s", text);
+  free(want);
+  free(bytes);
+  result_free(&r);
+}
+
 Test(cli, encode_matches_erlang) {
   char *erl = erl_encodings();
   if (erl == NULL)
     cr_skip_test("KEEL_SKIP_ERL=1 and erl missing");
+  bool compressed_seen = false;
   char *save = NULL, *line = strtok_r(erl, "\n", &save);
   for (size_t i = 0; i < NSAMPLES; i++, line = strtok_r(NULL, "\n", &save)) {
     cr_assert_not_null(line, "erl printed too few lines");
-    char *sp = strchr(line, ' ');
-    cr_assert_not_null(sp);
-    *sp = '\0';
+    char *v1 = strchr(line, ' ');
+    cr_assert_not_null(v1);
+    *v1++ = '\0';
+    char *zip = strchr(v1, ' ');
+    cr_assert_not_null(zip);
+    *zip++ = '\0';
     check_against_erl(sample_terms[i], "--minor-version=2", line);
-    check_against_erl(sample_terms[i], "--minor-version=1", sp + 1);
+    check_against_erl(sample_terms[i], "--minor-version=1", v1);
+    check_decode_of_erl(sample_terms[i], line);
+    check_decode_of_erl(sample_terms[i], zip);
+    compressed_seen |= strncmp(zip, "8350", 4) == 0; /* COMPRESSED tag */
   }
+  cr_assert(compressed_seen, "no sample was large enough to compress");
   free(erl);
 }
 
