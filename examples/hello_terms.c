@@ -8,8 +8,8 @@ int main(void) {
   keel_heap_init(&h);
   keel_term t = keel_build(&h, "{hello, ~s, [~i, ~f], #{lang => ~b}}", "world",
                            42, 2.5, "C");
-  keel_fprint(stdout, t,
-              NULL); /* {hello,"world",[42,2.5],#{lang => <<"C">>}} */
+  /* Prints {hello,"world",[42,2.5],#{lang => <<"C">>}} */
+  keel_fprint(stdout, t, NULL);
   putchar('\n');
 
   keel_buf etf;

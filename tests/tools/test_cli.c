@@ -443,3 +443,32 @@ Test(cli, run_stops_cleanly_on_sigterm) {
   cr_assert(strstr(rest, "keel: stopped\n") != NULL, "%s", rest);
   free(rest);
 }
+
+/* ---- documentation ------------------------------------------------------ */
+
+static char *read_source_file(const char *rel) {
+  const char *dir = getenv("KEEL_SOURCE_DIR");
+  cr_assert_not_null(dir, "KEEL_SOURCE_DIR must be set (ctest sets it)");
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s", dir, rel);
+  int fd = open(path, O_RDONLY);
+  cr_assert_geq(fd, 0, "%s: %s", path, strerror(errno));
+  char *text = slurp(fd, NULL);
+  close(fd);
+  return text;
+}
+
+Test(docs, readme_example_is_examples_hello_terms) {
+  char *readme = read_source_file("README.md");
+  char *example = read_source_file("examples/hello_terms.c");
+  char *start = strstr(readme, "```c\n");
+  cr_assert_not_null(start, "README.md has no C code block");
+  start += 5;
+  char *end = strstr(start, "```");
+  cr_assert_not_null(end);
+  *end = '\0';
+  cr_assert_str_eq(start, example,
+                   "the README example differs from examples/hello_terms.c");
+  free(readme);
+  free(example);
+}
