@@ -552,8 +552,19 @@ static int put_string(keel_buf *b, const uint8_t *s, size_t len) {
 }
 
 static int put_integer(keel_buf *b, keel_term t) {
-  if (keel_is_small(t))
-    return keel_buf_printf(b, "%lld", (long long)keel_small_value(t));
+  if (keel_is_small(t)) {
+    int64_t v = keel_small_value(t);
+    uint64_t m = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    char digits[24];
+    size_t i = sizeof digits;
+    do {
+      digits[--i] = (char)('0' + m % 10);
+      m /= 10;
+    } while (m != 0);
+    if (v < 0)
+      digits[--i] = '-';
+    return keel_buf_append(b, digits + i, sizeof digits - i);
+  }
   bool neg;
   const uint64_t *limbs;
   size_t n;
