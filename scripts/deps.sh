@@ -11,7 +11,8 @@
 #
 # Only packages dpkg-query reports as not installed are installed; when
 # nothing is missing, nothing runs (no network). Set KEEL_SKIP_DEPS=1 to skip
-# entirely (e.g. on a non-Debian system with the tools already present).
+# entirely (e.g. on a non-Debian system with the tools already present), or
+# KEEL_DEPS_DRY_RUN=1 to print the apt-get commands instead of running them.
 set -euo pipefail
 
 if [[ "${KEEL_SKIP_DEPS:-0}" == 1 ]]; then
@@ -66,6 +67,8 @@ if [[ $(id -u) -ne 0 ]]; then
   SUDO=(sudo)
 fi
 export DEBIAN_FRONTEND=noninteractive
-"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
-"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-  --no-install-recommends "${missing[@]}"
+RUN=()
+[[ "${KEEL_DEPS_DRY_RUN:-0}" == 1 ]] && RUN=(echo)
+"${RUN[@]}" "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+"${RUN[@]}" "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+  apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -19,13 +19,14 @@ mapping_error() { grep -q "unexpected memory mapping" <<<"$1"; }
 if [[ ! -x "$probe" ]]; then
   exec "$@"
 fi
-if out=$("$probe" 2>&1) || ! mapping_error "$out"; then
+# --list only starts the binary (TSan initialises before main) and lists tests.
+if out=$("$probe" --list 2>&1) || ! mapping_error "$out"; then
   exec "$@"
 fi
 
 arch=$(uname -m)
 echo "tsan-run.sh: TSan cannot start with this ASLR setting" >&2
-if out=$(setarch "$arch" -R "$probe" 2>&1) || ! mapping_error "$out"; then
+if out=$(setarch "$arch" -R "$probe" --list 2>&1) || ! mapping_error "$out"; then
   echo "tsan-run.sh: running under setarch $arch -R" >&2
   exec setarch "$arch" -R "$@"
 fi
