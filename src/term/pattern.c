@@ -13,6 +13,10 @@
  *
  * Map patterns follow Erlang: #{k := V} matches any map that has key k
  * (other keys are ignored), so #{} matches every map.
+ *
+ * Matching itself never allocates; comparing a literal or a repeated
+ * variable uses keel_eq_exact(), which only allocates for terms nested
+ * deeper than its inline stack.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -115,6 +119,31 @@ static int emit(keel_pattern *p, size_t *cap, instr in) {
   return KEEL_OK;
 }
 
+/* true when t contains a pattern variable (map keys must not). */
+static int has_var(keel_term t, bool *found) {
+  tvec st = {0};
+  int rc = tpush(&st, t);
+  *found = false;
+  while (rc == KEEL_OK && st.n > 0 && !*found) {
+    keel_term x = st.v[--st.n];
+    if (keel__is_patvar(x)) {
+      *found = true;
+    } else if (keel_is_tuple(x)) {
+      for (size_t i = 0; i < keel_tuple_arity(x) && rc == KEEL_OK; i++)
+        rc = tpush(&st, keel_tuple_get(x, i));
+    } else if (keel_is_cons(x)) {
+      rc = tpush(&st, keel_hd(x));
+      if (rc == KEEL_OK)
+        rc = tpush(&st, keel_tl(x));
+    } else if (keel_is_map(x)) {
+      for (size_t i = 0; i < 2 * keel_map_size(x) && rc == KEEL_OK; i++)
+        rc = tpush(&st, keel__map_keys(x)[i]);
+    }
+  }
+  free(st.v);
+  return rc;
+}
+
 /* Emits the instruction for t and pushes its children (reversed). */
 static int flatten_one(keel_pattern *p, size_t *cap, tvec *st, keel_term t) {
   instr in = {.op = OP_LIT, .lit = t};
@@ -137,6 +166,14 @@ static int flatten_one(keel_pattern *p, size_t *cap, tvec *st, keel_term t) {
     in.n = nk = keel_map_size(t);
     in.keys = keel__map_keys(t);
     kids = keel__map_values(t);
+    for (size_t i = 0; i < nk; i++) {
+      bool var;
+      int rc = has_var(in.keys[i], &var);
+      if (rc < 0)
+        return rc;
+      if (var)
+        return KEEL_EPARSE; /* keys of map patterns must be literals */
+    }
   }
   int rc = emit(p, cap, in);
   for (size_t i = nk; i-- > 0 && rc == KEEL_OK;)

@@ -128,6 +128,7 @@ Test(pattern, maps_match_present_keys) {
   keel_pattern_free(any);
   keel_pattern *bad = NULL;
   cr_assert_eq(keel_pattern_compile(&bad, "#{K := 1}"), KEEL_EPARSE);
+  cr_assert_eq(keel_pattern_compile(&bad, "#{{a, [K]} := 1}"), KEEL_EPARSE);
   cr_assert_null(bad);
 }
 
