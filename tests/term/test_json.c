@@ -448,6 +448,34 @@ Test(json, many_keys) {
   }
 }
 
+Test(json, full_fixed_heap_is_enomem) {
+  /* Every heap size from 0 words up fails cleanly with KEEL_ENOMEM until
+   * the document fits, and from then on decodes to the same term. */
+  static uint64_t words[128];
+  const char *text = "[\"a fairly long string\",[1,2,3,4,5,6,7,8,9,10],"
+                     "{\"k\":1.5,\"j\":123456789012345678901234567890}]";
+  keel_term want = dec_ok(text);
+  size_t fits = 0;
+  for (size_t n = 0; n <= 128; n++) {
+    keel_heap fixed;
+    keel_heap_init_fixed(&fixed, words, n);
+    keel_term t = KEEL_NONE;
+    int rc = keel_json_decode(&fixed, text, strlen(text), &t);
+    if (fits == 0 && rc == KEEL_OK)
+      fits = n;
+    if (fits == 0) {
+      cr_assert_eq(rc, KEEL_ENOMEM, "%zu words: %s", n, keel_err_name(rc));
+      cr_assert_eq(t, KEEL_NONE);
+    } else {
+      cr_assert_eq(rc, KEEL_OK, "%zu words", n);
+      cr_assert(keel_eq_exact(t, want));
+    }
+    keel_heap_destroy(&fixed);
+  }
+  cr_assert_gt(fits, 10);
+  cr_assert_lt(fits, 128);
+}
+
 /* ---- nesting limit ----------------------------------------------------- */
 
 static char *nested(size_t depth, const char *open, const char *close,
@@ -521,6 +549,20 @@ Test(json, encodes_scalars) {
              "\"q\\\"b\\\\s/\\b\\f\\n\\r\\t\\u0001\\u001f\x7f\\u0000\"");
   assert_enc(bin("\xe2\x82\xac\xf0\x9d\x84\x9e"), 0,
              "\"\xe2\x82\xac\xf0\x9d\x84\x9e\"");
+}
+
+Test(json, encodes_shared_and_sub_binaries) {
+  char text[200];
+  for (int i = 0; i < 200; i++)
+    text[i] = (char)('A' + i % 26);
+  keel_term big = keel_binary(&h, text, sizeof text);
+  keel_term sub = keel_sub_binary(&h, big, 100, 3);
+  cr_assert_neq(sub, KEEL_NONE);
+  assert_enc(sub, 0, "\"WXY\"");
+  char *s = enc_ok(big, 0);
+  cr_assert_eq(strlen(s), 202);
+  cr_assert_eq(memcmp(s + 1, text, 200), 0);
+  free(s);
 }
 
 Test(json, encodes_big_integers) {
