@@ -328,6 +328,8 @@ static int float_lit(parser *p, bool neg, const char *ip, keel_term *out) {
  * optional minus sign. */
 static int signed_int(parser *p, bool neg, const char *d, size_t n, int base,
                       keel_term *out) {
+  if (n > KEEL__PARSE_MAX_DIGITS)
+    return KEEL_ELIMIT;
   char *b = malloc(n + 2);
   if (b == NULL)
     return KEEL_ENOMEM;

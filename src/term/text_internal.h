@@ -14,6 +14,10 @@
 /* Deepest nesting of tuples, lists, maps and binaries the parser accepts. */
 #define KEEL__PARSE_MAX_DEPTH 100000
 
+/* Longest integer literal (digits) the parser accepts: conversion is
+ * quadratic in the length. */
+#define KEEL__PARSE_MAX_DIGITS 100000
+
 /* Pattern variables are KEEL_IMM_PATVAR immediates whose payload holds a
  * variable slot (bits 6..37, KEEL__PATVAR_ANY for "_") and a type code
  * (bits 38..45, see keel__pat_type). */

@@ -205,6 +205,17 @@ Test(parse, atom_limits) {
   cr_assert_eq(keel_parse(&h, name, 257, &(keel_term){0}, NULL), KEEL_OK);
 }
 
+Test(parse, integer_length_limit) {
+  size_t n = 100001;
+  char *s = malloc(n);
+  memset(s, '7', n);
+  keel_term t;
+  cr_assert_eq(keel_parse(&h, s, n, &t, NULL), KEEL_ELIMIT);
+  cr_assert_eq(keel_parse(&h, s, 1000, &t, NULL), KEEL_OK);
+  cr_assert(keel_is_integer(t) && !keel_is_small(t));
+  free(s);
+}
+
 Test(parse, nesting_limit_without_stack_overflow) {
   size_t n = 1000000;
   char *s = malloc(n);
