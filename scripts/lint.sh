@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # lint.sh [BUILD_DIR] - static analysis of src/: clang-tidy (.clang-tidy, using
 # BUILD_DIR/compile_commands.json, default build/) and cppcheck (suppressions
-# in .cppcheck). Exits non-zero when either reports a finding.
+# in .cppcheck), plus the 1500-line limit on source files. Exits non-zero
+# when any of them reports a finding.
 set -uo pipefail
 
 dir=${1:-build}
@@ -42,6 +43,16 @@ cppcheck --quiet --std=c11 --language=c --error-exitcode=1 -j "$jobs" \
   -D__GNUC__ -D__linux__ -D__x86_64__ -D__STDC_VERSION__=201112L \
   -I include -I src --template='{file}:{line}:{column}: {severity}: {message} [{id}]' \
   "${files[@]}" || status=1
+
+echo "== file length (at most 1500 lines per source file)"
+while IFS= read -r -d '' f; do
+  n=$(wc -l <"$f")
+  if [[ $n -gt 1500 ]]; then
+    echo "$f: $n lines (limit 1500)"
+    status=1
+  fi
+done < <(find include src tests tools bench fuzz examples -type f \
+  \( -name '*.c' -o -name '*.h' \) -print0 2>/dev/null)
 
 if [[ $status -eq 0 ]]; then
   echo "lint.sh: no findings"
