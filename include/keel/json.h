@@ -35,18 +35,25 @@ extern "C" {
 
 #define KEEL_JSON_MAX_DEPTH 512
 
+/* Longest integer the decoder accepts, in digits (decoding is quadratic in
+ * the digit count; longer integers are KEEL_ELIMIT). */
+#define KEEL_JSON_MAX_INT_DIGITS 10000
+
 typedef struct keel_json_opts {
   int pretty; /* encoding: non-zero indents with two spaces */
 } keel_json_opts;
 
 /* Appends the JSON text of t to out (no NUL). opts may be NULL.
- * Errors: KEEL_EBADARG (a term JSON cannot represent), KEEL_ENOMEM. On error
- * out->len is restored. */
+ * Errors: KEEL_EBADARG (a term JSON cannot represent), KEEL_EINVAL (out is
+ * NULL), KEEL_ENOMEM. On error out->len is restored. */
 int keel_json_encode(keel_buf *out, keel_term t, const keel_json_opts *opts);
 
 /* Decodes exactly one JSON value (surrounding whitespace allowed) from
  * text[0..len) into h. Errors: KEEL_EPARSE (malformed, or trailing data),
- * KEEL_ELIMIT (nesting deeper than KEEL_JSON_MAX_DEPTH), KEEL_ENOMEM. */
+ * KEEL_ELIMIT (nesting deeper than KEEL_JSON_MAX_DEPTH, or an integer longer
+ * than KEEL_JSON_MAX_INT_DIGITS), KEEL_ERANGE (a number beyond the range of
+ * a double, such as 1e400: Erlang has no infinities), KEEL_EINVAL (a NULL
+ * argument), KEEL_ENOMEM. */
 int keel_json_decode(keel_heap *h, const char *text, size_t len,
                      keel_term *out);
 

@@ -22,7 +22,6 @@
 /* Longest integer accepted, in digits. Converting decimal text to a big
  * integer costs time quadratic in its length, so without a bound a
  * megabyte of digits would take seconds. Longer ones are KEEL_ELIMIT. */
-#define JSON_MAX_INT_DIGITS 10000
 
 /* ---- shared helpers ------------------------------------------------------ */
 
@@ -327,7 +326,7 @@ static int parse_number(dec *d, keel_term *out) {
   d->p = p;
   if (is_float)
     return make_float(d, s, (size_t)(p - s), out);
-  if (ndigits > JSON_MAX_INT_DIGITS)
+  if (ndigits > KEEL_JSON_MAX_INT_DIGITS)
     return KEEL_ELIMIT;
   if (ndigits > 18)
     return keel_integer_parse(d->h, (const char *)s, (size_t)(p - s), 10, out);
