@@ -178,11 +178,15 @@ static void put_ref(enc *e, const uint64_t *box) {
     put_u32(e, (uint32_t)(box[3 + i / 2] >> (32 * (i % 2))));
 }
 
+/* OTP writes V4_PORT_EXT as soon as the id needs more than 28 bits (the
+ * largest port number of the older formats). */
+#define V3_PORT_ID_MAX 0xfffffffu
+
 static void put_port(enc *e, const uint64_t *box) {
   uint64_t id = box[2];
-  put_u8(e, id > UINT32_MAX ? KEEL_ETF_V4_PORT : KEEL_ETF_NEW_PORT);
+  put_u8(e, id > V3_PORT_ID_MAX ? KEEL_ETF_V4_PORT : KEEL_ETF_NEW_PORT);
   put_atom(e, box[1]);
-  if (id > UINT32_MAX)
+  if (id > V3_PORT_ID_MAX)
     put_u64(e, id);
   else
     put_u32(e, (uint32_t)id);

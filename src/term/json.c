@@ -19,9 +19,9 @@
 #include "keel/json.h"
 #include "term/term_internal.h"
 
-/* Longest integer accepted, in digits. Converting decimal text to a big
- * integer costs time quadratic in its length, so without a bound a
- * megabyte of digits would take seconds. Longer ones are KEEL_ELIMIT. */
+/* Integers longer than KEEL_JSON_MAX_INT_DIGITS are refused: converting
+ * decimal text to a big integer costs time quadratic in its length, so
+ * without a bound a megabyte of digits would take seconds. */
 
 /* ---- shared helpers ------------------------------------------------------ */
 
