@@ -1,0 +1,176 @@
+/*
+ * keel/runtime.h - the process runtime: a node of scheduler threads running
+ * lightweight processes that exchange messages.
+ *
+ * A node is started once per OS process (keel_node_start) and stopped with
+ * keel_node_stop. It runs N scheduler threads; each owns a run queue, steals
+ * work from the others when it runs dry and parks on a futex when there is
+ * nothing to do (no periodic wake-ups).
+ *
+ * Processes in this version are *handler* processes: a C callback invoked
+ * once per message with the process's state. A process has a pid (a local
+ * pid term, see keel_pid_local in keel/term.h), a mailbox and a private term
+ * heap for its state. Pids carry a generation: once a process is dead its
+ * pid never names another process, and a send to it is a silent no-op.
+ *
+ * Ordering: messages from one sender to one receiver are handled in the
+ * order they were sent. Nothing is promised across different senders.
+ *
+ * Scheduling is cooperative: each handled message costs
+ * KEEL_COST_MESSAGE units and each send KEEL_COST_SEND of a slice of
+ * KEEL_SLICE_BUDGET units; a process whose slice is used up goes to the back
+ * of its run queue so the other processes of its scheduler run. A handler
+ * that loops forever without returning blocks its scheduler.
+ */
+#ifndef KEEL_RUNTIME_H
+#define KEEL_RUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "keel/error.h"
+#include "keel/term.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Budget of one scheduling slice, and what handling a message and sending
+ * one cost out of it (BEAM's 4000 reductions; 40 messages per slice). */
+#define KEEL_SLICE_BUDGET 4000
+#define KEEL_COST_MESSAGE 100
+#define KEEL_COST_SEND 10
+
+/* Most scheduler threads a node runs. */
+#define KEEL_MAX_SCHEDULERS 64
+
+/* Default and largest process limits. */
+#define KEEL_DEFAULT_MAX_PROCESSES (UINT32_C(1) << 22)
+#define KEEL_MAX_PROCESSES (UINT32_C(1) << 28)
+
+/* Options of keel_node_start. Zero-initialise, then set what you need. */
+typedef struct keel_node_opts {
+  /* Scheduler threads; 0 = number of online CPUs (capped at
+   * KEEL_MAX_SCHEDULERS). */
+  unsigned schedulers;
+  /* Most processes alive at once; 0 = KEEL_DEFAULT_MAX_PROCESSES. At most
+   * KEEL_MAX_PROCESSES. Spawning beyond it fails with KEEL_ESYSLIMIT. */
+  size_t max_processes;
+  /* How long an idle scheduler looks for work before parking on its futex,
+   * in microseconds; 0 = the default (20 us). */
+  unsigned spin_us;
+} keel_node_opts;
+
+/* Starts the node. opts may be NULL (all defaults).
+ * Errors: KEEL_ESTATE (a node is already running), KEEL_EINVAL (an option
+ * out of range), KEEL_ENOMEM, KEEL_EIO (a thread could not be created).
+ * Not thread-safe with respect to keel_node_stop: call both from one
+ * controlling thread. */
+int keel_node_start(const keel_node_opts *opts);
+
+/* Stops the node: stops the schedulers, then terminates every process still
+ * alive (its terminate callback runs with reason 'shutdown' on the calling
+ * thread), frees every queued message and all runtime memory. Must not be
+ * called from a process, nor while other non-node threads still send or
+ * spawn. Returns KEEL_OK, or KEEL_ESTATE when no node runs or when called
+ * from a scheduler thread. */
+int keel_node_stop(void);
+
+/* Number of scheduler threads of the running node (0 when none runs).
+ * Thread-safe. */
+unsigned keel_node_schedulers(void);
+
+/* Counters of the running node, for tests and monitoring. */
+typedef struct keel_node_stats {
+  size_t processes;       /* processes alive */
+  uint64_t spawned;       /* processes spawned since start */
+  int64_t messages_live;  /* messages allocated and not yet freed */
+  uint64_t messages_sent; /* messages delivered into a mailbox */
+} keel_node_stats;
+
+/* Fills *out with the node's counters. The figures are a snapshot read
+ * without stopping the node; messages_live is exact once the node is
+ * quiescent. KEEL_ESTATE when no node runs. Thread-safe. */
+int keel_node_stats_get(keel_node_stats *out);
+
+/* ------------------------------------------------------------------------ */
+/* Processes                                                                */
+/* ------------------------------------------------------------------------ */
+
+/* A process, as seen by its own handler. Valid only inside a call of that
+ * process's handler or terminate callback, on the calling thread. */
+typedef struct keel_proc keel_proc;
+
+/* What a handler returns. */
+typedef enum keel_handler_status {
+  KEEL_CONTINUE = 0, /* wait for the next message */
+  KEEL_EXIT = 1      /* terminate the process (reason: keel_exit's, or
+                        'normal') */
+} keel_handler_status;
+
+/* Called once per message. msg lives only until the handler returns: copy
+ * what must be kept into keel_proc_heap(self) with keel_term_copy. state is
+ * the process's state pointer (keel_proc_state). */
+typedef keel_handler_status (*keel_handler_fn)(keel_proc *self, keel_term msg,
+                                               void *state);
+
+/* Called once when a process terminates (after its last handler call, or at
+ * node stop), before its heap and mailbox are freed: the place to free what
+ * state points to. reason lives until the callback returns. */
+typedef void (*keel_terminate_fn)(keel_proc *self, keel_term reason,
+                                  void *state);
+
+/* Options of keel_spawn. Zero-initialise, then set what you need. */
+typedef struct keel_spawn_opts {
+  keel_terminate_fn terminate; /* may be NULL */
+} keel_spawn_opts;
+
+/* Spawns a handler process whose state pointer is `state` (owned by the
+ * caller's code; typically freed in opts->terminate). The new process is
+ * idle until it gets a message. opts may be NULL. On success stores the new
+ * pid in *pid (may be NULL).
+ * Errors: KEEL_EINVAL (handler NULL), KEEL_ESTATE (no node running),
+ * KEEL_ESYSLIMIT (the process limit is reached), KEEL_ENOMEM.
+ * Thread-safe: callable from processes and from any other thread. */
+int keel_spawn(keel_handler_fn handler, void *state,
+               const keel_spawn_opts *opts, keel_term *pid);
+
+/* Sends a copy of msg to the process `pid`. The copy is made on the
+ * calling thread (large binaries and resources are shared by reference
+ * count, not copied), so msg's heap may be freed as soon as this returns.
+ * Sending to a dead or stale pid silently succeeds and delivers nothing.
+ * Messages from one sender to one receiver arrive in the order sent.
+ * Errors: KEEL_EBADARG (pid is not a local pid), KEEL_EINVAL (msg is
+ * KEEL_NONE), KEEL_ESTATE (no node running), KEEL_ENOMEM (the message could
+ * not be allocated; nothing was delivered).
+ * Thread-safe: callable from processes and from any other thread. */
+int keel_send(keel_term pid, keel_term msg);
+
+/* Pid of the process. */
+keel_term keel_self(const keel_proc *self);
+
+/* The process's private heap: terms of the process's state live here and
+ * stay valid until the process terminates. Only the process's own handler
+ * and terminate callback may use it. */
+keel_heap *keel_proc_heap(keel_proc *self);
+
+/* The process's state pointer, and replacing it (e.g. in the first
+ * handler call). */
+void *keel_proc_state(const keel_proc *self);
+void keel_proc_set_state(keel_proc *self, void *state);
+
+/* Records `reason` as the exit reason of the calling process and returns
+ * KEEL_EXIT, so a handler ends with `return keel_exit(self, reason);`.
+ * reason is copied into the process's heap; if the copy fails for lack of
+ * memory the reason becomes 'system_limit'. */
+keel_handler_status keel_exit(keel_proc *self, keel_term reason);
+
+/* The process whose handler is running on the calling thread, or NULL on a
+ * thread that is not running a process. */
+keel_proc *keel_current(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KEEL_RUNTIME_H */

@@ -1,0 +1,329 @@
+/*
+ * proc.c - the process table, spawn, send, exit and process death.
+ *
+ * Slots are handed out from a lock-free stack of free indices (tagged
+ * against ABA) and, when it is empty, from a high-water mark bounded by the
+ * process limit. PCBs live in chunks that are only freed at node stop, so a
+ * stale pid can always be checked against its slot's generation.
+ */
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/futex.h"
+#include "runtime/rt_internal.h"
+
+keel_proc *keel__rt_slot(rt_node *n, uint32_t idx) {
+  if ((size_t)(idx >> RT_CHUNK_BITS) >= n->nchunks)
+    return NULL;
+  /* acquire: pairs with the release CAS that installs a chunk. */
+  keel_proc *c = atomic_load_explicit(&n->chunks[idx >> RT_CHUNK_BITS],
+                                      memory_order_acquire);
+  return c == NULL ? NULL : &c[idx & (RT_CHUNK_SIZE - 1)];
+}
+
+static keel_proc *chunk_ensure(rt_node *n, uint32_t idx) {
+  keel_proc *p = keel__rt_slot(n, idx);
+  if (p != NULL)
+    return p;
+  size_t bytes = sizeof(keel_proc) * RT_CHUNK_SIZE;
+  keel_proc *c = aligned_alloc(64, bytes);
+  if (c == NULL)
+    return NULL;
+  memset(c, 0, bytes);
+  keel_proc *expected = NULL;
+  /* release: publishes the zeroed chunk to keel__rt_slot's acquire. */
+  if (!atomic_compare_exchange_strong_explicit(
+          &n->chunks[idx >> RT_CHUNK_BITS], &expected, c, memory_order_acq_rel,
+          memory_order_acquire))
+    free(c);
+  return keel__rt_slot(n, idx);
+}
+
+static int slot_alloc(rt_node *n, uint32_t *out) {
+  uint64_t top = atomic_load_explicit(&n->free_top, memory_order_acquire);
+  while ((uint32_t)top != RT_FREE_NIL) {
+    keel_proc *p = keel__rt_slot(n, (uint32_t)top);
+    uint32_t next = atomic_load_explicit(&p->free_next, memory_order_relaxed);
+    uint64_t ntop = (((top >> 32) + 1) << 32) | next;
+    if (atomic_compare_exchange_weak_explicit(&n->free_top, &top, ntop,
+                                              memory_order_acq_rel,
+                                              memory_order_acquire)) {
+      *out = (uint32_t)top;
+      return KEEL_OK;
+    }
+  }
+  uint32_t hw = atomic_load_explicit(&n->high_water, memory_order_relaxed);
+  do {
+    if (hw >= n->max_procs)
+      return KEEL_ESYSLIMIT;
+  } while (!atomic_compare_exchange_weak_explicit(
+      &n->high_water, &hw, hw + 1, memory_order_relaxed, memory_order_relaxed));
+  if (chunk_ensure(n, hw) == NULL)
+    return KEEL_ENOMEM; /* the index is lost; harmless */
+  *out = hw;
+  return KEEL_OK;
+}
+
+static void slot_release(rt_node *n, keel_proc *p, uint32_t idx) {
+  uint64_t top = atomic_load_explicit(&n->free_top, memory_order_relaxed);
+  uint64_t ntop;
+  do {
+    atomic_store_explicit(&p->free_next, (uint32_t)top, memory_order_relaxed);
+    ntop = (((top >> 32) + 1) << 32) | idx;
+    /* release: publishes free_next to slot_alloc's acquire. */
+  } while (!atomic_compare_exchange_weak_explicit(
+      &n->free_top, &top, ntop, memory_order_release, memory_order_relaxed));
+}
+
+/* ---- message accounting ------------------------------------------------- */
+
+static void count(_Atomic int64_t *own, _Atomic int64_t *foreign) {
+  if (keel__rt_sched() != NULL) /* owner-only counter: no RMW needed */
+    atomic_store_explicit(own,
+                          atomic_load_explicit(own, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+  else
+    atomic_fetch_add_explicit(foreign, 1, memory_order_relaxed);
+}
+
+static void count_alloc(rt_node *n) {
+  rt_sched *s = keel__rt_sched();
+  count(s ? &s->msg_alloc : NULL, &n->foreign_alloc);
+}
+
+static void count_free(rt_node *n) {
+  rt_sched *s = keel__rt_sched();
+  count(s ? &s->msg_free : NULL, &n->foreign_free);
+}
+
+static void count_sent(rt_node *n) {
+  rt_sched *s = keel__rt_sched();
+  if (s != NULL)
+    atomic_store_explicit(
+        &s->msg_sent,
+        atomic_load_explicit(&s->msg_sent, memory_order_relaxed) + 1,
+        memory_order_relaxed);
+  else
+    atomic_fetch_add_explicit(&n->foreign_sent, 1, memory_order_relaxed);
+}
+
+void keel__rt_free_msg(rt_msg *m) {
+  if (m->offheap != NULL) {
+    /* A heap whose only content is the off-heap chain: destroying it drops
+     * the message's references to shared binaries and resources. */
+    keel_heap h;
+    keel_heap_init(&h);
+    h.offheap = m->offheap;
+    keel_heap_destroy(&h);
+  }
+  free(m);
+  count_free(keel__rt);
+}
+
+static rt_msg *msg_new(keel_term t) {
+  size_t words = keel_term_copy_words(t);
+  rt_msg *m = malloc(sizeof *m + words * sizeof(uint64_t));
+  if (m == NULL)
+    return NULL;
+  m->offheap = NULL;
+  m->term = t;
+  if (words != 0) {
+    keel_heap h;
+    keel_heap_init_fixed(&h, m->words, words);
+    m->term = keel_term_copy(&h, t);
+    m->offheap = h.offheap;
+    if (m->term == KEEL_NONE) {
+      keel_heap_destroy(&h);
+      free(m);
+      return NULL;
+    }
+  }
+  count_alloc(keel__rt);
+  return m;
+}
+
+/* ---- spawn ----------------------------------------------------------------
+ */
+
+int keel_spawn(keel_handler_fn handler, void *state,
+               const keel_spawn_opts *opts, keel_term *pid) {
+  rt_node *n = keel__rt;
+  if (n == NULL)
+    return KEEL_ESTATE;
+  if (handler == NULL)
+    return KEEL_EINVAL;
+  uint32_t idx;
+  int rc = slot_alloc(n, &idx);
+  if (rc != KEEL_OK)
+    return rc;
+  keel_proc *p = keel__rt_slot(n, idx);
+  p->handler = handler;
+  p->state = state;
+  p->terminate = opts != NULL ? opts->terminate : NULL;
+  p->exit_reason = KEEL_ATOM(NORMAL);
+  p->qnext = NULL;
+  p->budget = 0;
+  keel_heap_init(&p->heap);
+  keel__mbox_init(p);
+  uint64_t ctl = atomic_load_explicit(&p->ctl, memory_order_relaxed);
+  uint64_t gen, nctl;
+  do {
+    gen = rt_gen(ctl);
+    p->pid_number = (gen << RT_IDX_BITS) | idx;
+    nctl = (ctl & RT_PIN_MASK) | (gen << RT_GEN_SHIFT) | RT_ST_IDLE;
+    /* release: publishes the initialised PCB to senders' acquire. */
+  } while (!atomic_compare_exchange_weak_explicit(
+      &p->ctl, &ctl, nctl, memory_order_release, memory_order_relaxed));
+  atomic_fetch_add_explicit(&n->live, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&n->spawned, 1, memory_order_relaxed);
+  if (pid != NULL)
+    *pid = keel_pid_local(p->pid_number);
+  return KEEL_OK;
+}
+
+/* ---- send -----------------------------------------------------------------
+ */
+
+static bool alive_as(uint64_t ctl, uint64_t gen) {
+  return rt_gen(ctl) == gen && (ctl & RT_ST_MASK) != RT_ST_FREE &&
+         (ctl & RT_EXITING) == 0;
+}
+
+/* Drops our pin and, if the process was idle, makes it runnable (returns
+ * true: the caller must queue it). */
+static bool unpin_and_wake(keel_proc *p) {
+  uint64_t ctl = atomic_load_explicit(&p->ctl, memory_order_relaxed);
+  uint64_t nctl;
+  bool wake;
+  do {
+    nctl = ctl - RT_PIN_ONE;
+    wake = false;
+    if ((ctl & RT_EXITING) == 0) {
+      uint64_t st = ctl & RT_ST_MASK;
+      if (st == RT_ST_IDLE) {
+        nctl = (nctl & ~RT_ST_MASK) | RT_ST_RUNNABLE;
+        wake = true;
+      } else if (st == RT_ST_RUNNING) {
+        nctl |= RT_NEWMAIL;
+      }
+    }
+    /* release: our push happens-before whoever reads the new state;
+     * acquire (on success) orders the queueing after it. */
+  } while (!atomic_compare_exchange_weak_explicit(
+      &p->ctl, &ctl, nctl, memory_order_acq_rel, memory_order_relaxed));
+  return wake;
+}
+
+int keel_send(keel_term pid, keel_term msg) {
+  rt_node *n = keel__rt;
+  if (n == NULL)
+    return KEEL_ESTATE;
+  if (!keel_is_local_pid(pid))
+    return KEEL_EBADARG;
+  if (msg == KEEL_NONE)
+    return KEEL_EINVAL;
+  keel_proc *self = keel_current();
+  if (self != NULL)
+    self->budget -= KEEL_COST_SEND;
+  uint64_t num = keel_pid_local_number(pid);
+  uint64_t gen = num >> RT_IDX_BITS;
+  keel_proc *p = keel__rt_slot(n, (uint32_t)(num & RT_IDX_MASK));
+  if (p == NULL || gen > RT_GEN_MASK)
+    return KEEL_OK;
+  if (!alive_as(atomic_load_explicit(&p->ctl, memory_order_relaxed), gen))
+    return KEEL_OK; /* dead or stale: a silent no-op */
+  rt_msg *m = msg_new(msg);
+  if (m == NULL)
+    return KEEL_ENOMEM;
+  /* acq_rel: acquire sees the PCB initialised by spawn; the pin keeps the
+   * process from finishing its death until our push is complete. */
+  uint64_t ctl =
+      atomic_fetch_add_explicit(&p->ctl, RT_PIN_ONE, memory_order_acq_rel);
+  if (!alive_as(ctl, gen)) {
+    atomic_fetch_sub_explicit(&p->ctl, RT_PIN_ONE, memory_order_release);
+    keel__rt_free_msg(m);
+    return KEEL_OK;
+  }
+  keel__mbox_push(p, m);
+  bool wake = unpin_and_wake(p);
+  count_sent(n);
+  if (wake)
+    keel__rt_make_runnable(n, p);
+  return KEEL_OK;
+}
+
+/* ---- death ----------------------------------------------------------------
+ */
+
+void keel__rt_proc_die(rt_node *n, keel_proc *p) {
+  atomic_fetch_or_explicit(&p->ctl, RT_EXITING, memory_order_acq_rel);
+  /* acquire: pairs with the senders' release of their pins, so every
+   * message pushed by a pinned sender is visible below. */
+  unsigned spins = 0;
+  while (atomic_load_explicit(&p->ctl, memory_order_acquire) & RT_PIN_MASK) {
+    if (++spins < 64)
+      keel__cpu_relax();
+    else
+      sched_yield();
+  }
+  if (p->terminate != NULL)
+    p->terminate(p, p->exit_reason, p->state);
+  for (rt_msg *m; (m = keel__mbox_pop(p)) != NULL;)
+    keel__rt_free_msg(m);
+  keel_heap_destroy(&p->heap);
+  p->state = NULL;
+  uint64_t ctl = atomic_load_explicit(&p->ctl, memory_order_relaxed);
+  uint64_t nctl;
+  do {
+    uint64_t gen = (rt_gen(ctl) + 1) & RT_GEN_MASK;
+    nctl = (ctl & RT_PIN_MASK) | (gen << RT_GEN_SHIFT) | RT_ST_FREE;
+  } while (!atomic_compare_exchange_weak_explicit(
+      &p->ctl, &ctl, nctl, memory_order_acq_rel, memory_order_relaxed));
+  slot_release(n, p, (uint32_t)(p->pid_number & RT_IDX_MASK));
+  atomic_fetch_sub_explicit(&n->live, 1, memory_order_relaxed);
+}
+
+/* ---- accessors ------------------------------------------------------------
+ */
+
+keel_term keel_self(const keel_proc *self) {
+  return keel_pid_local(self->pid_number);
+}
+
+keel_heap *keel_proc_heap(keel_proc *self) {
+  return &self->heap;
+}
+
+void *keel_proc_state(const keel_proc *self) {
+  return self->state;
+}
+
+void keel_proc_set_state(keel_proc *self, void *state) {
+  self->state = state;
+}
+
+keel_handler_status keel_exit(keel_proc *self, keel_term reason) {
+  keel_term r = keel_term_copy(&self->heap, reason);
+  self->exit_reason = r == KEEL_NONE ? KEEL_ATOM(SYSTEM_LIMIT) : r;
+  return KEEL_EXIT;
+}
+
+int keel_node_stats_get(keel_node_stats *out) {
+  rt_node *n = keel__rt;
+  if (n == NULL)
+    return KEEL_ESTATE;
+  int64_t alloc = atomic_load(&n->foreign_alloc);
+  int64_t freed = atomic_load(&n->foreign_free);
+  uint64_t sent = atomic_load(&n->foreign_sent);
+  for (unsigned i = 0; i < n->nsched; i++) {
+    alloc += atomic_load(&n->sched[i].msg_alloc);
+    freed += atomic_load(&n->sched[i].msg_free);
+    sent += atomic_load(&n->sched[i].msg_sent);
+  }
+  out->processes = atomic_load(&n->live);
+  out->spawned = atomic_load(&n->spawned);
+  out->messages_live = alloc - freed;
+  out->messages_sent = sent;
+  return KEEL_OK;
+}

@@ -1,0 +1,172 @@
+/*
+ * rt_internal.h - data structures shared by the runtime's files.
+ *
+ * Process control word (keel_proc.ctl, 64 bits), the one place where every
+ * cross-thread decision about a process is made with a CAS:
+ *
+ *   bits  0..2   state: FREE, IDLE, RUNNABLE, RUNNING
+ *   bit   3      NEWMAIL: a sender delivered while the process was RUNNING
+ *   bit   4      EXITING: the process is dying; senders drop their message
+ *   bits  8..31  pins: senders currently between their generation check and
+ *                the end of their mailbox push
+ *   bits 32..61  generation of the slot (30 bits, part of the pid)
+ *
+ * A sender adds a pin (fetch_add), checks generation and state, pushes its
+ * message, then removes the pin and makes the process runnable in one CAS.
+ * A dying process sets EXITING, waits for the pins to drain, frees its
+ * mailbox and bumps the generation. Process control blocks are never freed
+ * while the node runs (they live in chunks indexed by slot), so a sender
+ * holding a stale pid always reads valid memory and simply sees a different
+ * generation.
+ */
+#ifndef KEEL_RT_INTERNAL_H
+#define KEEL_RT_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "keel/runtime.h"
+
+/* ---- control word ------------------------------------------------------- */
+
+#define RT_ST_MASK UINT64_C(0x7)
+#define RT_ST_FREE UINT64_C(0)
+#define RT_ST_IDLE UINT64_C(1)
+#define RT_ST_RUNNABLE UINT64_C(2)
+#define RT_ST_RUNNING UINT64_C(3)
+#define RT_NEWMAIL UINT64_C(0x8)
+#define RT_EXITING UINT64_C(0x10)
+#define RT_PIN_ONE (UINT64_C(1) << 8)
+#define RT_PIN_MASK (UINT64_C(0xffffff) << 8)
+#define RT_GEN_SHIFT 32
+#define RT_GEN_BITS 30
+#define RT_GEN_MASK ((UINT64_C(1) << RT_GEN_BITS) - 1)
+
+/* Pid number = generation << RT_IDX_BITS | slot index (58 bits in all). */
+#define RT_IDX_BITS 28
+#define RT_IDX_MASK ((UINT64_C(1) << RT_IDX_BITS) - 1)
+
+static inline uint64_t rt_gen(uint64_t ctl) {
+  return (ctl >> RT_GEN_SHIFT) & RT_GEN_MASK;
+}
+
+/* ---- messages and mailbox ------------------------------------------------ */
+
+/* Link of the intrusive MPSC queue (Vyukov). */
+typedef struct rt_mnode {
+  _Atomic(struct rt_mnode *) next;
+} rt_mnode;
+
+/* One message: one allocation holding the link, the term and its flat copy.
+ * offheap is the chain of counted references of the copy (large binaries,
+ * resources), released when the message is freed. */
+typedef struct rt_msg {
+  rt_mnode link;
+  keel_term term;
+  uint64_t *offheap;
+  uint64_t words[];
+} rt_msg;
+
+/* ---- process control block ----------------------------------------------- */
+
+struct keel_proc {
+  /* Written by other threads: the control word and the mailbox head. */
+  _Atomic uint64_t ctl;
+  _Atomic(rt_mnode *) mb_head;
+  /* Owner-only (the scheduler running the process). */
+  rt_mnode *mb_tail;
+  rt_mnode mb_stub;
+  struct keel_proc *qnext; /* link in the inject queue */
+  keel_handler_fn handler;
+  void *state;
+  keel_terminate_fn terminate;
+  keel_term exit_reason;
+  uint64_t pid_number;
+  int32_t budget;
+  _Atomic uint32_t free_next; /* link in the free-slot stack */
+  keel_heap heap;
+};
+
+/* ---- schedulers ---------------------------------------------------------- */
+
+#define RT_RUNQ_SIZE 256u
+
+typedef struct rt_sched {
+  /* Local run queue (Go's runq): the owner pushes at tail and pops at head;
+   * thieves take half with a CAS on head. */
+  _Atomic uint32_t rq_head;
+  _Atomic uint32_t rq_tail;
+  _Atomic(keel_proc *) rq[RT_RUNQ_SIZE];
+  /* Owner-only: the process woken last by this scheduler, run next. It is
+   * not stealable; it shares the remaining slice of its waker. */
+  keel_proc *runnext;
+  int32_t slice; /* budget left in the current slice */
+  uint32_t tick; /* schedules so far, for the inject-queue check */
+  uint32_t rng;  /* victim selection */
+  bool spinning; /* counted in node.nspinning */
+  unsigned id;
+  /* Futex word: 0 = parked or about to park, 1 = woken. */
+  _Atomic uint32_t park;
+  /* Owner-written, read by stats. */
+  _Atomic int64_t msg_alloc;
+  _Atomic int64_t msg_free;
+  _Atomic uint64_t msg_sent;
+  pthread_t thread;
+} rt_sched;
+
+/* ---- the node ------------------------------------------------------------ */
+
+#define RT_CHUNK_BITS 12
+#define RT_CHUNK_SIZE (1u << RT_CHUNK_BITS)
+#define RT_FREE_NIL UINT32_MAX
+
+typedef struct rt_node {
+  unsigned nsched;
+  uint64_t spin_ns;
+  size_t max_procs;
+  rt_sched *sched;
+  /* Process table: chunks of RT_CHUNK_SIZE PCBs, allocated on demand. */
+  _Atomic(keel_proc *) *chunks;
+  size_t nchunks;
+  _Atomic uint32_t high_water; /* slots ever used */
+  _Atomic uint64_t free_top;   /* free-slot stack: tag << 32 | index */
+  _Atomic size_t live;         /* processes alive */
+  _Atomic uint64_t spawned;
+  /* Global inject queue (processes made runnable off the schedulers, and
+   * run-queue overflow). */
+  pthread_mutex_t inject_lock;
+  keel_proc *inject_head, *inject_tail;
+  _Atomic size_t inject_len;
+  /* Parking: idle schedulers (one bit each) and spinning ones. */
+  _Atomic uint64_t idle_mask;
+  _Atomic uint32_t nspinning;
+  _Atomic uint32_t stopping;
+  /* Messages allocated and freed outside scheduler threads. */
+  _Atomic int64_t foreign_alloc;
+  _Atomic int64_t foreign_free;
+  _Atomic uint64_t foreign_sent;
+} rt_node;
+
+/* The running node (NULL when none runs). */
+extern rt_node *keel__rt;
+
+/* Thread-local: scheduler of this thread and process being run. */
+rt_sched *keel__rt_sched(void);
+void keel__rt_set_current(rt_sched *s, keel_proc *p);
+
+/* Process table (proc.c). */
+keel_proc *keel__rt_slot(rt_node *n, uint32_t idx);
+void keel__rt_proc_die(rt_node *n, keel_proc *p);
+void keel__rt_free_msg(rt_msg *m);
+
+/* Mailbox (mailbox.c). */
+void keel__mbox_init(keel_proc *p);
+void keel__mbox_push(keel_proc *p, rt_msg *m);
+rt_msg *keel__mbox_pop(keel_proc *p);
+
+/* Scheduling (sched.c). */
+void keel__rt_make_runnable(rt_node *n, keel_proc *p);
+
+#endif /* KEEL_RT_INTERNAL_H */

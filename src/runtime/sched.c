@@ -1,0 +1,519 @@
+/*
+ * sched.c - scheduler threads: run queues, work stealing, parking.
+ *
+ * Each scheduler owns a bounded ring (Go's runq: owner pushes at the tail
+ * and pops at the head, thieves take half with a CAS on the head) and a
+ * runnext slot for the process it woke last (message-passing locality; the
+ * woken process shares the remainder of its waker's slice, so a ping-pong
+ * pair cannot starve the ring). Processes made runnable by non-scheduler
+ * threads, and ring overflow, go to one global inject queue (mutex +
+ * intrusive list), which every scheduler checks every 61 schedules and
+ * whenever its own queues are empty.
+ *
+ * Idle protocol (Go's spinning rule, see proc.go in the Go runtime):
+ *   - whoever makes work stealable (ring or inject push) issues a seq_cst
+ *     fence, then wakes one parked scheduler if nobody is spinning;
+ *   - a scheduler that runs dry spins (steals) for up to spin_ns, then
+ *     stops spinning, fences and re-checks every queue; then it sets its
+ *     idle bit, fences, re-checks again, and only then sleeps on its futex.
+ * Either the waker sees the idle bit or the parker sees the work, so a
+ * wake-up cannot be lost; no periodic tick is needed.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/futex.h"
+#include "keel/clock.h"
+#include "runtime/rt_internal.h"
+
+rt_node *keel__rt;
+
+static _Thread_local rt_sched *tl_sched;
+static _Thread_local keel_proc *tl_proc;
+
+rt_sched *keel__rt_sched(void) {
+  return tl_sched;
+}
+
+void keel__rt_set_current(rt_sched *s, keel_proc *p) {
+  tl_sched = s;
+  tl_proc = p;
+}
+
+keel_proc *keel_current(void) {
+  return tl_proc;
+}
+
+unsigned keel_node_schedulers(void) {
+  rt_node *n = keel__rt;
+  return n == NULL ? 0 : n->nsched;
+}
+
+/* ---- inject queue ---------------------------------------------------------
+ */
+
+static void inject_put_list(rt_node *n, keel_proc *head, keel_proc *tail,
+                            size_t count) {
+  pthread_mutex_lock(&n->inject_lock);
+  tail->qnext = NULL;
+  if (n->inject_tail != NULL)
+    n->inject_tail->qnext = head;
+  else
+    n->inject_head = head;
+  n->inject_tail = tail;
+  atomic_fetch_add_explicit(&n->inject_len, count, memory_order_relaxed);
+  pthread_mutex_unlock(&n->inject_lock);
+}
+
+static keel_proc *inject_get(rt_node *n) {
+  if (atomic_load_explicit(&n->inject_len, memory_order_relaxed) == 0)
+    return NULL;
+  pthread_mutex_lock(&n->inject_lock);
+  keel_proc *p = n->inject_head;
+  if (p != NULL) {
+    n->inject_head = p->qnext;
+    if (n->inject_head == NULL)
+      n->inject_tail = NULL;
+    atomic_fetch_sub_explicit(&n->inject_len, 1, memory_order_relaxed);
+  }
+  pthread_mutex_unlock(&n->inject_lock);
+  return p;
+}
+
+/* ---- local run queue ------------------------------------------------------
+ */
+
+static uint32_t runq_len(rt_sched *s) {
+  uint32_t h = atomic_load_explicit(&s->rq_head, memory_order_acquire);
+  uint32_t t = atomic_load_explicit(&s->rq_tail, memory_order_acquire);
+  return t - h;
+}
+
+/* Moves half of a full ring plus p to the inject queue. */
+static bool runq_put_slow(rt_node *n, rt_sched *s, keel_proc *p, uint32_t h,
+                          uint32_t t) {
+  keel_proc *batch[RT_RUNQ_SIZE / 2 + 1];
+  uint32_t k = (t - h) / 2;
+  for (uint32_t i = 0; i < k; i++)
+    batch[i] = atomic_load_explicit(&s->rq[(h + i) % RT_RUNQ_SIZE],
+                                    memory_order_relaxed);
+  if (!atomic_compare_exchange_strong_explicit(
+          &s->rq_head, &h, h + k, memory_order_acq_rel, memory_order_relaxed))
+    return false; /* a thief made room: retry the fast path */
+  batch[k] = p;
+  for (uint32_t i = 0; i < k; i++)
+    batch[i]->qnext = batch[i + 1];
+  inject_put_list(n, batch[0], batch[k], k + 1);
+  return true;
+}
+
+static void runq_put(rt_node *n, rt_sched *s, keel_proc *p) {
+  for (;;) {
+    uint32_t h = atomic_load_explicit(&s->rq_head, memory_order_acquire);
+    uint32_t t = atomic_load_explicit(&s->rq_tail, memory_order_relaxed);
+    if (t - h < RT_RUNQ_SIZE) {
+      atomic_store_explicit(&s->rq[t % RT_RUNQ_SIZE], p, memory_order_relaxed);
+      /* release: publishes the entry to consumers' acquire of tail. */
+      atomic_store_explicit(&s->rq_tail, t + 1, memory_order_release);
+      return;
+    }
+    if (runq_put_slow(n, s, p, h, t))
+      return;
+  }
+}
+
+static keel_proc *runq_get(rt_sched *s) {
+  uint32_t h = atomic_load_explicit(&s->rq_head, memory_order_acquire);
+  for (;;) {
+    uint32_t t = atomic_load_explicit(&s->rq_tail, memory_order_relaxed);
+    if (t == h)
+      return NULL;
+    keel_proc *p =
+        atomic_load_explicit(&s->rq[h % RT_RUNQ_SIZE], memory_order_relaxed);
+    if (atomic_compare_exchange_weak_explicit(
+            &s->rq_head, &h, h + 1, memory_order_acq_rel, memory_order_acquire))
+      return p;
+  }
+}
+
+/* Steals half of victim's ring into s's ring; returns one process to run. */
+static keel_proc *runq_steal(rt_sched *s, rt_sched *v) {
+  keel_proc *batch[RT_RUNQ_SIZE / 2];
+  uint32_t n;
+  for (;;) {
+    uint32_t h = atomic_load_explicit(&v->rq_head, memory_order_acquire);
+    uint32_t t = atomic_load_explicit(&v->rq_tail, memory_order_acquire);
+    n = t - h;
+    n = n - n / 2;
+    if (n == 0)
+      return NULL;
+    if (n > RT_RUNQ_SIZE / 2)
+      continue; /* inconsistent snapshot */
+    for (uint32_t i = 0; i < n; i++)
+      batch[i] = atomic_load_explicit(&v->rq[(h + i) % RT_RUNQ_SIZE],
+                                      memory_order_relaxed);
+    if (atomic_compare_exchange_weak_explicit(
+            &v->rq_head, &h, h + n, memory_order_acq_rel, memory_order_relaxed))
+      break;
+  }
+  /* Our own ring is empty (we only steal when dry): the batch fits. */
+  uint32_t t = atomic_load_explicit(&s->rq_tail, memory_order_relaxed);
+  for (uint32_t i = 1; i < n; i++)
+    atomic_store_explicit(&s->rq[(t + i - 1) % RT_RUNQ_SIZE], batch[i],
+                          memory_order_relaxed);
+  atomic_store_explicit(&s->rq_tail, t + n - 1, memory_order_release);
+  return batch[0];
+}
+
+/* ---- waking ---------------------------------------------------------------
+ */
+
+/* Wakes one parked scheduler if work became stealable and nobody spins. */
+static void wakep(rt_node *n) {
+  /* seq_cst: orders our queue push before the loads below (StoreLoad);
+   * pairs with the fences in park(). */
+  atomic_thread_fence(memory_order_seq_cst);
+  if (atomic_load_explicit(&n->nspinning, memory_order_relaxed) != 0)
+    return;
+  uint64_t mask = atomic_load_explicit(&n->idle_mask, memory_order_relaxed);
+  if (mask == 0)
+    return;
+  uint32_t zero = 0;
+  if (!atomic_compare_exchange_strong_explicit(
+          &n->nspinning, &zero, 1, memory_order_acq_rel, memory_order_relaxed))
+    return;
+  unsigned i;
+  do {
+    if (mask == 0) {
+      atomic_fetch_sub_explicit(&n->nspinning, 1, memory_order_acq_rel);
+      return;
+    }
+    i = (unsigned)__builtin_ctzll(mask);
+  } while (!atomic_compare_exchange_weak_explicit(
+      &n->idle_mask, &mask, mask & ~(UINT64_C(1) << i), memory_order_acq_rel,
+      memory_order_relaxed));
+  /* The woken scheduler starts out spinning (counted above). */
+  atomic_store_explicit(&n->sched[i].park, 1, memory_order_release);
+  keel__futex_wake(&n->sched[i].park, 1);
+}
+
+void keel__rt_make_runnable(rt_node *n, keel_proc *p) {
+  rt_sched *s = tl_sched;
+  if (s == NULL) {
+    inject_put_list(n, p, p, 1);
+    wakep(n);
+    return;
+  }
+  keel_proc *old = s->runnext;
+  s->runnext = p;
+  if (old != NULL) {
+    runq_put(n, s, old);
+    wakep(n);
+  }
+}
+
+/* ---- finding work ---------------------------------------------------------
+ */
+
+static keel_proc *steal_any(rt_node *n, rt_sched *s) {
+  s->rng = s->rng * 1103515245u + 12345u;
+  unsigned start = (s->rng >> 8) % n->nsched;
+  for (unsigned k = 0; k < n->nsched; k++) {
+    rt_sched *v = &n->sched[(start + k) % n->nsched];
+    if (v == s)
+      continue;
+    keel_proc *p = runq_steal(s, v);
+    if (p != NULL)
+      return p;
+  }
+  return inject_get(n);
+}
+
+static bool any_work(rt_node *n) {
+  if (atomic_load_explicit(&n->inject_len, memory_order_relaxed) != 0)
+    return true;
+  for (unsigned i = 0; i < n->nsched; i++)
+    if (runq_len(&n->sched[i]) != 0)
+      return true;
+  return false;
+}
+
+static void stop_spinning(rt_node *n, rt_sched *s) {
+  if (!s->spinning)
+    return;
+  s->spinning = false;
+  atomic_fetch_sub_explicit(&n->nspinning, 1, memory_order_seq_cst);
+}
+
+/* Parks until woken. Returns after a wake-up or when work is visible. */
+static void park(rt_node *n, rt_sched *s) {
+  uint64_t bit = UINT64_C(1) << s->id;
+  atomic_store_explicit(&s->park, 0, memory_order_relaxed);
+  atomic_fetch_or_explicit(&n->idle_mask, bit, memory_order_seq_cst);
+  /* seq_cst: our idle bit before the re-check (pairs with wakep). */
+  atomic_thread_fence(memory_order_seq_cst);
+  for (;;) {
+    if (any_work(n) ||
+        atomic_load_explicit(&n->stopping, memory_order_acquire)) {
+      uint64_t old =
+          atomic_fetch_and_explicit(&n->idle_mask, ~bit, memory_order_acq_rel);
+      if ((old & bit) == 0)
+        s->spinning = true; /* a waker claimed us and counted us */
+      return;
+    }
+    keel__futex_wait(&s->park, 0, 0);
+    if (atomic_load_explicit(&s->park, memory_order_acquire) != 0) {
+      /* Woken by wakep (it cleared our bit and counted us as spinning) or
+       * by node stop. */
+      uint64_t old =
+          atomic_fetch_and_explicit(&n->idle_mask, ~bit, memory_order_acq_rel);
+      if ((old & bit) == 0)
+        s->spinning = true;
+      return;
+    }
+  }
+}
+
+/* Leaves the spinning state on finding work; if we were the last spinner,
+ * wakes another scheduler to look for more (Go's resetspinning). */
+static keel_proc *got(rt_node *n, rt_sched *s, keel_proc *p) {
+  if (s->spinning) {
+    stop_spinning(n, s);
+    if (atomic_load_explicit(&n->nspinning, memory_order_seq_cst) == 0)
+      wakep(n);
+  }
+  return p;
+}
+
+/* Returns the next process to run, or NULL when the node stops. *inherit
+ * tells whether it continues the current slice (runnext). */
+static keel_proc *find_runnable(rt_node *n, rt_sched *s, bool *inherit) {
+  for (;;) {
+    if (atomic_load_explicit(&n->stopping, memory_order_acquire)) {
+      stop_spinning(n, s);
+      return NULL;
+    }
+    keel_proc *p;
+    *inherit = false;
+    if (++s->tick % 61 == 0 && (p = inject_get(n)) != NULL)
+      return got(n, s, p);
+    if (s->runnext != NULL && s->slice > 0) {
+      p = s->runnext;
+      s->runnext = NULL;
+      *inherit = true;
+      return got(n, s, p);
+    }
+    if ((p = runq_get(s)) != NULL || (p = inject_get(n)) != NULL)
+      return got(n, s, p);
+    if (s->runnext != NULL) {
+      p = s->runnext;
+      s->runnext = NULL;
+      return got(n, s, p);
+    }
+    /* Dry: spin (steal) for a while if few others do. */
+    if (!s->spinning &&
+        2 * atomic_load_explicit(&n->nspinning, memory_order_relaxed) <
+            n->nsched) {
+      s->spinning = true;
+      atomic_fetch_add_explicit(&n->nspinning, 1, memory_order_seq_cst);
+    }
+    if (s->spinning) {
+      uint64_t deadline = keel_monotonic_ns() + n->spin_ns;
+      unsigned round = 0;
+      do {
+        if ((p = steal_any(n, s)) != NULL)
+          return got(n, s, p);
+        for (int k = 0; k < 32; k++)
+          keel__cpu_relax();
+      } while ((++round & 7) != 0 || keel_monotonic_ns() < deadline);
+      stop_spinning(n, s);
+      /* seq_cst: spinner count before the re-check (pairs with wakep). */
+      atomic_thread_fence(memory_order_seq_cst);
+      if (any_work(n))
+        continue;
+    }
+    park(n, s);
+  }
+}
+
+/* ---- running a process ----------------------------------------------------
+ */
+
+/* CAS on the control word keeping the other bits. */
+static void set_state(keel_proc *p, uint64_t st) {
+  uint64_t ctl = atomic_load_explicit(&p->ctl, memory_order_relaxed);
+  while (!atomic_compare_exchange_weak_explicit(
+      &p->ctl, &ctl, (ctl & ~(RT_ST_MASK | RT_NEWMAIL)) | st,
+      memory_order_acq_rel, memory_order_relaxed))
+    ;
+}
+
+/* Goes idle unless mail arrived meanwhile (then returns false). */
+static bool try_idle(keel_proc *p) {
+  uint64_t ctl = atomic_load_explicit(&p->ctl, memory_order_acquire);
+  for (;;) {
+    if (ctl & RT_NEWMAIL) {
+      atomic_fetch_and_explicit(&p->ctl, ~RT_NEWMAIL, memory_order_acq_rel);
+      return false;
+    }
+    uint64_t nctl = (ctl & ~RT_ST_MASK) | RT_ST_IDLE;
+    if (atomic_compare_exchange_weak_explicit(
+            &p->ctl, &ctl, nctl, memory_order_acq_rel, memory_order_acquire))
+      return true;
+  }
+}
+
+static void run_process(rt_node *n, rt_sched *s, keel_proc *p, bool inherit) {
+  if (!inherit)
+    s->slice = KEEL_SLICE_BUDGET;
+  set_state(p, RT_ST_RUNNING);
+  p->budget = s->slice;
+  tl_proc = p;
+  int32_t left = 0;
+  for (;;) {
+    rt_msg *m = keel__mbox_pop(p);
+    if (m == NULL) {
+      left = p->budget;
+      if (try_idle(p)) /* p may run elsewhere from here on */
+        break;
+      continue;
+    }
+    keel_handler_status st = p->handler(p, m->term, p->state);
+    keel__rt_free_msg(m);
+    p->budget -= KEEL_COST_MESSAGE;
+    left = p->budget;
+    if (st == KEEL_EXIT) {
+      keel__rt_proc_die(n, p); /* the slot may be reused from here on */
+      break;
+    }
+    if (left <= 0) {
+      set_state(p, RT_ST_RUNNABLE);
+      runq_put(n, s, p);
+      if (runq_len(s) > 1 || s->runnext != NULL)
+        wakep(n);
+      break;
+    }
+  }
+  tl_proc = NULL;
+  s->slice = left > 0 ? left : 0;
+}
+
+static void *sched_main(void *arg) {
+  rt_sched *s = arg;
+  rt_node *n = keel__rt;
+  tl_sched = s;
+  for (;;) {
+    bool inherit;
+    keel_proc *p = find_runnable(n, s, &inherit);
+    if (p == NULL)
+      break;
+    run_process(n, s, p, inherit);
+  }
+  tl_sched = NULL;
+  return NULL;
+}
+
+/* ---- node start and stop --------------------------------------------------
+ */
+
+static void node_free(rt_node *n) {
+  if (n->chunks != NULL) {
+    for (size_t i = 0; i < n->nchunks; i++)
+      free(atomic_load_explicit(&n->chunks[i], memory_order_relaxed));
+    free(n->chunks);
+  }
+  free(n->sched);
+  pthread_mutex_destroy(&n->inject_lock);
+  free(n);
+}
+
+static int node_alloc(const keel_node_opts *o, rt_node **out) {
+  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  unsigned ns = o->schedulers;
+  if (ns == 0)
+    ns = ncpu < 1                     ? 1
+         : ncpu > KEEL_MAX_SCHEDULERS ? KEEL_MAX_SCHEDULERS
+                                      : (unsigned)ncpu;
+  if (ns > KEEL_MAX_SCHEDULERS)
+    return KEEL_EINVAL;
+  size_t maxp =
+      o->max_processes != 0 ? o->max_processes : KEEL_DEFAULT_MAX_PROCESSES;
+  if (maxp > KEEL_MAX_PROCESSES)
+    return KEEL_EINVAL;
+  rt_node *n = calloc(1, sizeof *n);
+  if (n == NULL)
+    return KEEL_ENOMEM;
+  pthread_mutex_init(&n->inject_lock, NULL);
+  n->nsched = ns;
+  n->max_procs = maxp;
+  n->spin_ns = (uint64_t)(o->spin_us != 0 ? o->spin_us : 20) * 1000u;
+  n->nchunks = (maxp + RT_CHUNK_SIZE - 1) / RT_CHUNK_SIZE;
+  n->chunks = calloc(n->nchunks, sizeof *n->chunks);
+  n->sched = aligned_alloc(64, ((sizeof(rt_sched) * ns + 63) / 64) * 64);
+  if (n->chunks == NULL || n->sched == NULL) {
+    node_free(n);
+    return KEEL_ENOMEM;
+  }
+  memset(n->sched, 0, sizeof(rt_sched) * ns);
+  atomic_init(&n->free_top, (uint64_t)RT_FREE_NIL);
+  for (unsigned i = 0; i < ns; i++) {
+    n->sched[i].id = i;
+    n->sched[i].rng = 2654435761u * (i + 1);
+  }
+  *out = n;
+  return KEEL_OK;
+}
+
+static void stop_threads(rt_node *n, unsigned started) {
+  atomic_store_explicit(&n->stopping, 1, memory_order_seq_cst);
+  for (unsigned i = 0; i < started; i++) {
+    atomic_store_explicit(&n->sched[i].park, 1, memory_order_release);
+    keel__futex_wake(&n->sched[i].park, 1);
+  }
+  for (unsigned i = 0; i < started; i++)
+    pthread_join(n->sched[i].thread, NULL);
+}
+
+int keel_node_start(const keel_node_opts *opts) {
+  keel_node_opts def = {0};
+  if (keel__rt != NULL)
+    return KEEL_ESTATE;
+  rt_node *n;
+  int rc = node_alloc(opts != NULL ? opts : &def, &n);
+  if (rc != KEEL_OK)
+    return rc;
+  keel__rt = n;
+  for (unsigned i = 0; i < n->nsched; i++) {
+    if (pthread_create(&n->sched[i].thread, NULL, sched_main, &n->sched[i]) !=
+        0) {
+      stop_threads(n, i);
+      keel__rt = NULL;
+      node_free(n);
+      return KEEL_EIO;
+    }
+  }
+  return KEEL_OK;
+}
+
+int keel_node_stop(void) {
+  rt_node *n = keel__rt;
+  if (n == NULL || tl_sched != NULL)
+    return KEEL_ESTATE;
+  stop_threads(n, n->nsched);
+  /* Every scheduler has exited: terminate what is left, on this thread. */
+  uint32_t hw = atomic_load(&n->high_water);
+  for (uint32_t i = 0; i < hw; i++) {
+    keel_proc *p = keel__rt_slot(n, i);
+    if (p == NULL || (atomic_load_explicit(&p->ctl, memory_order_acquire) &
+                      RT_ST_MASK) == RT_ST_FREE)
+      continue;
+    p->exit_reason = KEEL_ATOM(SHUTDOWN);
+    tl_proc = p;
+    keel__rt_proc_die(n, p);
+    tl_proc = NULL;
+  }
+  keel__rt = NULL;
+  node_free(n);
+  return KEEL_OK;
+}

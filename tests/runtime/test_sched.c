@@ -1,0 +1,313 @@
+/* Scheduling: per-sender FIFO (G3), no lost wake-up (G24) and fairness
+ * (G25). Every scenario runs with 1, 2 and 8 schedulers; every wait has a
+ * timeout so a lost wake-up fails the test instead of hanging it. */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "keel/runtime.h"
+#include "runtime/rt_internal.h"
+
+static const unsigned sched_counts[] = {1, 2, 8};
+#define NCONF (sizeof sched_counts / sizeof sched_counts[0])
+#define TIMEOUT_S 10
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+static long events;
+
+static void signal_event(void) {
+  pthread_mutex_lock(&mu);
+  events++;
+  pthread_cond_broadcast(&cv);
+  pthread_mutex_unlock(&mu);
+}
+
+static bool wait_events(long target) {
+  struct timespec dl;
+  clock_gettime(CLOCK_REALTIME, &dl);
+  dl.tv_sec += TIMEOUT_S;
+  pthread_mutex_lock(&mu);
+  int rc = 0;
+  while (events < target && rc == 0)
+    rc = pthread_cond_timedwait(&cv, &mu, &dl);
+  bool ok = events >= target;
+  pthread_mutex_unlock(&mu);
+  return ok;
+}
+
+static void start(unsigned nsched) {
+  keel_node_opts o = {.schedulers = nsched};
+  cr_assert_eq(keel_node_start(&o), KEEL_OK);
+  pthread_mutex_lock(&mu);
+  events = 0;
+  pthread_mutex_unlock(&mu);
+}
+
+/* ---- G3: per-sender FIFO ------------------------------------------------- */
+
+#define NSENDERS 6 /* 4 processes + 2 foreign threads */
+#define PER_SENDER 20000
+
+typedef struct fifo_rx {
+  long next[NSENDERS];
+  long errors;
+  long total;
+} fifo_rx;
+
+static keel_handler_status fifo_receiver(keel_proc *self, keel_term msg,
+                                         void *state) {
+  (void)self;
+  fifo_rx *rx = state;
+  int64_t sender = keel_small_value(keel_tuple_get(msg, 0));
+  int64_t seq = keel_small_value(keel_tuple_get(msg, 1));
+  if (sender < 0 || sender >= NSENDERS || seq != rx->next[sender])
+    rx->errors++;
+  else
+    rx->next[sender]++;
+  if (++rx->total == (long)NSENDERS * PER_SENDER)
+    signal_event();
+  return KEEL_CONTINUE;
+}
+
+typedef struct fifo_tx {
+  keel_term to;
+  int id;
+  long seq;
+} fifo_tx;
+
+/* Sends a batch per message, then messages itself to continue, so the
+ * senders interleave with each other and with preemption. */
+static keel_handler_status fifo_sender(keel_proc *self, keel_term msg,
+                                       void *state) {
+  (void)msg;
+  fifo_tx *tx = state;
+  keel_heap h;
+  keel_heap_init(&h);
+  for (int k = 0; k < 250 && tx->seq < PER_SENDER; k++, tx->seq++)
+    keel_send(tx->to,
+              keel_tuple(&h, 2, keel_small(tx->id), keel_small(tx->seq)));
+  keel_heap_destroy(&h);
+  if (tx->seq < PER_SENDER)
+    keel_send(keel_self(self), KEEL_ATOM(CONTINUE));
+  return KEEL_CONTINUE;
+}
+
+static void *fifo_thread(void *arg) {
+  fifo_tx *tx = arg;
+  keel_heap h;
+  keel_heap_init(&h);
+  for (; tx->seq < PER_SENDER; tx->seq++) {
+    keel_send(tx->to,
+              keel_tuple(&h, 2, keel_small(tx->id), keel_small(tx->seq)));
+    if (tx->seq % 1024 == 0) {
+      keel_heap_destroy(&h);
+      keel_heap_init(&h);
+    }
+  }
+  keel_heap_destroy(&h);
+  return NULL;
+}
+
+Test(sched, per_sender_fifo) {
+  for (size_t c = 0; c < NCONF; c++) {
+    start(sched_counts[c]);
+    fifo_rx rx = {{0}, 0, 0};
+    keel_term rpid;
+    cr_assert_eq(keel_spawn(fifo_receiver, &rx, NULL, &rpid), KEEL_OK);
+    fifo_tx tx[NSENDERS];
+    for (int i = 0; i < NSENDERS; i++)
+      tx[i] = (fifo_tx){rpid, i, 0};
+    for (int i = 0; i < 4; i++) {
+      keel_term spid;
+      cr_assert_eq(keel_spawn(fifo_sender, &tx[i], NULL, &spid), KEEL_OK);
+      cr_assert_eq(keel_send(spid, KEEL_ATOM(CONTINUE)), KEEL_OK);
+    }
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+      pthread_create(&th[i], NULL, fifo_thread, &tx[4 + i]);
+    for (int i = 0; i < 2; i++)
+      pthread_join(th[i], NULL);
+    cr_assert(wait_events(1), "all messages received (%u schedulers)",
+              sched_counts[c]);
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+    cr_assert_eq(rx.errors, 0, "out-of-order messages");
+    for (int i = 0; i < NSENDERS; i++)
+      cr_assert_eq(rx.next[i], PER_SENDER);
+  }
+}
+
+/* ---- G24: no lost wake-up -------------------------------------------------
+ */
+
+/* Ping-pong: the message is {Peer, Count}; the handler sends {self, Count-1}
+ * back to Peer until Count reaches 0. */
+static keel_handler_status ponger(keel_proc *self, keel_term msg, void *state) {
+  (void)state;
+  keel_term peer = keel_tuple_get(msg, 0);
+  int64_t count = keel_small_value(keel_tuple_get(msg, 1));
+  if (count == 0) {
+    signal_event();
+    return KEEL_CONTINUE;
+  }
+  keel_heap h;
+  keel_heap_init(&h);
+  keel_send(peer, keel_tuple(&h, 2, keel_self(self), keel_small(count - 1)));
+  keel_heap_destroy(&h);
+  return KEEL_CONTINUE;
+}
+
+static void kick(keel_term a, keel_term b, int64_t rounds) {
+  keel_heap h;
+  keel_heap_init(&h);
+  cr_assert_eq(keel_send(a, keel_tuple(&h, 2, b, keel_small(rounds))), KEEL_OK);
+  keel_heap_destroy(&h);
+}
+
+Test(sched, pingpong_pairs_complete) {
+  for (size_t c = 0; c < NCONF; c++) {
+    start(sched_counts[c]);
+    enum { PAIRS = 16, ROUNDS = 20000 };
+    for (int i = 0; i < PAIRS; i++) {
+      keel_term a, b;
+      cr_assert_eq(keel_spawn(ponger, NULL, NULL, &a), KEEL_OK);
+      cr_assert_eq(keel_spawn(ponger, NULL, NULL, &b), KEEL_OK);
+      kick(a, b, ROUNDS);
+    }
+    cr_assert(wait_events(PAIRS), "every pair finished (%u schedulers)",
+              sched_counts[c]);
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+  }
+}
+
+/* Waits until every scheduler is parked on its futex (idle bit set). */
+static bool wait_all_parked(void) {
+  rt_node *n = keel__rt;
+  uint64_t all =
+      n->nsched == 64 ? ~UINT64_C(0) : (UINT64_C(1) << n->nsched) - 1;
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  while (atomic_load(&n->idle_mask) != all) {
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (t1.tv_sec - t0.tv_sec > TIMEOUT_S)
+      return false;
+    sched_yield();
+  }
+  return true;
+}
+
+static keel_handler_status echo(keel_proc *self, keel_term msg, void *state) {
+  (void)self;
+  (void)state;
+  if (keel_is_local_pid(msg)) /* forward once, then report */
+    keel_send(msg, KEEL_NIL);
+  else
+    signal_event();
+  return KEEL_CONTINUE;
+}
+
+/* Every scheduler parked, then one message (or a burst) arrives: it must be
+ * handled without any periodic tick to rescue it. */
+Test(sched, wake_from_full_park) {
+  for (size_t c = 0; c < NCONF; c++) {
+    start(sched_counts[c]);
+    enum { NP = 32 };
+    keel_term p[NP];
+    for (int i = 0; i < NP; i++)
+      cr_assert_eq(keel_spawn(echo, NULL, NULL, &p[i]), KEEL_OK);
+    long ev = 0;
+    for (int round = 0; round < 60; round++) {
+      cr_assert(wait_all_parked(), "schedulers park when idle");
+      if (round % 2 == 0) {
+        /* One message that hops from one process to another. */
+        cr_assert_eq(keel_send(p[round % NP], p[(round + 1) % NP]), KEEL_OK);
+        ev += 1;
+      } else {
+        for (int i = 0; i < NP; i++) /* a burst */
+          cr_assert_eq(keel_send(p[i], p[(i + round) % NP]), KEEL_OK);
+        ev += NP;
+      }
+      cr_assert(wait_events(ev), "round %d handled (%u schedulers)", round,
+                sched_counts[c]);
+    }
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+  }
+}
+
+/* ---- G25: fairness --------------------------------------------------------
+ */
+
+/* A process that keeps itself busy forever by messaging itself: it only
+ * ever leaves its scheduler when its budget runs out. */
+static keel_handler_status spinner(keel_proc *self, keel_term msg,
+                                   void *state) {
+  (void)msg;
+  (void)state;
+  keel_send(keel_self(self), KEEL_NIL);
+  return KEEL_CONTINUE;
+}
+
+static keel_handler_status reporter(keel_proc *self, keel_term msg,
+                                    void *state) {
+  (void)self;
+  (void)msg;
+  (void)state;
+  signal_event();
+  return KEEL_CONTINUE;
+}
+
+Test(sched, busy_processes_do_not_starve_others) {
+  for (size_t c = 0; c < NCONF; c++) {
+    unsigned ns = sched_counts[c];
+    start(ns);
+    /* Per scheduler: one flooding ping-pong pair and one self-looper. */
+    for (unsigned i = 0; i < ns; i++) {
+      keel_term a, b, s;
+      cr_assert_eq(keel_spawn(ponger, NULL, NULL, &a), KEEL_OK);
+      cr_assert_eq(keel_spawn(ponger, NULL, NULL, &b), KEEL_OK);
+      kick(a, b, KEEL_SMALL_MAX);
+      cr_assert_eq(keel_spawn(spinner, NULL, NULL, &s), KEEL_OK);
+      cr_assert_eq(keel_send(s, KEEL_NIL), KEEL_OK);
+    }
+    keel_term r;
+    cr_assert_eq(keel_spawn(reporter, NULL, NULL, &r), KEEL_OK);
+    for (long i = 1; i <= 200; i++) {
+      cr_assert_eq(keel_send(r, KEEL_NIL), KEEL_OK);
+      cr_assert(wait_events(i), "third process starved (%u schedulers)", ns);
+    }
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+  }
+}
+
+/* The same from inside the node: a process on a busy scheduler messages a
+ * third process, which must run although the sender's scheduler never
+ * runs dry. */
+static keel_handler_status relay(keel_proc *self, keel_term msg, void *state) {
+  (void)self;
+  (void)state;
+  keel_send(msg, KEEL_NIL);
+  return KEEL_CONTINUE;
+}
+
+Test(sched, process_woken_by_busy_peer_runs) {
+  for (size_t c = 0; c < NCONF; c++) {
+    unsigned ns = sched_counts[c];
+    start(ns);
+    for (unsigned i = 0; i < ns; i++) {
+      keel_term s;
+      cr_assert_eq(keel_spawn(spinner, NULL, NULL, &s), KEEL_OK);
+      cr_assert_eq(keel_send(s, KEEL_NIL), KEEL_OK);
+    }
+    keel_term rel, rep;
+    cr_assert_eq(keel_spawn(relay, NULL, NULL, &rel), KEEL_OK);
+    cr_assert_eq(keel_spawn(reporter, NULL, NULL, &rep), KEEL_OK);
+    for (long i = 1; i <= 200; i++) {
+      cr_assert_eq(keel_send(rel, rep), KEEL_OK);
+      cr_assert(wait_events(i), "woken process starved (%u schedulers)", ns);
+    }
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+  }
+}
