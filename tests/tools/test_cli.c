@@ -151,8 +151,7 @@ static const char *const sample_terms[] = {
     "[255,256,100000,-1,2147483648,-2147483649]",
     "<<0,1,2,255>>",
     "{[{a,b}],#{},\"\",<<>>}",
-    "{\"repeated text repeated text repeated text repeated text repeated\","
-    "<<\"repeated text repeated text repeated text repeated text\">>}",
+    "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"",
 };
 #define NSAMPLES (sizeof sample_terms / sizeof sample_terms[0])
 

@@ -179,15 +179,24 @@ static bool supervise(node *n, double duration) {
   return ok;
 }
 
+/* The signals the node handles in its signal thread: SIGINT and SIGTERM
+ * stop it; SIGUSR1 only wakes the thread at shutdown. */
+static void node_signals(sigset_t *set) {
+  sigemptyset(set);
+  sigaddset(set, SIGINT);
+  sigaddset(set, SIGTERM);
+  sigaddset(set, SIGUSR1);
+}
+
 static void *signal_main(void *arg) {
   node *n = arg;
   sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
+  node_signals(&set);
   int sig = 0;
-  if (sigwait(&set, &sig) != 0)
-    return NULL;
+  do {
+    if (sigwait(&set, &sig) != 0)
+      return NULL;
+  } while (sig == SIGUSR1 && !atomic_load(&n->stop));
   pthread_mutex_lock(&n->lock);
   if (!atomic_load(&n->stop))
     n->signo = sig;
@@ -239,7 +248,7 @@ static void node_shutdown(node *n, pthread_t sigthr) {
   for (int i = 0; i < n->nworkers; i++)
     if (n->workers[i].running)
       pthread_join(n->workers[i].thread, NULL);
-  pthread_kill(sigthr, SIGTERM); /* wakes its sigwait if still waiting */
+  pthread_kill(sigthr, SIGUSR1); /* wakes its sigwait if still waiting */
   pthread_join(sigthr, NULL);
   pthread_cond_destroy(&n->cond);
   pthread_mutex_destroy(&n->lock);
@@ -254,9 +263,7 @@ int keel_cmd_run(int argc, char **argv) {
     return 2;
   setvbuf(stdout, NULL, _IOLBF, 0);
   sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
+  node_signals(&set);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
   node_init(&n);
   pthread_t sigthr;
