@@ -575,7 +575,7 @@ static int node_part(parser *p, keel_term *node, uint32_t *creation) {
     p->pos++;
     *node = keel_term_local_node(creation);
   } else {
-    uint64_t c;
+    uint64_t c = 0;
     int rc = atom_tok(p, node);
     if (rc == KEEL_OK)
       rc = expect(p, '.');
@@ -589,8 +589,8 @@ static int node_part(parser *p, keel_term *node, uint32_t *creation) {
 }
 
 static int pid_lit(parser *p, keel_term *out) {
-  keel_pid_parts pp;
-  uint64_t id, serial;
+  keel_pid_parts pp = {0};
+  uint64_t id = 0, serial = 0;
   int rc = node_part(p, &pp.node, &pp.creation);
   if (rc == KEEL_OK)
     rc = read_u64(p, UINT32_MAX, &id);
@@ -681,8 +681,8 @@ static int atom_tok(parser *p, keel_term *out) {
 }
 
 static int fun_lit(parser *p, keel_term *out) {
-  keel_term m, f;
-  uint64_t a;
+  keel_term m = KEEL_NONE, f = KEEL_NONE;
+  uint64_t a = 0;
   skip_ws(p);
   int rc = atom_tok(p, &m);
   if (rc == KEEL_OK)

@@ -46,8 +46,8 @@ struct keel_pattern {
 };
 
 typedef struct mframe {
-  const keel_term *items; /* NULL for map lookups */
-  const keel_term *keys;
+  const keel_term *items; /* elements, or keys to look up in map */
+  bool lookup;
   keel_term map;
   size_t i, n;
 } mframe;
@@ -183,9 +183,9 @@ static int flatten_one(keel_pattern *p, size_t *cap, tvec *st, keel_term t) {
 
 /* Replays the frame discipline of keel_match to find the deepest stack. */
 static int check_depth(const keel_pattern *p) {
-  size_t left[KEEL__PAT_MAX_DEPTH], sp = 0;
+  size_t left[KEEL__PAT_MAX_DEPTH] = {0}, sp = 0;
   for (size_t i = 0; i < p->ncode; i++) {
-    if (i > 0 && --left[sp - 1] == 0)
+    if (i > 0 && sp > 0 && --left[sp - 1] == 0)
       sp--;
     const instr *in = &p->code[i];
     size_t n = in->op == OP_CONS                        ? 2
@@ -271,10 +271,12 @@ int keel_pattern_var(const keel_pattern *p, const char *name) {
 
 /* Next subject term from the top frame; false when a map lacks a key. */
 static bool next_item(mframe *st, size_t *sp, keel_term *out) {
+  if (*sp == 0)
+    return false; /* cannot happen: the code was checked at compile time */
   mframe *f = &st[*sp - 1];
-  if (f->items != NULL) {
+  if (!f->lookup) {
     *out = f->items[f->i];
-  } else if (keel_map_get(f->map, f->keys[f->i], out) != KEEL_OK) {
+  } else if (keel_map_get(f->map, f->items[f->i], out) != KEEL_OK) {
     return false;
   }
   if (++f->i == f->n)
@@ -313,7 +315,8 @@ static bool open_frame(const instr *in, keel_term cur, mframe *st, size_t *sp) {
   default:
     if (!keel_is_map(cur))
       return false;
-    f.keys = in->keys;
+    f.items = in->keys;
+    f.lookup = true;
     f.map = cur;
     break;
   }

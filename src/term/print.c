@@ -319,9 +319,10 @@ static void put_float(out *o, double v) {
       putc_(o, '0');
     puts_(o, ".0");
   } else if (n + e > 0) {
-    put(o, d, (size_t)(n + e));
+    int whole = n + e;
+    put(o, d, (size_t)whole);
     putc_(o, '.');
-    put(o, d + n + e, (size_t)-e);
+    put(o, d + whole, (size_t)-e);
   } else {
     puts_(o, "0.");
     for (int i = 0; i < -(n + e); i++)
