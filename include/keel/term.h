@@ -568,11 +568,16 @@ int keel_fprint(FILE *f, keel_term t, const keel_print_opts *opts);
 /* Parses one term written in Erlang syntax from text[0..len) into h.
  * Accepts atoms, integers (also 16#FF and $c), floats, "strings", <<...>>
  * binaries, tuples, lists, maps, and the printed forms <0.1.2>,
- * #Ref<0.1.2.3> and #Port<0.1>. A trailing '.' and whitespace/comments are
- * allowed. *consumed (may be NULL) receives the bytes used.
+ * #Ref<0.1.2.3> and #Port<0.1> (remote ones as #Pid<node.Creation.Id.Serial>,
+ * #Ref<node.Creation.C.B.A>, #Port<node.Creation.Id>). A trailing '.' and
+ * whitespace/comments are allowed.
+ * consumed NULL: the whole text must be one term. consumed non-NULL:
+ * parsing stops after the term (so several terms can be read from one
+ * buffer) and *consumed receives the bytes used, or on error the offset
+ * where parsing stopped.
  * Errors: KEEL_EPARSE (with nothing allocated that matters), KEEL_ELIMIT
- * (nesting too deep), KEEL_ENOMEM. Not for untrusted input sizes beyond
- * memory: it allocates in proportion to the text. */
+ * (nesting deeper than 100,000, an integer longer than 100,000 digits),
+ * KEEL_ENOMEM. It allocates in proportion to the text. */
 int keel_parse(keel_heap *h, const char *text, size_t len, keel_term *out,
                size_t *consumed);
 
@@ -599,8 +604,12 @@ int keel_build_v(keel_heap *h, keel_term *out, const char *fmt, va_list ap);
  *                     float, number, atom, binary, bitstring, list, tuple,
  *                     map, pid, ref, port, fun
  *   ~ placeholders    as in keel_build, inserting literal values (e.g. the
- *                     reference a reply must carry)
- * Literals match exactly (=:=).
+ *                     reference a reply must carry); the values are copied
+ *                     into the pattern, so the caller's heap may go away
+ *   #{k := V}         matches any map that has key k (a literal), as in
+ *                     Erlang; #{} matches every map
+ * Literals match exactly (=:=). Limits: 256 variables, 128 containers open
+ * at once (checked at compile time; long lists cost no depth).
  */
 typedef struct keel_pattern keel_pattern;
 
@@ -615,8 +624,10 @@ size_t keel_pattern_nvars(const keel_pattern *p);
 int keel_pattern_var(const keel_pattern *p, const char *name);
 
 /* Matches t against p. On success fills caps[0..nvars) (caps may be NULL)
- * and returns true; on failure caps' contents are unspecified. Never
- * allocates; thread-safe (a compiled pattern is read-only). */
+ * and returns true; on failure caps' contents are unspecified. Does not
+ * allocate, except that comparing a literal or a repeated variable against
+ * a subterm nested more than 32 levels deep may take memory for the
+ * comparison's stack. Thread-safe (a compiled pattern is read-only). */
 bool keel_match(const keel_pattern *p, keel_term t, keel_term *caps);
 
 #ifdef __cplusplus
