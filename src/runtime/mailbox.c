@@ -64,3 +64,8 @@ rt_msg *keel__mbox_pop(keel_proc *p) {
   }
   return NULL;
 }
+
+bool keel__mbox_has_mail(keel_proc *p) {
+  return p->mb_tail != &p->mb_stub ||
+         atomic_load_explicit(&p->mb_stub.next, memory_order_acquire) != NULL;
+}

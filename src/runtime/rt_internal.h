@@ -165,6 +165,9 @@ void keel__rt_free_msg(rt_msg *m);
 void keel__mbox_init(keel_proc *p);
 void keel__mbox_push(keel_proc *p, rt_msg *m);
 rt_msg *keel__mbox_pop(keel_proc *p);
+/* Owner-only: whether a message is ready to pop (a push still in progress
+ * may be missed; its producer then wakes the process). */
+bool keel__mbox_has_mail(keel_proc *p);
 
 /* Scheduling (sched.c). */
 void keel__rt_make_runnable(rt_node *n, keel_proc *p);

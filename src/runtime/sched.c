@@ -388,6 +388,9 @@ static void run_process(rt_node *n, rt_sched *s, keel_proc *p, bool inherit) {
       break;
     }
     if (left <= 0) {
+      /* Out of budget: yield only if there is more to do. */
+      if (!keel__mbox_has_mail(p) && try_idle(p))
+        break;
       set_state(p, RT_ST_RUNNABLE);
       runq_put(n, s, p);
       if (runq_len(s) > 1 || s->runnext != NULL)

@@ -1,0 +1,510 @@
+/*
+ * bench_runtime.c - runtime workloads on Keel and on BEAM, side by side.
+ *
+ * Keel side: each run starts a node with 2 schedulers (as `erl +S 2:2`),
+ * runs one workload with handler processes and stops the node. BEAM side:
+ * bench/erl/bench_rt.erl, the same workload written idiomatically. Runs
+ * alternate Keel, BEAM, Keel, ... and the median of each side is printed.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench_runtime.h"
+#include "keel/clock.h"
+#include "keel/runtime.h"
+
+#define MAX_METRICS 4
+#define MAX_RUNS 15
+
+typedef struct metric {
+  const char *name;
+  const char *unit;
+  bool higher_better;
+} metric;
+
+typedef struct workload {
+  const char *name;
+  int (*run)(bool quick, double *out); /* fills out[i] per metric */
+  int (*beam_args)(bool quick, char *buf, size_t size);
+  metric metrics[MAX_METRICS];
+  int nmetrics;
+} workload;
+
+/* ---- helpers --------------------------------------------------------------
+ */
+
+static long rss_kb(void) {
+  FILE *f = fopen("/proc/self/statm", "r");
+  long size = 0, res = 0;
+  if (f == NULL)
+    return 0;
+  if (fscanf(f, "%ld %ld", &size, &res) != 2)
+    res = 0;
+  fclose(f);
+  return res * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+static double secs(uint64_t t0, uint64_t t1) {
+  return (double)(t1 - t0) / 1e9;
+}
+
+/* Completion flag set by a process, waited for by the bench thread. */
+static pthread_mutex_t done_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t done_cv = PTHREAD_COND_INITIALIZER;
+static bool done_flag;
+
+static void done_reset(void) {
+  pthread_mutex_lock(&done_mu);
+  done_flag = false;
+  pthread_mutex_unlock(&done_mu);
+}
+
+static void done_signal(void) {
+  pthread_mutex_lock(&done_mu);
+  done_flag = true;
+  pthread_cond_broadcast(&done_cv);
+  pthread_mutex_unlock(&done_mu);
+}
+
+/* Waits for the flag, sampling RSS every 5 ms into *peak_kb (may be NULL).
+ * Returns false after 120 s. */
+static bool done_wait(long *peak_kb) {
+  uint64_t limit = keel_monotonic_ns() + UINT64_C(120000000000);
+  pthread_mutex_lock(&done_mu);
+  while (!done_flag && keel_monotonic_ns() < limit) {
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_nsec += 5000000;
+    if (dl.tv_nsec >= 1000000000) {
+      dl.tv_sec++;
+      dl.tv_nsec -= 1000000000;
+    }
+    pthread_cond_timedwait(&done_cv, &done_mu, &dl);
+    if (peak_kb != NULL) {
+      long r = rss_kb();
+      if (r > *peak_kb)
+        *peak_kb = r;
+    }
+  }
+  bool ok = done_flag;
+  pthread_mutex_unlock(&done_mu);
+  return ok;
+}
+
+static int node_up(size_t max_procs) {
+  keel_node_opts o = {.schedulers = 2, .max_processes = max_procs};
+  int rc = keel_node_start(&o);
+  if (rc != KEEL_OK)
+    fprintf(stderr, "keel bench: node start: %s\n", keel_strerror(rc));
+  done_reset();
+  return rc;
+}
+
+/* ---- spawn ----------------------------------------------------------------
+ */
+
+static _Atomic size_t spawn_alive;
+
+static keel_handler_status idle_proc(keel_proc *self, keel_term msg,
+                                     void *state) {
+  (void)self;
+  (void)msg;
+  (void)state;
+  return KEEL_EXIT; /* any message stops it */
+}
+
+static void idle_gone(keel_proc *self, keel_term reason, void *state) {
+  (void)self;
+  (void)reason;
+  (void)state;
+  if (atomic_fetch_sub(&spawn_alive, 1) == 1)
+    done_signal();
+}
+
+static size_t spawn_n(bool quick) {
+  return quick ? 10000 : 1000000;
+}
+
+static int run_spawn(bool quick, double *out) {
+  size_t n = spawn_n(quick);
+  keel_term *pids = malloc(n * sizeof *pids);
+  if (pids == NULL || node_up(n + 1024) != KEEL_OK) {
+    free(pids);
+    return -1;
+  }
+  memset(pids, 0, n * sizeof *pids); /* touch it before measuring RSS */
+  atomic_store(&spawn_alive, n);
+  keel_spawn_opts so = {.terminate = idle_gone};
+  long r0 = rss_kb();
+  uint64_t t0 = keel_monotonic_ns();
+  for (size_t i = 0; i < n; i++) {
+    if (keel_spawn(idle_proc, NULL, &so, &pids[i]) != KEEL_OK) {
+      fprintf(stderr, "keel bench: spawn %zu failed\n", i);
+      keel_node_stop();
+      free(pids);
+      return -1;
+    }
+  }
+  uint64_t t1 = keel_monotonic_ns();
+  long r1 = rss_kb();
+  for (size_t i = 0; i < n; i++)
+    keel_send(pids[i], KEEL_ATOM(STOP));
+  bool ok = done_wait(NULL);
+  uint64_t t2 = keel_monotonic_ns();
+  keel_node_stop();
+  free(pids);
+  out[0] = (double)n / secs(t0, t1);
+  out[1] = (double)(r1 - r0) * 1024.0 / (double)n;
+  out[2] = secs(t1, t2) * 1e3;
+  return ok ? 0 : -1;
+}
+
+static int beam_spawn(bool quick, char *buf, size_t size) {
+  return snprintf(buf, size, "spawn %zu", spawn_n(quick));
+}
+
+/* ---- ring -----------------------------------------------------------------
+ */
+
+static keel_handler_status ring_proc(keel_proc *self, keel_term msg,
+                                     void *state) {
+  (void)self;
+  int64_t k = keel_small_value(msg);
+  if (k == 0)
+    done_signal();
+  else
+    keel_send(*(keel_term *)state, keel_small(k - 1));
+  return KEEL_CONTINUE;
+}
+
+static void ring_sizes(bool quick, size_t *n, long *hops) {
+  *n = quick ? 1000 : 10000;
+  *hops = quick ? 20000 : 1000000;
+}
+
+static int run_ring(bool quick, double *out) {
+  size_t n;
+  long hops;
+  ring_sizes(quick, &n, &hops);
+  keel_term *next = malloc(n * sizeof *next);
+  keel_term *pids = malloc(n * sizeof *pids);
+  if (next == NULL || pids == NULL || node_up(n + 16) != KEEL_OK) {
+    free(next);
+    free(pids);
+    return -1;
+  }
+  for (size_t i = 0; i < n; i++)
+    keel_spawn(ring_proc, &next[i], NULL, &pids[i]);
+  for (size_t i = 0; i < n; i++)
+    next[i] = pids[(i + 1) % n];
+  uint64_t t0 = keel_monotonic_ns();
+  keel_send(pids[0], keel_small(hops));
+  bool ok = done_wait(NULL);
+  uint64_t t1 = keel_monotonic_ns();
+  keel_node_stop();
+  free(next);
+  free(pids);
+  out[0] = (double)hops / secs(t0, t1);
+  return ok ? 0 : -1;
+}
+
+static int beam_ring(bool quick, char *buf, size_t size) {
+  size_t n;
+  long hops;
+  ring_sizes(quick, &n, &hops);
+  return snprintf(buf, size, "ring %zu %ld", n, hops);
+}
+
+/* ---- pingpong -------------------------------------------------------------
+ */
+
+static long pingpong_n(bool quick) {
+  return quick ? 20000 : 2000000;
+}
+
+static int run_pingpong(bool quick, double *out) {
+  long n = pingpong_n(quick);
+  keel_term peer[2], pids[2];
+  if (node_up(16) != KEEL_OK)
+    return -1;
+  for (int i = 0; i < 2; i++)
+    keel_spawn(ring_proc, &peer[i], NULL, &pids[i]);
+  peer[0] = pids[1];
+  peer[1] = pids[0];
+  uint64_t t0 = keel_monotonic_ns();
+  keel_send(pids[0], keel_small(n));
+  bool ok = done_wait(NULL);
+  uint64_t t1 = keel_monotonic_ns();
+  keel_node_stop();
+  out[0] = (double)n / secs(t0, t1);
+  return ok ? 0 : -1;
+}
+
+static int beam_pingpong(bool quick, char *buf, size_t size) {
+  return snprintf(buf, size, "pingpong %ld", pingpong_n(quick));
+}
+
+/* ---- cast -----------------------------------------------------------------
+ */
+
+typedef struct cast_state {
+  keel_term to;
+  long left;
+} cast_state;
+
+static keel_handler_status cast_recv(keel_proc *self, keel_term msg,
+                                     void *state) {
+  (void)self;
+  (void)msg;
+  if (--*(long *)state == 0)
+    done_signal();
+  return KEEL_CONTINUE;
+}
+
+/* Sends a batch per message and messages itself to go on, so it stays a
+ * well-behaved process (it yields when its budget runs out). */
+static keel_handler_status cast_send(keel_proc *self, keel_term msg,
+                                     void *state) {
+  (void)msg;
+  cast_state *cs = state;
+  for (int k = 0; k < 1000 && cs->left > 0; k++, cs->left--)
+    keel_send(cs->to, keel_small(cs->left));
+  if (cs->left > 0)
+    keel_send(keel_self(self), KEEL_NIL);
+  return KEEL_CONTINUE;
+}
+
+static long cast_n(bool quick) {
+  return quick ? 100000 : 10000000;
+}
+
+static int run_cast(bool quick, double *out) {
+  long n = cast_n(quick), count = n;
+  if (node_up(16) != KEEL_OK)
+    return -1;
+  keel_term recv, send;
+  keel_spawn(cast_recv, &count, NULL, &recv);
+  cast_state cs = {recv, n};
+  keel_spawn(cast_send, &cs, NULL, &send);
+  long r0 = rss_kb(), peak = r0;
+  uint64_t t0 = keel_monotonic_ns();
+  keel_send(send, KEEL_NIL);
+  bool ok = done_wait(&peak);
+  uint64_t t1 = keel_monotonic_ns();
+  keel_node_stop();
+  out[0] = (double)n / secs(t0, t1);
+  out[1] = (double)(peak - r0);
+  return ok ? 0 : -1;
+}
+
+static int beam_cast(bool quick, char *buf, size_t size) {
+  return snprintf(buf, size, "cast %ld", cast_n(quick));
+}
+
+/* ---- the table ------------------------------------------------------------
+ */
+
+static const workload workloads[] = {
+    {"spawn",
+     run_spawn,
+     beam_spawn,
+     {{"spawn_per_s", "procs/s", true},
+      {"mem_per_proc", "bytes", false},
+      {"kill_ms", "ms", false}},
+     3},
+    {"ring", run_ring, beam_ring, {{"ring_hops_per_s", "hops/s", true}}, 1},
+    {"pingpong",
+     run_pingpong,
+     beam_pingpong,
+     {{"pingpong_msgs_per_s", "msgs/s", true}},
+     1},
+    {"cast",
+     run_cast,
+     beam_cast,
+     {{"cast_msgs_per_s", "msgs/s", true}, {"cast_rss_peak_kb", "kB", false}},
+     2},
+};
+#define NWORKLOADS (sizeof workloads / sizeof workloads[0])
+
+/* ---- the BEAM side --------------------------------------------------------
+ */
+
+/* Compiles bench_rt.erl into a fresh temporary directory (*dir). */
+static int beam_prepare(char *dir, size_t size) {
+  char src[4096];
+  const char *root = getenv("KEEL_SOURCE_DIR");
+  if (root != NULL) {
+    snprintf(src, sizeof src, "%s/bench/erl/bench_rt.erl", root);
+  } else {
+    snprintf(src, sizeof src, "%s", __FILE__);
+    char *slash = strrchr(src, '/');
+    size_t off = slash != NULL ? (size_t)(slash - src) + 1 : 0;
+    snprintf(src + off, sizeof src - off, "erl/bench_rt.erl");
+  }
+  if (access(src, R_OK) != 0) {
+    fprintf(stderr, "keel bench: %s not found (set KEEL_SOURCE_DIR)\n", src);
+    return -1;
+  }
+  const char *tmp = getenv("TMPDIR");
+  snprintf(dir, size, "%s/keel-bench-XXXXXX", tmp != NULL ? tmp : "/tmp");
+  if (mkdtemp(dir) == NULL) {
+    perror("keel bench: mkdtemp");
+    return -1;
+  }
+  char cmd[8400];
+  snprintf(cmd, sizeof cmd, "erlc -o '%s' '%s'", dir, src);
+  if (system(cmd) != 0) {
+    fprintf(stderr, "keel bench: erlc failed (is erlang installed?)\n");
+    return -1;
+  }
+  return 0;
+}
+
+static void beam_cleanup(const char *dir) {
+  char path[4200];
+  snprintf(path, sizeof path, "%s/bench_rt.beam", dir);
+  unlink(path);
+  rmdir(dir);
+}
+
+static int beam_run(const char *dir, const workload *w, bool quick,
+                    double *out) {
+  char args[128], cmd[4600], line[256];
+  w->beam_args(quick, args, sizeof args);
+  snprintf(cmd, sizeof cmd,
+           "erl +S 2:2 +P 4000000 -noshell -pa '%s' -run bench_rt main %s "
+           "-s init stop",
+           dir, args);
+  FILE *p = popen(cmd, "r");
+  if (p == NULL)
+    return -1;
+  int found = 0;
+  while (fgets(line, sizeof line, p) != NULL) {
+    char name[128];
+    double v;
+    if (sscanf(line, "%127s %lf", name, &v) != 2)
+      continue;
+    for (int i = 0; i < w->nmetrics; i++)
+      if (strcmp(name, w->metrics[i].name) == 0) {
+        out[i] = v;
+        found++;
+      }
+  }
+  int st = pclose(p);
+  return st == 0 && found == w->nmetrics ? 0 : -1;
+}
+
+/* ---- driver ---------------------------------------------------------------
+ */
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static void print_value(const char *side, const metric *m, double v) {
+  printf("%s %s %.*f %s\n", side, m->name, v >= 1000 ? 0 : 2, v, m->unit);
+}
+
+static int run_workload(const workload *w, bool quick, int runs,
+                        const char *beam_dir) {
+  double k[MAX_METRICS][MAX_RUNS], b[MAX_METRICS][MAX_RUNS], tmp[MAX_METRICS];
+  for (int r = 0; r < runs; r++) {
+    if (w->run(quick, tmp) != 0) {
+      fprintf(stderr, "keel bench: %s failed on Keel\n", w->name);
+      return 1;
+    }
+    for (int i = 0; i < w->nmetrics; i++)
+      k[i][r] = tmp[i];
+    if (beam_dir == NULL)
+      continue;
+    if (beam_run(beam_dir, w, quick, tmp) != 0) {
+      fprintf(stderr, "keel bench: %s failed on BEAM\n", w->name);
+      return 1;
+    }
+    for (int i = 0; i < w->nmetrics; i++)
+      b[i][r] = tmp[i];
+  }
+  for (int i = 0; i < w->nmetrics; i++) {
+    const metric *m = &w->metrics[i];
+    double kv = median(k[i], runs);
+    print_value("keel", m, kv);
+    if (beam_dir == NULL)
+      continue;
+    double bv = median(b[i], runs);
+    print_value("beam", m, bv);
+    double ratio = m->higher_better ? kv / bv : bv / kv;
+    printf("ratio %s %.2f\n", m->name, ratio);
+  }
+  fflush(stdout);
+  return 0;
+}
+
+static const workload *find_workload(const char *name) {
+  for (size_t i = 0; i < NWORKLOADS; i++)
+    if (strcmp(workloads[i].name, name) == 0)
+      return &workloads[i];
+  return NULL;
+}
+
+static void usage(void) {
+  fprintf(stderr, "usage: keel bench [spawn|ring|pingpong|cast|all]... "
+                  "[--quick] [--runs N] [--no-beam]\n");
+}
+
+int keel_bench_runtime(int argc, char **argv) {
+  bool quick = false, beam = true;
+  int runs = -1;
+  const workload *sel[NWORKLOADS * 4];
+  size_t nsel = 0;
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i];
+    if (strcmp(a, "--quick") == 0) {
+      quick = true;
+    } else if (strcmp(a, "--no-beam") == 0) {
+      beam = false;
+    } else if (strcmp(a, "--runs") == 0 && i + 1 < argc) {
+      runs = atoi(argv[++i]);
+      if (runs < 1 || runs > MAX_RUNS) {
+        usage();
+        return 2;
+      }
+    } else if (strcmp(a, "all") == 0 || (i == 0 && strcmp(a, "runtime") == 0)) {
+      for (size_t k = 0; k < NWORKLOADS && nsel < NWORKLOADS * 4; k++)
+        sel[nsel++] = &workloads[k];
+    } else if (find_workload(a) != NULL) {
+      if (nsel < NWORKLOADS * 4)
+        sel[nsel++] = find_workload(a);
+    } else {
+      usage();
+      return 2;
+    }
+  }
+  if (nsel == 0)
+    for (size_t k = 0; k < NWORKLOADS; k++)
+      sel[nsel++] = &workloads[k];
+  if (runs < 0)
+    runs = quick ? 1 : 3;
+  char dir[4096];
+  if (beam && beam_prepare(dir, sizeof dir) != 0)
+    return 1;
+  int rc = 0;
+  for (size_t i = 0; i < nsel && rc == 0; i++)
+    rc = run_workload(sel[i], quick, runs, beam ? dir : NULL);
+  if (beam)
+    beam_cleanup(dir);
+  return rc;
+}

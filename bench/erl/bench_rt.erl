@@ -1,0 +1,127 @@
+%% bench_rt.erl - the BEAM side of `keel bench` runtime workloads.
+%%
+%% Each workload is written the idiomatic way: processes block in receive,
+%% messages are plain terms. Run as
+%%   erl +S 2:2 +P 4000000 -noshell -pa DIR -run bench_rt main WORKLOAD N [M]
+%% It prints one "<metric> <value>" line per figure.
+-module(bench_rt).
+-export([main/1]).
+
+main([W | Args]) ->
+    Ns = [list_to_integer(A) || A <- Args],
+    Results = run(W, Ns),
+    [io:format("~s ~p~n", [K, V]) || {K, V} <- Results],
+    ok.
+
+run("spawn", [N]) -> spawn_bench(N);
+run("ring", [N, Hops]) -> ring_bench(N, Hops);
+run("pingpong", [N]) -> pingpong_bench(N);
+run("cast", [N]) -> cast_bench(N).
+
+now_ns() -> erlang:monotonic_time(nanosecond).
+
+page_kb() ->
+    list_to_integer(string:trim(os:cmd("getconf PAGESIZE"))) div 1024.
+
+rss_kb(PageKb) ->
+    {ok, B} = file:read_file("/proc/self/statm"),
+    [_, Res | _] = binary:split(B, <<" ">>, [global]),
+    binary_to_integer(Res) * PageKb.
+
+%% spawn: N idle processes alive at once, then kill them all.
+spawn_bench(N) ->
+    Parent = self(),
+    PageKb = page_kb(),
+    erlang:garbage_collect(),
+    R0 = rss_kb(PageKb),
+    T0 = now_ns(),
+    Pids = spawn_n(N, Parent, []),
+    T1 = now_ns(),
+    R1 = rss_kb(PageKb),
+    [P ! stop || P <- Pids],
+    wait_n(N),
+    T2 = now_ns(),
+    [{spawn_per_s, N * 1.0e9 / (T1 - T0)},
+     {mem_per_proc, (R1 - R0) * 1024 / N},
+     {kill_ms, (T2 - T1) / 1.0e6}].
+
+spawn_n(0, _Parent, Acc) -> Acc;
+spawn_n(K, Parent, Acc) ->
+    P = spawn(fun() -> receive stop -> Parent ! done end end),
+    spawn_n(K - 1, Parent, [P | Acc]).
+
+wait_n(0) -> ok;
+wait_n(K) -> receive done -> wait_n(K - 1) end.
+
+%% ring: N processes pass a token Hops times.
+ring_bench(N, Hops) ->
+    Parent = self(),
+    Pids = [spawn(fun() -> ring_init(Parent) end) || _ <- lists:seq(1, N)],
+    Nexts = tl(Pids) ++ [hd(Pids)],
+    [P ! {next, Nx} || {P, Nx} <- lists:zip(Pids, Nexts)],
+    T0 = now_ns(),
+    hd(Pids) ! Hops,
+    receive done -> ok end,
+    T1 = now_ns(),
+    [exit(P, kill) || P <- Pids],
+    [{ring_hops_per_s, Hops * 1.0e9 / (T1 - T0)}].
+
+ring_init(Parent) ->
+    receive {next, Next} -> ring_loop(Next, Parent) end.
+
+ring_loop(Next, Parent) ->
+    receive
+        0 -> Parent ! done, ring_loop(Next, Parent);
+        K -> Next ! K - 1, ring_loop(Next, Parent)
+    end.
+
+%% pingpong: two processes bounce a counter N times.
+pingpong_bench(N) ->
+    Parent = self(),
+    A = spawn(fun() -> pp_init(Parent) end),
+    B = spawn(fun() -> pp_init(Parent) end),
+    A ! {peer, B},
+    B ! {peer, A},
+    T0 = now_ns(),
+    A ! N,
+    receive done -> ok end,
+    T1 = now_ns(),
+    exit(A, kill),
+    exit(B, kill),
+    [{pingpong_msgs_per_s, N * 1.0e9 / (T1 - T0)}].
+
+pp_init(Parent) ->
+    receive {peer, Peer} -> pp_loop(Peer, Parent) end.
+
+pp_loop(Peer, Parent) ->
+    receive
+        0 -> Parent ! done, pp_loop(Peer, Parent);
+        K -> Peer ! K - 1, pp_loop(Peer, Parent)
+    end.
+
+%% cast: one sender floods one receiver with N messages.
+cast_bench(N) ->
+    Parent = self(),
+    PageKb = page_kb(),
+    erlang:garbage_collect(),
+    R0 = rss_kb(PageKb),
+    Recv = spawn(fun() -> cast_recv(N, Parent) end),
+    T0 = now_ns(),
+    spawn(fun() -> cast_send(Recv, N) end),
+    Peak = cast_wait(R0, PageKb),
+    T1 = now_ns(),
+    [{cast_msgs_per_s, N * 1.0e9 / (T1 - T0)},
+     {cast_rss_peak_kb, Peak - R0}].
+
+cast_send(_Recv, 0) -> ok;
+cast_send(Recv, K) -> Recv ! K, cast_send(Recv, K - 1).
+
+cast_recv(0, Parent) -> Parent ! done;
+cast_recv(K, Parent) -> receive _ -> cast_recv(K - 1, Parent) end.
+
+cast_wait(Peak, PageKb) ->
+    receive
+        done -> max(Peak, rss_kb(PageKb))
+    after 5 ->
+        cast_wait(max(Peak, rss_kb(PageKb)), PageKb)
+    end.
