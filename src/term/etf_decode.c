@@ -62,6 +62,19 @@ static size_t bin_words(size_t bytes) {
   return bytes <= KEEL_HEAP_BIN_MAX ? 1 + (bytes + 7) / 8 : KEEL_REFCBIN_WORDS;
 }
 
+static bool is_ascii(const uint8_t *p, size_t len) {
+  uint64_t acc = 0;
+  size_t i = 0;
+  for (; i + 8 <= len; i += 8) {
+    uint64_t w;
+    memcpy(&w, p + i, 8);
+    acc |= w;
+  }
+  for (; i < len; i++)
+    acc |= p[i];
+  return (acc & UINT64_C(0x8080808080808080)) == 0;
+}
+
 /* Checks an atom at s->p (tag included) and skips it. */
 static int scan_atom(scanner *s) {
   NEED(s, 1);
@@ -85,7 +98,8 @@ static int scan_atom(scanner *s) {
     return KEEL_EDECODE;
   }
   NEED(s, len);
-  if (tag == KEEL_ETF_ATOM_UTF8 || tag == KEEL_ETF_SMALL_ATOM_UTF8) {
+  if ((tag == KEEL_ETF_ATOM_UTF8 || tag == KEEL_ETF_SMALL_ATOM_UTF8) &&
+      (len > KEEL_ATOM_MAX_CHARS || !is_ascii(s->p, len))) {
     long n = keel__utf8_count(s->p, len);
     if (n < 0 || n > KEEL_ATOM_MAX_CHARS)
       return KEEL_EDECODE;
@@ -357,11 +371,24 @@ typedef struct bframe {
   size_t stride;  /* words between slots */
 } bframe;
 
+/* Atoms already resolved in this decode, by their encoded bytes: most
+ * messages repeat a few atoms (map keys, record tags, node names). */
+#define ATOM_CACHE 64
+
+typedef struct atom_slot {
+  const uint8_t *name; /* in the input */
+  uint32_t len;
+  uint32_t latin1;
+  keel_term atom;
+} atom_slot;
+
 typedef struct builder {
   keel_heap *h;
   const uint8_t *p;
   uint64_t *top, *end; /* the pre-allocated block */
   int safe;
+  uint64_t cache_valid; /* bit i: cache[i] is filled */
+  atom_slot cache[ATOM_CACHE];
   bframe *stack;
   size_t sp, cap;
   bframe inline_stack[16];
@@ -375,19 +402,28 @@ static uint64_t *take(builder *b, size_t words) {
   return p;
 }
 
-static int bpush(builder *b, bframe f) {
-  if (b->sp == b->cap) {
-    size_t cap = b->cap * 2;
-    bframe *s = malloc(cap * sizeof *s);
-    if (s == NULL)
-      return KEEL_ENOMEM;
-    memcpy(s, b->stack, b->sp * sizeof *s);
-    if (b->stack != b->inline_stack)
-      free(b->stack);
-    b->stack = s;
-    b->cap = cap;
-  }
-  b->stack[b->sp++] = f;
+static int grow_bstack(builder *b) {
+  size_t cap = b->cap * 2;
+  bframe *s = malloc(cap * sizeof *s);
+  if (s == NULL)
+    return KEEL_ENOMEM;
+  memcpy(s, b->stack, b->sp * sizeof *s);
+  if (b->stack != b->inline_stack)
+    free(b->stack);
+  b->stack = s;
+  b->cap = cap;
+  return KEEL_OK;
+}
+
+/* Pushes a frame, field by field (see etf_encode.c's push). */
+static inline int bpush(builder *b, uint64_t *slot, size_t left,
+                        size_t stride) {
+  if (b->sp == b->cap && grow_bstack(b) < 0)
+    return KEEL_ENOMEM;
+  bframe *f = &b->stack[b->sp++];
+  f->slot = slot;
+  f->left = left;
+  f->stride = stride;
   return KEEL_OK;
 }
 
@@ -397,6 +433,24 @@ static int intern(builder *b, const char *name, size_t len, keel_term *out) {
   if (rc == KEEL_EINVAL || rc == KEEL_ELIMIT)
     return KEEL_EDECODE;
   return rc;
+}
+
+/* Reads a validated atom at b->p. */
+static int resolve_atom(builder *b, const uint8_t *s, size_t len, bool latin1,
+                        keel_term *out) {
+  if (!latin1)
+    return intern(b, (const char *)s, len, out);
+  char utf8[2 * KEEL_ATOM_MAX_CHARS];
+  size_t n = 0;
+  for (size_t i = 0; i < len; i++) {
+    if (s[i] < 0x80) {
+      utf8[n++] = (char)s[i];
+    } else {
+      utf8[n++] = (char)(0xc0 | (s[i] >> 6));
+      utf8[n++] = (char)(0x80 | (s[i] & 0x3f));
+    }
+  }
+  return intern(b, utf8, n, out);
 }
 
 /* Reads a validated atom at b->p. */
@@ -411,19 +465,24 @@ static int build_atom(builder *b, keel_term *out) {
   }
   const uint8_t *s = b->p;
   b->p += len;
-  if (tag == KEEL_ETF_ATOM_UTF8 || tag == KEEL_ETF_SMALL_ATOM_UTF8)
-    return intern(b, (const char *)s, len, out);
-  char utf8[2 * KEEL_ATOM_MAX_CHARS];
-  size_t n = 0;
-  for (size_t i = 0; i < len; i++) {
-    if (s[i] < 0x80) {
-      utf8[n++] = (char)s[i];
-    } else {
-      utf8[n++] = (char)(0xc0 | (s[i] >> 6));
-      utf8[n++] = (char)(0x80 | (s[i] & 0x3f));
-    }
+  bool latin1 = tag == KEEL_ETF_ATOM || tag == KEEL_ETF_SMALL_ATOM;
+  unsigned i = len == 0 ? 0 : (unsigned)(len * 7 + s[0] + s[len - 1] * 3);
+  i &= ATOM_CACHE - 1;
+  atom_slot *c = &b->cache[i];
+  if ((b->cache_valid >> i & 1) && c->len == len && c->latin1 == latin1 &&
+      memcmp(c->name, s, len) == 0) {
+    *out = c->atom;
+    return KEEL_OK;
   }
-  return intern(b, utf8, n, out);
+  int rc = resolve_atom(b, s, len, latin1, out);
+  if (rc == KEEL_OK) {
+    c->name = s;
+    c->len = (uint32_t)len;
+    c->latin1 = latin1;
+    c->atom = *out;
+    b->cache_valid |= UINT64_C(1) << i;
+  }
+  return rc;
 }
 
 static int build_big(builder *b, size_t n, keel_term *out) {
@@ -611,22 +670,22 @@ static int build_tuple(builder *b, size_t n, keel_term *out) {
     return KEEL_EDECODE;
   p[0] = keel__hdr(KEEL_BOX_TUPLE, n);
   *out = keel__boxed(p);
-  return n == 0 ? KEEL_OK : bpush(b, (bframe){p + 1, n, 1});
+  return n == 0 ? KEEL_OK : bpush(b, p + 1, n, 1);
 }
 
 static int build_list(builder *b, uint64_t *slot) {
   size_t n = keel__get_be32(b->p);
   b->p += 4;
   if (n == 0) /* only the tail follows: it goes into the same slot */
-    return bpush(b, (bframe){slot, 1, 1});
+    return bpush(b, slot, 1, 1);
   uint64_t *c = take(b, 2 * n);
   if (c == NULL)
     return KEEL_EDECODE;
   for (size_t i = 0; i + 1 < n; i++)
     c[2 * i + 1] = keel__cons_term(&c[2 * i + 2]);
   *slot = keel__cons_term(c);
-  int rc = bpush(b, (bframe){&c[2 * n - 1], 1, 1});
-  return rc < 0 ? rc : bpush(b, (bframe){c, n, 2});
+  int rc = bpush(b, &c[2 * n - 1], 1, 1);
+  return rc < 0 ? rc : bpush(b, c, n, 2);
 }
 
 static int build_string(builder *b, keel_term *out) {
@@ -656,8 +715,8 @@ static int build_map(builder *b, size_t n, keel_term *out) {
   *out = keel__boxed(p);
   if (n == 0)
     return KEEL_OK;
-  int rc = bpush(b, (bframe){p, 0, 0});
-  return rc < 0 ? rc : bpush(b, (bframe){p + 1, 2 * n, 1});
+  int rc = bpush(b, p, 0, 0);
+  return rc < 0 ? rc : bpush(b, p + 1, 2 * n, 1);
 }
 
 /* Stable merge sort of pair indices by key; pairs are interleaved. */
@@ -800,7 +859,7 @@ static int build_one(builder *b, uint64_t *slot) {
 /* Pass 2: builds the term validated by scan() into the block [top, end). */
 static int build(builder *b, keel_term *out) {
   keel_term root = KEEL_NIL;
-  int rc = bpush(b, (bframe){&root, 1, 1});
+  int rc = bpush(b, &root, 1, 1);
   while (rc == KEEL_OK && b->sp > 0) {
     bframe *f = &b->stack[b->sp - 1];
     if (f->left == 0) {
@@ -830,8 +889,14 @@ static int decode_body(keel_heap *h, const uint8_t *buf, size_t len,
   uint64_t *block = NULL;
   if (words > 0 && (block = keel_heap_alloc(h, words)) == NULL)
     return KEEL_ENOMEM;
-  builder b = {
-      .h = h, .p = buf, .top = block, .end = block + words, .safe = safe};
+  builder b; /* not zero-initialised: the atom cache is large */
+  b.h = h;
+  b.p = buf;
+  b.top = block;
+  b.end = block + words;
+  b.safe = safe;
+  b.cache_valid = 0;
+  b.sp = 0;
   b.stack = b.inline_stack;
   b.cap = sizeof b.inline_stack / sizeof b.inline_stack[0];
   return build(&b, out);

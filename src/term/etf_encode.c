@@ -3,10 +3,11 @@
  *
  * One walker serves both keel_etf_size() and keel_etf_encode(): it visits
  * the term in encoding (prefix) order with an explicit stack of frames and
- * either only counts bytes (out == NULL) or writes them into a buffer that
- * the counting pass sized exactly. Lists are walked along their spine, so a
- * frame stands for a whole tuple, map or list, never for one element, and
- * the stack grows with nesting depth only.
+ * either only counts bytes (out == NULL) or writes them, making room before
+ * each term for its fixed-size part (at most TERM_SLACK bytes) plus its
+ * payload, so the write path needs no second sizing walk. Lists are walked
+ * along their spine, so a frame stands for a whole tuple, map or list, never
+ * for one element, and the stack grows with nesting depth only.
  */
 #include <stdlib.h>
 #include <zlib.h>
@@ -25,11 +26,14 @@ typedef struct enc_frame {
 } enc_frame;
 
 typedef struct enc {
-  uint8_t *out; /* NULL: count only */
-  size_t n;     /* bytes counted or written */
+  uint8_t *out;  /* NULL: count only */
+  size_t n;      /* bytes counted or written */
+  size_t cap;    /* bytes available at out */
+  keel_buf *buf; /* where out lives (write mode) */
+  size_t start;  /* offset of out in buf->data */
   int minor;
   enc_frame *stack;
-  size_t sp, cap;
+  size_t sp, scap;
   enc_frame inline_stack[16];
 } enc;
 
@@ -63,19 +67,65 @@ static inline void put_bytes(enc *e, const void *src, size_t n) {
   e->n += n;
 }
 
-static int push(enc *e, enc_frame f) {
-  if (e->sp == e->cap) {
-    size_t cap = e->cap * 2;
-    enc_frame *s = malloc(cap * sizeof *s);
-    if (s == NULL)
-      return KEEL_ENOMEM;
-    memcpy(s, e->stack, e->sp * sizeof *s);
-    if (e->stack != e->inline_stack)
-      free(e->stack);
-    e->stack = s;
-    e->cap = cap;
+/* Largest fixed-size part of one term: a reference with a 255-character
+ * node name (1 + 2 + 3 + 4 * 255 + 4 + 4 * 5 bytes) and some margin. */
+#define TERM_SLACK 1100
+
+/* Makes room for k more bytes in write mode. */
+static int ensure(enc *e, size_t k) {
+  if (e->out == NULL || e->cap - e->n >= k)
+    return KEEL_OK;
+  size_t want = e->n + k;
+  want = want < SIZE_MAX / 2 ? want * 2 : want;
+  if (keel_buf_reserve(e->buf, e->start - e->buf->len + want) != KEEL_OK)
+    return KEEL_ENOMEM;
+  e->out = e->buf->data + e->start;
+  e->cap = e->buf->cap - e->start;
+  return KEEL_OK;
+}
+
+/* Payload bytes of a term beyond its fixed-size part. */
+static size_t payload(keel_term t) {
+  if (!keel_is_boxed(t))
+    return 0;
+  uint64_t hdr = keel__box(t)[0];
+  switch (keel__hdr_type(hdr)) {
+  case KEEL_BOX_HEAPBIN:
+  case KEEL_BOX_REFCBIN:
+    return (keel__hdr_size(hdr) + 7) / 8;
+  case KEEL_BOX_POSBIG:
+  case KEEL_BOX_NEGBIG:
+    return 8 * keel__hdr_size(hdr);
+  default:
+    return 0;
   }
-  e->stack[e->sp++] = f;
+}
+
+static int grow_stack(enc *e) {
+  size_t cap = e->scap * 2;
+  enc_frame *s = malloc(cap * sizeof *s);
+  if (s == NULL)
+    return KEEL_ENOMEM;
+  memcpy(s, e->stack, e->sp * sizeof *s);
+  if (e->stack != e->inline_stack)
+    free(e->stack);
+  e->stack = s;
+  e->scap = cap;
+  return KEEL_OK;
+}
+
+/* Pushes a frame. Fields are stored one by one: building the frame in a
+ * temporary and copying it costs store-forwarding stalls. */
+static inline int push(enc *e, unsigned kind, const keel_term *arr,
+                       keel_term cur, size_t n) {
+  if (e->sp == e->scap && grow_stack(e) < 0)
+    return KEEL_ENOMEM;
+  enc_frame *f = &e->stack[e->sp++];
+  f->arr = arr;
+  f->cur = cur;
+  f->i = 0;
+  f->n = n;
+  f->kind = kind;
   return KEEL_OK;
 }
 
@@ -230,6 +280,8 @@ static int put_list(enc *e, keel_term l) {
   if (len > UINT32_MAX)
     return KEEL_EBADARG;
   if (str && keel_is_nil(t) && len <= KEEL_ETF_STRING_MAX) {
+    if (ensure(e, 3 + len) < 0)
+      return KEEL_ENOMEM;
     put_u8(e, KEEL_ETF_STRING);
     put_u16(e, (uint32_t)len);
     if (e->out == NULL) {
@@ -244,7 +296,7 @@ static int put_list(enc *e, keel_term l) {
   }
   put_u8(e, KEEL_ETF_LIST);
   put_u32(e, (uint32_t)len);
-  return push(e, (enc_frame){.cur = l, .kind = FR_LIST});
+  return push(e, FR_LIST, NULL, l, 0);
 }
 
 static int put_boxed(enc *e, keel_term t) {
@@ -261,14 +313,11 @@ static int put_boxed(enc *e, keel_term t) {
       put_u8(e, KEEL_ETF_LARGE_TUPLE);
       put_u32(e, (uint32_t)n);
     }
-    return n == 0 ? KEEL_OK
-                  : push(e, (enc_frame){.arr = box + 1, .n = n, .kind = 0});
+    return n == 0 ? KEEL_OK : push(e, FR_ARRAY, box + 1, 0, n);
   case KEEL_BOX_MAP:
     put_u8(e, KEEL_ETF_MAP);
     put_u32(e, (uint32_t)n);
-    return n == 0
-               ? KEEL_OK
-               : push(e, (enc_frame){.arr = box + 1, .n = n, .kind = FR_MAP});
+    return n == 0 ? KEEL_OK : push(e, FR_MAP, box + 1, 0, n);
   case KEEL_BOX_POSBIG:
   case KEEL_BOX_NEGBIG:
     put_magnitude(e, keel__hdr_type(box[0]) == KEEL_BOX_NEGBIG, box + 1, n);
@@ -305,6 +354,8 @@ static int put_boxed(enc *e, keel_term t) {
 
 /* Encodes one term's own bytes; children go on the stack. */
 static int put_term(enc *e, keel_term t) {
+  if (e->out != NULL && ensure(e, TERM_SLACK + payload(t)) < 0)
+    return KEEL_ENOMEM;
   switch (t & KEEL_TAG_MASK) {
   case KEEL_TAG_SMALL:
     put_small(e, keel_small_value(t));
@@ -354,8 +405,12 @@ static keel_term next_term(enc *e) {
     x = cell[0];
     if (keel_is_cons(cell[1]))
       f->cur = cell[1];
-    else
-      *f = (enc_frame){.arr = &cell[1], .n = 1, .kind = FR_ARRAY};
+    else {
+      f->arr = &cell[1];
+      f->i = 0;
+      f->n = 1;
+      f->kind = FR_ARRAY;
+    }
     return x;
   }
   }
@@ -364,7 +419,7 @@ static keel_term next_term(enc *e) {
 static int walk(enc *e, keel_term t) {
   e->stack = e->inline_stack;
   e->sp = 0;
-  e->cap = sizeof e->inline_stack / sizeof e->inline_stack[0];
+  e->scap = sizeof e->inline_stack / sizeof e->inline_stack[0];
   int rc = put_term(e, t);
   while (rc == KEEL_OK && e->sp > 0)
     rc = put_term(e, next_term(e));
@@ -375,12 +430,6 @@ static int walk(enc *e, keel_term t) {
 
 long long keel_etf_size(keel_term t) {
   enc e = {.out = NULL, .n = 0, .minor = 2};
-  int rc = walk(&e, t);
-  return rc < 0 ? rc : (long long)e.n;
-}
-
-static long long size_minor(keel_term t, int minor) {
-  enc e = {.out = NULL, .n = 0, .minor = minor};
   int rc = walk(&e, t);
   return rc < 0 ? rc : (long long)e.n;
 }
@@ -415,14 +464,16 @@ int keel_etf_encode(keel_buf *out, keel_term t,
   int level = opts != NULL ? opts->compressed : 0;
   if (level < 0 || level > 9)
     return KEEL_EINVAL;
-  long long size = size_minor(t, minor);
-  if (size < 0)
-    return (int)size;
   size_t start = out->len;
-  if (keel_buf_reserve(out, (size_t)size + 1) != KEEL_OK)
+  if (keel_buf_reserve(out, 256) != KEEL_OK)
     return KEEL_ENOMEM;
   out->data[start] = KEEL_ETF_VERSION;
-  enc e = {.out = out->data + start + 1, .n = 0, .minor = minor};
+  enc e = {.out = out->data + start + 1,
+           .n = 0,
+           .minor = minor,
+           .buf = out,
+           .start = start + 1};
+  e.cap = out->cap - e.start;
   int rc = walk(&e, t);
   if (rc < 0) {
     out->len = start;
