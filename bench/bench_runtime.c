@@ -446,7 +446,9 @@ static int run_workload(const workload *w, bool quick, int runs,
       continue;
     double bv = median(b[i], runs);
     print_value("beam", m, bv);
-    double ratio = m->higher_better ? kv / bv : bv / kv;
+    /* Floors of one unit keep a zero (e.g. no RSS growth) finite. */
+    double ratio = m->higher_better ? kv / (bv > 1 ? bv : 1)
+                                    : (bv > 1 ? bv : 1) / (kv > 1 ? kv : 1);
     printf("ratio %s %.2f\n", m->name, ratio);
   }
   fflush(stdout);

@@ -81,6 +81,43 @@ static keel_proc *inject_get(rt_node *n) {
   return p;
 }
 
+/* Takes a fair share of the inject queue (at most half a ring) when the
+ * local ring is empty: returns one process and queues the rest locally. */
+static keel_proc *inject_grab(rt_node *n, rt_sched *s) {
+  size_t len = atomic_load_explicit(&n->inject_len, memory_order_relaxed);
+  if (len == 0)
+    return NULL;
+  pthread_mutex_lock(&n->inject_lock);
+  len = atomic_load_explicit(&n->inject_len, memory_order_relaxed);
+  size_t take = len / n->nsched + 1;
+  if (take > len)
+    take = len;
+  if (take > RT_RUNQ_SIZE / 2)
+    take = RT_RUNQ_SIZE / 2;
+  keel_proc *first = n->inject_head, *last = first;
+  for (size_t i = 1; i < take; i++)
+    last = last->qnext;
+  if (first != NULL) {
+    n->inject_head = last->qnext;
+    if (n->inject_head == NULL)
+      n->inject_tail = NULL;
+    atomic_fetch_sub_explicit(&n->inject_len, take, memory_order_relaxed);
+  }
+  pthread_mutex_unlock(&n->inject_lock);
+  if (first == NULL)
+    return NULL;
+  for (keel_proc *q = first; q != last;) {
+    keel_proc *next = q->qnext;
+    if (next == NULL)
+      break;
+    uint32_t t = atomic_load_explicit(&s->rq_tail, memory_order_relaxed);
+    atomic_store_explicit(&s->rq[t % RT_RUNQ_SIZE], next, memory_order_relaxed);
+    atomic_store_explicit(&s->rq_tail, t + 1, memory_order_release);
+    q = next;
+  }
+  return first;
+}
+
 /* ---- local run queue ------------------------------------------------------
  */
 
@@ -304,7 +341,7 @@ static keel_proc *find_runnable(rt_node *n, rt_sched *s, bool *inherit) {
       *inherit = true;
       return got(n, s, p);
     }
-    if ((p = runq_get(s)) != NULL || (p = inject_get(n)) != NULL)
+    if ((p = runq_get(s)) != NULL || (p = inject_grab(n, s)) != NULL)
       return got(n, s, p);
     if (s->runnext != NULL) {
       p = s->runnext;
