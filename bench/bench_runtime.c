@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,6 +29,7 @@ typedef struct metric {
   const char *name;
   const char *unit;
   bool higher_better;
+  double floor; /* a figure below this counts as this in ratios */
 } metric;
 
 typedef struct workload {
@@ -309,6 +311,44 @@ static int beam_cast(bool quick, char *buf, size_t size) {
   return snprintf(buf, size, "cast %ld", cast_n(quick));
 }
 
+/* ---- idle -----------------------------------------------------------------
+ */
+
+static long idle_ms(bool quick) {
+  return quick ? 1000 : 10000;
+}
+
+static double cpu_secs(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+         (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+/* The node up with a few idle processes and nothing to do: CPU used by the
+ * whole OS process over the window, in percent of one core. */
+static int run_idle(bool quick, double *out) {
+  if (node_up(64) != KEEL_OK)
+    return -1;
+  for (int i = 0; i < 16; i++)
+    keel_spawn(idle_proc, NULL, NULL, NULL);
+  long ms = idle_ms(quick);
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+  double c0 = cpu_secs();
+  uint64_t t0 = keel_monotonic_ns();
+  while (nanosleep(&ts, &ts) != 0)
+    ;
+  double c1 = cpu_secs();
+  uint64_t t1 = keel_monotonic_ns();
+  keel_node_stop();
+  out[0] = (c1 - c0) / secs(t0, t1) * 100.0;
+  return 0;
+}
+
+static int beam_idle(bool quick, char *buf, size_t size) {
+  return snprintf(buf, size, "idle %ld", idle_ms(quick));
+}
+
 /* ---- the table ------------------------------------------------------------
  */
 
@@ -316,21 +356,23 @@ static const workload workloads[] = {
     {"spawn",
      run_spawn,
      beam_spawn,
-     {{"spawn_per_s", "procs/s", true},
-      {"mem_per_proc", "bytes", false},
-      {"kill_ms", "ms", false}},
+     {{"spawn_per_s", "procs/s", true, 0},
+      {"mem_per_proc", "bytes", false, 0},
+      {"kill_ms", "ms", false, 0}},
      3},
-    {"ring", run_ring, beam_ring, {{"ring_hops_per_s", "hops/s", true}}, 1},
+    {"ring", run_ring, beam_ring, {{"ring_hops_per_s", "hops/s", true, 0}}, 1},
     {"pingpong",
      run_pingpong,
      beam_pingpong,
-     {{"pingpong_msgs_per_s", "msgs/s", true}},
+     {{"pingpong_msgs_per_s", "msgs/s", true, 0}},
      1},
     {"cast",
      run_cast,
      beam_cast,
-     {{"cast_msgs_per_s", "msgs/s", true}, {"cast_rss_peak_kb", "kB", false}},
+     {{"cast_msgs_per_s", "msgs/s", true, 0},
+      {"cast_rss_peak_kb", "kB", false, 4}},
      2},
+    {"idle", run_idle, beam_idle, {{"idle_cpu_pct", "%", false, 0.01}}, 1},
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
 
@@ -446,9 +488,9 @@ static int run_workload(const workload *w, bool quick, int runs,
       continue;
     double bv = median(b[i], runs);
     print_value("beam", m, bv);
-    /* Floors of one unit keep a zero (e.g. no RSS growth) finite. */
-    double ratio = m->higher_better ? kv / (bv > 1 ? bv : 1)
-                                    : (bv > 1 ? bv : 1) / (kv > 1 ? kv : 1);
+    double lo = m->floor > 0 ? m->floor : 1e-9;
+    double kf = kv > lo ? kv : lo, bf = bv > lo ? bv : lo;
+    double ratio = m->higher_better ? kf / bf : bf / kf;
     printf("ratio %s %.2f\n", m->name, ratio);
   }
   fflush(stdout);
@@ -463,7 +505,7 @@ static const workload *find_workload(const char *name) {
 }
 
 static void usage(void) {
-  fprintf(stderr, "usage: keel bench [spawn|ring|pingpong|cast|all]... "
+  fprintf(stderr, "usage: keel bench [spawn|ring|pingpong|cast|idle|all]... "
                   "[--quick] [--runs N] [--no-beam]\n");
 }
 

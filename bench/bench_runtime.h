@@ -11,7 +11,8 @@
  *   beam <metric> <value> <unit>
  *   ratio <metric> <value>        (> 1 means Keel is better)
  * Arguments (argv[0] is the suite or workload name, as dispatched):
- *   workload names: spawn, ring, pingpong, cast, or all (the default);
+ *   workload names: spawn, ring, pingpong, cast, idle, or all (the
+ *   default);
  *   --quick       tiny sizes (a smoke test);
  *   --runs N      runs per side (median reported; default 3, quick 1);
  *   --no-beam     Keel only.

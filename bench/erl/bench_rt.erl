@@ -16,7 +16,8 @@ main([W | Args]) ->
 run("spawn", [N]) -> spawn_bench(N);
 run("ring", [N, Hops]) -> ring_bench(N, Hops);
 run("pingpong", [N]) -> pingpong_bench(N);
-run("cast", [N]) -> cast_bench(N).
+run("cast", [N]) -> cast_bench(N);
+run("idle", [Ms]) -> idle_bench(Ms).
 
 now_ns() -> erlang:monotonic_time(nanosecond).
 
@@ -125,3 +126,21 @@ cast_wait(Peak, PageKb) ->
     after 5 ->
         cast_wait(max(Peak, rss_kb(PageKb)), PageKb)
     end.
+
+%% idle: the node up with no work for Ms milliseconds; CPU used by the whole
+%% OS process, in percent of one core.
+idle_bench(Ms) ->
+    Ticks = list_to_integer(string:trim(os:cmd("getconf CLK_TCK"))),
+    C0 = cpu_ticks(),
+    T0 = now_ns(),
+    timer:sleep(Ms),
+    C1 = cpu_ticks(),
+    T1 = now_ns(),
+    [{idle_cpu_pct, (C1 - C0) / Ticks * 1.0e9 / (T1 - T0) * 100}].
+
+cpu_ticks() ->
+    {ok, B} = file:read_file("/proc/self/stat"),
+    [_, Rest] = binary:split(B, <<") ">>),
+    Fields = binary:split(Rest, <<" ">>, [global]),
+    binary_to_integer(lists:nth(12, Fields)) +
+        binary_to_integer(lists:nth(13, Fields)).
