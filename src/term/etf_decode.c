@@ -664,13 +664,61 @@ static int build_export(builder *b, keel_term *out) {
 /* ---- containers ----------------------------------------------------------
  */
 
+/* Decodes the term at b->p into *slot when it is an immediate (no heap,
+ * no frame). 1: done; 0: not an immediate; negative: error. */
+static inline int build_imm(builder *b, uint64_t *slot) {
+  const uint8_t *p = b->p;
+  switch (p[0]) {
+  case KEEL_ETF_SMALL_INTEGER:
+    *slot = keel_small(p[1]);
+    b->p += 2;
+    return 1;
+  case KEEL_ETF_INTEGER:
+    *slot = keel_small((int32_t)keel__get_be32(p + 1));
+    b->p += 5;
+    return 1;
+  case KEEL_ETF_NIL:
+    *slot = KEEL_NIL;
+    b->p += 1;
+    return 1;
+  case KEEL_ETF_ATOM:
+  case KEEL_ETF_SMALL_ATOM:
+  case KEEL_ETF_ATOM_UTF8:
+  case KEEL_ETF_SMALL_ATOM_UTF8: {
+    int rc = build_atom(b, slot);
+    return rc < 0 ? rc : 1;
+  }
+  default:
+    return 0;
+  }
+}
+
+/* Fills leading immediate elements of n slots `stride` words apart in
+ * place; pushes a frame for the rest. Returns the number of slots left for
+ * the frame (0: all done) or a negative error. */
+static long fill_slots(builder *b, uint64_t *slot, size_t n, size_t stride) {
+  size_t i = 0;
+  for (; i < n; i++) {
+    int rc = build_imm(b, slot + i * stride);
+    if (rc < 0)
+      return rc;
+    if (rc == 0)
+      break;
+  }
+  if (i == n)
+    return 0;
+  int rc = bpush(b, slot + i * stride, n - i, stride);
+  return rc < 0 ? rc : (long)(n - i);
+}
+
 static int build_tuple(builder *b, size_t n, keel_term *out) {
   uint64_t *p = take(b, 1 + n);
   if (p == NULL)
     return KEEL_EDECODE;
   p[0] = keel__hdr(KEEL_BOX_TUPLE, n);
   *out = keel__boxed(p);
-  return n == 0 ? KEEL_OK : bpush(b, p + 1, n, 1);
+  long rc = fill_slots(b, p + 1, n, 1);
+  return rc < 0 ? (int)rc : KEEL_OK;
 }
 
 static int build_list(builder *b, uint64_t *slot) {
@@ -684,8 +732,19 @@ static int build_list(builder *b, uint64_t *slot) {
   for (size_t i = 0; i + 1 < n; i++)
     c[2 * i + 1] = keel__cons_term(&c[2 * i + 2]);
   *slot = keel__cons_term(c);
+  /* The tail's frame goes first: it is filled after every element. */
   int rc = bpush(b, &c[2 * n - 1], 1, 1);
-  return rc < 0 ? rc : bpush(b, c, n, 2);
+  if (rc < 0)
+    return rc;
+  long left = fill_slots(b, c, n, 2);
+  if (left < 0)
+    return (int)left;
+  if (left == 0) { /* all elements done: the tail may be immediate too */
+    rc = build_imm(b, &c[2 * n - 1]);
+    if (rc == 1)
+      b->sp--;
+  }
+  return rc < 0 ? rc : KEEL_OK;
 }
 
 static int build_string(builder *b, keel_term *out) {
@@ -707,6 +766,8 @@ static int build_string(builder *b, keel_term *out) {
   return KEEL_OK;
 }
 
+static int finish_map(uint64_t *box);
+
 static int build_map(builder *b, size_t n, keel_term *out) {
   uint64_t *p = take(b, 1 + 2 * n);
   if (p == NULL)
@@ -715,8 +776,16 @@ static int build_map(builder *b, size_t n, keel_term *out) {
   *out = keel__boxed(p);
   if (n == 0)
     return KEEL_OK;
-  int rc = bpush(b, p, 0, 0);
-  return rc < 0 ? rc : bpush(b, p + 1, 2 * n, 1);
+  int rc = bpush(b, p, 0, 0); /* the finaliser runs after every pair */
+  if (rc < 0)
+    return rc;
+  long left = fill_slots(b, p + 1, 2 * n, 1);
+  if (left < 0)
+    return (int)left;
+  if (left > 0)
+    return KEEL_OK;
+  b->sp--;
+  return finish_map(p);
 }
 
 /* Stable merge sort of pair indices by key; pairs are interleaved. */
