@@ -471,3 +471,21 @@ Test(docs, readme_example_is_examples_hello_terms) {
   free(readme);
   free(example);
 }
+
+/* ---- benchmarks ---------------------------------------------------------- */
+
+Test(cli, bench_dispatches_to_suites) {
+  result r = KEEL(NULL, 0, "bench", "terms", "--quick", "--no-beam");
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  cr_assert(strstr(r.out, "keel etf_encode_") != NULL, "%s", r.out);
+  cr_assert(strstr(r.out, "keel etf_decode_") != NULL, "%s", r.out);
+  result_free(&r);
+  r = KEEL(NULL, 0, "bench", "terms", "--no-such-option");
+  cr_assert_eq(r.status, 2, "%s", r.out);
+  result_free(&r);
+  r = KEEL(NULL, 0, "bench");
+  cr_assert_eq(r.status, 2);
+  cr_assert(strstr(r.err, "terms") != NULL, "usage lists suites: %s", r.err);
+  cr_assert(strstr(r.err, "runtime") != NULL, "usage lists suites: %s", r.err);
+  result_free(&r);
+}
