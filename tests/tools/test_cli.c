@@ -162,6 +162,10 @@ Test(cli, version_matches_library) {
   cr_assert_eq(r.status, 0);
   cr_assert_str_eq(r.out, want);
   result_free(&r);
+  r = KEEL(NULL, 0, "--version");
+  cr_assert_eq(r.status, 0);
+  cr_assert_str_eq(r.out, want);
+  result_free(&r);
 }
 
 Test(cli, unknown_command_and_bad_options_fail) {

@@ -85,8 +85,19 @@ static const keel_cli_cmd commands[] = {
     {"help", cmd_help, "show this help"},
     {NULL, NULL, NULL}};
 
+/* Conventional spellings accepted in place of a command name. */
+static const char *command_alias(const char *arg) {
+  if (strcmp(arg, "--version") == 0 || strcmp(arg, "-V") == 0)
+    return "version";
+  if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0)
+    return "help";
+  return arg;
+}
+
 int main(int argc, char **argv) {
   usage_cmds = commands;
+  if (argc > 1)
+    argv[1] = (char *)command_alias(argv[1]);
   int rc = keel_cli_dispatch(commands, "keel", argc - 1, argv + 1);
   if (fflush(stdout) != 0 && rc == 0) {
     keel_cli_error("stdout", "%s", strerror(errno));
