@@ -422,7 +422,9 @@ static size_t read_line(int fd, char *buf, size_t size) {
   return n;
 }
 
-Test(cli, run_stops_cleanly_on_sigterm) {
+/* Starts `keel run` (with no signal blocked), waits for its first line of
+ * output, sends sig and expects a clean stop. */
+static void check_stops_on(int sig, const char *name) {
   int p[2];
   cr_assert_eq(pipe(p), 0);
   posix_spawn_file_actions_t fa;
@@ -431,20 +433,38 @@ Test(cli, run_stops_cleanly_on_sigterm) {
   posix_spawn_file_actions_addclose(&fa, p[0]);
   char *argv[] = {(char *)keel_path(), "run", NULL};
   pid_t pid;
-  cr_assert_eq(posix_spawn(&pid, argv[0], &fa, NULL, argv, environ), 0);
+  posix_spawnattr_t sa;
+  posix_spawnattr_init(&sa);
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&sa, &none);
+  posix_spawnattr_setflags(&sa, POSIX_SPAWN_SETSIGMASK);
+  int rc = posix_spawn(&pid, argv[0], &fa, &sa, argv, environ);
+  posix_spawnattr_destroy(&sa);
   posix_spawn_file_actions_destroy(&fa);
+  cr_assert_eq(rc, 0);
   close(p[1]);
   char first[512];
   cr_assert_gt(read_line(p[0], first, sizeof first), 0);
   cr_assert(strstr(first, "keel: node started") != NULL, "%s", first);
-  cr_assert_eq(kill(pid, SIGTERM), 0);
+  cr_assert_eq(kill(pid, sig), 0);
   size_t len;
   char *rest = slurp(p[0], &len);
   close(p[0]);
   cr_assert_eq(wait_status(pid), 0, "output: %s", rest);
-  cr_assert(strstr(rest, "keel: received SIGTERM\n") != NULL, "%s", rest);
+  char want[64];
+  snprintf(want, sizeof want, "keel: received %s\n", name);
+  cr_assert(strstr(rest, want) != NULL, "%s", rest);
   cr_assert(strstr(rest, "keel: stopped\n") != NULL, "%s", rest);
   free(rest);
+}
+
+Test(cli, run_stops_cleanly_on_sigterm) {
+  check_stops_on(SIGTERM, "SIGTERM");
+}
+
+Test(cli, run_stops_cleanly_on_sigint) {
+  check_stops_on(SIGINT, "SIGINT");
 }
 
 /* ---- documentation ------------------------------------------------------ */

@@ -264,6 +264,11 @@ int keel_cmd_run(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   sigset_t set;
   node_signals(&set);
+  /* Background jobs may inherit SIGINT ignored; POSIX lets an ignored
+   * signal be discarded even while blocked, so sigwait would miss it. */
+  signal(SIGINT, SIG_DFL);
+  signal(SIGTERM, SIG_DFL);
+  signal(SIGUSR1, SIG_DFL);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
   node_init(&n);
   pthread_t sigthr;
