@@ -78,34 +78,15 @@ static void slot_release(rt_node *n, keel_proc *p, uint32_t idx) {
 
 /* ---- message accounting ------------------------------------------------- */
 
-static void count(_Atomic int64_t *own, _Atomic int64_t *foreign) {
-  if (keel__rt_sched() != NULL) /* owner-only counter: no RMW needed */
+/* Scheduler threads bump their own counters (owner-only: no RMW needed);
+ * other threads share atomic ones. */
+static void bump(_Atomic int64_t *own, _Atomic int64_t *foreign) {
+  if (own != NULL)
     atomic_store_explicit(own,
                           atomic_load_explicit(own, memory_order_relaxed) + 1,
                           memory_order_relaxed);
   else
     atomic_fetch_add_explicit(foreign, 1, memory_order_relaxed);
-}
-
-static void count_alloc(rt_node *n) {
-  rt_sched *s = keel__rt_sched();
-  count(s ? &s->msg_alloc : NULL, &n->foreign_alloc);
-}
-
-static void count_free(rt_node *n) {
-  rt_sched *s = keel__rt_sched();
-  count(s ? &s->msg_free : NULL, &n->foreign_free);
-}
-
-static void count_sent(rt_node *n) {
-  rt_sched *s = keel__rt_sched();
-  if (s != NULL)
-    atomic_store_explicit(
-        &s->msg_sent,
-        atomic_load_explicit(&s->msg_sent, memory_order_relaxed) + 1,
-        memory_order_relaxed);
-  else
-    atomic_fetch_add_explicit(&n->foreign_sent, 1, memory_order_relaxed);
 }
 
 void keel__rt_free_msg(rt_msg *m) {
@@ -118,10 +99,11 @@ void keel__rt_free_msg(rt_msg *m) {
     keel_heap_destroy(&h);
   }
   free(m);
-  count_free(keel__rt);
+  rt_sched *s = keel__rt_tl_sched;
+  bump(s != NULL ? &s->msg_free : NULL, &keel__rt->foreign_free);
 }
 
-static rt_msg *msg_new(keel_term t) {
+static rt_msg *msg_new(rt_node *n, rt_sched *s, keel_term t) {
   size_t words = keel_term_copy_words(t);
   rt_msg *m = malloc(sizeof *m + words * sizeof(uint64_t));
   if (m == NULL)
@@ -139,7 +121,7 @@ static rt_msg *msg_new(keel_term t) {
       return NULL;
     }
   }
-  count_alloc(keel__rt);
+  bump(s != NULL ? &s->msg_alloc : NULL, &n->foreign_alloc);
   return m;
 }
 
@@ -202,9 +184,9 @@ static bool unpin_and_wake(keel_proc *p) {
     if ((ctl & RT_EXITING) == 0) {
       uint64_t st = ctl & RT_ST_MASK;
       if (st == RT_ST_IDLE) {
-        nctl = (nctl & ~RT_ST_MASK) | RT_ST_RUNNABLE;
+        nctl = (nctl & ~RT_ST_MASK) | RT_ST_SCHEDULED;
         wake = true;
-      } else if (st == RT_ST_RUNNING) {
+      } else if (st == RT_ST_SCHEDULED) {
         nctl |= RT_NEWMAIL;
       }
     }
@@ -223,7 +205,8 @@ int keel_send(keel_term pid, keel_term msg) {
     return KEEL_EBADARG;
   if (msg == KEEL_NONE)
     return KEEL_EINVAL;
-  keel_proc *self = keel_current();
+  keel_proc *self = keel__rt_tl_proc;
+  rt_sched *s = keel__rt_tl_sched;
   if (self != NULL)
     self->budget -= KEEL_COST_SEND;
   uint64_t num = keel_pid_local_number(pid);
@@ -233,7 +216,7 @@ int keel_send(keel_term pid, keel_term msg) {
     return KEEL_OK;
   if (!alive_as(atomic_load_explicit(&p->ctl, memory_order_relaxed), gen))
     return KEEL_OK; /* dead or stale: a silent no-op */
-  rt_msg *m = msg_new(msg);
+  rt_msg *m = msg_new(n, s, msg);
   if (m == NULL)
     return KEEL_ENOMEM;
   /* acq_rel: acquire sees the PCB initialised by spawn; the pin keeps the
@@ -247,7 +230,13 @@ int keel_send(keel_term pid, keel_term msg) {
   }
   keel__mbox_push(p, m);
   bool wake = unpin_and_wake(p);
-  count_sent(n);
+  if (s != NULL)
+    atomic_store_explicit(
+        &s->msg_sent,
+        atomic_load_explicit(&s->msg_sent, memory_order_relaxed) + 1,
+        memory_order_relaxed);
+  else
+    atomic_fetch_add_explicit(&n->foreign_sent, 1, memory_order_relaxed);
   if (wake)
     keel__rt_make_runnable(n, p);
   return KEEL_OK;

@@ -4,8 +4,9 @@
  * Process control word (keel_proc.ctl, 64 bits), the one place where every
  * cross-thread decision about a process is made with a CAS:
  *
- *   bits  0..2   state: FREE, IDLE, RUNNABLE, RUNNING
- *   bit   3      NEWMAIL: a sender delivered while the process was RUNNING
+ *   bits  0..2   state: FREE, IDLE, SCHEDULED (queued or running)
+ *   bit   3      NEWMAIL: a sender delivered while the process was
+ *                SCHEDULED (checked before the process goes idle)
  *   bit   4      EXITING: the process is dying; senders drop their message
  *   bits  8..31  pins: senders currently between their generation check and
  *                the end of their mailbox push
@@ -34,8 +35,7 @@
 #define RT_ST_MASK UINT64_C(0x7)
 #define RT_ST_FREE UINT64_C(0)
 #define RT_ST_IDLE UINT64_C(1)
-#define RT_ST_RUNNABLE UINT64_C(2)
-#define RT_ST_RUNNING UINT64_C(3)
+#define RT_ST_SCHEDULED UINT64_C(2)
 #define RT_NEWMAIL UINT64_C(0x8)
 #define RT_EXITING UINT64_C(0x10)
 #define RT_PIN_ONE (UINT64_C(1) << 8)
@@ -152,9 +152,11 @@ typedef struct rt_node {
 /* The running node (NULL when none runs). */
 extern rt_node *keel__rt;
 
-/* Thread-local: scheduler of this thread and process being run. */
-rt_sched *keel__rt_sched(void);
-void keel__rt_set_current(rt_sched *s, keel_proc *p);
+/* Thread-local: scheduler of this thread and process being run (NULL on
+ * other threads). Handler processes never migrate in the middle of a
+ * handler call, so caching these within one call is safe. */
+extern _Thread_local rt_sched *keel__rt_tl_sched;
+extern _Thread_local keel_proc *keel__rt_tl_proc;
 
 /* Process table (proc.c). */
 keel_proc *keel__rt_slot(rt_node *n, uint32_t idx);

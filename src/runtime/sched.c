@@ -29,17 +29,10 @@
 
 rt_node *keel__rt;
 
-static _Thread_local rt_sched *tl_sched;
-static _Thread_local keel_proc *tl_proc;
-
-rt_sched *keel__rt_sched(void) {
-  return tl_sched;
-}
-
-void keel__rt_set_current(rt_sched *s, keel_proc *p) {
-  tl_sched = s;
-  tl_proc = p;
-}
+_Thread_local rt_sched *keel__rt_tl_sched;
+_Thread_local keel_proc *keel__rt_tl_proc;
+#define tl_sched keel__rt_tl_sched
+#define tl_proc keel__rt_tl_proc
 
 keel_proc *keel_current(void) {
   return tl_proc;
@@ -377,15 +370,6 @@ static keel_proc *find_runnable(rt_node *n, rt_sched *s, bool *inherit) {
 /* ---- running a process ----------------------------------------------------
  */
 
-/* CAS on the control word keeping the other bits. */
-static void set_state(keel_proc *p, uint64_t st) {
-  uint64_t ctl = atomic_load_explicit(&p->ctl, memory_order_relaxed);
-  while (!atomic_compare_exchange_weak_explicit(
-      &p->ctl, &ctl, (ctl & ~(RT_ST_MASK | RT_NEWMAIL)) | st,
-      memory_order_acq_rel, memory_order_relaxed))
-    ;
-}
-
 /* Goes idle unless mail arrived meanwhile (then returns false). */
 static bool try_idle(keel_proc *p) {
   uint64_t ctl = atomic_load_explicit(&p->ctl, memory_order_acquire);
@@ -404,7 +388,8 @@ static bool try_idle(keel_proc *p) {
 static void run_process(rt_node *n, rt_sched *s, keel_proc *p, bool inherit) {
   if (!inherit)
     s->slice = KEEL_SLICE_BUDGET;
-  set_state(p, RT_ST_RUNNING);
+  /* The state stays SCHEDULED while queued and while running: no CAS to
+   * start a run. NEWMAIL may already be set; it only costs one more pop. */
   p->budget = s->slice;
   tl_proc = p;
   int32_t left = 0;
@@ -428,8 +413,7 @@ static void run_process(rt_node *n, rt_sched *s, keel_proc *p, bool inherit) {
       /* Out of budget: yield only if there is more to do. */
       if (!keel__mbox_has_mail(p) && try_idle(p))
         break;
-      set_state(p, RT_ST_RUNNABLE);
-      runq_put(n, s, p);
+      runq_put(n, s, p); /* still SCHEDULED */
       if (runq_len(s) > 1 || s->runnext != NULL)
         wakep(n);
       break;
