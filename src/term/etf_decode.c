@@ -350,6 +350,37 @@ static int scan(const uint8_t *buf, size_t len, size_t *used, size_t *words) {
     if (s.p == s.end)
       return KEEL_ETRUNC;
     pending--;
+    /* Fast path for runs of integers (list and tuple elements). */
+    uint8_t tag = *s.p;
+    size_t left = (size_t)(s.end - s.p);
+    if (tag == KEEL_ETF_SMALL_INTEGER && left >= 2) {
+      s.p += 2;
+      if (pending > left - 2)
+        return KEEL_ETRUNC;
+      continue;
+    }
+    if (tag == KEEL_ETF_SMALL_ATOM_UTF8 && left >= 2 &&
+        (size_t)s.p[1] + 2 <= left && is_ascii(s.p + 2, s.p[1])) {
+      s.p += 2 + (size_t)s.p[1];
+      if (pending > (size_t)(s.end - s.p))
+        return KEEL_ETRUNC;
+      continue;
+    }
+    if (tag == KEEL_ETF_SMALL_TUPLE && left >= 2) {
+      size_t n = s.p[1];
+      s.p += 2;
+      s.words += 1 + n;
+      pending += n;
+      if (pending > left - 2)
+        return KEEL_ETRUNC;
+      continue;
+    }
+    if (tag == KEEL_ETF_INTEGER && left >= 5) {
+      s.p += 5;
+      if (pending > left - 5)
+        return KEEL_ETRUNC;
+      continue;
+    }
     size_t count;
     int rc = scan_one(&s, &count);
     if (rc < 0)
@@ -371,24 +402,28 @@ typedef struct bframe {
   size_t stride;  /* words between slots */
 } bframe;
 
-/* Atoms already resolved in this decode, by their encoded bytes: most
- * messages repeat a few atoms (map keys, record tags, node names). */
-#define ATOM_CACHE 64
+/* Atoms resolved recently by this thread, by their encoded bytes: most
+ * messages repeat a few atoms (map keys, record tags, node names), and
+ * atoms live for the whole process, so a cached term stays valid. Short
+ * names only; a slot is overwritten on collision. */
+#define ATOM_CACHE 256
+#define ATOM_CACHE_NAME 30
 
 typedef struct atom_slot {
-  const uint8_t *name; /* in the input */
-  uint32_t len;
-  uint32_t latin1;
-  keel_term atom;
+  keel_term atom; /* 0: empty */
+  uint8_t len;
+  uint8_t latin1;
+  char name[ATOM_CACHE_NAME];
 } atom_slot;
+
+static _Thread_local atom_slot atom_cache[ATOM_CACHE];
 
 typedef struct builder {
   keel_heap *h;
   const uint8_t *p;
   uint64_t *top, *end; /* the pre-allocated block */
   int safe;
-  uint64_t cache_valid; /* bit i: cache[i] is filled */
-  atom_slot cache[ATOM_CACHE];
+  atom_slot *cache; /* this thread's atom_cache, looked up once */
   bframe *stack;
   size_t sp, cap;
   bframe inline_stack[16];
@@ -435,7 +470,7 @@ static int intern(builder *b, const char *name, size_t len, keel_term *out) {
   return rc;
 }
 
-/* Reads a validated atom at b->p. */
+/* Interns (or finds) an atom from its encoded name. */
 static int resolve_atom(builder *b, const uint8_t *s, size_t len, bool latin1,
                         keel_term *out) {
   if (!latin1)
@@ -453,6 +488,40 @@ static int resolve_atom(builder *b, const uint8_t *s, size_t len, bool latin1,
   return intern(b, utf8, n, out);
 }
 
+/* memcmp(a, b, n) == 0 for the short names of the atom cache, without a
+ * library call. */
+static inline bool same_bytes(const char *a, const uint8_t *b, size_t n) {
+  unsigned diff = 0;
+  for (size_t i = 0; i < n; i++)
+    diff |= (unsigned)(uint8_t)a[i] ^ b[i];
+  return diff == 0;
+}
+
+/* The atom named s[0..len), through this thread's cache. */
+static inline int lookup_atom(builder *b, const uint8_t *s, size_t len,
+                              bool latin1, keel_term *out) {
+  if (len > ATOM_CACHE_NAME)
+    return resolve_atom(b, s, len, latin1, out);
+  unsigned i =
+      len == 0
+          ? 0
+          : (unsigned)(len * 31 + s[0] * 7 + s[len / 2] * 3 + s[len - 1] * 13);
+  atom_slot *c = &b->cache[i & (ATOM_CACHE - 1)];
+  if (c->atom != 0 && c->len == len && c->latin1 == latin1 &&
+      same_bytes(c->name, s, len)) {
+    *out = c->atom;
+    return KEEL_OK;
+  }
+  int rc = resolve_atom(b, s, len, latin1, out);
+  if (rc == KEEL_OK) {
+    c->atom = *out;
+    c->len = (uint8_t)len;
+    c->latin1 = latin1;
+    memcpy(c->name, s, len);
+  }
+  return rc;
+}
+
 /* Reads a validated atom at b->p. */
 static int build_atom(builder *b, keel_term *out) {
   uint8_t tag = *b->p++;
@@ -465,24 +534,8 @@ static int build_atom(builder *b, keel_term *out) {
   }
   const uint8_t *s = b->p;
   b->p += len;
-  bool latin1 = tag == KEEL_ETF_ATOM || tag == KEEL_ETF_SMALL_ATOM;
-  unsigned i = len == 0 ? 0 : (unsigned)(len * 7 + s[0] + s[len - 1] * 3);
-  i &= ATOM_CACHE - 1;
-  atom_slot *c = &b->cache[i];
-  if ((b->cache_valid >> i & 1) && c->len == len && c->latin1 == latin1 &&
-      memcmp(c->name, s, len) == 0) {
-    *out = c->atom;
-    return KEEL_OK;
-  }
-  int rc = resolve_atom(b, s, len, latin1, out);
-  if (rc == KEEL_OK) {
-    c->name = s;
-    c->len = (uint32_t)len;
-    c->latin1 = latin1;
-    c->atom = *out;
-    b->cache_valid |= UINT64_C(1) << i;
-  }
-  return rc;
+  return lookup_atom(b, s, len,
+                     tag == KEEL_ETF_ATOM || tag == KEEL_ETF_SMALL_ATOM, out);
 }
 
 static int build_big(builder *b, size_t n, keel_term *out) {
@@ -668,6 +721,16 @@ static int build_export(builder *b, keel_term *out) {
  * no frame). 1: done; 0: not an immediate; negative: error. */
 static inline int build_imm(builder *b, uint64_t *slot) {
   const uint8_t *p = b->p;
+  if (p[0] == KEEL_ETF_SMALL_INTEGER) { /* the most common cases first */
+    *slot = keel_small(p[1]);
+    b->p += 2;
+    return 1;
+  }
+  if (p[0] == KEEL_ETF_SMALL_ATOM_UTF8) {
+    b->p += 2 + (size_t)p[1];
+    int rc = lookup_atom(b, p + 2, p[1], false, slot);
+    return rc < 0 ? rc : 1;
+  }
   switch (p[0]) {
   case KEEL_ETF_SMALL_INTEGER:
     *slot = keel_small(p[1]);
@@ -788,6 +851,21 @@ static int build_map(builder *b, size_t n, keel_term *out) {
   return finish_map(p);
 }
 
+/* Map-key order (keel__map_key_cmp) with a fast path for two atoms, the
+ * usual keys: atoms order by their UTF-8 names, as code points. */
+static inline int key_cmp(keel_term a, keel_term b) {
+  if (!keel_is_atom(a) || !keel_is_atom(b))
+    return keel__map_key_cmp(a, b);
+  if (a == b)
+    return 0;
+  size_t la, lb;
+  const char *sa = keel_atom_name(a, &la), *sb = keel_atom_name(b, &lb);
+  int c = memcmp(sa, sb, la < lb ? la : lb);
+  if (c != 0)
+    return c;
+  return la < lb ? -1 : la > lb;
+}
+
 /* Stable merge sort of pair indices by key; pairs are interleaved. */
 static void sort_pairs(uint32_t *idx, uint32_t *tmp, size_t n,
                        const uint64_t *kv) {
@@ -797,9 +875,8 @@ static void sort_pairs(uint32_t *idx, uint32_t *tmp, size_t n,
              hi = lo + 2 * w < n ? lo + 2 * w : n;
       size_t i = lo, j = mid, k = lo;
       while (i < mid && j < hi)
-        tmp[k++] = keel__map_key_cmp(kv[2 * idx[j]], kv[2 * idx[i]]) < 0
-                       ? idx[j++]
-                       : idx[i++];
+        tmp[k++] =
+            key_cmp(kv[2 * idx[j]], kv[2 * idx[i]]) < 0 ? idx[j++] : idx[i++];
       while (i < mid)
         tmp[k++] = idx[i++];
       while (j < hi)
@@ -827,13 +904,13 @@ static int finish_map(uint64_t *box) {
   bool sorted = true;
   for (size_t i = 0; i < n; i++) {
     idx[i] = (uint32_t)i;
-    if (i > 0 && sorted && keel__map_key_cmp(copy[2 * i - 2], copy[2 * i]) >= 0)
+    if (i > 0 && sorted && key_cmp(copy[2 * i - 2], copy[2 * i]) >= 0)
       sorted = false;
   }
   if (!sorted) {
     sort_pairs(idx, idx + n, n, copy);
     for (size_t i = 1; i < n && rc == KEEL_OK; i++)
-      if (keel__map_key_cmp(copy[2 * idx[i - 1]], copy[2 * idx[i]]) == 0)
+      if (key_cmp(copy[2 * idx[i - 1]], copy[2 * idx[i]]) == 0)
         rc = KEEL_EDECODE;
   }
   for (size_t i = 0; i < n && rc == KEEL_OK; i++) {
@@ -958,13 +1035,13 @@ static int decode_body(keel_heap *h, const uint8_t *buf, size_t len,
   uint64_t *block = NULL;
   if (words > 0 && (block = keel_heap_alloc(h, words)) == NULL)
     return KEEL_ENOMEM;
-  builder b; /* not zero-initialised: the atom cache is large */
+  builder b; /* fields set one by one: the inline stack needs no zeroing */
   b.h = h;
   b.p = buf;
   b.top = block;
   b.end = block + words;
   b.safe = safe;
-  b.cache_valid = 0;
+  b.cache = atom_cache;
   b.sp = 0;
   b.stack = b.inline_stack;
   b.cap = sizeof b.inline_stack / sizeof b.inline_stack[0];

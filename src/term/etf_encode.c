@@ -299,6 +299,20 @@ static int put_list(enc *e, keel_term l) {
   return push(e, FR_LIST, NULL, l, 0);
 }
 
+static int put_term(enc *e, keel_term t);
+
+/* Writes leading immediate elements of a tuple in place and pushes a frame
+ * for the rest, if any. */
+static int put_elems(enc *e, const keel_term *el, size_t n) {
+  size_t i = 0;
+  for (; i < n && (el[i] & KEEL_TAG_MASK) >= KEEL_TAG_SMALL; i++) {
+    int rc = put_term(e, el[i]);
+    if (rc < 0)
+      return rc;
+  }
+  return i == n ? KEEL_OK : push(e, FR_ARRAY, el + i, 0, n - i);
+}
+
 static int put_boxed(enc *e, keel_term t) {
   const uint64_t *box = keel__box(t);
   size_t n = keel__hdr_size(box[0]);
@@ -313,7 +327,7 @@ static int put_boxed(enc *e, keel_term t) {
       put_u8(e, KEEL_ETF_LARGE_TUPLE);
       put_u32(e, (uint32_t)n);
     }
-    return n == 0 ? KEEL_OK : push(e, FR_ARRAY, box + 1, 0, n);
+    return put_elems(e, box + 1, n);
   case KEEL_BOX_MAP:
     put_u8(e, KEEL_ETF_MAP);
     put_u32(e, (uint32_t)n);
