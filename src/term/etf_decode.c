@@ -717,38 +717,52 @@ static int build_export(builder *b, keel_term *out) {
 /* ---- containers ----------------------------------------------------------
  */
 
-/* Decodes the term at b->p into *slot when it is an immediate (no heap,
- * no frame). 1: done; 0: not an immediate; negative: error. */
-static inline int build_imm(builder *b, uint64_t *slot) {
-  const uint8_t *p = b->p;
-  if (p[0] == KEEL_ETF_SMALL_INTEGER) { /* the most common cases first */
+/* Decodes the term at *pp into *slot when it is an immediate (no heap,
+ * no frame), advancing *pp. 1: done; 0: not an immediate; negative: error.
+ * The cursor is a separate pointer so that, inlined into a loop, it stays
+ * in a register instead of being reloaded after every store to a slot. */
+static inline int imm_at(builder *b, const uint8_t **pp, uint64_t *slot) {
+  const uint8_t *p = *pp;
+  /* The most common tags are tested first, without a jump table. */
+  if (p[0] == KEEL_ETF_SMALL_INTEGER) {
     *slot = keel_small(p[1]);
-    b->p += 2;
+    *pp = p + 2;
+    return 1;
+  }
+  if (p[0] == KEEL_ETF_INTEGER) {
+    *slot = keel_small((int32_t)keel__get_be32(p + 1));
+    *pp = p + 5;
     return 1;
   }
   if (p[0] == KEEL_ETF_SMALL_ATOM_UTF8) {
-    b->p += 2 + (size_t)p[1];
+    *pp = p + 2 + (size_t)p[1];
     int rc = lookup_atom(b, p + 2, p[1], false, slot);
     return rc < 0 ? rc : 1;
   }
   switch (p[0]) {
   case KEEL_ETF_SMALL_INTEGER:
     *slot = keel_small(p[1]);
-    b->p += 2;
+    *pp = p + 2;
     return 1;
   case KEEL_ETF_INTEGER:
     *slot = keel_small((int32_t)keel__get_be32(p + 1));
-    b->p += 5;
+    *pp = p + 5;
     return 1;
   case KEEL_ETF_NIL:
     *slot = KEEL_NIL;
-    b->p += 1;
+    *pp = p + 1;
     return 1;
-  case KEEL_ETF_ATOM:
-  case KEEL_ETF_SMALL_ATOM:
+  case KEEL_ETF_SMALL_ATOM_UTF8:
+  case KEEL_ETF_SMALL_ATOM: {
+    *pp = p + 2 + (size_t)p[1];
+    int rc = lookup_atom(b, p + 2, p[1], p[0] == KEEL_ETF_SMALL_ATOM, slot);
+    return rc < 0 ? rc : 1;
+  }
   case KEEL_ETF_ATOM_UTF8:
-  case KEEL_ETF_SMALL_ATOM_UTF8: {
-    int rc = build_atom(b, slot);
+  case KEEL_ETF_ATOM: {
+    size_t len = keel__get_be16(p + 1);
+    *pp = p + 3 + len;
+    int rc = lookup_atom(b, p + 3, len, p[0] == KEEL_ETF_ATOM, slot);
     return rc < 0 ? rc : 1;
   }
   default:
@@ -756,18 +770,24 @@ static inline int build_imm(builder *b, uint64_t *slot) {
   }
 }
 
+static inline int build_imm(builder *b, uint64_t *slot) {
+  return imm_at(b, &b->p, slot);
+}
+
 /* Fills leading immediate elements of n slots `stride` words apart in
  * place; pushes a frame for the rest. Returns the number of slots left for
  * the frame (0: all done) or a negative error. */
 static long fill_slots(builder *b, uint64_t *slot, size_t n, size_t stride) {
   size_t i = 0;
+  const uint8_t *p = b->p;
   for (; i < n; i++) {
-    int rc = build_imm(b, slot + i * stride);
+    int rc = imm_at(b, &p, slot + i * stride);
     if (rc < 0)
       return rc;
     if (rc == 0)
       break;
   }
+  b->p = p;
   if (i == n)
     return 0;
   int rc = bpush(b, slot + i * stride, n - i, stride);
