@@ -76,55 +76,6 @@ static void slot_release(rt_node *n, keel_proc *p, uint32_t idx) {
       &n->free_top, &top, ntop, memory_order_release, memory_order_relaxed));
 }
 
-/* ---- message accounting ------------------------------------------------- */
-
-/* Scheduler threads bump their own counters (owner-only: no RMW needed);
- * other threads share atomic ones. */
-static void bump(_Atomic int64_t *own, _Atomic int64_t *foreign) {
-  if (own != NULL)
-    atomic_store_explicit(own,
-                          atomic_load_explicit(own, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
-  else
-    atomic_fetch_add_explicit(foreign, 1, memory_order_relaxed);
-}
-
-void keel__rt_free_msg(rt_msg *m) {
-  if (m->offheap != NULL) {
-    /* A heap whose only content is the off-heap chain: destroying it drops
-     * the message's references to shared binaries and resources. */
-    keel_heap h;
-    keel_heap_init(&h);
-    h.offheap = m->offheap;
-    keel_heap_destroy(&h);
-  }
-  free(m);
-  rt_sched *s = keel__rt_tl_sched;
-  bump(s != NULL ? &s->msg_free : NULL, &keel__rt->foreign_free);
-}
-
-static rt_msg *msg_new(rt_node *n, rt_sched *s, keel_term t) {
-  size_t words = keel_term_copy_words(t);
-  rt_msg *m = malloc(sizeof *m + words * sizeof(uint64_t));
-  if (m == NULL)
-    return NULL;
-  m->offheap = NULL;
-  m->term = t;
-  if (words != 0) {
-    keel_heap h;
-    keel_heap_init_fixed(&h, m->words, words);
-    m->term = keel_term_copy(&h, t);
-    m->offheap = h.offheap;
-    if (m->term == KEEL_NONE) {
-      keel_heap_destroy(&h);
-      free(m);
-      return NULL;
-    }
-  }
-  bump(s != NULL ? &s->msg_alloc : NULL, &n->foreign_alloc);
-  return m;
-}
-
 /* ---- spawn ----------------------------------------------------------------
  */
 
@@ -216,7 +167,7 @@ int keel_send(keel_term pid, keel_term msg) {
     return KEEL_OK;
   if (!alive_as(atomic_load_explicit(&p->ctl, memory_order_relaxed), gen))
     return KEEL_OK; /* dead or stale: a silent no-op */
-  rt_msg *m = msg_new(n, s, msg);
+  rt_msg *m = keel__rt_msg_new(n, s, msg);
   if (m == NULL)
     return KEEL_ENOMEM;
   /* acq_rel: acquire sees the PCB initialised by spawn; the pin keeps the

@@ -60,14 +60,20 @@ typedef struct rt_mnode {
 } rt_mnode;
 
 /* One message: one allocation holding the link, the term and its flat copy.
- * offheap is the chain of counted references of the copy (large binaries,
- * resources), released when the message is freed. */
+ * `extra` is the chain of counted references of the copy (large binaries,
+ * resources), released when the message is freed; its low bit marks a
+ * message of the pooled size class (see message.c). */
 typedef struct rt_msg {
   rt_mnode link;
   keel_term term;
-  uint64_t *offheap;
+  uintptr_t extra;
   uint64_t words[];
 } rt_msg;
+
+/* Messages whose copy needs at most this many words share one size class
+ * and are recycled through per-scheduler caches. */
+#define RT_POOL_WORDS 3
+#define RT_POOL_BATCH 256u
 
 /* ---- process control block ----------------------------------------------- */
 
@@ -113,6 +119,9 @@ typedef struct rt_sched {
   _Atomic int64_t msg_alloc;
   _Atomic int64_t msg_free;
   _Atomic uint64_t msg_sent;
+  /* Owner-only cache of free pooled messages. */
+  rt_msg *pool, *pool_spare;
+  uint32_t pool_n;
   pthread_t thread;
 } rt_sched;
 
@@ -147,6 +156,11 @@ typedef struct rt_node {
   _Atomic int64_t foreign_alloc;
   _Atomic int64_t foreign_free;
   _Atomic uint64_t foreign_sent;
+  /* Batches of RT_POOL_BATCH free pooled messages handed from schedulers
+   * that free more than they allocate to those that allocate more. */
+  pthread_mutex_t pool_lock;
+  rt_msg *pool_batches;
+  _Atomic size_t pool_nbatches;
 } rt_node;
 
 /* The running node (NULL when none runs). */
@@ -161,7 +175,12 @@ extern _Thread_local keel_proc *keel__rt_tl_proc;
 /* Process table (proc.c). */
 keel_proc *keel__rt_slot(rt_node *n, uint32_t idx);
 void keel__rt_proc_die(rt_node *n, keel_proc *p);
+
+/* Messages (message.c). s is the calling thread's scheduler or NULL. */
+rt_msg *keel__rt_msg_new(rt_node *n, rt_sched *s, keel_term t);
 void keel__rt_free_msg(rt_msg *m);
+/* Frees every cached message (node stop, after the threads are joined). */
+void keel__rt_pool_drain(rt_node *n);
 
 /* Mailbox (mailbox.c). */
 void keel__mbox_init(keel_proc *p);

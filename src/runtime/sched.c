@@ -442,6 +442,8 @@ static void *sched_main(void *arg) {
  */
 
 static void node_free(rt_node *n) {
+  if (n->sched != NULL)
+    keel__rt_pool_drain(n);
   if (n->chunks != NULL) {
     for (size_t i = 0; i < n->nchunks; i++)
       free(atomic_load_explicit(&n->chunks[i], memory_order_relaxed));
@@ -449,6 +451,7 @@ static void node_free(rt_node *n) {
   }
   free(n->sched);
   pthread_mutex_destroy(&n->inject_lock);
+  pthread_mutex_destroy(&n->pool_lock);
   free(n);
 }
 
@@ -469,17 +472,19 @@ static int node_alloc(const keel_node_opts *o, rt_node **out) {
   if (n == NULL)
     return KEEL_ENOMEM;
   pthread_mutex_init(&n->inject_lock, NULL);
+  pthread_mutex_init(&n->pool_lock, NULL);
   n->nsched = ns;
   n->max_procs = maxp;
   n->spin_ns = (uint64_t)(o->spin_us != 0 ? o->spin_us : 20) * 1000u;
   n->nchunks = (maxp + RT_CHUNK_SIZE - 1) / RT_CHUNK_SIZE;
   n->chunks = calloc(n->nchunks, sizeof *n->chunks);
   n->sched = aligned_alloc(64, ((sizeof(rt_sched) * ns + 63) / 64) * 64);
+  if (n->sched != NULL)
+    memset(n->sched, 0, sizeof(rt_sched) * ns);
   if (n->chunks == NULL || n->sched == NULL) {
     node_free(n);
     return KEEL_ENOMEM;
   }
-  memset(n->sched, 0, sizeof(rt_sched) * ns);
   atomic_init(&n->free_top, (uint64_t)RT_FREE_NIL);
   for (unsigned i = 0; i < ns; i++) {
     n->sched[i].id = i;
