@@ -4,8 +4,9 @@
  * One walker serves both keel_etf_size() and keel_etf_encode(): it visits
  * the term in encoding (prefix) order with an explicit stack of frames and
  * either only counts bytes (out == NULL) or writes them, making room before
- * each term for its fixed-size part (at most TERM_SLACK bytes) plus its
- * payload, so the write path needs no second sizing walk. Lists are walked
+ * each term for its fixed-size part (at most TERM_SLACK bytes) and before
+ * each payload (binary bytes, big integer magnitude, string), so the write
+ * path needs no separate sizing walk. Lists are walked
  * along their spine, so a frame stands for a whole tuple, map or list, never
  * for one element, and the stack grows with nesting depth only.
  */
@@ -36,6 +37,15 @@ typedef struct enc {
   size_t sp, scap;
   enc_frame inline_stack[16];
 } enc;
+
+/* Claims k bytes: returns where to write them (NULL when counting). Hot
+ * paths write a term's bytes through this one pointer, so that the byte
+ * stores (which may alias anything) are not followed by reloads of e->n. */
+static inline uint8_t *claim(enc *e, size_t k) {
+  uint8_t *o = e->out != NULL ? e->out + e->n : NULL;
+  e->n += k;
+  return o;
+}
 
 static inline void put_u8(enc *e, uint8_t v) {
   if (e->out != NULL)
@@ -82,23 +92,6 @@ static int ensure(enc *e, size_t k) {
   e->out = e->buf->data + e->start;
   e->cap = e->buf->cap - e->start;
   return KEEL_OK;
-}
-
-/* Payload bytes of a term beyond its fixed-size part. */
-static size_t payload(keel_term t) {
-  if (!keel_is_boxed(t))
-    return 0;
-  uint64_t hdr = keel__box(t)[0];
-  switch (keel__hdr_type(hdr)) {
-  case KEEL_BOX_HEAPBIN:
-  case KEEL_BOX_REFCBIN:
-    return (keel__hdr_size(hdr) + 7) / 8;
-  case KEEL_BOX_POSBIG:
-  case KEEL_BOX_NEGBIG:
-    return 8 * keel__hdr_size(hdr);
-  default:
-    return 0;
-  }
 }
 
 static int grow_stack(enc *e) {
@@ -156,11 +149,17 @@ static void put_magnitude(enc *e, bool neg, const uint64_t *limbs, size_t n) {
 
 static void put_small(enc *e, int64_t v) {
   if (v >= 0 && v <= 255) {
-    put_u8(e, KEEL_ETF_SMALL_INTEGER);
-    put_u8(e, (uint8_t)v);
+    uint8_t *o = claim(e, 2);
+    if (o != NULL) {
+      o[0] = KEEL_ETF_SMALL_INTEGER;
+      o[1] = (uint8_t)v;
+    }
   } else if (v >= INT32_MIN && v <= INT32_MAX) {
-    put_u8(e, KEEL_ETF_INTEGER);
-    put_u32(e, (uint32_t)(int32_t)v);
+    uint8_t *o = claim(e, 5);
+    if (o != NULL) {
+      o[0] = KEEL_ETF_INTEGER;
+      keel__put_be32(o + 1, (uint32_t)(int32_t)v);
+    }
   } else {
     uint64_t m = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
     put_magnitude(e, v < 0, &m, 1);
@@ -200,12 +199,21 @@ static void put_atom(enc *e, keel_term a) {
     return;
   }
   if (len < 256) {
-    put_u8(e, KEEL_ETF_SMALL_ATOM_UTF8);
-    put_u8(e, (uint8_t)len);
-  } else {
-    put_u8(e, KEEL_ETF_ATOM_UTF8);
-    put_u16(e, (uint32_t)len);
+    uint8_t *o = claim(e, 2 + len);
+    if (o == NULL)
+      return;
+    o[0] = KEEL_ETF_SMALL_ATOM_UTF8;
+    o[1] = (uint8_t)len;
+    if (len <= 16) { /* short names: no library call */
+      for (size_t i = 0; i < len; i++)
+        o[2 + i] = s[i];
+    } else {
+      memcpy(o + 2, s, len);
+    }
+    return;
   }
+  put_u8(e, KEEL_ETF_ATOM_UTF8);
+  put_u16(e, (uint32_t)len);
   put_bytes(e, s, len);
 }
 
@@ -246,8 +254,11 @@ static void put_port(enc *e, const uint64_t *box) {
 static void put_float(enc *e, double d) {
   uint64_t bits;
   memcpy(&bits, &d, sizeof bits);
-  put_u8(e, KEEL_ETF_NEW_FLOAT);
-  put_u64(e, bits);
+  uint8_t *o = claim(e, 9);
+  if (o != NULL) {
+    o[0] = KEEL_ETF_NEW_FLOAT;
+    keel__put_be64(o + 1, bits);
+  }
 }
 
 static void put_bits(enc *e, const uint64_t *box) {
@@ -264,6 +275,30 @@ static void put_bits(enc *e, const uint64_t *box) {
 }
 
 /* ---- containers ---------------------------------------------------------- */
+
+static int put_term(enc *e, keel_term t);
+
+static inline bool is_imm(keel_term t) {
+  return (t & KEEL_TAG_MASK) >= KEEL_TAG_SMALL;
+}
+
+/* Writes a list's leading immediate elements in place, then pushes a frame
+ * for the rest of the spine, or writes/pushes the tail. */
+static int put_spine(enc *e, keel_term l) {
+  const uint64_t *cell = keel__cons_ptr(l);
+  for (;;) {
+    if (!is_imm(cell[0]))
+      return push(e, FR_LIST, NULL, keel__cons_term(cell), 0);
+    int rc = put_term(e, cell[0]);
+    if (rc < 0)
+      return rc;
+    if (!keel_is_cons(cell[1]))
+      break;
+    cell = keel__cons_ptr(cell[1]);
+  }
+  return is_imm(cell[1]) ? put_term(e, cell[1])
+                         : push(e, FR_ARRAY, &cell[1], 0, 1);
+}
 
 /* Writes a list's header (or the whole list when it is a STRING_EXT) and
  * pushes a frame for its elements. */
@@ -294,18 +329,19 @@ static int put_list(enc *e, keel_term l) {
     e->n += len;
     return KEEL_OK;
   }
-  put_u8(e, KEEL_ETF_LIST);
-  put_u32(e, (uint32_t)len);
-  return push(e, FR_LIST, NULL, l, 0);
+  uint8_t *o = claim(e, 5);
+  if (o != NULL) {
+    o[0] = KEEL_ETF_LIST;
+    keel__put_be32(o + 1, (uint32_t)len);
+  }
+  return put_spine(e, l);
 }
-
-static int put_term(enc *e, keel_term t);
 
 /* Writes leading immediate elements of a tuple in place and pushes a frame
  * for the rest, if any. */
 static int put_elems(enc *e, const keel_term *el, size_t n) {
   size_t i = 0;
-  for (; i < n && (el[i] & KEEL_TAG_MASK) >= KEEL_TAG_SMALL; i++) {
+  for (; i < n && is_imm(el[i]); i++) {
     int rc = put_term(e, el[i]);
     if (rc < 0)
       return rc;
@@ -321,19 +357,28 @@ static int put_boxed(enc *e, keel_term t) {
     if (n > UINT32_MAX)
       return KEEL_EBADARG;
     if (n < 256) {
-      put_u8(e, KEEL_ETF_SMALL_TUPLE);
-      put_u8(e, (uint8_t)n);
+      uint8_t *o = claim(e, 2);
+      if (o != NULL) {
+        o[0] = KEEL_ETF_SMALL_TUPLE;
+        o[1] = (uint8_t)n;
+      }
     } else {
       put_u8(e, KEEL_ETF_LARGE_TUPLE);
       put_u32(e, (uint32_t)n);
     }
     return put_elems(e, box + 1, n);
-  case KEEL_BOX_MAP:
-    put_u8(e, KEEL_ETF_MAP);
-    put_u32(e, (uint32_t)n);
+  case KEEL_BOX_MAP: {
+    uint8_t *o = claim(e, 5);
+    if (o != NULL) {
+      o[0] = KEEL_ETF_MAP;
+      keel__put_be32(o + 1, (uint32_t)n);
+    }
+  }
     return n == 0 ? KEEL_OK : push(e, FR_MAP, box + 1, 0, n);
   case KEEL_BOX_POSBIG:
   case KEEL_BOX_NEGBIG:
+    if (ensure(e, 8 * n + 8) < 0)
+      return KEEL_ENOMEM;
     put_magnitude(e, keel__hdr_type(box[0]) == KEEL_BOX_NEGBIG, box + 1, n);
     return KEEL_OK;
   case KEEL_BOX_FLOAT:
@@ -343,6 +388,8 @@ static int put_boxed(enc *e, keel_term t) {
   case KEEL_BOX_REFCBIN:
     if ((n + 7) / 8 > UINT32_MAX)
       return KEEL_EBADARG;
+    if (ensure(e, (n + 7) / 8 + 8) < 0)
+      return KEEL_ENOMEM;
     put_bits(e, box);
     return KEEL_OK;
   case KEEL_BOX_EXTPID:
@@ -368,7 +415,7 @@ static int put_boxed(enc *e, keel_term t) {
 
 /* Encodes one term's own bytes; children go on the stack. */
 static int put_term(enc *e, keel_term t) {
-  if (e->out != NULL && ensure(e, TERM_SLACK + payload(t)) < 0)
+  if (ensure(e, TERM_SLACK) < 0)
     return KEEL_ENOMEM;
   switch (t & KEEL_TAG_MASK) {
   case KEEL_TAG_SMALL:
