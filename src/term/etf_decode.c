@@ -497,11 +497,26 @@ static inline bool same_bytes(const char *a, const uint8_t *b, size_t n) {
   return diff == 0;
 }
 
+/* Cache miss: resolves the atom and remembers it in slot c (if any). */
+static __attribute__((noinline)) int lookup_atom_slow(builder *b, atom_slot *c,
+                                                      const uint8_t *s,
+                                                      size_t len, bool latin1,
+                                                      keel_term *out) {
+  int rc = resolve_atom(b, s, len, latin1, out);
+  if (rc == KEEL_OK && c != NULL) {
+    c->atom = *out;
+    c->len = (uint8_t)len;
+    c->latin1 = latin1;
+    memcpy(c->name, s, len);
+  }
+  return rc;
+}
+
 /* The atom named s[0..len), through this thread's cache. */
 static inline int lookup_atom(builder *b, const uint8_t *s, size_t len,
                               bool latin1, keel_term *out) {
   if (len > ATOM_CACHE_NAME)
-    return resolve_atom(b, s, len, latin1, out);
+    return lookup_atom_slow(b, NULL, s, len, latin1, out);
   unsigned i =
       len == 0
           ? 0
@@ -512,14 +527,7 @@ static inline int lookup_atom(builder *b, const uint8_t *s, size_t len,
     *out = c->atom;
     return KEEL_OK;
   }
-  int rc = resolve_atom(b, s, len, latin1, out);
-  if (rc == KEEL_OK) {
-    c->atom = *out;
-    c->len = (uint8_t)len;
-    c->latin1 = latin1;
-    memcpy(c->name, s, len);
-  }
-  return rc;
+  return lookup_atom_slow(b, c, s, len, latin1, out);
 }
 
 /* Reads a validated atom at b->p. */
@@ -721,7 +729,8 @@ static int build_export(builder *b, keel_term *out) {
  * no frame), advancing *pp. 1: done; 0: not an immediate; negative: error.
  * The cursor is a separate pointer so that, inlined into a loop, it stays
  * in a register instead of being reloaded after every store to a slot. */
-static inline int imm_at(builder *b, const uint8_t **pp, uint64_t *slot) {
+static inline __attribute__((always_inline)) int
+imm_at(builder *b, const uint8_t **pp, uint64_t *slot) {
   const uint8_t *p = *pp;
   /* The most common tags are tested first, without a jump table. */
   if (p[0] == KEEL_ETF_SMALL_INTEGER) {
