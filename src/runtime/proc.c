@@ -221,7 +221,8 @@ void keel__rt_proc_die(rt_node *n, keel_proc *p) {
   } while (!atomic_compare_exchange_weak_explicit(
       &p->ctl, &ctl, nctl, memory_order_acq_rel, memory_order_relaxed));
   slot_release(n, p, (uint32_t)(p->pid_number & RT_IDX_MASK));
-  atomic_fetch_sub_explicit(&n->live, 1, memory_order_relaxed);
+  /* release: the dead process's writes before a stats reader sees it gone. */
+  atomic_fetch_sub_explicit(&n->live, 1, memory_order_release);
 }
 
 /* ---- accessors ------------------------------------------------------------

@@ -379,3 +379,101 @@ Test(process, exit_reasons) {
     cr_assert_eq(reasons[1], KEEL_ATOM(SHUTDOWN));
   }
 }
+
+/* Small messages are recycled through per-scheduler caches: a flood from
+ * processes on some schedulers to a receiver that dies half-way leaves no
+ * message behind, whatever the scheduler count. */
+typedef struct flood {
+  keel_term to;
+  int left;
+} flood;
+
+static keel_handler_status flooder(keel_proc *self, keel_term msg,
+                                   void *state) {
+  (void)msg;
+  flood *f = state;
+  for (int k = 0; k < 300 && f->left > 0; k++, f->left--)
+    keel_send(f->to, keel_small(f->left));
+  if (f->left > 0)
+    keel_send(keel_self(self), KEEL_NIL);
+  else
+    signal_event();
+  return KEEL_CONTINUE;
+}
+
+static keel_handler_status dies_at_zero(keel_proc *self, keel_term msg,
+                                        void *state) {
+  long *n = state;
+  if (++*n == 20000)
+    return keel_exit(self, KEEL_ATOM(NORMAL));
+  (void)msg;
+  return KEEL_CONTINUE;
+}
+
+Test(process, small_message_flood_no_leaks) {
+  for (size_t c = 0; c < NCONF; c++) {
+    start(sched_counts[c], 0);
+    long got = 0;
+    keel_term rx;
+    cr_assert_eq(keel_spawn(dies_at_zero, &got, NULL, &rx), KEEL_OK);
+    flood f[4];
+    for (int i = 0; i < 4; i++) {
+      f[i] = (flood){rx, 10000};
+      keel_term tx;
+      cr_assert_eq(keel_spawn(flooder, &f[i], NULL, &tx), KEEL_OK);
+      cr_assert_eq(keel_send(tx, KEEL_NIL), KEEL_OK);
+    }
+    cr_assert(wait_events(4), "flooders done");
+    /* Once the receiver is gone and the flooders' last messages are
+     * freed (just after their handlers return), nothing may be left. */
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    keel_node_stats st;
+    for (;;) {
+      cr_assert_eq(keel_node_stats_get(&st), KEEL_OK);
+      if (st.processes == 4 && st.messages_live == 0)
+        break;
+      clock_gettime(CLOCK_MONOTONIC, &t1);
+      cr_assert_lt(t1.tv_sec - t0.tv_sec, TIMEOUT_S,
+                   "%zu processes, %lld messages live", st.processes,
+                   (long long)st.messages_live);
+      sched_yield();
+    }
+    cr_assert_eq(got, 20000, "handled exactly up to its exit");
+    cr_assert_geq(st.messages_sent, 20000);
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+  }
+}
+
+/* Processes spawn processes and message them from inside handlers. */
+static keel_handler_status child(keel_proc *self, keel_term msg, void *state) {
+  (void)self;
+  (void)state;
+  (void)msg;
+  signal_event();
+  return keel_exit(self, KEEL_ATOM(NORMAL));
+}
+
+static keel_handler_status parent(keel_proc *self, keel_term msg, void *state) {
+  (void)self;
+  (void)state;
+  for (int64_t i = 0; i < keel_small_value(msg); i++) {
+    keel_term pid;
+    cr_assert_eq(keel_spawn(child, NULL, NULL, &pid), KEEL_OK);
+    cr_assert_eq(keel_send(pid, KEEL_NIL), KEEL_OK);
+  }
+  return KEEL_CONTINUE;
+}
+
+Test(process, spawn_from_handlers) {
+  for (size_t c = 0; c < NCONF; c++) {
+    start(sched_counts[c], 0);
+    keel_term pids[4];
+    for (int i = 0; i < 4; i++) {
+      cr_assert_eq(keel_spawn(parent, NULL, NULL, &pids[i]), KEEL_OK);
+      cr_assert_eq(keel_send(pids[i], keel_small(2500)), KEEL_OK);
+    }
+    cr_assert(wait_events(10000), "every child ran");
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+  }
+}
