@@ -620,3 +620,50 @@ Test(etf, random_round_trips_and_truncation) {
   }
   keel_buf_free(&b);
 }
+
+Test(etf, port_id_boundary_follows_otp) {
+  /* OTP 25: term_to_binary of a port with id 16#fffffff is NEW_PORT_EXT,
+   * with id 16#10000000 V4_PORT_EXT. */
+  keel_port_parts po = {.node = keel_atom("a"), .id = 0xfffffff, .creation = 3};
+  VEC(keel_port_make(&h, &po), 131, 89, 119, 1, 'a', 15, 255, 255, 255, 0, 0, 0,
+      3);
+  po.id = 0x10000000;
+  VEC(keel_port_make(&h, &po), 131, 120, 119, 1, 'a', 0, 0, 0, 0, 16, 0, 0, 0,
+      0, 0, 0, 3);
+}
+
+Test(etf, fixed_heap_too_small) {
+  uint64_t words[4];
+  keel_heap fh;
+  keel_heap_init_fixed(&fh, words, 4);
+  keel_term t;
+  const uint8_t b[] = {131, 104, 4, 97, 1, 97, 2, 97, 3, 97, 4};
+  cr_assert_eq(keel_etf_decode(&fh, b, sizeof b, NULL, &t, NULL), KEEL_ENOMEM);
+  const uint8_t c[] = {131, 104, 2, 97, 1, 97, 2};
+  cr_assert_eq(keel_etf_decode(&fh, c, sizeof c, NULL, &t, NULL), KEEL_OK);
+  cr_assert_eq(keel_tuple_get(t, 1), keel_small(2));
+  keel_heap_destroy(&fh);
+}
+
+Test(etf, safe_mode_checks_node_atoms) {
+  keel_etf_decode_opts o = {.safe = 1};
+  keel_term t;
+  const uint8_t pid[] = {131, 88,  119, 14,  'u', 'n', 'k', 'n', 'o', 'w',
+                         'n', '_', 'n', 'o', 'd', 'e', '@', 'x', 0,   0,
+                         0,   1,   0,   0,   0,   0,   0,   0,   0,   0};
+  cr_assert_eq(keel_etf_decode(&h, pid, sizeof pid, NULL, &t, &o), KEEL_ENOENT);
+}
+
+Test(etf, local_pid_decodes_to_immediate) {
+  keel_term t;
+  cr_assert_eq(DEC(&t, 131, 88, 119, 13, 'n', 'o', 'n', 'o', 'd', 'e', '@', 'n',
+                   'o', 'h', 'o', 's', 't', 0, 0, 0, 9, 0, 0, 0, 1, 0, 0, 0, 0),
+               KEEL_OK);
+  cr_assert(keel_is_local_pid(t));
+  cr_assert_eq(keel_pid_local_number(t), 9 | (UINT64_C(1) << 32));
+  /* Another creation is another node: a boxed pid. */
+  cr_assert_eq(DEC(&t, 131, 88, 119, 13, 'n', 'o', 'n', 'o', 'd', 'e', '@', 'n',
+                   'o', 'h', 'o', 's', 't', 0, 0, 0, 9, 0, 0, 0, 1, 0, 0, 0, 5),
+               KEEL_OK);
+  cr_assert(keel_is_pid(t) && !keel_is_local_pid(t));
+}
