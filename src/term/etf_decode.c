@@ -350,7 +350,9 @@ static int scan(const uint8_t *buf, size_t len, size_t *used, size_t *words) {
     if (s.p == s.end)
       return KEEL_ETRUNC;
     pending--;
-    /* Fast path for runs of integers (list and tuple elements). */
+    /* Fast paths for the most frequent tags (integers, short ASCII atoms,
+     * small tuples) without a jump table; anything else, or a term that
+     * does not fit, takes the generic path, which reports errors. */
     uint8_t tag = *s.p;
     size_t left = (size_t)(s.end - s.p);
     if (tag == KEEL_ETF_SMALL_INTEGER && left >= 2) {
