@@ -426,6 +426,7 @@ typedef struct builder {
   uint64_t *top, *end; /* the pre-allocated block */
   int safe;
   atom_slot *cache; /* this thread's atom_cache, looked up once */
+  keel_term root;   /* the slot of the whole term */
   bframe *stack;
   size_t sp, cap;
   bframe inline_stack[16];
@@ -622,7 +623,7 @@ static int build_bits(builder *b, bool bit, keel_term *out) {
 }
 
 static int build_pid(builder *b, uint8_t tag, keel_term *out) {
-  keel_term node;
+  keel_term node = KEEL_NONE;
   int rc = build_atom(b, &node);
   if (rc < 0)
     return rc;
@@ -647,7 +648,7 @@ static int build_pid(builder *b, uint8_t tag, keel_term *out) {
 }
 
 static int build_port(builder *b, uint8_t tag, keel_term *out) {
-  keel_term node;
+  keel_term node = KEEL_NONE;
   int rc = build_atom(b, &node);
   if (rc < 0)
     return rc;
@@ -675,7 +676,7 @@ static int build_ref(builder *b, uint8_t tag, keel_term *out) {
     len = keel__get_be16(b->p);
     b->p += 2;
   }
-  keel_term node;
+  keel_term node = KEEL_NONE;
   int rc = build_atom(b, &node);
   if (rc < 0)
     return rc;
@@ -706,11 +707,11 @@ static int build_ref(builder *b, uint8_t tag, keel_term *out) {
 }
 
 static int build_export(builder *b, keel_term *out) {
-  keel_term m, f;
+  keel_term m = KEEL_NONE, f = KEEL_NONE;
   int rc = build_atom(b, &m);
   if (rc == KEEL_OK)
     rc = build_atom(b, &f);
-  if (rc < 0)
+  if (rc != KEEL_OK)
     return rc;
   uint64_t *p = take(b, KEEL_FUN_WORDS);
   if (p == NULL)
@@ -1035,8 +1036,8 @@ static int build_one(builder *b, uint64_t *slot) {
 
 /* Pass 2: builds the term validated by scan() into the block [top, end). */
 static int build(builder *b, keel_term *out) {
-  keel_term root = KEEL_NIL;
-  int rc = bpush(b, &root, 1, 1);
+  b->root = KEEL_NIL;
+  int rc = bpush(b, &b->root, 1, 1);
   while (rc == KEEL_OK && b->sp > 0) {
     bframe *f = &b->stack[b->sp - 1];
     if (f->left == 0) {
@@ -1052,7 +1053,8 @@ static int build(builder *b, keel_term *out) {
   }
   if (b->stack != b->inline_stack)
     free(b->stack);
-  *out = root;
+  b->sp = 0;
+  *out = b->root;
   return rc;
 }
 
