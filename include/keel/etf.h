@@ -3,7 +3,7 @@
  *
  * Encoding writes the same bytes as term_to_binary/2 of OTP 26 with
  * [{minor_version, 2}] (UTF-8 atoms, NEW_FLOAT_EXT, NEW_PID_EXT,
- * NEWER_REFERENCE_EXT, V4_PORT_EXT only when an id needs more than 32 bits),
+ * NEWER_REFERENCE_EXT, V4_PORT_EXT only when an id needs more than 28 bits),
  * except that maps of more than 32 pairs are written in key order where
  * Erlang writes them in its internal hash order; both decode to equal maps.
  *
