@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -39,12 +40,20 @@ static bool wait_events(long target) {
   return ok;
 }
 
+/* Raises the expected event count by k and returns the new target. */
+static long expected;
+static long events_target_add(int k) {
+  expected += k;
+  return expected;
+}
+
 static void start(unsigned nsched) {
   keel_node_opts o = {.schedulers = nsched};
   cr_assert_eq(keel_node_start(&o), KEEL_OK);
   pthread_mutex_lock(&mu);
   events = 0;
   pthread_mutex_unlock(&mu);
+  expected = 0;
 }
 
 /* ---- G3: per-sender FIFO ------------------------------------------------- */
@@ -310,4 +319,74 @@ Test(sched, process_woken_by_busy_peer_runs) {
     }
     cr_assert_eq(keel_node_stop(), KEEL_OK);
   }
+}
+
+/* Wake-up churn: a message hops a random number of times between random
+ * processes, and the next round starts after a random busy pause, so the
+ * schedulers are caught spinning, about to park, or parked. */
+static keel_term churn_pids[64];
+static _Atomic uint32_t churn_seed;
+
+static keel_handler_status hopper(keel_proc *self, keel_term msg, void *state) {
+  (void)self;
+  (void)state;
+  int64_t hops = keel_small_value(msg);
+  if (hops == 0) {
+    signal_event();
+    return KEEL_CONTINUE;
+  }
+  uint32_t r = atomic_fetch_add(&churn_seed, 2654435761u);
+  keel_send(churn_pids[(r >> 16) % 64], keel_small(hops - 1));
+  return KEEL_CONTINUE;
+}
+
+Test(sched, wake_up_churn) {
+  for (size_t c = 0; c < NCONF; c++) {
+    start(sched_counts[c]);
+    for (int i = 0; i < 64; i++)
+      cr_assert_eq(keel_spawn(hopper, NULL, NULL, &churn_pids[i]), KEEL_OK);
+    srand(42 + (unsigned)c);
+    for (long round = 1; round <= 1500; round++) {
+      int burst = 1 + rand() % 3;
+      for (int k = 0; k < burst; k++)
+        cr_assert_eq(keel_send(churn_pids[rand() % 64], keel_small(rand() % 8)),
+                     KEEL_OK);
+      cr_assert(wait_events(events_target_add(burst)),
+                "round %ld lost a wake-up (%u schedulers)", round,
+                sched_counts[c]);
+      struct timespec t0, t1;
+      long pause_ns = (rand() % 60) * 1000;
+      clock_gettime(CLOCK_MONOTONIC, &t0);
+      do /* a busy pause, not a sleep: no synchronisation relies on it */
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+      while ((t1.tv_sec - t0.tv_sec) * 1000000000L + (t1.tv_nsec - t0.tv_nsec) <
+             pause_ns);
+    }
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+  }
+}
+
+/* With nothing to do, the schedulers sleep: no periodic tick burns CPU. */
+static double cpu_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+Test(sched, idle_node_uses_no_cpu) {
+  start(8);
+  keel_term p;
+  cr_assert_eq(keel_spawn(reporter, NULL, NULL, &p), KEEL_OK);
+  cr_assert_eq(keel_send(p, KEEL_NIL), KEEL_OK);
+  cr_assert(wait_events(1));
+  cr_assert(wait_all_parked());
+  double c0 = cpu_seconds();
+  /* A measurement window, not synchronisation. */
+  struct timespec win = {0, 400000000};
+  while (nanosleep(&win, &win) != 0)
+    ;
+  double used = cpu_seconds() - c0;
+  printf("idle node (8 schedulers): %.4f s of CPU in 0.4 s\n", used);
+  cr_assert_lt(used, 0.04, "idle node used %.3f s of CPU in 0.4 s", used);
+  cr_assert_eq(keel_node_stop(), KEEL_OK);
 }
