@@ -10,7 +10,8 @@
  *   keel <metric> <value> <unit>
  *   beam <metric> <value> <unit>
  *   ratio <metric> <value>        (> 1 means Keel is better)
- * Arguments (argv[0] is the suite or workload name, as dispatched):
+ * Arguments (argv[0] is the suite name "runtime" or a workload name, as
+ * dispatched):
  *   workload names: spawn, ring, pingpong, cast, idle, or all (the
  *   default);
  *   --quick       tiny sizes (a smoke test);
