@@ -311,6 +311,133 @@ static int beam_cast(bool quick, char *buf, size_t size) {
   return snprintf(buf, size, "cast %ld", cast_n(quick));
 }
 
+/* ---- fanout -----------------------------------------------------------------
+ */
+
+#define FANOUT_SUBS 1000
+
+typedef struct fanout_pub {
+  keel_term subs[FANOUT_SUBS];
+  long rounds_left;
+} fanout_pub;
+
+static long fanout_rounds(bool quick) {
+  return quick ? 20 : 2000;
+}
+
+static _Atomic long fanout_finished;
+
+static keel_handler_status fanout_sub(keel_proc *self, keel_term msg,
+                                      void *state) {
+  (void)self;
+  (void)msg;
+  if (--*(long *)state == 0 &&
+      atomic_fetch_add(&fanout_finished, 1) + 1 == FANOUT_SUBS)
+    done_signal();
+  return KEEL_CONTINUE;
+}
+
+/* One round per message, then a message to itself to go on. */
+static keel_handler_status fanout_publisher(keel_proc *self, keel_term msg,
+                                            void *state) {
+  (void)msg;
+  fanout_pub *p = state;
+  for (int i = 0; i < FANOUT_SUBS; i++)
+    keel_send(p->subs[i], keel_small(p->rounds_left));
+  if (--p->rounds_left > 0)
+    keel_send(keel_self(self), KEEL_NIL);
+  return KEEL_CONTINUE;
+}
+
+static int run_fanout(bool quick, double *out) {
+  long rounds = fanout_rounds(quick);
+  fanout_pub *p = malloc(sizeof *p);
+  long *left = malloc(FANOUT_SUBS * sizeof *left);
+  if (p == NULL || left == NULL || node_up(FANOUT_SUBS + 16) != KEEL_OK) {
+    free(p);
+    free(left);
+    return -1;
+  }
+  atomic_store(&fanout_finished, 0);
+  for (int i = 0; i < FANOUT_SUBS; i++) {
+    left[i] = rounds;
+    keel_spawn(fanout_sub, &left[i], NULL, &p->subs[i]);
+  }
+  p->rounds_left = rounds;
+  keel_term pub;
+  keel_spawn(fanout_publisher, p, NULL, &pub);
+  uint64_t t0 = keel_monotonic_ns();
+  keel_send(pub, KEEL_NIL);
+  bool ok = done_wait(NULL);
+  uint64_t t1 = keel_monotonic_ns();
+  keel_node_stop();
+  free(p);
+  free(left);
+  out[0] = (double)rounds * FANOUT_SUBS / secs(t0, t1);
+  return ok ? 0 : -1;
+}
+
+static int beam_fanout(bool quick, char *buf, size_t size) {
+  return snprintf(buf, size, "fanout %d %ld", FANOUT_SUBS,
+                  fanout_rounds(quick));
+}
+
+/* ---- fanin ------------------------------------------------------------------
+ */
+
+typedef struct fanin_tx {
+  keel_term to;
+  long left;
+} fanin_tx;
+
+static long fanin_total(bool quick) {
+  return quick ? 40000 : 4000000;
+}
+
+static keel_handler_status fanin_sender(keel_proc *self, keel_term msg,
+                                        void *state) {
+  (void)msg;
+  fanin_tx *tx = state;
+  for (int k = 0; k < 1000 && tx->left > 0; k++, tx->left--)
+    keel_send(tx->to, keel_small(tx->left));
+  if (tx->left > 0)
+    keel_send(keel_self(self), KEEL_NIL);
+  return KEEL_CONTINUE;
+}
+
+static double fanin_once(bool quick, int nsenders) {
+  long total = fanin_total(quick), count = total;
+  fanin_tx tx[8];
+  if (node_up(16) != KEEL_OK)
+    return -1;
+  keel_term recv;
+  keel_spawn(cast_recv, &count, NULL, &recv);
+  keel_term pids[8];
+  for (int i = 0; i < nsenders; i++) {
+    tx[i] = (fanin_tx){recv, total / nsenders};
+    keel_spawn(fanin_sender, &tx[i], NULL, &pids[i]);
+  }
+  uint64_t t0 = keel_monotonic_ns();
+  for (int i = 0; i < nsenders; i++)
+    keel_send(pids[i], KEEL_NIL);
+  bool ok = done_wait(NULL);
+  uint64_t t1 = keel_monotonic_ns();
+  keel_node_stop();
+  return ok ? (double)total / secs(t0, t1) : -1;
+}
+
+static int run_fanin(bool quick, double *out) {
+  static const int ns[3] = {1, 2, 8};
+  for (int i = 0; i < 3; i++)
+    if ((out[i] = fanin_once(quick, ns[i])) < 0)
+      return -1;
+  return 0;
+}
+
+static int beam_fanin(bool quick, char *buf, size_t size) {
+  return snprintf(buf, size, "fanin %ld", fanin_total(quick));
+}
+
 /* ---- idle -----------------------------------------------------------------
  */
 
@@ -372,6 +499,18 @@ static const workload workloads[] = {
      {{"cast_msgs_per_s", "msgs/s", true, 0},
       {"cast_rss_peak_kb", "kB", false, 4}},
      2},
+    {"fanout",
+     run_fanout,
+     beam_fanout,
+     {{"fanout_deliveries_per_s", "msgs/s", true, 0}},
+     1},
+    {"fanin",
+     run_fanin,
+     beam_fanin,
+     {{"fanin_msgs_per_s_1", "msgs/s", true, 0},
+      {"fanin_msgs_per_s_2", "msgs/s", true, 0},
+      {"fanin_msgs_per_s_8", "msgs/s", true, 0}},
+     3},
     {"idle", run_idle, beam_idle, {{"idle_cpu_pct", "%", false, 0.01}}, 1},
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
@@ -505,9 +644,9 @@ static const workload *find_workload(const char *name) {
 }
 
 static void usage(void) {
-  fprintf(stderr,
-          "usage: keel bench runtime [spawn|ring|pingpong|cast|idle|all]... "
-          "[--quick] [--runs N] [--no-beam]\n");
+  fprintf(stderr, "usage: keel bench runtime "
+                  "[spawn|ring|pingpong|cast|fanout|fanin|idle|all]... "
+                  "[--quick] [--runs N] [--no-beam]\n");
 }
 
 int keel_bench_runtime(int argc, char **argv) {

@@ -17,6 +17,8 @@ run("spawn", [N]) -> spawn_bench(N);
 run("ring", [N, Hops]) -> ring_bench(N, Hops);
 run("pingpong", [N]) -> pingpong_bench(N);
 run("cast", [N]) -> cast_bench(N);
+run("fanout", [Subs, Rounds]) -> fanout_bench(Subs, Rounds);
+run("fanin", [Total]) -> fanin_bench(Total);
 run("idle", [Ms]) -> idle_bench(Ms).
 
 now_ns() -> erlang:monotonic_time(nanosecond).
@@ -144,3 +146,37 @@ cpu_ticks() ->
     Fields = binary:split(Rest, <<" ">>, [global]),
     binary_to_integer(lists:nth(12, Fields)) +
         binary_to_integer(lists:nth(13, Fields)).
+
+%% fanout: one process sends Rounds messages to each of Subs subscribers.
+fanout_bench(NSubs, Rounds) ->
+    Parent = self(),
+    Subs = [spawn(fun() -> sub_loop(Rounds, Parent) end)
+            || _ <- lists:seq(1, NSubs)],
+    T0 = now_ns(),
+    spawn(fun() -> publish(Subs, Rounds) end),
+    wait_n(NSubs),
+    T1 = now_ns(),
+    [{fanout_deliveries_per_s, NSubs * Rounds * 1.0e9 / (T1 - T0)}].
+
+publish(_Subs, 0) -> ok;
+publish(Subs, K) ->
+    [S ! K || S <- Subs],
+    publish(Subs, K - 1).
+
+sub_loop(0, Parent) -> Parent ! done;
+sub_loop(K, Parent) -> receive _ -> sub_loop(K - 1, Parent) end.
+
+%% fanin: N = 1, 2, 8 senders share Total messages to one receiver.
+fanin_bench(Total) ->
+    [{list_to_atom("fanin_msgs_per_s_" ++ integer_to_list(N)),
+      fanin_once(N, Total)} || N <- [1, 2, 8]].
+
+fanin_once(N, Total) ->
+    Parent = self(),
+    Recv = spawn(fun() -> cast_recv(Total, Parent) end),
+    Per = Total div N,
+    T0 = now_ns(),
+    [spawn(fun() -> cast_send(Recv, Per) end) || _ <- lists:seq(1, N)],
+    receive done -> ok end,
+    T1 = now_ns(),
+    Total * 1.0e9 / (T1 - T0).

@@ -138,7 +138,9 @@ static bool runq_put_slow(rt_node *n, rt_sched *s, keel_proc *p, uint32_t h,
   return true;
 }
 
-static void runq_put(rt_node *n, rt_sched *s, keel_proc *p) {
+/* Returns true when the ring was empty before (the caller then wakes a
+ * parked scheduler; later pushes rely on that one, see wakep). */
+static bool runq_put(rt_node *n, rt_sched *s, keel_proc *p) {
   for (;;) {
     uint32_t h = atomic_load_explicit(&s->rq_head, memory_order_acquire);
     uint32_t t = atomic_load_explicit(&s->rq_tail, memory_order_relaxed);
@@ -146,10 +148,10 @@ static void runq_put(rt_node *n, rt_sched *s, keel_proc *p) {
       atomic_store_explicit(&s->rq[t % RT_RUNQ_SIZE], p, memory_order_relaxed);
       /* release: publishes the entry to consumers' acquire of tail. */
       atomic_store_explicit(&s->rq_tail, t + 1, memory_order_release);
-      return;
+      return t == h;
     }
     if (runq_put_slow(n, s, p, h, t))
-      return;
+      return true;
   }
 }
 
@@ -237,10 +239,11 @@ void keel__rt_make_runnable(rt_node *n, keel_proc *p) {
   }
   keel_proc *old = s->runnext;
   s->runnext = p;
-  if (old != NULL) {
-    runq_put(n, s, old);
+  /* Waking a scheduler when the ring becomes non-empty is enough: whoever
+   * wakes (or was spinning) steals half, and a spinner that finds work
+   * wakes the next one (got()), so later pushes need no fence. */
+  if (old != NULL && runq_put(n, s, old))
     wakep(n);
-  }
 }
 
 /* ---- finding work ---------------------------------------------------------
