@@ -40,8 +40,7 @@ typedef struct workload {
   int nmetrics;
 } workload;
 
-/* ---- helpers --------------------------------------------------------------
- */
+/* ---- helpers ----------------------------------------------------------- */
 
 static long rss_kb(void) {
   FILE *f = fopen("/proc/self/statm", "r");
@@ -110,8 +109,7 @@ static int node_up(size_t max_procs) {
   return rc;
 }
 
-/* ---- spawn ----------------------------------------------------------------
- */
+/* ---- spawn ------------------------------------------------------------- */
 
 static _Atomic size_t spawn_alive;
 
@@ -173,8 +171,7 @@ static int beam_spawn(bool quick, char *buf, size_t size) {
   return snprintf(buf, size, "spawn %zu", spawn_n(quick));
 }
 
-/* ---- ring -----------------------------------------------------------------
- */
+/* ---- ring -------------------------------------------------------------- */
 
 static keel_handler_status ring_proc(keel_proc *self, keel_term msg,
                                      void *state) {
@@ -225,8 +222,7 @@ static int beam_ring(bool quick, char *buf, size_t size) {
   return snprintf(buf, size, "ring %zu %ld", n, hops);
 }
 
-/* ---- pingpong -------------------------------------------------------------
- */
+/* ---- pingpong ---------------------------------------------------------- */
 
 static long pingpong_n(bool quick) {
   return quick ? 20000 : 2000000;
@@ -254,8 +250,7 @@ static int beam_pingpong(bool quick, char *buf, size_t size) {
   return snprintf(buf, size, "pingpong %ld", pingpong_n(quick));
 }
 
-/* ---- cast -----------------------------------------------------------------
- */
+/* ---- cast -------------------------------------------------------------- */
 
 typedef struct cast_state {
   keel_term to;
@@ -311,8 +306,7 @@ static int beam_cast(bool quick, char *buf, size_t size) {
   return snprintf(buf, size, "cast %ld", cast_n(quick));
 }
 
-/* ---- fanout -----------------------------------------------------------------
- */
+/* ---- fanout ------------------------------------------------------------ */
 
 #define FANOUT_SUBS 1000
 
@@ -382,8 +376,7 @@ static int beam_fanout(bool quick, char *buf, size_t size) {
                   fanout_rounds(quick));
 }
 
-/* ---- fanin ------------------------------------------------------------------
- */
+/* ---- fanin ------------------------------------------------------------- */
 
 typedef struct fanin_tx {
   keel_term to;
@@ -438,8 +431,7 @@ static int beam_fanin(bool quick, char *buf, size_t size) {
   return snprintf(buf, size, "fanin %ld", fanin_total(quick));
 }
 
-/* ---- idle -----------------------------------------------------------------
- */
+/* ---- idle -------------------------------------------------------------- */
 
 static long idle_ms(bool quick) {
   return quick ? 1000 : 10000;
@@ -476,8 +468,7 @@ static int beam_idle(bool quick, char *buf, size_t size) {
   return snprintf(buf, size, "idle %ld", idle_ms(quick));
 }
 
-/* ---- the table ------------------------------------------------------------
- */
+/* ---- the table --------------------------------------------------------- */
 
 static const workload workloads[] = {
     {"spawn",
@@ -515,8 +506,7 @@ static const workload workloads[] = {
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
 
-/* ---- the BEAM side --------------------------------------------------------
- */
+/* ---- the BEAM side ----------------------------------------------------- */
 
 /* Compiles bench_rt.erl into a fresh temporary directory (*dir). */
 static int beam_prepare(char *dir, size_t size) {
@@ -583,8 +573,7 @@ static int beam_run(const char *dir, const workload *w, bool quick,
   return st == 0 && found == w->nmetrics ? 0 : -1;
 }
 
-/* ---- driver ---------------------------------------------------------------
- */
+/* ---- driver ------------------------------------------------------------ */
 
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;

@@ -76,8 +76,7 @@ static void slot_release(rt_node *n, keel_proc *p, uint32_t idx) {
       &n->free_top, &top, ntop, memory_order_release, memory_order_relaxed));
 }
 
-/* ---- spawn ----------------------------------------------------------------
- */
+/* ---- spawn ------------------------------------------------------------- */
 
 int keel_spawn(keel_handler_fn handler, void *state,
                const keel_spawn_opts *opts, keel_term *pid) {
@@ -115,8 +114,7 @@ int keel_spawn(keel_handler_fn handler, void *state,
   return KEEL_OK;
 }
 
-/* ---- send -----------------------------------------------------------------
- */
+/* ---- send -------------------------------------------------------------- */
 
 static bool alive_as(uint64_t ctl, uint64_t gen) {
   return rt_gen(ctl) == gen && (ctl & RT_ST_MASK) != RT_ST_FREE &&
@@ -193,8 +191,7 @@ int keel_send(keel_term pid, keel_term msg) {
   return KEEL_OK;
 }
 
-/* ---- death ----------------------------------------------------------------
- */
+/* ---- death ------------------------------------------------------------- */
 
 void keel__rt_proc_die(rt_node *n, keel_proc *p) {
   atomic_fetch_or_explicit(&p->ctl, RT_EXITING, memory_order_acq_rel);
@@ -225,8 +222,7 @@ void keel__rt_proc_die(rt_node *n, keel_proc *p) {
   atomic_fetch_sub_explicit(&n->live, 1, memory_order_release);
 }
 
-/* ---- accessors ------------------------------------------------------------
- */
+/* ---- accessors --------------------------------------------------------- */
 
 keel_term keel_self(const keel_proc *self) {
   return keel_pid_local(self->pid_number);

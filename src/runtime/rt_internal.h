@@ -30,7 +30,7 @@
 
 #include "keel/runtime.h"
 
-/* ---- control word ------------------------------------------------------- */
+/* ---- control word ------------------------------------------------------ */
 
 #define RT_ST_MASK UINT64_C(0x7)
 #define RT_ST_FREE UINT64_C(0)
@@ -52,7 +52,7 @@ static inline uint64_t rt_gen(uint64_t ctl) {
   return (ctl >> RT_GEN_SHIFT) & RT_GEN_MASK;
 }
 
-/* ---- messages and mailbox ------------------------------------------------ */
+/* ---- messages and mailbox ---------------------------------------------- */
 
 /* Link of the intrusive MPSC queue (Vyukov). */
 typedef struct rt_mnode {
@@ -75,7 +75,7 @@ typedef struct rt_msg {
 #define RT_POOL_WORDS 3
 #define RT_POOL_BATCH 256u
 
-/* ---- process control block ----------------------------------------------- */
+/* ---- process control block --------------------------------------------- */
 
 struct keel_proc {
   /* Written by other threads: the control word and the mailbox head. */
@@ -95,7 +95,7 @@ struct keel_proc {
   keel_heap heap;
 };
 
-/* ---- schedulers ---------------------------------------------------------- */
+/* ---- schedulers -------------------------------------------------------- */
 
 #define RT_RUNQ_SIZE 256u
 
@@ -125,7 +125,7 @@ typedef struct rt_sched {
   pthread_t thread;
 } rt_sched;
 
-/* ---- the node ------------------------------------------------------------ */
+/* ---- the node ---------------------------------------------------------- */
 
 #define RT_CHUNK_BITS 12
 #define RT_CHUNK_SIZE (1u << RT_CHUNK_BITS)

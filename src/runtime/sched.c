@@ -43,8 +43,7 @@ unsigned keel_node_schedulers(void) {
   return n == NULL ? 0 : n->nsched;
 }
 
-/* ---- inject queue ---------------------------------------------------------
- */
+/* ---- inject queue ------------------------------------------------------ */
 
 static void inject_put_list(rt_node *n, keel_proc *head, keel_proc *tail,
                             size_t count) {
@@ -111,8 +110,7 @@ static keel_proc *inject_grab(rt_node *n, rt_sched *s) {
   return first;
 }
 
-/* ---- local run queue ------------------------------------------------------
- */
+/* ---- local run queue --------------------------------------------------- */
 
 static uint32_t runq_len(rt_sched *s) {
   uint32_t h = atomic_load_explicit(&s->rq_head, memory_order_acquire);
@@ -198,8 +196,7 @@ static keel_proc *runq_steal(rt_sched *s, rt_sched *v) {
   return batch[0];
 }
 
-/* ---- waking ---------------------------------------------------------------
- */
+/* ---- waking ------------------------------------------------------------ */
 
 /* Wakes one parked scheduler if work became stealable and nobody spins. */
 static void wakep(rt_node *n) {
@@ -246,8 +243,7 @@ void keel__rt_make_runnable(rt_node *n, keel_proc *p) {
     wakep(n);
 }
 
-/* ---- finding work ---------------------------------------------------------
- */
+/* ---- finding work ------------------------------------------------------ */
 
 static keel_proc *steal_any(rt_node *n, rt_sched *s) {
   s->rng = s->rng * 1103515245u + 12345u;
@@ -370,8 +366,7 @@ static keel_proc *find_runnable(rt_node *n, rt_sched *s, bool *inherit) {
   }
 }
 
-/* ---- running a process ----------------------------------------------------
- */
+/* ---- running a process ------------------------------------------------- */
 
 /* Goes idle unless mail arrived meanwhile (then returns false). */
 static bool try_idle(keel_proc *p) {
@@ -441,8 +436,7 @@ static void *sched_main(void *arg) {
   return NULL;
 }
 
-/* ---- node start and stop --------------------------------------------------
- */
+/* ---- node start and stop ----------------------------------------------- */
 
 static void node_free(rt_node *n) {
   if (n->sched != NULL)

@@ -15,8 +15,7 @@ static const unsigned sched_counts[] = {1, 2, 8};
 #define NCONF (sizeof sched_counts / sizeof sched_counts[0])
 #define TIMEOUT_S 10
 
-/* ---- a counter the test thread can wait on --------------------------------
- */
+/* ---- a counter the test thread can wait on ----------------------------- */
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
@@ -72,8 +71,7 @@ static void start(unsigned nsched, size_t max_procs) {
   reset_events();
 }
 
-/* ---- handlers ---------------------------------------------------------------
- */
+/* ---- handlers ---------------------------------------------------------- */
 
 /* Exits on 'stop'; otherwise counts the message in *state. */
 static keel_handler_status counting(keel_proc *self, keel_term msg,
@@ -104,8 +102,7 @@ static keel_handler_status prober(keel_proc *self, keel_term msg, void *state) {
   return KEEL_CONTINUE;
 }
 
-/* ---- tests ----------------------------------------------------------------
- */
+/* ---- tests ------------------------------------------------------------- */
 
 Test(process, pcb_is_small) {
   printf("sizeof(keel_proc) = %zu bytes\n", sizeof(keel_proc));

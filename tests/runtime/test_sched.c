@@ -56,7 +56,7 @@ static void start(unsigned nsched) {
   expected = 0;
 }
 
-/* ---- G3: per-sender FIFO ------------------------------------------------- */
+/* ---- G3: per-sender FIFO ----------------------------------------------- */
 
 #define NSENDERS 6 /* 4 processes + 2 foreign threads */
 #define PER_SENDER 20000
@@ -149,8 +149,7 @@ Test(sched, per_sender_fifo) {
   }
 }
 
-/* ---- G24: no lost wake-up -------------------------------------------------
- */
+/* ---- G24: no lost wake-up ---------------------------------------------- */
 
 /* Ping-pong: the message is {Peer, Count}; the handler sends {self, Count-1}
  * back to Peer until Count reaches 0. */
@@ -246,8 +245,7 @@ Test(sched, wake_from_full_park) {
   }
 }
 
-/* ---- G25: fairness --------------------------------------------------------
- */
+/* ---- G25: fairness ----------------------------------------------------- */
 
 /* A process that keeps itself busy forever by messaging itself: it only
  * ever leaves its scheduler when its budget runs out. */
