@@ -45,9 +45,11 @@ unsigned keel_node_schedulers(void) {
 
 /* ---- inject queue ------------------------------------------------------ */
 
-static void inject_put_list(rt_node *n, keel_proc *head, keel_proc *tail,
+/* Returns true when the inject queue was empty before (see wakep). */
+static bool inject_put_list(rt_node *n, keel_proc *head, keel_proc *tail,
                             size_t count) {
   pthread_mutex_lock(&n->inject_lock);
+  bool was_empty = n->inject_head == NULL;
   tail->qnext = NULL;
   if (n->inject_tail != NULL)
     n->inject_tail->qnext = head;
@@ -56,6 +58,7 @@ static void inject_put_list(rt_node *n, keel_proc *head, keel_proc *tail,
   n->inject_tail = tail;
   atomic_fetch_add_explicit(&n->inject_len, count, memory_order_relaxed);
   pthread_mutex_unlock(&n->inject_lock);
+  return was_empty;
 }
 
 static keel_proc *inject_get(rt_node *n) {
@@ -230,8 +233,8 @@ static void wakep(rt_node *n) {
 void keel__rt_make_runnable(rt_node *n, keel_proc *p) {
   rt_sched *s = tl_sched;
   if (s == NULL) {
-    inject_put_list(n, p, p, 1);
-    wakep(n);
+    if (inject_put_list(n, p, p, 1))
+      wakep(n);
     return;
   }
   keel_proc *old = s->runnext;
