@@ -330,19 +330,25 @@ static keel_proc *find_runnable(rt_node *n, rt_sched *s, bool *inherit) {
     *inherit = false;
     if (++s->tick % 61 == 0 && (p = inject_get(n)) != NULL)
       return got(n, s, p);
-    if (s->runnext != NULL && s->slice > 0) {
-      p = s->runnext;
-      s->runnext = NULL;
-      *inherit = true;
-      return got(n, s, p);
-    }
-    if ((p = runq_get(s)) != NULL || (p = inject_grab(n, s)) != NULL)
-      return got(n, s, p);
     if (s->runnext != NULL) {
       p = s->runnext;
       s->runnext = NULL;
-      return got(n, s, p);
+      if (s->slice > 0) {
+        *inherit = true;
+        return got(n, s, p);
+      }
+      /* The slice is used up: with nothing else waiting, go on with a fresh
+       * slice; otherwise the woken process takes its turn behind the ring,
+       * so a busy process cycling through the ring cannot keep it waiting
+       * forever. */
+      if (runq_len(s) == 0 &&
+          atomic_load_explicit(&n->inject_len, memory_order_relaxed) == 0)
+        return got(n, s, p);
+      if (runq_put(n, s, p))
+        wakep(n);
     }
+    if ((p = runq_get(s)) != NULL || (p = inject_grab(n, s)) != NULL)
+      return got(n, s, p);
     /* Dry: spin (steal) for a while if few others do. */
     if (!s->spinning &&
         2 * atomic_load_explicit(&n->nspinning, memory_order_relaxed) <

@@ -13,7 +13,7 @@
 
 static const unsigned sched_counts[] = {1, 2, 8};
 #define NCONF (sizeof sched_counts / sizeof sched_counts[0])
-#define TIMEOUT_S 10
+#define TIMEOUT_S 30
 
 /* ---- a counter the test thread can wait on ----------------------------- */
 
