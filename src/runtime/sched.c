@@ -43,6 +43,8 @@ unsigned keel_node_schedulers(void) {
   return n == NULL ? 0 : n->nsched;
 }
 
+static void wakep(rt_node *n);
+
 /* ---- inject queue ------------------------------------------------------ */
 
 /* Returns true when the inject queue was empty before (see wakep). */
@@ -110,6 +112,8 @@ static keel_proc *inject_grab(rt_node *n, rt_sched *s) {
     atomic_store_explicit(&s->rq_tail, t + 1, memory_order_release);
     q = next;
   }
+  if (first != last) /* our ring became non-empty: let a parked one help */
+    wakep(n);
   return first;
 }
 
