@@ -129,8 +129,10 @@ typedef struct keel_spawn_opts {
  * caller's code; typically freed in opts->terminate). The new process is
  * idle until it gets a message. opts may be NULL. On success stores the new
  * pid in *pid (may be NULL).
- * Errors: KEEL_EINVAL (handler NULL), KEEL_ESTATE (no node running),
- * KEEL_ESYSLIMIT (the process limit is reached), KEEL_ENOMEM.
+ * Errors: KEEL_EINVAL (handler NULL), KEEL_ESTATE (no node running, or
+ * the node is stopping, e.g. when called from a terminate callback during
+ * keel_node_stop), KEEL_ESYSLIMIT (the process limit is reached),
+ * KEEL_ENOMEM.
  * Thread-safe: callable from processes and from any other thread. */
 int keel_spawn(keel_handler_fn handler, void *state,
                const keel_spawn_opts *opts, keel_term *pid);

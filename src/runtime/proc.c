@@ -81,8 +81,8 @@ static void slot_release(rt_node *n, keel_proc *p, uint32_t idx) {
 int keel_spawn(keel_handler_fn handler, void *state,
                const keel_spawn_opts *opts, keel_term *pid) {
   rt_node *n = keel__rt;
-  if (n == NULL)
-    return KEEL_ESTATE;
+  if (n == NULL || atomic_load_explicit(&n->stopping, memory_order_relaxed))
+    return KEEL_ESTATE; /* no node, or it is stopping */
   if (handler == NULL)
     return KEEL_EINVAL;
   uint32_t idx;

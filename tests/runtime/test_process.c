@@ -474,3 +474,21 @@ Test(process, spawn_from_handlers) {
     cr_assert_eq(keel_node_stop(), KEEL_OK);
   }
 }
+
+/* Terminate callbacks run at node stop may not spawn (the node is going
+ * away); they get KEEL_ESTATE instead of leaking a process. */
+static _Atomic int spawn_rc_at_stop = 1;
+static void spawn_on_terminate(keel_proc *self, keel_term reason, void *state) {
+  (void)self;
+  (void)reason;
+  (void)state;
+  atomic_store(&spawn_rc_at_stop, keel_spawn(prober, NULL, NULL, NULL));
+}
+
+Test(process, no_spawn_during_stop) {
+  start(2, 0);
+  keel_spawn_opts so = {.terminate = spawn_on_terminate};
+  cr_assert_eq(keel_spawn(prober, NULL, &so, NULL), KEEL_OK);
+  cr_assert_eq(keel_node_stop(), KEEL_OK);
+  cr_assert_eq(atomic_load(&spawn_rc_at_stop), KEEL_ESTATE);
+}
