@@ -103,15 +103,18 @@ static keel_proc *inject_grab(rt_node *n, rt_sched *s) {
   pthread_mutex_unlock(&n->inject_lock);
   if (first == NULL)
     return NULL;
-  for (keel_proc *q = first; q != last;) {
-    keel_proc *next = q->qnext;
-    if (next == NULL)
-      break;
-    uint32_t t = atomic_load_explicit(&s->rq_tail, memory_order_relaxed);
-    atomic_store_explicit(&s->rq[t % RT_RUNQ_SIZE], next, memory_order_relaxed);
-    atomic_store_explicit(&s->rq_tail, t + 1, memory_order_release);
-    q = next;
-  }
+  /* Read the whole chain before publishing any of it: once a process is in
+   * the ring it can be stolen, run, exit and have its slot reused, and its
+   * qnext is then someone else's. */
+  keel_proc *batch[RT_RUNQ_SIZE / 2];
+  size_t nb = 0;
+  for (keel_proc *q = first; q != last && q->qnext != NULL; q = q->qnext)
+    batch[nb++] = q->qnext;
+  uint32_t t = atomic_load_explicit(&s->rq_tail, memory_order_relaxed);
+  for (size_t i = 0; i < nb; i++)
+    atomic_store_explicit(&s->rq[(t + i) % RT_RUNQ_SIZE], batch[i],
+                          memory_order_relaxed);
+  atomic_store_explicit(&s->rq_tail, t + (uint32_t)nb, memory_order_release);
   if (first != last) /* our ring became non-empty: let a parked one help */
     wakep(n);
   return first;
