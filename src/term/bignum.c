@@ -235,6 +235,8 @@ static int parse_digits(keel_heap *h, bool neg, const char *s, size_t len,
                         unsigned base, keel_term *out) {
   uint64_t power;
   unsigned k = chunk_digits(base, &power);
+  if (k == 0) /* cannot happen (k >= 1); tells the analyser so */
+    return KEEL_EINVAL;
   if (len <= k) {
     uint64_t v = chunk_value(s, len, base);
     *out = keel_bigint(h, neg, &v, 1);
@@ -247,7 +249,7 @@ static int parse_digits(keel_heap *h, bool neg, const char *s, size_t len,
   uint64_t *limbs = malloc(cap * sizeof *limbs);
   if (limbs == NULL)
     return KEEL_ENOMEM;
-  size_t first = len % k == 0 ? k : len % k, n = 0;
+  size_t first = (len - 1) % k + 1, n = 0; /* 1..k digits, then k each */
   mul_add(limbs, &n, 0, chunk_value(s, first, base));
   for (size_t i = first; i < len; i += k)
     mul_add(limbs, &n, power, chunk_value(s + i, k, base));

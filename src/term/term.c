@@ -256,18 +256,25 @@ void keel__binobj_release(keel_binobj *b) {
     free(b);
 }
 
-keel_term keel__refcbin_make(keel_heap *h, keel_binobj *obj, size_t off,
-                             size_t nbits) {
+/* A REFCBIN box that adopts one reference to obj (the caller's). */
+static keel_term refcbin_adopt(keel_heap *h, keel_binobj *obj, size_t off,
+                               size_t nbits) {
   uint64_t *p = keel_heap_alloc(h, KEEL_REFCBIN_WORDS);
   if (p == NULL)
     return KEEL_NONE;
   p[0] = keel__hdr(KEEL_BOX_REFCBIN, nbits);
   p[1] = (uint64_t)(uintptr_t)(obj->data + off);
   p[2] = (uint64_t)(uintptr_t)obj;
-  /* relaxed: the caller already holds a reference. */
-  atomic_fetch_add_explicit(&obj->refc, 1, memory_order_relaxed);
   keel__heap_link_offheap(h, p);
   return keel__boxed(p);
+}
+
+keel_term keel__refcbin_make(keel_heap *h, keel_binobj *obj, size_t off,
+                             size_t nbits) {
+  keel_term t = refcbin_adopt(h, obj, off, nbits);
+  if (t != KEEL_NONE) /* relaxed: the caller already holds a reference */
+    atomic_fetch_add_explicit(&obj->refc, 1, memory_order_relaxed);
+  return t;
 }
 
 /* A binary of nbits bits with uninitialised contents. */
@@ -288,8 +295,11 @@ static keel_term bits_new(keel_heap *h, size_t nbits, uint8_t **data) {
   keel_binobj *obj = keel__binobj_new(bytes);
   if (obj == NULL)
     return KEEL_NONE;
-  keel_term t = keel__refcbin_make(h, obj, 0, nbits);
-  keel__binobj_release(obj);
+  keel_term t = refcbin_adopt(h, obj, 0, nbits);
+  if (t == KEEL_NONE) {
+    keel__binobj_release(obj);
+    return KEEL_NONE;
+  }
   *data = obj->data;
   return t;
 }
