@@ -1072,7 +1072,7 @@ static int decode_body(keel_heap *h, const uint8_t *buf, size_t len,
   b.h = h;
   b.p = buf;
   b.top = block;
-  b.end = block + words;
+  b.end = block != NULL ? block + words : NULL;
   b.safe = safe;
   b.cache = atom_cache;
   b.sp = 0;

@@ -85,7 +85,7 @@ static bool read_input(const char *ctx, const char *path, keel_buf *out) {
   bool use_stdin = path == NULL || strcmp(path, "-") == 0;
   FILE *f = use_stdin ? stdin : fopen(path, "rb");
   if (f == NULL) {
-    keel_cli_error(ctx, "%s: %s", path, strerror(errno));
+    keel_cli_error(ctx, "%s: %s", use_stdin ? "stdin" : path, strerror(errno));
     return false;
   }
   int rc = read_all(f, out);
