@@ -513,3 +513,32 @@ Test(cli, bench_dispatches_to_suites) {
   cr_assert(strstr(r.err, "runtime") != NULL, "usage lists suites: %s", r.err);
   result_free(&r);
 }
+
+/* The README example runs and prints what it promises: the term (as the
+ * library prints the same term parsed from text), then an exact ETF round
+ * trip whose size is the library's own encoding size. */
+Test(docs, hello_terms_example_runs) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/example_hello_terms",
+           getenv("KEEL_BINARY_DIR"));
+  char *argv[] = {path, NULL};
+  result r = {0};
+  cr_assert(run_prog(path, argv, NULL, 0, &r), "cannot run %s", path);
+  cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+  char *want = expected_print("{hello, \"world\", [42, 2.5], #{lang => "
+                              "<<\"C\">>}}");
+  size_t wl = strlen(want);
+  cr_assert(strncmp(r.out, want, wl) == 0, "got: %s", r.out);
+  keel_heap h;
+  keel_heap_init(&h);
+  keel_term t;
+  const char *text = "{hello, \"world\", [42, 2.5], #{lang => <<\"C\">>}}";
+  cr_assert_eq(keel_parse(&h, text, strlen(text), &t, NULL), KEEL_OK);
+  char line[128];
+  snprintf(line, sizeof line, "%lld bytes of ETF, round-trip exact\n",
+           keel_etf_size(t) + 1);
+  cr_assert_str_eq(r.out + wl, line);
+  keel_heap_destroy(&h);
+  free(want);
+  result_free(&r);
+}
