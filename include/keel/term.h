@@ -201,6 +201,22 @@ uint64_t *keel_heap_alloc(keel_heap *h, size_t words);
 /* Number of words handed out by this heap so far. */
 size_t keel_heap_used_words(const keel_heap *h);
 
+/* The chain of counted references (large binaries, resources) a heap holds.
+ * Opaque; NULL is the empty chain. */
+typedef struct keel_offheap keel_offheap;
+
+/* Detaches h's chain of counted references and returns it; h keeps its
+ * words but no longer drops those references when destroyed. For owners
+ * that keep a fixed heap's words without its keel_heap struct (a message
+ * is one allocation: header + words + this pointer). The caller owns the
+ * chain and must pass it to keel_offheap_release() exactly once, after the
+ * last use of the terms in those words. Not thread-safe for one heap. */
+keel_offheap *keel_heap_take_offheap(keel_heap *h);
+
+/* Drops the references of a chain from keel_heap_take_offheap() (NULL is
+ * fine). May run destructors of resources whose last reference goes. */
+void keel_offheap_release(keel_offheap *chain);
+
 /* Deep-copies t into dst. Binaries above KEEL_HEAP_BIN_MAX bytes and
  * resources are shared (reference count incremented), everything else is
  * copied. Needs exactly keel_term_copy_words(t) words. Iterative: safe on

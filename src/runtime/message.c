@@ -115,12 +115,13 @@ rt_msg *keel__rt_msg_new(rt_node *n, rt_sched *s, keel_term t) {
     keel_heap_init_fixed(&h, m->words, words);
     m->term = keel_term_copy(&h, t);
     /* The off-heap chain is the only part of the fixed heap to keep. */
-    m->extra |= (uintptr_t)h.offheap;
+    keel_offheap *chain = keel_heap_take_offheap(&h);
     if (m->term == KEEL_NONE) {
-      keel_heap_destroy(&h);
+      keel_offheap_release(chain);
       free(m);
       return NULL;
     }
+    m->extra |= (uintptr_t)chain;
   }
   bump(s != NULL ? &s->msg_alloc : NULL, &n->foreign_alloc);
   return m;
@@ -129,15 +130,8 @@ rt_msg *keel__rt_msg_new(rt_node *n, rt_sched *s, keel_term t) {
 void keel__rt_free_msg(rt_msg *m) {
   rt_node *n = keel__rt;
   rt_sched *s = keel__rt_tl_sched;
-  uint64_t *offheap = (uint64_t *)(m->extra & ~POOLED_BIT);
-  if (offheap != NULL) {
-    /* A heap whose only content is the off-heap chain: destroying it drops
-     * the message's references to shared binaries and resources. */
-    keel_heap h;
-    keel_heap_init(&h);
-    h.offheap = offheap;
-    keel_heap_destroy(&h);
-  }
+  /* Drops the message's references to shared binaries and resources. */
+  keel_offheap_release((keel_offheap *)(m->extra & ~POOLED_BIT));
   if ((m->extra & POOLED_BIT) != 0 && s != NULL)
     pool_put(n, s, m);
   else

@@ -41,8 +41,14 @@ static uint64_t **offheap_next(uint64_t *box) {
   return (uint64_t **)&box[at];
 }
 
-void keel_heap_destroy(keel_heap *h) {
-  for (uint64_t *box = h->offheap; box != NULL;) {
+keel_offheap *keel_heap_take_offheap(keel_heap *h) {
+  keel_offheap *chain = (keel_offheap *)h->offheap;
+  h->offheap = NULL;
+  return chain;
+}
+
+void keel_offheap_release(keel_offheap *chain) {
+  for (uint64_t *box = (uint64_t *)chain; box != NULL;) {
     uint64_t *next = *offheap_next(box);
     if (keel__hdr_type(box[0]) == KEEL_BOX_REFCBIN)
       keel__binobj_release((keel_binobj *)(uintptr_t)box[2]);
@@ -50,6 +56,10 @@ void keel_heap_destroy(keel_heap *h) {
       keel_resource_release((keel_resource *)(uintptr_t)box[1]);
     box = next;
   }
+}
+
+void keel_heap_destroy(keel_heap *h) {
+  keel_offheap_release(keel_heap_take_offheap(h));
   for (struct keel_heap_chunk *c = h->chunks; c != NULL;) {
     struct keel_heap_chunk *next = c->next;
     free(c);

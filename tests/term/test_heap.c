@@ -174,3 +174,40 @@ Test(heap, copy_into_full_fixed_heap_fails_cleanly) {
   keel_heap_destroy(&h);
   free(buf);
 }
+
+static int offheap_dtor_runs;
+static void offheap_dtor(void *data) {
+  (void)data;
+  offheap_dtor_runs++;
+}
+
+/* A detached off-heap chain keeps its references until released, after the
+ * heap it came from is gone. */
+Test(heap, take_and_release_offheap) {
+  offheap_dtor_runs = 0;
+  keel_heap a;
+  keel_heap_init(&a);
+  keel_resource *r = keel_resource_new(8, offheap_dtor);
+  uint8_t bytes[200] = {1};
+  keel_term t = keel_tuple(&a, 2, keel_resource_term(&a, r),
+                           keel_binary(&a, bytes, sizeof bytes));
+  keel_resource_release(r); /* heap a holds the only reference now */
+  size_t words = keel_term_copy_words(t);
+  uint64_t *buf = malloc(words * sizeof *buf);
+  keel_heap b;
+  keel_heap_init_fixed(&b, buf, words);
+  keel_term c = keel_term_copy(&b, t);
+  cr_assert(keel_eq_exact(c, t));
+  keel_offheap *chain = keel_heap_take_offheap(&b);
+  cr_assert_not_null(chain);
+  cr_assert_null(keel_heap_take_offheap(&b), "the chain is detached once");
+  keel_heap_destroy(&b);
+  keel_heap_destroy(&a);
+  cr_assert_eq(offheap_dtor_runs, 0, "the chain still holds a reference");
+  size_t len;
+  cr_assert_eq(keel_binary_data(keel_tuple_get(c, 1), &len)[0], 1);
+  keel_offheap_release(chain);
+  cr_assert_eq(offheap_dtor_runs, 1);
+  keel_offheap_release(NULL);
+  free(buf);
+}
