@@ -188,16 +188,6 @@ int keel_get_number(keel_term t, double *out) {
 
 /* ---- parsing ------------------------------------------------------------ */
 
-static unsigned digit_value(unsigned char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'z')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'Z')
-    return c - 'A' + 10;
-  return 99;
-}
-
 /* The largest k with base^k <= UINT64_MAX; *power receives base^k. */
 static unsigned chunk_digits(unsigned base, uint64_t *power) {
   uint64_t p = base;
@@ -226,7 +216,7 @@ static void mul_add(uint64_t *limbs, size_t *n, uint64_t mul, uint64_t add) {
 static uint64_t chunk_value(const char *s, size_t len, unsigned base) {
   uint64_t v = 0;
   for (size_t i = 0; i < len; i++)
-    v = v * base + digit_value((unsigned char)s[i]);
+    v = v * base + (unsigned)keel__digit_value((unsigned char)s[i]);
   return v;
 }
 
@@ -273,7 +263,7 @@ int keel_integer_parse(keel_heap *h, const char *s, size_t len, int base,
   if (i == len)
     return KEEL_EPARSE;
   for (size_t j = i; j < len; j++)
-    if (digit_value((unsigned char)s[j]) >= (unsigned)base)
+    if (keel__digit_value((unsigned char)s[j]) >= base)
       return KEEL_EPARSE;
   /* Leading zeros would only cost multiply-adds of zero limbs. */
   while (i + 1 < len && s[i] == '0')

@@ -390,7 +390,11 @@ bool keel_eq_exact(keel_term a, keel_term b) {
 }
 
 int keel__map_key_cmp(keel_term a, keel_term b) {
-  return a == b ? 0 : compare(a, b, true);
+  if (a == b)
+    return 0;
+  if (keel_is_atom(a) && keel_is_atom(b)) /* the usual keys */
+    return cmp_atoms(a, b);
+  return compare(a, b, true);
 }
 
 /* ---- hashing ----------------------------------------------------------- */

@@ -883,21 +883,6 @@ static int build_map(builder *b, size_t n, keel_term *out) {
   return finish_map(p);
 }
 
-/* Map-key order (keel__map_key_cmp) with a fast path for two atoms, the
- * usual keys: atoms order by their UTF-8 names, as code points. */
-static inline int key_cmp(keel_term a, keel_term b) {
-  if (!keel_is_atom(a) || !keel_is_atom(b))
-    return keel__map_key_cmp(a, b);
-  if (a == b)
-    return 0;
-  size_t la, lb;
-  const char *sa = keel_atom_name(a, &la), *sb = keel_atom_name(b, &lb);
-  int c = memcmp(sa, sb, la < lb ? la : lb);
-  if (c != 0)
-    return c;
-  return la < lb ? -1 : la > lb;
-}
-
 /* Stable merge sort of pair indices by key; pairs are interleaved. */
 static void sort_pairs(uint32_t *idx, uint32_t *tmp, size_t n,
                        const uint64_t *kv) {
@@ -907,8 +892,9 @@ static void sort_pairs(uint32_t *idx, uint32_t *tmp, size_t n,
              hi = lo + 2 * w < n ? lo + 2 * w : n;
       size_t i = lo, j = mid, k = lo;
       while (i < mid && j < hi)
-        tmp[k++] =
-            key_cmp(kv[2 * idx[j]], kv[2 * idx[i]]) < 0 ? idx[j++] : idx[i++];
+        tmp[k++] = keel__map_key_cmp(kv[2 * idx[j]], kv[2 * idx[i]]) < 0
+                       ? idx[j++]
+                       : idx[i++];
       while (i < mid)
         tmp[k++] = idx[i++];
       while (j < hi)
@@ -936,13 +922,13 @@ static int finish_map(uint64_t *box) {
   bool sorted = true;
   for (size_t i = 0; i < n; i++) {
     idx[i] = (uint32_t)i;
-    if (i > 0 && sorted && key_cmp(copy[2 * i - 2], copy[2 * i]) >= 0)
+    if (i > 0 && sorted && keel__map_key_cmp(copy[2 * i - 2], copy[2 * i]) >= 0)
       sorted = false;
   }
   if (!sorted) {
     sort_pairs(idx, idx + n, n, copy);
     for (size_t i = 1; i < n && rc == KEEL_OK; i++)
-      if (key_cmp(copy[2 * idx[i - 1]], copy[2 * idx[i]]) == 0)
+      if (keel__map_key_cmp(copy[2 * idx[i - 1]], copy[2 * idx[i]]) == 0)
         rc = KEEL_EDECODE;
   }
   for (size_t i = 0; i < n && rc == KEEL_OK; i++) {

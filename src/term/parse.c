@@ -100,16 +100,6 @@ static bool is_digit(int c) {
   return c >= '0' && c <= '9';
 }
 
-static int digit_val(int c) {
-  if (is_digit(c))
-    return c - '0';
-  if (c >= 'a' && c <= 'z')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'Z')
-    return c - 'A' + 10;
-  return 99;
-}
-
 static bool lower_cp(uint32_t c) {
   return (c >= 'a' && c <= 'z') || (c >= 0xdf && c <= 0xff && c != 0xf7);
 }
@@ -140,8 +130,8 @@ static int read_escape(parser *p, uint32_t *out) {
     if (peek(p) == '{') {
       p->pos++;
       int n = 0;
-      while (digit_val(peek(p)) < 16 && n < 8) {
-        v = v * 16 + (uint32_t)digit_val(p->s[p->pos++]);
+      while (keel__digit_value(peek(p)) < 16 && n < 8) {
+        v = v * 16 + (uint32_t)keel__digit_value(p->s[p->pos++]);
         n++;
       }
       if (n == 0 || peek(p) != '}' || v > 0x10ffff)
@@ -149,9 +139,9 @@ static int read_escape(parser *p, uint32_t *out) {
       p->pos++;
     } else {
       for (int i = 0; i < 2; i++) {
-        if (digit_val(peek(p)) >= 16)
+        if (keel__digit_value(peek(p)) >= 16)
           return KEEL_EPARSE;
-        v = v * 16 + (uint32_t)digit_val(p->s[p->pos++]);
+        v = v * 16 + (uint32_t)keel__digit_value(p->s[p->pos++]);
       }
     }
     *out = v;
@@ -274,8 +264,10 @@ static int string_lit(parser *p, keel_term *out) {
  * b (NUL-terminated); returns the count or -1 on a misplaced '_'. */
 static long read_digits(parser *p, int base, char **b) {
   size_t start = p->pos;
-  while (p->pos < p->len && (digit_val(peek(p)) < base || peek(p) == '_')) {
-    if (peek(p) == '_' && (p->pos == start || digit_val(peek_at(p, 1)) >= base))
+  while (p->pos < p->len &&
+         (keel__digit_value(peek(p)) < base || peek(p) == '_')) {
+    if (peek(p) == '_' &&
+        (p->pos == start || keel__digit_value(peek_at(p, 1)) >= base))
       break;
     p->pos++;
   }

@@ -172,6 +172,18 @@ void keel__binobj_release(keel_binobj *b);
 keel_term keel__refcbin_make(keel_heap *h, keel_binobj *obj, size_t off,
                              size_t nbits);
 
+/* Value of c as a digit in bases up to 36 (either case), or 99 when c is
+ * not a digit (including EOF-like negative values). */
+static inline int keel__digit_value(int c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'z')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'Z')
+    return c - 'A' + 10;
+  return 99;
+}
+
 /* Atom internals: hash of the atom's name (cached in the table). */
 uint64_t keel__atom_hash(keel_term atom);
 
