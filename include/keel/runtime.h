@@ -25,6 +25,7 @@
 #ifndef KEEL_RUNTIME_H
 #define KEEL_RUNTIME_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -86,6 +87,8 @@ typedef struct keel_node_stats {
   uint64_t spawned;       /* processes spawned since start */
   int64_t messages_live;  /* messages allocated and not yet freed */
   uint64_t messages_sent; /* messages delivered into a mailbox */
+  size_t timers;          /* timer records in use (pending, cancelled but
+                             not yet reclaimed, or firing) */
 } keel_node_stats;
 
 /* Fills *out with the node's counters. The figures are a snapshot read
@@ -170,6 +173,67 @@ keel_handler_status keel_exit(keel_proc *self, keel_term reason);
 /* The process whose handler is running on the calling thread, or NULL on a
  * thread that is not running a process. */
 keel_proc *keel_current(void);
+
+/* ------------------------------------------------------------------------ */
+/* Timers                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Longest timer, in milliseconds (as erlang:send_after's limit). */
+#define KEEL_TIMER_MAX_MS UINT64_C(4294967295)
+
+/* Handle of a timer started by keel_send_after: a generation-counted
+ * index into the node's timer table (never 0). Once the timer has fired
+ * or been cancelled its handle names nothing (a later timer reusing the
+ * record has another generation), so a stale handle is harmless. Handles
+ * are local to the running node. */
+typedef uint64_t keel_timer_ref;
+
+/* Starts a timer that delivers a copy of msg to the process `dest` after
+ * `ms` milliseconds (0 = as soon as possible), measured on the monotonic
+ * clock from this call; it is never delivered earlier. The copy is made
+ * now, on the calling thread. If dest is dead when the timer fires, the
+ * message is dropped silently. On success stores the timer's handle in
+ * *ref (may be NULL).
+ * The timer belongs to the calling scheduler's wheel (a thread that is not
+ * a scheduler hands it to one). Delivery counts as a send from the runtime:
+ * it is not ordered with the messages of any process.
+ * Errors: KEEL_ESTATE (no node running, or it is stopping), KEEL_EBADARG
+ * (dest is not a local pid), KEEL_EINVAL (msg is KEEL_NONE, or ms >
+ * KEEL_TIMER_MAX_MS), KEEL_ENOMEM, KEEL_ESYSLIMIT (2^24 timers exist).
+ * Thread-safe: callable from processes and from any other thread. */
+int keel_send_after(keel_term dest, keel_term msg, uint64_t ms,
+                    keel_timer_ref *ref);
+
+/* Cancels a timer of keel_send_after. Returns 1 when the timer was pending
+ * and is now cancelled: its message will never be delivered. Returns 0
+ * when it had already fired (its message is delivered or on its way and
+ * will arrive unless the destination dies), was cancelled before, or the
+ * handle names no timer (erlang:cancel_timer's false). Exactly one of
+ * "fired" and "cancelled" happens to each timer, whatever the threads.
+ * The record of a timer cancelled off its owner's thread is reclaimed
+ * when its deadline passes. Errors: KEEL_ESTATE (no node running),
+ * KEEL_EBADARG (ref cannot be a handle). Thread-safe. */
+int keel_cancel_timer(keel_timer_ref ref);
+
+/* Receive timeout of a handler process (gen_server's timeout): asks that
+ * the process's handler be called with msg = the atom 'timeout' and
+ * keel_proc_timed_out(self) true if no message is handled within `ms`
+ * milliseconds from this call (never earlier, on the monotonic clock).
+ * The timeout is cancelled by the next message the process handles (a
+ * message that reaches the mailbox before the timeout fires is always
+ * handled first, and the timeout is then dropped), and replaced by the
+ * next call; ms < 0 just cancels it. It is never a message: it does not
+ * appear in the mailbox as a term, is not counted in messages_sent, and a
+ * real 'timeout' message is told apart by keel_proc_timed_out() == false.
+ * Call only from self's handler, on its thread.
+ * Errors: KEEL_ESTATE (not called from self's handler, or self is
+ * terminating), KEEL_EINVAL (ms > KEEL_TIMER_MAX_MS), KEEL_ENOMEM,
+ * KEEL_ESYSLIMIT. */
+int keel_proc_set_timeout(keel_proc *self, int64_t ms);
+
+/* Whether the running handler call of self is a receive timeout (see
+ * keel_proc_set_timeout) rather than a message. */
+bool keel_proc_timed_out(const keel_proc *self);
 
 #ifdef __cplusplus
 }

@@ -12,6 +12,7 @@
 
 #include "base/futex.h"
 #include "runtime/rt_internal.h"
+#include "runtime/timer.h"
 
 keel_proc *keel__rt_slot(rt_node *n, uint32_t idx) {
   if ((size_t)(idx >> RT_CHUNK_BITS) >= n->nchunks)
@@ -96,6 +97,8 @@ int keel_spawn(keel_handler_fn handler, void *state,
   p->exit_reason = KEEL_ATOM(NORMAL);
   p->qnext = NULL;
   p->budget = 0;
+  p->tmo = NULL;
+  p->timed_out = false;
   keel_heap_init(&p->heap);
   keel__mbox_init(p);
   uint64_t ctl = atomic_load_explicit(&p->ctl, memory_order_relaxed);
@@ -146,6 +149,34 @@ static bool unpin_and_wake(keel_proc *p) {
   return wake;
 }
 
+bool keel__rt_deliver(rt_node *n, rt_sched *s, uint64_t num, rt_msg *m,
+                      bool count) {
+  uint64_t gen = num >> RT_IDX_BITS;
+  keel_proc *p = keel__rt_slot(n, (uint32_t)(num & RT_IDX_MASK));
+  if (p == NULL || gen > RT_GEN_MASK)
+    return false;
+  /* acq_rel: acquire sees the PCB initialised by spawn; the pin keeps the
+   * process from finishing its death until our push is complete. */
+  uint64_t ctl =
+      atomic_fetch_add_explicit(&p->ctl, RT_PIN_ONE, memory_order_acq_rel);
+  if (!alive_as(ctl, gen)) {
+    atomic_fetch_sub_explicit(&p->ctl, RT_PIN_ONE, memory_order_release);
+    return false;
+  }
+  keel__mbox_push(p, m);
+  bool wake = unpin_and_wake(p);
+  if (count && s != NULL)
+    atomic_store_explicit(
+        &s->msg_sent,
+        atomic_load_explicit(&s->msg_sent, memory_order_relaxed) + 1,
+        memory_order_relaxed);
+  else if (count)
+    atomic_fetch_add_explicit(&n->foreign_sent, 1, memory_order_relaxed);
+  if (wake)
+    keel__rt_make_runnable(n, p);
+  return true;
+}
+
 int keel_send(keel_term pid, keel_term msg) {
   rt_node *n = keel__rt;
   if (n == NULL)
@@ -168,32 +199,17 @@ int keel_send(keel_term pid, keel_term msg) {
   rt_msg *m = keel__rt_msg_new(n, s, msg);
   if (m == NULL)
     return KEEL_ENOMEM;
-  /* acq_rel: acquire sees the PCB initialised by spawn; the pin keeps the
-   * process from finishing its death until our push is complete. */
-  uint64_t ctl =
-      atomic_fetch_add_explicit(&p->ctl, RT_PIN_ONE, memory_order_acq_rel);
-  if (!alive_as(ctl, gen)) {
-    atomic_fetch_sub_explicit(&p->ctl, RT_PIN_ONE, memory_order_release);
+  if (!keel__rt_deliver(n, s, num, m, true))
     keel__rt_free_msg(m);
-    return KEEL_OK;
-  }
-  keel__mbox_push(p, m);
-  bool wake = unpin_and_wake(p);
-  if (s != NULL)
-    atomic_store_explicit(
-        &s->msg_sent,
-        atomic_load_explicit(&s->msg_sent, memory_order_relaxed) + 1,
-        memory_order_relaxed);
-  else
-    atomic_fetch_add_explicit(&n->foreign_sent, 1, memory_order_relaxed);
-  if (wake)
-    keel__rt_make_runnable(n, p);
   return KEEL_OK;
 }
 
 /* ---- death ------------------------------------------------------------- */
 
 void keel__rt_proc_die(rt_node *n, keel_proc *p) {
+  /* Before EXITING: until then a fired timeout of p still reaches p's
+   * mailbox, so p->tmo cannot have been released by its owner. */
+  keel__rt_proc_timeout_clear(n, p);
   atomic_fetch_or_explicit(&p->ctl, RT_EXITING, memory_order_acq_rel);
   /* acquire: pairs with the senders' release of their pins, so every
    * message pushed by a pinned sender is visible below. */
@@ -206,8 +222,12 @@ void keel__rt_proc_die(rt_node *n, keel_proc *p) {
   }
   if (p->terminate != NULL)
     p->terminate(p, p->exit_reason, p->state);
-  for (rt_msg *m; (m = keel__mbox_pop(p)) != NULL;)
-    keel__rt_free_msg(m);
+  for (rt_msg *m; (m = keel__mbox_pop(p)) != NULL;) {
+    if (m->term == KEEL_NONE) /* a timer record, not a message */
+      (void)keel__rt_timeout_popped(n, p, m);
+    else
+      keel__rt_free_msg(m);
+  }
   keel_heap_destroy(&p->heap);
   p->state = NULL;
   uint64_t ctl = atomic_load_explicit(&p->ctl, memory_order_relaxed);
@@ -262,5 +282,6 @@ int keel_node_stats_get(keel_node_stats *out) {
   out->spawned = atomic_load(&n->spawned);
   out->messages_live = alloc - freed;
   out->messages_sent = sent;
+  out->timers = (size_t)atomic_load(&n->timers->live);
   return KEEL_OK;
 }

@@ -92,6 +92,10 @@ struct keel_proc {
   uint64_t pid_number;
   int32_t budget;
   _Atomic uint32_t free_next; /* link in the free-slot stack */
+  /* Owner-only: the armed receive timeout (timer.c), and whether the
+   * current handler call is its firing. */
+  struct rt_timer *tmo;
+  bool timed_out;
   keel_heap heap;
 };
 
@@ -161,6 +165,8 @@ typedef struct rt_node {
   pthread_mutex_t pool_lock;
   rt_msg *pool_batches;
   _Atomic size_t pool_nbatches;
+  /* Timer table and per-scheduler wheels (timer.c). */
+  struct rt_timers *timers;
 } rt_node;
 
 /* The running node (NULL when none runs). */
@@ -175,6 +181,12 @@ extern _Thread_local keel_proc *keel__rt_tl_proc;
 /* Process table (proc.c). */
 keel_proc *keel__rt_slot(rt_node *n, uint32_t idx);
 void keel__rt_proc_die(rt_node *n, keel_proc *p);
+/* Pushes m (a message, or a timer record posing as one) into the mailbox
+ * of the process numbered num if it is alive, and makes it runnable.
+ * Returns false (m untouched, still the caller's) when it is dead or
+ * stale. count: whether it counts in the node's messages_sent. */
+bool keel__rt_deliver(rt_node *n, rt_sched *s, uint64_t num, rt_msg *m,
+                      bool count);
 
 /* Messages (message.c). s is the calling thread's scheduler or NULL. */
 rt_msg *keel__rt_msg_new(rt_node *n, rt_sched *s, keel_term t);

@@ -26,6 +26,7 @@
 #include "base/futex.h"
 #include "keel/clock.h"
 #include "runtime/rt_internal.h"
+#include "runtime/timer.h"
 
 rt_node *keel__rt;
 
@@ -293,7 +294,10 @@ static void park(rt_node *n, rt_sched *s) {
   /* seq_cst: our idle bit before the re-check (pairs with wakep). */
   atomic_thread_fence(memory_order_seq_cst);
   for (;;) {
-    if (any_work(n) ||
+    /* A due timer (or one queued by another thread) ends the park too;
+     * otherwise the sleep lasts until the next timer deadline. */
+    uint64_t sleep_ns = keel__rt_timers_park_ns(n, s);
+    if (any_work(n) || sleep_ns == 0 ||
         atomic_load_explicit(&n->stopping, memory_order_acquire)) {
       uint64_t old =
           atomic_fetch_and_explicit(&n->idle_mask, ~bit, memory_order_acq_rel);
@@ -301,7 +305,7 @@ static void park(rt_node *n, rt_sched *s) {
         s->spinning = true; /* a waker claimed us and counted us */
       return;
     }
-    keel__futex_wait(&s->park, 0, 0);
+    keel__futex_wait(&s->park, 0, sleep_ns == UINT64_MAX ? 0 : sleep_ns);
     if (atomic_load_explicit(&s->park, memory_order_acquire) != 0) {
       /* Woken by wakep (it cleared our bit and counted us as spinning) or
        * by node stop. */
@@ -335,6 +339,7 @@ static keel_proc *find_runnable(rt_node *n, rt_sched *s, bool *inherit) {
     }
     keel_proc *p;
     *inherit = false;
+    bool timers_due = keel__rt_timers_any(n, s) && keel__rt_timers_run(n, s);
     if (++s->tick % 61 == 0 && (p = inject_get(n)) != NULL)
       return got(n, s, p);
     if (s->runnext != NULL) {
@@ -356,6 +361,8 @@ static keel_proc *find_runnable(rt_node *n, rt_sched *s, bool *inherit) {
     }
     if ((p = runq_get(s)) != NULL || (p = inject_grab(n, s)) != NULL)
       return got(n, s, p);
+    if (timers_due)
+      continue; /* fire the next batch */
     /* Dry: spin (steal) for a while if few others do. */
     if (!s->spinning &&
         2 * atomic_load_explicit(&n->nspinning, memory_order_relaxed) <
@@ -415,8 +422,19 @@ static void run_process(rt_node *n, rt_sched *s, keel_proc *p, bool inherit) {
         break;
       continue;
     }
-    keel_handler_status st = p->handler(p, m->term, p->state);
-    keel__rt_free_msg(m);
+    bool timeout = m->term == KEEL_NONE; /* a timer record (timer.h) */
+    if (timeout) {
+      if (!keel__rt_timeout_popped(n, p, m))
+        continue; /* a stale receive timeout: never seen by the handler */
+    } else if (p->tmo != NULL) {
+      keel__rt_proc_timeout_clear(n, p); /* a message came first */
+    }
+    p->timed_out = timeout;
+    keel_handler_status st =
+        p->handler(p, timeout ? KEEL_ATOM(TIMEOUT) : m->term, p->state);
+    p->timed_out = false;
+    if (!timeout)
+      keel__rt_free_msg(m);
     p->budget -= KEEL_COST_MESSAGE;
     left = p->budget;
     if (st == KEEL_EXIT) {
@@ -455,6 +473,7 @@ static void *sched_main(void *arg) {
 /* ---- node start and stop ----------------------------------------------- */
 
 static void node_free(rt_node *n) {
+  keel__rt_timers_destroy(n);
   if (n->sched != NULL)
     keel__rt_pool_drain(n);
   if (n->chunks != NULL) {
@@ -523,6 +542,8 @@ int keel_node_start(const keel_node_opts *opts) {
     return KEEL_ESTATE;
   rt_node *n;
   int rc = node_alloc(opts != NULL ? opts : &def, &n);
+  if (rc == KEEL_OK && (rc = keel__rt_timers_init(n)) != KEEL_OK)
+    node_free(n);
   if (rc != KEEL_OK)
     return rc;
   keel__rt = n;
@@ -555,6 +576,7 @@ int keel_node_stop(void) {
     keel__rt_proc_die(n, p);
     tl_proc = NULL;
   }
+  keel__rt_timers_destroy(n); /* frees pending messages: needs keel__rt */
   keel__rt = NULL;
   node_free(n);
   return KEEL_OK;
