@@ -106,7 +106,9 @@ install: release
 
 bench: release
 	@test -x build-release/keel || { echo "build-release/keel was not built (tools/keel missing)" >&2; exit 1; }
+	@bash $(DEPS) test
 	build-release/keel bench terms $(ARGS)
+	build-release/keel bench runtime $(ARGS)
 
 fuzz-build: deps
 	@bash $(DEPS) san
