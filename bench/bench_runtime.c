@@ -431,6 +431,113 @@ static int beam_fanin(bool quick, char *buf, size_t size) {
   return snprintf(buf, size, "fanin %ld", fanin_total(quick));
 }
 
+/* ---- timers ------------------------------------------------------------ */
+
+/* N processes each get {arm} and set a receive timeout for one common
+ * deadline 100 ms after arming starts (so the N timeouts fire as one
+ * burst). Meanwhile a ticker process keeps itself runnable by messaging
+ * itself; the metric is the longest gap between two of its handler calls
+ * that ends after the deadline, until every timeout has fired. */
+static size_t timers_n(bool quick) {
+  return quick ? 20000 : 1000000;
+}
+
+static _Atomic size_t tm_fired;
+static size_t tm_total;
+static _Atomic uint64_t tm_max_gap;
+static _Atomic int tm_stop;
+static uint64_t tm_deadline_ns;
+
+static keel_handler_status tm_proc(keel_proc *self, keel_term msg,
+                                   void *state) {
+  (void)state;
+  if (keel_proc_timed_out(self)) {
+    if (atomic_fetch_add(&tm_fired, 1) + 1 == tm_total)
+      done_signal();
+    return KEEL_CONTINUE;
+  }
+  (void)msg;
+  uint64_t now = keel_monotonic_ns();
+  uint64_t ms =
+      now >= tm_deadline_ns ? 0 : (tm_deadline_ns - now + 999999) / 1000000;
+  keel_proc_set_timeout(self, (int64_t)ms);
+  return KEEL_CONTINUE;
+}
+
+typedef struct tm_ticker {
+  uint64_t last;
+} tm_ticker;
+
+static keel_handler_status tm_tick(keel_proc *self, keel_term msg,
+                                   void *state) {
+  (void)msg;
+  tm_ticker *t = state;
+  uint64_t now = keel_monotonic_ns();
+  if (now >= tm_deadline_ns && t->last != 0 &&
+      now - t->last > atomic_load(&tm_max_gap))
+    atomic_store(&tm_max_gap, now - t->last);
+  t->last = now;
+  if (!atomic_load(&tm_stop))
+    keel_send(keel_self(self), KEEL_ATOM(OK));
+  return KEEL_CONTINUE;
+}
+
+typedef struct tm_armer {
+  keel_term *pids;
+  size_t next, n;
+} tm_armer;
+
+/* Arms 256 processes per call, then messages itself to go on (as a BEAM
+ * process sending in a loop is preempted by reductions). */
+static keel_handler_status tm_arm(keel_proc *self, keel_term msg, void *state) {
+  (void)msg;
+  tm_armer *a = state;
+  for (int k = 0; k < 256 && a->next < a->n; k++)
+    keel_send(a->pids[a->next++], KEEL_ATOM(OK));
+  if (a->next < a->n)
+    keel_send(keel_self(self), KEEL_ATOM(OK));
+  return KEEL_CONTINUE;
+}
+
+static int run_timers(bool quick, double *out) {
+  size_t n = timers_n(quick);
+  if (node_up(n + 16) != KEEL_OK)
+    return -1;
+  keel_term *pids = malloc(n * sizeof *pids);
+  if (pids == NULL) {
+    keel_node_stop();
+    return -1;
+  }
+  for (size_t i = 0; i < n; i++)
+    if (keel_spawn(tm_proc, NULL, NULL, &pids[i]) != KEEL_OK) {
+      free(pids);
+      keel_node_stop();
+      return -1;
+    }
+  tm_total = n;
+  atomic_store(&tm_fired, 0);
+  atomic_store(&tm_max_gap, 0);
+  atomic_store(&tm_stop, 0);
+  tm_ticker ticker = {0};
+  tm_armer armer = {pids, 0, n};
+  keel_term tp, ap;
+  tm_deadline_ns = keel_monotonic_ns() + 100 * UINT64_C(1000000);
+  keel_spawn(tm_tick, &ticker, NULL, &tp);
+  keel_spawn(tm_arm, &armer, NULL, &ap);
+  keel_send(tp, KEEL_ATOM(OK));
+  keel_send(ap, KEEL_ATOM(OK));
+  bool ok = done_wait(NULL);
+  atomic_store(&tm_stop, 1);
+  keel_node_stop();
+  free(pids);
+  out[0] = (double)atomic_load(&tm_max_gap) / 1e6;
+  return ok ? 0 : -1;
+}
+
+static int beam_timers(bool quick, char *buf, size_t size) {
+  return snprintf(buf, size, "timers %zu", timers_n(quick));
+}
+
 /* ---- idle -------------------------------------------------------------- */
 
 static long idle_ms(bool quick) {
@@ -502,6 +609,11 @@ static const workload workloads[] = {
       {"fanin_msgs_per_s_2", "msgs/s", true, 0},
       {"fanin_msgs_per_s_8", "msgs/s", true, 0}},
      3},
+    {"timers",
+     run_timers,
+     beam_timers,
+     {{"timer_burst_delay_ms", "ms", false, 0.01}},
+     1},
     {"idle", run_idle, beam_idle, {{"idle_cpu_pct", "%", false, 0.01}}, 1},
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
@@ -634,7 +746,7 @@ static const workload *find_workload(const char *name) {
 
 static void usage(void) {
   fprintf(stderr, "usage: keel bench runtime "
-                  "[spawn|ring|pingpong|cast|fanout|fanin|idle|all]... "
+                  "[spawn|ring|pingpong|cast|fanout|fanin|timers|idle|all]... "
                   "[--quick] [--runs N] [--no-beam]\n");
 }
 

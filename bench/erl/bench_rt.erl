@@ -19,6 +19,7 @@ run("pingpong", [N]) -> pingpong_bench(N);
 run("cast", [N]) -> cast_bench(N);
 run("fanout", [Subs, Rounds]) -> fanout_bench(Subs, Rounds);
 run("fanin", [Total]) -> fanin_bench(Total);
+run("timers", [N]) -> timers_bench(N);
 run("idle", [Ms]) -> idle_bench(Ms).
 
 now_ns() -> erlang:monotonic_time(nanosecond).
@@ -127,6 +128,50 @@ cast_wait(Peak, PageKb) ->
         done -> max(Peak, rss_kb(PageKb))
     after 5 ->
         cast_wait(max(Peak, rss_kb(PageKb)), PageKb)
+    end.
+
+%% timers: N processes each get 'arm' and wait in a receive whose timeout
+%% ends at one common deadline 100 ms after arming starts, so the N
+%% timeouts fire as one burst. A ticker process keeps itself runnable by
+%% messaging itself; the metric is the longest gap between two of its
+%% iterations that ends after the deadline, until every timeout has fired.
+timers_bench(N) ->
+    Parent = self(),
+    Count = atomics:new(1, []),
+    Pids = [spawn(fun() -> timer_wait(Parent, Count, N) end)
+            || _ <- lists:seq(1, N)],
+    Deadline = now_ns() + 100000000,
+    Ticker = spawn(fun() -> ticker(Parent, Deadline, 0, 0) end),
+    [P ! {arm, Deadline} || P <- Pids],
+    receive all_fired -> ok end,
+    Ticker ! stop,
+    receive {max_gap, Gap} -> ok end,
+    [{timer_burst_delay_ms, Gap / 1.0e6}].
+
+timer_wait(Parent, Count, N) ->
+    receive
+        {arm, Deadline} ->
+            Ms = max(0, (Deadline - now_ns() + 999999) div 1000000),
+            receive
+            after Ms ->
+                case atomics:add_get(Count, 1, 1) of
+                    N -> Parent ! all_fired;
+                    _ -> ok
+                end
+            end
+    end.
+
+ticker(Parent, Deadline, Last, Max) ->
+    self() ! tick,
+    receive
+        stop -> Parent ! {max_gap, Max};
+        tick ->
+            Now = now_ns(),
+            Max1 = case Now >= Deadline andalso Last =/= 0 of
+                       true -> max(Max, Now - Last);
+                       false -> Max
+                   end,
+            ticker(Parent, Deadline, Now, Max1)
     end.
 
 %% idle: the node up with no work for Ms milliseconds; CPU used by the whole

@@ -329,6 +329,16 @@ static keel_proc *got(rt_node *n, rt_sched *s, keel_proc *p) {
   return p;
 }
 
+/* How many timers may fire in this pass: each fire may make a process
+ * runnable, so fill at most half the ring (never the inject queue, where
+ * the scheduler's other runnable processes would wait behind a timer
+ * storm), and at most 64 between two schedules. */
+static unsigned timer_room(rt_sched *s) {
+  uint32_t len = runq_len(s);
+  uint32_t room = len < RT_RUNQ_SIZE / 2 ? RT_RUNQ_SIZE / 2 - len : 0;
+  return room < 64 ? room : 64;
+}
+
 /* Returns the next process to run, or NULL when the node stops. *inherit
  * tells whether it continues the current slice (runnext). */
 static keel_proc *find_runnable(rt_node *n, rt_sched *s, bool *inherit) {
@@ -339,7 +349,8 @@ static keel_proc *find_runnable(rt_node *n, rt_sched *s, bool *inherit) {
     }
     keel_proc *p;
     *inherit = false;
-    bool timers_due = keel__rt_timers_any(n, s) && keel__rt_timers_run(n, s);
+    bool timers_due =
+        keel__rt_timers_any(n, s) && keel__rt_timers_run(n, s, timer_room(s));
     if (++s->tick % 61 == 0 && (p = inject_get(n)) != NULL)
       return got(n, s, p);
     if (s->runnext != NULL) {

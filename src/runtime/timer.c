@@ -18,8 +18,9 @@
  *
  * No periodic tick: a scheduler checks its wheel between processes and a
  * parked scheduler sleeps on its futex until its next deadline. Firing is
- * bounded (RT_TM_FIRE_BATCH per pass) so a burst of expiries cannot keep
- * the scheduler's runnable processes waiting for long.
+ * bounded per pass (the scheduler passes how many processes it can take) so a
+ * burst of expiries cannot keep the scheduler's runnable processes waiting for
+ * long.
  *
  * Time: deadlines are whole milliseconds since the node's origin, rounded
  * up; a timer fires when the wheel's clock, rounded down, reaches it, so it
@@ -32,7 +33,7 @@
 #include "keel/clock.h"
 #include "runtime/timer.h"
 
-#define RT_TM_FIRE_BATCH 64u
+#define RT_TM_FIRE_COST 8 /* budget units of a fire; a move costs 1 */
 #define RT_TM_FREE_NIL UINT32_MAX
 #define MS_NS UINT64_C(1000000)
 #define WHEEL_SPAN (UINT64_C(1) << (6 * RT_WHEEL_LEVELS))
@@ -211,36 +212,6 @@ static bool next_expiration(const rt_wheel *w, uint64_t *deadline,
   return false;
 }
 
-/* Moves every timer due at or before now_ms to the due list; cancelled ones
- * met on the way are released. */
-static void wheel_advance(rt_timers *T, rt_wheel *w, uint64_t now_ms) {
-  uint64_t dl;
-  unsigned lv, sl;
-  while (next_expiration(w, &dl, &lv, &sl) && dl <= now_ms) {
-    rt_timer *t = w->slots[lv][sl];
-    w->slots[lv][sl] = NULL;
-    w->occupied[lv] &= ~(UINT64_C(1) << sl);
-    w->elapsed = dl;
-    t->prev->next = NULL; /* break the circle */
-    while (t != NULL) {
-      rt_timer *next = t->next;
-      w->count--;
-      t->in_wheel = false;
-      uint64_t ctl = atomic_load_explicit(&t->ctl, memory_order_acquire);
-      if ((ctl & RT_TM_ST_MASK) == RT_TM_CANCELLED)
-        tm_release(T, t);
-      else if (t->when <= dl)
-        due_append(w, t);
-      else
-        wheel_insert(w, t);
-      t = next;
-    }
-  }
-  if (now_ms > w->elapsed)
-    w->elapsed = now_ms;
-  w->next_ms = next_expiration(w, &dl, &lv, &sl) ? dl : UINT64_MAX;
-}
-
 /* ---- firing ------------------------------------------------------------ */
 
 static void fire(rt_node *n, rt_sched *s, rt_timer *t) {
@@ -262,6 +233,58 @@ static void fire(rt_node *n, rt_sched *s, rt_timer *t) {
     }
   }
   tm_release(T, t);
+}
+
+/* Fires or moves down the timers of every slot due at or before now_ms,
+ * spending at most *budget (a fire costs RT_TM_FIRE_COST, a move or a
+ * cancelled record 1). A slot is finished before any other is looked at,
+ * as if taken whole: timers moved down from it are due after it, and
+ * `elapsed` stays at its deadline meanwhile. */
+static void wheel_process(rt_node *n, rt_sched *s, rt_wheel *w, uint64_t now,
+                          int *budget) {
+  uint64_t dl;
+  unsigned lv, sl;
+  while (*budget > 0) {
+    if (!w->cur) {
+      if (!next_expiration(w, &dl, &lv, &sl) || dl > now)
+        break;
+      w->cur = true;
+      w->cur_level = (uint8_t)lv;
+      w->cur_slot = (uint8_t)sl;
+      w->elapsed = dl;
+    }
+    lv = w->cur_level;
+    sl = w->cur_slot;
+    dl = w->elapsed;
+    rt_timer *t;
+    while (*budget > 0 && (t = w->slots[lv][sl]) != NULL) {
+      wheel_unlink(w, t);
+      uint64_t ctl = atomic_load_explicit(&t->ctl, memory_order_acquire);
+      if ((ctl & RT_TM_ST_MASK) == RT_TM_CANCELLED) {
+        tm_release(n->timers, t);
+        *budget -= 1;
+      } else if (t->when <= dl) {
+        fire(n, s, t);
+        *budget -= RT_TM_FIRE_COST;
+      } else {
+        wheel_insert(w, t); /* to a lower level */
+        *budget -= 1;
+      }
+    }
+    if (w->slots[lv][sl] == NULL)
+      w->cur = false;
+  }
+  if (w->cur) {
+    w->next_ms = w->elapsed; /* resume the slot on the next pass */
+  } else if (next_expiration(w, &dl, &lv, &sl)) {
+    if (dl > now && now > w->elapsed)
+      w->elapsed = now; /* nothing due up to now: skip ahead */
+    w->next_ms = dl;
+  } else {
+    if (now > w->elapsed)
+      w->elapsed = now;
+    w->next_ms = UINT64_MAX;
+  }
 }
 
 static void drain_inbox(rt_timers *T, rt_wheel *w) {
@@ -355,24 +378,26 @@ bool keel__rt_timers_any(rt_node *n, rt_sched *s) {
          atomic_load_explicit(&w->cq_pending, memory_order_relaxed) != 0;
 }
 
-bool keel__rt_timers_run(rt_node *n, rt_sched *s) {
+bool keel__rt_timers_run(rt_node *n, rt_sched *s, unsigned max_fire) {
   rt_timers *T = n->timers;
   rt_wheel *w = &T->wheels[s->id];
   if (atomic_load_explicit(&w->cq_pending, memory_order_acquire) != 0)
     drain_cancels(T, w);
   if (atomic_load_explicit(&w->inbox_len, memory_order_acquire) != 0)
     drain_inbox(T, w);
-  if (w->count != 0) {
-    uint64_t now = now_ms(T);
-    if (now >= w->next_ms)
-      wheel_advance(T, w, now);
-  }
-  for (unsigned k = 0; k < RT_TM_FIRE_BATCH && w->due != NULL; k++) {
+  int budget = (int)max_fire * RT_TM_FIRE_COST;
+  while (budget > 0 && w->due != NULL) {
     rt_timer *t = w->due;
     w->due = t->next;
     fire(n, s, t);
+    budget -= RT_TM_FIRE_COST;
   }
-  return w->due != NULL;
+  if (w->count == 0)
+    return w->due != NULL;
+  uint64_t now = now_ms(T);
+  if (budget > 0 && now >= w->next_ms)
+    wheel_process(n, s, w, now, &budget);
+  return w->due != NULL || (w->count != 0 && w->next_ms <= now);
 }
 
 uint64_t keel__rt_timers_park_ns(rt_node *n, rt_sched *s) {

@@ -78,6 +78,8 @@ typedef struct rt_wheel {
   uint64_t elapsed; /* ms: every slot before this has been processed */
   uint64_t next_ms; /* cached next deadline (UINT64_MAX: none) */
   size_t count;     /* timers in the slots */
+  bool cur;         /* a due slot is being processed (cur_level/slot) */
+  uint8_t cur_level, cur_slot;
   uint64_t occupied[RT_WHEEL_LEVELS];
   rt_timer *slots[RT_WHEEL_LEVELS][RT_WHEEL_SLOTS];
   rt_timer *due, *due_tail; /* expired, not yet fired (bounded firing) */
@@ -107,10 +109,11 @@ typedef struct rt_timers {
 int keel__rt_timers_init(rt_node *n);
 void keel__rt_timers_destroy(rt_node *n);
 
-/* Scheduler hooks. run fires due timers (a bounded number) and returns
- * true when more are due right away; park_ns is how long the scheduler
- * may sleep (0 = something is due now, UINT64_MAX = no timer). */
-bool keel__rt_timers_run(rt_node *n, rt_sched *s);
+/* Scheduler hooks. run fires at most max_fire due timers (and moves a
+ * bounded number down the wheel) and returns true when more are due right
+ * away; park_ns is how long the scheduler may sleep (0 = something is due
+ * now, UINT64_MAX = no timer). */
+bool keel__rt_timers_run(rt_node *n, rt_sched *s, unsigned max_fire);
 uint64_t keel__rt_timers_park_ns(rt_node *n, rt_sched *s);
 /* Whether the scheduler has timers or timer work at all (cheap). */
 bool keel__rt_timers_any(rt_node *n, rt_sched *s);
