@@ -194,9 +194,10 @@ typedef uint64_t keel_timer_ref;
  * now, on the calling thread. If dest is dead when the timer fires, the
  * message is dropped silently. On success stores the timer's handle in
  * *ref (may be NULL).
- * The timer belongs to the calling scheduler's wheel (a thread that is not
- * a scheduler hands it to one). Delivery counts as a send from the runtime:
- * it is not ordered with the messages of any process.
+ * Timers to one destination fire in deadline order (equal deadlines in
+ * start order, for starts from one thread): they share the wheel of one
+ * scheduler, chosen by the destination. Delivery counts as a send from the
+ * runtime: it is not ordered with the messages of any process.
  * Errors: KEEL_ESTATE (no node running, or it is stopping), KEEL_EBADARG
  * (dest is not a local pid), KEEL_EINVAL (msg is KEEL_NONE, or ms >
  * KEEL_TIMER_MAX_MS), KEEL_ENOMEM, KEEL_ESYSLIMIT (2^24 timers exist).

@@ -12,9 +12,12 @@
  *
  * Each scheduler owns one wheel and touches it alone; only the owner fires
  * or unlinks. Other threads cancel with a CAS on the record's control word
- * (timer.h) and leave the record for the owner to release when it reaches
- * it. A thread that is not a scheduler starts a timer by queueing it on a
- * scheduler's inbox (mutex) and waking that scheduler.
+ * (timer.h) and queue the record for the owner, which unlinks and releases
+ * it on its next pass. A receive timeout goes to the wheel of the scheduler
+ * running its process; a send_after timer to the wheel chosen by its
+ * destination (so timers to one process fire in deadline order). A thread
+ * that is not that wheel's owner starts a timer by queueing it on the
+ * owner's inbox (mutex) and waking the owner.
  *
  * No periodic tick: a scheduler checks its wheel between processes and a
  * parked scheduler sleeps on its futex until its next deadline. Firing is

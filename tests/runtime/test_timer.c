@@ -222,8 +222,9 @@ Test(timer, cancel_is_exact_under_concurrency) {
     cr_assert_eq(keel_spawn(cx_worker, &dest, NULL, &canceller), KEEL_OK);
     cr_assert_eq(keel_send(starter, KEEL_ATOM(OK)), KEEL_OK);
     cr_assert(wait_events(1));
-    /* Classes 1 and 2 from foreign threads, 3 from the starter itself
-     * (owner thread for its timers), 0 never cancelled. */
+    /* Classes 1 and 2 from foreign threads, 3 from the starter process (on
+     * a scheduler thread: the owner's when it runs where the destination's
+     * wheel is, always so with 1 scheduler), 0 never cancelled. */
     keel_heap h;
     keel_heap_init(&h);
     cr_assert_eq(
