@@ -149,12 +149,10 @@ static bool unpin_and_wake(keel_proc *p) {
   return wake;
 }
 
-bool keel__rt_deliver(rt_node *n, rt_sched *s, uint64_t num, rt_msg *m,
-                      bool count) {
-  uint64_t gen = num >> RT_IDX_BITS;
-  keel_proc *p = keel__rt_slot(n, (uint32_t)(num & RT_IDX_MASK));
-  if (p == NULL || gen > RT_GEN_MASK)
-    return false;
+/* Pushes m into p's mailbox if p is alive as generation gen (see
+ * keel__rt_deliver). */
+static inline bool deliver_to(rt_node *n, rt_sched *s, keel_proc *p,
+                              uint64_t gen, rt_msg *m, bool count) {
   /* acq_rel: acquire sees the PCB initialised by spawn; the pin keeps the
    * process from finishing its death until our push is complete. */
   uint64_t ctl =
@@ -175,6 +173,15 @@ bool keel__rt_deliver(rt_node *n, rt_sched *s, uint64_t num, rt_msg *m,
   if (wake)
     keel__rt_make_runnable(n, p);
   return true;
+}
+
+bool keel__rt_deliver(rt_node *n, rt_sched *s, uint64_t num, rt_msg *m,
+                      bool count) {
+  uint64_t gen = num >> RT_IDX_BITS;
+  keel_proc *p = keel__rt_slot(n, (uint32_t)(num & RT_IDX_MASK));
+  if (p == NULL || gen > RT_GEN_MASK)
+    return false;
+  return deliver_to(n, s, p, gen, m, count);
 }
 
 int keel_send(keel_term pid, keel_term msg) {
@@ -199,7 +206,7 @@ int keel_send(keel_term pid, keel_term msg) {
   rt_msg *m = keel__rt_msg_new(n, s, msg);
   if (m == NULL)
     return KEEL_ENOMEM;
-  if (!keel__rt_deliver(n, s, num, m, true))
+  if (!deliver_to(n, s, p, gen, m, true))
     keel__rt_free_msg(m);
   return KEEL_OK;
 }

@@ -126,6 +126,7 @@ typedef struct rt_sched {
   /* Owner-only cache of free pooled messages. */
   rt_msg *pool, *pool_spare;
   uint32_t pool_n;
+  struct rt_wheel *wheel; /* its timer wheel (timer.h) */
   pthread_t thread;
 } rt_sched;
 

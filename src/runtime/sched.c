@@ -350,7 +350,7 @@ static keel_proc *find_runnable(rt_node *n, rt_sched *s, bool *inherit) {
     keel_proc *p;
     *inherit = false;
     bool timers_due =
-        keel__rt_timers_any(n, s) && keel__rt_timers_run(n, s, timer_room(s));
+        keel__rt_timers_any(s) && keel__rt_timers_run(n, s, timer_room(s));
     if (++s->tick % 61 == 0 && (p = inject_get(n)) != NULL)
       return got(n, s, p);
     if (s->runnext != NULL) {
@@ -440,12 +440,15 @@ static void run_process(rt_node *n, rt_sched *s, keel_proc *p, bool inherit) {
     } else if (p->tmo != NULL) {
       keel__rt_proc_timeout_clear(n, p); /* a message came first */
     }
-    p->timed_out = timeout;
-    keel_handler_status st =
-        p->handler(p, timeout ? KEEL_ATOM(TIMEOUT) : m->term, p->state);
-    p->timed_out = false;
-    if (!timeout)
+    keel_handler_status st;
+    if (timeout) {
+      p->timed_out = true;
+      st = p->handler(p, KEEL_ATOM(TIMEOUT), p->state);
+      p->timed_out = false;
+    } else {
+      st = p->handler(p, m->term, p->state);
       keel__rt_free_msg(m);
+    }
     p->budget -= KEEL_COST_MESSAGE;
     left = p->budget;
     if (st == KEEL_EXIT) {

@@ -374,13 +374,6 @@ static uint64_t now_ms(const rt_timers *T) {
   return (keel_monotonic_ns() - T->origin_ns) / MS_NS;
 }
 
-bool keel__rt_timers_any(rt_node *n, rt_sched *s) {
-  rt_wheel *w = &n->timers->wheels[s->id];
-  return w->count != 0 || w->due != NULL ||
-         atomic_load_explicit(&w->inbox_len, memory_order_relaxed) != 0 ||
-         atomic_load_explicit(&w->cq_pending, memory_order_relaxed) != 0;
-}
-
 bool keel__rt_timers_run(rt_node *n, rt_sched *s, unsigned max_fire) {
   rt_timers *T = n->timers;
   rt_wheel *w = &T->wheels[s->id];
@@ -604,7 +597,9 @@ int keel__rt_timers_init(rt_node *n) {
   T->origin_ns = keel_monotonic_ns();
   T->nchunks = (UINT32_C(1) << RT_TM_IDX_BITS) / RT_TM_CHUNK;
   T->chunks = calloc(T->nchunks, sizeof *T->chunks);
-  T->wheels = calloc(n->nsched, sizeof *T->wheels);
+  T->wheels = aligned_alloc(64, n->nsched * sizeof *T->wheels);
+  if (T->wheels != NULL)
+    memset(T->wheels, 0, n->nsched * sizeof *T->wheels);
   if (T->chunks == NULL || T->wheels == NULL) {
     free(T->chunks);
     free(T->wheels);
@@ -616,6 +611,7 @@ int keel__rt_timers_init(rt_node *n) {
   for (unsigned i = 0; i < n->nsched; i++) {
     pthread_mutex_init(&T->wheels[i].inbox_lock, NULL);
     T->wheels[i].next_ms = UINT64_MAX;
+    n->sched[i].wheel = &T->wheels[i];
   }
   return KEEL_OK;
 }

@@ -75,23 +75,25 @@ typedef struct rt_tm_cancel {
 } rt_tm_cancel;
 
 typedef struct rt_wheel {
+  /* Read by the owner between every two processes (keel__rt_timers_any):
+   * kept together on the first cache line. */
+  _Alignas(64) size_t count; /* timers in the slots */
+  rt_timer *due, *due_tail;  /* expired, not yet fired (bounded firing) */
+  _Atomic uint32_t inbox_len;
+  _Atomic uint32_t cq_pending;
   uint64_t elapsed; /* ms: every slot before this has been processed */
   uint64_t next_ms; /* cached next deadline (UINT64_MAX: none) */
-  size_t count;     /* timers in the slots */
   bool cur;         /* a due slot is being processed (cur_level/slot) */
   uint8_t cur_level, cur_slot;
   uint64_t occupied[RT_WHEEL_LEVELS];
   rt_timer *slots[RT_WHEEL_LEVELS][RT_WHEEL_SLOTS];
-  rt_timer *due, *due_tail; /* expired, not yet fired (bounded firing) */
-  /* Timers started by threads that are not schedulers. */
+  /* Timers started by threads other than the owner. */
   pthread_mutex_t inbox_lock;
   rt_timer *inbox;
-  _Atomic uint32_t inbox_len;
   /* Off-thread cancellations (under inbox_lock; `cq_spare` is owner-only
    * and swapped with `cq` when drained). */
   rt_tm_cancel *cq, *cq_spare;
   size_t cq_len, cq_cap, cq_spare_cap;
-  _Atomic uint32_t cq_pending;
 } rt_wheel;
 
 typedef struct rt_timers {
@@ -115,8 +117,14 @@ void keel__rt_timers_destroy(rt_node *n);
  * now, UINT64_MAX = no timer). */
 bool keel__rt_timers_run(rt_node *n, rt_sched *s, unsigned max_fire);
 uint64_t keel__rt_timers_park_ns(rt_node *n, rt_sched *s);
-/* Whether the scheduler has timers or timer work at all (cheap). */
-bool keel__rt_timers_any(rt_node *n, rt_sched *s);
+/* Whether the scheduler has timers or timer work at all (cheap: called
+ * between every two processes). */
+static inline bool keel__rt_timers_any(const rt_sched *s) {
+  rt_wheel *w = s->wheel;
+  return (w->count | (uintptr_t)w->due |
+          atomic_load_explicit(&w->inbox_len, memory_order_relaxed) |
+          atomic_load_explicit(&w->cq_pending, memory_order_relaxed)) != 0;
+}
 
 /* Process hooks (proc.c, sched.c). */
 /* Cancels p's armed receive timeout, if any. */
