@@ -211,8 +211,9 @@ int keel_send_after(keel_term dest, keel_term msg, uint64_t ms,
  * will arrive unless the destination dies), was cancelled before, or the
  * handle names no timer (erlang:cancel_timer's false). Exactly one of
  * "fired" and "cancelled" happens to each timer, whatever the threads.
- * The record of a timer cancelled off its owner's thread is reclaimed
- * when its deadline passes. Errors: KEEL_ESTATE (no node running),
+ * A cancelled timer's record (and message) is freed at once on the
+ * thread of the scheduler that owns it, else by that scheduler on its next
+ * pass. Errors: KEEL_ESTATE (no node running),
  * KEEL_EBADARG (ref cannot be a handle). Thread-safe. */
 int keel_cancel_timer(keel_timer_ref ref);
 
