@@ -556,23 +556,25 @@ static _Atomic long storm_fired, storm_early;
 static _Atomic uint64_t storm_max_late;
 static uint64_t storm_deadline;
 
-/* A message arms a timeout ending at storm_deadline (ms rounded up); the
- * timeout records how late it fired. */
+/* A message arms a timeout ending at storm_deadline (ms rounded up), or
+ * at once if arming came after it (slow machine); the timeout records how
+ * late it fired after max(deadline, arming time), kept in *state. */
 static keel_handler_status storm_proc(keel_proc *self, keel_term msg,
                                       void *state) {
   (void)msg;
-  (void)state;
+  uint64_t *due = state;
   uint64_t now = keel_monotonic_ns();
   if (!keel_proc_timed_out(self)) {
     uint64_t ms =
         now >= storm_deadline ? 0 : (storm_deadline - now + MS - 1) / MS;
+    *due = now >= storm_deadline ? now : storm_deadline;
     cr_assert_eq(keel_proc_set_timeout(self, (int64_t)ms), KEEL_OK);
     return KEEL_CONTINUE;
   }
-  if (now < storm_deadline)
+  if (now < *due)
     atomic_fetch_add(&storm_early, 1);
-  else if (now - storm_deadline > atomic_load(&storm_max_late))
-    atomic_store(&storm_max_late, now - storm_deadline);
+  else if (now - *due > atomic_load(&storm_max_late))
+    atomic_store(&storm_max_late, now - *due);
   if (atomic_fetch_add(&storm_fired, 1) + 1 == STORM_N)
     signal_event();
   return KEEL_CONTINUE;
@@ -585,15 +587,16 @@ Test(timer, timeout_storm_fires_on_time) {
     atomic_store(&storm_early, 0);
     atomic_store(&storm_max_late, 0);
     static keel_term pids[STORM_N];
+    static uint64_t due[STORM_N];
     for (int i = 0; i < STORM_N; i++)
-      cr_assert_eq(keel_spawn(storm_proc, NULL, NULL, &pids[i]), KEEL_OK);
+      cr_assert_eq(keel_spawn(storm_proc, &due[i], NULL, &pids[i]), KEEL_OK);
     storm_deadline = keel_monotonic_ns() + 150 * MS;
     for (int i = 0; i < STORM_N; i++)
       cr_assert_eq(keel_send(pids[i], KEEL_ATOM(OK)), KEEL_OK);
     cr_assert(wait_events(1), "every timeout fired (%u schedulers)",
               sched_counts[c]);
     double late = (double)atomic_load(&storm_max_late) / 1e6;
-    printf("storm of %d timeouts, %u schedulers: last fired %.2f ms after "
+    printf("storm of %d timeouts, %u schedulers: fired at most %.2f ms after "
            "the deadline\n",
            STORM_N, sched_counts[c], late);
     cr_assert_eq(atomic_load(&storm_early), 0, "fired early");
