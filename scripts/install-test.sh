@@ -27,14 +27,20 @@ export LD_LIBRARY_PATH=$root/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export PKG_CONFIG_PATH=$root/lib/pkgconfig
 
 check_shared() { # binary: must load libkeel.so.0 from the staging tree
-  ldd "$1" | grep -q "libkeel.so.0 => $root/lib/" || {
+  # ldd's output is captured first: with pipefail, grep -q closing the pipe
+  # early could fail the pipeline with SIGPIPE.
+  local deps
+  deps=$(ldd "$1")
+  grep -q "libkeel.so.0 => $root/lib/" <<<"$deps" || {
     echo "install-test.sh: $1 does not use $root/lib/libkeel.so.0" >&2
     exit 1
   }
 }
 
 check_static() { # binary: must not need libkeel.so at all
-  if ldd "$1" | grep -q "libkeel\.so"; then
+  local deps
+  deps=$(ldd "$1")
+  if grep -q "libkeel\.so" <<<"$deps"; then
     echo "install-test.sh: $1 should link libkeel.a statically" >&2
     exit 1
   fi
