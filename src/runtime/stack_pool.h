@@ -59,8 +59,9 @@ size_t keel__stack_pool_stack_size(const keel__stack_pool *pool);
 size_t keel__stack_guard_size(void);
 
 /* A stack, reused from the free list when possible, else freshly mapped.
- * NULL when the mapping fails (callers report KEEL_ENOMEM, or
- * KEEL_ESYSLIMIT when the map count is exhausted) or pool is NULL. */
+ * NULL when pool is NULL or the mapping fails (callers report KEEL_ENOMEM;
+ * Linux also says ENOMEM when vm.max_map_count is exhausted, so telling
+ * KEEL_ESYSLIMIT apart needs the caller's live-stack count). */
 keel__stack *keel__stack_alloc(keel__stack_pool *pool);
 
 /* Give a stack back to its pool (cached, or unmapped when the cache is
