@@ -21,6 +21,8 @@
 #include "bench_runtime.h"
 #include "keel/clock.h"
 #include "keel/runtime.h"
+#include "runtime/fiber_ctx.h"
+#include "runtime/stack_pool.h"
 
 #define MAX_METRICS 4
 #define MAX_RUNS 15
@@ -575,6 +577,57 @@ static int beam_idle(bool quick, char *buf, size_t size) {
   return snprintf(buf, size, "idle %ld", idle_ms(quick));
 }
 
+/* ---- switch ------------------------------------------------------------ */
+
+/* One fiber context switch: main and a fiber switch back and forth; each
+ * round trip is two switches. */
+static long switch_n(bool quick) {
+  return quick ? 200000 : 20000000;
+}
+
+typedef struct switch_bench {
+  keel__ctx main_ctx, fib_ctx;
+} switch_bench;
+
+static void switch_fiber(void *arg) {
+  switch_bench *sb = arg;
+  for (;;)
+    keel__ctx_switch(&sb->fib_ctx, &sb->main_ctx);
+}
+
+static int run_switch(bool quick, double *out) {
+#if KEEL_HAVE_FIBERS
+  keel__stack_pool *pool = keel__stack_pool_new(64 * 1024, 1);
+  keel__stack *st = pool != NULL ? keel__stack_alloc(pool) : NULL;
+  if (st == NULL) {
+    keel__stack_pool_destroy(pool);
+    return -1;
+  }
+  switch_bench sb;
+  keel__ctx_init_current(&sb.main_ctx);
+  keel__ctx_make(&sb.fib_ctx, st->lo, st->size, switch_fiber, &sb);
+  long n = switch_n(quick);
+  uint64_t t0 = keel_monotonic_ns();
+  for (long i = 0; i < n; i++)
+    keel__ctx_switch(&sb.main_ctx, &sb.fib_ctx);
+  uint64_t t1 = keel_monotonic_ns();
+  keel__ctx_destroy(&sb.fib_ctx);
+  keel__ctx_destroy(&sb.main_ctx);
+  keel__stack_free(pool, st);
+  keel__stack_pool_destroy(pool);
+  out[0] = (double)(t1 - t0) / (2.0 * (double)n);
+  return 0;
+#else
+  (void)quick;
+  (void)out;
+  return -1;
+#endif
+}
+
+static int beam_switch(bool quick, char *buf, size_t size) {
+  return snprintf(buf, size, "switch %ld", switch_n(quick) / 10);
+}
+
 /* ---- the table --------------------------------------------------------- */
 
 static const workload workloads[] = {
@@ -614,6 +667,7 @@ static const workload workloads[] = {
      beam_timers,
      {{"timer_burst_delay_ms", "ms", false, 0.01}},
      1},
+    {"switch", run_switch, beam_switch, {{"switch_ns", "ns", false, 0}}, 1},
     {"idle", run_idle, beam_idle, {{"idle_cpu_pct", "%", false, 0.01}}, 1},
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
@@ -745,9 +799,10 @@ static const workload *find_workload(const char *name) {
 }
 
 static void usage(void) {
-  fprintf(stderr, "usage: keel bench runtime "
-                  "[spawn|ring|pingpong|cast|fanout|fanin|timers|idle|all]... "
-                  "[--quick] [--runs N] [--no-beam]\n");
+  fprintf(stderr,
+          "usage: keel bench runtime "
+          "[spawn|ring|pingpong|cast|fanout|fanin|timers|switch|idle|all]... "
+          "[--quick] [--runs N] [--no-beam]\n");
 }
 
 int keel_bench_runtime(int argc, char **argv) {

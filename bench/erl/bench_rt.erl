@@ -20,6 +20,7 @@ run("cast", [N]) -> cast_bench(N);
 run("fanout", [Subs, Rounds]) -> fanout_bench(Subs, Rounds);
 run("fanin", [Total]) -> fanin_bench(Total);
 run("timers", [N]) -> timers_bench(N);
+run("switch", [N]) -> switch_bench(N);
 run("idle", [Ms]) -> idle_bench(Ms).
 
 now_ns() -> erlang:monotonic_time(nanosecond).
@@ -173,6 +174,23 @@ ticker(Parent, Deadline, Last, Max) ->
                    end,
             ticker(Parent, Deadline, Now, Max1)
     end.
+
+%% switch: the cost of one process switch. BEAM has no user-level context
+%% switch, so the nearest idiomatic measure is erlang:yield/0: each call
+%% switches the process out to its scheduler and back in, two switches.
+switch_bench(N) ->
+    Parent = self(),
+    P = spawn(fun() ->
+                      receive go -> ok end,
+                      T0 = now_ns(),
+                      yield_loop(N),
+                      Parent ! {done, now_ns() - T0}
+              end),
+    P ! go,
+    receive {done, Ns} -> [{switch_ns, Ns / (2 * N)}] end.
+
+yield_loop(0) -> ok;
+yield_loop(N) -> erlang:yield(), yield_loop(N - 1).
 
 %% idle: the node up with no work for Ms milliseconds; CPU used by the whole
 %% OS process, in percent of one core.
