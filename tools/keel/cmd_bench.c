@@ -11,7 +11,8 @@ static const keel_cli_cmd bench_suites[] = {
     {"terms", keel_bench_terms,
      "ETF encode and decode throughput, side by side with BEAM"},
     {"runtime", keel_bench_runtime,
-     "spawn, ring, pingpong, cast, fanout, fanin, timers, idle; with BEAM"},
+     "spawn, ring, pingpong, cast, fanout, fanin, timers, switch, idle; with "
+     "BEAM"},
     {NULL, NULL, NULL}};
 
 int keel_cmd_bench(int argc, char **argv) {
