@@ -126,6 +126,11 @@ typedef void (*keel_terminate_fn)(keel_proc *self, keel_term reason,
 /* Options of keel_spawn. Zero-initialise, then set what you need. */
 typedef struct keel_spawn_opts {
   keel_terminate_fn terminate; /* may be NULL */
+  /* Fiber processes only (keel_spawn_fiber): usable stack bytes; 0 = the
+   * default (KEEL_FIBER_STACK_DEFAULT). Rounded up to a power of two of at
+   * least KEEL_FIBER_STACK_MIN; at most KEEL_FIBER_STACK_MAX. Ignored by
+   * keel_spawn. */
+  size_t stack_size;
 } keel_spawn_opts;
 
 /* Spawns a handler process whose state pointer is `state` (owned by the
@@ -236,6 +241,90 @@ int keel_proc_set_timeout(keel_proc *self, int64_t ms);
 /* Whether the running handler call of self is a receive timeout (see
  * keel_proc_set_timeout) rather than a message. */
 bool keel_proc_timed_out(const keel_proc *self);
+
+/* ------------------------------------------------------------------------ */
+/* Fiber processes                                                          */
+/* ------------------------------------------------------------------------ */
+
+/* Stack sizes of fiber processes: default, smallest and largest class. */
+#define KEEL_FIBER_STACK_DEFAULT ((size_t)64 * 1024)
+#define KEEL_FIBER_STACK_MIN ((size_t)16 * 1024)
+#define KEEL_FIBER_STACK_MAX ((size_t)2 * 1024 * 1024)
+
+/* Timeout of keel_receive that never expires. */
+#define KEEL_INFINITY ((int64_t)-1)
+
+/* Body of a fiber process: plain sequential code that may block in
+ * keel_receive anywhere in its call chain. Returning ends the process with
+ * reason 'normal' (or the reason recorded earlier with keel_exit). */
+typedef void (*keel_fiber_fn)(keel_proc *self, void *arg);
+
+/* Spawns a fiber process: fn(self, arg) runs on the process's own stack
+ * (taken from the node's stack pool, opts->stack_size or the default; a
+ * guard page below it). It shares the process control block, mailbox,
+ * scheduling and pid rules of handler processes and is runnable at once;
+ * it may resume on another scheduler thread after any keel_receive,
+ * keel_send or keel_fiber_yield, so it must not keep thread_local
+ * addresses across those calls. arg is owned by the caller's code
+ * (keel_proc_state(self) is arg too, so opts->terminate can free it).
+ * When the process ends, or is terminated while suspended (node stop),
+ * the fiber is never resumed: terminate runs, then its stack goes back to
+ * the pool. Anything the fiber allocated must be reachable from its state
+ * for terminate to free it. opts may be NULL. On success stores the pid in
+ * *pid (may be NULL).
+ * Errors: KEEL_EINVAL (fn NULL, stack_size above KEEL_FIBER_STACK_MAX),
+ * KEEL_ESTATE (no node running, or it is stopping), KEEL_ESYSLIMIT (the
+ * process limit, or the stack budget below vm.max_map_count, is reached),
+ * KEEL_ENOMEM (no stack could be mapped), KEEL_EUNSUPPORTED (no context
+ * switch for this architecture).
+ * Thread-safe: callable from processes and from any other thread. */
+int keel_spawn_fiber(keel_fiber_fn fn, void *arg, const keel_spawn_opts *opts,
+                     keel_term *pid);
+
+/* Decides whether keel_receive takes msg (true) or leaves it queued. Runs
+ * on the fiber's stack; must not call keel_receive. */
+typedef bool (*keel_receive_match_fn)(keel_term msg, void *arg);
+
+/* Selective receive of a fiber process: returns the oldest message for
+ * which match(msg, match_arg) is true (NULL match: any message). Messages
+ * that do not match stay queued in their order for later receives. While
+ * no message matches, only the fiber blocks; its scheduler runs other
+ * processes. A wake-up examines only messages that arrived since the last
+ * scan (a save pointer); each call first re-examines the messages earlier
+ * calls skipped.
+ * timeout_ms: 0 = poll (never blocks), KEEL_INFINITY = wait forever,
+ * otherwise at most KEEL_TIMER_MAX_MS milliseconds (never earlier, on the
+ * monotonic clock); a message that reaches the mailbox before the
+ * deadline is always taken first. A receive timeout set with
+ * keel_proc_set_timeout is replaced by this call's.
+ * *msg_out stays valid until the fiber's next keel_receive or its end (the
+ * process owns it): copy what must outlive that into keel_proc_heap(self).
+ * Returns KEEL_OK, KEEL_ETIMEDOUT (nothing matched in time; the mailbox is
+ * unchanged), KEEL_EINVAL (self or msg_out NULL, timeout_ms < -1 or too
+ * large), KEEL_ESTATE (self is not a fiber process running on the calling
+ * thread), KEEL_ENOMEM / KEEL_ESYSLIMIT (the timeout could not be armed).
+ * The process's slice budget is charged KEEL_COST_MESSAGE per message
+ * received; when it is used up the fiber yields first. */
+int keel_receive(keel_proc *self, keel_receive_match_fn match, void *match_arg,
+                 int64_t timeout_ms, keel_term *msg_out);
+
+/* keel_receive with a compiled pattern (keel_match of keel/term.h): takes
+ * the oldest message matching p and stores its captures in caps (an array
+ * of keel_pattern_nvars(p) terms, may be NULL when there are none), which
+ * point into *msg_out and share its lifetime. Errors as keel_receive, and
+ * KEEL_EINVAL for a NULL p. */
+int keel_receive_pattern(keel_proc *self, const keel_pattern *p,
+                         int64_t timeout_ms, keel_term *msg_out,
+                         keel_term *caps);
+
+/* Gives the scheduler to the other runnable processes; the fiber resumes
+ * later (possibly on another scheduler thread). Returns KEEL_OK, or
+ * KEEL_ESTATE when self is not a fiber process running on the calling
+ * thread. */
+int keel_fiber_yield(keel_proc *self);
+
+/* Whether self is a fiber process. */
+bool keel_proc_is_fiber(const keel_proc *self);
 
 #ifdef __cplusplus
 }

@@ -79,13 +79,9 @@ static void slot_release(rt_node *n, keel_proc *p, uint32_t idx) {
 
 /* ---- spawn ------------------------------------------------------------- */
 
-int keel_spawn(keel_handler_fn handler, void *state,
-               const keel_spawn_opts *opts, keel_term *pid) {
-  rt_node *n = keel__rt;
-  if (n == NULL || atomic_load_explicit(&n->stopping, memory_order_relaxed))
-    return KEEL_ESTATE; /* no node, or it is stopping */
-  if (handler == NULL)
-    return KEEL_EINVAL;
+int keel__rt_spawn_common(rt_node *n, keel_handler_fn handler, void *state,
+                          const keel_spawn_opts *opts, struct rt_fiber *f,
+                          keel_proc **out) {
   uint32_t idx;
   int rc = slot_alloc(n, &idx);
   if (rc != KEEL_OK)
@@ -99,19 +95,37 @@ int keel_spawn(keel_handler_fn handler, void *state,
   p->budget = 0;
   p->tmo = NULL;
   p->timed_out = false;
+  p->fiber = f;
   keel_heap_init(&p->heap);
   keel__mbox_init(p);
+  /* A fiber starts runnable; a handler process waits for mail. */
+  uint64_t st = f != NULL ? RT_ST_SCHEDULED : RT_ST_IDLE;
   uint64_t ctl = atomic_load_explicit(&p->ctl, memory_order_relaxed);
   uint64_t gen, nctl;
   do {
     gen = rt_gen(ctl);
     p->pid_number = (gen << RT_IDX_BITS) | idx;
-    nctl = (ctl & RT_PIN_MASK) | (gen << RT_GEN_SHIFT) | RT_ST_IDLE;
+    nctl = (ctl & RT_PIN_MASK) | (gen << RT_GEN_SHIFT) | st;
     /* release: publishes the initialised PCB to senders' acquire. */
   } while (!atomic_compare_exchange_weak_explicit(
       &p->ctl, &ctl, nctl, memory_order_release, memory_order_relaxed));
   atomic_fetch_add_explicit(&n->live, 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&n->spawned, 1, memory_order_relaxed);
+  *out = p;
+  return KEEL_OK;
+}
+
+int keel_spawn(keel_handler_fn handler, void *state,
+               const keel_spawn_opts *opts, keel_term *pid) {
+  rt_node *n = keel__rt;
+  if (n == NULL || atomic_load_explicit(&n->stopping, memory_order_relaxed))
+    return KEEL_ESTATE; /* no node, or it is stopping */
+  if (handler == NULL)
+    return KEEL_EINVAL;
+  keel_proc *p;
+  int rc = keel__rt_spawn_common(n, handler, state, opts, NULL, &p);
+  if (rc != KEEL_OK)
+    return rc;
   if (pid != NULL)
     *pid = keel_pid_local(p->pid_number);
   return KEEL_OK;
@@ -208,6 +222,8 @@ int keel_send(keel_term pid, keel_term msg) {
     return KEEL_ENOMEM;
   if (!deliver_to(n, s, p, gen, m, true))
     keel__rt_free_msg(m);
+  if (self != NULL && self->fiber != NULL && self->budget <= 0)
+    keel__rt_fiber_budget_yield(self);
   return KEEL_OK;
 }
 
@@ -235,6 +251,8 @@ void keel__rt_proc_die(rt_node *n, keel_proc *p) {
     else
       keel__rt_free_msg(m);
   }
+  if (p->fiber != NULL)
+    keel__rt_fiber_release(n, p);
   keel_heap_destroy(&p->heap);
   p->state = NULL;
   uint64_t ctl = atomic_load_explicit(&p->ctl, memory_order_relaxed);

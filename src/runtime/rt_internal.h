@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "keel/runtime.h"
+#include "runtime/fiber_ctx.h"
 
 /* ---- control word ------------------------------------------------------ */
 
@@ -96,6 +97,7 @@ struct keel_proc {
    * current handler call is its firing. */
   struct rt_timer *tmo;
   bool timed_out;
+  struct rt_fiber *fiber; /* fiber processes only (fiber.c) */
   keel_heap heap;
 };
 
@@ -128,6 +130,7 @@ typedef struct rt_sched {
   uint32_t pool_n;
   struct rt_wheel *wheel; /* its timer wheel (timer.h) */
   pthread_t thread;
+  keel__ctx ctx; /* the scheduler thread's own context (fiber.c) */
 } rt_sched;
 
 /* ---- the node ---------------------------------------------------------- */
@@ -168,6 +171,8 @@ typedef struct rt_node {
   _Atomic size_t pool_nbatches;
   /* Timer table and per-scheduler wheels (timer.c). */
   struct rt_timers *timers;
+  /* Stack pools of fiber processes (fiber.c). */
+  struct rt_fibers *fibers;
 } rt_node;
 
 /* The running node (NULL when none runs). */
@@ -205,5 +210,25 @@ bool keel__mbox_has_mail(keel_proc *p);
 
 /* Scheduling (sched.c). */
 void keel__rt_make_runnable(rt_node *n, keel_proc *p);
+/* Goes idle unless mail arrived meanwhile (then returns false). */
+bool keel__rt_try_idle(keel_proc *p);
+/* Puts p (still SCHEDULED) back at the tail of s's run queue. */
+void keel__rt_requeue(rt_node *n, rt_sched *s, keel_proc *p);
+
+/* Fiber processes (fiber.c). */
+int keel__rt_fibers_init(rt_node *n);
+void keel__rt_fibers_destroy(rt_node *n);
+/* Runs fiber process p on scheduler s until it blocks, yields or ends. */
+void keel__rt_fiber_run(rt_node *n, rt_sched *s, keel_proc *p);
+/* Frees p's fiber (context, stack, held and skipped messages) without
+ * resuming it; p must not be running. */
+void keel__rt_fiber_release(rt_node *n, keel_proc *p);
+/* Called by keel_send when a fiber's budget is used up. */
+void keel__rt_fiber_budget_yield(keel_proc *p);
+/* Initialises a spawned process slot; shared by both spawn kinds
+ * (proc.c). Returns KEEL_OK with *out set, or an error. */
+int keel__rt_spawn_common(rt_node *n, keel_handler_fn handler, void *state,
+                          const keel_spawn_opts *opts, struct rt_fiber *f,
+                          keel_proc **out);
 
 #endif /* KEEL_RT_INTERNAL_H */

@@ -403,7 +403,7 @@ static keel_proc *find_runnable(rt_node *n, rt_sched *s, bool *inherit) {
 /* ---- running a process ------------------------------------------------- */
 
 /* Goes idle unless mail arrived meanwhile (then returns false). */
-static bool try_idle(keel_proc *p) {
+bool keel__rt_try_idle(keel_proc *p) {
   uint64_t ctl = atomic_load_explicit(&p->ctl, memory_order_acquire);
   for (;;) {
     if (ctl & RT_NEWMAIL) {
@@ -417,9 +417,21 @@ static bool try_idle(keel_proc *p) {
   }
 }
 
+#define try_idle keel__rt_try_idle
+
+void keel__rt_requeue(rt_node *n, rt_sched *s, keel_proc *p) {
+  runq_put(n, s, p); /* still SCHEDULED */
+  if (runq_len(s) > 1 || s->runnext != NULL)
+    wakep(n);
+}
+
 static void run_process(rt_node *n, rt_sched *s, keel_proc *p, bool inherit) {
   if (!inherit)
     s->slice = KEEL_SLICE_BUDGET;
+  if (p->fiber != NULL) {
+    keel__rt_fiber_run(n, s, p);
+    return;
+  }
   /* The state stays SCHEDULED while queued and while running: no CAS to
    * start a run. NEWMAIL may already be set; it only costs one more pop. */
   p->budget = s->slice;
@@ -459,9 +471,7 @@ static void run_process(rt_node *n, rt_sched *s, keel_proc *p, bool inherit) {
       /* Out of budget: yield only if there is more to do. */
       if (!keel__mbox_has_mail(p) && try_idle(p))
         break;
-      runq_put(n, s, p); /* still SCHEDULED */
-      if (runq_len(s) > 1 || s->runnext != NULL)
-        wakep(n);
+      keel__rt_requeue(n, s, p);
       break;
     }
   }
@@ -473,6 +483,7 @@ static void *sched_main(void *arg) {
   rt_sched *s = arg;
   rt_node *n = keel__rt;
   tl_sched = s;
+  (void)keel__ctx_init_current(&s->ctx); /* fibers switch back to it */
   for (;;) {
     bool inherit;
     keel_proc *p = find_runnable(n, s, &inherit);
@@ -487,6 +498,7 @@ static void *sched_main(void *arg) {
 /* ---- node start and stop ----------------------------------------------- */
 
 static void node_free(rt_node *n) {
+  keel__rt_fibers_destroy(n);
   keel__rt_timers_destroy(n);
   if (n->sched != NULL)
     keel__rt_pool_drain(n);
@@ -556,7 +568,8 @@ int keel_node_start(const keel_node_opts *opts) {
     return KEEL_ESTATE;
   rt_node *n;
   int rc = node_alloc(opts != NULL ? opts : &def, &n);
-  if (rc == KEEL_OK && (rc = keel__rt_timers_init(n)) != KEEL_OK)
+  if (rc == KEEL_OK && ((rc = keel__rt_timers_init(n)) != KEEL_OK ||
+                        (rc = keel__rt_fibers_init(n)) != KEEL_OK))
     node_free(n);
   if (rc != KEEL_OK)
     return rc;

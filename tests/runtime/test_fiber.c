@@ -1,0 +1,418 @@
+/* Fiber processes: spawn, selective receive with save pointer, timeouts,
+ * budget yields, migration between schedulers and destruction of blocked
+ * fibers at node stop. Every scenario runs with 1, 2 and 8 schedulers. */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "keel/clock.h"
+#include "keel/runtime.h"
+#include "runtime/rt_internal.h"
+
+static const unsigned sched_counts[] = {1, 2, 8};
+#define NCONF (sizeof sched_counts / sizeof sched_counts[0])
+#define TIMEOUT_S 30
+
+/* ---- a counter the test thread can wait on ----------------------------- */
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+static long events;
+
+static void signal_event(void) {
+  pthread_mutex_lock(&mu);
+  events++;
+  pthread_cond_broadcast(&cv);
+  pthread_mutex_unlock(&mu);
+}
+
+/* Waits until `events` reaches target; false on timeout. */
+static bool wait_events(long target) {
+  struct timespec dl;
+  clock_gettime(CLOCK_REALTIME, &dl);
+  dl.tv_sec += TIMEOUT_S;
+  pthread_mutex_lock(&mu);
+  int rc = 0;
+  while (events < target && rc == 0)
+    rc = pthread_cond_timedwait(&cv, &mu, &dl);
+  bool ok = events >= target;
+  pthread_mutex_unlock(&mu);
+  return ok;
+}
+
+static void start(unsigned nsched) {
+  keel_node_opts o = {.schedulers = nsched};
+  cr_assert_eq(keel_node_start(&o), KEEL_OK, "start with %u", nsched);
+  pthread_mutex_lock(&mu);
+  events = 0;
+  pthread_mutex_unlock(&mu);
+}
+
+static bool is_atom(keel_term msg, void *arg) {
+  return msg == *(keel_term *)arg;
+}
+
+/* ---- ping-pong --------------------------------------------------------- */
+
+#define ROUNDS 2000
+
+/* Handler: replies I to From for every {From, I}; exits on 'stop'. */
+static keel_handler_status echo(keel_proc *self, keel_term msg, void *state) {
+  (void)state;
+  if (msg == KEEL_ATOM(STOP))
+    return keel_exit(self, KEEL_ATOM(NORMAL));
+  (void)keel_send(keel_tuple_get(msg, 0), keel_tuple_get(msg, 1));
+  return KEEL_CONTINUE;
+}
+
+/* Fiber echo: the same as a fiber. */
+static void fiber_echo(keel_proc *self, void *arg) {
+  (void)arg;
+  keel_term m;
+  while (keel_receive(self, NULL, NULL, KEEL_INFINITY, &m) == KEEL_OK &&
+         m != KEEL_ATOM(STOP))
+    (void)keel_send(keel_tuple_get(m, 0), keel_tuple_get(m, 1));
+}
+
+typedef struct pinger {
+  keel_term peer;
+  atomic_long ok; /* rounds answered with the right number */
+} pinger;
+
+static void fiber_pinger(keel_proc *self, void *arg) {
+  pinger *pg = arg;
+  uint64_t buf[8];
+  keel_heap h;
+  keel_heap_init_fixed(&h, buf, 8);
+  for (int i = 0; i < ROUNDS; i++) {
+    keel_term req = keel_tuple(&h, 2, keel_self(self), keel_small(i));
+    cr_assert_eq(keel_send(pg->peer, req), KEEL_OK);
+    keel_heap_destroy(&h);
+    keel_heap_init_fixed(&h, buf, 8);
+    keel_term m;
+    if (keel_receive(self, NULL, NULL, KEEL_INFINITY, &m) != KEEL_OK)
+      break;
+    if (m == keel_small(i))
+      atomic_fetch_add(&pg->ok, 1);
+  }
+  (void)keel_send(pg->peer, KEEL_ATOM(STOP));
+  signal_event();
+}
+
+static void pingpong(bool fiber_peer) {
+  for (size_t c = 0; c < NCONF; c++) {
+    start(sched_counts[c]);
+    pinger pg = {0};
+    if (fiber_peer)
+      cr_assert_eq(keel_spawn_fiber(fiber_echo, NULL, NULL, &pg.peer), KEEL_OK);
+    else
+      cr_assert_eq(keel_spawn(echo, NULL, NULL, &pg.peer), KEEL_OK);
+    cr_assert_eq(keel_spawn_fiber(fiber_pinger, &pg, NULL, NULL), KEEL_OK);
+    cr_assert(wait_events(1), "ping-pong stalled (%u schedulers)",
+              sched_counts[c]);
+    cr_assert_eq(atomic_load(&pg.ok), ROUNDS);
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+  }
+}
+
+Test(fiber, pingpong_with_handler) {
+  pingpong(false);
+}
+
+Test(fiber, pingpong_with_fiber) {
+  pingpong(true);
+}
+
+/* ---- selective receive ------------------------------------------------- */
+
+typedef struct selective {
+  int rc[8];
+  keel_term got[8];
+} selective;
+
+static void fiber_selective(keel_proc *self, void *arg) {
+  selective *sv = arg;
+  keel_term go = keel_atom("go");
+  keel_pattern *pat = NULL;
+  cr_assert_eq(keel_pattern_compile(&pat, "{x, X}"), KEEL_OK);
+  keel_term caps[1];
+  /* 'go' arrives last: everything before it is skipped and kept. */
+  sv->rc[0] = keel_receive(self, is_atom, &go, KEEL_INFINITY, &sv->got[0]);
+  sv->rc[1] = keel_receive_pattern(self, pat, KEEL_INFINITY, &sv->got[1], caps);
+  sv->got[1] = caps[0]; /* the captured integer (a small: no heap) */
+  for (int i = 2; i < 7; i++)
+    sv->rc[i] = keel_receive(self, NULL, NULL, 0, &sv->got[i]);
+  keel_term m;
+  sv->rc[7] = keel_receive(self, NULL, NULL, 0, &m); /* now empty */
+  keel_pattern_free(pat);
+  signal_event();
+}
+
+Test(fiber, selective_receive_keeps_order) {
+  for (size_t c = 0; c < NCONF; c++) {
+    start(sched_counts[c]);
+    selective sv;
+    memset(&sv, 0, sizeof sv);
+    keel_term pid;
+    cr_assert_eq(keel_spawn_fiber(fiber_selective, &sv, NULL, &pid), KEEL_OK);
+    uint64_t buf[4];
+    keel_heap h;
+    keel_heap_init_fixed(&h, buf, 4);
+    cr_assert_eq(keel_send(pid, keel_small(1)), KEEL_OK);
+    cr_assert_eq(keel_send(pid, keel_small(2)), KEEL_OK);
+    cr_assert_eq(
+        keel_send(pid, keel_tuple(&h, 2, keel_atom("x"), keel_small(42))),
+        KEEL_OK);
+    cr_assert_eq(keel_send(pid, keel_small(3)), KEEL_OK);
+    cr_assert_eq(keel_send(pid, keel_small(4)), KEEL_OK);
+    cr_assert_eq(keel_send(pid, keel_small(5)), KEEL_OK);
+    cr_assert_eq(keel_send(pid, keel_atom("go")), KEEL_OK);
+    keel_heap_destroy(&h);
+    cr_assert(wait_events(1));
+    for (int i = 0; i < 7; i++)
+      cr_assert_eq(sv.rc[i], KEEL_OK, "receive %d: %d", i, sv.rc[i]);
+    cr_assert_eq(sv.got[0], keel_atom("go"));
+    cr_assert_eq(sv.got[1], keel_small(42));
+    for (int i = 2; i < 7; i++)
+      cr_assert_eq(sv.got[i], keel_small(i - 1), "message %d out of order", i);
+    cr_assert_eq(sv.rc[7], KEEL_ETIMEDOUT);
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+  }
+}
+
+/* ---- timeouts ---------------------------------------------------------- */
+
+typedef struct timeouts {
+  int rc_poll, rc_timed, rc_a, rc_b, rc_late, rc_empty;
+  keel_term a, b;
+  uint64_t timed_ns, late_ns;
+} timeouts;
+
+#define WAIT_MS 30
+
+static void fiber_timeouts(keel_proc *self, void *arg) {
+  timeouts *t = arg;
+  keel_term go = keel_atom("go"), c = keel_atom("c"), late = keel_atom("late");
+  keel_term m;
+  t->rc_empty = keel_receive(self, NULL, NULL, 0, &m);
+  signal_event(); /* the test sends only now */
+  (void)keel_receive(self, is_atom, &go, KEEL_INFINITY, &m);
+  t->rc_poll = keel_receive(self, is_atom, &c, 0, &m);
+  uint64_t t0 = keel_monotonic_ns();
+  t->rc_timed = keel_receive(self, is_atom, &c, WAIT_MS, &m);
+  t->timed_ns = keel_monotonic_ns() - t0;
+  /* The mailbox still holds a and b, in order. */
+  t->rc_a = keel_receive(self, NULL, NULL, 0, &t->a);
+  t->rc_b = keel_receive(self, NULL, NULL, 0, &t->b);
+  /* A message due long before the deadline wins. */
+  t0 = keel_monotonic_ns();
+  cr_assert_eq(keel_send_after(keel_self(self), late, 5, NULL), KEEL_OK);
+  t->rc_late = keel_receive(self, is_atom, &late, 20000, &m);
+  t->late_ns = keel_monotonic_ns() - t0;
+  signal_event();
+}
+
+Test(fiber, receive_timeouts) {
+  for (size_t c = 0; c < NCONF; c++) {
+    start(sched_counts[c]);
+    timeouts t;
+    memset(&t, 0, sizeof t);
+    keel_term pid;
+    cr_assert_eq(keel_spawn_fiber(fiber_timeouts, &t, NULL, &pid), KEEL_OK);
+    cr_assert(wait_events(1));
+    cr_assert_eq(keel_send(pid, keel_atom("a")), KEEL_OK);
+    cr_assert_eq(keel_send(pid, keel_atom("b")), KEEL_OK);
+    cr_assert_eq(keel_send(pid, keel_atom("go")), KEEL_OK);
+    cr_assert(wait_events(2));
+    cr_assert_eq(t.rc_empty, KEEL_ETIMEDOUT);
+    cr_assert_eq(t.rc_poll, KEEL_ETIMEDOUT);
+    cr_assert_eq(t.rc_timed, KEEL_ETIMEDOUT);
+    cr_assert_geq(t.timed_ns, (uint64_t)WAIT_MS * 1000000u, "woke early");
+    cr_assert_eq(t.rc_a, KEEL_OK);
+    cr_assert_eq(t.a, keel_atom("a"));
+    cr_assert_eq(t.rc_b, KEEL_OK);
+    cr_assert_eq(t.b, keel_atom("b"));
+    cr_assert_eq(t.rc_late, KEEL_OK);
+    cr_assert_lt(t.late_ns, (uint64_t)20000 * 1000000u);
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+  }
+}
+
+/* ---- node stop with blocked fibers ------------------------------------- */
+
+#define NBLOCKED 1000
+
+static atomic_int terminated;
+
+static void on_terminate(keel_proc *self, keel_term reason, void *state) {
+  (void)self;
+  (void)state;
+  if (reason == KEEL_ATOM(SHUTDOWN))
+    atomic_fetch_add(&terminated, 1);
+}
+
+static void fiber_block(keel_proc *self, void *arg) {
+  (void)arg;
+  keel_term stop = KEEL_ATOM(STOP), m;
+  signal_event();
+  (void)keel_receive(self, is_atom, &stop, KEEL_INFINITY, &m);
+  cr_assert_fail("a blocked fiber was resumed at node stop");
+}
+
+static size_t count_maps(void) {
+  FILE *fp = fopen("/proc/self/maps", "r");
+  cr_assert_not_null(fp);
+  size_t lines = 0;
+  for (int ch; (ch = fgetc(fp)) != EOF;)
+    lines += ch == '\n';
+  fclose(fp);
+  return lines;
+}
+
+Test(fiber, node_stop_destroys_blocked_fibers) {
+  for (size_t c = 0; c < NCONF; c++) {
+    size_t maps0 = count_maps();
+    start(sched_counts[c]);
+    atomic_store(&terminated, 0);
+    keel_spawn_opts o = {.terminate = on_terminate};
+    for (int i = 0; i < NBLOCKED; i++) {
+      keel_term pid;
+      cr_assert_eq(keel_spawn_fiber(fiber_block, NULL, &o, &pid), KEEL_OK);
+      cr_assert_eq(keel_send(pid, keel_small(i)), KEEL_OK); /* not 'stop' */
+    }
+    cr_assert(wait_events(NBLOCKED));
+    keel_node_stats st;
+    cr_assert_eq(keel_node_stats_get(&st), KEEL_OK);
+    cr_assert_eq(st.processes, NBLOCKED);
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+    cr_assert_eq(atomic_load(&terminated), NBLOCKED);
+    /* Two mappings per stack: a leak of the stacks would show by the
+     * thousand; allow the schedulers' cached thread stacks. */
+    size_t maps1 = count_maps();
+    cr_assert_leq(maps1, maps0 + 2 * 8 + 8, "maps %zu -> %zu", maps0, maps1);
+  }
+}
+
+/* ---- migration --------------------------------------------------------- */
+
+#define NMIGRANTS 64
+#define MIGRANT_ROUNDS 300
+
+static atomic_long migrations, migrant_ok;
+
+static void fiber_migrant(keel_proc *self, void *arg) {
+  long seed = (long)(intptr_t)arg;
+  volatile long local[16];
+  for (int k = 0; k < 16; k++)
+    local[k] = seed * 31 + k;
+  long sum = 0;
+  bool ok = true;
+  for (int i = 0; i < MIGRANT_ROUNDS; i++) {
+    pthread_t before = pthread_self();
+    cr_assert_eq(keel_send(keel_self(self), keel_small(i)), KEEL_OK);
+    keel_term m;
+    if (keel_receive(self, NULL, NULL, KEEL_INFINITY, &m) != KEEL_OK ||
+        m != keel_small(i))
+      ok = false;
+    sum += keel_small_value(m);
+    (void)keel_fiber_yield(self);
+    if (!pthread_equal(before, pthread_self()))
+      atomic_fetch_add(&migrations, 1);
+    if (keel_current() != self)
+      ok = false;
+  }
+  for (int k = 0; k < 16; k++)
+    if (local[k] != seed * 31 + k)
+      ok = false;
+  if (ok && sum == (long)MIGRANT_ROUNDS * (MIGRANT_ROUNDS - 1) / 2)
+    atomic_fetch_add(&migrant_ok, 1);
+  signal_event();
+}
+
+Test(fiber, migration_keeps_state) {
+  for (size_t c = 0; c < NCONF; c++) {
+    start(sched_counts[c]);
+    atomic_store(&migrations, 0);
+    atomic_store(&migrant_ok, 0);
+    for (long i = 0; i < NMIGRANTS; i++)
+      cr_assert_eq(
+          keel_spawn_fiber(fiber_migrant, (void *)(intptr_t)i, NULL, NULL),
+          KEEL_OK);
+    cr_assert(wait_events(NMIGRANTS));
+    cr_assert_eq(atomic_load(&migrant_ok), NMIGRANTS);
+    printf("fiber migration: %u schedulers, %ld resumptions on another "
+           "thread\n",
+           sched_counts[c], atomic_load(&migrations));
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+  }
+}
+
+/* ---- fairness ---------------------------------------------------------- */
+
+#define SEND_CAP 2000000
+
+static atomic_bool handler_ran;
+static atomic_long sink_count;
+
+static keel_handler_status sink(keel_proc *self, keel_term msg, void *state) {
+  (void)self;
+  (void)state;
+  if (msg == keel_atom("ping"))
+    atomic_store(&handler_ran, true);
+  else
+    atomic_fetch_add(&sink_count, 1);
+  return KEEL_CONTINUE;
+}
+
+static void fiber_flood(keel_proc *self, void *arg) {
+  (void)self;
+  keel_term peer = *(keel_term *)arg;
+  long sent = 0;
+  signal_event();
+  while (!atomic_load(&handler_ran) && sent < SEND_CAP) {
+    (void)keel_send(peer, keel_small(sent));
+    sent++;
+  }
+  signal_event();
+}
+
+Test(fiber, busy_sender_does_not_starve_handler) {
+  start(1);
+  atomic_store(&handler_ran, false);
+  atomic_store(&sink_count, 0);
+  keel_term h;
+  cr_assert_eq(keel_spawn(sink, NULL, NULL, &h), KEEL_OK);
+  cr_assert_eq(keel_spawn_fiber(fiber_flood, &h, NULL, NULL), KEEL_OK);
+  cr_assert(wait_events(1)); /* the flood runs */
+  cr_assert_eq(keel_send(h, keel_atom("ping")), KEEL_OK);
+  cr_assert(wait_events(2));
+  cr_assert(atomic_load(&handler_ran), "the handler never ran");
+  cr_assert_eq(keel_node_stop(), KEEL_OK);
+}
+
+/* ---- errors ------------------------------------------------------------ */
+
+static void fiber_nop(keel_proc *self, void *arg) {
+  (void)self;
+  (void)arg;
+  signal_event();
+}
+
+Test(fiber, errors) {
+  cr_assert_eq(keel_spawn_fiber(fiber_nop, NULL, NULL, NULL), KEEL_ESTATE);
+  start(2);
+  cr_assert_eq(keel_spawn_fiber(NULL, NULL, NULL, NULL), KEEL_EINVAL);
+  keel_spawn_opts big = {.stack_size = KEEL_FIBER_STACK_MAX + 1};
+  cr_assert_eq(keel_spawn_fiber(fiber_nop, NULL, &big, NULL), KEEL_EINVAL);
+  keel_spawn_opts small = {.stack_size = 1};
+  cr_assert_eq(keel_spawn_fiber(fiber_nop, NULL, &small, NULL), KEEL_OK);
+  keel_term m;
+  cr_assert_eq(keel_receive(NULL, NULL, NULL, 0, &m), KEEL_EINVAL);
+  cr_assert_eq(keel_fiber_yield(NULL), KEEL_ESTATE);
+  cr_assert(wait_events(1));
+  cr_assert_eq(keel_node_stop(), KEEL_OK);
+}
