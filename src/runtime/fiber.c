@@ -85,10 +85,13 @@ int keel__rt_fibers_init(rt_node *n) {
   return KEEL_OK;
 }
 
+size_t keel__rt_fiber_stacks_left;
+
 void keel__rt_fibers_destroy(rt_node *n) {
   rt_fibers *F = n->fibers;
   if (F == NULL)
     return;
+  keel__rt_fiber_stacks_left = F->live;
   for (unsigned i = 0; i < RT_FB_CLASSES; i++)
     keel__stack_pool_destroy(F->pools[i]);
   pthread_mutex_destroy(&F->lock);

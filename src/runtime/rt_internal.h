@@ -218,6 +218,9 @@ void keel__rt_requeue(rt_node *n, rt_sched *s, keel_proc *p);
 /* Fiber processes (fiber.c). */
 int keel__rt_fibers_init(rt_node *n);
 void keel__rt_fibers_destroy(rt_node *n);
+/* Stacks still handed out when the last node's pools were destroyed (0
+ * unless a fiber leaked its stack); for tests. */
+extern size_t keel__rt_fiber_stacks_left;
 /* Runs fiber process p on scheduler s until it blocks, yields or ends. */
 void keel__rt_fiber_run(rt_node *n, rt_sched *s, keel_proc *p);
 /* Frees p's fiber (context, stack, held and skipped messages) without
