@@ -356,6 +356,8 @@ int keel_receive(keel_proc *self, keel_receive_match_fn match, void *match_arg,
     keel__rt_free_msg(f->held);
     f->held = NULL;
   }
+  if (self->tmo != NULL) /* a keel_proc_set_timeout: replaced */
+    keel__rt_proc_timeout_clear(keel__rt, self);
   if (self->budget <= 0)
     fiber_switch(self, RT_FB_YIELD);
   rt_msg *m = saved_take(f, match, match_arg);

@@ -198,18 +198,9 @@ bool keel__rt_deliver(rt_node *n, rt_sched *s, uint64_t num, rt_msg *m,
   return deliver_to(n, s, p, gen, m, count);
 }
 
-int keel_send(keel_term pid, keel_term msg) {
-  rt_node *n = keel__rt;
-  if (n == NULL)
-    return KEEL_ESTATE;
-  if (!keel_is_local_pid(pid))
-    return KEEL_EBADARG;
-  if (msg == KEEL_NONE)
-    return KEEL_EINVAL;
-  keel_proc *self = keel__rt_tl_proc;
-  rt_sched *s = keel__rt_tl_sched;
-  if (self != NULL)
-    self->budget -= KEEL_COST_SEND;
+/* keel_send after the argument checks; self (may be NULL) is already
+ * charged for the send. */
+static int send_checked(rt_node *n, rt_sched *s, keel_term pid, keel_term msg) {
   uint64_t num = keel_pid_local_number(pid);
   uint64_t gen = num >> RT_IDX_BITS;
   keel_proc *p = keel__rt_slot(n, (uint32_t)(num & RT_IDX_MASK));
@@ -222,9 +213,26 @@ int keel_send(keel_term pid, keel_term msg) {
     return KEEL_ENOMEM;
   if (!deliver_to(n, s, p, gen, m, true))
     keel__rt_free_msg(m);
+  return KEEL_OK;
+}
+
+int keel_send(keel_term pid, keel_term msg) {
+  rt_node *n = keel__rt;
+  if (n == NULL)
+    return KEEL_ESTATE;
+  if (!keel_is_local_pid(pid))
+    return KEEL_EBADARG;
+  if (msg == KEEL_NONE)
+    return KEEL_EINVAL;
+  keel_proc *self = keel__rt_tl_proc;
+  if (self != NULL)
+    self->budget -= KEEL_COST_SEND;
+  int rc = send_checked(n, keel__rt_tl_sched, pid, msg);
+  /* A fiber gives way when its slice is used up (also when sending to
+   * dead pids), as a handler does by returning. */
   if (self != NULL && self->fiber != NULL && self->budget <= 0)
     keel__rt_fiber_budget_yield(self);
-  return KEEL_OK;
+  return rc;
 }
 
 /* ---- death ------------------------------------------------------------- */

@@ -447,20 +447,32 @@ static void fiber_flood(keel_proc *self, void *arg) {
   signal_event();
 }
 
-Test(fiber, busy_sender_does_not_starve_handler) {
+static void busy_sender(bool dead_target) {
   start(1);
   atomic_store(&handler_ran, false);
   atomic_store(&flood_saw_handler, false);
   atomic_store(&sink_count, 0);
   keel_term h;
   cr_assert_eq(keel_spawn(sink, NULL, NULL, &h), KEEL_OK);
-  cr_assert_eq(keel_spawn_fiber(fiber_flood, &h, NULL, NULL), KEEL_OK);
+  /* A pid whose slot lies beyond the process table: sends are no-ops. */
+  keel_term dead = keel_pid_local(RT_IDX_MASK);
+  cr_assert_eq(
+      keel_spawn_fiber(fiber_flood, dead_target ? &dead : &h, NULL, NULL),
+      KEEL_OK);
   cr_assert(wait_events(1)); /* the flood runs */
   cr_assert_eq(keel_send(h, keel_atom("ping")), KEEL_OK);
   cr_assert(wait_events(2));
   cr_assert(atomic_load(&flood_saw_handler),
             "the handler did not run while the fiber was sending");
   cr_assert_eq(keel_node_stop(), KEEL_OK);
+}
+
+Test(fiber, busy_sender_does_not_starve_handler) {
+  busy_sender(false);
+}
+
+Test(fiber, busy_sender_to_dead_pid_does_not_starve_handler) {
+  busy_sender(true);
 }
 
 /* ---- errors ------------------------------------------------------------ */
