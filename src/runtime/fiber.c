@@ -27,8 +27,11 @@
  * (two mappings per stack), beyond which spawn returns KEEL_ESYSLIMIT.
  */
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "runtime/fiber_ctx.h"
 #include "runtime/rt_internal.h"
@@ -75,6 +78,87 @@ static size_t stack_limit(void) {
   return lim < 64 ? 64 : (size_t)lim;
 }
 
+/* ---- stack overflow report ---------------------------------------------- */
+
+static struct sigaction prev_segv;
+static size_t guard_bytes;
+
+static void put_str(char *buf, size_t *len, const char *str) {
+  while (*str != '\0' && *len < 127)
+    buf[(*len)++] = *str++;
+}
+
+static void put_u64(char *buf, size_t *len, uint64_t v) {
+  char d[24];
+  int k = 0;
+  do {
+    d[k++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v != 0);
+  while (k > 0 && *len < 127)
+    buf[(*len)++] = d[--k];
+}
+
+/* Whether addr faulted just below the running fiber's stack (its guard
+ * page, or a large frame that jumped over it). */
+static bool fiber_overflow(const keel_proc *p, uintptr_t addr) {
+  if (p == NULL || p->fiber == NULL || p->fiber->why != RT_FB_RUN)
+    return false;
+  uintptr_t lo = (uintptr_t)p->fiber->stack->lo;
+  return addr < lo && addr + 16 * guard_bytes >= lo;
+}
+
+/* SIGSEGV on a scheduler thread's alternate stack: names the process whose
+ * fiber overflowed and aborts (the fiber may hold locks or be inside
+ * malloc, so only the whole OS process can be stopped safely). Other faults
+ * go to the previous handler. Async-signal-safe. */
+static void on_segv(int sig, siginfo_t *si, void *uc) {
+  keel_proc *p = keel__rt_tl_proc;
+  if (fiber_overflow(p, (uintptr_t)si->si_addr)) {
+    char buf[128];
+    size_t len = 0;
+    put_str(buf, &len, "keel: stack overflow in process <0.");
+    put_u64(buf, &len, p->pid_number & RT_IDX_MASK);
+    put_str(buf, &len, ".");
+    put_u64(buf, &len, p->pid_number >> RT_IDX_BITS);
+    put_str(buf, &len, "> (");
+    put_u64(buf, &len, p->fiber->stack->size / 1024);
+    put_str(buf, &len, " KiB stack)\n");
+    (void)!write(STDERR_FILENO, buf, len);
+    abort();
+  }
+  if ((prev_segv.sa_flags & SA_SIGINFO) != 0 &&
+      prev_segv.sa_sigaction != NULL) {
+    prev_segv.sa_sigaction(sig, si, uc);
+  } else if (prev_segv.sa_handler != SIG_DFL &&
+             prev_segv.sa_handler != SIG_IGN) {
+    prev_segv.sa_handler(sig);
+  } else {
+    signal(SIGSEGV, SIG_DFL); /* the fault repeats and kills the process */
+  }
+}
+
+void *keel__rt_fiber_thread_init(void) {
+  stack_t old;
+  if (sigaltstack(NULL, &old) == 0 && (old.ss_flags & SS_DISABLE) == 0)
+    return NULL; /* the thread has one already (e.g. a sanitizer's) */
+  stack_t ss = {.ss_size = 64 * 1024, .ss_flags = 0};
+  ss.ss_sp = malloc(ss.ss_size);
+  if (ss.ss_sp == NULL || sigaltstack(&ss, NULL) != 0) {
+    free(ss.ss_sp);
+    return NULL;
+  }
+  return ss.ss_sp;
+}
+
+void keel__rt_fiber_thread_fini(void *altstack) {
+  if (altstack == NULL)
+    return;
+  stack_t ss = {.ss_flags = SS_DISABLE};
+  (void)sigaltstack(&ss, NULL);
+  free(altstack);
+}
+
 int keel__rt_fibers_init(rt_node *n) {
   rt_fibers *F = calloc(1, sizeof *F);
   if (F == NULL)
@@ -82,6 +166,13 @@ int keel__rt_fibers_init(rt_node *n) {
   pthread_mutex_init(&F->lock, NULL);
   F->limit = stack_limit();
   n->fibers = F;
+  guard_bytes = keel__stack_guard_size();
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = on_segv;
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+  sigemptyset(&sa.sa_mask);
+  (void)sigaction(SIGSEGV, &sa, &prev_segv);
   return KEEL_OK;
 }
 
@@ -92,6 +183,7 @@ void keel__rt_fibers_destroy(rt_node *n) {
   if (F == NULL)
     return;
   keel__rt_fiber_stacks_left = F->live;
+  (void)sigaction(SIGSEGV, &prev_segv, NULL);
   for (unsigned i = 0; i < RT_FB_CLASSES; i++)
     keel__stack_pool_destroy(F->pools[i]);
   pthread_mutex_destroy(&F->lock);

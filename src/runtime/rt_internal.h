@@ -221,6 +221,11 @@ void keel__rt_fibers_destroy(rt_node *n);
 /* Stacks still handed out when the last node's pools were destroyed (0
  * unless a fiber leaked its stack); for tests. */
 extern size_t keel__rt_fiber_stacks_left;
+/* Scheduler threads: an alternate signal stack for the overflow report
+ * (returns it, or NULL when the thread has one already), and its
+ * release. */
+void *keel__rt_fiber_thread_init(void);
+void keel__rt_fiber_thread_fini(void *altstack);
 /* Runs fiber process p on scheduler s until it blocks, yields or ends. */
 void keel__rt_fiber_run(rt_node *n, rt_sched *s, keel_proc *p);
 /* Frees p's fiber (context, stack, held and skipped messages) without

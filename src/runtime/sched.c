@@ -484,6 +484,7 @@ static void *sched_main(void *arg) {
   rt_node *n = keel__rt;
   tl_sched = s;
   (void)keel__ctx_init_current(&s->ctx); /* fibers switch back to it */
+  void *altstack = keel__rt_fiber_thread_init();
   for (;;) {
     bool inherit;
     keel_proc *p = find_runnable(n, s, &inherit);
@@ -491,6 +492,7 @@ static void *sched_main(void *arg) {
       break;
     run_process(n, s, p, inherit);
   }
+  keel__rt_fiber_thread_fini(altstack);
   tl_sched = NULL;
   return NULL;
 }

@@ -4,10 +4,13 @@
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "keel/clock.h"
 #include "keel/runtime.h"
@@ -473,6 +476,68 @@ Test(fiber, busy_sender_does_not_starve_handler) {
 
 Test(fiber, busy_sender_to_dead_pid_does_not_starve_handler) {
   busy_sender(true);
+}
+
+/* ---- stack overflow ---------------------------------------------------- */
+
+/* Far deeper than any stack: the bound only keeps the compiler from
+ * calling the recursion infinite. */
+static volatile long recurse_limit = 1L << 40;
+
+__attribute__((noinline)) static long recurse(long depth) {
+  volatile char frame[512];
+  frame[0] = (char)depth;
+  if (depth >= recurse_limit)
+    return 0;
+  return recurse(depth + 1) + frame[0];
+}
+
+static void fiber_overflow(keel_proc *self, void *arg) {
+  (void)self;
+  (void)arg;
+  (void)recurse(0);
+}
+
+/* In a child: a fiber with a 16 KiB stack recurses without bound. */
+static void overflow_child(void) {
+  keel_node_opts o = {.schedulers = 2};
+  if (keel_node_start(&o) != KEEL_OK)
+    _exit(3);
+  keel_spawn_opts so = {.stack_size = KEEL_FIBER_STACK_MIN};
+  if (keel_spawn_fiber(fiber_overflow, NULL, &so, NULL) != KEEL_OK)
+    _exit(4);
+  for (int i = 0; i < TIMEOUT_S * 100; i++)
+    (void)nanosleep(&(struct timespec){0, 10000000}, NULL); /* not sync */
+  _exit(5);
+}
+
+Test(fiber, stack_overflow_names_the_process) {
+  if (UNDER_TSAN) /* TSan cannot start threads after a multithreaded fork */
+    cr_skip_test("death test not run under TSan");
+  int fds[2];
+  cr_assert_eq(pipe(fds), 0);
+  pid_t child = fork();
+  cr_assert_geq(child, 0);
+  if (child == 0) {
+    dup2(fds[1], STDERR_FILENO);
+    close(fds[0]);
+    overflow_child();
+  }
+  close(fds[1]);
+  char out[4096];
+  size_t len = 0;
+  for (ssize_t r; len < sizeof out - 1 &&
+                  (r = read(fds[0], out + len, sizeof out - 1 - len)) > 0;)
+    len += (size_t)r;
+  out[len] = '\0';
+  close(fds[0]);
+  int status;
+  cr_assert_eq(waitpid(child, &status, 0), child);
+  cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
+            "child status %#x, output: %s", status, out);
+  cr_assert_not_null(strstr(out, "keel: stack overflow in process <0."),
+                     "output: %s", out);
+  cr_assert_not_null(strstr(out, "(16 KiB stack)"), "output: %s", out);
 }
 
 /* ---- errors ------------------------------------------------------------ */
