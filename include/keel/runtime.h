@@ -7,11 +7,13 @@
  * work from the others when it runs dry and parks on a futex when there is
  * nothing to do (no periodic wake-ups).
  *
- * Processes in this version are *handler* processes: a C callback invoked
- * once per message with the process's state. A process has a pid (a local
- * pid term, see keel_pid_local in keel/term.h), a mailbox and a private term
- * heap for its state. Pids carry a generation: once a process is dead its
- * pid never names another process, and a send to it is a silent no-op.
+ * Processes are of two kinds sharing one control block, mailbox and
+ * scheduler: *handler* processes, a C callback invoked once per message
+ * with the process's state, and *fiber* processes (keel_spawn_fiber),
+ * sequential C on their own stack that blocks in keel_receive. A process has a
+ * pid (a local pid term, see keel_pid_local in keel/term.h), a mailbox and a
+ * private term heap for its state. Pids carry a generation: once a process is
+ * dead its pid never names another process, and a send to it is a silent no-op.
  *
  * Ordering: messages from one sender to one receiver are handled in the
  * order they were sent. Nothing is promised across different senders.
