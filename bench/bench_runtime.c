@@ -577,6 +577,54 @@ static int beam_idle(bool quick, char *buf, size_t size) {
   return snprintf(buf, size, "idle %ld", idle_ms(quick));
 }
 
+/* ---- spawn_fiber ------------------------------------------------------- */
+
+/* Idle fiber processes: each runs once and blocks in keel_receive. 20k, not
+ * the 100k of the target: two memory mappings per guarded stack cap live
+ * stacks near vm.max_map_count / 2 until guard pages share one mapping. */
+static size_t fiber_n(bool quick) {
+  return quick ? 2000 : 20000;
+}
+
+static _Atomic size_t fibers_blocked;
+
+static void idle_fiber(keel_proc *self, void *arg) {
+  (void)arg;
+  keel_term msg;
+  atomic_fetch_add(&fibers_blocked, 1);
+  keel_receive(self, NULL, NULL, KEEL_INFINITY, &msg);
+}
+
+static int run_spawn_fiber(bool quick, double *out) {
+  size_t n = fiber_n(quick);
+  if (node_up(n + 1024) != KEEL_OK)
+    return -1;
+  atomic_store(&fibers_blocked, 0);
+  keel_spawn_opts so = {.stack_size = 16 * 1024};
+  long r0 = rss_kb();
+  uint64_t t0 = keel_monotonic_ns();
+  for (size_t i = 0; i < n; i++) {
+    if (keel_spawn_fiber(idle_fiber, NULL, &so, NULL) != KEEL_OK) {
+      fprintf(stderr, "keel bench: fiber spawn %zu failed\n", i);
+      keel_node_stop();
+      return -1;
+    }
+  }
+  struct timespec poll = {0, 100000};
+  while (atomic_load(&fibers_blocked) < n) /* a benchmark may poll */
+    nanosleep(&poll, NULL);
+  uint64_t t1 = keel_monotonic_ns();
+  long r1 = rss_kb();
+  keel_node_stop();
+  out[0] = (double)n / secs(t0, t1);
+  out[1] = (double)(r1 - r0) * 1024.0 / (double)n;
+  return 0;
+}
+
+static int beam_spawn_fiber(bool quick, char *buf, size_t size) {
+  return snprintf(buf, size, "spawn_fiber %zu", fiber_n(quick));
+}
+
 /* ---- switch ------------------------------------------------------------ */
 
 /* One fiber context switch: main and a fiber switch back and forth; each
@@ -667,6 +715,12 @@ static const workload workloads[] = {
      beam_timers,
      {{"timer_burst_delay_ms", "ms", false, 0.01}},
      1},
+    {"spawn_fiber",
+     run_spawn_fiber,
+     beam_spawn_fiber,
+     {{"fiber_spawn_per_s", "procs/s", true, 0},
+      {"fiber_mem_per_proc", "bytes", false, 0}},
+     2},
     {"switch", run_switch, beam_switch, {{"switch_ns", "ns", false, 0}}, 1},
     {"idle", run_idle, beam_idle, {{"idle_cpu_pct", "%", false, 0.01}}, 1},
 };
@@ -799,10 +853,10 @@ static const workload *find_workload(const char *name) {
 }
 
 static void usage(void) {
-  fprintf(stderr,
-          "usage: keel bench runtime "
-          "[spawn|ring|pingpong|cast|fanout|fanin|timers|switch|idle|all]... "
-          "[--quick] [--runs N] [--no-beam]\n");
+  fprintf(stderr, "usage: keel bench runtime "
+                  "[spawn|spawn_fiber|ring|pingpong|cast|fanout|fanin|timers|"
+                  "switch|idle|all]... "
+                  "[--quick] [--runs N] [--no-beam]\n");
 }
 
 int keel_bench_runtime(int argc, char **argv) {
