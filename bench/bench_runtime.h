@@ -12,8 +12,8 @@
  *   ratio <metric> <value>        (> 1 means Keel is better)
  * Arguments (argv[0] is the suite name "runtime" or a workload name, as
  * dispatched):
- *   workload names: spawn, ring, pingpong, cast, fanout, fanin, timers, switch,
- *   idle, or all (the default);
+ *   workload names: spawn, spawn_fiber, ring, pingpong, cast, fanout, fanin,
+ *   timers, switch, idle, or all (the default);
  *   --quick       tiny sizes (a smoke test);
  *   --runs N      runs per side (median reported; default 3, quick 1);
  *   --no-beam     Keel only.
