@@ -10,43 +10,7 @@
 
 #include "keel/runtime.h"
 #include "runtime/rt_internal.h"
-
-static const unsigned sched_counts[] = {1, 2, 8};
-#define NCONF (sizeof sched_counts / sizeof sched_counts[0])
-#define TIMEOUT_S 30
-
-/* ---- a counter the test thread can wait on ----------------------------- */
-
-static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
-static long events;
-
-static void signal_event(void) {
-  pthread_mutex_lock(&mu);
-  events++;
-  pthread_cond_broadcast(&cv);
-  pthread_mutex_unlock(&mu);
-}
-
-/* Waits until `events` reaches target; false on timeout. */
-static bool wait_events(long target) {
-  struct timespec dl;
-  clock_gettime(CLOCK_REALTIME, &dl);
-  dl.tv_sec += TIMEOUT_S;
-  pthread_mutex_lock(&mu);
-  int rc = 0;
-  while (events < target && rc == 0)
-    rc = pthread_cond_timedwait(&cv, &mu, &dl);
-  bool ok = events >= target;
-  pthread_mutex_unlock(&mu);
-  return ok;
-}
-
-static void reset_events(void) {
-  pthread_mutex_lock(&mu);
-  events = 0;
-  pthread_mutex_unlock(&mu);
-}
+#include "runtime/rt_test.h"
 
 /* Waits until no process is alive; false on timeout. */
 static bool wait_no_processes(void) {
@@ -62,13 +26,6 @@ static bool wait_no_processes(void) {
       return false;
     sched_yield();
   }
-}
-
-static void start(unsigned nsched, size_t max_procs) {
-  keel_node_opts o = {.schedulers = nsched, .max_processes = max_procs};
-  cr_assert_eq(keel_node_start(&o), KEEL_OK, "start with %u", nsched);
-  cr_assert_eq(keel_node_schedulers(), nsched);
-  reset_events();
 }
 
 /* ---- handlers ---------------------------------------------------------- */
@@ -116,7 +73,7 @@ Test(process, api_errors) {
   cr_assert_eq(keel_node_stop(), KEEL_ESTATE);
   keel_node_opts bad = {.schedulers = KEEL_MAX_SCHEDULERS + 1};
   cr_assert_eq(keel_node_start(&bad), KEEL_EINVAL);
-  start(2, 0);
+  start_node(2, 0);
   cr_assert_eq(keel_node_start(NULL), KEEL_ESTATE);
   cr_assert_eq(keel_spawn(NULL, NULL, NULL, &pid), KEEL_EINVAL);
   cr_assert_eq(keel_spawn(prober, NULL, NULL, &pid), KEEL_OK);
@@ -147,7 +104,7 @@ static keel_handler_status keeper(keel_proc *self, keel_term msg, void *state) {
 
 Test(process, messages_are_copies_and_state_persists) {
   for (size_t c = 0; c < NCONF; c++) {
-    start(sched_counts[c], 0);
+    start_node(sched_counts[c], 0);
     keel_term kept = KEEL_NONE, pid;
     cr_assert_eq(keel_spawn(keeper, &kept, NULL, &pid), KEEL_OK);
     for (int i = 0; i < 50; i++) {
@@ -170,7 +127,7 @@ Test(process, messages_are_copies_and_state_persists) {
  * reuses its slot. */
 Test(process, stale_pid_never_reaches_new_process) {
   for (size_t c = 0; c < NCONF; c++) {
-    start(sched_counts[c], 0);
+    start_node(sched_counts[c], 0);
     atomic_store(&stray, 0);
     keel_term old;
     cr_assert_eq(keel_spawn(prober, NULL, NULL, &old), KEEL_OK);
@@ -214,7 +171,7 @@ static void *hammer(void *arg) {
 
 Test(process, stale_pid_concurrent_reuse) {
   for (size_t c = 0; c < NCONF; c++) {
-    start(sched_counts[c], 0);
+    start_node(sched_counts[c], 0);
     atomic_store(&stray, 0);
     atomic_store(&hammer_stop, 0);
     /* Pids of processes already dead, published before the threads start. */
@@ -259,7 +216,7 @@ static void res_dtor(void *data) {
 
 Test(process, no_leaks_at_death) {
   for (size_t c = 0; c < NCONF; c++) {
-    start(sched_counts[c], 0);
+    start_node(sched_counts[c], 0);
     atomic_store(&dtor_runs, 0);
     keel_heap h;
     keel_heap_init(&h);
@@ -310,7 +267,7 @@ Test(process, no_leaks_at_death) {
  * room again. */
 Test(process, spawn_limit) {
   for (size_t c = 0; c < NCONF; c++) {
-    start(sched_counts[c], 100);
+    start_node(sched_counts[c], 100);
     keel_term pids[100], extra;
     for (int i = 0; i < 100; i++)
       cr_assert_eq(keel_spawn(prober, NULL, NULL, &pids[i]), KEEL_OK);
@@ -359,7 +316,7 @@ static keel_handler_status exiter(keel_proc *self, keel_term msg, void *state) {
 
 Test(process, exit_reasons) {
   for (size_t c = 0; c < NCONF; c++) {
-    start(sched_counts[c], 0);
+    start_node(sched_counts[c], 0);
     atomic_store(&nreasons, 0);
     keel_spawn_opts so = {.terminate = record_reason};
     keel_term a, b;
@@ -409,7 +366,7 @@ static keel_handler_status dies_at_zero(keel_proc *self, keel_term msg,
 
 Test(process, small_message_flood_no_leaks) {
   for (size_t c = 0; c < NCONF; c++) {
-    start(sched_counts[c], 0);
+    start_node(sched_counts[c], 0);
     long got = 0;
     keel_term rx;
     cr_assert_eq(keel_spawn(dies_at_zero, &got, NULL, &rx), KEEL_OK);
@@ -464,7 +421,7 @@ static keel_handler_status parent(keel_proc *self, keel_term msg, void *state) {
 
 Test(process, spawn_from_handlers) {
   for (size_t c = 0; c < NCONF; c++) {
-    start(sched_counts[c], 0);
+    start_node(sched_counts[c], 0);
     keel_term pids[4];
     for (int i = 0; i < 4; i++) {
       cr_assert_eq(keel_spawn(parent, NULL, NULL, &pids[i]), KEEL_OK);
@@ -486,7 +443,7 @@ static void spawn_on_terminate(keel_proc *self, keel_term reason, void *state) {
 }
 
 Test(process, no_spawn_during_stop) {
-  start(2, 0);
+  start_node(2, 0);
   keel_spawn_opts so = {.terminate = spawn_on_terminate};
   cr_assert_eq(keel_spawn(prober, NULL, &so, NULL), KEEL_OK);
   cr_assert_eq(keel_node_stop(), KEEL_OK);

@@ -11,34 +11,7 @@
 
 #include "keel/runtime.h"
 #include "runtime/rt_internal.h"
-
-static const unsigned sched_counts[] = {1, 2, 8};
-#define NCONF (sizeof sched_counts / sizeof sched_counts[0])
-#define TIMEOUT_S 30
-
-static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
-static long events;
-
-static void signal_event(void) {
-  pthread_mutex_lock(&mu);
-  events++;
-  pthread_cond_broadcast(&cv);
-  pthread_mutex_unlock(&mu);
-}
-
-static bool wait_events(long target) {
-  struct timespec dl;
-  clock_gettime(CLOCK_REALTIME, &dl);
-  dl.tv_sec += TIMEOUT_S;
-  pthread_mutex_lock(&mu);
-  int rc = 0;
-  while (events < target && rc == 0)
-    rc = pthread_cond_timedwait(&cv, &mu, &dl);
-  bool ok = events >= target;
-  pthread_mutex_unlock(&mu);
-  return ok;
-}
+#include "runtime/rt_test.h"
 
 /* Raises the expected event count by k and returns the new target. */
 static long expected;
@@ -48,11 +21,7 @@ static long events_target_add(int k) {
 }
 
 static void start(unsigned nsched) {
-  keel_node_opts o = {.schedulers = nsched};
-  cr_assert_eq(keel_node_start(&o), KEEL_OK);
-  pthread_mutex_lock(&mu);
-  events = 0;
-  pthread_mutex_unlock(&mu);
+  start_node(nsched, 0);
   expected = 0;
 }
 
