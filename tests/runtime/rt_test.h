@@ -16,8 +16,8 @@
 
 static const unsigned sched_counts[] = {1, 2, 8};
 #define NCONF (sizeof sched_counts / sizeof sched_counts[0])
-#define TIMEOUT_S 30 /* bound of every wait: a lost wake-up fails, not hangs   \
-                      */
+/* Bound of every wait: a lost wake-up fails the test instead of hanging. */
+#define TIMEOUT_S 30
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
