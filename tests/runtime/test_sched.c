@@ -268,7 +268,9 @@ static keel_handler_status relay(keel_proc *self, keel_term msg, void *state) {
   return KEEL_CONTINUE;
 }
 
-Test(sched, process_woken_by_busy_peer_runs) {
+/* With a spinner busy on every scheduler, a process woken by `waker` (sent
+ * the reporter's pid each round) must still run, `rounds` times. */
+static void check_woken_runs(keel_handler_fn waker, long rounds) {
   for (size_t c = 0; c < NCONF; c++) {
     unsigned ns = sched_counts[c];
     start(ns);
@@ -277,15 +279,19 @@ Test(sched, process_woken_by_busy_peer_runs) {
       cr_assert_eq(keel_spawn(spinner, NULL, NULL, &s), KEEL_OK);
       cr_assert_eq(keel_send(s, KEEL_NIL), KEEL_OK);
     }
-    keel_term rel, rep;
-    cr_assert_eq(keel_spawn(relay, NULL, NULL, &rel), KEEL_OK);
+    keel_term w, rep;
+    cr_assert_eq(keel_spawn(waker, NULL, NULL, &w), KEEL_OK);
     cr_assert_eq(keel_spawn(reporter, NULL, NULL, &rep), KEEL_OK);
-    for (long i = 1; i <= 100; i++) {
-      cr_assert_eq(keel_send(rel, rep), KEEL_OK);
+    for (long i = 1; i <= rounds; i++) {
+      cr_assert_eq(keel_send(w, rep), KEEL_OK);
       cr_assert(wait_events(i), "woken process starved (%u schedulers)", ns);
     }
     cr_assert_eq(keel_node_stop(), KEEL_OK);
   }
+}
+
+Test(sched, process_woken_by_busy_peer_runs) {
+  check_woken_runs(relay, 100);
 }
 
 /* Wake-up churn: a message hops a random number of times between random
@@ -373,21 +379,5 @@ static keel_handler_status exhausting_waker(keel_proc *self, keel_term msg,
 }
 
 Test(sched, woken_by_exhausted_waker_runs) {
-  for (size_t c = 0; c < NCONF; c++) {
-    unsigned ns = sched_counts[c];
-    start(ns);
-    for (unsigned i = 0; i < ns; i++) {
-      keel_term s;
-      cr_assert_eq(keel_spawn(spinner, NULL, NULL, &s), KEEL_OK);
-      cr_assert_eq(keel_send(s, KEEL_NIL), KEEL_OK);
-    }
-    keel_term w, rep;
-    cr_assert_eq(keel_spawn(exhausting_waker, NULL, NULL, &w), KEEL_OK);
-    cr_assert_eq(keel_spawn(reporter, NULL, NULL, &rep), KEEL_OK);
-    for (long i = 1; i <= 50; i++) {
-      cr_assert_eq(keel_send(w, rep), KEEL_OK);
-      cr_assert(wait_events(i), "woken process starved (%u schedulers)", ns);
-    }
-    cr_assert_eq(keel_node_stop(), KEEL_OK);
-  }
+  check_woken_runs(exhausting_waker, 50);
 }
