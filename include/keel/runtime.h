@@ -109,7 +109,7 @@ typedef struct keel_proc keel_proc;
 /* What a handler returns. */
 typedef enum keel_handler_status {
   KEEL_CONTINUE = 0, /* wait for the next message */
-  KEEL_EXIT = 1      /* terminate the process (reason: keel_exit's, or
+  KEEL_EXIT = 1      /* terminate the process (reason: keel_stop's, or
                         'normal') */
 } keel_handler_status;
 
@@ -133,6 +133,14 @@ typedef struct keel_spawn_opts {
    * least KEEL_FIBER_STACK_MIN; at most KEEL_FIBER_STACK_MAX. Ignored by
    * keel_spawn. */
   size_t stack_size;
+  /* Link the new process to the calling process before it runs
+   * (spawn_link). The caller must be a process (else KEEL_ESTATE). */
+  bool link;
+  /* When not NULL: the calling process (else KEEL_ESTATE) monitors the new
+   * one before it runs (spawn_monitor); the monitor's ref is built in
+   * monitor_heap and stored here. */
+  keel_term *monitor_ref;
+  keel_heap *monitor_heap;
 } keel_spawn_opts;
 
 /* Spawns a handler process whose state pointer is `state` (owned by the
@@ -172,10 +180,12 @@ void *keel_proc_state(const keel_proc *self);
 void keel_proc_set_state(keel_proc *self, void *state);
 
 /* Records `reason` as the exit reason of the calling process and returns
- * KEEL_EXIT, so a handler ends with `return keel_exit(self, reason);`.
- * reason is copied into the process's heap; if the copy fails for lack of
- * memory the reason becomes 'system_limit'. */
-keel_handler_status keel_exit(keel_proc *self, keel_term reason);
+ * KEEL_EXIT, so a handler ends with `return keel_stop(self, reason);`
+ * (erlang:exit/1). reason is copied into the process's heap; if the copy
+ * fails for lack of memory the reason becomes 'system_limit'. Linked
+ * processes and monitors see this reason. (To send an exit signal to
+ * another process, see keel_exit in keel/signals.h.) */
+keel_handler_status keel_stop(keel_proc *self, keel_term reason);
 
 /* The process whose handler is running on the calling thread, or NULL on a
  * thread that is not running a process. */
@@ -258,7 +268,7 @@ bool keel_proc_timed_out(const keel_proc *self);
 
 /* Body of a fiber process: plain sequential code that may block in
  * keel_receive anywhere in its call chain. Returning ends the process with
- * reason 'normal' (or the reason recorded earlier with keel_exit). */
+ * reason 'normal' (or the reason recorded earlier with keel_stop). */
 typedef void (*keel_fiber_fn)(keel_proc *self, void *arg);
 
 /* Spawns a fiber process: fn(self, arg) runs on the process's own stack

@@ -15,12 +15,15 @@
  * a thread_local cached across a switch.
  *
  * Receive: messages examined and not taken move, in order, from the
- * mailbox to a private list of the fiber (owner-only). Each receive first
- * re-examines that list, then pops new arrivals; a wake-up continues with
- * the mailbox, so skipped messages are never scanned twice by one receive
- * (the save pointer). Receive timeouts use the handler processes' timeout
- * record (p->tmo): it arrives through the mailbox, behind every message
- * delivered before it fired.
+ * mailbox to the process's inner queue (owner-only, signal.h). Each
+ * receive first re-examines that queue, then pops new arrivals; a wake-up
+ * continues after the last message examined, so skipped messages are never
+ * scanned twice by one receive (the save pointer). Signals met on the way
+ * are handled as they come, and a pending signal is handled before
+ * anything else whenever the fiber resumes (so a kill stops it before any
+ * more of its code, match functions included, runs). Receive timeouts use
+ * the handler processes' timeout record (p->tmo): it arrives through the
+ * mailbox, behind every message delivered before it fired.
  *
  * Stacks come from per-size-class pools of the node (stack_pool.c) under
  * one mutex; the number of live stacks is bounded below vm.max_map_count
@@ -35,6 +38,7 @@
 
 #include "runtime/fiber_ctx.h"
 #include "runtime/rt_internal.h"
+#include "runtime/signal.h"
 #include "runtime/stack_pool.h"
 #include "runtime/timer.h"
 
@@ -53,7 +57,6 @@ typedef struct rt_fiber {
   rt_sched *sched; /* scheduler that resumed it last */
   int why;         /* RT_FB_*: why it last switched to its scheduler */
   rt_msg *held;    /* message returned by the last receive */
-  rt_msg *saved_head, *saved_tail; /* examined, not taken, in order */
 } rt_fiber;
 
 typedef struct rt_fibers {
@@ -227,45 +230,6 @@ static void stack_put(rt_fibers *F, unsigned cls, keel__stack *st) {
   pthread_mutex_unlock(&F->lock);
 }
 
-/* ---- private list of skipped messages ---------------------------------- */
-
-static rt_msg *msg_next(rt_msg *m) {
-  return (rt_msg *)(void *)atomic_load_explicit(&m->link.next,
-                                                memory_order_relaxed);
-}
-
-static void msg_set_next(rt_msg *m, rt_msg *next) {
-  atomic_store_explicit(&m->link.next, next == NULL ? NULL : &next->link,
-                        memory_order_relaxed);
-}
-
-static void saved_append(rt_fiber *f, rt_msg *m) {
-  msg_set_next(m, NULL);
-  if (f->saved_tail != NULL)
-    msg_set_next(f->saved_tail, m);
-  else
-    f->saved_head = m;
-  f->saved_tail = m;
-}
-
-/* Unlinks and returns the oldest skipped message that matches, or NULL. */
-static rt_msg *saved_take(rt_fiber *f, keel_receive_match_fn match, void *arg) {
-  rt_msg *prev = NULL;
-  for (rt_msg *m = f->saved_head; m != NULL; prev = m, m = msg_next(m)) {
-    if (match != NULL && !match(m->term, arg))
-      continue;
-    rt_msg *next = msg_next(m);
-    if (prev != NULL)
-      msg_set_next(prev, next);
-    else
-      f->saved_head = next;
-    if (f->saved_tail == m)
-      f->saved_tail = prev;
-    return m;
-  }
-  return NULL;
-}
-
 /* ---- switching --------------------------------------------------------- */
 
 /* Switches from the running fiber of p to its scheduler. Returns when some
@@ -276,8 +240,25 @@ __attribute__((noinline)) static void fiber_switch(keel_proc *p, int why) {
   (void)keel__ctx_switch(&f->ctx, &f->sched->ctx);
 }
 
+/* Ends the running fiber at once (a signal killed it; exit_reason is
+ * set): it is never resumed. */
+__attribute__((noreturn)) static void fiber_die(keel_proc *p) {
+  rt_fiber *f = p->fiber;
+  f->why = RT_FB_DONE;
+  (void)keel__ctx_exit_to(&f->ctx, &f->sched->ctx);
+  abort(); /* unreachable: a finished fiber is never resumed */
+}
+
+/* Handles the signals waiting for p (the fiber runs): dies if one kills
+ * it. Messages fetched on the way join the inner queue unexamined. */
+static void fiber_signals(keel_proc *p) {
+  if (keel__rt_sig_pending_take(p) && keel__rt_sig_drain(keel__rt, p))
+    fiber_die(p);
+}
+
 static void fiber_entry(void *arg) {
   rt_fiber *f = arg;
+  fiber_signals(f->proc); /* killed before it ever ran */
   f->fn(f->proc, f->arg);
   f->why = RT_FB_DONE;
   (void)keel__ctx_exit_to(&f->ctx, &f->sched->ctx);
@@ -317,11 +298,6 @@ void keel__rt_fiber_release(rt_node *n, keel_proc *p) {
   p->fiber = NULL;
   if (f->held != NULL)
     keel__rt_free_msg(f->held);
-  for (rt_msg *m = f->saved_head; m != NULL;) {
-    rt_msg *next = msg_next(m);
-    keel__rt_free_msg(m);
-    m = next;
-  }
   keel__ctx_destroy(&f->ctx);
   stack_put(n->fibers, f->cls, f->stack);
   free(f);
@@ -334,14 +310,17 @@ static bool running_fiber(const keel_proc *self) {
 }
 
 void keel__rt_fiber_budget_yield(keel_proc *p) {
-  if (p->fiber->why == RT_FB_RUN)
+  if (p->fiber->why == RT_FB_RUN) {
     fiber_switch(p, RT_FB_YIELD);
+    fiber_signals(p);
+  }
 }
 
 int keel_fiber_yield(keel_proc *self) {
   if (!running_fiber(self))
     return KEEL_ESTATE;
   fiber_switch(self, RT_FB_YIELD);
+  fiber_signals(self);
   return KEEL_OK;
 }
 
@@ -403,11 +382,42 @@ static int receive_taken(keel_proc *self, rt_msg *m, keel_term *msg_out) {
   return KEEL_OK;
 }
 
+/* Outcome of scanning the inner queue. */
+enum { SCAN_NONE, SCAN_TAKEN, SCAN_TIMEOUT };
+
+/* Examines the inner queue after *last (NULL: from its head), in order:
+ * unlinks and returns through *out the first message that matches
+ * (SCAN_TAKEN), or SCAN_TIMEOUT at self's armed timeout record; timer
+ * records that are stale are released. *last ends at the last entry
+ * examined and kept. */
+static int inner_scan(keel_proc *self, rt_msg **last,
+                      keel_receive_match_fn match, void *arg, rt_msg **out) {
+  rt_msg *prev = *last;
+  rt_msg *m = prev != NULL ? rt_msg_next(prev) : self->inner_head;
+  while (m != NULL) {
+    rt_msg *next = rt_msg_next(m);
+    if (m->term == KEEL_NONE) { /* a timer record (timer.h) */
+      keel__rt_inner_unlink(self, prev, m);
+      if (keel__rt_timeout_popped(keel__rt, self, m))
+        return SCAN_TIMEOUT;
+    } else if (match == NULL || match(m->term, arg)) {
+      keel__rt_inner_unlink(self, prev, m);
+      *out = m;
+      return SCAN_TAKEN;
+    } else {
+      prev = m;
+    }
+    m = next;
+  }
+  *last = prev;
+  return SCAN_NONE;
+}
+
 /* Pops new arrivals until one matches; blocks while the mailbox is empty.
- * Returns KEEL_OK with *out set, or KEEL_ETIMEDOUT, or an arming error. */
+ * Returns KEEL_OK with *out set, or KEEL_ETIMEDOUT, or an arming error.
+ * last: the last inner-queue entry examined so far by this receive. */
 static int receive_wait(keel_proc *self, keel_receive_match_fn match, void *arg,
-                        int64_t timeout_ms, rt_msg **out) {
-  rt_fiber *f = self->fiber;
+                        int64_t timeout_ms, rt_msg *last, rt_msg **out) {
   bool armed = false;
   for (;;) {
     rt_msg *m = keel__mbox_pop(self);
@@ -421,9 +431,23 @@ static int receive_wait(keel_proc *self, keel_receive_match_fn match, void *arg,
         armed = true;
       }
       fiber_switch(self, RT_FB_BLOCK);
+      if (keel__rt_sig_pending_take(self)) {
+        if (keel__rt_sig_drain(keel__rt, self))
+          fiber_die(self);
+        int st = inner_scan(self, &last, match, arg, out);
+        if (st != SCAN_NONE)
+          return st == SCAN_TAKEN ? KEEL_OK : KEEL_ETIMEDOUT;
+      }
       continue;
     }
-    if (m->term == KEEL_NONE) { /* a timer record (timer.h) */
+    if (rt_entry_is_signal(m)) {
+      bool die = false;
+      m = keel__rt_sig_handle(keel__rt, self, (rt_sig *)m, &die);
+      if (die)
+        fiber_die(self);
+      if (m == NULL)
+        continue;
+    } else if (m->term == KEEL_NONE) { /* a timer record (timer.h) */
       if (keel__rt_timeout_popped(keel__rt, self, m))
         return KEEL_ETIMEDOUT;
       continue; /* a stale timeout */
@@ -432,7 +456,8 @@ static int receive_wait(keel_proc *self, keel_receive_match_fn match, void *arg,
       *out = m;
       return KEEL_OK;
     }
-    saved_append(f, m);
+    keel__rt_inner_append(self, m);
+    last = m;
   }
 }
 
@@ -452,9 +477,13 @@ int keel_receive(keel_proc *self, keel_receive_match_fn match, void *match_arg,
     keel__rt_proc_timeout_clear(keel__rt, self);
   if (self->budget <= 0)
     fiber_switch(self, RT_FB_YIELD);
-  rt_msg *m = saved_take(f, match, match_arg);
-  if (m == NULL) {
-    int rc = receive_wait(self, match, match_arg, timeout_ms, &m);
+  fiber_signals(self);
+  rt_msg *m = NULL, *last = NULL;
+  int st = inner_scan(self, &last, match, match_arg, &m);
+  if (st == SCAN_TIMEOUT) /* not expected: the armed timeout was cleared */
+    return KEEL_ETIMEDOUT;
+  if (st == SCAN_NONE) {
+    int rc = receive_wait(self, match, match_arg, timeout_ms, last, &m);
     if (rc != KEEL_OK) {
       if (self->tmo != NULL)
         keel__rt_proc_timeout_clear(keel__rt, self);

@@ -12,6 +12,7 @@
 
 #include "base/futex.h"
 #include "runtime/rt_internal.h"
+#include "runtime/signal.h"
 #include "runtime/timer.h"
 
 keel_proc *keel__rt_slot(rt_node *n, uint32_t idx) {
@@ -79,9 +80,53 @@ static void slot_release(rt_node *n, keel_proc *p, uint32_t idx) {
 
 /* ---- spawn ------------------------------------------------------------- */
 
+/* spawn_link / spawn_monitor: relates parent and the new process p before
+ * anyone else knows p's pid, so p's table may be written from here. */
+static int relate_spawned(rt_node *n, keel_proc *parent, keel_proc *p,
+                          const keel_spawn_opts *opts) {
+  rt_ext *px = keel__rt_ext(parent);
+  rt_ext *cx = keel__rt_ext(p);
+  if (px == NULL || cx == NULL)
+    return KEEL_ENOMEM;
+  rt_ent *pl = NULL;
+  if (opts->link) {
+    uint64_t key = RT_EK_KEY(RT_EK_LINK, p->pid_number);
+    rt_ent *cl =
+        keel__rt_ent_add(cx, RT_EK_KEY(RT_EK_LINK, parent->pid_number));
+    if (cl == NULL || (pl = keel__rt_ent_add(px, key)) == NULL)
+      return KEEL_ENOMEM;
+    cl->state = pl->state = RT_LINK_ACTIVE;
+  }
+  if (opts->monitor_ref == NULL)
+    return KEEL_OK;
+  uint64_t num = keel__rt_ref_next(n);
+  keel_term ref = keel__rt_ref_term(opts->monitor_heap, num, 0);
+  rt_ent *cm = keel__rt_ent_add(cx, RT_EK_KEY(RT_EK_MON_BY, num));
+  rt_ent *pm = NULL;
+  if (ref == KEEL_NONE || cm == NULL ||
+      (pm = keel__rt_ent_add(px, RT_EK_KEY(RT_EK_MON, num))) == NULL) {
+    if (opts->link) /* undo the parent's half; p's table is freed */
+      keel__rt_ent_del(
+          px, keel__rt_ent_find(px, RT_EK_KEY(RT_EK_LINK, p->pid_number)));
+    return KEEL_ENOMEM;
+  }
+  cm->peer = parent->pid_number;
+  pm->peer = p->pid_number;
+  *opts->monitor_ref = ref;
+  return KEEL_OK;
+}
+
 int keel__rt_spawn_common(rt_node *n, keel_handler_fn handler, void *state,
                           const keel_spawn_opts *opts, struct rt_fiber *f,
                           keel_proc **out) {
+  keel_proc *parent = NULL;
+  bool relate = opts != NULL && (opts->link || opts->monitor_ref != NULL);
+  if (relate) {
+    if ((parent = keel__rt_tl_proc) == NULL)
+      return KEEL_ESTATE;
+    if (opts->monitor_ref != NULL && opts->monitor_heap == NULL)
+      return KEEL_EINVAL;
+  }
   uint32_t idx;
   int rc = slot_alloc(n, &idx);
   if (rc != KEEL_OK)
@@ -95,16 +140,25 @@ int keel__rt_spawn_common(rt_node *n, keel_handler_fn handler, void *state,
   p->budget = 0;
   p->tmo = NULL;
   p->timed_out = false;
+  p->trap_exit = false;
+  p->ext = NULL;
+  atomic_store_explicit(&p->name, 0, memory_order_relaxed);
   p->fiber = f;
+  p->inner_head = p->inner_tail = NULL;
   keel_heap_init(&p->heap);
   keel__mbox_init(p);
   /* A fiber starts runnable; a handler process waits for mail. */
   uint64_t st = f != NULL ? RT_ST_SCHEDULED : RT_ST_IDLE;
   uint64_t ctl = atomic_load_explicit(&p->ctl, memory_order_relaxed);
-  uint64_t gen, nctl;
+  /* Only pins change a free slot's control word: the generation holds. */
+  uint64_t gen = rt_gen(ctl), nctl;
+  p->pid_number = (gen << RT_IDX_BITS) | idx;
+  if (relate && (rc = relate_spawned(n, parent, p, opts)) != KEEL_OK) {
+    keel__rt_ext_free(p);
+    slot_release(n, p, idx);
+    return rc;
+  }
   do {
-    gen = rt_gen(ctl);
-    p->pid_number = (gen << RT_IDX_BITS) | idx;
     nctl = (ctl & RT_PIN_MASK) | (gen << RT_GEN_SHIFT) | st;
     /* release: publishes the initialised PCB to senders' acquire. */
   } while (!atomic_compare_exchange_weak_explicit(
@@ -139,13 +193,13 @@ static bool alive_as(uint64_t ctl, uint64_t gen) {
 }
 
 /* Drops our pin and, if the process was idle, makes it runnable (returns
- * true: the caller must queue it). */
-static bool unpin_and_wake(keel_proc *p) {
+ * true: the caller must queue it). flags: RT_SIGPEND for a signal. */
+static bool unpin_and_wake(keel_proc *p, uint64_t flags) {
   uint64_t ctl = atomic_load_explicit(&p->ctl, memory_order_relaxed);
   uint64_t nctl;
   bool wake;
   do {
-    nctl = ctl - RT_PIN_ONE;
+    nctl = (ctl - RT_PIN_ONE) | flags;
     wake = false;
     if ((ctl & RT_EXITING) == 0) {
       uint64_t st = ctl & RT_ST_MASK;
@@ -166,7 +220,8 @@ static bool unpin_and_wake(keel_proc *p) {
 /* Pushes m into p's mailbox if p is alive as generation gen (see
  * keel__rt_deliver). */
 static inline bool deliver_to(rt_node *n, rt_sched *s, keel_proc *p,
-                              uint64_t gen, rt_msg *m, bool count) {
+                              uint64_t gen, rt_msg *m, bool count,
+                              uint64_t flags) {
   /* acq_rel: acquire sees the PCB initialised by spawn; the pin keeps the
    * process from finishing its death until our push is complete. */
   uint64_t ctl =
@@ -176,7 +231,7 @@ static inline bool deliver_to(rt_node *n, rt_sched *s, keel_proc *p,
     return false;
   }
   keel__mbox_push(p, m);
-  bool wake = unpin_and_wake(p);
+  bool wake = unpin_and_wake(p, flags);
   if (count && s != NULL)
     atomic_store_explicit(
         &s->msg_sent,
@@ -195,7 +250,42 @@ bool keel__rt_deliver(rt_node *n, rt_sched *s, uint64_t num, rt_msg *m,
   keel_proc *p = keel__rt_slot(n, (uint32_t)(num & RT_IDX_MASK));
   if (p == NULL || gen > RT_GEN_MASK)
     return false;
-  return deliver_to(n, s, p, gen, m, count);
+  return deliver_to(n, s, p, gen, m, count, 0);
+}
+
+bool keel__rt_deliver_signal(rt_node *n, uint64_t num, rt_msg *m) {
+  uint64_t gen = num >> RT_IDX_BITS;
+  keel_proc *p = keel__rt_slot(n, (uint32_t)(num & RT_IDX_MASK));
+  if (p == NULL || gen > RT_GEN_MASK)
+    return false;
+  return deliver_to(n, keel__rt_tl_sched, p, gen, m, false, RT_SIGPEND);
+}
+
+keel_proc *keel__rt_pin(rt_node *n, uint64_t num) {
+  uint64_t gen = num >> RT_IDX_BITS;
+  keel_proc *p = keel__rt_slot(n, (uint32_t)(num & RT_IDX_MASK));
+  if (p == NULL || gen > RT_GEN_MASK)
+    return NULL;
+  uint64_t ctl =
+      atomic_fetch_add_explicit(&p->ctl, RT_PIN_ONE, memory_order_acq_rel);
+  if (!alive_as(ctl, gen)) {
+    atomic_fetch_sub_explicit(&p->ctl, RT_PIN_ONE, memory_order_release);
+    return NULL;
+  }
+  return p;
+}
+
+void keel__rt_unpin(keel_proc *p) {
+  atomic_fetch_sub_explicit(&p->ctl, RT_PIN_ONE, memory_order_release);
+}
+
+keel_proc *keel__rt_lookup(rt_node *n, uint64_t num) {
+  uint64_t gen = num >> RT_IDX_BITS;
+  keel_proc *p = keel__rt_slot(n, (uint32_t)(num & RT_IDX_MASK));
+  if (p == NULL || gen > RT_GEN_MASK ||
+      !alive_as(atomic_load_explicit(&p->ctl, memory_order_acquire), gen))
+    return NULL;
+  return p;
 }
 
 /* keel_send after the argument checks; self (may be NULL) is already
@@ -211,7 +301,7 @@ static int send_checked(rt_node *n, rt_sched *s, keel_term pid, keel_term msg) {
   rt_msg *m = keel__rt_msg_new(n, s, msg);
   if (m == NULL)
     return KEEL_ENOMEM;
-  if (!deliver_to(n, s, p, gen, m, true))
+  if (!deliver_to(n, s, p, gen, m, true, 0))
     keel__rt_free_msg(m);
   return KEEL_OK;
 }
@@ -220,10 +310,13 @@ int keel_send(keel_term pid, keel_term msg) {
   rt_node *n = keel__rt;
   if (n == NULL)
     return KEEL_ESTATE;
-  if (!keel_is_local_pid(pid))
-    return KEEL_EBADARG;
   if (msg == KEEL_NONE)
     return KEEL_EINVAL;
+  if (!keel_is_local_pid(pid)) {
+    int rc = keel__rt_send_other(n, &pid, msg);
+    if (rc != 1)
+      return rc; /* an alias (sent), or an error */
+  }
   keel_proc *self = keel__rt_tl_proc;
   if (self != NULL)
     self->budget -= KEEL_COST_SEND;
@@ -253,12 +346,8 @@ void keel__rt_proc_die(rt_node *n, keel_proc *p) {
   }
   if (p->terminate != NULL)
     p->terminate(p, p->exit_reason, p->state);
-  for (rt_msg *m; (m = keel__mbox_pop(p)) != NULL;) {
-    if (m->term == KEEL_NONE) /* a timer record, not a message */
-      (void)keel__rt_timeout_popped(n, p, m);
-    else
-      keel__rt_free_msg(m);
-  }
+  /* Name, queued signals and messages, links and monitors. */
+  keel__rt_sig_on_death(n, p);
   if (p->fiber != NULL)
     keel__rt_fiber_release(n, p);
   keel_heap_destroy(&p->heap);
@@ -293,7 +382,7 @@ void keel_proc_set_state(keel_proc *self, void *state) {
   self->state = state;
 }
 
-keel_handler_status keel_exit(keel_proc *self, keel_term reason) {
+keel_handler_status keel_stop(keel_proc *self, keel_term reason) {
   keel_term r = keel_term_copy(&self->heap, reason);
   self->exit_reason = r == KEEL_NONE ? KEEL_ATOM(SYSTEM_LIMIT) : r;
   return KEEL_EXIT;

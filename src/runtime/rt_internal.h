@@ -8,6 +8,7 @@
  *   bit   3      NEWMAIL: a sender delivered while the process was
  *                SCHEDULED (checked before the process goes idle)
  *   bit   4      EXITING: the process is dying; senders drop their message
+ *   bit   5      SIGPEND: a non-message signal was delivered (signal.h)
  *   bits  8..31  pins: senders currently between their generation check and
  *                the end of their mailbox push
  *   bits 32..61  generation of the slot (30 bits, part of the pid)
@@ -39,6 +40,7 @@
 #define RT_ST_SCHEDULED UINT64_C(2)
 #define RT_NEWMAIL UINT64_C(0x8)
 #define RT_EXITING UINT64_C(0x10)
+#define RT_SIGPEND UINT64_C(0x20)
 #define RT_PIN_ONE (UINT64_C(1) << 8)
 #define RT_PIN_MASK (UINT64_C(0xffffff) << 8)
 #define RT_GEN_SHIFT 32
@@ -97,7 +99,14 @@ struct keel_proc {
    * current handler call is its firing. */
   struct rt_timer *tmo;
   bool timed_out;
+  bool trap_exit;         /* owner-only: exit signals become messages */
+  _Atomic uint32_t name;  /* registered name: atom index + 1, 0 = none */
   struct rt_fiber *fiber; /* fiber processes only (fiber.c) */
+  struct rt_ext *ext;     /* links, monitors, aliases (signal.h); lazy */
+  /* Owner-only inner message queue: messages (and timer records) fetched
+   * from the mailbox but not yet handled or taken, in arrival order; for
+   * fibers also the messages receive skipped (signal.h). */
+  rt_msg *inner_head, *inner_tail;
   keel_heap heap;
 };
 
@@ -129,6 +138,8 @@ typedef struct rt_sched {
   rt_msg *pool, *pool_spare;
   uint32_t pool_n;
   struct rt_wheel *wheel; /* its timer wheel (timer.h) */
+  /* Owner-only block of reference numbers (ref.c). */
+  uint64_t ref_cur, ref_end;
   pthread_t thread;
   keel__ctx ctx; /* the scheduler thread's own context (fiber.c) */
 } rt_sched;
@@ -173,6 +184,10 @@ typedef struct rt_node {
   struct rt_timers *timers;
   /* Stack pools of fiber processes (fiber.c). */
   struct rt_fibers *fibers;
+  /* Reference numbers handed out in blocks (ref.c). */
+  _Atomic uint64_t ref_next;
+  /* Registered names (names.c). */
+  struct rt_names *names;
 } rt_node;
 
 /* The running node (NULL when none runs). */
@@ -193,6 +208,11 @@ void keel__rt_proc_die(rt_node *n, keel_proc *p);
  * stale. count: whether it counts in the node's messages_sent. */
 bool keel__rt_deliver(rt_node *n, rt_sched *s, uint64_t num, rt_msg *m,
                       bool count);
+/* keel__rt_deliver for a signal record: also sets RT_SIGPEND. */
+bool keel__rt_deliver_signal(rt_node *n, uint64_t num, rt_msg *m);
+/* The process numbered num if it is alive (not exiting), else NULL. A
+ * snapshot: it may start dying right after. */
+keel_proc *keel__rt_lookup(rt_node *n, uint64_t num);
 
 /* Messages (message.c). s is the calling thread's scheduler or NULL. */
 rt_msg *keel__rt_msg_new(rt_node *n, rt_sched *s, keel_term t);

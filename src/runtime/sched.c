@@ -26,6 +26,7 @@
 #include "base/futex.h"
 #include "keel/clock.h"
 #include "runtime/rt_internal.h"
+#include "runtime/signal.h"
 #include "runtime/timer.h"
 
 rt_node *keel__rt;
@@ -425,6 +426,20 @@ void keel__rt_requeue(rt_node *n, rt_sched *s, keel_proc *p) {
     wakep(n);
 }
 
+/* The next message (or timer record) of handler process p; signals met on
+ * the way are handled (*die when one kills p). */
+static inline rt_msg *next_msg(rt_node *n, keel_proc *p, bool *die) {
+  if (p->inner_head == NULL) {
+    rt_msg *m = keel__mbox_pop(p);
+    if (m == NULL || !rt_entry_is_signal(m))
+      return m; /* the fast path */
+    m = keel__rt_sig_handle(n, p, (rt_sig *)m, die);
+    if (m != NULL || *die)
+      return m;
+  }
+  return keel__rt_next_entry(n, p, die);
+}
+
 static void run_process(rt_node *n, rt_sched *s, keel_proc *p, bool inherit) {
   if (!inherit)
     s->slice = KEEL_SLICE_BUDGET;
@@ -437,8 +452,20 @@ static void run_process(rt_node *n, rt_sched *s, keel_proc *p, bool inherit) {
   p->budget = s->slice;
   tl_proc = p;
   int32_t left = 0;
+  /* Signals first, ahead of any message backlog (G5). */
+  if (keel__rt_sig_pending_take(p) && keel__rt_sig_drain(n, p)) {
+    keel__rt_proc_die(n, p);
+    tl_proc = NULL;
+    return;
+  }
   for (;;) {
-    rt_msg *m = keel__mbox_pop(p);
+    bool die = false;
+    rt_msg *m = next_msg(n, p, &die);
+    if (die) {
+      left = p->budget;
+      keel__rt_proc_die(n, p); /* the slot may be reused from here on */
+      break;
+    }
     if (m == NULL) {
       left = p->budget;
       if (try_idle(p)) /* p may run elsewhere from here on */
@@ -469,7 +496,7 @@ static void run_process(rt_node *n, rt_sched *s, keel_proc *p, bool inherit) {
     }
     if (left <= 0) {
       /* Out of budget: yield only if there is more to do. */
-      if (!keel__mbox_has_mail(p) && try_idle(p))
+      if (p->inner_head == NULL && !keel__mbox_has_mail(p) && try_idle(p))
         break;
       keel__rt_requeue(n, s, p);
       break;
@@ -500,6 +527,7 @@ static void *sched_main(void *arg) {
 /* ---- node start and stop ----------------------------------------------- */
 
 static void node_free(rt_node *n) {
+  keel__rt_names_destroy(n);
   keel__rt_fibers_destroy(n);
   keel__rt_timers_destroy(n);
   if (n->sched != NULL)
@@ -546,6 +574,7 @@ static int node_alloc(const keel_node_opts *o, rt_node **out) {
     return KEEL_ENOMEM;
   }
   atomic_init(&n->free_top, (uint64_t)RT_FREE_NIL);
+  atomic_init(&n->ref_next, 1);
   for (unsigned i = 0; i < ns; i++) {
     n->sched[i].id = i;
     n->sched[i].rng = 2654435761u * (i + 1);
@@ -571,7 +600,8 @@ int keel_node_start(const keel_node_opts *opts) {
   rt_node *n;
   int rc = node_alloc(opts != NULL ? opts : &def, &n);
   if (rc == KEEL_OK && ((rc = keel__rt_timers_init(n)) != KEEL_OK ||
-                        (rc = keel__rt_fibers_init(n)) != KEEL_OK))
+                        (rc = keel__rt_fibers_init(n)) != KEEL_OK ||
+                        (rc = keel__rt_names_init(n)) != KEEL_OK))
     node_free(n);
   if (rc != KEEL_OK)
     return rc;

@@ -33,7 +33,7 @@ static bool is_atom(keel_term msg, void *arg) {
 static keel_handler_status echo(keel_proc *self, keel_term msg, void *state) {
   (void)state;
   if (msg == KEEL_ATOM(STOP))
-    return keel_exit(self, KEEL_ATOM(NORMAL));
+    return keel_stop(self, KEEL_ATOM(NORMAL));
   (void)keel_send(keel_tuple_get(msg, 0), keel_tuple_get(msg, 1));
   return KEEL_CONTINUE;
 }

@@ -34,7 +34,7 @@ static bool wait_no_processes(void) {
 static keel_handler_status counting(keel_proc *self, keel_term msg,
                                     void *state) {
   if (msg == KEEL_ATOM(STOP))
-    return keel_exit(self, KEEL_ATOM(NORMAL));
+    return keel_stop(self, KEEL_ATOM(NORMAL));
   atomic_fetch_add((_Atomic long *)state, 1);
   return KEEL_CONTINUE;
 }
@@ -51,7 +51,7 @@ static _Atomic long stray;
 static keel_handler_status prober(keel_proc *self, keel_term msg, void *state) {
   (void)state;
   if (msg == KEEL_ATOM(STOP))
-    return keel_exit(self, KEEL_ATOM(NORMAL));
+    return keel_stop(self, KEEL_ATOM(NORMAL));
   if (msg == KEEL_ATOM(INFO))
     signal_event();
   else
@@ -310,7 +310,7 @@ static void record_reason(keel_proc *self, keel_term reason, void *state) {
 static keel_handler_status exiter(keel_proc *self, keel_term msg, void *state) {
   (void)state;
   if (keel_is_list(msg))
-    return keel_exit(self, msg); /* a boxed reason, copied on exit */
+    return keel_stop(self, msg); /* a boxed reason, copied on exit */
   return KEEL_CONTINUE;
 }
 
@@ -359,7 +359,7 @@ static keel_handler_status dies_at_zero(keel_proc *self, keel_term msg,
                                         void *state) {
   long *n = state;
   if (++*n == 20000)
-    return keel_exit(self, KEEL_ATOM(NORMAL));
+    return keel_stop(self, KEEL_ATOM(NORMAL));
   (void)msg;
   return KEEL_CONTINUE;
 }
@@ -405,7 +405,7 @@ static keel_handler_status child(keel_proc *self, keel_term msg, void *state) {
   (void)state;
   (void)msg;
   signal_event();
-  return keel_exit(self, KEEL_ATOM(NORMAL));
+  return keel_stop(self, KEEL_ATOM(NORMAL));
 }
 
 static keel_handler_status parent(keel_proc *self, keel_term msg, void *state) {

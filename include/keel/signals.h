@@ -1,0 +1,155 @@
+/*
+ * keel/signals.h - exit signals, links, monitors, aliases, references and
+ * registered names: OTP's process relationships (see docs/semantics.md).
+ *
+ * Every signal between two processes (messages, exit, link, unlink,
+ * monitor, demonitor and 'DOWN') travels in one ordered stream per sender
+ * and receiver: if A sends s1 then s2 to B, B handles s1 first, whatever
+ * their kinds. Signals are handled at the receiver's next run even if it
+ * never receives (handler processes: before their next message; fibers: at
+ * their next keel_receive or keel_fiber_yield), ahead of any message
+ * backlog.
+ *
+ * Functions taking `self` must be called by that process (from its handler,
+ * terminate callback or fiber) on its own thread; the others are
+ * thread-safe and may also be called from threads that are not processes.
+ */
+#ifndef KEEL_SIGNALS_H
+#define KEEL_SIGNALS_H
+
+#include <stdbool.h>
+
+#include "keel/runtime.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* References                                                               */
+/* ------------------------------------------------------------------------ */
+
+/* A new reference, unique on this node while it runs (erlang:make_ref),
+ * built in h. KEEL_NONE when no node runs, h is NULL or h is out of memory.
+ * Thread-safe. */
+keel_term keel_make_ref(keel_heap *h);
+
+/* ------------------------------------------------------------------------ */
+/* Exit signals and links                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Sends an exit signal with `reason` to the process `pid` (erlang:exit/2).
+ * The receiver, when it handles it:
+ *   - reason 'kill': dies with reason 'killed', even when trapping exits;
+ *   - trapping exits: gets the message {'EXIT', From, Reason};
+ *   - otherwise reason 'normal' is ignored (unless the receiver is the
+ *     sender: exit(self(), normal) ends it with 'normal'), and any other
+ *     reason ends it with that reason.
+ * From is the calling process's pid, or the atom 'undefined' when called
+ * from a thread that is not a process. A dead pid: nothing happens.
+ * Errors: KEEL_ESTATE (no node), KEEL_EBADARG (pid is not a local pid),
+ * KEEL_EINVAL (reason is KEEL_NONE), KEEL_ENOMEM (nothing was sent). */
+int keel_exit(keel_term pid, keel_term reason);
+
+/* Sets whether self traps exits (process_flag(trap_exit, on)) and returns
+ * the previous setting. */
+bool keel_trap_exit(keel_proc *self, bool on);
+
+/* Whether self traps exits. */
+bool keel_trapping_exits(const keel_proc *self);
+
+/* Links self and pid (erlang:link/1): when either dies, the other gets an
+ * exit signal with the dead one's reason. Idempotent: linking twice makes
+ * one link. Linking to self does nothing.
+ * If pid is dead: when self traps exits, returns KEEL_OK and the message
+ * {'EXIT', Pid, noproc} arrives; otherwise returns KEEL_ENOPROC. A pid that
+ * dies before it handles the link request answers with an exit signal
+ * whose reason is 'noproc'.
+ * Errors: KEEL_EBADARG (pid is not a local pid), KEEL_ESTATE (self is not
+ * the calling process), KEEL_ENOMEM. */
+int keel_link(keel_proc *self, keel_term pid);
+
+/* Removes the link between self and pid, if any (erlang:unlink/1). Once
+ * this returns the link has no further effect on self: no exit signal
+ * through it will act on self or arrive as an 'EXIT' message after this
+ * call, except one {'EXIT', Pid, _} that was already queued as a message
+ * (trapping processes; remove it with keel_flush_exit).
+ * Errors: KEEL_EBADARG, KEEL_ESTATE, KEEL_ENOMEM (the link is then kept). */
+int keel_unlink(keel_proc *self, keel_term pid);
+
+/* Removes from self's queue the {'EXIT', Pid, _} messages already there
+ * (the `receive {'EXIT', Pid, _} -> true after 0 -> true end` after an
+ * unlink). Returns how many were removed. */
+size_t keel_flush_exit(keel_proc *self, keel_term pid);
+
+/* ------------------------------------------------------------------------ */
+/* Monitors and aliases                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* Options of keel_monitor. */
+enum keel_monitor_flags {
+  /* The monitor ref is also an alias of self (monitor/3's {alias, ...}):
+   * messages sent to it (keel_send) reach self while the monitor lasts. */
+  KEEL_MONITOR_ALIAS = 1,
+  /* With KEEL_MONITOR_ALIAS: the first message received through the alias
+   * also ends the monitor and the alias ({alias, reply_demonitor}). */
+  KEEL_MONITOR_REPLY_DEMONITOR = 2
+};
+
+/* Monitors pid (erlang:monitor(process, Pid)): when it dies, self gets
+ * exactly one message {'DOWN', Ref, process, Pid, Reason}; Reason is
+ * 'noproc' when pid is already dead. Each call makes an independent
+ * monitor. The ref is built in h and stored in *ref.
+ * Errors: KEEL_EBADARG (pid not a local pid), KEEL_EINVAL (h or ref NULL,
+ * unknown flags), KEEL_ESTATE, KEEL_ENOMEM. */
+int keel_monitor(keel_proc *self, keel_term pid, unsigned flags, keel_heap *h,
+                 keel_term *ref);
+
+/* Flags of keel_demonitor. */
+#define KEEL_DEMONITOR_FLUSH 1u
+
+/* Ends the monitor ref of self (erlang:demonitor/2). After it returns no
+ * {'DOWN', Ref, ...} message will be added to self's queue; with
+ * KEEL_DEMONITOR_FLUSH one already there is removed too. A monitor's alias
+ * ends with it. Returns 1 when the monitor was active, 0 when it was not
+ * (already fired, ended, or not self's), or KEEL_ESTATE. */
+int keel_demonitor(keel_proc *self, keel_term ref, unsigned flags);
+
+/* A new alias of self (erlang:alias/0): a reference that keel_send
+ * accepts as a destination; messages sent to it reach self until
+ * keel_unalias. Built in h.
+ * Errors: KEEL_EINVAL, KEEL_ESTATE, KEEL_ENOMEM. */
+int keel_alias(keel_proc *self, keel_heap *h, keel_term *alias);
+
+/* Deactivates an alias of self (also a monitor's): messages sent to it
+ * later are dropped, and so are ones still in flight. Returns 1 when it
+ * was active, 0 otherwise, or KEEL_ESTATE. */
+int keel_unalias(keel_proc *self, keel_term alias);
+
+/* ------------------------------------------------------------------------ */
+/* Registered names                                                         */
+/* ------------------------------------------------------------------------ */
+
+/* Registers pid under the atom name (erlang:register/2). keel_send then
+ * accepts the name as a destination. The name is released when the process
+ * dies, before its links and monitors hear of the death.
+ * Errors: KEEL_EBADARG (name not an atom, or 'undefined'; pid not a local
+ * pid), KEEL_EEXIST (name taken, or pid already has a name), KEEL_ENOPROC
+ * (pid is dead), KEEL_ESTATE (no node). Thread-safe. */
+int keel_register(keel_term name, keel_term pid);
+
+/* Removes a registration (erlang:unregister/1). KEEL_ENOENT when name is
+ * not registered, KEEL_EBADARG, KEEL_ESTATE. Thread-safe. */
+int keel_unregister(keel_term name);
+
+/* The pid registered under name, or the atom 'undefined'. Lock-free. */
+keel_term keel_whereis(keel_term name);
+
+/* The name self is registered under, or 'undefined'. Thread-safe. */
+keel_term keel_registered_name(keel_term pid);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KEEL_SIGNALS_H */

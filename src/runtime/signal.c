@@ -1,0 +1,376 @@
+/*
+ * signal.c - signal records, their handling by the receiving process, and
+ * what a process's death does to its relations (see signal.h).
+ */
+#include <stdlib.h>
+
+#include "runtime/rt_internal.h"
+#include "runtime/signal.h"
+#include "runtime/timer.h"
+
+/* ---- records ----------------------------------------------------------- */
+
+rt_sig *keel__rt_sig_new(rt_node *n, unsigned kind, unsigned flags,
+                         uint64_t from, uint64_t key, keel_term msg) {
+  rt_sig *sig = malloc(sizeof *sig);
+  if (sig == NULL)
+    return NULL;
+  sig->term = KEEL_NONE;
+  sig->extra = RT_ENTRY_SIGNAL;
+  sig->kind = (uint8_t)kind;
+  sig->flags = (uint8_t)flags;
+  sig->from = from;
+  sig->key = key;
+  sig->msg = NULL;
+  if (msg != KEEL_NONE) {
+    sig->msg = keel__rt_msg_new(n, keel__rt_tl_sched, msg);
+    if (sig->msg == NULL) {
+      free(sig);
+      return NULL;
+    }
+  }
+  return sig;
+}
+
+void keel__rt_sig_free(rt_sig *sig) {
+  if (sig->msg != NULL)
+    keel__rt_free_msg(sig->msg);
+  free(sig);
+}
+
+bool keel__rt_sig_send(rt_node *n, uint64_t to, rt_sig *sig) {
+  if (keel__rt_deliver_signal(n, to, (rt_msg *)sig))
+    return true;
+  keel__rt_sig_free(sig);
+  return false;
+}
+
+/* ---- the messages signals become --------------------------------------- */
+
+/* Words enough for a 5-tuple and a pid ref (the reason is referenced, and
+ * copied by the message allocation). */
+#define SCRATCH_WORDS 32
+
+static keel_term pid_or_undefined(uint64_t num) {
+  return num != 0 ? keel_pid_local(num) : KEEL_ATOM(UNDEFINED);
+}
+
+/* Sends an exit signal {'EXIT', From, Reason} from `from` to `to`. */
+static void send_exit(rt_node *n, uint64_t from, uint64_t to, keel_term reason,
+                      unsigned flags) {
+  uint64_t buf[SCRATCH_WORDS];
+  keel_heap h;
+  keel_heap_init_fixed(&h, buf, SCRATCH_WORDS);
+  keel_term t =
+      keel_tuple(&h, 3, KEEL_ATOM(EXIT), pid_or_undefined(from), reason);
+  rt_sig *sig = t != KEEL_NONE
+                    ? keel__rt_sig_new(n, RT_SIG_EXIT, flags, from, 0, t)
+                    : NULL;
+  if (sig != NULL)
+    (void)keel__rt_sig_send(n, to, sig);
+}
+
+/* Sends the 'DOWN' of monitor `ref` (of `origin`) for the process `dead`. */
+static void send_down(rt_node *n, uint64_t dead, uint64_t origin, uint64_t ref,
+                      bool alias, keel_term reason) {
+  uint64_t buf[SCRATCH_WORDS];
+  keel_heap h;
+  keel_heap_init_fixed(&h, buf, SCRATCH_WORDS);
+  keel_term r = keel__rt_ref_term(&h, ref, alias ? origin : 0);
+  keel_term t = r == KEEL_NONE
+                    ? KEEL_NONE
+                    : keel_tuple(&h, 5, KEEL_ATOM(DOWN), r, KEEL_ATOM(PROCESS),
+                                 keel_pid_local(dead), reason);
+  rt_sig *sig =
+      t != KEEL_NONE ? keel__rt_sig_new(n, RT_SIG_DOWN, 0, dead, ref, t) : NULL;
+  if (sig != NULL)
+    (void)keel__rt_sig_send(n, origin, sig);
+}
+
+void keel__rt_send_down_noproc(rt_node *n, keel_proc *self, uint64_t target,
+                               uint64_t ref, bool alias) {
+  send_down(n, target, self->pid_number, ref, alias, KEEL_ATOM(NOPROC));
+}
+
+void keel__rt_send_exit(rt_node *n, uint64_t from, uint64_t to,
+                        keel_term reason, unsigned flags) {
+  send_exit(n, from, to, reason, flags);
+}
+
+static void send_simple(rt_node *n, unsigned kind, uint64_t from, uint64_t to,
+                        uint64_t key) {
+  rt_sig *sig = keel__rt_sig_new(n, kind, 0, from, key, KEEL_NONE);
+  if (sig != NULL)
+    (void)keel__rt_sig_send(n, to, sig);
+}
+
+/* ---- handling by a live process ---------------------------------------- */
+
+/* Ends p with `reason` (copied into its heap). */
+static void doom(keel_proc *p, keel_term reason, bool *die) {
+  keel_term r = keel_term_copy(&p->heap, reason);
+  p->exit_reason = r == KEEL_NONE ? KEEL_ATOM(SYSTEM_LIMIT) : r;
+  *die = true;
+}
+
+/* The message an exit signal turns into, or NULL (ignored, or it killed p:
+ * *die). */
+static rt_msg *on_exit_sig(keel_proc *p, rt_sig *sig, bool *die) {
+  if (sig->flags & RT_SIGF_LINK) {
+    rt_ent *e = keel__rt_ent_find(p->ext, RT_EK_KEY(RT_EK_LINK, sig->from));
+    if (e == NULL)
+      return NULL; /* no link (any more): ignored */
+    uint32_t st = e->state;
+    keel__rt_ent_del(p->ext, e);
+    if (st != RT_LINK_ACTIVE)
+      return NULL; /* crossed our unlink */
+  }
+  keel_term reason = keel_tuple_get(sig->msg->term, 2);
+  if (sig->flags & RT_SIGF_KILL) {
+    doom(p, KEEL_ATOM(KILLED), die);
+    return NULL;
+  }
+  if (p->trap_exit) {
+    rt_msg *m = sig->msg;
+    sig->msg = NULL;
+    return m;
+  }
+  if (reason == KEEL_ATOM(NORMAL)) {
+    if (!(sig->flags & RT_SIGF_LINK) && sig->from == p->pid_number)
+      doom(p, reason, die); /* exit(self(), normal) */
+    return NULL;
+  }
+  doom(p, reason, die);
+  return NULL;
+}
+
+static void on_link(rt_node *n, keel_proc *p, rt_sig *sig) {
+  uint64_t key = RT_EK_KEY(RT_EK_LINK, sig->from);
+  rt_ext *x = keel__rt_ext(p);
+  if (x != NULL && keel__rt_ent_find(x, key) != NULL)
+    return; /* active already, or unlinking: our unlink decides */
+  rt_ent *e = x != NULL ? keel__rt_ent_add(x, key) : NULL;
+  if (e == NULL) {
+    /* Cannot record the link: answer as a process that cannot link. */
+    send_exit(n, p->pid_number, sig->from, KEEL_ATOM(SYSTEM_LIMIT),
+              RT_SIGF_LINK);
+    return;
+  }
+  e->state = RT_LINK_ACTIVE;
+}
+
+static void on_unlink(rt_node *n, keel_proc *p, rt_sig *sig) {
+  rt_ent *e = keel__rt_ent_find(p->ext, RT_EK_KEY(RT_EK_LINK, sig->from));
+  if (e != NULL && e->state == RT_LINK_ACTIVE)
+    keel__rt_ent_del(p->ext, e);
+  send_simple(n, RT_SIG_UNLINK_ACK, p->pid_number, sig->from, sig->key);
+}
+
+static void on_unlink_ack(keel_proc *p, rt_sig *sig) {
+  rt_ent *e = keel__rt_ent_find(p->ext, RT_EK_KEY(RT_EK_LINK, sig->from));
+  if (e != NULL && e->state == RT_LINK_UNLINKING && e->peer == sig->key)
+    keel__rt_ent_del(p->ext, e);
+}
+
+static void on_monitor(rt_node *n, keel_proc *p, rt_sig *sig) {
+  rt_ext *x = keel__rt_ext(p);
+  rt_ent *e =
+      x != NULL ? keel__rt_ent_add(x, RT_EK_KEY(RT_EK_MON_BY, sig->key)) : NULL;
+  if (e == NULL) {
+    send_down(n, p->pid_number, sig->from, sig->key,
+              (sig->flags & RT_SIGF_ALIAS) != 0, KEEL_ATOM(SYSTEM_LIMIT));
+    return;
+  }
+  e->peer = sig->from;
+  e->flags = (sig->flags & RT_SIGF_ALIAS) ? RT_MONF_ALIAS : 0;
+}
+
+static void on_demonitor(keel_proc *p, rt_sig *sig) {
+  rt_ent *e = keel__rt_ent_find(p->ext, RT_EK_KEY(RT_EK_MON_BY, sig->key));
+  if (e != NULL && e->peer == sig->from)
+    keel__rt_ent_del(p->ext, e);
+}
+
+static rt_msg *take_msg(rt_sig *sig) {
+  rt_msg *m = sig->msg;
+  sig->msg = NULL;
+  return m;
+}
+
+static rt_msg *on_down(keel_proc *p, rt_sig *sig) {
+  rt_ent *e = keel__rt_ent_find(p->ext, RT_EK_KEY(RT_EK_MON, sig->key));
+  if (e == NULL || e->peer != sig->from)
+    return NULL; /* demonitored: dropped (G17) */
+  keel__rt_ent_del(p->ext, e);
+  return take_msg(sig);
+}
+
+static rt_msg *on_alias_msg(rt_node *n, keel_proc *p, rt_sig *sig) {
+  rt_ent *e = keel__rt_ent_find(p->ext, RT_EK_KEY(RT_EK_ALIAS, sig->key));
+  if (e != NULL)
+    return take_msg(sig);
+  e = keel__rt_ent_find(p->ext, RT_EK_KEY(RT_EK_MON, sig->key));
+  if (e == NULL || !(e->flags & RT_MONF_ALIAS))
+    return NULL; /* not (or no longer) an alias: dropped */
+  if (e->flags & RT_MONF_REPLY_DEMON) {
+    uint64_t target = e->peer;
+    keel__rt_ent_del(p->ext, e);
+    send_simple(n, RT_SIG_DEMONITOR, p->pid_number, target, sig->key);
+  }
+  return take_msg(sig);
+}
+
+rt_msg *keel__rt_sig_handle(rt_node *n, keel_proc *p, rt_sig *sig, bool *die) {
+  rt_msg *m = NULL;
+  switch (sig->kind) {
+  case RT_SIG_EXIT:
+    m = on_exit_sig(p, sig, die);
+    break;
+  case RT_SIG_LINK:
+    on_link(n, p, sig);
+    break;
+  case RT_SIG_UNLINK:
+    on_unlink(n, p, sig);
+    break;
+  case RT_SIG_UNLINK_ACK:
+    on_unlink_ack(p, sig);
+    break;
+  case RT_SIG_MONITOR:
+    on_monitor(n, p, sig);
+    break;
+  case RT_SIG_DEMONITOR:
+    on_demonitor(p, sig);
+    break;
+  case RT_SIG_DOWN:
+    m = on_down(p, sig);
+    break;
+  case RT_SIG_ALIAS_MSG:
+    m = on_alias_msg(n, p, sig);
+    break;
+  default:
+    break;
+  }
+  keel__rt_sig_free(sig);
+  return m;
+}
+
+bool keel__rt_sig_pending_take(keel_proc *p) {
+  if (!(atomic_load_explicit(&p->ctl, memory_order_relaxed) & RT_SIGPEND))
+    return false;
+  atomic_fetch_and_explicit(&p->ctl, ~RT_SIGPEND, memory_order_acq_rel);
+  return true;
+}
+
+bool keel__rt_sig_drain(rt_node *n, keel_proc *p) {
+  for (rt_msg *m; (m = keel__mbox_pop(p)) != NULL;) {
+    if (!rt_entry_is_signal(m)) {
+      keel__rt_inner_append(p, m);
+      continue;
+    }
+    bool die = false;
+    rt_msg *mm = keel__rt_sig_handle(n, p, (rt_sig *)m, &die);
+    if (die)
+      return true;
+    if (mm != NULL)
+      keel__rt_inner_append(p, mm);
+  }
+  return false;
+}
+
+rt_msg *keel__rt_next_entry(rt_node *n, keel_proc *p, bool *die) {
+  for (;;) {
+    rt_msg *m =
+        p->inner_head != NULL ? keel__rt_inner_pop(p) : keel__mbox_pop(p);
+    if (m == NULL || !rt_entry_is_signal(m))
+      return m;
+    rt_msg *mm = keel__rt_sig_handle(n, p, (rt_sig *)m, die);
+    if (*die)
+      return NULL;
+    if (mm != NULL)
+      return mm;
+  }
+}
+
+/* ---- death ------------------------------------------------------------- */
+
+/* A signal found in the queue of a dying process. */
+static void on_signal_dying(rt_node *n, keel_proc *p, rt_sig *sig,
+                            bool notify) {
+  if (notify) {
+    switch (sig->kind) {
+    case RT_SIG_LINK: {
+      rt_ent *e = keel__rt_ent_find(p->ext, RT_EK_KEY(RT_EK_LINK, sig->from));
+      if (e == NULL || e->state != RT_LINK_ACTIVE)
+        send_exit(n, p->pid_number, sig->from, KEEL_ATOM(NOPROC), RT_SIGF_LINK);
+      break;
+    }
+    case RT_SIG_UNLINK:
+      on_unlink(n, p, sig);
+      break;
+    case RT_SIG_UNLINK_ACK:
+      on_unlink_ack(p, sig);
+      break;
+    case RT_SIG_MONITOR:
+      send_down(n, p->pid_number, sig->from, sig->key,
+                (sig->flags & RT_SIGF_ALIAS) != 0, KEEL_ATOM(NOPROC));
+      break;
+    case RT_SIG_DEMONITOR:
+      on_demonitor(p, sig);
+      break;
+    default:
+      break;
+    }
+  }
+  keel__rt_sig_free(sig);
+}
+
+static void free_entry(rt_node *n, keel_proc *p, rt_msg *m) {
+  if (m->term != KEEL_NONE)
+    keel__rt_free_msg(m);
+  else if (m->extra == RT_ENTRY_TIMER)
+    (void)keel__rt_timeout_popped(n, p, m);
+  else
+    keel__rt_sig_free((rt_sig *)m);
+}
+
+/* Tells every relation in p's table that p died. */
+static void notify_relations(rt_node *n, keel_proc *p) {
+  rt_ext *x = p->ext;
+  if (x == NULL)
+    return;
+  keel_term reason = p->exit_reason;
+  for (uint32_t i = 0; i < x->cap; i++) {
+    rt_ent *e = &x->tab[i];
+    uint64_t v = e->key & RT_EK_VAL_MASK;
+    switch (e->key >> RT_EK_SHIFT) {
+    case RT_EK_LINK:
+      send_exit(n, p->pid_number, v, reason, RT_SIGF_LINK);
+      break;
+    case RT_EK_MON_BY:
+      send_down(n, p->pid_number, e->peer, v, (e->flags & RT_MONF_ALIAS) != 0,
+                reason);
+      break;
+    case RT_EK_MON:
+      send_simple(n, RT_SIG_DEMONITOR, p->pid_number, e->peer, v);
+      break;
+    default:
+      break;
+    }
+  }
+}
+
+void keel__rt_sig_on_death(rt_node *n, keel_proc *p) {
+  bool notify = !atomic_load_explicit(&n->stopping, memory_order_relaxed);
+  keel__rt_name_release(n, p);
+  for (rt_msg *m; (m = keel__rt_inner_pop(p)) != NULL;)
+    free_entry(n, p, m);
+  for (rt_msg *m; (m = keel__mbox_pop(p)) != NULL;) {
+    if (rt_entry_is_signal(m))
+      on_signal_dying(n, p, (rt_sig *)m, notify);
+    else
+      free_entry(n, p, m);
+  }
+  if (notify)
+    notify_relations(n, p);
+  keel__rt_ext_free(p);
+}

@@ -1,0 +1,192 @@
+/*
+ * signal.h - non-message signals (exit, link, unlink, monitor, demonitor,
+ * down, alias messages) and the per-process tables they maintain
+ * (internal).
+ *
+ * Every signal travels through the receiver's mailbox, the same MPSC queue
+ * as its messages, so the signals and messages of one sender to one
+ * receiver are handled in the order they were sent (G1) by construction.
+ * A mailbox entry whose term is KEEL_NONE is not a message: its `extra`
+ * word says what it is, a timer record (RT_ENTRY_TIMER, timer.h) or a
+ * signal record (RT_ENTRY_SIGNAL, below).
+ *
+ * Link, monitor and alias state lives in a per-process table (rt_ext)
+ * that only the process itself reads and writes, when it calls the API or
+ * handles a signal: no locks. Links follow OTP's link protocol (OTP 23+):
+ * each side keeps its own view (ACTIVE or UNLINKING with an id), unlink
+ * is acknowledged, and exit signals that cross an unlink are ignored, so
+ * the two sides always end up agreeing (G15).
+ *
+ * A sender of a signal also sets RT_SIGPEND in the receiver's control
+ * word; the receiver then fetches its whole mailbox (messages go, in
+ * order, to its inner queue) and handles every signal at its next run,
+ * even with a long message backlog in front of them (G5).
+ */
+#ifndef KEEL_RUNTIME_SIGNAL_H
+#define KEEL_RUNTIME_SIGNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "runtime/rt_internal.h"
+
+/* Kinds of KEEL_NONE mailbox entries (their `extra` word). */
+#define RT_ENTRY_TIMER ((uintptr_t)0)
+#define RT_ENTRY_SIGNAL ((uintptr_t)1)
+
+enum rt_sig_kind {
+  RT_SIG_EXIT = 1,   /* exit(P, R), or a linked process's death */
+  RT_SIG_LINK,       /* from wants a link */
+  RT_SIG_UNLINK,     /* from drops its link; key = unlink id */
+  RT_SIG_UNLINK_ACK, /* answer to RT_SIG_UNLINK; key = its id */
+  RT_SIG_MONITOR,    /* from monitors us; key = ref number */
+  RT_SIG_DEMONITOR,  /* from drops its monitor key */
+  RT_SIG_DOWN,       /* the monitored process `from` is dead */
+  RT_SIG_ALIAS_MSG   /* a message sent to alias key */
+};
+
+/* Flags of a signal. */
+#define RT_SIGF_LINK 1u  /* EXIT: because of a link */
+#define RT_SIGF_KILL 2u  /* EXIT: exit(P, kill): untrappable */
+#define RT_SIGF_ALIAS 4u /* MONITOR: the ref is also an alias (pid ref) */
+
+typedef struct rt_sig {
+  /* Mailbox header: same layout as rt_msg's (term == KEEL_NONE). */
+  rt_mnode link;
+  keel_term term;
+  uintptr_t extra; /* RT_ENTRY_SIGNAL */
+  uint8_t kind;
+  uint8_t flags;
+  uint64_t from; /* pid number of the sender (0: not a process) */
+  uint64_t key;  /* ref number, unlink id */
+  rt_msg *msg;   /* EXIT, DOWN, ALIAS_MSG: the message it may become */
+} rt_sig;
+
+static inline bool rt_entry_is_signal(const rt_msg *m) {
+  return m->term == KEEL_NONE && m->extra == RT_ENTRY_SIGNAL;
+}
+
+/* ---- per-process table ---------------------------------------------- */
+
+/* Entry kinds, in the top two bits of the key. */
+#define RT_EK_SHIFT 62
+#define RT_EK_ALIAS UINT64_C(0)  /* key: alias ref number */
+#define RT_EK_LINK UINT64_C(1)   /* key: peer pid number */
+#define RT_EK_MON UINT64_C(2)    /* we monitor; key: ref number */
+#define RT_EK_MON_BY UINT64_C(3) /* we are monitored; key: ref number */
+#define RT_EK_KEY(kind, v) (((kind) << RT_EK_SHIFT) | (v))
+#define RT_EK_VAL_MASK ((UINT64_C(1) << RT_EK_SHIFT) - 1)
+
+/* Link states. */
+#define RT_LINK_ACTIVE 1u
+#define RT_LINK_UNLINKING 2u
+
+/* Monitor entry flags. */
+#define RT_MONF_ALIAS 1u       /* the ref is an alias too */
+#define RT_MONF_REPLY_DEMON 2u /* first alias message ends both */
+
+typedef struct rt_ent {
+  uint64_t key;  /* 0: empty */
+  uint64_t peer; /* LINK: unlink id; MON/MON_BY: the other pid number */
+  uint32_t state;
+  uint32_t flags;
+} rt_ent;
+
+typedef struct rt_ext {
+  rt_ent *tab; /* open addressing, linear probing, power-of-two size */
+  uint32_t cap, n;
+  uint32_t nlinks, nmons, nmon_by, naliases;
+  uint64_t unlink_seq;
+} rt_ext;
+
+/* The process's table, created on first use (NULL on out-of-memory). */
+rt_ext *keel__rt_ext(keel_proc *p);
+/* Frees p's table. */
+void keel__rt_ext_free(keel_proc *p);
+rt_ent *keel__rt_ent_find(rt_ext *x, uint64_t key);
+/* Inserts key (absent) and returns its entry, or NULL on out-of-memory. */
+rt_ent *keel__rt_ent_add(rt_ext *x, uint64_t key);
+void keel__rt_ent_del(rt_ext *x, rt_ent *e);
+
+/* Inner queue (owner-only). */
+void keel__rt_inner_append(keel_proc *p, rt_msg *m);
+rt_msg *keel__rt_inner_pop(keel_proc *p);
+/* Unlinks m, whose predecessor in the inner queue is prev (NULL: m is
+ * the head). */
+void keel__rt_inner_unlink(keel_proc *p, rt_msg *prev, rt_msg *m);
+static inline rt_msg *rt_msg_next(const rt_msg *m) {
+  return (rt_msg *)(void *)atomic_load_explicit(&m->link.next,
+                                                memory_order_relaxed);
+}
+static inline void rt_msg_set_next(rt_msg *m, rt_msg *next) {
+  atomic_store_explicit(&m->link.next, next == NULL ? NULL : &next->link,
+                        memory_order_relaxed);
+}
+
+/* ---- signals ----------------------------------------------------------- */
+
+/* Handles a signal popped by p (running, owner thread). Returns the
+ * message it turned into (the caller handles then frees it), or NULL.
+ * When the signal kills p, sets p->exit_reason and *die. Frees sig. */
+rt_msg *keel__rt_sig_handle(rt_node *n, keel_proc *p, rt_sig *sig, bool *die);
+
+/* Fetches p's whole mailbox into its inner queue, handling every signal
+ * on the way (messages they turn into are queued in order too). Returns
+ * true when a signal killed p (p->exit_reason is set; the rest of the
+ * mailbox is left for the death path). Owner-only. */
+bool keel__rt_sig_drain(rt_node *n, keel_proc *p);
+
+/* Whether p has signals waiting (RT_SIGPEND), clearing the flag. */
+bool keel__rt_sig_pending_take(keel_proc *p);
+
+/* Next message (or timer record) for p to handle, from its inner queue
+ * or its mailbox; signals met on the way are handled. NULL when there is
+ * none for now, or when a signal killed p (*die set). Owner-only. */
+rt_msg *keel__rt_next_entry(rt_node *n, keel_proc *p, bool *die);
+
+/* Death of p, after EXITING is set and the pins have drained: releases
+ * the name, handles the signals left in the mailbox and inner queue and
+ * frees them, notifies links and monitors with p->exit_reason (not when
+ * the node is stopping), frees the table. */
+void keel__rt_sig_on_death(rt_node *n, keel_proc *p);
+
+/* Sends a signal from the calling context. Returns true when delivered,
+ * false when the receiver is dead (sig is then freed by this call). */
+bool keel__rt_sig_send(rt_node *n, uint64_t to, rt_sig *sig);
+/* A new signal record; msg (may be KEEL_NONE) is copied into sig->msg.
+ * NULL on out-of-memory. */
+rt_sig *keel__rt_sig_new(rt_node *n, unsigned kind, unsigned flags,
+                         uint64_t from, uint64_t key, keel_term msg);
+void keel__rt_sig_free(rt_sig *sig);
+/* Sends {'EXIT', From, Reason} as an exit signal (flags RT_SIGF_*). */
+void keel__rt_send_exit(rt_node *n, uint64_t from, uint64_t to,
+                        keel_term reason, unsigned flags);
+/* Queues to self the 'DOWN' (reason noproc) of its monitor ref on the
+ * dead process target. */
+void keel__rt_send_down_noproc(rt_node *n, keel_proc *self, uint64_t target,
+                               uint64_t ref, bool alias);
+/* Pins the process numbered num if it is alive (its death then waits for
+ * keel__rt_unpin); NULL when it is dead. */
+keel_proc *keel__rt_pin(rt_node *n, uint64_t num);
+void keel__rt_unpin(keel_proc *p);
+
+/* keel_send to something other than a local pid: a registered name
+ * (*dest is replaced by its pid and 1 returned), an alias (the message is
+ * sent: KEEL_OK), else an error. */
+int keel__rt_send_other(rt_node *n, keel_term *dest, keel_term msg);
+
+/* Registered names (names.c): clears the name p holds, if any. */
+void keel__rt_name_release(rt_node *n, keel_proc *p);
+int keel__rt_names_init(rt_node *n);
+void keel__rt_names_destroy(rt_node *n);
+
+/* References (ref.c). */
+uint64_t keel__rt_ref_next(rt_node *n);
+/* The ref term of number num in h: a plain ref, or, when owner != 0, a
+ * pid ref (alias) naming the process numbered owner. */
+keel_term keel__rt_ref_term(keel_heap *h, uint64_t num, uint64_t owner);
+/* Decodes a local ref made by keel__rt_ref_term: its number and, for a
+ * pid ref, its owner (0 for a plain one). False for other terms. */
+bool keel__rt_ref_decode(keel_term t, uint64_t *num, uint64_t *owner);
+
+#endif /* KEEL_RUNTIME_SIGNAL_H */
