@@ -24,7 +24,7 @@ int keel_exit(keel_term pid, keel_term reason) {
   if (reason == KEEL_NONE)
     return KEEL_EINVAL;
   keel_proc *self = keel__rt_tl_proc;
-  uint64_t from = self != NULL ? self->pid_number : 0;
+  uint64_t from = self != NULL ? self->pid_number : RT_NO_PID;
   uint64_t to = keel_pid_local_number(pid);
   if (keel__rt_lookup(n, to) == NULL)
     return KEEL_OK; /* dead: nothing happens */
@@ -33,7 +33,7 @@ int keel_exit(keel_term pid, keel_term reason) {
   keel_heap_init_fixed(&h, buf, 8);
   keel_term t = keel_tuple(
       &h, 3, KEEL_ATOM(EXIT),
-      from != 0 ? keel_pid_local(from) : KEEL_ATOM(UNDEFINED), reason);
+      from != RT_NO_PID ? keel_pid_local(from) : KEEL_ATOM(UNDEFINED), reason);
   unsigned flags = reason == KEEL_ATOM(KILL) ? RT_SIGF_KILL : 0;
   rt_sig *sig = keel__rt_sig_new(n, RT_SIG_EXIT, flags, from, 0, t);
   if (sig == NULL)
@@ -169,7 +169,7 @@ int keel_monitor(keel_proc *self, keel_term pid, unsigned flags, keel_heap *h,
   bool alias = (flags & KEEL_MONITOR_ALIAS) != 0;
   uint64_t target = keel_pid_local_number(pid);
   uint64_t num = keel__rt_ref_next(n);
-  keel_term r = keel__rt_ref_term(h, num, alias ? self->pid_number : 0);
+  keel_term r = keel__rt_ref_term(h, num, alias ? self->pid_number : RT_NO_PID);
   rt_ext *x = keel__rt_ext(self);
   rt_sig *sig = keel__rt_sig_new(n, RT_SIG_MONITOR, alias ? RT_SIGF_ALIAS : 0,
                                  self->pid_number, num, KEEL_NONE);
@@ -267,13 +267,14 @@ int keel__rt_send_other(rt_node *n, keel_term *dest, keel_term msg) {
     return 1;
   }
   uint64_t num, owner;
-  if (!keel__rt_ref_decode(*dest, &num, &owner) || owner == 0)
+  if (!keel__rt_ref_decode(*dest, &num, &owner) || owner == RT_NO_PID)
     return KEEL_EBADARG;
   keel_proc *self = keel__rt_tl_proc;
   if (self != NULL)
     self->budget -= KEEL_COST_SEND;
-  rt_sig *sig = keel__rt_sig_new(n, RT_SIG_ALIAS_MSG, 0,
-                                 self != NULL ? self->pid_number : 0, num, msg);
+  rt_sig *sig =
+      keel__rt_sig_new(n, RT_SIG_ALIAS_MSG, 0,
+                       self != NULL ? self->pid_number : RT_NO_PID, num, msg);
   if (sig == NULL)
     return KEEL_ENOMEM;
   (void)keel__rt_sig_send(n, owner, sig);

@@ -1,10 +1,10 @@
 /*
  * names.c - registered process names (erlang:register/whereis).
  *
- * The table is indexed by atom index: chunks of RT_NAME_CHUNK atomic pid
- * numbers (0 = free), allocated on first use and freed at node stop, so
- * whereis is two loads and no lock. A process's own name lives in its PCB
- * (keel_proc.name), so a death releases it without searching.
+ * The table is indexed by atom index: chunks of RT_NAME_CHUNK atomic
+ * words holding pid number + 1 (0 = free), allocated on first use and freed at
+ * node stop, so whereis is two loads and no lock. A process's own name lives in
+ * its PCB (keel_proc.name), so a death releases it without searching.
  *
  * Registering another process pins it (as a sender does) while both
  * sides are written: a death waits for the pin, then finds the name and
@@ -84,18 +84,19 @@ int keel_register(keel_term name, keel_term pid) {
     return KEEL_ENOMEM;
   uint64_t num = keel_pid_local_number(pid);
   keel_proc *p = keel__rt_pin(n, num);
+  uint64_t word = num + 1;
   if (p == NULL)
     return KEEL_ENOPROC;
   int rc = KEEL_OK;
   uint64_t free_slot = 0;
   uint32_t no_name = 0;
   if (!atomic_compare_exchange_strong_explicit(
-          slot, &free_slot, num, memory_order_acq_rel, memory_order_relaxed))
+          slot, &free_slot, word, memory_order_acq_rel, memory_order_relaxed))
     rc = KEEL_EEXIST;
   else if (!atomic_compare_exchange_strong_explicit(&p->name, &no_name, idx + 1,
                                                     memory_order_acq_rel,
                                                     memory_order_relaxed)) {
-    uint64_t mine = num;
+    uint64_t mine = word;
     (void)atomic_compare_exchange_strong_explicit(
         slot, &mine, 0, memory_order_acq_rel, memory_order_relaxed);
     rc = KEEL_EEXIST; /* pid has a name already */
@@ -112,10 +113,10 @@ int keel_unregister(keel_term name) {
     return KEEL_EBADARG;
   uint32_t idx = keel_atom_index(name);
   _Atomic uint64_t *slot = slot_of(n->names, idx, false);
-  uint64_t num = slot != NULL ? atomic_load(slot) : 0;
-  if (num == 0 || !atomic_compare_exchange_strong(slot, &num, 0))
+  uint64_t word = slot != NULL ? atomic_load(slot) : 0;
+  if (word == 0 || !atomic_compare_exchange_strong(slot, &word, 0))
     return KEEL_ENOENT;
-  keel_proc *p = keel__rt_slot(n, (uint32_t)(num & RT_IDX_MASK));
+  keel_proc *p = keel__rt_slot(n, (uint32_t)((word - 1) & RT_IDX_MASK));
   uint32_t mine = idx + 1;
   if (p != NULL)
     (void)atomic_compare_exchange_strong(&p->name, &mine, 0);
@@ -127,9 +128,9 @@ keel_term keel_whereis(keel_term name) {
   if (n == NULL || !valid_name(name))
     return KEEL_ATOM(UNDEFINED);
   _Atomic uint64_t *slot = slot_of(n->names, keel_atom_index(name), false);
-  uint64_t num =
+  uint64_t word =
       slot != NULL ? atomic_load_explicit(slot, memory_order_acquire) : 0;
-  return num != 0 ? keel_pid_local(num) : KEEL_ATOM(UNDEFINED);
+  return word != 0 ? keel_pid_local(word - 1) : KEEL_ATOM(UNDEFINED);
 }
 
 keel_term keel_registered_name(keel_term pid) {
@@ -146,7 +147,7 @@ void keel__rt_name_release(rt_node *n, keel_proc *p) {
   if (v == 0)
     return;
   _Atomic uint64_t *slot = slot_of(n->names, v - 1, false);
-  uint64_t mine = p->pid_number;
+  uint64_t mine = p->pid_number + 1;
   if (slot != NULL)
     (void)atomic_compare_exchange_strong_explicit(
         slot, &mine, 0, memory_order_acq_rel, memory_order_relaxed);

@@ -100,7 +100,7 @@ static int relate_spawned(rt_node *n, keel_proc *parent, keel_proc *p,
   if (opts->monitor_ref == NULL)
     return KEEL_OK;
   uint64_t num = keel__rt_ref_next(n);
-  keel_term ref = keel__rt_ref_term(opts->monitor_heap, num, 0);
+  keel_term ref = keel__rt_ref_term(opts->monitor_heap, num, RT_NO_PID);
   rt_ent *cm = keel__rt_ent_add(cx, RT_EK_KEY(RT_EK_MON_BY, num));
   rt_ent *pm = NULL;
   if (ref == KEEL_NONE || cm == NULL ||

@@ -31,7 +31,7 @@ uint64_t keel__rt_ref_next(rt_node *n) {
 keel_term keel__rt_ref_term(keel_heap *h, uint64_t num, uint64_t owner) {
   keel_ref_parts r;
   r.node = keel_term_local_node(&r.creation);
-  r.len = owner != 0 ? 5 : 3;
+  r.len = owner != RT_NO_PID ? 5 : 3;
   r.id[0] = (uint32_t)(num & 0x3ffffu);
   r.id[1] = (uint32_t)(num >> 18);
   r.id[2] = (uint32_t)(num >> 50);
@@ -50,13 +50,13 @@ bool keel__rt_ref_decode(keel_term t, uint64_t *num, uint64_t *owner) {
       r.id[2] >= (1u << 12))
     return false;
   *num = (uint64_t)r.id[0] | (uint64_t)r.id[1] << 18 | (uint64_t)r.id[2] << 50;
-  *owner = r.len == 5 ? ((uint64_t)r.id[4] << 32 | r.id[3]) : 0;
-  return *num != 0 && (r.len == 3 || *owner != 0);
+  *owner = r.len == 5 ? ((uint64_t)r.id[4] << 32 | r.id[3]) : RT_NO_PID;
+  return *num != 0 && (r.len == 3 || *owner <= KEEL_PID_NUMBER_MAX);
 }
 
 keel_term keel_make_ref(keel_heap *h) {
   rt_node *n = keel__rt;
   if (n == NULL || h == NULL)
     return KEEL_NONE;
-  return keel__rt_ref_term(h, keel__rt_ref_next(n), 0);
+  return keel__rt_ref_term(h, keel__rt_ref_next(n), RT_NO_PID);
 }

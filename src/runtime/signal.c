@@ -52,7 +52,7 @@ bool keel__rt_sig_send(rt_node *n, uint64_t to, rt_sig *sig) {
 #define SCRATCH_WORDS 32
 
 static keel_term pid_or_undefined(uint64_t num) {
-  return num != 0 ? keel_pid_local(num) : KEEL_ATOM(UNDEFINED);
+  return num != RT_NO_PID ? keel_pid_local(num) : KEEL_ATOM(UNDEFINED);
 }
 
 /* Sends an exit signal {'EXIT', From, Reason} from `from` to `to`. */
@@ -76,7 +76,7 @@ static void send_down(rt_node *n, uint64_t dead, uint64_t origin, uint64_t ref,
   uint64_t buf[SCRATCH_WORDS];
   keel_heap h;
   keel_heap_init_fixed(&h, buf, SCRATCH_WORDS);
-  keel_term r = keel__rt_ref_term(&h, ref, alias ? origin : 0);
+  keel_term r = keel__rt_ref_term(&h, ref, alias ? origin : RT_NO_PID);
   keel_term t = r == KEEL_NONE
                     ? KEEL_NONE
                     : keel_tuple(&h, 5, KEEL_ATOM(DOWN), r, KEEL_ATOM(PROCESS),
@@ -333,28 +333,26 @@ static void free_entry(rt_node *n, keel_proc *p, rt_msg *m) {
     keel__rt_sig_free((rt_sig *)m);
 }
 
-/* Tells every relation in p's table that p died. */
+/* Tells every relation in p's table that p died: links first, then
+ * monitors (so a partner that both links and monitors sees the exit
+ * signal before the 'DOWN'). */
 static void notify_relations(rt_node *n, keel_proc *p) {
   rt_ext *x = p->ext;
   if (x == NULL)
     return;
   keel_term reason = p->exit_reason;
-  for (uint32_t i = 0; i < x->cap; i++) {
-    rt_ent *e = &x->tab[i];
-    uint64_t v = e->key & RT_EK_VAL_MASK;
-    switch (e->key >> RT_EK_SHIFT) {
-    case RT_EK_LINK:
-      send_exit(n, p->pid_number, v, reason, RT_SIGF_LINK);
-      break;
-    case RT_EK_MON_BY:
-      send_down(n, p->pid_number, e->peer, v, (e->flags & RT_MONF_ALIAS) != 0,
-                reason);
-      break;
-    case RT_EK_MON:
-      send_simple(n, RT_SIG_DEMONITOR, p->pid_number, e->peer, v);
-      break;
-    default:
-      break;
+  for (int pass = 0; pass < 2; pass++) {
+    for (uint32_t i = 0; i < x->cap; i++) {
+      rt_ent *e = &x->tab[i];
+      uint64_t v = e->key & RT_EK_VAL_MASK;
+      uint64_t kind = e->key >> RT_EK_SHIFT;
+      if (pass == 0 && kind == RT_EK_LINK)
+        send_exit(n, p->pid_number, v, reason, RT_SIGF_LINK);
+      else if (pass == 1 && kind == RT_EK_MON_BY)
+        send_down(n, p->pid_number, e->peer, v, (e->flags & RT_MONF_ALIAS) != 0,
+                  reason);
+      else if (pass == 1 && kind == RT_EK_MON)
+        send_simple(n, RT_SIG_DEMONITOR, p->pid_number, e->peer, v);
     }
   }
 }

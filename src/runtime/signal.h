@@ -57,7 +57,7 @@ typedef struct rt_sig {
   uintptr_t extra; /* RT_ENTRY_SIGNAL */
   uint8_t kind;
   uint8_t flags;
-  uint64_t from; /* pid number of the sender (0: not a process) */
+  uint64_t from; /* pid number of the sender (RT_NO_PID: none) */
   uint64_t key;  /* ref number, unlink id */
   rt_msg *msg;   /* EXIT, DOWN, ALIAS_MSG: the message it may become */
 } rt_sig;
@@ -180,13 +180,18 @@ void keel__rt_name_release(rt_node *n, keel_proc *p);
 int keel__rt_names_init(rt_node *n);
 void keel__rt_names_destroy(rt_node *n);
 
+/* "No process": the sender of a signal from a thread that is not a
+ * process, the owner of a plain ref (pid numbers are below 2^58). */
+#define RT_NO_PID UINT64_MAX
+
 /* References (ref.c). */
 uint64_t keel__rt_ref_next(rt_node *n);
-/* The ref term of number num in h: a plain ref, or, when owner != 0, a
- * pid ref (alias) naming the process numbered owner. */
+/* The ref term of number num in h: a plain ref, or, when owner is not
+ * RT_NO_PID, a pid ref (alias) naming the process numbered owner. */
 keel_term keel__rt_ref_term(keel_heap *h, uint64_t num, uint64_t owner);
 /* Decodes a local ref made by keel__rt_ref_term: its number and, for a
- * pid ref, its owner (0 for a plain one). False for other terms. */
+ * pid ref, its owner (RT_NO_PID for a plain one). False for other
+ * terms. */
 bool keel__rt_ref_decode(keel_term t, uint64_t *num, uint64_t *owner);
 
 #endif /* KEEL_RUNTIME_SIGNAL_H */
