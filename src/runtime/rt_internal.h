@@ -188,6 +188,9 @@ typedef struct rt_node {
   _Atomic uint64_t ref_next;
   /* Registered names (names.c). */
   struct rt_names *names;
+  /* Deterministic simulation (sim.c): NULL on a threaded node. */
+  struct rt_sim *sim;
+  _Atomic uint64_t vclock_ns; /* its virtual clock */
 } rt_node;
 
 /* The running node (NULL when none runs). */
@@ -234,6 +237,21 @@ void keel__rt_make_runnable(rt_node *n, keel_proc *p);
 bool keel__rt_try_idle(keel_proc *p);
 /* Puts p (still SCHEDULED) back at the tail of s's run queue. */
 void keel__rt_requeue(rt_node *n, rt_sched *s, keel_proc *p);
+
+/* Deterministic simulation (sim.c, sched.c). */
+/* Slice budget of a run that does not inherit one (randomised in a
+ * simulation, to vary preemption points). */
+int32_t keel__rt_sim_slice(rt_node *n);
+/* One scheduling decision of scheduler s on the calling (simulation)
+ * thread: fires its due timers, picks a process (runnext, ring, inject
+ * queue, or a steal) and runs it. Returns false when s found nothing. */
+bool keel__rt_sim_run_one(rt_node *n, rt_sched *s, uint64_t *ran_pid);
+/* Whether any process is queued anywhere. */
+bool keel__rt_sim_any_work(rt_node *n);
+int keel__rt_sim_init(rt_node *n, uint64_t seed);
+/* keel_node_start, threaded or simulated. */
+int keel__rt_node_start(const keel_node_opts *opts, bool sim, uint64_t seed);
+void keel__rt_sim_destroy(rt_node *n);
 
 /* Fiber processes (fiber.c). */
 int keel__rt_fibers_init(rt_node *n);

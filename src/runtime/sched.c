@@ -442,7 +442,7 @@ static inline rt_msg *next_msg(rt_node *n, keel_proc *p, bool *die) {
 
 static void run_process(rt_node *n, rt_sched *s, keel_proc *p, bool inherit) {
   if (!inherit)
-    s->slice = KEEL_SLICE_BUDGET;
+    s->slice = n->sim == NULL ? KEEL_SLICE_BUDGET : keel__rt_sim_slice(n);
   if (p->fiber != NULL) {
     keel__rt_fiber_run(n, s, p);
     return;
@@ -524,9 +524,41 @@ static void *sched_main(void *arg) {
   return NULL;
 }
 
+/* ---- simulation ---------------------------------------------------------- */
+
+bool keel__rt_sim_any_work(rt_node *n) {
+  if (any_work(n))
+    return true;
+  for (unsigned i = 0; i < n->nsched; i++)
+    if (n->sched[i].runnext != NULL)
+      return true;
+  return false;
+}
+
+bool keel__rt_sim_run_one(rt_node *n, rt_sched *s, uint64_t *ran_pid) {
+  keel_proc *p = NULL;
+  bool inherit = false;
+  if (keel__rt_timers_any(s))
+    (void)keel__rt_timers_run(n, s, timer_room(s));
+  if (++s->tick % 61 == 0)
+    p = inject_get(n);
+  if (p == NULL && s->runnext != NULL) {
+    p = s->runnext;
+    s->runnext = NULL;
+    inherit = s->slice > 0;
+  }
+  if (p == NULL && (p = runq_get(s)) == NULL &&
+      (p = inject_grab(n, s)) == NULL && (p = steal_any(n, s)) == NULL)
+    return false;
+  *ran_pid = p->pid_number; /* p may be gone after its run */
+  run_process(n, s, p, inherit);
+  return true;
+}
+
 /* ---- node start and stop ----------------------------------------------- */
 
 static void node_free(rt_node *n) {
+  keel__rt_sim_destroy(n);
   keel__rt_names_destroy(n);
   keel__rt_fibers_destroy(n);
   keel__rt_timers_destroy(n);
@@ -593,12 +625,26 @@ static void stop_threads(rt_node *n, unsigned started) {
     pthread_join(n->sched[i].thread, NULL);
 }
 
-int keel_node_start(const keel_node_opts *opts) {
+int keel__rt_node_start(const keel_node_opts *opts, bool sim, uint64_t seed) {
   keel_node_opts def = {0};
   if (keel__rt != NULL)
     return KEEL_ESTATE;
   rt_node *n;
   int rc = node_alloc(opts != NULL ? opts : &def, &n);
+  if (rc == KEEL_OK && sim && (rc = keel__rt_sim_init(n, seed)) != KEEL_OK)
+    node_free(n);
+  if (rc != KEEL_OK)
+    return rc;
+  if (sim) {
+    if ((rc = keel__rt_timers_init(n)) != KEEL_OK ||
+        (rc = keel__rt_fibers_init(n)) != KEEL_OK ||
+        (rc = keel__rt_names_init(n)) != KEEL_OK) {
+      node_free(n);
+      return rc;
+    }
+    keel__rt = n; /* no threads: the caller drives (sim.c) */
+    return KEEL_OK;
+  }
   if (rc == KEEL_OK && ((rc = keel__rt_timers_init(n)) != KEEL_OK ||
                         (rc = keel__rt_fibers_init(n)) != KEEL_OK ||
                         (rc = keel__rt_names_init(n)) != KEEL_OK))
@@ -618,11 +664,15 @@ int keel_node_start(const keel_node_opts *opts) {
   return KEEL_OK;
 }
 
+int keel_node_start(const keel_node_opts *opts) {
+  return keel__rt_node_start(opts, false, 0);
+}
+
 int keel_node_stop(void) {
   rt_node *n = keel__rt;
   if (n == NULL || tl_sched != NULL)
     return KEEL_ESTATE;
-  stop_threads(n, n->nsched);
+  stop_threads(n, n->sim == NULL ? n->nsched : 0);
   /* Every scheduler has exited: terminate what is left, on this thread. */
   uint32_t hw = atomic_load(&n->high_water);
   for (uint32_t i = 0; i < hw; i++) {

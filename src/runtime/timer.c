@@ -370,8 +370,15 @@ static void queue_cancel(rt_node *n, rt_timer *t, uint64_t ctl,
   }
 }
 
+/* The node's clock: monotonic, or the simulation's virtual clock. */
+static uint64_t clock_ns(const rt_timers *T) {
+  return T->vclock != NULL
+             ? atomic_load_explicit(T->vclock, memory_order_relaxed)
+             : keel_monotonic_ns();
+}
+
 static uint64_t now_ms(const rt_timers *T) {
-  return (keel_monotonic_ns() - T->origin_ns) / MS_NS;
+  return (clock_ns(T) - T->origin_ns) / MS_NS;
 }
 
 bool keel__rt_timers_run(rt_node *n, rt_sched *s, unsigned max_fire) {
@@ -406,7 +413,7 @@ uint64_t keel__rt_timers_park_ns(rt_node *n, rt_sched *s) {
   if (w->count == 0)
     return UINT64_MAX;
   uint64_t target = T->origin_ns + w->next_ms * MS_NS;
-  uint64_t now = keel_monotonic_ns();
+  uint64_t now = clock_ns(T);
   return target > now ? target - now : 0;
 }
 
@@ -414,7 +421,7 @@ uint64_t keel__rt_timers_park_ns(rt_node *n, rt_sched *s) {
 
 /* Deadline in wheel milliseconds of a timer of `ms` from now, rounded up. */
 static uint64_t deadline_of(const rt_timers *T, uint64_t ms) {
-  uint64_t now = keel_monotonic_ns() - T->origin_ns;
+  uint64_t now = clock_ns(T) - T->origin_ns;
   return (now + MS_NS - 1) / MS_NS + ms;
 }
 
@@ -594,7 +601,8 @@ int keel__rt_timers_init(rt_node *n) {
   if (T == NULL)
     return KEEL_ENOMEM;
   n->timers = T;
-  T->origin_ns = keel_monotonic_ns();
+  T->vclock = n->sim != NULL ? &n->vclock_ns : NULL;
+  T->origin_ns = clock_ns(T);
   T->nchunks = (UINT32_C(1) << RT_TM_IDX_BITS) / RT_TM_CHUNK;
   T->chunks = calloc(T->nchunks, sizeof *T->chunks);
   T->wheels = aligned_alloc(64, n->nsched * sizeof *T->wheels);

@@ -98,6 +98,8 @@ typedef struct rt_wheel {
 
 typedef struct rt_timers {
   uint64_t origin_ns; /* time origin of the wheels */
+  /* The simulation's virtual clock (NULL: the monotonic clock). */
+  const _Atomic uint64_t *vclock;
   _Atomic(rt_timer *) *chunks;
   size_t nchunks;
   _Atomic uint32_t high_water;

@@ -9,10 +9,14 @@
 
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <time.h>
 
 #include "keel/runtime.h"
+#include "keel/sim.h"
 
 static const unsigned sched_counts[] = {1, 2, 8};
 #define NCONF (sizeof sched_counts / sizeof sched_counts[0])
@@ -31,8 +35,39 @@ static inline void signal_event(void) {
   pthread_mutex_unlock(&mu);
 }
 
+/* True while the node under test is simulated (keel/sim.h): waits then
+ * drive the simulation instead of sleeping. */
+static bool sim_mode;
+/* Most steps a simulated wait makes before it counts as lost. */
+#define SIM_MAX_STEPS 50000000u
+
+static inline bool events_reached(void *arg) {
+  pthread_mutex_lock(&mu);
+  bool ok = events >= *(long *)arg;
+  pthread_mutex_unlock(&mu);
+  return ok;
+}
+
+/* Waits until pred(arg): drives the simulation in sim mode, else polls
+ * (yielding the CPU) for at most TIMEOUT_S. */
+static inline bool wait_until(bool (*pred)(void *), void *arg) {
+  if (sim_mode)
+    return keel_sim_run(pred, arg, SIM_MAX_STEPS) == KEEL_OK;
+  struct timespec t0, t;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  while (!pred(arg)) {
+    sched_yield();
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    if (t.tv_sec - t0.tv_sec > TIMEOUT_S)
+      return false;
+  }
+  return true;
+}
+
 /* Waits until `events` reaches target; false after TIMEOUT_S. */
 static inline bool wait_events(long target) {
+  if (sim_mode)
+    return wait_until(events_reached, &target);
   struct timespec dl;
   clock_gettime(CLOCK_REALTIME, &dl);
   dl.tv_sec += TIMEOUT_S;
@@ -58,6 +93,37 @@ static inline void start_node(unsigned nsched, size_t max_procs) {
   cr_assert_eq(keel_node_start(&o), KEEL_OK, "start with %u", nsched);
   cr_assert_eq(keel_node_schedulers(), nsched);
   reset_events();
+}
+
+/* Seeds of the simulated runs: KEEL_SEED alone when set, else
+ * KEEL_SIM_SEEDS of them (default 20) starting at 1. */
+static inline uint64_t sim_seed_first(void) {
+  const char *e = getenv("KEEL_SEED");
+  return e != NULL && *e != '\0' ? strtoull(e, NULL, 0) : 1;
+}
+
+static inline uint64_t sim_seed_count(void) {
+  if (getenv("KEEL_SEED") != NULL && *getenv("KEEL_SEED") != '\0')
+    return 1;
+  const char *e = getenv("KEEL_SIM_SEEDS");
+  uint64_t k = e != NULL ? strtoull(e, NULL, 0) : 20;
+  return k != 0 ? k : 1;
+}
+
+/* Starts a simulated node for `seed` with 1 to 4 simulated schedulers
+ * (from the seed) and switches the waits to driving it. */
+static inline void start_sim(uint64_t seed) {
+  keel_node_opts o = {.schedulers = (unsigned)(1 + seed % 4)};
+  cr_assert_eq(keel_sim_start(&o, seed), KEEL_OK, "sim start, seed %llu",
+               (unsigned long long)seed);
+  cr_assert_eq(keel_sim_seed(), seed);
+  sim_mode = true;
+  reset_events();
+}
+
+static inline void stop_sim(void) {
+  cr_assert_eq(keel_node_stop(), KEEL_OK);
+  sim_mode = false;
 }
 
 #endif /* KEEL_RT_TEST_H */

@@ -4,6 +4,7 @@
  * they observed; the test thread waits for them (bounded) and asserts. */
 #include <criterion/criterion.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "keel/runtime.h"
@@ -81,18 +82,22 @@ static bool pings(keel_proc *self, keel_term pid) {
   return keel_receive(self, m_is, &pong, 2000, &m) == KEEL_OK;
 }
 
-/* Runs fn as a fiber for each scheduler count; fn reports with
- * signal_event() and check() asserts on o afterwards. */
-static void each_config(keel_fiber_fn fn, void (*check)(obs *, unsigned)) {
-  for (size_t c = 0; c < NCONF; c++) {
-    start_node(sched_counts[c], 0);
+/* Runs fn as a fiber with each scheduler count on threads, then in the
+ * deterministic simulation for each seed (see rt_test.h); fn reports with
+ * signal_event() and check() asserts on o afterwards, given a description
+ * of the configuration (a failing seed replays with KEEL_SEED=<n>). */
+static bool start_config(size_t c, char *cfg, size_t len);
+static void stop_config(void);
+
+static void each_config(keel_fiber_fn fn, void (*check)(obs *, const char *)) {
+  char cfg[96];
+  for (size_t c = 0; start_config(c, cfg, sizeof cfg); c++) {
     obs o;
     memset(&o, 0, sizeof o);
     cr_assert_eq(keel_spawn_fiber(fn, &o, NULL, NULL), KEEL_OK);
-    cr_assert(wait_events(1), "scenario finished (%u schedulers)",
-              sched_counts[c]);
-    check(&o, sched_counts[c]);
-    cr_assert_eq(keel_node_stop(), KEEL_OK);
+    cr_assert(wait_events(1), "scenario finished (%s)", cfg);
+    check(&o, cfg);
+    stop_config();
   }
 }
 
@@ -168,8 +173,8 @@ static void g1_receiver(keel_proc *self, void *arg) {
   signal_event();
 }
 
-static void g1_check(obs *o, unsigned ns) {
-  cr_assert_eq(atomic_load(&o->bad), 0, "order violations with %u", ns);
+static void g1_check(obs *o, const char *ns) {
+  cr_assert_eq(atomic_load(&o->bad), 0, "order violations with %s", ns);
   cr_assert_eq(atomic_load(&o->n), SENDERS * PER_SENDER);
   cr_assert_eq(atomic_load(&o->phase), SENDERS);
 }
@@ -212,7 +217,7 @@ static void g2_scenario(keel_proc *self, void *arg) {
   signal_event();
 }
 
-static void g2_check(obs *o, unsigned ns) {
+static void g2_check(obs *o, const char *ns) {
   (void)ns;
   cr_assert_eq(atomic_load(&o->bad), 0);
   cr_assert_eq(atomic_load(&o->n), 100, "all messages before the DOWN");
@@ -307,7 +312,7 @@ static void g6_scenario(keel_proc *self, void *arg) {
   signal_event();
 }
 
-static void g6_check(obs *o, unsigned ns) {
+static void g6_check(obs *o, const char *ns) {
   (void)ns;
   cr_assert_eq(o->reason, KEEL_ATOM(NORMAL));
   cr_assert(atomic_load(&o->flag), "a normal link exit is ignored");
@@ -351,8 +356,8 @@ static void g7_scenario(keel_proc *self, void *arg) {
   signal_event();
 }
 
-static void g7_check(obs *o, unsigned ns) {
-  cr_assert_eq(atomic_load(&o->bad), 0, "same reason, kill stays kill (%u)",
+static void g7_check(obs *o, const char *ns) {
+  cr_assert_eq(atomic_load(&o->bad), 0, "same reason, kill stays kill (%s)",
                ns);
 }
 
@@ -386,7 +391,7 @@ static void g8_scenario(keel_proc *self, void *arg) {
   signal_event();
 }
 
-static void g8_check(obs *o, unsigned ns) {
+static void g8_check(obs *o, const char *ns) {
   (void)ns;
   cr_assert_eq(o->reason, KEEL_ATOM(KILLED));
   cr_assert_eq(o->peer, KEEL_ATOM(KILLED), "link partners see killed");
@@ -442,8 +447,8 @@ static void g9_scenario(keel_proc *self, void *arg) {
   signal_event();
 }
 
-static void g9_check(obs *o, unsigned ns) {
-  cr_assert_eq(atomic_load(&o->bad), 0, "violations %ld with %u",
+static void g9_check(obs *o, const char *ns) {
+  cr_assert_eq(atomic_load(&o->bad), 0, "violations %ld with %s",
                atomic_load(&o->bad), ns);
   cr_assert_eq(o->reason, KEEL_ATOM(NORMAL));
 }
@@ -473,7 +478,7 @@ static void g11_scenario(keel_proc *self, void *arg) {
   signal_event();
 }
 
-static void g11_check(obs *o, unsigned ns) {
+static void g11_check(obs *o, const char *ns) {
   (void)ns;
   cr_assert_eq(atomic_load(&o->rc), KEEL_ENOPROC);
   cr_assert_eq(atomic_load(&o->bad), 0);
@@ -508,23 +513,51 @@ static void g12_scenario(keel_proc *self, void *arg) {
   signal_event();
 }
 
-Test(signals, G12_links_are_idempotent_one_death_one_exit) {
-  for (size_t c = 0; c < NCONF; c++) {
+static bool procs_are(void *arg) {
+  keel_node_stats st;
+  return keel_node_stats_get(&st) == KEEL_OK && st.processes == *(size_t *)arg;
+}
+
+/* Starts configuration c of NCONF threaded ones then the simulated seeds;
+ * describes it in cfg. Returns false past the last one. */
+static bool start_config(size_t c, char *cfg, size_t len) {
+  uint64_t first = sim_seed_first(), count = sim_seed_count();
+  if (c < NCONF) {
     start_node(sched_counts[c], 0);
+    snprintf(cfg, len, "%u schedulers", sched_counts[c]);
+    return true;
+  }
+  if (c >= NCONF + count)
+    return false;
+  start_sim(first + (c - NCONF));
+  snprintf(cfg, len, "simulation, KEEL_SEED=%llu",
+           (unsigned long long)(first + (c - NCONF)));
+  return true;
+}
+
+static void stop_config(void) {
+  if (sim_mode)
+    stop_sim();
+  else
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+}
+
+Test(signals, G12_links_are_idempotent_one_death_one_exit) {
+  char cfg[96];
+  for (size_t c = 0; start_config(c, cfg, sizeof cfg); c++) {
     obs o;
     memset(&o, 0, sizeof o);
     keel_term pid;
     cr_assert_eq(keel_spawn_fiber(g12_scenario, &o, NULL, &pid), KEEL_OK);
-    cr_assert(wait_events(1));
-    keel_node_stats st;
-    do /* only the scenario is left once the child's death is complete */
-      cr_assert_eq(keel_node_stats_get(&st), KEEL_OK);
-    while (st.processes != 1);
+    cr_assert(wait_events(1), "%s", cfg);
+    /* only the scenario is left once the child's death is complete */
+    size_t one = 1;
+    cr_assert(wait_until(procs_are, &one), "%s", cfg);
     cr_assert_eq(keel_send(pid, atom("check")), KEEL_OK);
-    cr_assert(wait_events(2));
-    cr_assert(atomic_load(&o.flag), "one link entry");
-    cr_assert_eq(atomic_load(&o.bad), 0);
-    cr_assert_eq(keel_node_stop(), KEEL_OK);
+    cr_assert(wait_events(2), "%s", cfg);
+    cr_assert(atomic_load(&o.flag), "one link entry (%s)", cfg);
+    cr_assert_eq(atomic_load(&o.bad), 0, "%s", cfg);
+    stop_config();
   }
 }
 
@@ -553,8 +586,8 @@ static void g13_scenario(keel_proc *self, void *arg) {
   signal_event();
 }
 
-static void g13_check(obs *o, unsigned ns) {
-  cr_assert_eq(atomic_load(&o->bad), 0, "EXIT after unlink+flush (%u)", ns);
+static void g13_check(obs *o, const char *ns) {
+  cr_assert_eq(atomic_load(&o->bad), 0, "EXIT after unlink+flush (%s)", ns);
 }
 
 Test(signals, G13_unlink_guarantee) {
@@ -583,8 +616,8 @@ static void g14_scenario(keel_proc *self, void *arg) {
   signal_event();
 }
 
-static void g14_check(obs *o, unsigned ns) {
-  cr_assert_eq(atomic_load(&o->bad), 0, "name or pid outlived DOWN (%u)", ns);
+static void g14_check(obs *o, const char *ns) {
+  cr_assert_eq(atomic_load(&o->bad), 0, "name or pid outlived DOWN (%s)", ns);
 }
 
 Test(signals, G14_name_and_pid_released_before_down) {
@@ -631,39 +664,37 @@ static void g15_side(keel_proc *self, void *arg) {
   (void)keel_receive(self, m_is, &never, KEEL_INFINITY, &m);
 }
 
+static bool views_set(void *arg) {
+  g15_arg *ab = arg;
+  return __atomic_load_n(&ab[0].view, __ATOMIC_ACQUIRE) != -2 &&
+         __atomic_load_n(&ab[1].view, __ATOMIC_ACQUIRE) != -2;
+}
+
 Test(signals, G15_link_protocol_sides_agree) {
-  for (size_t c = 0; c < NCONF; c++) {
-    start_node(sched_counts[c], 0);
-    for (uint32_t seed = 1; seed <= 100; seed++) {
-      g15_arg a = {.seed = seed, .view = -2},
-              b = {.seed = seed * 7919u, .view = -2};
+  char cfg[96];
+  for (size_t c = 0; start_config(c, cfg, sizeof cfg); c++) {
+    uint32_t rounds = sim_mode ? 10 : 100;
+    for (uint32_t seed = 1; seed <= rounds; seed++) {
+      g15_arg ab[2] = {{.seed = seed, .view = -2},
+                       {.seed = seed * 7919u, .view = -2}};
       keel_term pa, pb;
-      cr_assert_eq(keel_spawn_fiber(g15_side, &a, NULL, &pa), KEEL_OK);
-      cr_assert_eq(keel_spawn_fiber(g15_side, &b, NULL, &pb), KEEL_OK);
-      a.peer = pb;
-      b.peer = pa;
-      /* A fiber runs at once: publish the peers before 'go'. */
-      atomic_thread_fence(memory_order_seq_cst);
+      cr_assert_eq(keel_spawn_fiber(g15_side, &ab[0], NULL, &pa), KEEL_OK);
+      cr_assert_eq(keel_spawn_fiber(g15_side, &ab[1], NULL, &pb), KEEL_OK);
+      ab[0].peer = pb;
+      ab[1].peer = pa;
+      /* The fibers read their peer only after 'go' (a message: ordered). */
       cr_assert_eq(keel_send(pa, atom("go")), KEEL_OK);
       cr_assert_eq(keel_send(pb, atom("go")), KEEL_OK);
-      keel_node_stats st;
-      for (;;) {
-        int va = __atomic_load_n(&a.view, __ATOMIC_ACQUIRE);
-        int vb = __atomic_load_n(&b.view, __ATOMIC_ACQUIRE);
-        if (va != -2 && vb != -2)
-          break;
-        cr_assert_eq(keel_node_stats_get(&st), KEEL_OK);
-      }
-      cr_assert_geq(a.view, 0, "seed %u: no side stays unlinking", seed);
-      cr_assert_eq(a.view, b.view, "seed %u: sides disagree (%u sched)", seed,
-                   sched_counts[c]);
+      cr_assert(wait_until(views_set, ab), "round %u, %s", seed, cfg);
+      cr_assert_geq(ab[0].view, 0, "round %u: unlinking stays (%s)", seed, cfg);
+      cr_assert_eq(ab[0].view, ab[1].view, "round %u: sides disagree (%s)",
+                   seed, cfg);
       cr_assert_eq(keel_exit(pa, KEEL_ATOM(KILL)), KEEL_OK);
       cr_assert_eq(keel_exit(pb, KEEL_ATOM(KILL)), KEEL_OK);
-      do
-        cr_assert_eq(keel_node_stats_get(&st), KEEL_OK);
-      while (st.processes != 0);
+      size_t zero = 0;
+      cr_assert(wait_until(procs_are, &zero), "%s", cfg);
     }
-    cr_assert_eq(keel_node_stop(), KEEL_OK);
+    stop_config();
   }
 }
 
@@ -702,8 +733,8 @@ static void g16_scenario(keel_proc *self, void *arg) {
   signal_event();
 }
 
-static void g16_check(obs *o, unsigned ns) {
-  cr_assert_eq(atomic_load(&o->bad), 0, "violations %ld (%u sched)",
+static void g16_check(obs *o, const char *ns) {
+  cr_assert_eq(atomic_load(&o->bad), 0, "violations %ld (%s)",
                atomic_load(&o->bad), ns);
 }
 
@@ -738,8 +769,8 @@ static void g17_scenario(keel_proc *self, void *arg) {
   signal_event();
 }
 
-static void g17_check(obs *o, unsigned ns) {
-  cr_assert_eq(atomic_load(&o->bad), 0, "DOWN after demonitor (%u)", ns);
+static void g17_check(obs *o, const char *ns) {
+  cr_assert_eq(atomic_load(&o->bad), 0, "DOWN after demonitor (%s)", ns);
 }
 
 Test(signals, G17_demonitor_guarantee) {
@@ -868,8 +899,8 @@ static void alias_scenario(keel_proc *self, void *arg) {
   signal_event();
 }
 
-static void alias_check(obs *o, unsigned ns) {
-  cr_assert_eq(atomic_load(&o->bad), 0, "alias violations %ld (%u)",
+static void alias_check(obs *o, const char *ns) {
+  cr_assert_eq(atomic_load(&o->bad), 0, "alias violations %ld (%s)",
                atomic_load(&o->bad), ns);
 }
 

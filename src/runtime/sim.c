@@ -1,0 +1,188 @@
+/*
+ * sim.c - the deterministic simulation mode (keel/sim.h).
+ *
+ * The node has its usual scheduler structures but no threads. The driving
+ * thread plays every scheduler in turn, as the generator says: it sets the
+ * scheduler's thread-locals, makes that scheduler's one decision
+ * (keel__rt_sim_run_one in sched.c) and clears them again. Fibers switch
+ * to and from the scheduler's context as on a scheduler thread; the
+ * contexts are all made on the driving thread. Timers run on a virtual
+ * clock (timer.c reads n->vclock_ns) that only this file moves.
+ */
+#include <stdlib.h>
+
+#include "keel/clock.h"
+#include "keel/sim.h"
+#include "runtime/rt_internal.h"
+#include "runtime/timer.h"
+
+#define MS_NS UINT64_C(1000000)
+
+typedef struct rt_sim {
+  uint64_t seed;
+  uint64_t rng;
+  uint64_t trace;
+  uint64_t steps;
+  void *altstack;
+} rt_sim;
+
+/* splitmix64: seeds and draws. */
+static uint64_t next_rand(uint64_t *x) {
+  uint64_t z = (*x += UINT64_C(0x9E3779B97F4A7C15));
+  z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+  z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+  return z ^ (z >> 31);
+}
+
+static uint64_t draw(rt_sim *S, uint64_t bound) {
+  return next_rand(&S->rng) % bound;
+}
+
+static void mix(rt_sim *S, uint64_t v) {
+  S->trace = (S->trace ^ v) * UINT64_C(0x100000001B3);
+}
+
+static uint64_t seed_from_env(void) {
+  const char *e = getenv("KEEL_SEED");
+  if (e != NULL && *e != '\0') {
+    uint64_t v = strtoull(e, NULL, 0);
+    if (v != 0)
+      return v;
+  }
+  uint64_t t = keel_monotonic_ns();
+  return next_rand(&t) | 1;
+}
+
+int keel__rt_sim_init(rt_node *n, uint64_t seed) {
+  if (!KEEL_HAVE_FIBERS)
+    return KEEL_EUNSUPPORTED;
+  rt_sim *S = calloc(1, sizeof *S);
+  if (S == NULL)
+    return KEEL_ENOMEM;
+  S->seed = seed != 0 ? seed : seed_from_env();
+  S->rng = S->seed;
+  S->trace = UINT64_C(0xCBF29CE484222325);
+  for (unsigned i = 0; i < n->nsched; i++) {
+    n->sched[i].rng = (uint32_t)next_rand(&S->rng) | 1u;
+    (void)keel__ctx_init_current(&n->sched[i].ctx);
+  }
+  S->altstack = keel__rt_fiber_thread_init();
+  atomic_init(&n->vclock_ns, 0);
+  n->sim = S;
+  return KEEL_OK;
+}
+
+void keel__rt_sim_destroy(rt_node *n) {
+  if (n->sim == NULL)
+    return;
+  keel__rt_fiber_thread_fini(n->sim->altstack);
+  free(n->sim);
+  n->sim = NULL;
+}
+
+int32_t keel__rt_sim_slice(rt_node *n) {
+  rt_sim *S = n->sim;
+  /* A quarter of the runs get the full slice, the others 1..40 messages'
+   * worth (sends cost a tenth of that, so fibers yield mid-way too). */
+  if (draw(S, 4) == 0)
+    return KEEL_SLICE_BUDGET;
+  return (int32_t)(1 + draw(S, KEEL_SLICE_BUDGET / KEEL_COST_MESSAGE)) *
+         KEEL_COST_MESSAGE;
+}
+
+int keel_sim_start(const keel_node_opts *opts, uint64_t seed) {
+  keel_node_opts o = {0};
+  if (opts != NULL)
+    o = *opts;
+  if (o.schedulers == 0)
+    o.schedulers = 1;
+  return keel__rt_node_start(&o, true, seed);
+}
+
+static rt_node *sim_node(void) {
+  rt_node *n = keel__rt;
+  return n != NULL && n->sim != NULL && keel__rt_tl_sched == NULL ? n : NULL;
+}
+
+bool keel_sim_active(void) {
+  return keel__rt != NULL && keel__rt->sim != NULL;
+}
+
+uint64_t keel_sim_seed(void) {
+  return keel_sim_active() ? keel__rt->sim->seed : 0;
+}
+
+uint64_t keel_sim_time_ms(void) {
+  return keel_sim_active() ? atomic_load(&keel__rt->vclock_ns) / MS_NS : 0;
+}
+
+uint64_t keel_sim_trace(void) {
+  return keel_sim_active() ? keel__rt->sim->trace : 0;
+}
+
+uint64_t keel_sim_steps(void) {
+  return keel_sim_active() ? keel__rt->sim->steps : 0;
+}
+
+static void advance(rt_node *n, uint64_t ns) {
+  uint64_t t = atomic_load_explicit(&n->vclock_ns, memory_order_relaxed) + ns;
+  atomic_store_explicit(&n->vclock_ns, t, memory_order_relaxed);
+  mix(n->sim, t);
+}
+
+/* Nothing is queued: fire what is due, or jump to the next deadline.
+ * Returns 1, or 0 when there is no timer at all. */
+static int idle_step(rt_node *n) {
+  uint64_t best = UINT64_MAX;
+  for (unsigned i = 0; i < n->nsched; i++) {
+    rt_sched *s = &n->sched[i];
+    uint64_t ns = keel__rt_timers_park_ns(n, s);
+    if (ns == 0) {
+      keel__rt_tl_sched = s;
+      (void)keel__rt_timers_run(n, s, 64);
+      keel__rt_tl_sched = NULL;
+      return 1;
+    }
+    if (ns < best)
+      best = ns;
+  }
+  if (best == UINT64_MAX)
+    return 0;
+  advance(n, best);
+  return 1;
+}
+
+int keel_sim_step(void) {
+  rt_node *n = sim_node();
+  if (n == NULL)
+    return KEEL_ESTATE;
+  rt_sim *S = n->sim;
+  S->steps++;
+  if (draw(S, 16) == 0)
+    advance(n, draw(S, 2 * MS_NS));
+  unsigned i = (unsigned)draw(S, n->nsched);
+  uint64_t pid = 0;
+  keel__rt_tl_sched = &n->sched[i];
+  bool ran = keel__rt_sim_run_one(n, &n->sched[i], &pid);
+  keel__rt_tl_sched = NULL;
+  if (ran) {
+    mix(S, ((uint64_t)i << 58) ^ pid);
+    return 1;
+  }
+  if (keel__rt_sim_any_work(n))
+    return 1; /* another scheduler will find it */
+  return idle_step(n);
+}
+
+int keel_sim_run(bool (*done)(void *arg), void *arg, uint64_t max_steps) {
+  if (sim_node() == NULL)
+    return KEEL_ESTATE;
+  for (uint64_t k = 0; k < max_steps; k++) {
+    if (done != NULL && done(arg))
+      return KEEL_OK;
+    int rc = keel_sim_step();
+    if (rc <= 0)
+      return rc < 0 ? rc : done == NULL || done(arg) ? KEEL_OK : KEEL_ENOENT;
+  }
+  return done != NULL && done(arg) ? KEEL_OK : KEEL_ETIMEDOUT;
+}
