@@ -42,7 +42,7 @@ endif
 # $(call configure,DIR,EXTRA_CMAKE_ARGS): (re)configure DIR with Ninja.
 configure = cmake -S . -B $(1) -G Ninja --log-level=WARNING $(2)
 
-.PHONY: all build deps deps-dev run test test-asan test-tsan format \
+.PHONY: all build deps deps-dev run test test-guarantees test-asan test-tsan format \
         format-check lint coverage install release fuzz fuzz-smoke \
         fuzz-build bench clean ci
 
@@ -65,6 +65,18 @@ run: build
 test: build
 	@bash $(DEPS) test
 	ctest --test-dir build $(CTEST_ARGS)
+
+# The G-suite alone: the signal guarantees and the simulation mode, over
+# SEEDS seeded simulations (KEEL_SEED=<n> replays one) and on 1, 2 and 8
+# scheduler threads; then the same on TSan threads (fewer seeds).
+SEEDS ?= 500
+GUARANTEES := runtime_test_(signals|sim)$$
+test-guarantees: build
+	KEEL_SIM_SEEDS=$(SEEDS) ctest --test-dir build --output-on-failure -R '$(GUARANTEES)'
+	$(call configure,build-tsan,-DCMAKE_BUILD_TYPE=Debug -DKEEL_SANITIZE=thread)
+	ninja -C build-tsan -j$(JOBS) runtime_test_signals runtime_test_sim base_test_version
+	KEEL_SIM_SEEDS=20 bash scripts/tsan-run.sh build-tsan ctest --test-dir build-tsan \
+	  --output-on-failure -R '$(GUARANTEES)'
 
 test-asan: deps
 	@bash $(DEPS) test san
