@@ -222,6 +222,14 @@ static bool unpin_and_wake(keel_proc *p, uint64_t flags) {
 static inline bool deliver_to(rt_node *n, rt_sched *s, keel_proc *p,
                               uint64_t gen, rt_msg *m, bool count,
                               uint64_t flags) {
+  /* A simulation may hold the entry back and deliver it later (sim.c);
+   * a dead receiver still refuses it at once. */
+  if (n->sim != NULL && (flags & RT_DIRECT) == 0 &&
+      alive_as(atomic_load_explicit(&p->ctl, memory_order_relaxed), gen) &&
+      keel__rt_sim_hold(n, (gen << RT_IDX_BITS) | (p->pid_number & RT_IDX_MASK),
+                        m, count, flags))
+    return true;
+  flags &= ~RT_DIRECT;
   /* acq_rel: acquire sees the PCB initialised by spawn; the pin keeps the
    * process from finishing its death until our push is complete. */
   uint64_t ctl =
@@ -251,6 +259,15 @@ bool keel__rt_deliver(rt_node *n, rt_sched *s, uint64_t num, rt_msg *m,
   if (p == NULL || gen > RT_GEN_MASK)
     return false;
   return deliver_to(n, s, p, gen, m, count, 0);
+}
+
+bool keel__rt_deliver_direct(rt_node *n, uint64_t num, rt_msg *m, bool count,
+                             uint64_t flags) {
+  uint64_t gen = num >> RT_IDX_BITS;
+  keel_proc *p = keel__rt_slot(n, (uint32_t)(num & RT_IDX_MASK));
+  if (p == NULL || gen > RT_GEN_MASK)
+    return false;
+  return deliver_to(n, keel__rt_tl_sched, p, gen, m, count, flags | RT_DIRECT);
 }
 
 bool keel__rt_deliver_signal(rt_node *n, uint64_t num, rt_msg *m) {

@@ -41,6 +41,9 @@
 #define RT_NEWMAIL UINT64_C(0x8)
 #define RT_EXITING UINT64_C(0x10)
 #define RT_SIGPEND UINT64_C(0x20)
+/* Not a control-word bit: a delivery flag asking the simulation not to
+ * hold the entry back (sim.c). */
+#define RT_DIRECT (UINT64_C(1) << 63)
 #define RT_PIN_ONE (UINT64_C(1) << 8)
 #define RT_PIN_MASK (UINT64_C(0xffffff) << 8)
 #define RT_GEN_SHIFT 32
@@ -211,6 +214,9 @@ void keel__rt_proc_die(rt_node *n, keel_proc *p);
  * stale. count: whether it counts in the node's messages_sent. */
 bool keel__rt_deliver(rt_node *n, rt_sched *s, uint64_t num, rt_msg *m,
                       bool count);
+/* Delivers now, bypassing a simulation's hold (flags: 0 or RT_SIGPEND). */
+bool keel__rt_deliver_direct(rt_node *n, uint64_t num, rt_msg *m, bool count,
+                             uint64_t flags);
 /* keel__rt_deliver for a signal record: also sets RT_SIGPEND. */
 bool keel__rt_deliver_signal(rt_node *n, uint64_t num, rt_msg *m);
 /* The process numbered num if it is alive (not exiting), else NULL. A
@@ -246,9 +252,20 @@ int32_t keel__rt_sim_slice(rt_node *n);
  * thread: fires its due timers, picks a process (runnext, ring, inject
  * queue, or a steal) and runs it. Returns false when s found nothing. */
 bool keel__rt_sim_run_one(rt_node *n, rt_sched *s, uint64_t *ran_pid);
-/* Whether any process is queued anywhere. */
+/* Whether entries are held back (sim.c). */
+bool keel__rt_sim_held(rt_node *n);
+/* Whether any process is queued anywhere, or entries are held back. */
 bool keel__rt_sim_any_work(rt_node *n);
+/* Whether any process is queued anywhere. */
+bool keel__rt_sim_any_work_queued(rt_node *n);
 int keel__rt_sim_init(rt_node *n, uint64_t seed);
+/* Whether the simulation holds back entry m to the process numbered to
+ * (it then owns m and delivers it later, in order per sender and
+ * receiver). */
+bool keel__rt_sim_hold(rt_node *n, uint64_t to, rt_msg *m, bool count,
+                       uint64_t flags);
+/* Frees the entries still held (node stop, before processes die). */
+void keel__rt_sim_drop_held(rt_node *n);
 /* keel_node_start, threaded or simulated. */
 int keel__rt_node_start(const keel_node_opts *opts, bool sim, uint64_t seed);
 void keel__rt_sim_destroy(rt_node *n);

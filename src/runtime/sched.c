@@ -526,13 +526,17 @@ static void *sched_main(void *arg) {
 
 /* ---- simulation ---------------------------------------------------------- */
 
-bool keel__rt_sim_any_work(rt_node *n) {
+bool keel__rt_sim_any_work_queued(rt_node *n) {
   if (any_work(n))
     return true;
   for (unsigned i = 0; i < n->nsched; i++)
     if (n->sched[i].runnext != NULL)
       return true;
   return false;
+}
+
+bool keel__rt_sim_any_work(rt_node *n) {
+  return keel__rt_sim_any_work_queued(n) || keel__rt_sim_held(n);
 }
 
 bool keel__rt_sim_run_one(rt_node *n, rt_sched *s, uint64_t *ran_pid) {
@@ -673,6 +677,8 @@ int keel_node_stop(void) {
   if (n == NULL || tl_sched != NULL)
     return KEEL_ESTATE;
   stop_threads(n, n->sim == NULL ? n->nsched : 0);
+  if (n->sim != NULL)
+    keel__rt_sim_drop_held(n);
   /* Every scheduler has exited: terminate what is left, on this thread. */
   uint32_t hw = atomic_load(&n->high_water);
   for (uint32_t i = 0; i < hw; i++) {

@@ -324,6 +324,24 @@ static void on_signal_dying(rt_node *n, keel_proc *p, rt_sig *sig,
   keel__rt_sig_free(sig);
 }
 
+void keel__rt_sig_refused(rt_node *n, uint64_t to, rt_sig *sig) {
+  switch (sig->kind) {
+  case RT_SIG_LINK:
+    send_exit(n, to, sig->from, KEEL_ATOM(NOPROC), RT_SIGF_LINK);
+    break;
+  case RT_SIG_UNLINK:
+    send_simple(n, RT_SIG_UNLINK_ACK, to, sig->from, sig->key);
+    break;
+  case RT_SIG_MONITOR:
+    send_down(n, to, sig->from, sig->key, (sig->flags & RT_SIGF_ALIAS) != 0,
+              KEEL_ATOM(NOPROC));
+    break;
+  default:
+    break;
+  }
+  keel__rt_sig_free(sig);
+}
+
 static void free_entry(rt_node *n, keel_proc *p, rt_msg *m) {
   if (m->term != KEEL_NONE)
     keel__rt_free_msg(m);

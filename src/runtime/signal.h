@@ -158,6 +158,10 @@ bool keel__rt_sig_send(rt_node *n, uint64_t to, rt_sig *sig);
 rt_sig *keel__rt_sig_new(rt_node *n, unsigned kind, unsigned flags,
                          uint64_t from, uint64_t key, keel_term msg);
 void keel__rt_sig_free(rt_sig *sig);
+/* A signal whose receiver turned out to be dead when it was delivered
+ * late (simulation): answers as a dying process would (noproc for link
+ * and monitor requests, an acknowledgement for an unlink), frees sig. */
+void keel__rt_sig_refused(rt_node *n, uint64_t to, rt_sig *sig);
 /* Sends {'EXIT', From, Reason} as an exit signal (flags RT_SIGF_*). */
 void keel__rt_send_exit(rt_node *n, uint64_t from, uint64_t to,
                         keel_term reason, unsigned flags);

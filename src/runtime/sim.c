@@ -8,15 +8,33 @@
  * to and from the scheduler's context as on a scheduler thread; the
  * contexts are all made on the driving thread. Timers run on a virtual
  * clock (timer.c reads n->vclock_ns) that only this file moves.
+ *
+ * Delivery is simulated too: a send to a live process may be held back
+ * (one in four, while fewer than RT_SIM_MAX_HELD are held) and delivered
+ * at a later step. Entries of one sender to one receiver stay in order: a
+ * send joins the held list whenever an earlier one of the same pair is
+ * still held, and a release always takes the oldest entry of its pair. A
+ * receiver that died meanwhile refuses the entry as a dying process would.
+ * Receive-timeout records are never held.
  */
 #include <stdlib.h>
 
 #include "keel/clock.h"
 #include "keel/sim.h"
 #include "runtime/rt_internal.h"
+#include "runtime/signal.h"
 #include "runtime/timer.h"
 
 #define MS_NS UINT64_C(1000000)
+#define RT_SIM_MAX_HELD 64u
+
+typedef struct rt_held {
+  struct rt_held *next;
+  uint64_t from, to;
+  rt_msg *m;
+  bool count;
+  uint64_t flags;
+} rt_held;
 
 typedef struct rt_sim {
   uint64_t seed;
@@ -24,6 +42,8 @@ typedef struct rt_sim {
   uint64_t trace;
   uint64_t steps;
   void *altstack;
+  rt_held *held, *held_tail; /* oldest first */
+  unsigned nheld;
 } rt_sim;
 
 /* splitmix64: seeds and draws. */
@@ -78,6 +98,85 @@ void keel__rt_sim_destroy(rt_node *n) {
   keel__rt_fiber_thread_fini(n->sim->altstack);
   free(n->sim);
   n->sim = NULL;
+}
+
+/* ---- held deliveries --------------------------------------------------- */
+
+bool keel__rt_sim_hold(rt_node *n, uint64_t to, rt_msg *m, bool count,
+                       uint64_t flags) {
+  rt_sim *S = n->sim;
+  if (m->term == KEEL_NONE && m->extra == RT_ENTRY_TIMER)
+    return false;
+  keel_proc *self = keel__rt_tl_proc;
+  uint64_t from = self != NULL ? self->pid_number : RT_NO_PID;
+  bool pair_held = false;
+  for (rt_held *h = S->held; h != NULL && !pair_held; h = h->next)
+    pair_held = h->from == from && h->to == to;
+  if (!pair_held && (S->nheld >= RT_SIM_MAX_HELD || draw(S, 4) != 0))
+    return false;
+  rt_held *h = malloc(sizeof *h);
+  if (h == NULL)
+    return false; /* deliver now: order is kept either way */
+  *h = (rt_held){NULL, from, to, m, count, flags};
+  if (S->held_tail != NULL)
+    S->held_tail->next = h;
+  else
+    S->held = h;
+  S->held_tail = h;
+  S->nheld++;
+  return true;
+}
+
+bool keel__rt_sim_held(rt_node *n) {
+  return n->sim != NULL && n->sim->held != NULL;
+}
+
+/* Unlinks h (prev its predecessor, or NULL). */
+static void held_unlink(rt_sim *S, rt_held *prev, rt_held *h) {
+  if (prev != NULL)
+    prev->next = h->next;
+  else
+    S->held = h->next;
+  if (S->held_tail == h)
+    S->held_tail = prev;
+  S->nheld--;
+}
+
+/* Delivers the oldest held entry of a randomly drawn pair. */
+static void release_one(rt_node *n) {
+  rt_sim *S = n->sim;
+  unsigned k = (unsigned)draw(S, S->nheld);
+  rt_held *pick = S->held;
+  while (k-- > 0)
+    pick = pick->next;
+  rt_held *prev = NULL, *h = S->held;
+  while (h->from != pick->from || h->to != pick->to) {
+    prev = h;
+    h = h->next;
+  }
+  held_unlink(S, prev, h);
+  mix(S, h->to ^ UINT64_C(0x5eed));
+  if (!keel__rt_deliver_direct(n, h->to, h->m, h->count,
+                               h->flags & RT_SIGPEND)) {
+    if (rt_entry_is_signal(h->m))
+      keel__rt_sig_refused(n, h->to, (rt_sig *)h->m);
+    else
+      keel__rt_free_msg(h->m);
+  }
+  free(h);
+}
+
+void keel__rt_sim_drop_held(rt_node *n) {
+  rt_sim *S = n->sim;
+  while (S->held != NULL) {
+    rt_held *h = S->held;
+    held_unlink(S, NULL, h);
+    if (rt_entry_is_signal(h->m))
+      keel__rt_sig_free((rt_sig *)h->m);
+    else
+      keel__rt_free_msg(h->m);
+    free(h);
+  }
 }
 
 int32_t keel__rt_sim_slice(rt_node *n) {
@@ -160,6 +259,12 @@ int keel_sim_step(void) {
   S->steps++;
   if (draw(S, 16) == 0)
     advance(n, draw(S, 2 * MS_NS));
+  if (S->held != NULL && draw(S, 3) == 0) {
+    keel__rt_tl_sched = &n->sched[draw(S, n->nsched)];
+    release_one(n);
+    keel__rt_tl_sched = NULL;
+    return 1;
+  }
   unsigned i = (unsigned)draw(S, n->nsched);
   uint64_t pid = 0;
   keel__rt_tl_sched = &n->sched[i];
@@ -169,8 +274,14 @@ int keel_sim_step(void) {
     mix(S, ((uint64_t)i << 58) ^ pid);
     return 1;
   }
+  if (S->held != NULL && !keel__rt_sim_any_work_queued(n)) {
+    keel__rt_tl_sched = &n->sched[i];
+    release_one(n); /* nothing else can happen first */
+    keel__rt_tl_sched = NULL;
+    return 1;
+  }
   if (keel__rt_sim_any_work(n))
-    return 1; /* another scheduler will find it */
+    return 1; /* another scheduler will find it, or a release comes */
   return idle_step(n);
 }
 
