@@ -148,6 +148,29 @@ keel_term keel_whereis(keel_term name);
 /* The name self is registered under, or 'undefined'. Thread-safe. */
 keel_term keel_registered_name(keel_term pid);
 
+/* ------------------------------------------------------------------------ */
+/* Exit hooks (for higher layers: tables, registries)                       */
+/* ------------------------------------------------------------------------ */
+
+/* Called when an armed process dies, on the dying process's thread, after
+ * its name is released and before its links and monitors are told (so a
+ * partner that sees the death also sees what the hook cleaned up). reason
+ * lives until the call returns. The hook must not block; it may send. */
+typedef void (*keel_exit_hook_fn)(keel_term pid, keel_term reason, void *arg);
+
+#define KEEL_EXIT_HOOKS_MAX 8
+
+/* Registers a hook for the life of the program; returns its id (0 ..
+ * KEEL_EXIT_HOOKS_MAX - 1), or KEEL_ESYSLIMIT when all are taken,
+ * KEEL_EINVAL for a NULL fn. Thread-safe; meant for start-up. */
+int keel_exit_hook_add(keel_exit_hook_fn fn, void *arg);
+
+/* Arms hook `id` for the process pid: it runs once when pid dies (arming
+ * twice is arming once). Errors: KEEL_ENOPROC (pid is dead),
+ * KEEL_EBADARG (pid not a local pid), KEEL_EINVAL (unknown id),
+ * KEEL_ESTATE (no node). Thread-safe. */
+int keel_exit_hook_arm(keel_term pid, int id);
+
 #ifdef __cplusplus
 }
 #endif

@@ -141,6 +141,7 @@ int keel__rt_spawn_common(rt_node *n, keel_handler_fn handler, void *state,
   p->tmo = NULL;
   p->timed_out = false;
   p->trap_exit = false;
+  atomic_store_explicit(&p->exit_hooks, 0, memory_order_relaxed);
   p->ext = NULL;
   atomic_store_explicit(&p->name, 0, memory_order_relaxed);
   p->fiber = f;

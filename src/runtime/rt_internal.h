@@ -102,10 +102,11 @@ struct keel_proc {
    * current handler call is its firing. */
   struct rt_timer *tmo;
   bool timed_out;
-  bool trap_exit;         /* owner-only: exit signals become messages */
-  _Atomic uint32_t name;  /* registered name: atom index + 1, 0 = none */
-  struct rt_fiber *fiber; /* fiber processes only (fiber.c) */
-  struct rt_ext *ext;     /* links, monitors, aliases (signal.h); lazy */
+  bool trap_exit;             /* owner-only: exit signals become messages */
+  _Atomic uint8_t exit_hooks; /* armed exit hooks (signal.c), a bit each */
+  _Atomic uint32_t name;      /* registered name: atom index + 1, 0 = none */
+  struct rt_fiber *fiber;     /* fiber processes only (fiber.c) */
+  struct rt_ext *ext;         /* links, monitors, aliases (signal.h); lazy */
   /* Owner-only inner message queue: messages (and timer records) fetched
    * from the mailbox but not yet handled or taken, in arrival order; for
    * fibers also the messages receive skipped (signal.h). */

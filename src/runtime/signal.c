@@ -4,6 +4,7 @@
  */
 #include <stdlib.h>
 
+#include "keel/signals.h"
 #include "runtime/rt_internal.h"
 #include "runtime/signal.h"
 #include "runtime/timer.h"
@@ -375,9 +376,57 @@ static void notify_relations(rt_node *n, keel_proc *p) {
   }
 }
 
+/* ---- exit hooks ---------------------------------------------------------- */
+
+static struct {
+  _Atomic(keel_exit_hook_fn) fn;
+  void *_Atomic arg;
+} hooks[KEEL_EXIT_HOOKS_MAX];
+static _Atomic int nhooks;
+
+int keel_exit_hook_add(keel_exit_hook_fn fn, void *arg) {
+  if (fn == NULL)
+    return KEEL_EINVAL;
+  int id = atomic_fetch_add(&nhooks, 1);
+  if (id >= KEEL_EXIT_HOOKS_MAX) {
+    atomic_fetch_sub(&nhooks, 1);
+    return KEEL_ESYSLIMIT;
+  }
+  atomic_store(&hooks[id].arg, arg);
+  atomic_store(&hooks[id].fn, fn);
+  return id;
+}
+
+int keel_exit_hook_arm(keel_term pid, int id) {
+  rt_node *n = keel__rt;
+  if (n == NULL)
+    return KEEL_ESTATE;
+  if (!keel_is_local_pid(pid))
+    return KEEL_EBADARG;
+  if (id < 0 || id >= KEEL_EXIT_HOOKS_MAX || atomic_load(&hooks[id].fn) == NULL)
+    return KEEL_EINVAL;
+  keel_proc *p = keel__rt_pin(n, keel_pid_local_number(pid));
+  if (p == NULL)
+    return KEEL_ENOPROC;
+  atomic_fetch_or(&p->exit_hooks, (uint8_t)(1u << id));
+  keel__rt_unpin(p);
+  return KEEL_OK;
+}
+
+static void run_exit_hooks(keel_proc *p) {
+  unsigned armed = atomic_exchange(&p->exit_hooks, 0);
+  for (int i = 0; armed != 0; i++, armed >>= 1)
+    if (armed & 1u) {
+      keel_exit_hook_fn fn = atomic_load(&hooks[i].fn);
+      fn(keel_pid_local(p->pid_number), p->exit_reason,
+         atomic_load(&hooks[i].arg));
+    }
+}
+
 void keel__rt_sig_on_death(rt_node *n, keel_proc *p) {
   bool notify = !atomic_load_explicit(&n->stopping, memory_order_relaxed);
   keel__rt_name_release(n, p);
+  run_exit_hooks(p);
   for (rt_msg *m; (m = keel__rt_inner_pop(p)) != NULL;)
     free_entry(n, p, m);
   for (rt_msg *m; (m = keel__mbox_pop(p)) != NULL;) {

@@ -927,6 +927,71 @@ Test(signals, api_errors) {
   cr_assert_eq(keel_node_stop(), KEEL_OK);
 }
 
+/* ---- exit hooks -----------------------------------------------------------
+ */
+
+static atomic_long hook_calls;
+static keel_term hook_pid, hook_reason;
+static int hook_id = -1;
+
+static void on_exit_hook(keel_term pid, keel_term reason, void *arg) {
+  (void)arg;
+  hook_pid = pid;
+  hook_reason = reason; /* an atom in this test */
+  atomic_fetch_add(&hook_calls, 1);
+}
+
+/* The hook has run by the time the 'DOWN' is seen. */
+static void hook_scenario(keel_proc *self, void *arg) {
+  obs *o = arg;
+  keel_heap h;
+  keel_heap_init(&h);
+  keel_term child, ref, plain, ref2;
+  keel_spawn_opts so = {.monitor_ref = &ref, .monitor_heap = &h};
+  (void)keel_spawn(stopper, NULL, &so, &child);
+  keel_spawn_opts so2 = {.monitor_ref = &ref2, .monitor_heap = &h};
+  (void)keel_spawn(stopper, NULL, &so2, &plain);
+  atomic_store(&o->rc, keel_exit_hook_arm(child, hook_id));
+  (void)keel_exit_hook_arm(child, hook_id); /* twice: still once */
+  (void)keel_send(plain, atom("unhooked"));
+  (void)await_down(self, ref2);
+  if (atomic_load(&hook_calls) != 0)
+    atomic_fetch_add(&o->bad, 1); /* not armed: not called */
+  (void)keel_send(child, atom("hooked"));
+  (void)await_down(self, ref);
+  if (atomic_load(&hook_calls) != 1 || hook_pid != child ||
+      hook_reason != atom("hooked"))
+    atomic_fetch_add(&o->bad, 2);
+  if (keel_exit_hook_arm(child, hook_id) != KEEL_ENOPROC)
+    atomic_fetch_add(&o->bad, 4);
+  keel_heap_destroy(&h);
+  signal_event();
+}
+
+static void hook_check(obs *o, const char *cfg) {
+  cr_assert_eq(atomic_load(&o->rc), KEEL_OK, "%s", cfg);
+  cr_assert_eq(atomic_load(&o->bad), 0, "hook violations %ld (%s)",
+               atomic_load(&o->bad), cfg);
+  atomic_store(&hook_calls, 0);
+}
+
+Test(signals, exit_hooks_run_once_before_down) {
+  cr_assert_eq(keel_exit_hook_add(NULL, NULL), KEEL_EINVAL);
+  hook_id = keel_exit_hook_add(on_exit_hook, NULL);
+  cr_assert_geq(hook_id, 0);
+  cr_assert_eq(keel_exit_hook_arm(keel_pid_local(1), hook_id), KEEL_ESTATE);
+  each_config(hook_scenario, hook_check);
+  start_node(1, 0);
+  cr_assert_eq(keel_exit_hook_arm(keel_pid_local(1), KEEL_EXIT_HOOKS_MAX),
+               KEEL_EINVAL);
+  cr_assert_eq(keel_exit_hook_arm(keel_small(1), hook_id), KEEL_EBADARG);
+  cr_assert_eq(keel_node_stop(), KEEL_OK);
+  int extra = 0;
+  while (keel_exit_hook_add(on_exit_hook, NULL) >= 0)
+    extra++;
+  cr_assert_eq(extra, KEEL_EXIT_HOOKS_MAX - 1 - hook_id, "hooks are bounded");
+}
+
 /* ---- G28: nothing leaks ---------------------------------------------- */
 
 Test(signals, G28_no_leaks_after_deaths_with_relations) {
