@@ -234,6 +234,28 @@ int keel_send_after(keel_term dest, keel_term msg, uint64_t ms,
  * KEEL_EBADARG (ref cannot be a handle). Thread-safe. */
 int keel_cancel_timer(keel_timer_ref ref);
 
+/* erlang:start_timer: like keel_send_after, but the message delivered is
+ * {timeout, Ref, msg}, Ref being a reference term naming the timer (built
+ * in h and stored in *ref). keel_timer_ref_of turns Ref back into a handle
+ * for keel_cancel_timer / keel_read_timer.
+ * Errors: as keel_send_after, and KEEL_EINVAL for a NULL h or ref. */
+int keel_start_timer(keel_term dest, keel_term msg, uint64_t ms, keel_heap *h,
+                     keel_term *ref);
+
+/* The reference term of a timer handle (as in start_timer's messages),
+ * built in h; KEEL_NONE when h is NULL, ref is 0 or h is full. */
+keel_term keel_timer_ref_term(keel_heap *h, keel_timer_ref ref);
+
+/* The handle a timer reference term names: KEEL_OK, or KEEL_EBADARG when
+ * t is not a timer reference of this node. */
+int keel_timer_ref_of(keel_term t, keel_timer_ref *ref);
+
+/* erlang:read_timer: milliseconds left before the timer fires (0 when it
+ * is due), or KEEL_ENOENT when it is not pending (fired, cancelled, or
+ * never this handle's), KEEL_EBADARG, KEEL_ESTATE. The answer is a
+ * snapshot. Thread-safe. */
+int64_t keel_read_timer(keel_timer_ref ref);
+
 /* Receive timeout of a handler process (gen_server's timeout): asks that
  * the process's handler be called with msg = the atom 'timeout' and
  * keel_proc_timed_out(self) true if no message is handled within `ms`

@@ -64,6 +64,11 @@ int keel_sim_run(bool (*done)(void *arg), void *arg, uint64_t max_steps);
 /* Virtual time since the start, in milliseconds (0 when none runs). */
 uint64_t keel_sim_time_ms(void);
 
+/* Moves the virtual clock forward by ms milliseconds (nothing runs;
+ * timers that became due fire at the next steps). KEEL_ESTATE when no
+ * simulation runs or the caller is not the driving thread. */
+int keel_sim_advance(uint64_t ms);
+
 /* A hash of every decision made so far (which scheduler ran which process,
  * and each jump of the clock): equal for two runs of the same program with
  * the same seed. */

@@ -251,6 +251,14 @@ static int idle_step(rt_node *n) {
   return 1;
 }
 
+int keel_sim_advance(uint64_t ms) {
+  rt_node *n = sim_node();
+  if (n == NULL)
+    return KEEL_ESTATE;
+  advance(n, ms * MS_NS);
+  return KEEL_OK;
+}
+
 int keel_sim_step(void) {
   rt_node *n = sim_node();
   if (n == NULL)

@@ -494,8 +494,37 @@ static bool tm_cancel(rt_node *n, rt_timer *t, uint64_t ctl) {
 
 #define REF_IDX_MASK ((UINT64_C(1) << 32) - 1)
 
-int keel_send_after(keel_term dest, keel_term msg, uint64_t ms,
-                    keel_timer_ref *ref) {
+/* Timer ref terms: 4-word local refs whose last word is this tag. */
+#define TIMER_REF_TAG UINT32_C(0x7fffffff)
+
+keel_term keel_timer_ref_term(keel_heap *h, keel_timer_ref ref) {
+  keel_ref_parts r;
+  r.node = keel_term_local_node(&r.creation);
+  r.len = 4;
+  r.id[0] = (uint32_t)(ref & 0x3ffffu);
+  r.id[1] = (uint32_t)(ref >> 18);
+  r.id[2] = (uint32_t)(ref >> 50);
+  r.id[3] = TIMER_REF_TAG;
+  return h != NULL && ref != 0 ? keel_ref_make(h, &r) : KEEL_NONE;
+}
+
+int keel_timer_ref_of(keel_term t, keel_timer_ref *ref) {
+  keel_ref_parts r;
+  uint32_t creation;
+  keel_term node = keel_term_local_node(&creation);
+  if (keel_ref_get(t, &r) != KEEL_OK || r.len != 4 ||
+      r.id[3] != TIMER_REF_TAG || r.node != node || r.creation != creation ||
+      r.id[0] > 0x3ffffu || r.id[2] >= (1u << 14))
+    return KEEL_EBADARG;
+  *ref = (uint64_t)r.id[0] | (uint64_t)r.id[1] << 18 | (uint64_t)r.id[2] << 50;
+  return KEEL_OK;
+}
+
+/* send_after and start_timer: a timer that delivers msg, or {timeout, Ref,
+ * msg} when ref_heap is not NULL (its Ref built there too). */
+static int timer_start(keel_term dest, keel_term msg, uint64_t ms,
+                       keel_timer_ref *ref, keel_heap *ref_heap,
+                       keel_term *ref_term) {
   rt_node *n = keel__rt;
   if (n == NULL || atomic_load_explicit(&n->stopping, memory_order_relaxed))
     return KEEL_ESTATE;
@@ -503,26 +532,80 @@ int keel_send_after(keel_term dest, keel_term msg, uint64_t ms,
     return KEEL_EBADARG;
   if (msg == KEEL_NONE || ms > KEEL_TIMER_MAX_MS)
     return KEEL_EINVAL;
-  rt_sched *s = keel__rt_tl_sched;
-  rt_msg *m = keel__rt_msg_new(n, s, msg);
-  if (m == NULL)
-    return KEEL_ENOMEM;
   rt_timer *t;
   int rc = tm_alloc(n->timers, &t);
-  if (rc != KEEL_OK) {
-    keel__rt_free_msg(m);
+  if (rc != KEEL_OK)
     return rc;
+  uint64_t gen = tm_gen(atomic_load_explicit(&t->ctl, memory_order_relaxed));
+  keel_timer_ref handle = (gen << 32) | ((uint64_t)t->idx + 1);
+  keel_term body = msg;
+  uint64_t buf[16];
+  keel_heap scratch;
+  keel_heap_init_fixed(&scratch, buf, 16);
+  if (ref_heap != NULL) {
+    keel_term r = keel_timer_ref_term(&scratch, handle);
+    *ref_term = keel_term_copy(ref_heap, r);
+    body = keel_tuple(&scratch, 3, KEEL_ATOM(TIMEOUT), r, msg);
+  }
+  rt_msg *m = body != KEEL_NONE && (ref_heap == NULL || *ref_term != KEEL_NONE)
+                  ? keel__rt_msg_new(n, keel__rt_tl_sched, body)
+                  : NULL;
+  if (m == NULL) {
+    tm_release(n->timers, t);
+    return KEEL_ENOMEM;
   }
   t->term = KEEL_NONE;
   t->extra = 0;
   t->is_timeout = false;
   t->dest = keel_pid_local_number(dest);
   t->msg = m;
-  uint64_t gen = tm_gen(atomic_load_explicit(&t->ctl, memory_order_relaxed));
   if (ref != NULL)
-    *ref = (gen << 32) | ((uint64_t)t->idx + 1);
+    *ref = handle;
   tm_start(n, t, ms, owner_of(n, t->dest));
   return KEEL_OK;
+}
+
+int keel_send_after(keel_term dest, keel_term msg, uint64_t ms,
+                    keel_timer_ref *ref) {
+  return timer_start(dest, msg, ms, ref, NULL, NULL);
+}
+
+int keel_start_timer(keel_term dest, keel_term msg, uint64_t ms, keel_heap *h,
+                     keel_term *ref) {
+  if (h == NULL || ref == NULL)
+    return KEEL_EINVAL;
+  return timer_start(dest, msg, ms, NULL, h, ref);
+}
+
+/* The record a handle names, with its control word, or NULL. */
+static rt_timer *tm_lookup(rt_node *n, keel_timer_ref ref, uint64_t *ctl) {
+  uint64_t idx1 = ref & ((UINT64_C(1) << 32) - 1), gen = ref >> 32;
+  rt_timer *t = tm_slot(n->timers, (uint32_t)(idx1 - 1));
+  if (t == NULL)
+    return NULL;
+  *ctl = atomic_load_explicit(&t->ctl, memory_order_acquire);
+  return tm_gen(*ctl) == gen ? t : NULL;
+}
+
+int64_t keel_read_timer(keel_timer_ref ref) {
+  rt_node *n = keel__rt;
+  if (n == NULL)
+    return KEEL_ESTATE;
+  uint64_t idx1 = ref & ((UINT64_C(1) << 32) - 1);
+  if (idx1 == 0 || idx1 > (UINT64_C(1) << RT_TM_IDX_BITS) ||
+      (ref >> 32) > RT_TM_GEN_MASK)
+    return KEEL_EBADARG;
+  uint64_t ctl, again;
+  rt_timer *t = tm_lookup(n, ref, &ctl);
+  if (t == NULL || (ctl & RT_TM_ST_MASK) != RT_TM_PENDING)
+    return KEEL_ENOENT;
+  uint64_t when = t->when;
+  /* acquire: `when` was read while the record was still this timer. */
+  again = atomic_load_explicit(&t->ctl, memory_order_acquire);
+  if (again != ctl)
+    return KEEL_ENOENT;
+  uint64_t now = now_ms(n->timers);
+  return when > now ? (int64_t)(when - now) : 0;
 }
 
 int keel_cancel_timer(keel_timer_ref ref) {

@@ -577,3 +577,90 @@ Test(timer, timeout_storm_fires_on_time) {
     cr_assert_eq(keel_node_stop(), KEEL_OK);
   }
 }
+
+/* ---- start_timer, read_timer, timer refs -------------------------------- */
+
+static keel_term st_seen;
+static atomic_int st_count;
+
+static keel_handler_status st_sink(keel_proc *self, keel_term msg, void *st) {
+  (void)st;
+  st_seen = keel_term_copy(keel_proc_heap(self), msg);
+  atomic_fetch_add(&st_count, 1);
+  signal_event();
+  return KEEL_CONTINUE;
+}
+
+static bool st_count_is(void *arg) {
+  return atomic_load(&st_count) == *(int *)arg;
+}
+
+Test(timer, start_timer_read_timer_on_virtual_time) {
+  cr_assert_eq(keel_sim_start(NULL, 99), KEEL_OK);
+  sim_mode = true;
+  reset_events();
+  atomic_store(&st_count, 0);
+  keel_heap h;
+  keel_heap_init(&h);
+  keel_term sink, ref, ref2;
+  cr_assert_eq(keel_spawn(st_sink, NULL, NULL, &sink), KEEL_OK);
+  cr_assert_eq(keel_start_timer(sink, keel_atom("ring"), 1000, &h, &ref),
+               KEEL_OK);
+  cr_assert_eq(keel_start_timer(sink, keel_atom("never"), 500, &h, &ref2),
+               KEEL_OK);
+  keel_timer_ref handle, handle2;
+  cr_assert_eq(keel_timer_ref_of(ref, &handle), KEEL_OK);
+  cr_assert_eq(keel_timer_ref_of(ref2, &handle2), KEEL_OK);
+  cr_assert(keel_eq_exact(keel_timer_ref_term(&h, handle), ref));
+  cr_assert_eq(keel_read_timer(handle), 1000, "nothing ran: all left");
+  cr_assert_eq(keel_cancel_timer(handle2), 1);
+  cr_assert_eq(keel_read_timer(handle2), KEEL_ENOENT, "cancelled");
+  /* 400 ms of virtual time pass (the sink runs meanwhile). */
+  cr_assert_eq(keel_sim_advance(400), KEEL_OK);
+  cr_assert_eq(keel_sim_time_ms(), 400);
+  cr_assert_eq(keel_read_timer(handle), 600);
+  for (int i = 0; i < 100; i++)
+    cr_assert_geq(keel_sim_step(), 0);
+  cr_assert_leq(keel_read_timer(handle), 600);
+  int one = 1;
+  cr_assert_eq(keel_sim_run(st_count_is, &one, 10000000), KEEL_OK);
+  cr_assert_geq(keel_sim_time_ms(), 1000, "not early");
+  cr_assert_eq(keel_read_timer(handle), KEEL_ENOENT, "fired");
+  cr_assert_eq(keel_cancel_timer(handle), 0, "fired: not cancelled");
+  /* {timeout, Ref, Msg}, Ref the one start_timer returned. */
+  cr_assert(keel_is_tuple(st_seen) && keel_tuple_arity(st_seen) == 3);
+  cr_assert_eq(keel_tuple_get(st_seen, 0), KEEL_ATOM(TIMEOUT));
+  cr_assert(keel_eq_exact(keel_tuple_get(st_seen, 1), ref));
+  cr_assert_eq(keel_tuple_get(st_seen, 2), keel_atom("ring"));
+  /* The cancelled one never comes. */
+  cr_assert_eq(keel_sim_run(NULL, NULL, 10000000), KEEL_OK);
+  cr_assert_eq(atomic_load(&st_count), 1);
+  cr_assert_eq(keel_node_stop(), KEEL_OK);
+  sim_mode = false;
+  keel_heap_destroy(&h);
+}
+
+Test(timer, timer_ref_errors) {
+  keel_heap h;
+  keel_heap_init(&h);
+  keel_timer_ref r;
+  cr_assert_eq(keel_read_timer(1), KEEL_ESTATE);
+  start_node(2, 0);
+  cr_assert_eq(keel_timer_ref_of(keel_atom("x"), &r), KEEL_EBADARG);
+  keel_term plain = keel_ref_make(
+      &h, &(keel_ref_parts){
+              .node = keel_term_local_node(NULL), .len = 3, .id = {1, 2, 3}});
+  cr_assert_eq(keel_timer_ref_of(plain, &r), KEEL_EBADARG, "not a timer ref");
+  cr_assert_eq(keel_timer_ref_term(NULL, 5), KEEL_NONE);
+  cr_assert_eq(keel_timer_ref_term(&h, 0), KEEL_NONE);
+  cr_assert_eq(keel_read_timer(0), KEEL_EBADARG);
+  cr_assert_eq(keel_read_timer(UINT64_C(1) << 40 | 5), KEEL_ENOENT);
+  keel_term ref;
+  cr_assert_eq(
+      keel_start_timer(keel_pid_local(3), KEEL_ATOM(OK), 10, NULL, &ref),
+      KEEL_EINVAL);
+  cr_assert_eq(keel_start_timer(keel_small(3), KEEL_ATOM(OK), 10, &h, &ref),
+               KEEL_EBADARG);
+  cr_assert_eq(keel_node_stop(), KEEL_OK);
+  keel_heap_destroy(&h);
+}
