@@ -342,6 +342,17 @@ typedef bool (*keel_receive_match_fn)(keel_term msg, void *arg);
 int keel_receive(keel_proc *self, keel_receive_match_fn match, void *match_arg,
                  int64_t timeout_ms, keel_term *msg_out);
 
+/* The receive mark (BEAM's recv_mark, what the compiler does before a
+ * gen_server call): the next keel_receive or keel_receive_pattern of self
+ * does not examine any message queued before this call, however many
+ * there are, so a call made with a 1M-message backlog costs the same as
+ * with none. Use it right after creating the fresh ref or alias that the
+ * awaited reply must contain (messages older than the ref cannot hold it).
+ * The skipped messages stay queued in order for later receives. A second
+ * mark before that receive replaces the first. Fibers only.
+ * Errors: KEEL_ESTATE (self is not the fiber running here), KEEL_ENOMEM. */
+int keel_receive_mark(keel_proc *self);
+
 /* keel_receive with a compiled pattern (keel_match of keel/term.h): takes
  * the oldest message matching p and stores its captures in caps (an array
  * of keel_pattern_nvars(p) terms, may be NULL when there are none), which

@@ -36,6 +36,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/futex.h"
 #include "runtime/fiber_ctx.h"
 #include "runtime/rt_internal.h"
 #include "runtime/signal.h"
@@ -57,6 +58,7 @@ typedef struct rt_fiber {
   rt_sched *sched; /* scheduler that resumed it last */
   int why;         /* RT_FB_*: why it last switched to its scheduler */
   rt_msg *held;    /* message returned by the last receive */
+  rt_sig *mark;    /* the live receive mark (keel_receive_mark), or NULL */
 } rt_fiber;
 
 typedef struct rt_fibers {
@@ -388,15 +390,22 @@ enum { SCAN_NONE, SCAN_TAKEN, SCAN_TIMEOUT };
 /* Examines the inner queue after *last (NULL: from its head), in order:
  * unlinks and returns through *out the first message that matches
  * (SCAN_TAKEN), or SCAN_TIMEOUT at self's armed timeout record; timer
- * records that are stale are released. *last ends at the last entry
- * examined and kept. */
+ * records that are stale are released, and so are receive marks that are
+ * no longer live. *last ends at the last entry examined and kept. */
 static int inner_scan(keel_proc *self, rt_msg **last,
                       keel_receive_match_fn match, void *arg, rt_msg **out) {
   rt_msg *prev = *last;
   rt_msg *m = prev != NULL ? rt_msg_next(prev) : self->inner_head;
   while (m != NULL) {
     rt_msg *next = rt_msg_next(m);
-    if (m->term == KEEL_NONE) { /* a timer record (timer.h) */
+    if (rt_entry_is_signal(m)) { /* a receive mark */
+      if ((rt_sig *)m == self->fiber->mark) {
+        prev = m;
+      } else {
+        keel__rt_inner_unlink(self, prev, m);
+        keel__rt_sig_free((rt_sig *)m);
+      }
+    } else if (m->term == KEEL_NONE) { /* a timer record (timer.h) */
       keel__rt_inner_unlink(self, prev, m);
       if (keel__rt_timeout_popped(keel__rt, self, m))
         return SCAN_TIMEOUT;
@@ -440,6 +449,12 @@ static int receive_wait(keel_proc *self, keel_receive_match_fn match, void *arg,
       }
       continue;
     }
+    if (rt_entry_is_signal(m) && ((rt_sig *)m)->kind == RT_SIG_MARK) {
+      ((rt_sig *)m)->key = 1; /* a position: kept in order */
+      keel__rt_inner_append(self, m);
+      last = m;
+      continue;
+    }
     if (rt_entry_is_signal(m)) {
       bool die = false;
       m = keel__rt_sig_handle(keel__rt, self, (rt_sig *)m, &die);
@@ -461,6 +476,55 @@ static int receive_wait(keel_proc *self, keel_receive_match_fn match, void *arg,
   }
 }
 
+/* A marked receive: returns the inner-queue entry after which scanning
+ * starts (everything up to it predates the mark), fetching the mailbox up
+ * to the mark first when it is still there; ends the mark. */
+static rt_msg *skip_to_mark(keel_proc *self) {
+  rt_fiber *f = self->fiber;
+  rt_sig *mk = f->mark;
+  rt_msg *last;
+  if (mk->key != 0) {
+    last = (rt_msg *)mk; /* in the inner queue: left there, inert */
+  } else {
+    /* Still in the mailbox: everything before it moves to the inner
+     * queue unexamined (signals are handled as always). */
+    for (;;) {
+      rt_msg *m = keel__mbox_pop(self);
+      if (m == (rt_msg *)mk)
+        break;
+      if (m == NULL) { /* a sender ahead of the mark is mid-push */
+        keel__cpu_relax();
+        continue;
+      }
+      if (rt_entry_is_signal(m) && ((rt_sig *)m)->kind != RT_SIG_MARK) {
+        bool die = false;
+        m = keel__rt_sig_handle(keel__rt, self, (rt_sig *)m, &die);
+        if (die)
+          fiber_die(self);
+        if (m == NULL)
+          continue;
+      }
+      keel__rt_inner_append(self, m);
+    }
+    keel__rt_sig_free(mk);
+    last = self->inner_tail;
+  }
+  f->mark = NULL;
+  return last;
+}
+
+int keel_receive_mark(keel_proc *self) {
+  if (!running_fiber(self))
+    return KEEL_ESTATE;
+  rt_sig *mk = keel__rt_sig_new(keel__rt, RT_SIG_MARK, 0, self->pid_number, 0,
+                                KEEL_NONE);
+  if (mk == NULL)
+    return KEEL_ENOMEM;
+  self->fiber->mark = mk; /* an older live mark becomes inert */
+  keel__mbox_push(self, (rt_msg *)mk);
+  return KEEL_OK;
+}
+
 int keel_receive(keel_proc *self, keel_receive_match_fn match, void *match_arg,
                  int64_t timeout_ms, keel_term *msg_out) {
   if (self == NULL || msg_out == NULL || timeout_ms < KEEL_INFINITY ||
@@ -478,7 +542,7 @@ int keel_receive(keel_proc *self, keel_receive_match_fn match, void *match_arg,
   if (self->budget <= 0)
     fiber_switch(self, RT_FB_YIELD);
   fiber_signals(self);
-  rt_msg *m = NULL, *last = NULL;
+  rt_msg *m = NULL, *last = f->mark != NULL ? skip_to_mark(self) : NULL;
   int st = inner_scan(self, &last, match, match_arg, &m);
   if (st == SCAN_TIMEOUT) /* not expected: the armed timeout was cleared */
     return KEEL_ETIMEDOUT;

@@ -264,7 +264,9 @@ bool keel__rt_sig_pending_take(keel_proc *p) {
 
 bool keel__rt_sig_drain(rt_node *n, keel_proc *p) {
   for (rt_msg *m; (m = keel__mbox_pop(p)) != NULL;) {
-    if (!rt_entry_is_signal(m)) {
+    if (!rt_entry_is_signal(m) || ((rt_sig *)m)->kind == RT_SIG_MARK) {
+      if (rt_entry_is_signal(m))
+        ((rt_sig *)m)->key = 1; /* a mark now in the inner queue */
       keel__rt_inner_append(p, m);
       continue;
     }

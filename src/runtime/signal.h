@@ -42,7 +42,9 @@ enum rt_sig_kind {
   RT_SIG_MONITOR,    /* from monitors us; key = ref number */
   RT_SIG_DEMONITOR,  /* from drops its monitor key */
   RT_SIG_DOWN,       /* the monitored process `from` is dead */
-  RT_SIG_ALIAS_MSG   /* a message sent to alias key */
+  RT_SIG_ALIAS_MSG,  /* a message sent to alias key */
+  RT_SIG_MARK        /* a receive mark (fiber.c): a position, never handled;
+                        key = 1 once it has moved to the inner queue */
 };
 
 /* Flags of a signal. */

@@ -14,6 +14,7 @@
 
 #include "keel/clock.h"
 #include "keel/runtime.h"
+#include "keel/signals.h"
 #include "runtime/rt_internal.h"
 #include "runtime/rt_test.h"
 
@@ -533,4 +534,105 @@ Test(fiber, errors) {
   cr_assert_eq(keel_fiber_yield(NULL), KEEL_ESTATE);
   cr_assert(wait_events(1));
   cr_assert_eq(keel_node_stop(), KEEL_OK);
+}
+
+/* ---- receive marks: a call past a long backlog ------------------------- */
+
+#define BACKLOG 100000
+
+typedef struct mark_arg {
+  keel_term server;
+  bool use_mark;
+  bool signal_in_between; /* a drain moves the mark to the inner queue */
+  long match_calls;       /* of the reply receive */
+  long in_order;          /* backlog messages received back in order */
+  bool exit_seen;
+} mark_arg;
+
+static bool reply_for(keel_term m, void *arg) {
+  void **a = arg;
+  (*(long *)a[1])++;
+  return keel_is_tuple(m) && keel_tuple_arity(m) == 2 &&
+         keel_eq_exact(keel_tuple_get(m, 0), *(keel_term *)a[0]);
+}
+
+/* Handler: answers {call, From, Ref} with {Ref, ok}. */
+static keel_handler_status mark_server(keel_proc *self, keel_term msg,
+                                       void *st) {
+  (void)self, (void)st;
+  if (msg == KEEL_ATOM(STOP))
+    return keel_stop(self, KEEL_ATOM(NORMAL));
+  uint64_t buf[16];
+  keel_heap h;
+  keel_heap_init_fixed(&h, buf, 16);
+  (void)keel_send(keel_tuple_get(msg, 1),
+                  keel_tuple(&h, 2, keel_tuple_get(msg, 2), KEEL_ATOM(OK)));
+  return KEEL_CONTINUE;
+}
+
+static void mark_caller(keel_proc *self, void *arg) {
+  mark_arg *a = arg;
+  keel_term me = keel_self(self);
+  keel_trap_exit(self, true);
+  for (int i = 0; i < BACKLOG; i++)
+    (void)keel_send(me, keel_small(i));
+  keel_heap h;
+  keel_heap_init(&h);
+  keel_term ref = keel_make_ref(&h);
+  if (a->use_mark)
+    cr_assert_eq(keel_receive_mark(self), KEEL_OK);
+  if (a->signal_in_between)
+    (void)keel_exit(me, keel_atom("poke"));
+  (void)keel_send(a->server, keel_tuple(&h, 3, keel_atom("call"), me, ref));
+  void *margs[2] = {&ref, &a->match_calls};
+  keel_term m;
+  cr_assert_eq(keel_receive(self, reply_for, margs, 30000, &m), KEEL_OK);
+  /* The backlog is all still there, in order. */
+  for (long i = 0; i < BACKLOG; i++) {
+    if (keel_receive(self, NULL, NULL, 0, &m) != KEEL_OK)
+      break;
+    if (keel_is_tuple(m)) { /* the poke's 'EXIT' comes after the backlog */
+      a->exit_seen = true;
+      i--;
+      continue;
+    }
+    if (keel_small_value(m) == i)
+      a->in_order++;
+  }
+  if (a->signal_in_between && !a->exit_seen &&
+      keel_receive(self, NULL, NULL, 0, &m) == KEEL_OK && keel_is_tuple(m))
+    a->exit_seen = true;
+  keel_heap_destroy(&h);
+  (void)keel_send(a->server, KEEL_ATOM(STOP));
+  signal_event();
+}
+
+static void mark_case(bool use_mark, bool signal_in_between) {
+  for (size_t c = 0; c < NCONF; c++) {
+    start(sched_counts[c]);
+    mark_arg a = {.use_mark = use_mark, .signal_in_between = signal_in_between};
+    cr_assert_eq(keel_spawn(mark_server, NULL, NULL, &a.server), KEEL_OK);
+    cr_assert_eq(keel_spawn_fiber(mark_caller, &a, NULL, NULL), KEEL_OK);
+    cr_assert(wait_events(1));
+    cr_assert_eq(a.in_order, BACKLOG, "backlog intact (%u)", sched_counts[c]);
+    cr_assert_eq(a.exit_seen, signal_in_between);
+    if (use_mark)
+      cr_assert_leq(a.match_calls, 3, "%ld match calls past the mark (%u)",
+                    a.match_calls, sched_counts[c]);
+    else
+      cr_assert_geq(a.match_calls, BACKLOG, "an unmarked receive scans all");
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+  }
+}
+
+Test(fiber, receive_mark_skips_the_backlog) {
+  mark_case(true, false);
+}
+
+Test(fiber, receive_mark_after_a_signal_drain) {
+  mark_case(true, true);
+}
+
+Test(fiber, unmarked_call_scans_the_backlog) {
+  mark_case(false, false);
 }
