@@ -192,6 +192,45 @@ keel_handler_status keel_stop(keel_proc *self, keel_term reason);
 keel_proc *keel_current(void);
 
 /* ------------------------------------------------------------------------ */
+/* Introspection                                                            */
+/* ------------------------------------------------------------------------ */
+
+typedef enum keel_process_status {
+  KEEL_PROC_WAITING = 1, /* idle: waiting for a message */
+  KEEL_PROC_RUNNABLE = 2 /* queued to run, or running */
+} keel_process_status;
+
+/* A snapshot of a process (erlang:process_info). The counts are those the
+ * process published at the end of its last run; the queue length is
+ * exact at the moment it is read. */
+typedef struct keel_process_info_t {
+  keel_term pid;
+  keel_process_status status;
+  bool fiber;
+  keel_term registered_name; /* an atom, or 'undefined' */
+  size_t message_queue_len;  /* messages queued, not yet handled/taken */
+  uint64_t reductions;       /* budget units used so far */
+  size_t links, monitors, monitored_by; /* saturate at 4095 */
+  size_t heap_bytes;      /* words in the process heap, rounded to KiB */
+  size_t memory;          /* control block + heap (fiber stacks apart) */
+  const void *entry;      /* the handler, or the fiber's body function */
+  const char *entry_name; /* its symbol name when the dynamic symbol
+                             table has it (link with -rdynamic), or
+                             NULL; lives as long as the program */
+} keel_process_info_t;
+
+/* Fills *out with a snapshot of the process pid, without stopping or
+ * signalling it. Errors: KEEL_ENOPROC (dead), KEEL_EBADARG (not a local
+ * pid), KEEL_EINVAL (out NULL), KEEL_ESTATE (no node). Thread-safe. */
+int keel_process_info(keel_term pid, keel_process_info_t *out);
+
+/* The pids of the live processes (erlang:processes): stores up to max of
+ * them in out (may be NULL when max is 0) and returns how many are alive
+ * (so a caller can size its array and call again). A snapshot taken
+ * without stopping anything. Thread-safe. */
+size_t keel_processes(keel_term *out, size_t max);
+
+/* ------------------------------------------------------------------------ */
 /* Timers                                                                   */
 /* ------------------------------------------------------------------------ */
 

@@ -270,21 +270,28 @@ static void fiber_entry(void *arg) {
 void keel__rt_fiber_run(rt_node *n, rt_sched *s, keel_proc *p) {
   rt_fiber *f = p->fiber;
   keel__rt_tl_proc = p;
+  int32_t used = 0;
   for (;;) {
     p->budget = s->slice;
+    used += s->slice;
     f->sched = s;
     f->why = RT_FB_RUN;
     (void)keel__ctx_switch(&s->ctx, &f->ctx);
     s->slice = p->budget > 0 ? p->budget : 0;
+    used -= s->slice;
     if (f->why == RT_FB_DONE) {
       keel__rt_proc_die(n, p); /* the slot may be reused from here on */
-      break;
+      keel__rt_tl_proc = NULL;
+      return;
     }
     if (f->why == RT_FB_YIELD) {
+      keel__rt_publish(p, used);
       keel__rt_requeue(n, s, p);
       break;
     }
     /* Blocked in receive: idle unless mail came meanwhile. */
+    keel__rt_publish(p, used); /* before p may run elsewhere */
+    used = 0;
     if (keel__rt_try_idle(p)) /* p may run elsewhere from here on */
       break;
     if (s->slice <= 0) {
@@ -324,6 +331,10 @@ int keel_fiber_yield(keel_proc *self) {
   fiber_switch(self, RT_FB_YIELD);
   fiber_signals(self);
   return KEEL_OK;
+}
+
+const void *keel__rt_fiber_entry(const keel_proc *p) {
+  return p->fiber != NULL ? (const void *)p->fiber->fn : NULL;
 }
 
 bool keel_proc_is_fiber(const keel_proc *self) {
@@ -380,6 +391,7 @@ static int receive_taken(keel_proc *self, rt_msg *m, keel_term *msg_out) {
     keel__rt_proc_timeout_clear(keel__rt, self);
   self->fiber->held = m;
   self->budget -= KEEL_COST_MESSAGE;
+  keel__rt_mq_out(self, 1);
   *msg_out = m->term;
   return KEEL_OK;
 }

@@ -67,6 +67,7 @@ static int link_noproc(keel_proc *self, uint64_t target) {
   if (m == NULL)
     return KEEL_ENOMEM;
   keel__rt_inner_append(self, m);
+  keel__rt_mq_out(self, -1);
   return KEEL_OK;
 }
 
@@ -134,6 +135,7 @@ static size_t inner_remove(keel_proc *self, bool (*pred)(keel_term, keel_term),
     if (m->term != KEEL_NONE && pred(m->term, arg)) {
       keel__rt_inner_unlink(self, prev, m);
       keel__rt_free_msg(m);
+      keel__rt_mq_out(self, 1);
       removed++;
     } else {
       prev = m;

@@ -146,6 +146,10 @@ int keel__rt_spawn_common(rt_node *n, keel_handler_fn handler, void *state,
   atomic_store_explicit(&p->name, 0, memory_order_relaxed);
   p->fiber = f;
   p->inner_head = p->inner_tail = NULL;
+  atomic_store_explicit(&p->mq_in, 0, memory_order_relaxed);
+  atomic_store_explicit(&p->mq_out, 0, memory_order_relaxed);
+  atomic_store_explicit(&p->reductions, 0, memory_order_relaxed);
+  atomic_store_explicit(&p->pub, 0, memory_order_relaxed);
   keel_heap_init(&p->heap);
   keel__mbox_init(p);
   /* A fiber starts runnable; a handler process waits for mail. */
@@ -239,6 +243,8 @@ static inline bool deliver_to(rt_node *n, rt_sched *s, keel_proc *p,
     atomic_fetch_sub_explicit(&p->ctl, RT_PIN_ONE, memory_order_release);
     return false;
   }
+  if (m->term != KEEL_NONE)
+    atomic_fetch_add_explicit(&p->mq_in, 1, memory_order_relaxed);
   keel__mbox_push(p, m);
   bool wake = unpin_and_wake(p, flags);
   if (count && s != NULL)

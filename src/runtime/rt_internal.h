@@ -87,6 +87,15 @@ struct keel_proc {
   /* Written by other threads: the control word and the mailbox head. */
   _Atomic uint64_t ctl;
   _Atomic(rt_mnode *) mb_head;
+  /* Messages pushed, ever (senders; wraps), and taken or dropped by the
+   * owner net of those that signals turned into: their difference is the
+   * message queue length (introspect.c). */
+  _Atomic uint32_t mq_in;
+  _Atomic uint32_t mq_out;
+  /* Owner-published at the end of each run, for keel_process_info. */
+  _Atomic uint64_t reductions;
+  _Atomic uint64_t pub; /* links, monitors, monitored-by (12 bits each),
+                           heap KiB (28 bits) */
   /* Owner-only (the scheduler running the process). */
   rt_mnode *mb_tail;
   rt_mnode mb_stub;
@@ -271,6 +280,18 @@ void keel__rt_sim_drop_held(rt_node *n);
 int keel__rt_node_start(const keel_node_opts *opts, bool sim, uint64_t seed);
 void keel__rt_sim_destroy(rt_node *n);
 
+/* Introspection (introspect.c): publishes p's figures (owner, end of a
+ * run that used `used` budget units). */
+void keel__rt_publish(keel_proc *p, int32_t used);
+/* Owner-side queue accounting: n messages left the queue (taken, dropped)
+ * or, negative, joined it without a sender (signals turned into them). */
+static inline void keel__rt_mq_out(keel_proc *p, int32_t k) {
+  atomic_store_explicit(&p->mq_out,
+                        atomic_load_explicit(&p->mq_out, memory_order_relaxed) +
+                            (uint32_t)k,
+                        memory_order_relaxed);
+}
+
 /* Fiber processes (fiber.c). */
 int keel__rt_fibers_init(rt_node *n);
 void keel__rt_fibers_destroy(rt_node *n);
@@ -287,6 +308,8 @@ void keel__rt_fiber_run(rt_node *n, rt_sched *s, keel_proc *p);
 /* Frees p's fiber (context, stack, held and skipped messages) without
  * resuming it; p must not be running. */
 void keel__rt_fiber_release(rt_node *n, keel_proc *p);
+/* The body function of fiber process p (for introspection). */
+const void *keel__rt_fiber_entry(const keel_proc *p);
 /* Called by keel_send when a fiber's budget is used up. */
 void keel__rt_fiber_budget_yield(keel_proc *p);
 /* Initialises a spawned process slot; shared by both spawn kinds

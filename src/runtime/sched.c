@@ -450,6 +450,7 @@ static void run_process(rt_node *n, rt_sched *s, keel_proc *p, bool inherit) {
   /* The state stays SCHEDULED while queued and while running: no CAS to
    * start a run. NEWMAIL may already be set; it only costs one more pop. */
   p->budget = s->slice;
+  int32_t start = p->budget;
   tl_proc = p;
   int32_t left = 0;
   /* Signals first, ahead of any message backlog (G5). */
@@ -468,6 +469,8 @@ static void run_process(rt_node *n, rt_sched *s, keel_proc *p, bool inherit) {
     }
     if (m == NULL) {
       left = p->budget;
+      keel__rt_publish(p, start - left); /* while p is still ours */
+      start = left;
       if (try_idle(p)) /* p may run elsewhere from here on */
         break;
       continue;
@@ -485,6 +488,7 @@ static void run_process(rt_node *n, rt_sched *s, keel_proc *p, bool inherit) {
       st = p->handler(p, KEEL_ATOM(TIMEOUT), p->state);
       p->timed_out = false;
     } else {
+      keel__rt_mq_out(p, 1); /* being handled: out of the queue */
       st = p->handler(p, m->term, p->state);
       keel__rt_free_msg(m);
     }
@@ -495,6 +499,7 @@ static void run_process(rt_node *n, rt_sched *s, keel_proc *p, bool inherit) {
       break;
     }
     if (left <= 0) {
+      keel__rt_publish(p, start - left);
       /* Out of budget: yield only if there is more to do. */
       if (p->inner_head == NULL && !keel__mbox_has_mail(p) && try_idle(p))
         break;

@@ -252,6 +252,8 @@ rt_msg *keel__rt_sig_handle(rt_node *n, keel_proc *p, rt_sig *sig, bool *die) {
     break;
   }
   keel__rt_sig_free(sig);
+  if (m != NULL)
+    keel__rt_mq_out(p, -1); /* a message without a sender's count */
   return m;
 }
 

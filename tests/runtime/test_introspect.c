@@ -1,0 +1,133 @@
+/* Introspection: keel_process_info and keel_processes on live, busy and
+ * dead processes. */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "keel/runtime.h"
+#include "keel/signals.h"
+#include "runtime/rt_test.h"
+
+static pthread_mutex_t hold_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t hold_cv = PTHREAD_COND_INITIALIZER;
+static bool hold_go;
+static atomic_long handled;
+
+/* Holds its scheduler on the first message until released. */
+keel_handler_status introspect_holder(keel_proc *self, keel_term msg, void *st);
+keel_handler_status introspect_holder(keel_proc *self, keel_term msg,
+                                      void *st) {
+  (void)self, (void)st, (void)msg;
+  if (atomic_fetch_add(&handled, 1) == 0) {
+    pthread_mutex_lock(&hold_mu);
+    signal_event();
+    while (!hold_go)
+      pthread_cond_wait(&hold_cv, &hold_mu);
+    pthread_mutex_unlock(&hold_mu);
+  }
+  if (atomic_load(&handled) == 51)
+    signal_event();
+  return KEEL_CONTINUE;
+}
+
+static keel_handler_status idle_handler(keel_proc *self, keel_term msg,
+                                        void *st) {
+  (void)st;
+  return msg == KEEL_ATOM(STOP) ? keel_stop(self, KEEL_ATOM(NORMAL))
+                                : KEEL_CONTINUE;
+}
+
+static void linker(keel_proc *self, void *arg) {
+  keel_term *peers = arg;
+  keel_heap h;
+  keel_heap_init(&h);
+  keel_term ref;
+  (void)keel_link(self, peers[0]);
+  (void)keel_link(self, peers[1]);
+  (void)keel_monitor(self, peers[0], 0, &h, &ref);
+  keel_term m;
+  signal_event();
+  (void)keel_receive(self, NULL, NULL, KEEL_INFINITY, &m);
+  keel_heap_destroy(&h);
+}
+
+Test(introspect, queue_length_status_reductions_and_relations) {
+  for (size_t c = 0; c < NCONF; c++) {
+    start_node(sched_counts[c], 0);
+    atomic_store(&handled, 0);
+    hold_go = false;
+    keel_term busy, idle, fib;
+    cr_assert_eq(keel_spawn(introspect_holder, NULL, NULL, &busy), KEEL_OK);
+    cr_assert_eq(keel_spawn(idle_handler, NULL, NULL, &idle), KEEL_OK);
+    cr_assert_eq(keel_register(keel_atom("introspected"), idle), KEEL_OK);
+    cr_assert_eq(keel_send(busy, keel_small(0)), KEEL_OK);
+    cr_assert(wait_events(1)); /* held in its first message */
+    for (int i = 1; i <= 50; i++)
+      cr_assert_eq(keel_send(busy, keel_small(i)), KEEL_OK);
+    keel_process_info_t info;
+    cr_assert_eq(keel_process_info(busy, &info), KEEL_OK);
+    cr_assert_eq(info.message_queue_len, 50, "50 queued behind the held one");
+    cr_assert_eq(info.status, KEEL_PROC_RUNNABLE);
+    cr_assert(!info.fiber);
+    cr_assert_eq(info.entry, (const void *)introspect_holder);
+    if (info.entry_name != NULL)
+      cr_assert_str_eq(info.entry_name, "introspect_holder");
+    pthread_mutex_lock(&hold_mu);
+    hold_go = true;
+    pthread_cond_broadcast(&hold_cv);
+    pthread_mutex_unlock(&hold_mu);
+    cr_assert(wait_events(2)); /* all 51 handled */
+    keel_term peers[2] = {busy, idle};
+    cr_assert_eq(keel_spawn_fiber(linker, peers, NULL, &fib), KEEL_OK);
+    cr_assert(wait_events(3));
+    /* The linker published its figures when it blocked; the idle
+     * process when it handled the link signal. */
+    keel_process_info_t li, ii, bi;
+    do {
+      cr_assert_eq(keel_process_info(fib, &li), KEEL_OK);
+      cr_assert_eq(keel_process_info(idle, &ii), KEEL_OK);
+      cr_assert_eq(keel_process_info(busy, &bi), KEEL_OK);
+    } while (li.status != KEEL_PROC_WAITING || ii.links != 1 ||
+             bi.monitored_by != 1 || bi.links != 1);
+    cr_assert(li.fiber);
+    cr_assert_eq(li.entry, (const void *)linker);
+    cr_assert_eq(li.links, 2);
+    cr_assert_eq(li.monitors, 1);
+    cr_assert_eq(li.message_queue_len, 0);
+    cr_assert_eq(ii.registered_name, keel_atom("introspected"));
+    cr_assert_eq(ii.status, KEEL_PROC_WAITING);
+    cr_assert_geq(ii.memory, 192);
+    /* busy handled 51 messages: at least 51 x KEEL_COST_MESSAGE. */
+    cr_assert_eq(keel_process_info(busy, &info), KEEL_OK);
+    cr_assert_geq(info.reductions, 51 * KEEL_COST_MESSAGE);
+    cr_assert_eq(info.message_queue_len, 0);
+    /* The process list. */
+    keel_term pids[8];
+    size_t total = keel_processes(pids, 8);
+    cr_assert_eq(total, 3);
+    bool found[3] = {false};
+    for (size_t i = 0; i < total; i++) {
+      found[0] |= pids[i] == busy;
+      found[1] |= pids[i] == idle;
+      found[2] |= pids[i] == fib;
+    }
+    cr_assert(found[0] && found[1] && found[2]);
+    cr_assert_eq(keel_processes(NULL, 0), 3);
+    cr_assert_eq(keel_processes(pids, 1), 3, "the total, even when cut");
+    /* Dead and bad pids. */
+    cr_assert_eq(keel_exit(fib, KEEL_ATOM(KILL)), KEEL_OK);
+    /* killed, and through its links the two others ('killed' too) */
+    while (keel_processes(NULL, 0) != 0)
+      sched_yield();
+    cr_assert_eq(keel_process_info(fib, &info), KEEL_ENOPROC);
+    cr_assert_eq(keel_process_info(busy, &info), KEEL_ENOPROC);
+    cr_assert_eq(keel_process_info(keel_small(1), &info), KEEL_EBADARG);
+    cr_assert_eq(keel_process_info(busy, NULL), KEEL_EINVAL);
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+  }
+  keel_process_info_t info;
+  cr_assert_eq(keel_process_info(keel_pid_local(0), &info), KEEL_ESTATE);
+  cr_assert_eq(keel_processes(NULL, 0), 0);
+}
