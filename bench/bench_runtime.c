@@ -645,9 +645,11 @@ static void switch_fiber(void *arg) {
 
 static int run_switch(bool quick, double *out) {
 #if KEEL_HAVE_FIBERS
-  keel__stack_pool *pool = keel__stack_pool_new(64 * 1024, 1);
-  keel__stack *st = pool != NULL ? keel__stack_alloc(pool) : NULL;
-  if (st == NULL) {
+  keel__stack_pool_opts po = {.stack_size = 64 * 1024};
+  keel__stack_pool *pool = keel__stack_pool_new(&po);
+  keel__stack *st = NULL;
+  if (pool == NULL ||
+      keel__stack_alloc(pool, KEEL_STACK_NO_CACHE, &st) != KEEL_OK) {
     keel__stack_pool_destroy(pool);
     return -1;
   }
@@ -661,7 +663,7 @@ static int run_switch(bool quick, double *out) {
   uint64_t t1 = keel_monotonic_ns();
   keel__ctx_destroy(&sb.fib_ctx);
   keel__ctx_destroy(&sb.main_ctx);
-  keel__stack_free(pool, st);
+  keel__stack_free(pool, KEEL_STACK_NO_CACHE, st, false);
   keel__stack_pool_destroy(pool);
   out[0] = (double)(t1 - t0) / (2.0 * (double)n);
   return 0;
