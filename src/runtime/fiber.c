@@ -41,8 +41,8 @@
 #include "runtime/stack_pool.h"
 #include "runtime/timer.h"
 
-#define RT_FB_CLASSES 8 /* 16 KiB << 0..7: 16 KiB .. 2 MiB */
-#define RT_FB_KEEP_SLABS 1 /* free slabs kept mapped per class */
+#define RT_FB_CLASSES 8        /* 16 KiB << 0..7: 16 KiB .. 2 MiB */
+#define RT_FB_KEEP_SLABS 1     /* free slabs kept mapped per class */
 #define RT_FB_MAP_RESERVE 4096 /* maps left for everything but stacks */
 
 enum { RT_FB_NEW, RT_FB_RUN, RT_FB_YIELD, RT_FB_BLOCK, RT_FB_DONE };
@@ -320,9 +320,28 @@ static void fiber_entry(void *arg) {
   abort(); /* unreachable: a finished fiber is never resumed */
 }
 
+/* Makes a new fiber's context, on the scheduler that runs it first rather
+ * than in spawn: the first touch of a fresh stack (a page fault and a
+ * zeroed page) is then paid by the thread that uses the page, not by the
+ * spawner. Making a context fails only when TSan cannot create its fiber
+ * state; the process then exits with reason system_limit. */
+static bool fiber_first_run(rt_node *n, keel_proc *p) {
+  rt_fiber *f = p->fiber;
+  if (keel__ctx_make(&f->ctx, f->stack->lo, f->stack->size, fiber_entry, f) ==
+      KEEL_OK)
+    return true;
+  p->exit_reason = KEEL_ATOM(SYSTEM_LIMIT);
+  keel__rt_proc_die(n, p);
+  return false;
+}
+
 void keel__rt_fiber_run(rt_node *n, rt_sched *s, keel_proc *p) {
   rt_fiber *f = p->fiber;
   keel__rt_tl_proc = p;
+  if (f->why == RT_FB_NEW && !fiber_first_run(n, p)) {
+    keel__rt_tl_proc = NULL;
+    return;
+  }
   for (;;) {
     p->budget = s->slice;
     f->sched = s;
@@ -411,12 +430,10 @@ int keel_spawn_fiber(keel_fiber_fn fn, void *arg, const keel_spawn_opts *opts,
     free(f);
     return rc;
   }
-  rc = keel__ctx_make(&f->ctx, f->stack->lo, f->stack->size, fiber_entry, f);
+  /* The context is made at the first run (fiber_first_run). */
   keel_proc *p = NULL;
-  if (rc == KEEL_OK)
-    rc = keel__rt_spawn_common(n, NULL, arg, opts, f, &p);
+  rc = keel__rt_spawn_common(n, NULL, arg, opts, f, &p);
   if (rc != KEEL_OK) {
-    keel__ctx_destroy(&f->ctx);
     stack_put(n, f->cls, f->stack);
     free(f);
     return rc;

@@ -225,8 +225,7 @@ extern size_t keel__rt_fiber_stacks_left;
  * and their guard mechanism (a keel__stack_guard) in *guard unless NULL;
  * for tests. KEEL_ESTATE when no node runs. */
 struct keel__stack_pool_stats;
-int keel__rt_fiber_stack_stats(struct keel__stack_pool_stats *out,
-                               int *guard);
+int keel__rt_fiber_stack_stats(struct keel__stack_pool_stats *out, int *guard);
 /* Scheduler threads: an alternate signal stack for the overflow report
  * (returns it, or NULL when the thread has one already), and its
  * release. */

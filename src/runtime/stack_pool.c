@@ -104,7 +104,7 @@ static keel__stack_guard kernel_probe(void) {
   if (m == MAP_FAILED)
     return KEEL_STACK_GUARD_MPROTECT; /* not cached: try again later */
   v = madvise(m, pg, MADV_GUARD_INSTALL) == 0 ? KEEL_STACK_GUARD_MADVISE
-                                               : KEEL_STACK_GUARD_MPROTECT;
+                                              : KEEL_STACK_GUARD_MPROTECT;
   munmap(m, 2 * pg);
   atomic_store_explicit(&kernel_guard, v, memory_order_relaxed);
   return (keel__stack_guard)v;
@@ -139,16 +139,15 @@ keel__stack_pool *keel__stack_pool_new(const keel__stack_pool_opts *opts) {
   p->stack_size = size;
   p->guard = pg;
   p->stride = pg + size;
-  p->per_slab = o.per_slab != 0
-                    ? o.per_slab
-                    : clamp_u(KEEL_STACK_SLAB_BYTES / p->stride, 4,
-                              KEEL_STACK_SLAB_MAX);
+  p->per_slab = o.per_slab != 0 ? o.per_slab
+                                : clamp_u(KEEL_STACK_SLAB_BYTES / p->stride, 4,
+                                          KEEL_STACK_SLAB_MAX);
   p->ncaches = o.ncaches;
   p->cache_max =
       o.cache_max != 0 ? o.cache_max : clamp_u(CACHE_BYTES / size, 4, 64);
   p->keep_empty = o.keep_empty;
-  p->mode = o.guard != KEEL_STACK_GUARD_AUTO ? o.guard
-                                             : keel__stack_guard_probe();
+  p->mode =
+      o.guard != KEEL_STACK_GUARD_AUTO ? o.guard : keel__stack_guard_probe();
   p->slab_maps = p->mode == KEEL_STACK_GUARD_MADVISE ? 1 : 2 * p->per_slab;
   p->budget = o.budget;
   if (p->ncaches > 0) {
@@ -367,18 +366,33 @@ static int guard_install(const keel__stack_pool *p, keel__stack *st) {
              : KEEL_ENOMEM;
 }
 
-/* Releases the pages of st below its top page (the one a new fiber
- * touches first). Returns whether it did. */
+/* Releases the resident pages of st below its top page (the one a new
+ * fiber touches first). mincore finds them first: most fibers never left
+ * their top page, and a needless MADV_DONTNEED still costs a TLB
+ * shoot-down on every CPU running the process. Returns whether it
+ * released any. */
 static bool trim(const keel__stack_pool *p, keel__stack *st) {
-  if (st->size <= p->guard)
-    return false;
-  return madvise(st->lo, st->size - p->guard, MADV_DONTNEED) == 0;
+  enum { CHUNK = 256 }; /* pages per mincore call */
+  unsigned char vec[CHUNK];
+  char *lo = st->lo;
+  size_t pages = st->size / p->guard - 1;
+  bool any = false;
+  for (size_t i = 0; i < pages; i += CHUNK) {
+    size_t n = pages - i < CHUNK ? pages - i : CHUNK;
+    char *at = lo + i * p->guard;
+    bool resident = mincore(at, n * p->guard, vec) != 0; /* unsure: trim */
+    for (size_t k = 0; k < n && !resident; k++)
+      resident = (vec[k] & 1) != 0;
+    if (resident && madvise(at, n * p->guard, MADV_DONTNEED) == 0)
+      any = true;
+  }
+  return any;
 }
 
 /* Returns a chain of stacks (linked by next) to the depot, trimming each
  * first when asked, and unmaps the slabs that became free. */
-static void depot_return(keel__stack_pool *p, keel__stack *chain,
-                         bool do_trim, bool is_flush) {
+static void depot_return(keel__stack_pool *p, keel__stack *chain, bool do_trim,
+                         bool is_flush) {
   size_t trimmed = 0;
   if (do_trim)
     for (keel__stack *st = chain; st != NULL; st = st->next)
@@ -525,8 +539,7 @@ keel__stack_pool_get_stats(const keel__stack_pool *pool) {
     return st;
   size_t cache_allocs = 0;
   for (unsigned i = 0; i < pool->ncaches; i++) {
-    st.cached +=
-        atomic_load_explicit(&pool->caches[i].n, memory_order_relaxed);
+    st.cached += atomic_load_explicit(&pool->caches[i].n, memory_order_relaxed);
     cache_allocs +=
         atomic_load_explicit(&pool->caches[i].allocs, memory_order_relaxed);
   }

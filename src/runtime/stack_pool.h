@@ -75,12 +75,12 @@ typedef struct keel__stack_budget {
 } keel__stack_budget;
 
 typedef struct keel__stack_pool_opts {
-  size_t stack_size;       /* usable bytes; 0: default; rounded to pages */
-  unsigned per_slab;       /* 0: KEEL_STACK_SLAB_BYTES / stride in 4..64 */
-  unsigned ncaches;        /* per-thread caches (0: none) */
-  unsigned cache_max;      /* stacks per cache; 0: 1 MiB / size in 4..64 */
-  unsigned keep_empty;     /* fully free slabs kept mapped */
-  keel__stack_guard guard; /* AUTO: probe */
+  size_t stack_size;          /* usable bytes; 0: default; rounded to pages */
+  unsigned per_slab;          /* 0: KEEL_STACK_SLAB_BYTES / stride in 4..64 */
+  unsigned ncaches;           /* per-thread caches (0: none) */
+  unsigned cache_max;         /* stacks per cache; 0: 1 MiB / size in 4..64 */
+  unsigned keep_empty;        /* fully free slabs kept mapped */
+  keel__stack_guard guard;    /* AUTO: probe */
   keel__stack_budget *budget; /* shared map budget, or NULL */
 } keel__stack_pool_opts;
 

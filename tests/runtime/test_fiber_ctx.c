@@ -27,7 +27,7 @@ static keel__stack_pool *test_pool(size_t size) {
 static keel__stack *test_stack(keel__stack_pool *pool) {
   keel__stack *st = NULL;
   return keel__stack_alloc(pool, KEEL_STACK_NO_CACHE, &st) == KEEL_OK ? st
-                                                                       : NULL;
+                                                                      : NULL;
 }
 
 static keel__ctx main_ctx;
@@ -265,8 +265,8 @@ static void many_fiber(void *arg) {
 
 Test(fiber_ctx, ten_thousand_fibers_no_leak) {
   /* One per-thread cache of 16 stacks, owned by this thread. */
-  keel__stack_pool_opts o = {.stack_size = 16 * 1024, .ncaches = 1,
-                             .cache_max = 16};
+  keel__stack_pool_opts o = {
+      .stack_size = 16 * 1024, .ncaches = 1, .cache_max = 16};
   keel__stack_pool *pool = keel__stack_pool_new(&o);
   cr_assert_not_null(pool);
   cr_assert_eq(keel__ctx_init_current(&main_ctx), KEEL_OK);
