@@ -683,6 +683,53 @@ Test(fiber, hundred_thousand_fibers_8) {
   many_fibers(8);
 }
 
+/* With mprotect guards (two maps per stack) spawning stops at the map
+ * budget with KEEL_ESYSLIMIT, exactly where the documented rule puts it:
+ * (vm.max_map_count - 4096) maps, 128 per slab of 64 stacks. */
+static long max_map_count(void) {
+  FILE *fp = fopen("/proc/sys/vm/max_map_count", "r");
+  long v = -1;
+  if (fp != NULL) {
+    if (fscanf(fp, "%ld", &v) != 1)
+      v = -1;
+    fclose(fp);
+  }
+  return v;
+}
+
+static void fiber_block_quiet(keel_proc *self, void *arg) {
+  (void)arg;
+  keel_term m;
+  (void)keel_receive(self, NULL, NULL, KEEL_INFINITY, &m);
+}
+
+Test(fiber, spawn_beyond_map_budget_is_a_system_limit) {
+  long maps = max_map_count();
+  if (maps < 8192)
+    cr_skip_test("vm.max_map_count %ld: too small for this test", maps);
+  long expect = (maps - 4096) / (2 * 64) * 64;
+  if (expect > 40000 || UNDER_TSAN || UNDER_ASAN)
+    cr_skip_test("%ld stacks to the limit: too many here", expect);
+  cr_assert_eq(setenv("KEEL_STACK_GUARD", "mprotect", 1), 0);
+  start(2);
+  keel_spawn_opts so = {.stack_size = KEEL_FIBER_STACK_MIN};
+  long n = 0;
+  int rc;
+  while ((rc = keel_spawn_fiber(fiber_block_quiet, NULL, &so, NULL)) ==
+             KEEL_OK &&
+         n < 2 * expect)
+    n++;
+  cr_assert_eq(rc, KEEL_ESYSLIMIT, "spawn %ld: %s", n, keel_strerror(rc));
+  cr_assert_eq(n, expect);
+  keel_term pid;
+  keel_spawn_opts big = {.stack_size = 64 * 1024}; /* another class */
+  cr_assert_eq(keel_spawn_fiber(fiber_block_quiet, NULL, &big, &pid),
+               KEEL_ESYSLIMIT, "the budget is shared by every size class");
+  cr_assert_eq(keel_node_stop(), KEEL_OK);
+  cr_assert_eq(keel__rt_fiber_stacks_left, 0);
+  unsetenv("KEEL_STACK_GUARD");
+}
+
 /* ---- stack reuse through the schedulers' caches ----------------------- */
 
 #define SPAWNERS 8
