@@ -25,9 +25,12 @@
  * the handler processes' timeout record (p->tmo): it arrives through the
  * mailbox, behind every message delivered before it fired.
  *
- * Stacks come from per-size-class pools of the node (stack_pool.c) under
- * one mutex; the number of live stacks is bounded below vm.max_map_count
- * (two mappings per stack), beyond which spawn returns KEEL_ESYSLIMIT.
+ * Stacks come from one pool per size class (stack_pool.c): slabs of many
+ * stacks, a lock-free cache per scheduler (index = scheduler id) and a
+ * locked depot for other threads. The pools share one budget of memory
+ * maps below vm.max_map_count, beyond which spawn returns KEEL_ESYSLIMIT
+ * (with MADV_GUARD_INSTALL guards a slab is one map for all its stacks;
+ * with mprotect guards each stack costs two).
  */
 #include <pthread.h>
 #include <signal.h>
@@ -43,8 +46,9 @@
 #include "runtime/stack_pool.h"
 #include "runtime/timer.h"
 
-#define RT_FB_CLASSES 8 /* 16 KiB << 0..7: 16 KiB .. 2 MiB */
-#define RT_FB_CACHE 256 /* free stacks kept per class */
+#define RT_FB_CLASSES 8        /* 16 KiB << 0..7: 16 KiB .. 2 MiB */
+#define RT_FB_KEEP_SLABS 1     /* free slabs kept mapped per class */
+#define RT_FB_MAP_RESERVE 4096 /* maps left for everything but stacks */
 
 enum { RT_FB_NEW, RT_FB_RUN, RT_FB_YIELD, RT_FB_BLOCK, RT_FB_DONE };
 
@@ -62,15 +66,15 @@ typedef struct rt_fiber {
 } rt_fiber;
 
 typedef struct rt_fibers {
-  pthread_mutex_t lock;
   keel__stack_pool *pools[RT_FB_CLASSES];
-  size_t live;  /* stacks handed out */
-  size_t limit; /* most live stacks */
+  keel__stack_budget budget; /* memory maps the pools may use */
 } rt_fibers;
 
 /* ---- stacks ------------------------------------------------------------ */
 
-static size_t stack_limit(void) {
+/* Memory maps the stack pools may use: vm.max_map_count less a reserve
+ * for everything else in the OS process. */
+static size_t map_budget(void) {
   long maps = 65530;
   FILE *fp = fopen("/proc/sys/vm/max_map_count", "r");
   if (fp != NULL) {
@@ -78,9 +82,9 @@ static size_t stack_limit(void) {
       maps = 65530;
     fclose(fp);
   }
-  /* Two mappings per stack; leave room for everything else. */
-  long lim = maps / 2 - 2048;
-  return lim < 64 ? 64 : (size_t)lim;
+  if (maps < 2 * RT_FB_MAP_RESERVE)
+    return maps > 256 ? (size_t)maps / 2 : 128;
+  return (size_t)maps - RT_FB_MAP_RESERVE;
 }
 
 /* ---- stack overflow report ---------------------------------------------- */
@@ -164,12 +168,28 @@ void keel__rt_fiber_thread_fini(void *altstack) {
   free(altstack);
 }
 
+static void fibers_free(rt_fibers *F) {
+  for (unsigned i = 0; i < RT_FB_CLASSES; i++)
+    keel__stack_pool_destroy(F->pools[i]);
+  free(F);
+}
+
 int keel__rt_fibers_init(rt_node *n) {
   rt_fibers *F = calloc(1, sizeof *F);
   if (F == NULL)
     return KEEL_ENOMEM;
-  pthread_mutex_init(&F->lock, NULL);
-  F->limit = stack_limit();
+  F->budget.max = map_budget();
+  for (unsigned c = 0; c < RT_FB_CLASSES; c++) {
+    keel__stack_pool_opts o = {.stack_size = KEEL_FIBER_STACK_MIN << c,
+                               .ncaches = n->nsched,
+                               .keep_empty = RT_FB_KEEP_SLABS,
+                               .budget = &F->budget};
+    F->pools[c] = keel__stack_pool_new(&o);
+    if (F->pools[c] == NULL) {
+      fibers_free(F);
+      return KEEL_ENOMEM;
+    }
+  }
   n->fibers = F;
   guard_bytes = keel__stack_guard_size();
   struct sigaction sa;
@@ -187,13 +207,38 @@ void keel__rt_fibers_destroy(rt_node *n) {
   rt_fibers *F = n->fibers;
   if (F == NULL)
     return;
-  keel__rt_fiber_stacks_left = F->live;
-  (void)sigaction(SIGSEGV, &prev_segv, NULL);
+  size_t live = 0;
   for (unsigned i = 0; i < RT_FB_CLASSES; i++)
-    keel__stack_pool_destroy(F->pools[i]);
-  pthread_mutex_destroy(&F->lock);
-  free(F);
+    live += keel__stack_pool_get_stats(F->pools[i]).live;
+  keel__rt_fiber_stacks_left = live;
+  (void)sigaction(SIGSEGV, &prev_segv, NULL);
+  fibers_free(F);
   n->fibers = NULL;
+}
+
+int keel__rt_fiber_stack_stats(keel__stack_pool_stats *out, int *guard) {
+  rt_node *n = keel__rt;
+  if (n == NULL || n->fibers == NULL || out == NULL)
+    return KEEL_ESTATE;
+  memset(out, 0, sizeof *out);
+  for (unsigned i = 0; i < RT_FB_CLASSES; i++) {
+    keel__stack_pool_stats s = keel__stack_pool_get_stats(n->fibers->pools[i]);
+    out->live += s.live;
+    out->cached += s.cached;
+    out->free += s.free;
+    out->mapped += s.mapped;
+    out->slabs += s.slabs;
+    out->maps += s.maps;
+    out->fresh += s.fresh;
+    out->reused += s.reused;
+    out->trimmed += s.trimmed;
+    out->unmapped += s.unmapped;
+    out->refills += s.refills;
+    out->flushes += s.flushes;
+  }
+  if (guard != NULL)
+    *guard = (int)keel__stack_pool_guard(n->fibers->pools[0]);
+  return KEEL_OK;
 }
 
 /* Size class of a requested stack size, or -1 when too large. */
@@ -206,30 +251,21 @@ static int stack_class(size_t size) {
   return -1;
 }
 
-static int stack_get(rt_fibers *F, unsigned cls, keel__stack **out) {
-  int rc = KEEL_OK;
-  pthread_mutex_lock(&F->lock);
-  if (F->live >= F->limit) {
-    rc = KEEL_ESYSLIMIT;
-  } else {
-    if (F->pools[cls] == NULL)
-      F->pools[cls] =
-          keel__stack_pool_new(KEEL_FIBER_STACK_MIN << cls, RT_FB_CACHE);
-    *out = keel__stack_alloc(F->pools[cls]);
-    if (*out == NULL)
-      rc = KEEL_ENOMEM;
-    else
-      F->live++;
-  }
-  pthread_mutex_unlock(&F->lock);
-  return rc;
+/* The calling thread's cache in every pool: its scheduler's, or none. */
+static unsigned stack_cache_index(void) {
+  rt_sched *s = keel__rt_tl_sched;
+  return s != NULL ? s->id : KEEL_STACK_NO_CACHE;
 }
 
-static void stack_put(rt_fibers *F, unsigned cls, keel__stack *st) {
-  pthread_mutex_lock(&F->lock);
-  keel__stack_free(F->pools[cls], st);
-  F->live--;
-  pthread_mutex_unlock(&F->lock);
+static int stack_get(rt_fibers *F, unsigned cls, keel__stack **out) {
+  return keel__stack_alloc(F->pools[cls], stack_cache_index(), out);
+}
+
+/* Returns a stack. While the node stops, stacks are not trimmed: their
+ * pools are about to be unmapped. */
+static void stack_put(rt_node *n, unsigned cls, keel__stack *st) {
+  bool stopping = atomic_load_explicit(&n->stopping, memory_order_relaxed);
+  keel__stack_free(n->fibers->pools[cls], stack_cache_index(), st, !stopping);
 }
 
 /* ---- switching --------------------------------------------------------- */
@@ -267,10 +303,29 @@ static void fiber_entry(void *arg) {
   abort(); /* unreachable: a finished fiber is never resumed */
 }
 
+/* Makes a new fiber's context, on the scheduler that runs it first rather
+ * than in spawn: the first touch of a fresh stack (a page fault and a
+ * zeroed page) is then paid by the thread that uses the page, not by the
+ * spawner. Making a context fails only when TSan cannot create its fiber
+ * state; the process then exits with reason system_limit. */
+static bool fiber_first_run(rt_node *n, keel_proc *p) {
+  rt_fiber *f = p->fiber;
+  if (keel__ctx_make(&f->ctx, f->stack->lo, f->stack->size, fiber_entry, f) ==
+      KEEL_OK)
+    return true;
+  p->exit_reason = KEEL_ATOM(SYSTEM_LIMIT);
+  keel__rt_proc_die(n, p);
+  return false;
+}
+
 void keel__rt_fiber_run(rt_node *n, rt_sched *s, keel_proc *p) {
   rt_fiber *f = p->fiber;
   keel__rt_tl_proc = p;
   int32_t used = 0;
+  if (f->why == RT_FB_NEW && !fiber_first_run(n, p)) {
+    keel__rt_tl_proc = NULL;
+    return;
+  }
   for (;;) {
     p->budget = s->slice;
     used += s->slice;
@@ -308,7 +363,7 @@ void keel__rt_fiber_release(rt_node *n, keel_proc *p) {
   if (f->held != NULL)
     keel__rt_free_msg(f->held);
   keel__ctx_destroy(&f->ctx);
-  stack_put(n->fibers, f->cls, f->stack);
+  stack_put(n, f->cls, f->stack);
   free(f);
 }
 
@@ -367,13 +422,11 @@ int keel_spawn_fiber(keel_fiber_fn fn, void *arg, const keel_spawn_opts *opts,
     free(f);
     return rc;
   }
-  rc = keel__ctx_make(&f->ctx, f->stack->lo, f->stack->size, fiber_entry, f);
+  /* The context is made at the first run (fiber_first_run). */
   keel_proc *p = NULL;
-  if (rc == KEEL_OK)
-    rc = keel__rt_spawn_common(n, NULL, arg, opts, f, &p);
+  rc = keel__rt_spawn_common(n, NULL, arg, opts, f, &p);
   if (rc != KEEL_OK) {
-    keel__ctx_destroy(&f->ctx);
-    stack_put(n->fibers, f->cls, f->stack);
+    stack_put(n, f->cls, f->stack);
     free(f);
     return rc;
   }

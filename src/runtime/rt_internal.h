@@ -298,6 +298,11 @@ void keel__rt_fibers_destroy(rt_node *n);
 /* Stacks still handed out when the last node's pools were destroyed (0
  * unless a fiber leaked its stack); for tests. */
 extern size_t keel__rt_fiber_stacks_left;
+/* Counters of the running node's stack pools summed over size classes,
+ * and their guard mechanism (a keel__stack_guard) in *guard unless NULL;
+ * for tests. KEEL_ESTATE when no node runs. */
+struct keel__stack_pool_stats;
+int keel__rt_fiber_stack_stats(struct keel__stack_pool_stats *out, int *guard);
 /* Scheduler threads: an alternate signal stack for the overflow report
  * (returns it, or NULL when the thread has one already), and its
  * release. */

@@ -1,12 +1,16 @@
 /* Fiber processes: spawn, selective receive with save pointer, timeouts,
- * budget yields, migration between schedulers and destruction of blocked
- * fibers at node stop. Every scenario runs with 1, 2 and 8 schedulers. */
+ * budget yields, migration between schedulers, destruction of blocked
+ * fibers at node stop, 100k fibers alive at once, stack reuse through the
+ * schedulers' caches and stack overflow reports on both guard paths.
+ * Every scenario runs with 1, 2 and 8 schedulers. */
 #include <criterion/criterion.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -17,6 +21,7 @@
 #include "keel/signals.h"
 #include "runtime/rt_internal.h"
 #include "runtime/rt_test.h"
+#include "runtime/stack_pool.h"
 
 static void start(unsigned nsched) {
   start_node(nsched, 0);
@@ -284,6 +289,16 @@ Test(fiber, receive_timeouts) {
 #ifndef UNDER_TSAN
 #define UNDER_TSAN 0
 #endif
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+#ifndef UNDER_ASAN
+#define UNDER_ASAN 0
+#endif
 
 static atomic_int terminated;
 
@@ -330,11 +345,12 @@ Test(fiber, node_stop_destroys_blocked_fibers) {
     cr_assert_eq(keel_node_stop(), KEEL_OK);
     cr_assert_eq(atomic_load(&terminated), NBLOCKED);
     cr_assert_eq(keel__rt_fiber_stacks_left, 0, "stacks not returned");
-    /* Two mappings per stack: a leak of the stacks would show by the
-     * thousand; allow the schedulers' cached thread stacks. Not under
-     * TSan, which maps shadow memory for every stack touched. */
+    /* A leak of the slabs would show as extra mappings (thousands with
+     * mprotect guards); allow the schedulers' cached thread stacks. Not
+     * under TSan, which maps shadow memory for every stack touched, nor
+     * ASan, which maps fake stacks and shadow as threads need them. */
     size_t maps1 = count_maps();
-    if (!UNDER_TSAN)
+    if (!UNDER_TSAN && !UNDER_ASAN)
       cr_assert_leq(maps1, maps0 + 2 * 8 + 8, "maps %zu -> %zu", maps0, maps1);
   }
 }
@@ -471,11 +487,23 @@ static void fiber_overflow(keel_proc *self, void *arg) {
   (void)recurse(0);
 }
 
-/* In a child: a fiber with a 16 KiB stack recurses without bound. */
-static void overflow_child(void) {
+/* In a child: a fiber with a 16 KiB stack recurses without bound. `guard`
+ * names the guard mechanism to force through KEEL_STACK_GUARD (NULL: the
+ * probe decides); the child reports the one its node uses first. */
+static void overflow_child(const char *guard) {
+  if (guard != NULL && setenv("KEEL_STACK_GUARD", guard, 1) != 0)
+    _exit(2);
   keel_node_opts o = {.schedulers = 2};
   if (keel_node_start(&o) != KEEL_OK)
     _exit(3);
+  keel__stack_pool_stats st;
+  int mode = 0;
+  if (keel__rt_fiber_stack_stats(&st, &mode) != KEEL_OK)
+    _exit(6);
+  const char *name = mode == KEEL_STACK_GUARD_MADVISE    ? "guard=madvise\n"
+                     : mode == KEEL_STACK_GUARD_MPROTECT ? "guard=mprotect\n"
+                                                         : "guard=?\n";
+  (void)!write(STDERR_FILENO, name, strlen(name));
   keel_spawn_opts so = {.stack_size = KEEL_FIBER_STACK_MIN};
   if (keel_spawn_fiber(fiber_overflow, NULL, &so, NULL) != KEEL_OK)
     _exit(4);
@@ -484,7 +512,10 @@ static void overflow_child(void) {
   _exit(5);
 }
 
-Test(fiber, stack_overflow_names_the_process) {
+/* Runs overflow_child(guard) in a child process: it must die of SIGABRT
+ * after naming the process and its stack size, on the expected guard
+ * path. */
+static void overflow_death(const char *guard, const char *expect_mode) {
   if (UNDER_TSAN) /* TSan cannot start threads after a multithreaded fork */
     cr_skip_test("death test not run under TSan");
   int fds[2];
@@ -494,7 +525,7 @@ Test(fiber, stack_overflow_names_the_process) {
   if (child == 0) {
     dup2(fds[1], STDERR_FILENO);
     close(fds[0]);
-    overflow_child();
+    overflow_child(guard);
   }
   close(fds[1]);
   char out[4096];
@@ -508,9 +539,269 @@ Test(fiber, stack_overflow_names_the_process) {
   cr_assert_eq(waitpid(child, &status, 0), child);
   cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
             "child status %#x, output: %s", status, out);
+  cr_assert_not_null(strstr(out, expect_mode), "output: %s", out);
   cr_assert_not_null(strstr(out, "keel: stack overflow in process <0."),
                      "output: %s", out);
   cr_assert_not_null(strstr(out, "(16 KiB stack)"), "output: %s", out);
+}
+
+Test(fiber, stack_overflow_names_the_process) {
+  unsetenv("KEEL_STACK_GUARD");
+  if (keel__stack_guard_probe() != KEEL_STACK_GUARD_MADVISE)
+    cr_skip_test("no MADV_GUARD_INSTALL: the mprotect test covers it");
+  overflow_death(NULL, "guard=madvise");
+}
+
+Test(fiber, stack_overflow_names_the_process_mprotect_guards) {
+  overflow_death("mprotect", "guard=mprotect");
+}
+
+/* ---- 100k fibers ------------------------------------------------------- */
+
+#define NMANY 100000
+
+/* n * KEEL_TEST_SCALE (a positive number; 1 when unset), at least 1. */
+static size_t scaled(size_t n) {
+  const char *e = getenv("KEEL_TEST_SCALE");
+  double s = e != NULL ? strtod(e, NULL) : 1.0;
+  if (!(s > 0))
+    s = 1.0;
+  size_t v = (size_t)((double)n * s);
+  return v < 1 ? 1 : v;
+}
+
+static long rss_kb(void) {
+  FILE *fp = fopen("/proc/self/statm", "r");
+  cr_assert_not_null(fp);
+  long pages = 0, res = 0;
+  cr_assert_eq(fscanf(fp, "%ld %ld", &pages, &res), 2);
+  fclose(fp);
+  return res * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+static atomic_long once_blocked, once_ok, once_done;
+static long once_n;
+static uintptr_t *once_sp; /* an address on each fiber's stack */
+
+/* Blocks for one message, checks it is its own number, exits. */
+static void fiber_once(keel_proc *self, void *arg) {
+  keel_term m;
+  once_sp[(intptr_t)arg] = (uintptr_t)&m;
+  if (atomic_fetch_add(&once_blocked, 1) + 1 == once_n)
+    signal_event();
+  if (keel_receive(self, NULL, NULL, KEEL_INFINITY, &m) == KEEL_OK &&
+      m == keel_small((int64_t)(intptr_t)arg))
+    atomic_fetch_add(&once_ok, 1);
+  if (atomic_fetch_add(&once_done, 1) + 1 == once_n)
+    signal_event();
+}
+
+/* How many of addrs[0..n) lie in a mapping of /proc/self/maps. */
+static size_t still_mapped(const uintptr_t *addrs, size_t n) {
+  uintptr_t lo[4096], hi[4096];
+  size_t nmaps = 0;
+  FILE *fp = fopen("/proc/self/maps", "r");
+  cr_assert_not_null(fp);
+  char line[512];
+  while (nmaps < 4096 && fgets(line, sizeof line, fp) != NULL)
+    if (sscanf(line, "%" SCNxPTR "-%" SCNxPTR, &lo[nmaps], &hi[nmaps]) == 2)
+      nmaps++;
+  fclose(fp);
+  size_t hits = 0;
+  for (size_t i = 0; i < n; i++)
+    for (size_t k = 0; k < nmaps; k++)
+      if (addrs[i] >= lo[k] && addrs[i] < hi[k]) {
+        hits++;
+        break;
+      }
+  return hits;
+}
+
+static void many_fibers(unsigned nsched) {
+  size_t maps0 = count_maps();
+  start(nsched);
+  keel__stack_pool_stats st;
+  int mode = 0;
+  cr_assert_eq(keel__rt_fiber_stack_stats(&st, &mode), KEEL_OK);
+  size_t n = scaled(NMANY);
+  if (UNDER_TSAN && n > 4000)
+    n = 4000; /* TSan keeps a large state per fiber */
+  if (mode == KEEL_STACK_GUARD_MPROTECT && n > 20000)
+    n = 20000; /* two maps per stack: vm.max_map_count caps near 30k */
+  once_n = (long)n;
+  atomic_store(&once_blocked, 0);
+  atomic_store(&once_ok, 0);
+  atomic_store(&once_done, 0);
+  keel_term *pids = calloc(n, sizeof *pids);
+  once_sp = calloc(n, sizeof *once_sp);
+  cr_assert_not_null(pids);
+  cr_assert_not_null(once_sp);
+  long rss0 = rss_kb();
+  keel_spawn_opts so = {.stack_size = KEEL_FIBER_STACK_MIN};
+  for (size_t i = 0; i < n; i++) {
+    int rc = keel_spawn_fiber(fiber_once, (void *)(intptr_t)i, &so, &pids[i]);
+    cr_assert_eq(rc, KEEL_OK, "spawn %zu: %s", i, keel_strerror(rc));
+  }
+  cr_assert(wait_events(1), "%ld of %zu fibers blocked",
+            atomic_load(&once_blocked), n);
+  long rss1 = rss_kb();
+  size_t maps1 = count_maps();
+  cr_assert_eq(keel__rt_fiber_stack_stats(&st, NULL), KEEL_OK);
+  cr_assert_eq(st.live, n);
+  double per = (double)(rss1 - rss0) * 1024.0 / (double)n;
+  printf("%zu fibers on %u schedulers: %.0f B resident each, %zu slabs, "
+         "%zu more maps\n",
+         n, nsched, per, st.slabs, maps1 - maps0);
+  if (mode == KEEL_STACK_GUARD_MADVISE && !UNDER_TSAN && !UNDER_ASAN)
+    cr_assert_leq(maps1 - maps0, n / KEEL_STACK_SLAB_MAX + 64,
+                  "madvise guards: one map per slab, not per stack");
+  if (!UNDER_TSAN && !UNDER_ASAN)
+    cr_assert_leq(per, 16384.0, "%.0f bytes per idle fiber", per);
+  for (size_t i = 0; i < n; i++)
+    cr_assert_eq(keel_send(pids[i], keel_small((int64_t)i)), KEEL_OK);
+  cr_assert(wait_events(2), "%ld of %zu fibers done", atomic_load(&once_done),
+            n);
+  cr_assert_eq(atomic_load(&once_ok), (long)n);
+  cr_assert_eq(keel_node_stop(), KEEL_OK);
+  cr_assert_eq(keel__rt_fiber_stacks_left, 0, "stacks not returned");
+  /* Every stack is unmapped: no address on any fiber's stack is mapped
+   * any more (slabs may merge into few maps, so counting maps alone would
+   * miss a leak). */
+  cr_assert_eq(still_mapped(once_sp, n), 0, "stacks still mapped");
+  free(pids);
+  free(once_sp);
+}
+
+Test(fiber, hundred_thousand_fibers_1) {
+  many_fibers(1);
+}
+
+Test(fiber, hundred_thousand_fibers_2) {
+  many_fibers(2);
+}
+
+Test(fiber, hundred_thousand_fibers_8) {
+  many_fibers(8);
+}
+
+/* With mprotect guards (two maps per stack) spawning stops at the map
+ * budget with KEEL_ESYSLIMIT, exactly where the documented rule puts it:
+ * (vm.max_map_count - 4096) maps, 128 per slab of 64 stacks. */
+static long max_map_count(void) {
+  FILE *fp = fopen("/proc/sys/vm/max_map_count", "r");
+  long v = -1;
+  if (fp != NULL) {
+    if (fscanf(fp, "%ld", &v) != 1)
+      v = -1;
+    fclose(fp);
+  }
+  return v;
+}
+
+static void fiber_block_quiet(keel_proc *self, void *arg) {
+  (void)arg;
+  keel_term m;
+  (void)keel_receive(self, NULL, NULL, KEEL_INFINITY, &m);
+}
+
+Test(fiber, spawn_beyond_map_budget_is_a_system_limit) {
+  long maps = max_map_count();
+  if (maps < 8192)
+    cr_skip_test("vm.max_map_count %ld: too small for this test", maps);
+  long expect = (maps - 4096) / (2 * 64) * 64;
+  if (expect > 40000 || UNDER_TSAN || UNDER_ASAN)
+    cr_skip_test("%ld stacks to the limit: too many here", expect);
+  cr_assert_eq(setenv("KEEL_STACK_GUARD", "mprotect", 1), 0);
+  start(2);
+  keel_spawn_opts so = {.stack_size = KEEL_FIBER_STACK_MIN};
+  long n = 0;
+  int rc;
+  while ((rc = keel_spawn_fiber(fiber_block_quiet, NULL, &so, NULL)) ==
+             KEEL_OK &&
+         n < 2 * expect)
+    n++;
+  cr_assert_eq(rc, KEEL_ESYSLIMIT, "spawn %ld: %s", n, keel_strerror(rc));
+  cr_assert_eq(n, expect);
+  keel_term pid;
+  keel_spawn_opts big = {.stack_size = 64 * 1024}; /* another class */
+  cr_assert_eq(keel_spawn_fiber(fiber_block_quiet, NULL, &big, &pid),
+               KEEL_ESYSLIMIT, "the budget is shared by every size class");
+  cr_assert_eq(keel_node_stop(), KEEL_OK);
+  cr_assert_eq(keel__rt_fiber_stacks_left, 0);
+  unsetenv("KEEL_STACK_GUARD");
+}
+
+/* ---- stack reuse through the schedulers' caches ----------------------- */
+
+#define SPAWNERS 8
+#define SPAWN_ROUNDS 50
+#define PER_ROUND 16
+
+static atomic_long children_done, children_moved;
+static long children_total;
+
+/* Yields once (it may resume elsewhere) and exits: its stack goes back to
+ * the cache of whichever scheduler runs its death. */
+static void fiber_child(keel_proc *self, void *arg) {
+  pthread_t *spawner_thread = arg;
+  (void)keel_fiber_yield(self);
+  if (!pthread_equal(*spawner_thread, pthread_self()))
+    atomic_fetch_add(&children_moved, 1);
+  if (atomic_fetch_add(&children_done, 1) + 1 == children_total)
+    signal_event();
+}
+
+/* Spawns PER_ROUND children per round, yielding between rounds; each
+ * round's children get the thread of that round, never rewritten. */
+static void fiber_spawner(keel_proc *self, void *arg) {
+  (void)arg;
+  pthread_t *rounds = malloc(SPAWN_ROUNDS * sizeof *rounds);
+  cr_assert_not_null(rounds);
+  keel_proc_set_state(self, rounds); /* freed by the test at the end */
+  for (int r = 0; r < SPAWN_ROUNDS; r++) {
+    rounds[r] = pthread_self();
+    for (int k = 0; k < PER_ROUND; k++)
+      cr_assert_eq(keel_spawn_fiber(fiber_child, &rounds[r], NULL, NULL),
+                   KEEL_OK);
+    (void)keel_fiber_yield(self);
+  }
+  signal_event();
+}
+
+static pthread_t *spawner_threads[SPAWNERS];
+static atomic_int spawner_slots;
+
+static void spawner_gone(keel_proc *self, keel_term reason, void *state) {
+  (void)self;
+  (void)reason;
+  spawner_threads[atomic_fetch_add(&spawner_slots, 1)] = state;
+}
+
+Test(fiber, stacks_reused_across_schedulers) {
+  for (size_t c = 0; c < NCONF; c++) {
+    start(sched_counts[c]);
+    children_total = SPAWNERS * SPAWN_ROUNDS * PER_ROUND;
+    atomic_store(&children_done, 0);
+    atomic_store(&children_moved, 0);
+    atomic_store(&spawner_slots, 0);
+    keel_spawn_opts o = {.terminate = spawner_gone};
+    for (int i = 0; i < SPAWNERS; i++)
+      cr_assert_eq(keel_spawn_fiber(fiber_spawner, NULL, &o, NULL), KEEL_OK);
+    cr_assert(wait_events(SPAWNERS + 1), "children stalled");
+    keel__stack_pool_stats st;
+    cr_assert_eq(keel__rt_fiber_stack_stats(&st, NULL), KEEL_OK);
+    size_t allocs = st.fresh + st.reused;
+    printf("stack reuse, %u schedulers: %zu stacks for %zu fibers, %zu "
+           "cached, %ld children ended on another thread\n",
+           sched_counts[c], st.fresh, allocs, st.cached,
+           atomic_load(&children_moved));
+    cr_assert_eq(allocs, (size_t)(children_total + SPAWNERS));
+    cr_assert_lt(st.fresh, allocs / 4, "stacks are reused");
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+    cr_assert_eq(keel__rt_fiber_stacks_left, 0, "stacks not returned");
+    for (int i = 0; i < SPAWNERS; i++)
+      free(spawner_threads[i]);
+  }
 }
 
 /* ---- errors ------------------------------------------------------------ */

@@ -1,8 +1,8 @@
 /* Stackful fibers, step 1: the context switch (fiber_ctx.c) and the stack
  * pool (stack_pool.c). Exact interleavings of a main context and several
  * fibers, callee-saved registers and FP control state across switches,
- * deep recursion on a fiber stack, guard pages and stack reuse, and 10k
- * fibers through a bounded pool. Prints the cost of a switch. */
+ * deep recursion on a fiber stack, and 10k fibers through a pool with a
+ * bounded cache. Prints the cost of a switch. */
 #include <criterion/criterion.h>
 #include <fenv.h>
 #include <inttypes.h>
@@ -16,6 +16,19 @@
 #include "runtime/stack_pool.h"
 
 #if KEEL_HAVE_FIBERS
+
+/* A pool of `size`-byte stacks (0: the default) without per-thread caches,
+ * and a stack from it (NULL on failure). */
+static keel__stack_pool *test_pool(size_t size) {
+  keel__stack_pool_opts o = {.stack_size = size};
+  return keel__stack_pool_new(&o);
+}
+
+static keel__stack *test_stack(keel__stack_pool *pool) {
+  keel__stack *st = NULL;
+  return keel__stack_alloc(pool, KEEL_STACK_NO_CACHE, &st) == KEEL_OK ? st
+                                                                      : NULL;
+}
 
 static keel__ctx main_ctx;
 
@@ -51,13 +64,13 @@ static void pp_fiber(void *arg) {
 }
 
 Test(fiber_ctx, ping_pong_interleaving) {
-  keel__stack_pool *pool = keel__stack_pool_new(0, 8);
+  keel__stack_pool *pool = test_pool(0);
   cr_assert_not_null(pool);
   keel__stack *st[NFIB];
   memset(&pp, 0, sizeof pp);
   cr_assert_eq(keel__ctx_init_current(&main_ctx), KEEL_OK);
   for (int i = 0; i < NFIB; i++) {
-    st[i] = keel__stack_alloc(pool);
+    st[i] = test_stack(pool);
     cr_assert_not_null(st[i]);
     cr_assert_eq(keel__ctx_make(&pp.ctx[i], st[i]->lo, st[i]->size, pp_fiber,
                                 (void *)(intptr_t)i),
@@ -84,7 +97,7 @@ Test(fiber_ctx, ping_pong_interleaving) {
                  pp.log[k], expect[k]);
   for (int i = 0; i < NFIB; i++) {
     keel__ctx_destroy(&pp.ctx[i]);
-    keel__stack_free(pool, st[i]);
+    keel__stack_free(pool, KEEL_STACK_NO_CACHE, st[i], false);
   }
   keel__stack_pool_stats s = keel__stack_pool_get_stats(pool);
   cr_assert_eq(s.live, 0);
@@ -166,8 +179,8 @@ mix(int switching, int iters, uint64_t out[6], double dout[4]) {
 }
 
 Test(fiber_ctx, registers_and_fp_preserved) {
-  keel__stack_pool *pool = keel__stack_pool_new(0, 1);
-  keel__stack *st = keel__stack_alloc(pool);
+  keel__stack_pool *pool = test_pool(0);
+  keel__stack *st = test_stack(pool);
   cr_assert_not_null(st);
   cr_assert_eq(keel__ctx_init_current(&main_ctx), KEEL_OK);
   cr_assert_eq(keel__ctx_make(&reg_ctx, st->lo, st->size, reg_fiber, NULL),
@@ -187,7 +200,7 @@ Test(fiber_ctx, registers_and_fp_preserved) {
   for (int i = 0; i < 4; i++)
     cr_assert(dgot[i] == dwant[i], "double accumulator %d", i);
   keel__ctx_destroy(&reg_ctx);
-  keel__stack_free(pool, st);
+  keel__stack_free(pool, KEEL_STACK_NO_CACHE, st, false);
   keel__stack_pool_destroy(pool);
 }
 
@@ -216,8 +229,8 @@ static void rec_fiber(void *arg) {
 }
 
 Test(fiber_ctx, deep_recursion_fits) {
-  keel__stack_pool *pool = keel__stack_pool_new(256 * 1024, 1);
-  keel__stack *st = keel__stack_alloc(pool);
+  keel__stack_pool *pool = test_pool(256 * 1024);
+  keel__stack *st = test_stack(pool);
   cr_assert_not_null(st);
   rec_top = (uintptr_t)st->lo + st->size;
   rec_limit = st->size * 3 / 4; /* stop with a quarter of the stack left */
@@ -229,82 +242,12 @@ Test(fiber_ctx, deep_recursion_fits) {
   cr_assert_eq(rec_sum, rec_depth * (rec_depth + 1) / 2);
   cr_log_info("recursion depth %ld in %zu KiB", rec_depth, st->size / 1024);
   keel__ctx_destroy(&rec_ctx);
-  keel__stack_free(pool, st);
+  keel__stack_free(pool, KEEL_STACK_NO_CACHE, st, false);
   keel__stack_pool_destroy(pool);
 }
 
-/* ---- stack pool: reuse and guard page ---------------------------------- */
-
-/* Permissions ("rw-p", "---p") of the mapping holding `addr`, or "" */
-static void perms_at(uintptr_t addr, char out[5]) {
-  out[0] = 0;
-  FILE *f = fopen("/proc/self/maps", "r");
-  cr_assert_not_null(f);
-  char line[512];
-  while (fgets(line, sizeof line, f)) {
-    uintptr_t lo, hi;
-    char perms[5];
-    if (sscanf(line, "%" SCNxPTR "-%" SCNxPTR " %4s", &lo, &hi, perms) != 3)
-      continue;
-    if (addr >= lo && addr < hi) {
-      memcpy(out, perms, 5);
-      break;
-    }
-  }
-  fclose(f);
-}
-
-Test(fiber_ctx, pool_reuse_and_guard_page) {
-  keel__stack_pool *pool = keel__stack_pool_new(0, 4);
-  cr_assert_not_null(pool);
-  cr_assert_eq(keel__stack_pool_stack_size(pool), KEEL_STACK_DEFAULT_SIZE);
-  keel__stack *a = keel__stack_alloc(pool);
-  cr_assert_not_null(a);
-  void *lo = a->lo;
-  size_t guard = keel__stack_guard_size();
-  char p[5];
-  perms_at((uintptr_t)lo - guard, p);
-  cr_assert_str_eq(p, "---p", "guard page below the stack: '%s'", p);
-  perms_at((uintptr_t)lo, p);
-  cr_assert_str_eq(p, "rw-p");
-  perms_at((uintptr_t)lo + a->size - 1, p);
-  cr_assert_str_eq(p, "rw-p");
-  keel__stack_free(pool, a);
-  keel__stack_pool_stats s = keel__stack_pool_get_stats(pool);
-  cr_assert_eq(s.live, 0);
-  cr_assert_eq(s.cached, 1);
-  keel__stack *b = keel__stack_alloc(pool);
-  cr_assert_eq(b->lo, lo, "the freed stack is handed out again");
-  s = keel__stack_pool_get_stats(pool);
-  cr_assert_eq(s.reused, 1);
-  cr_assert_eq(s.mapped, 1);
-  perms_at((uintptr_t)lo - guard, p);
-  cr_assert_str_eq(p, "---p");
-  keel__stack_free(pool, b);
-  keel__stack_pool_destroy(pool);
-  perms_at((uintptr_t)lo, p);
-  cr_assert_str_eq(p, "", "destroy unmaps cached stacks");
-}
-
-Test(fiber_ctx, pool_size_class_and_limits) {
-  keel__stack_pool *pool = keel__stack_pool_new(10000, 0);
-  cr_assert_not_null(pool);
-  size_t pg = keel__stack_guard_size();
-  size_t sz = keel__stack_pool_stack_size(pool);
-  cr_assert_eq(sz % pg, 0);
-  cr_assert(sz >= 10000 && sz < 10000 + pg);
-  keel__stack *a = keel__stack_alloc(pool);
-  cr_assert_not_null(a);
-  keel__stack_free(pool, a); /* cache bound 0: unmapped at once */
-  keel__stack_pool_stats s = keel__stack_pool_get_stats(pool);
-  cr_assert_eq(s.mapped, 0);
-  cr_assert_eq(s.unmapped, 1);
-  keel__stack_pool_destroy(pool);
-  cr_assert_null(keel__stack_pool_new(KEEL_STACK_MAX_SIZE + 1, 1));
-  cr_assert_null(keel__stack_alloc(NULL));
-  keel__stack_free(NULL, NULL);
-  keel__stack_pool_destroy(NULL);
-}
+/* The stack pool itself (slabs, guards, caches, trimming, accounting) is
+ * tested in test_stack_pool.c. */
 
 /* ---- many fibers -------------------------------------------------------- */
 
@@ -321,34 +264,38 @@ static void many_fiber(void *arg) {
 }
 
 Test(fiber_ctx, ten_thousand_fibers_no_leak) {
-  keel__stack_pool *pool = keel__stack_pool_new(16 * 1024, 16);
+  /* One per-thread cache of 16 stacks, owned by this thread. */
+  keel__stack_pool_opts o = {
+      .stack_size = 16 * 1024, .ncaches = 1, .cache_max = 16};
+  keel__stack_pool *pool = keel__stack_pool_new(&o);
   cr_assert_not_null(pool);
   cr_assert_eq(keel__ctx_init_current(&main_ctx), KEEL_OK);
   keel__stack *st[BATCH];
-  size_t max_mapped = 0;
+  size_t max_live = 0;
   for (int done = 0; done < MANY; done += BATCH) {
     for (int i = 0; i < BATCH; i++) {
-      st[i] = keel__stack_alloc(pool);
-      cr_assert_not_null(st[i]);
+      cr_assert_eq(keel__stack_alloc(pool, 0, &st[i]), KEEL_OK);
       cr_assert_eq(keel__ctx_make(&many_ctx[i], st[i]->lo, st[i]->size,
                                   many_fiber, (void *)(intptr_t)i),
                    KEEL_OK);
     }
     keel__stack_pool_stats s = keel__stack_pool_get_stats(pool);
-    max_mapped = s.mapped > max_mapped ? s.mapped : max_mapped;
+    max_live = s.live > max_live ? s.live : max_live;
     for (int i = 0; i < BATCH; i++) {
       keel__ctx_switch(&main_ctx, &many_ctx[i]);
       keel__ctx_destroy(&many_ctx[i]);
-      keel__stack_free(pool, st[i]);
+      keel__stack_free(pool, 0, st[i], true);
     }
   }
   keel__stack_pool_stats s = keel__stack_pool_get_stats(pool);
   cr_assert_eq(many_ran, MANY);
   cr_assert_eq(s.live, 0);
-  cr_assert_eq(s.cached, 16);
-  cr_assert_eq(s.mapped, s.cached, "every mapping is accounted for");
-  cr_assert_eq(max_mapped, BATCH);
-  cr_assert_eq(s.reused + s.mapped + s.unmapped, MANY);
+  cr_assert_leq(s.cached, 16);
+  cr_assert_eq(max_live, BATCH);
+  cr_assert_eq(s.fresh + s.reused, MANY, "every allocation accounted for");
+  /* Stacks are reused: never more fresh ones than the peak need plus one
+   * cache refill. */
+  cr_assert_leq(s.fresh, BATCH + 8, "fresh stacks %zu", s.fresh);
   keel__stack_pool_destroy(pool);
 }
 
@@ -387,8 +334,8 @@ static void bench_fiber(void *arg) {
 }
 
 Test(fiber_ctx, switch_cost) {
-  keel__stack_pool *pool = keel__stack_pool_new(0, 1);
-  keel__stack *st = keel__stack_alloc(pool);
+  keel__stack_pool *pool = test_pool(0);
+  keel__stack *st = test_stack(pool);
   cr_assert_not_null(st);
   cr_assert_eq(keel__ctx_init_current(&main_ctx), KEEL_OK);
   cr_assert_eq(keel__ctx_make(&bench_ctx, st->lo, st->size, bench_fiber, NULL),
@@ -407,7 +354,7 @@ Test(fiber_ctx, switch_cost) {
          n);
   cr_assert(ns > 0);
   keel__ctx_destroy(&bench_ctx);
-  keel__stack_free(pool, st);
+  keel__stack_free(pool, KEEL_STACK_NO_CACHE, st, false);
   keel__stack_pool_destroy(pool);
 }
 
