@@ -407,6 +407,25 @@ int keel_receive_pattern(keel_proc *self, const keel_pattern *p,
  * thread. */
 int keel_fiber_yield(keel_proc *self);
 
+/* Hibernation (erlang:hibernate/3): the fiber gives up its stack and
+ * everything on it, and the process waits for a message with no stack at
+ * all; when one arrives (or is already queued) it starts afresh, on a new
+ * stack, with fn(self, arg). Its mailbox, heap, state pointer, links,
+ * monitors and name are kept; the last received message and any armed
+ * receive timeout are dropped. Never returns on success (the code after
+ * the call never runs); returns KEEL_EINVAL (fn NULL) or KEEL_ESTATE (self
+ * is not the fiber running here). */
+int keel_fiber_hibernate(keel_proc *self, keel_fiber_fn fn, void *arg);
+
+/* Compacts the process heap (the memory side of hibernation, for handler
+ * processes too): copies the n terms of roots into a fresh heap, frees the
+ * old one and stores the copies back into roots. Every other term in the
+ * old heap becomes invalid, so roots must name every term the process
+ * still needs. Call only from self's handler, terminate callback or fiber.
+ * Errors: KEEL_ENOMEM (nothing changed), KEEL_EINVAL (roots NULL with n >
+ * 0), KEEL_ESTATE. */
+int keel_proc_compact(keel_proc *self, keel_term *roots, size_t n);
+
 /* Whether self is a fiber process. */
 bool keel_proc_is_fiber(const keel_proc *self);
 

@@ -50,7 +50,14 @@
 #define RT_FB_KEEP_SLABS 1     /* free slabs kept mapped per class */
 #define RT_FB_MAP_RESERVE 4096 /* maps left for everything but stacks */
 
-enum { RT_FB_NEW, RT_FB_RUN, RT_FB_YIELD, RT_FB_BLOCK, RT_FB_DONE };
+enum {
+  RT_FB_NEW,
+  RT_FB_RUN,
+  RT_FB_YIELD,
+  RT_FB_BLOCK,
+  RT_FB_DONE,
+  RT_FB_HIBERNATE /* dropped its stack; starts afresh at its next run */
+};
 
 typedef struct rt_fiber {
   keel__ctx ctx;
@@ -310,8 +317,10 @@ static void fiber_entry(void *arg) {
  * state; the process then exits with reason system_limit. */
 static bool fiber_first_run(rt_node *n, keel_proc *p) {
   rt_fiber *f = p->fiber;
-  if (keel__ctx_make(&f->ctx, f->stack->lo, f->stack->size, fiber_entry, f) ==
-      KEEL_OK)
+  if ((f->stack != NULL ||
+       stack_get(n->fibers, f->cls, &f->stack) == KEEL_OK) &&
+      keel__ctx_make(&f->ctx, f->stack->lo, f->stack->size, fiber_entry, f) ==
+          KEEL_OK)
     return true;
   p->exit_reason = KEEL_ATOM(SYSTEM_LIMIT);
   keel__rt_proc_die(n, p);
@@ -322,11 +331,11 @@ void keel__rt_fiber_run(rt_node *n, rt_sched *s, keel_proc *p) {
   rt_fiber *f = p->fiber;
   keel__rt_tl_proc = p;
   int32_t used = 0;
-  if (f->why == RT_FB_NEW && !fiber_first_run(n, p)) {
-    keel__rt_tl_proc = NULL;
-    return;
-  }
   for (;;) {
+    if (f->why == RT_FB_NEW && !fiber_first_run(n, p)) {
+      keel__rt_tl_proc = NULL;
+      return;
+    }
     p->budget = s->slice;
     used += s->slice;
     f->sched = s;
@@ -343,6 +352,12 @@ void keel__rt_fiber_run(rt_node *n, rt_sched *s, keel_proc *p) {
       keel__rt_publish(p, used);
       keel__rt_requeue(n, s, p);
       break;
+    }
+    if (f->why == RT_FB_HIBERNATE) { /* its stack is ours to drop */
+      keel__ctx_destroy(&f->ctx);
+      stack_put(n, f->cls, f->stack);
+      f->stack = NULL;
+      f->why = RT_FB_NEW;
     }
     /* Blocked in receive: idle unless mail came meanwhile. */
     keel__rt_publish(p, used); /* before p may run elsewhere */
@@ -363,7 +378,8 @@ void keel__rt_fiber_release(rt_node *n, keel_proc *p) {
   if (f->held != NULL)
     keel__rt_free_msg(f->held);
   keel__ctx_destroy(&f->ctx);
-  stack_put(n, f->cls, f->stack);
+  if (f->stack != NULL) /* NULL while hibernating */
+    stack_put(n, f->cls, f->stack);
   free(f);
 }
 
@@ -386,6 +402,25 @@ int keel_fiber_yield(keel_proc *self) {
   fiber_switch(self, RT_FB_YIELD);
   fiber_signals(self);
   return KEEL_OK;
+}
+
+int keel_fiber_hibernate(keel_proc *self, keel_fiber_fn fn, void *arg) {
+  if (fn == NULL)
+    return KEEL_EINVAL;
+  if (!running_fiber(self))
+    return KEEL_ESTATE;
+  rt_fiber *f = self->fiber;
+  if (f->held != NULL) {
+    keel__rt_free_msg(f->held);
+    f->held = NULL;
+  }
+  if (self->tmo != NULL)
+    keel__rt_proc_timeout_clear(keel__rt, self);
+  f->fn = fn;
+  f->arg = arg;
+  f->why = RT_FB_HIBERNATE;
+  (void)keel__ctx_exit_to(&f->ctx, &f->sched->ctx);
+  abort(); /* unreachable: the old stack is never resumed */
 }
 
 const void *keel__rt_fiber_entry(const keel_proc *p) {

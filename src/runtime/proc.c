@@ -406,6 +406,35 @@ void keel_proc_set_state(keel_proc *self, void *state) {
   self->state = state;
 }
 
+int keel_proc_compact(keel_proc *self, keel_term *roots, size_t n) {
+  if (roots == NULL && n > 0)
+    return KEEL_EINVAL;
+  if (self == NULL || self != keel__rt_tl_proc)
+    return KEEL_ESTATE;
+  keel_term *copies = n > 0 ? malloc(n * sizeof *copies) : NULL;
+  keel_heap fresh;
+  keel_heap_init(&fresh);
+  keel_term reason = keel_term_copy(&fresh, self->exit_reason);
+  bool ok = (n == 0 || copies != NULL) && reason != KEEL_NONE;
+  for (size_t i = 0; ok && i < n; i++) {
+    copies[i] =
+        roots[i] == KEEL_NONE ? KEEL_NONE : keel_term_copy(&fresh, roots[i]);
+    ok = roots[i] == KEEL_NONE || copies[i] != KEEL_NONE;
+  }
+  if (!ok) { /* nothing changed */
+    keel_heap_destroy(&fresh);
+    free(copies);
+    return KEEL_ENOMEM;
+  }
+  for (size_t i = 0; i < n; i++)
+    roots[i] = copies[i];
+  free(copies);
+  self->exit_reason = reason;
+  keel_heap_destroy(&self->heap);
+  self->heap = fresh;
+  return KEEL_OK;
+}
+
 keel_handler_status keel_stop(keel_proc *self, keel_term reason) {
   keel_term r = keel_term_copy(&self->heap, reason);
   self->exit_reason = r == KEEL_NONE ? KEEL_ATOM(SYSTEM_LIMIT) : r;

@@ -927,3 +927,121 @@ Test(fiber, receive_mark_after_a_signal_drain) {
 Test(fiber, unmarked_call_scans_the_backlog) {
   mark_case(false, false);
 }
+
+/* ---- hibernation ------------------------------------------------------- */
+
+typedef struct hib_arg {
+  atomic_int phase; /* 1 before hibernating, 2 woken in the continuation */
+  keel_term woke_with;
+  bool queued_first; /* a message is queued before it hibernates */
+} hib_arg;
+
+static size_t live_stacks(void) {
+  keel__stack_pool_stats st;
+  cr_assert_eq(keel__rt_fiber_stack_stats(&st, NULL), KEEL_OK);
+  return st.live;
+}
+
+static void hib_after(keel_proc *self, void *arg) {
+  hib_arg *a = arg;
+  keel_term m;
+  if (keel_receive(self, NULL, NULL, 30000, &m) == KEEL_OK)
+    a->woke_with = m; /* an atom: outlives the receive */
+  atomic_store(&a->phase, 2);
+  signal_event();
+}
+
+static void hib_before(keel_proc *self, void *arg) {
+  hib_arg *a = arg;
+  if (a->queued_first)
+    (void)keel_send(keel_self(self), keel_atom("early"));
+  atomic_store(&a->phase, 1);
+  signal_event();
+  cr_assert_eq(keel_fiber_hibernate(self, NULL, NULL), KEEL_EINVAL);
+  (void)keel_fiber_hibernate(self, hib_after, a);
+  atomic_store(&a->phase, 99); /* never reached */
+}
+
+Test(fiber, hibernate_drops_the_stack_and_wakes_in_the_continuation) {
+  for (size_t c = 0; c < NCONF; c++) {
+    for (int queued = 0; queued < 2; queued++) {
+      start(sched_counts[c]);
+      hib_arg a = {.queued_first = queued};
+      keel_term pid;
+      cr_assert_eq(keel_spawn_fiber(hib_before, &a, NULL, &pid), KEEL_OK);
+      cr_assert(wait_events(1));
+      if (!queued) {
+        /* Hibernated: its stack went back to the pool. */
+        keel_process_info_t info;
+        do
+          cr_assert_eq(keel_process_info(pid, &info), KEEL_OK);
+        while (info.status != KEEL_PROC_WAITING);
+        cr_assert_eq(live_stacks(), 0, "no stack while hibernating");
+        cr_assert_eq(keel_send(pid, keel_atom("wake")), KEEL_OK);
+      }
+      cr_assert(wait_events(2));
+      cr_assert_eq(atomic_load(&a.phase), 2);
+      cr_assert_eq(a.woke_with, keel_atom(queued ? "early" : "wake"));
+      cr_assert_eq(keel_node_stop(), KEEL_OK);
+      cr_assert_eq(keel__rt_fiber_stacks_left, 0);
+    }
+  }
+}
+
+Test(fiber, hibernating_fiber_killed_leaks_nothing) {
+  start(2);
+  hib_arg a = {0};
+  keel_term pid;
+  cr_assert_eq(keel_spawn_fiber(hib_before, &a, NULL, &pid), KEEL_OK);
+  cr_assert(wait_events(1));
+  keel_process_info_t info;
+  do
+    cr_assert_eq(keel_process_info(pid, &info), KEEL_OK);
+  while (info.status != KEEL_PROC_WAITING);
+  cr_assert_eq(keel_exit(pid, KEEL_ATOM(KILL)), KEEL_OK);
+  while (keel_process_info(pid, &info) == KEEL_OK)
+    sched_yield();
+  cr_assert_eq(live_stacks(), 0);
+  cr_assert_eq(keel_node_stop(), KEEL_OK);
+  cr_assert_eq(keel__rt_fiber_stacks_left, 0);
+}
+
+/* Handler-side: compacting the heap keeps the roots, frees the rest. */
+static atomic_long compact_before, compact_after;
+static atomic_bool compact_same;
+
+static keel_handler_status compactor(keel_proc *self, keel_term msg, void *st) {
+  (void)st;
+  keel_heap *h = keel_proc_heap(self);
+  keel_term keep = keel_term_copy(h, msg);
+  for (int i = 0; i < 1000; i++) /* garbage */
+    (void)keel_tuple(h, 3, keel_small(i), keel_small(i), keel_small(i));
+  atomic_store(&compact_before, (long)keel_heap_used_words(h));
+  keel_term roots[2] = {keep, KEEL_NONE};
+  cr_assert_eq(keel_proc_compact(self, roots, 2), KEEL_OK);
+  atomic_store(&compact_after,
+               (long)keel_heap_used_words(keel_proc_heap(self)));
+  atomic_store(&compact_same,
+               keel_eq_exact(roots[0], msg) && roots[1] == KEEL_NONE);
+  cr_assert_eq(keel_proc_compact(self, NULL, 1), KEEL_EINVAL);
+  signal_event();
+  return KEEL_CONTINUE;
+}
+
+Test(fiber, compact_keeps_roots_and_frees_the_rest) {
+  start(1);
+  keel_term pid;
+  cr_assert_eq(keel_spawn(compactor, NULL, NULL, &pid), KEEL_OK);
+  keel_heap h;
+  keel_heap_init(&h);
+  keel_term msg = keel_tuple(&h, 2, keel_atom("state"),
+                             keel_binary(&h, "some bytes to keep", 18));
+  cr_assert_eq(keel_send(pid, msg), KEEL_OK);
+  cr_assert(wait_events(1));
+  cr_assert(atomic_load(&compact_same), "the root survives, equal");
+  cr_assert_gt(atomic_load(&compact_before), 4000);
+  cr_assert_lt(atomic_load(&compact_after), 20, "garbage freed");
+  cr_assert_eq(keel_proc_compact(NULL, NULL, 0), KEEL_ESTATE);
+  keel_heap_destroy(&h);
+  cr_assert_eq(keel_node_stop(), KEEL_OK);
+}
