@@ -1,0 +1,72 @@
+/*
+ * metrics_internal.h - the layouts shared by metrics.c (recording) and
+ * prometheus.c (exposition).
+ */
+#ifndef KEEL_METRICS_INTERNAL_H
+#define KEEL_METRICS_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "keel/metrics.h"
+
+/* One combination of tag values. Doubles are stored as their bits. */
+typedef struct keel__series {
+  uint64_t hash;
+  keel_heap heap; /* tag values */
+  keel_term *tags;
+  _Atomic uint64_t count;
+  _Atomic uint64_t sum, last, min, max;
+  _Atomic uint64_t buckets[]; /* nbuckets + 1 */
+} keel__series;
+
+typedef struct keel__metric {
+  keel_metric_type type;
+  char *name; /* dotted */
+  char *prom; /* Prometheus name */
+  char *help; /* may be NULL */
+  keel_tel_event *event;
+  keel_term measurement; /* atom, or KEEL_NONE with measure set */
+  keel_metric_measure_fn measure;
+  void *measure_arg;
+  keel_metric_keep_fn keep;
+  void *keep_arg;
+  keel_term tags[KEEL_METRIC_MAX_TAGS];
+  size_t ntags;
+  double scale;
+  double *bounds;
+  size_t nbuckets;
+  size_t max_series, cap; /* cap: slots, a power of two >= 2 * max */
+  _Atomic(keel__series *) *slots;
+  pthread_mutex_t mu; /* inserts */
+  size_t nseries;
+  keel_term handler_id;
+  keel_heap id_heap;
+  struct keel_metrics *reg;
+} keel__metric;
+
+struct keel_metrics {
+  pthread_mutex_t mu; /* the metric array */
+  keel__metric **m;
+  size_t n, cap;
+  int64_t uid;
+  _Atomic uint64_t dropped;
+};
+
+static inline double keel__bits_double(uint64_t b) {
+  union {
+    uint64_t u;
+    double d;
+  } x = {.u = b};
+  return x.d;
+}
+
+static inline uint64_t keel__double_bits(double d) {
+  union {
+    double d;
+    uint64_t u;
+  } x = {.d = d};
+  return x.u;
+}
+
+#endif /* KEEL_METRICS_INTERNAL_H */
