@@ -125,6 +125,12 @@ void keel_fuses_destroy(keel_fuses *fs) {
 /* ---- lookup ----------------------------------------------------------------
  */
 
+/* keel_eq_exact, without the call when a is an immediate. */
+static bool same_term(keel_term a, keel_term b) {
+  return a == b ||
+         ((keel_is_boxed(a) || keel_is_cons(a)) && keel_eq_exact(a, b));
+}
+
 /* The slot of name (a fuse, possibly REMOVED), or NULL. Lock-free. */
 static fuse *lookup(const keel_fuses *fs, keel_term name, uint64_t hash) {
   size_t mask = fs->cap - 1;
@@ -132,7 +138,7 @@ static fuse *lookup(const keel_fuses *fs, keel_term name, uint64_t hash) {
     fuse *f = atomic_load_explicit(&fs->slots[i], memory_order_acquire);
     if (f == NULL)
       return NULL;
-    if (f->hash == hash && keel_eq_exact(f->name, name))
+    if (f->hash == hash && same_term(name, f->name))
       return f;
   }
 }

@@ -81,7 +81,7 @@ static keel__series *series_find(const keel__metric *mt, const keel_term *tv,
     if (s->hash != hash)
       continue;
     size_t k = 0;
-    while (k < mt->ntags && keel_eq_exact(s->tags[k], tv[k]))
+    while (k < mt->ntags && keel__same_term(tv[k], s->tags[k]))
       k++;
     if (k == mt->ntags)
       return s;

@@ -7,6 +7,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 
 #include "keel/metrics.h"
 
@@ -52,6 +53,13 @@ struct keel_metrics {
   int64_t uid;
   _Atomic uint64_t dropped;
 };
+
+/* keel_eq_exact, without the call when a is an immediate (immediates are
+ * equal exactly when their words are). */
+static inline bool keel__same_term(keel_term a, keel_term b) {
+  return a == b ||
+         ((keel_is_boxed(a) || keel_is_cons(a)) && keel_eq_exact(a, b));
+}
 
 static inline double keel__bits_double(uint64_t b) {
   union {

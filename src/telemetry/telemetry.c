@@ -73,8 +73,11 @@ typedef struct stripe {
 static _Alignas(64) stripe g_readers[NSTRIPE];
 static _Atomic unsigned g_epoch;
 static _Atomic unsigned g_next_stripe;
-static _Thread_local unsigned t_stripe; /* stripe + 1; 0 = unassigned */
-static _Thread_local unsigned t_depth;  /* read sections held */
+typedef struct reader_tls {
+  unsigned stripe; /* stripe + 1; 0 = unassigned */
+  unsigned depth;  /* read sections held */
+} reader_tls;
+static _Thread_local reader_tls t_reader;
 
 /* ---- atoms and clocks --------------------------------------------------- */
 
@@ -113,18 +116,19 @@ int64_t keel__tel_system_ns(void) {
 
 /* ---- read sections and grace periods ------------------------------------ */
 
-static unsigned read_lock(void) {
-  if (t_stripe == 0)
-    t_stripe = atomic_fetch_add(&g_next_stripe, 1) % NSTRIPE + 1;
-  unsigned s = t_stripe - 1;
+/* The calling thread's state (one TLS address lookup per caller). */
+static unsigned read_lock(reader_tls *t) {
+  if (t->stripe == 0)
+    t->stripe = atomic_fetch_add(&g_next_stripe, 1) % NSTRIPE + 1;
+  unsigned s = t->stripe - 1;
   unsigned e = atomic_load(&g_epoch) & 1u;
   atomic_fetch_add(&g_readers[s].n[e], 1);
-  t_depth++;
+  t->depth++;
   return s << 1 | e;
 }
 
-static void read_unlock(unsigned tok) {
-  t_depth--;
+static void read_unlock(reader_tls *t, unsigned tok) {
+  t->depth--;
   atomic_fetch_sub_explicit(&g_readers[tok >> 1].n[tok & 1u], 1,
                             memory_order_release);
 }
@@ -172,7 +176,7 @@ static void free_chains(hlist *ls, tel_handler *hs) {
  * is inside a read section. */
 static void reclaim(hlist *ls, tel_handler *hs) {
   pthread_mutex_lock(&g_mu);
-  if (t_depth > 0) {
+  if (t_reader.depth > 0) {
     while (ls != NULL) {
       hlist *n = ls->rnext;
       ls->rnext = g_dead_lists;
@@ -199,7 +203,7 @@ static void reclaim(hlist *ls, tel_handler *hs) {
 }
 
 int keel_tel_synchronize(void) {
-  if (t_depth > 0)
+  if (t_reader.depth > 0)
     return KEEL_ESTATE;
   reclaim(NULL, NULL);
   return KEEL_OK;
@@ -489,7 +493,8 @@ static void handler_failed(const tel_handler *h, keel_tel_event *ev, int code) {
 
 static void execute_slow(keel_tel_event *ev, const keel_tel_measure *m,
                          size_t nm, const keel_tel_meta *md, size_t nmd) {
-  unsigned tok = read_lock();
+  reader_tls *t = &t_reader;
+  unsigned tok = read_lock(t);
   const hlist *l = atomic_load(&ev->list);
   if (l != NULL) {
     for (size_t i = 0; i < l->n; i++) {
@@ -499,7 +504,7 @@ static void execute_slow(keel_tel_event *ev, const keel_tel_measure *m,
         handler_failed(h, ev, rc);
     }
   }
-  read_unlock(tok);
+  read_unlock(t, tok);
 }
 
 void keel_tel_execute(keel_tel_event *event, const keel_tel_measure *m,
@@ -514,7 +519,8 @@ void keel_tel_execute(keel_tel_event *event, const keel_tel_measure *m,
 
 static bool has_prefix(const keel_tel_event *ev, const keel_term *prefix,
                        size_t n) {
-  return ev->n >= n && memcmp(ev->atoms, prefix, n * sizeof *prefix) == 0;
+  return n == 0 ||
+         (ev->n >= n && memcmp(ev->atoms, prefix, n * sizeof *prefix) == 0);
 }
 
 int keel_tel_list_handlers(const keel_term *prefix, size_t n, keel_heap *h,
@@ -561,7 +567,8 @@ int keel_tel_measure_get(const keel_tel_measure *m, size_t nm, keel_term key,
 int keel_tel_meta_get(const keel_tel_meta *md, size_t nmd, keel_term key,
                       keel_term *value) {
   for (size_t i = 0; i < nmd; i++) {
-    if (md[i].key == key || keel_eq_exact(md[i].key, key)) {
+    if (md[i].key == key ||
+        (keel__term_boxed(key) && keel_eq_exact(md[i].key, key))) {
       if (value != NULL)
         *value = md[i].value;
       return KEEL_OK;
