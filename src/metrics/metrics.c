@@ -344,7 +344,7 @@ static int registry_push(keel_metrics *r, keel__metric *mt) {
       return KEEL_EEXIST;
   if (r->n == r->cap) {
     size_t cap = r->cap ? r->cap * 2 : 8;
-    keel__metric **a = realloc(r->m, cap * sizeof *a);
+    keel__metric **a = realloc(r->m, cap * sizeof(keel__metric *));
     if (a == NULL)
       return KEEL_ENOMEM;
     r->m = a;

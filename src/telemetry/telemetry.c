@@ -319,7 +319,7 @@ static int list_edit(const hlist *old, tel_handler *h, bool add, hlist **out) {
   *out = NULL;
   if (nn == 0)
     return KEEL_OK;
-  hlist *l = malloc(sizeof *l + nn * sizeof l->h[0]);
+  hlist *l = malloc(sizeof *l + nn * sizeof(tel_handler *));
   if (l == NULL)
     return KEEL_ENOMEM;
   l->rnext = NULL;
@@ -367,12 +367,12 @@ static tel_handler *handler_new(keel_term id, keel_tel_event *const *events,
     return NULL;
   keel_heap_init(&h->heap);
   h->id = keel_term_copy(&h->heap, id);
-  h->evs = malloc(nevents * sizeof *h->evs);
+  h->evs = malloc(nevents * sizeof(keel_tel_event *));
   if (h->id == KEEL_NONE || h->evs == NULL) {
     handler_free(h);
     return NULL;
   }
-  memcpy(h->evs, events, nevents * sizeof *events);
+  memcpy(h->evs, events, nevents * sizeof(keel_tel_event *));
   h->nev = nevents;
   h->fn = fn;
   h->config = config;
@@ -396,7 +396,7 @@ static int handlers_grow(void) {
   if (g_nh < g_caph)
     return KEEL_OK;
   size_t cap = g_caph ? g_caph * 2 : 16;
-  tel_handler **a = realloc(g_handlers, cap * sizeof *a);
+  tel_handler **a = realloc(g_handlers, cap * sizeof(tel_handler *));
   if (a == NULL)
     return KEEL_ENOMEM;
   g_handlers = a;
@@ -412,7 +412,7 @@ int keel_tel_attach(keel_term id, keel_tel_event *const *events, size_t nevents,
   if (rc != KEEL_OK)
     return rc;
   tel_handler *h = handler_new(id, events, nevents, fn, config);
-  hlist **fresh = calloc(nevents, sizeof *fresh);
+  hlist **fresh = calloc(nevents, sizeof(hlist *));
   if (h == NULL || fresh == NULL) {
     if (h != NULL)
       handler_free(h);
@@ -452,13 +452,13 @@ int keel_tel_detach(keel_term id) {
     return KEEL_ENOENT;
   }
   tel_handler *h = g_handlers[i];
-  hlist **fresh = calloc(h->nev, sizeof *fresh);
+  hlist **fresh = calloc(h->nev, sizeof(hlist *));
   int rc = fresh ? lists_build(h, false, fresh) : KEEL_ENOMEM;
   hlist *dead = NULL;
   if (rc == KEEL_OK) {
     lists_swap(h, fresh, &dead);
     memmove(&g_handlers[i], &g_handlers[i + 1],
-            (g_nh - i - 1) * sizeof *g_handlers);
+            (g_nh - i - 1) * sizeof(tel_handler *));
     g_nh--;
   }
   pthread_mutex_unlock(&g_mu);

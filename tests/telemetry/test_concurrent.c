@@ -14,8 +14,8 @@
 #include "keel/telemetry.h"
 
 static const unsigned thread_counts[] = {1, 2, 8};
-#define ROUNDS 60
-#define PER_THREAD 20000
+#define ROUNDS 20
+#define PER_THREAD 5000
 /* Bound of every wait: a lost event fails the test instead of hanging. */
 #define TIMEOUT_S 30
 
