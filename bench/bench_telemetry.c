@@ -88,6 +88,8 @@ static int parse_args(int argc, char **argv, long *n, int *runs) {
     if (strcmp(argv[i], "--quick") == 0) {
       *n = 100000;
       *runs = 1;
+    } else if (strcmp(argv[i], "--no-beam") == 0) {
+      continue; /* there is no BEAM side */
     } else if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc) {
       *runs = atoi(argv[++i]);
       if (*runs < 1 || *runs > 15)

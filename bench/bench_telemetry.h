@@ -11,7 +11,8 @@
  * for each. No BEAM counterpart: Debian's Erlang does not ship the
  * telemetry application. Arguments (argv[0] is the suite name):
  *   --quick   short runs (a smoke test);
- *   --runs N  runs (median reported; default 5, quick 1).
+ *   --runs N  runs (median reported; default 5, quick 1);
+ *   --no-beam accepted and ignored (other suites take it).
  * Returns 0 on success, 2 on a usage error, 1 when a step fails. */
 int keel_bench_telemetry(int argc, char **argv);
 
