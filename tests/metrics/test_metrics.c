@@ -4,6 +4,7 @@
 #include <criterion/criterion.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -286,5 +287,89 @@ Test(metrics_concurrent, parallel_recording_is_exact, .init = setup,
       cr_assert_eq(b[1], expect[t]);
       cr_assert_eq(b[0] + b[2], 0);
     }
+  }
+}
+
+/* Scrapes while 1, 2 and 8 threads record: each histogram in every text
+ * is consistent (+Inf bucket == _count), counts never go down between
+ * scrapes, and the final text has every event. Run under TSan. */
+static atomic_bool g_stop_rec;
+
+static void *recorder_until_stopped(void *arg) {
+  keel_term tag = keel_small((int64_t)(uintptr_t)arg % 2);
+  long n = 0;
+  while (n < PER_THREAD / 4 || !atomic_load(&g_stop_rec)) {
+    emit(g_ev, (double)(n % 7), tag);
+    n++;
+  }
+  return (void *)(uintptr_t)n;
+}
+
+/* The value of the first line starting with prefix, or 0 when there is
+ * none (the series does not exist yet). */
+static double sample(const keel_buf *b, const char *prefix) {
+  size_t n = strlen(prefix);
+  const char *p = (const char *)b->data, *end = p + b->len;
+  while (p < end) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    if (nl == NULL)
+      nl = end;
+    if ((size_t)(nl - p) > n && memcmp(p, prefix, n) == 0)
+      return strtod(p + n, NULL);
+    p = nl + 1;
+  }
+  return 0;
+}
+
+Test(metrics_concurrent, scrape_while_recording, .init = setup,
+     .fini = teardown) {
+  static const char *const tags[] = {"method"};
+  static const double bounds[] = {2, 4};
+  keel_metric_spec spec = {.type = KEEL_METRIC_DISTRIBUTION,
+                           .name = "scr.req.latency",
+                           .tags = tags,
+                           .ntags = 1,
+                           .buckets = bounds,
+                           .nbuckets = 2};
+  cr_assert_eq(keel_metrics_add(reg, &spec), KEEL_OK);
+  g_ev = ev("scr.req");
+  static const unsigned counts[] = {1, 2, 8};
+  for (size_t k = 0; k < 3; k++) {
+    atomic_store(&g_stop_rec, false);
+    pthread_t th[8];
+    for (unsigned i = 0; i < counts[k]; i++)
+      cr_assert_eq(pthread_create(&th[i], NULL, recorder_until_stopped,
+                                  (void *)(uintptr_t)i),
+                   0);
+    double prev = 0;
+    for (int s = 0; s < 50; s++) {
+      keel_buf b;
+      keel_buf_init(&b);
+      cr_assert_eq(keel_metrics_prometheus(reg, &b), KEEL_OK);
+      double inf =
+          sample(&b, "scr_req_latency_bucket{method=\"0\",le=\"+Inf\"} ");
+      double cnt = sample(&b, "scr_req_latency_count{method=\"0\"} ");
+      cr_assert_float_eq(inf, cnt, 0, "+Inf %g, count %g", inf, cnt);
+      cr_assert_geq(cnt, prev);
+      prev = cnt;
+      keel_buf_free(&b);
+    }
+    atomic_store(&g_stop_rec, true);
+    double total = 0;
+    for (unsigned i = 0; i < counts[k]; i++) {
+      void *n;
+      pthread_join(th[i], &n);
+      if (i % 2 == 0)
+        total += (double)(uintptr_t)n;
+    }
+    keel_buf b;
+    keel_buf_init(&b);
+    cr_assert_eq(keel_metrics_prometheus(reg, &b), KEEL_OK);
+    double cnt = sample(&b, "scr_req_latency_count{method=\"0\"} ");
+    cr_assert_geq(cnt, prev);
+    static double done_before;
+    cr_assert_float_eq(cnt, done_before + total, 0);
+    done_before = cnt;
+    keel_buf_free(&b);
   }
 }
