@@ -39,7 +39,7 @@ typedef enum keel_metric_type {
   KEEL_METRIC_COUNTER,     /* number of events */
   KEEL_METRIC_SUM,         /* sum of the measurement */
   KEEL_METRIC_LAST_VALUE,  /* last measurement seen */
-  KEEL_METRIC_SUMMARY,     /* count, sum, min and max */
+  KEEL_METRIC_SUMMARY,     /* count, sum, min, max and quantiles */
   KEEL_METRIC_DISTRIBUTION /* histogram over explicit buckets */
 } keel_metric_type;
 
@@ -106,7 +106,7 @@ typedef struct keel_metric_value {
   uint64_t count;    /* events recorded */
   double sum;        /* sum (sum, summary, distribution) */
   double last;       /* last_value */
-  double min, max;   /* summary */
+  double min, max;   /* summary (quantiles: keel_metrics_quantile) */
   uint64_t *buckets; /* distribution: per-bucket counts (not cumulative),
                         nbuckets + 1 entries (the last is +Inf); caller's
                         array, may be NULL */
@@ -121,6 +121,17 @@ typedef struct keel_metric_value {
 int keel_metrics_read(keel_metrics *r, const char *name, const keel_term *tags,
                       size_t ntags, keel_metric_value *out);
 
+/* Quantile q (0 <= q <= 1) of the series of summary metric `name` with
+ * tag values tags[0..ntags), by nearest rank, from a log-linear sketch of
+ * 16 buckets per power of two (2^-20 .. 2^44; values at or below 2^-20,
+ * zero and negative ones count as the minimum): within 3.1% of a recorded
+ * value of that rank, and within [min, max]. Errors: KEEL_ENOENT (no such
+ * metric or series, or an empty one), KEEL_EINVAL (not a summary, q out
+ * of range, NULL arguments). Thread-safe. */
+int keel_metrics_quantile(keel_metrics *r, const char *name,
+                          const keel_term *tags, size_t ntags, double q,
+                          double *out);
+
 /* Number of events dropped because a metric had max_series series (all
  * metrics). Thread-safe. */
 uint64_t keel_metrics_dropped(keel_metrics *r);
@@ -129,7 +140,8 @@ uint64_t keel_metrics_dropped(keel_metrics *r);
  * to out: HELP and TYPE lines, one sample per series, labels from tags
  * (values: atoms and binaries as text, integers in decimal, other terms
  * printed), escaped. counter and sum are counters, last_value a gauge,
- * summary a summary with _sum and _count (no quantiles), distribution a
+ * summary a summary with quantiles 0.5, 0.9, 0.99 (see
+ * keel_metrics_quantile), _sum and _count, distribution a
  * histogram with cumulative _bucket{le=...} lines, +Inf, _sum and _count.
  * Names: dots and other characters not allowed become '_'.
  * Errors: KEEL_EINVAL, KEEL_ENOMEM (out then holds a partial text).

@@ -90,7 +90,9 @@ static keel__series *series_find(const keel__metric *mt, const keel_term *tv,
 
 static keel__series *series_new(const keel__metric *mt, const keel_term *tv,
                                 uint64_t hash) {
-  size_t nb = mt->type == KEEL_METRIC_DISTRIBUTION ? mt->nbuckets + 1 : 0;
+  size_t nb = mt->type == KEEL_METRIC_DISTRIBUTION ? mt->nbuckets + 1
+              : mt->type == KEEL_METRIC_SUMMARY    ? KEEL__SK_BUCKETS
+                                                   : 0;
   keel__series *s = calloc(1, sizeof *s + nb * sizeof s->buckets[0]);
   if (s == NULL)
     return NULL;
@@ -164,6 +166,8 @@ static void update(const keel__metric *mt, keel__series *s, double v) {
     atomic_store_explicit(&s->last, keel__double_bits(v), memory_order_relaxed);
     break;
   case KEEL_METRIC_SUMMARY:
+    atomic_fetch_add_explicit(&s->buckets[keel__sketch_index(v)], 1,
+                              memory_order_relaxed);
     atomic_extreme(&s->min, v, true);
     atomic_extreme(&s->max, v, false);
     atomic_add_double(&s->sum, v);
@@ -381,6 +385,55 @@ int keel_metrics_add(keel_metrics *r, const keel_metric_spec *spec) {
   return rc;
 }
 
+/* ---- summary sketch ---- */
+
+size_t keel__sketch_index(double v) {
+  if (!(v > 0))
+    return 0; /* zero, negative, NaN */
+  int e;
+  double m = frexp(v, &e); /* v = m * 2^e, m in [0.5, 1) */
+  if (isinf(v) || e - 1 >= KEEL__SK_EMIN + KEEL__SK_OCTAVES)
+    return KEEL__SK_BUCKETS - 1;
+  if (e - 1 < KEEL__SK_EMIN)
+    return 0;
+  size_t sub = (size_t)((m - 0.5) * 2 * KEEL__SK_SUB);
+  if (sub >= KEEL__SK_SUB)
+    sub = KEEL__SK_SUB - 1;
+  return (size_t)(e - 1 - KEEL__SK_EMIN) * KEEL__SK_SUB + sub;
+}
+
+/* Midpoint of bucket i. */
+static double sketch_mid(size_t i) {
+  int e = (int)(i / KEEL__SK_SUB) + KEEL__SK_EMIN + 1;
+  double m = 0.5 + ((double)(i % KEEL__SK_SUB) + 0.5) / (2 * KEEL__SK_SUB);
+  return ldexp(m, e);
+}
+
+double keel__sketch_quantile(const keel__series *s, double q) {
+  uint64_t counts[KEEL__SK_BUCKETS];
+  uint64_t total = 0;
+  for (size_t i = 0; i < KEEL__SK_BUCKETS; i++) {
+    counts[i] = atomic_load_explicit(&s->buckets[i], memory_order_relaxed);
+    total += counts[i];
+  }
+  if (total == 0)
+    return NAN;
+  double mn = keel__bits_double(atomic_load(&s->min));
+  double mx = keel__bits_double(atomic_load(&s->max));
+  uint64_t rank = (uint64_t)ceil(q * (double)total);
+  if (rank < 1)
+    rank = 1;
+  uint64_t cum = 0;
+  size_t i = 0;
+  for (; i < KEEL__SK_BUCKETS - 1; i++) {
+    cum += counts[i];
+    if (cum >= rank)
+      break;
+  }
+  double v = i == 0 ? mn : sketch_mid(i);
+  return fmin(fmax(v, mn), mx);
+}
+
 /* ---- reading ----------------------------------------------------------------
  */
 
@@ -397,28 +450,55 @@ static void series_read(const keel__metric *mt, keel__series *s,
     out->buckets[i] = atomic_load(&s->buckets[i]);
 }
 
-int keel_metrics_read(keel_metrics *r, const char *name, const keel_term *tags,
-                      size_t ntags, keel_metric_value *out) {
-  if (r == NULL || name == NULL || out == NULL || (ntags > 0 && !tags))
-    return KEEL_EINVAL;
-  int rc = KEEL_ENOENT;
-  pthread_mutex_lock(&r->mu);
+/* The metric `name` and its series for tags (call under r->mu). */
+static int find_series(const keel_metrics *r, const char *name,
+                       const keel_term *tags, size_t ntags,
+                       keel__metric **mt_out, keel__series **s_out) {
   for (size_t i = 0; i < r->n; i++) {
     keel__metric *mt = r->m[i];
     if (strcmp(mt->name, name) != 0)
       continue;
-    if (ntags != mt->ntags) {
-      rc = KEEL_EINVAL;
-      break;
-    }
-    keel__series *s = series_find(mt, tags, tags_hash(tags, ntags));
-    if (s != NULL) {
-      series_read(mt, s, out);
-      rc = KEEL_OK;
-    }
-    break;
+    if (ntags != mt->ntags)
+      return KEEL_EINVAL;
+    *mt_out = mt;
+    *s_out = series_find(mt, tags, tags_hash(tags, ntags));
+    return *s_out ? KEEL_OK : KEEL_ENOENT;
   }
+  return KEEL_ENOENT;
+}
+
+int keel_metrics_read(keel_metrics *r, const char *name, const keel_term *tags,
+                      size_t ntags, keel_metric_value *out) {
+  if (r == NULL || name == NULL || out == NULL || (ntags > 0 && !tags))
+    return KEEL_EINVAL;
+  keel__metric *mt;
+  keel__series *s;
+  pthread_mutex_lock(&r->mu);
+  int rc = find_series(r, name, tags, ntags, &mt, &s);
+  if (rc == KEEL_OK)
+    series_read(mt, s, out);
   pthread_mutex_unlock(&r->mu);
+  return rc;
+}
+
+int keel_metrics_quantile(keel_metrics *r, const char *name,
+                          const keel_term *tags, size_t ntags, double q,
+                          double *out) {
+  if (r == NULL || name == NULL || out == NULL || (ntags > 0 && !tags) ||
+      !(q >= 0 && q <= 1))
+    return KEEL_EINVAL;
+  keel__metric *mt;
+  keel__series *s;
+  pthread_mutex_lock(&r->mu);
+  int rc = find_series(r, name, tags, ntags, &mt, &s);
+  if (rc == KEEL_OK && mt->type != KEEL_METRIC_SUMMARY)
+    rc = KEEL_EINVAL;
+  double v = rc == KEEL_OK ? keel__sketch_quantile(s, q) : NAN;
+  pthread_mutex_unlock(&r->mu);
+  if (rc == KEEL_OK && isnan(v))
+    rc = KEEL_ENOENT;
+  if (rc == KEEL_OK)
+    *out = v;
   return rc;
 }
 

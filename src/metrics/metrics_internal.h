@@ -61,6 +61,23 @@ static inline bool keel__same_term(keel_term a, keel_term b) {
          ((keel_is_boxed(a) || keel_is_cons(a)) && keel_eq_exact(a, b));
 }
 
+/* Summary sketch: log-linear buckets, KEEL__SK_SUB per power of two from
+ * 2^KEEL__SK_EMIN to 2^(KEEL__SK_EMIN + KEEL__SK_OCTAVES); bucket 0 also
+ * takes zero, negative and tiny values, the last bucket huge ones. A
+ * quantile is read as its bucket's midpoint, clamped to [min, max]:
+ * within 1 / (2 * KEEL__SK_SUB) (3.1%) of a value of that rank. */
+#define KEEL__SK_SUB 16
+#define KEEL__SK_EMIN (-20)
+#define KEEL__SK_OCTAVES 64
+#define KEEL__SK_BUCKETS (KEEL__SK_SUB * KEEL__SK_OCTAVES)
+
+/* Bucket of v in the sketch. */
+size_t keel__sketch_index(double v);
+
+/* Value of quantile q (0..1) of a series of a summary metric, by nearest
+ * rank; NaN when the series is empty. */
+double keel__sketch_quantile(const keel__series *s, double q);
+
 static inline double keel__bits_double(uint64_t b) {
   union {
     uint64_t u;

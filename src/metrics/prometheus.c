@@ -80,10 +80,10 @@ static int put_label_value(keel_buf *out, keel_term v) {
   return rc;
 }
 
-/* {tag="v",...[,le="b"]} or nothing. */
+/* {tag="v",...[,extra="x"]} or nothing; extra is "le" or "quantile". */
 static int put_labels(keel_buf *out, const keel__metric *mt,
-                      const keel__series *s, const char *le) {
-  if (mt->ntags == 0 && le == NULL)
+                      const keel__series *s, const char *extra, const char *x) {
+  if (mt->ntags == 0 && x == NULL)
     return KEEL_OK;
   int rc = keel_buf_putc(out, '{');
   for (size_t i = 0; i < mt->ntags && rc == KEEL_OK; i++) {
@@ -98,8 +98,8 @@ static int put_labels(keel_buf *out, const keel__metric *mt,
     if (rc == KEEL_OK)
       rc = keel_buf_putc(out, '"');
   }
-  if (le != NULL && rc == KEEL_OK)
-    rc = keel_buf_printf(out, "%sle=\"%s\"", mt->ntags ? "," : "", le);
+  if (x != NULL && rc == KEEL_OK)
+    rc = keel_buf_printf(out, "%s%s=\"%s\"", mt->ntags ? "," : "", extra, x);
   if (rc == KEEL_OK)
     rc = keel_buf_putc(out, '}');
   return rc;
@@ -111,7 +111,7 @@ static int put_sample(keel_buf *out, const keel__metric *mt,
                       const char *value) {
   int rc = keel_buf_printf(out, "%s%s", mt->prom, suffix);
   if (rc == KEEL_OK)
-    rc = put_labels(out, mt, s, le);
+    rc = put_labels(out, mt, s, le ? "le" : NULL, le);
   if (rc == KEEL_OK)
     rc = keel_buf_printf(out, " %s\n", value);
   return rc;
@@ -142,6 +142,27 @@ static int put_histogram(keel_buf *out, const keel__metric *mt,
   return rc;
 }
 
+/* name{tags,quantile="q"} v for the 0.5, 0.9 and 0.99 quantiles. */
+static int put_quantiles(keel_buf *out, const keel__metric *mt,
+                         const keel__series *s) {
+  static const char *const names[3] = {"0.5", "0.9", "0.99"};
+  static const double qs[3] = {0.5, 0.9, 0.99};
+  char val[32];
+  int rc = KEEL_OK;
+  for (int i = 0; i < 3 && rc == KEEL_OK; i++) {
+    double v = keel__sketch_quantile(s, qs[i]);
+    if (isnan(v))
+      continue; /* an empty series has no quantiles */
+    fmt_double(val, sizeof val, v);
+    rc = keel_buf_printf(out, "%s", mt->prom);
+    if (rc == KEEL_OK)
+      rc = put_labels(out, mt, s, "quantile", names[i]);
+    if (rc == KEEL_OK)
+      rc = keel_buf_printf(out, " %s\n", val);
+  }
+  return rc;
+}
+
 static int put_series(keel_buf *out, const keel__metric *mt, keel__series *s) {
   char val[32];
   uint64_t count = atomic_load_explicit(&s->count, memory_order_relaxed);
@@ -157,8 +178,10 @@ static int put_series(keel_buf *out, const keel__metric *mt, keel__series *s) {
     fmt_double(val, sizeof val, keel__bits_double(atomic_load(&s->last)));
     return put_sample(out, mt, s, "", NULL, val);
   case KEEL_METRIC_SUMMARY: {
+    int rc = put_quantiles(out, mt, s);
     fmt_double(val, sizeof val, sum);
-    int rc = put_sample(out, mt, s, "_sum", NULL, val);
+    if (rc == KEEL_OK)
+      rc = put_sample(out, mt, s, "_sum", NULL, val);
     snprintf(val, sizeof val, "%llu", (unsigned long long)count);
     return rc != KEEL_OK ? rc : put_sample(out, mt, s, "_count", NULL, val);
   }

@@ -373,3 +373,62 @@ Test(metrics_concurrent, scrape_while_recording, .init = setup,
     keel_buf_free(&b);
   }
 }
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+Test(metrics, summary_quantiles_within_the_sketch_error, .init = setup,
+     .fini = teardown) {
+  keel_metric_spec spec = {.type = KEEL_METRIC_SUMMARY,
+                           .name = "q.req.latency"};
+  cr_assert_eq(keel_metrics_add(reg, &spec), KEEL_OK);
+  keel_tel_event *e = ev("q.req");
+  enum { N = 5000 };
+  static double vals[N];
+  unsigned seed = 99;
+  for (int i = 0; i < N; i++) {
+    /* Log-uniform over 2^-10 .. 2^30. */
+    vals[i] = exp2(-10 + 40.0 * rand_r(&seed) / RAND_MAX);
+    emit(e, vals[i], KEEL_NIL);
+  }
+  qsort(vals, N, sizeof vals[0], cmp_double);
+  static const double qs[] = {0, 0.01, 0.25, 0.5, 0.9, 0.99, 1};
+  for (size_t i = 0; i < sizeof qs / sizeof qs[0]; i++) {
+    /* Nearest rank: the ceil(q * N)-th smallest value (at least the 1st). */
+    size_t rank = (size_t)ceil(qs[i] * N);
+    double exact = vals[rank ? rank - 1 : 0];
+    double got;
+    cr_assert_eq(
+        keel_metrics_quantile(reg, "q.req.latency", NULL, 0, qs[i], &got),
+        KEEL_OK);
+    cr_assert_float_eq(got, exact, exact / 32, "q %g: %g vs exact %g", qs[i],
+                       got, exact);
+  }
+  double got;
+  cr_assert_eq(keel_metrics_quantile(reg, "q.req.latency", NULL, 0, 1.5, &got),
+               KEEL_EINVAL);
+  cr_assert_eq(keel_metrics_quantile(reg, "nope", NULL, 0, 0.5, &got),
+               KEEL_ENOENT);
+  /* Zero and negative values count as the minimum. */
+  keel_metric_spec neg = {.type = KEEL_METRIC_SUMMARY, .name = "n.req.latency"};
+  cr_assert_eq(keel_metrics_add(reg, &neg), KEEL_OK);
+  keel_tel_event *ne = ev("n.req");
+  emit(ne, -5, KEEL_NIL);
+  emit(ne, 0, KEEL_NIL);
+  emit(ne, 8, KEEL_NIL);
+  cr_assert_eq(keel_metrics_quantile(reg, "n.req.latency", NULL, 0, 0.5, &got),
+               KEEL_OK);
+  cr_assert_float_eq(got, -5, 0);
+  cr_assert_eq(keel_metrics_quantile(reg, "n.req.latency", NULL, 0, 1, &got),
+               KEEL_OK);
+  cr_assert_float_eq(got, 8, 8.0 / 32);
+  /* Not a summary. */
+  keel_metric_spec sum = {
+      .type = KEEL_METRIC_SUM, .name = "n.req.other", .measurement = "latency"};
+  cr_assert_eq(keel_metrics_add(reg, &sum), KEEL_OK);
+  emit(ne, 1, KEEL_NIL);
+  cr_assert_eq(keel_metrics_quantile(reg, "n.req.other", NULL, 0, 0.5, &got),
+               KEEL_EINVAL);
+}
