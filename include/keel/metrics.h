@@ -160,7 +160,9 @@ typedef struct keel_poller_opts {
   uint64_t init_delay_ms; /* before the first round; default 0 */
   /* Emit [keel, vm, system_counts] from keel_node_stats_get each round
    * (when a node runs): process_count, spawned, messages_live,
-   * messages_sent, timer_count. */
+   * messages_sent, timer_count. Such a poller must be stopped before
+   * keel_node_stop (the runtime's figures are not readable while the
+   * node stops). */
   bool node_stats;
   const keel_poller_fn *fns; /* nfns measurements, with args[i] */
   void *const *args;
@@ -188,7 +190,9 @@ void keel_poller_stop(keel_poller *p);
  * Measurements, Metadata} to pid for every event (maps; integral
  * measurements as integers, others as floats). Ref is a new reference,
  * built in h and stored in *ref; it is also the handler id. Sending
- * errors (no node) are ignored. Detach with keel_tel_forward_detach.
+ * errors (no node) are ignored, but as for any thread that sends, events
+ * must not be emitted on non-node threads while keel_node_stop runs.
+ * Detach with keel_tel_forward_detach.
  * Errors: keel_tel_attach's, KEEL_EBADARG (pid not a local pid),
  * KEEL_EINVAL, KEEL_ENOMEM. Thread-safe. */
 int keel_tel_forward_attach(keel_term pid, keel_tel_event *const *events,
