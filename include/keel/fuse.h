@@ -129,6 +129,20 @@ int keel_fuse_remove(keel_fuses *fs, keel_term name);
 int keel_fuse_circuit_disable(keel_fuses *fs, keel_term name);
 int keel_fuse_circuit_enable(keel_fuses *fs, keel_term name);
 
+/* One round of fuse's alarm monitor (fuse_monitor, run every 60 s
+ * upstream; call it from a timer or a keel_poller measurement): a fuse
+ * seen blown raises its alarm, emitting [keel, fuse, alarm_set] (metadata
+ * name => Name) unless it is raised already; the alarm is cleared, with
+ * [keel, fuse, alarm_cleared], only after 3 consecutive rounds that see
+ * the fuse ok (hysteresis). Removed fuses are not visited (as upstream,
+ * their alarm stays). Returns the number of alarms raised after the
+ * round, or KEEL_EINVAL for fs NULL. Thread-safe (rounds are
+ * serialized). */
+int keel_fuses_monitor(keel_fuses *fs);
+
+/* Whether fuse `name`'s alarm is raised: 1 or 0, or KEEL_ENOENT. */
+int keel_fuse_alarm(keel_fuses *fs, keel_term name);
+
 #ifdef __cplusplus
 }
 #endif

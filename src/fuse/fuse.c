@@ -46,6 +46,9 @@ typedef struct fuse {
   uint64_t window_ns, reset_ns;
   uint64_t *hist; /* ring of max_melts + 1 melt times */
   size_t hcap, hlen, hhead;
+  /* Under the set's mon_mu: */
+  int alarm_hist; /* rounds of ok left before the alarm clears */
+  _Atomic bool alarm;
 } fuse;
 
 struct keel_fuses {
@@ -55,8 +58,9 @@ struct keel_fuses {
   pthread_mutex_t mu; /* inserts into slots */
   size_t cap, n, max;
   _Atomic(fuse *) *slots;
-  keel_tel_event *ev_blown, *ev_recovered;
+  keel_tel_event *ev_blown, *ev_recovered, *ev_alarm_set, *ev_alarm_clr;
   keel_term a_name;
+  pthread_mutex_t mon_mu; /* monitor rounds */
 };
 
 /* What an operation changed, reported after the lock is released. */
@@ -83,10 +87,12 @@ int keel_fuses_create(const keel_fuses_opts *opts, keel_fuses **out) {
     cap *= 2;
   keel_fuses *fs = calloc(1, sizeof *fs);
   _Atomic(fuse *) *slots = calloc(cap, sizeof *slots);
-  keel_tel_event *blown = NULL, *recovered = NULL;
+  keel_tel_event *blown = NULL, *recovered = NULL, *aset = NULL, *aclr = NULL;
   if (fs == NULL || slots == NULL ||
       keel_tel_event_parse("keel.fuse.blown", &blown) != KEEL_OK ||
-      keel_tel_event_parse("keel.fuse.recovered", &recovered) != KEEL_OK) {
+      keel_tel_event_parse("keel.fuse.recovered", &recovered) != KEEL_OK ||
+      keel_tel_event_parse("keel.fuse.alarm_set", &aset) != KEEL_OK ||
+      keel_tel_event_parse("keel.fuse.alarm_cleared", &aclr) != KEEL_OK) {
     free(fs);
     free(slots);
     return KEEL_ENOMEM;
@@ -100,7 +106,10 @@ int keel_fuses_create(const keel_fuses_opts *opts, keel_fuses **out) {
   fs->slots = slots;
   fs->ev_blown = blown;
   fs->ev_recovered = recovered;
+  fs->ev_alarm_set = aset;
+  fs->ev_alarm_clr = aclr;
   fs->a_name = keel_atom("name");
+  pthread_mutex_init(&fs->mon_mu, NULL);
   *out = fs;
   return KEEL_OK;
 }
@@ -118,6 +127,7 @@ void keel_fuses_destroy(keel_fuses *fs) {
     free(f);
   }
   pthread_mutex_destroy(&fs->mu);
+  pthread_mutex_destroy(&fs->mon_mu);
   free(fs->slots);
   free(fs);
 }
@@ -427,4 +437,50 @@ int keel_fuse_circuit_disable(keel_fuses *fs, keel_term name) {
 
 int keel_fuse_circuit_enable(keel_fuses *fs, keel_term name) {
   return admin(fs, name, op_enable);
+}
+
+/* ---- alarm monitor (fuse_monitor) ------------------------------------------
+ */
+
+/* Updates f's alarm from one observation; returns the event to emit. */
+static keel_tel_event *monitor_one(keel_fuses *fs, fuse *f, bool blown) {
+  if (blown) {
+    f->alarm_hist = 3;
+    if (atomic_load(&f->alarm))
+      return NULL;
+    atomic_store(&f->alarm, true);
+    return fs->ev_alarm_set;
+  }
+  if (f->alarm_hist > 0)
+    f->alarm_hist--;
+  if (f->alarm_hist > 0 || !atomic_load(&f->alarm))
+    return NULL;
+  atomic_store(&f->alarm, false);
+  return fs->ev_alarm_clr;
+}
+
+int keel_fuses_monitor(keel_fuses *fs) {
+  if (fs == NULL)
+    return KEEL_EINVAL;
+  int raised = 0;
+  pthread_mutex_lock(&fs->mon_mu);
+  for (size_t i = 0; i < fs->cap; i++) {
+    fuse *f = atomic_load_explicit(&fs->slots[i], memory_order_acquire);
+    if (f == NULL || locked(fs, f, NULL) != KEEL_OK)
+      continue; /* empty or removed; a due heal is applied first */
+    bool blown = atomic_load(&f->state) & ST_BLOWN;
+    keel_tel_event *ev = monitor_one(fs, f, blown);
+    if (ev != NULL) {
+      keel_tel_meta md[1] = {{fs->a_name, f->name}};
+      keel_tel_execute(ev, NULL, 0, md, 1);
+    }
+    raised += atomic_load(&f->alarm);
+  }
+  pthread_mutex_unlock(&fs->mon_mu);
+  return raised;
+}
+
+int keel_fuse_alarm(keel_fuses *fs, keel_term name) {
+  fuse *f = find(fs, name);
+  return f ? (int)atomic_load(&f->alarm) : KEEL_ENOENT;
 }

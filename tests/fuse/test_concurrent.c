@@ -1,6 +1,6 @@
-/* Fuses under concurrency (1, 2 and 8 threads): asks, melts and resets
- * race; every answer is a valid state, and the blown/recovered events
- * balance with the final state. Run under TSan. */
+/* Fuses under concurrency (1, 2 and 8 threads): asks, melts, resets,
+ * disables and monitor rounds race; every answer is a valid state, and the
+ * blown/recovered events balance with the final state. Run under TSan. */
 #include <pthread.h>
 #include <stdbool.h>
 
@@ -40,8 +40,12 @@ static void *worker(void *arg) {
       keel_fuse_melt(g_fs, g_name);
     } else if (r < 95) {
       advance_ms(&g_clock, 1);
-    } else if (r < 98) {
+    } else if (r < 97) {
       keel_fuse_reset(g_fs, g_name);
+    } else if (r < 98) {
+      int n = keel_fuses_monitor(g_fs);
+      if (n != 0 && n != 1)
+        atomic_fetch_add(&g_bad, 1);
     } else {
       keel_fuse_circuit_disable(g_fs, g_name);
       keel_fuse_circuit_enable(g_fs, g_name);

@@ -404,3 +404,61 @@ Test(fuse, matches_a_model_of_fuse_server, .init = init_names) {
   }
   keel_fuses_destroy(fs);
 }
+
+/* ---- alarm monitor (FU8) ----------------------------------------------------
+ */
+
+static int alarm_events[2];
+static int on_alarm(const keel_tel_event *e, const keel_tel_measure *m,
+                    size_t nm, const keel_tel_meta *md, size_t nmd, void *c) {
+  (void)m, (void)nm, (void)md, (void)nmd, (void)c;
+  const keel_term *atoms;
+  size_t n = keel_tel_event_atoms(e, &atoms);
+  alarm_events[atoms[n - 1] == keel_atom("alarm_set") ? 0 : 1]++;
+  return 0;
+}
+
+Test(fuse, alarm_set_when_blown_and_cleared_after_three_ok_rounds,
+     .init = init_names) {
+  keel_tel_event *evs[2];
+  cr_assert_eq(keel_tel_event_parse("keel.fuse.alarm_set", &evs[0]), KEEL_OK);
+  cr_assert_eq(keel_tel_event_parse("keel.fuse.alarm_cleared", &evs[1]),
+               KEEL_OK);
+  cr_assert_eq(keel_tel_attach(keel_atom("al"), evs, 2, on_alarm, NULL),
+               KEEL_OK);
+  test_clock c;
+  keel_fuses *fs = set_on(&c, 1);
+  keel_term other = keel_atom("other");
+  keel_fuse_opts o = standard(0, 1000, 100);
+  cr_assert_eq(keel_fuse_install(fs, A, &o), KEEL_OK);
+  cr_assert_eq(keel_fuse_install(fs, other, &o), KEEL_OK);
+  cr_assert_eq(keel_fuses_monitor(fs), 0);
+  cr_assert_eq(keel_fuse_alarm(fs, A), 0);
+  keel_fuse_melt(fs, A);
+  cr_assert_eq(keel_fuses_monitor(fs), 1);
+  cr_assert_eq(keel_fuse_alarm(fs, A), 1);
+  cr_assert_eq(keel_fuse_alarm(fs, other), 0);
+  cr_assert_eq(keel_fuses_monitor(fs), 1, "still blown: raised once");
+  cr_assert_eq(alarm_events[0], 1);
+  advance_ms(&c, 100); /* heals */
+  cr_assert_eq(keel_fuses_monitor(fs), 1, "ok round 1");
+  cr_assert_eq(keel_fuses_monitor(fs), 1, "ok round 2");
+  keel_fuse_melt(fs, A); /* blown again: the count starts over */
+  cr_assert_eq(keel_fuses_monitor(fs), 1);
+  advance_ms(&c, 100);
+  cr_assert_eq(keel_fuses_monitor(fs), 1);
+  cr_assert_eq(keel_fuses_monitor(fs), 1);
+  cr_assert_eq(alarm_events[1], 0);
+  cr_assert_eq(keel_fuses_monitor(fs), 0, "third ok round clears");
+  cr_assert_eq(keel_fuse_alarm(fs, A), 0);
+  cr_assert_eq(alarm_events[0], 1);
+  cr_assert_eq(alarm_events[1], 1);
+  /* A disabled fuse raises its alarm too. */
+  cr_assert_eq(keel_fuse_circuit_disable(fs, other), KEEL_OK);
+  cr_assert_eq(keel_fuses_monitor(fs), 1);
+  cr_assert_eq(keel_fuse_alarm(fs, other), 1);
+  cr_assert_eq(keel_fuse_alarm(fs, keel_atom("nope")), KEEL_ENOENT);
+  cr_assert_eq(keel_fuses_monitor(NULL), KEEL_EINVAL);
+  keel_tel_detach(keel_atom("al"));
+  keel_fuses_destroy(fs);
+}
