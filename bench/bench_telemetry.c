@@ -4,9 +4,11 @@
  */
 #include "bench_telemetry.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "keel/clock.h"
 #include "keel/fuse.h"
@@ -47,6 +49,40 @@ static int nop(const keel_tel_event *e, const keel_tel_measure *m, size_t nm,
                const keel_tel_meta *md, size_t nmd, void *cfg) {
   (void)e, (void)m, (void)nm, (void)md, (void)nmd, (void)cfg;
   return 0;
+}
+
+/* Two threads, each running op_execute n times; returns the mean CPU time
+ * per op of the two threads (CLOCK_THREAD_CPUTIME_ID), which equals the
+ * single-thread figure when execute scales, whatever else the machine
+ * runs. */
+typedef struct par_arg {
+  ctx *c;
+  long n;
+  double ns;
+} par_arg;
+
+static double thread_cpu_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+static void *par_main(void *arg) {
+  par_arg *a = arg;
+  double t0 = thread_cpu_ns();
+  op_execute(a->c, a->n);
+  a->ns = (thread_cpu_ns() - t0) / (double)a->n;
+  return NULL;
+}
+
+static double execute_2_threads(ctx *c, long n) {
+  pthread_t th;
+  par_arg a = {c, n, 0}, b = {c, n, 0};
+  if (pthread_create(&th, NULL, par_main, &a) != 0)
+    return -1;
+  par_main(&b);
+  pthread_join(th, NULL);
+  return (a.ns + b.ns) / 2;
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -122,6 +158,7 @@ int keel_bench_telemetry(int argc, char **argv) {
   if (keel_tel_attach(keel_atom("bench_nop"), &c.ev, 1, nop, NULL) != KEEL_OK)
     return 1;
   report("tel_execute_1_handler", measure(op_execute, &c, n, runs));
+  report("tel_execute_1_handler_2_threads_cpu", execute_2_threads(&c, n));
   keel_tel_detach(keel_atom("bench_nop"));
   static const char *const tags[] = {"method"};
   keel_metric_spec counter = {.type = KEEL_METRIC_COUNTER,

@@ -5,7 +5,8 @@
 #define KEEL_BENCH_TELEMETRY_H
 
 /* Times, on one thread, keel_tel_execute with 0 handlers, 1 no-op handler
- * and 1 counter metric, a span (start + stop, no handler), a
+ * (also on 2 threads at once: CPU ns per op of each thread) and 1 counter
+ * metric, a span (start + stop, no handler), a
  * distribution metric and keel_fuse_ask on an ok fuse, and prints
  *   keel <metric> <value> ns/op
  * for each. No BEAM counterpart: Debian's Erlang does not ship the
