@@ -1,7 +1,7 @@
 /*
  * keel/metrics.h - metrics aggregated from telemetry events
  * (Telemetry.Metrics), their Prometheus text exposition, a poller of
- * runtime figures (telemetry_poller) and a test helper forwarding events
+ * runtime figures (telemetry_poller) and a testing utility forwarding events
  * to a process (telemetry_test).
  *
  * A keel_metrics registry holds metric definitions. Adding one attaches a
@@ -183,7 +183,7 @@ int keel_poller_start(const keel_poller_opts *opts, keel_poller **out);
 void keel_poller_stop(keel_poller *p);
 
 /* ------------------------------------------------------------------------ */
-/* Test helper (telemetry_test:attach_event_handlers)                       */
+/* Testing utility (telemetry_test:attach_event_handlers)                  */
 /* ------------------------------------------------------------------------ */
 
 /* Attaches a handler to events[0..n) that sends {EventName, Ref,

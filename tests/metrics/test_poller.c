@@ -1,4 +1,4 @@
-/* The poller (POL1) sampling node figures, and the forwarding test helper
+/* The poller (POL1) sampling node figures, and the forwarding testing utility
  * (TEL6), on nodes of 1, 2 and 8 schedulers. */
 #include "runtime/rt_test.h"
 
