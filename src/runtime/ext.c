@@ -10,13 +10,14 @@
  */
 #include <stdlib.h>
 
+#include "base/fault.h"
 #include "runtime/signal.h"
 
 #define EXT_MIN_CAP 8u
 
 rt_ext *keel__rt_ext(keel_proc *p) {
   if (p->ext == NULL)
-    p->ext = calloc(1, sizeof *p->ext);
+    p->ext = keel__fault() ? NULL : calloc(1, sizeof *p->ext);
   return p->ext;
 }
 
@@ -58,7 +59,7 @@ static bool grow(rt_ext *x) {
   uint32_t cap = x->cap == 0 ? EXT_MIN_CAP : x->cap * 2;
   if (cap == 0)
     return false;
-  rt_ent *tab = calloc(cap, sizeof *tab);
+  rt_ent *tab = keel__fault() ? NULL : calloc(cap, sizeof *tab);
   if (tab == NULL)
     return false;
   for (uint32_t i = 0; i < x->cap; i++)

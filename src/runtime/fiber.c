@@ -39,6 +39,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/fault.h"
 #include "base/futex.h"
 #include "runtime/fiber_ctx.h"
 #include "runtime/rt_internal.h"
@@ -445,7 +446,7 @@ int keel_spawn_fiber(keel_fiber_fn fn, void *arg, const keel_spawn_opts *opts,
   int cls = stack_class(opts != NULL ? opts->stack_size : 0);
   if (cls < 0)
     return KEEL_EINVAL;
-  rt_fiber *f = calloc(1, sizeof *f);
+  rt_fiber *f = keel__fault() ? NULL : calloc(1, sizeof *f);
   if (f == NULL)
     return KEEL_ENOMEM;
   f->cls = (unsigned)cls;

@@ -15,6 +15,7 @@
  */
 #include <stdlib.h>
 
+#include "base/fault.h"
 #include "runtime/rt_internal.h"
 
 #define POOLED_BIT ((uintptr_t)1)
@@ -66,7 +67,7 @@ static rt_msg *pool_get(rt_node *n, rt_sched *s) {
     s->pool_n--;
     return m;
   }
-  return malloc(POOL_BYTES);
+  return keel__fault() ? NULL : malloc(POOL_BYTES);
 }
 
 static void pool_put(rt_node *n, rt_sched *s, rt_msg *m) {
@@ -103,9 +104,9 @@ rt_msg *keel__rt_msg_new(rt_node *n, rt_sched *s, keel_term t) {
   bool pooled = words <= RT_POOL_WORDS;
   rt_msg *m;
   if (pooled)
-    m = s != NULL ? pool_get(n, s) : malloc(POOL_BYTES);
+    m = s != NULL ? pool_get(n, s) : keel__fault() ? NULL : malloc(POOL_BYTES);
   else
-    m = malloc(sizeof *m + words * sizeof(uint64_t));
+    m = keel__fault() ? NULL : malloc(sizeof *m + words * sizeof(uint64_t));
   if (m == NULL)
     return NULL;
   m->term = t;

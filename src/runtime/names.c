@@ -12,6 +12,7 @@
  */
 #include <stdlib.h>
 
+#include "base/fault.h"
 #include "keel/signals.h"
 #include "runtime/rt_internal.h"
 #include "runtime/signal.h"
@@ -52,7 +53,8 @@ static _Atomic uint64_t *slot_of(rt_names *t, uint32_t idx, bool create) {
   _Atomic uint64_t *chunk =
       atomic_load_explicit(&t->chunks[c], memory_order_acquire);
   if (chunk == NULL && create) {
-    _Atomic uint64_t *fresh = calloc(RT_NAME_CHUNK, sizeof *fresh);
+    _Atomic uint64_t *fresh =
+        keel__fault() ? NULL : calloc(RT_NAME_CHUNK, sizeof *fresh);
     if (fresh == NULL)
       return NULL;
     _Atomic uint64_t *expected = NULL;

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/fault.h"
 #include "base/futex.h"
 #include "runtime/rt_internal.h"
 #include "runtime/signal.h"
@@ -29,7 +30,7 @@ static keel_proc *chunk_ensure(rt_node *n, uint32_t idx) {
   if (p != NULL)
     return p;
   size_t bytes = sizeof(keel_proc) * RT_CHUNK_SIZE;
-  keel_proc *c = aligned_alloc(64, bytes);
+  keel_proc *c = keel__fault() ? NULL : aligned_alloc(64, bytes);
   if (c == NULL)
     return NULL;
   memset(c, 0, bytes);
@@ -411,7 +412,8 @@ int keel_proc_compact(keel_proc *self, keel_term *roots, size_t n) {
     return KEEL_EINVAL;
   if (self == NULL || self != keel__rt_tl_proc)
     return KEEL_ESTATE;
-  keel_term *copies = n > 0 ? malloc(n * sizeof *copies) : NULL;
+  keel_term *copies =
+      n > 0 && !keel__fault() ? malloc(n * sizeof *copies) : NULL;
   keel_heap fresh;
   keel_heap_init(&fresh);
   keel_term reason = keel_term_copy(&fresh, self->exit_reason);

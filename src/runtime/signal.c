@@ -4,6 +4,7 @@
  */
 #include <stdlib.h>
 
+#include "base/fault.h"
 #include "keel/signals.h"
 #include "runtime/rt_internal.h"
 #include "runtime/signal.h"
@@ -13,7 +14,7 @@
 
 rt_sig *keel__rt_sig_new(rt_node *n, unsigned kind, unsigned flags,
                          uint64_t from, uint64_t key, keel_term msg) {
-  rt_sig *sig = malloc(sizeof *sig);
+  rt_sig *sig = keel__fault() ? NULL : malloc(sizeof *sig);
   if (sig == NULL)
     return NULL;
   sig->term = KEEL_NONE;

@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/fault.h"
 #include "base/futex.h"
 #include "keel/clock.h"
 #include "runtime/timer.h"
@@ -60,7 +61,7 @@ static rt_timer *tm_chunk_ensure(rt_timers *T, uint32_t idx) {
   rt_timer *t = tm_slot(T, idx);
   if (t != NULL)
     return t;
-  rt_timer *c = calloc(RT_TM_CHUNK, sizeof *c);
+  rt_timer *c = keel__fault() ? NULL : calloc(RT_TM_CHUNK, sizeof *c);
   if (c == NULL)
     return NULL;
   rt_timer *expected = NULL;

@@ -8,6 +8,7 @@
  */
 #include <stdlib.h>
 
+#include "base/fault.h"
 #include "term/term_internal.h"
 
 #define FIRST_CHUNK_WORDS 64
@@ -77,7 +78,8 @@ static uint64_t *alloc_slow(keel_heap *h, size_t words) {
      * one so the current chunk's free space is not wasted. */
     if (words > (SIZE_MAX - sizeof(struct keel_heap_chunk)) / 8)
       return NULL;
-    struct keel_heap_chunk *c = malloc(sizeof *c + words * 8);
+    struct keel_heap_chunk *c =
+        keel__fault() ? NULL : malloc(sizeof *c + words * 8);
     if (c == NULL)
       return NULL;
     c->words = words;
@@ -92,7 +94,7 @@ static uint64_t *alloc_slow(keel_heap *h, size_t words) {
     h->used_words += words;
     return c->data;
   }
-  struct keel_heap_chunk *c = malloc(sizeof *c + cw * 8);
+  struct keel_heap_chunk *c = keel__fault() ? NULL : malloc(sizeof *c + cw * 8);
   if (c == NULL)
     return NULL;
   c->words = cw;
