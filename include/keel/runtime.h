@@ -155,16 +155,28 @@ typedef struct keel_spawn_opts {
 int keel_spawn(keel_handler_fn handler, void *state,
                const keel_spawn_opts *opts, keel_term *pid);
 
-/* Sends a copy of msg to the process `pid`. The copy is made on the
+/* Sends a copy of msg to `pid`: a local pid, a registered name (an atom),
+ * an alias (keel/signals.h), or a pid of another node (handed to the
+ * remote router, see keel_set_remote_router). The copy is made on the
  * calling thread (large binaries and resources are shared by reference
  * count, not copied), so msg's heap may be freed as soon as this returns.
  * Sending to a dead or stale pid silently succeeds and delivers nothing.
  * Messages from one sender to one receiver arrive in the order sent.
- * Errors: KEEL_EBADARG (pid is not a local pid), KEEL_EINVAL (msg is
- * KEEL_NONE), KEEL_ESTATE (no node running), KEEL_ENOMEM (the message could
- * not be allocated; nothing was delivered).
+ * Errors: KEEL_EBADARG (pid is none of those: a plain ref, a number...),
+ * KEEL_ENOPROC (no process is registered under that name), KEEL_EINVAL
+ * (msg is KEEL_NONE), KEEL_ESTATE (no node running), KEEL_ENOMEM (the
+ * message could not be allocated; nothing was delivered).
  * Thread-safe: callable from processes and from any other thread. */
 int keel_send(keel_term pid, keel_term msg);
+
+/* Sends to a pid of another node (the distribution layer installs one):
+ * returns what keel_send should return. */
+typedef int (*keel_remote_send_fn)(keel_term pid, keel_term msg, void *arg);
+
+/* Installs (or, with NULL, removes) the router keel_send uses for pids
+ * that name another node. Without one such sends are dropped silently,
+ * as a send to an unreachable node is in Erlang. Thread-safe. */
+void keel_set_remote_router(keel_remote_send_fn fn, void *arg);
 
 /* Pid of the process. */
 keel_term keel_self(const keel_proc *self);

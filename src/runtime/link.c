@@ -260,7 +260,19 @@ int keel_unalias(keel_proc *self, keel_term alias) {
   return 0;
 }
 
+static _Atomic(keel_remote_send_fn) remote_fn;
+static void *_Atomic remote_arg;
+
+void keel_set_remote_router(keel_remote_send_fn fn, void *arg) {
+  atomic_store(&remote_arg, arg);
+  atomic_store(&remote_fn, fn);
+}
+
 int keel__rt_send_other(rt_node *n, keel_term *dest, keel_term msg) {
+  if (keel_is_pid(*dest)) { /* boxed: a pid of another node */
+    keel_remote_send_fn fn = atomic_load(&remote_fn);
+    return fn != NULL ? fn(*dest, msg, atomic_load(&remote_arg)) : KEEL_OK;
+  }
   if (keel_is_atom(*dest)) {
     keel_term pid = keel_whereis(*dest);
     if (!keel_is_local_pid(pid))

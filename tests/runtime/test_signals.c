@@ -992,6 +992,41 @@ Test(signals, exit_hooks_run_once_before_down) {
   cr_assert_eq(extra, KEEL_EXIT_HOOKS_MAX - 1 - hook_id, "hooks are bounded");
 }
 
+/* ---- pids of other nodes --------------------------------------------------
+ */
+
+static keel_term routed_pid, routed_msg;
+static int routed;
+
+static int router(keel_term pid, keel_term msg, void *arg) {
+  routed_pid = pid;
+  routed_msg = msg; /* atoms and a pid living in the test's heap */
+  routed++;
+  return *(int *)arg;
+}
+
+Test(signals, remote_pids_go_to_the_router) {
+  start_node(1, 0);
+  keel_heap h;
+  keel_heap_init(&h);
+  keel_pid_parts parts = {
+      .node = keel_atom("other@host"), .id = 5, .serial = 0, .creation = 3};
+  keel_term remote = keel_pid_make(&h, &parts);
+  cr_assert(keel_is_pid(remote) && !keel_is_local_pid(remote));
+  cr_assert_eq(keel_send(remote, KEEL_ATOM(OK)), KEEL_OK, "dropped silently");
+  int answer = KEEL_ENOMEM;
+  keel_set_remote_router(router, &answer);
+  cr_assert_eq(keel_send(remote, keel_atom("hello")), KEEL_ENOMEM);
+  cr_assert_eq(routed, 1);
+  cr_assert(keel_eq_exact(routed_pid, remote));
+  cr_assert_eq(routed_msg, keel_atom("hello"));
+  keel_set_remote_router(NULL, NULL);
+  cr_assert_eq(keel_send(remote, KEEL_ATOM(OK)), KEEL_OK);
+  cr_assert_eq(routed, 1);
+  keel_heap_destroy(&h);
+  cr_assert_eq(keel_node_stop(), KEEL_OK);
+}
+
 /* ---- G28: nothing leaks ---------------------------------------------- */
 
 Test(signals, G28_no_leaks_after_deaths_with_relations) {
