@@ -91,6 +91,7 @@ typedef struct keel_node_stats {
   uint64_t messages_sent; /* messages delivered into a mailbox */
   size_t timers;          /* timer records in use (pending, cancelled but
                              not yet reclaimed, or firing) */
+  uint64_t messages_dropped; /* refused by a full queue (max_queue) */
 } keel_node_stats;
 
 /* Fills *out with the node's counters. The figures are a snapshot read
@@ -125,6 +126,26 @@ typedef keel_handler_status (*keel_handler_fn)(keel_proc *self, keel_term msg,
 typedef void (*keel_terminate_fn)(keel_proc *self, keel_term reason,
                                   void *state);
 
+/* Scheduling priorities (erlang:process_flag(priority, P)). Runnable max
+ * processes run before high ones, high before normal; low ones share the
+ * normal queue's turns but get one in eight, so they are never starved. */
+typedef enum keel_priority {
+  KEEL_PRIO_NORMAL = 0,
+  KEEL_PRIO_LOW = 1,
+  KEEL_PRIO_HIGH = 2,
+  KEEL_PRIO_MAX = 3
+} keel_priority;
+
+/* What happens to a message that finds its receiver's queue full (see
+ * keel_spawn_opts.max_queue). Signals (exit, link, monitor...) are never
+ * refused. */
+typedef enum keel_queue_policy {
+  KEEL_QUEUE_DROP_NEW = 0, /* the new message is dropped (counted in
+                              keel_node_stats.messages_dropped) */
+  KEEL_QUEUE_KILL = 1      /* the receiver is killed (reason 'killed'), as
+                              by BEAM's max_heap_size */
+} keel_queue_policy;
+
 /* Options of keel_spawn. Zero-initialise, then set what you need. */
 typedef struct keel_spawn_opts {
   keel_terminate_fn terminate; /* may be NULL */
@@ -141,6 +162,14 @@ typedef struct keel_spawn_opts {
    * monitor_heap and stored here. */
   keel_term *monitor_ref;
   keel_heap *monitor_heap;
+  /* Scheduling priority (default normal). */
+  keel_priority priority;
+  /* Most messages queued at once (0: unbounded, Erlang's default; at most
+   * UINT32_MAX), and what a message beyond it does. */
+  size_t max_queue;
+  keel_queue_policy queue_policy;
+  /* Words the process heap starts with (min_heap_size; 0: the default). */
+  size_t min_heap_words;
 } keel_spawn_opts;
 
 /* Spawns a handler process whose state pointer is `state` (owned by the

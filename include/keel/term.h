@@ -183,6 +183,11 @@ typedef struct keel_heap {
 /* Prepares an empty growable heap. Never fails; memory comes on demand. */
 void keel_heap_init(keel_heap *h);
 
+/* keel_heap_init whose first chunk (allocated on first use) holds at least
+ * `words` words, up to the largest chunk size: for owners that know they
+ * will need that much (a process's min_heap_size). */
+void keel_heap_init_sized(keel_heap *h, size_t words);
+
 /* Prepares a heap over a caller-provided buffer of `words` 8-byte words
  * (8-aligned). Allocation fails (returns NULL / KEEL_NONE) once the buffer is
  * full: this is how a message is built with exactly one allocation, sized

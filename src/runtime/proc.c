@@ -120,6 +120,10 @@ static int relate_spawned(rt_node *n, keel_proc *parent, keel_proc *p,
 int keel__rt_spawn_common(rt_node *n, keel_handler_fn handler, void *state,
                           const keel_spawn_opts *opts, struct rt_fiber *f,
                           keel_proc **out) {
+  if (opts != NULL && ((unsigned)opts->priority > KEEL_PRIO_MAX ||
+                       opts->max_queue > UINT32_MAX ||
+                       (unsigned)opts->queue_policy > KEEL_QUEUE_KILL))
+    return KEEL_EINVAL;
   keel_proc *parent = NULL;
   bool relate = opts != NULL && (opts->link || opts->monitor_ref != NULL);
   if (relate) {
@@ -147,11 +151,14 @@ int keel__rt_spawn_common(rt_node *n, keel_handler_fn handler, void *state,
   atomic_store_explicit(&p->name, 0, memory_order_relaxed);
   p->fiber = f;
   p->inner_head = p->inner_tail = NULL;
+  p->prio = opts != NULL ? (uint8_t)opts->priority : KEEL_PRIO_NORMAL;
+  p->mq_limit = opts != NULL ? (uint32_t)opts->max_queue : 0;
+  p->queue_kill = opts != NULL && opts->queue_policy == KEEL_QUEUE_KILL;
   atomic_store_explicit(&p->mq_in, 0, memory_order_relaxed);
   atomic_store_explicit(&p->mq_out, 0, memory_order_relaxed);
   atomic_store_explicit(&p->reductions, 0, memory_order_relaxed);
   atomic_store_explicit(&p->pub, 0, memory_order_relaxed);
-  keel_heap_init(&p->heap);
+  keel_heap_init_sized(&p->heap, opts != NULL ? opts->min_heap_words : 0);
   keel__mbox_init(p);
   /* A fiber starts runnable; a handler process waits for mail. */
   uint64_t st = f != NULL ? RT_ST_SCHEDULED : RT_ST_IDLE;
@@ -223,6 +230,18 @@ static bool unpin_and_wake(keel_proc *p, uint64_t flags) {
   return wake;
 }
 
+/* The exit signal that kills a process whose queue overflowed (reason
+ * 'killed'), or NULL without memory (the message is then just dropped). */
+static rt_msg *queue_full_kill(rt_node *n, keel_proc *p) {
+  uint64_t buf[8];
+  keel_heap h;
+  keel_heap_init_fixed(&h, buf, 8);
+  keel_term t = keel_tuple(&h, 3, KEEL_ATOM(EXIT),
+                           keel_pid_local(p->pid_number), KEEL_ATOM(KILL));
+  rt_sig *sig = keel__rt_sig_new(n, RT_SIG_EXIT, RT_SIGF_KILL, RT_NO_PID, 0, t);
+  return (rt_msg *)sig;
+}
+
 /* Pushes m into p's mailbox if p is alive as generation gen (see
  * keel__rt_deliver). */
 static inline bool deliver_to(rt_node *n, rt_sched *s, keel_proc *p,
@@ -244,8 +263,24 @@ static inline bool deliver_to(rt_node *n, rt_sched *s, keel_proc *p,
     atomic_fetch_sub_explicit(&p->ctl, RT_PIN_ONE, memory_order_release);
     return false;
   }
-  if (m->term != KEEL_NONE)
-    atomic_fetch_add_explicit(&p->mq_in, 1, memory_order_relaxed);
+  if (m->term != KEEL_NONE) {
+    uint32_t in = atomic_fetch_add_explicit(&p->mq_in, 1, memory_order_relaxed);
+    if (p->mq_limit != 0 &&
+        in - atomic_load_explicit(&p->mq_out, memory_order_relaxed) >=
+            p->mq_limit) {
+      atomic_fetch_sub_explicit(&p->mq_in, 1, memory_order_relaxed);
+      atomic_fetch_add_explicit(&n->dropped, 1, memory_order_relaxed);
+      rt_msg *kill = p->queue_kill ? queue_full_kill(n, p) : NULL;
+      if (kill != NULL) { /* the kill instead of the message */
+        keel__rt_free_msg(m);
+        m = kill;
+      } else {
+        atomic_fetch_sub_explicit(&p->ctl, RT_PIN_ONE, memory_order_release);
+        return false; /* the caller frees the message it still owns */
+      }
+      flags |= RT_SIGPEND;
+    }
+  }
   keel__mbox_push(p, m);
   bool wake = unpin_and_wake(p, flags);
   if (count && s != NULL)
@@ -460,5 +495,6 @@ int keel_node_stats_get(keel_node_stats *out) {
   out->messages_live = alloc - freed;
   out->messages_sent = sent;
   out->timers = (size_t)atomic_load(&n->timers->live);
+  out->messages_dropped = atomic_load(&n->dropped);
   return KEEL_OK;
 }

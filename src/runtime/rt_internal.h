@@ -107,13 +107,17 @@ struct keel_proc {
   uint64_t pid_number;
   int32_t budget;
   _Atomic uint32_t free_next; /* link in the free-slot stack */
+  _Atomic uint32_t name;      /* registered name: atom index + 1, 0 = none */
+  uint32_t mq_limit;          /* max_queue (0: none); fixed from spawn */
   /* Owner-only: the armed receive timeout (timer.c), and whether the
    * current handler call is its firing. */
   struct rt_timer *tmo;
   bool timed_out;
   bool trap_exit;             /* owner-only: exit signals become messages */
   _Atomic uint8_t exit_hooks; /* armed exit hooks (signal.c), a bit each */
-  _Atomic uint32_t name;      /* registered name: atom index + 1, 0 = none */
+  uint8_t prio;               /* keel_priority; queue_kill: the policy */
+  bool queue_kill;
+
   struct rt_fiber *fiber;     /* fiber processes only (fiber.c) */
   struct rt_ext *ext;         /* links, monitors, aliases (signal.h); lazy */
   /* Owner-only inner message queue: messages (and timer records) fetched
@@ -188,6 +192,7 @@ typedef struct rt_node {
   _Atomic int64_t foreign_alloc;
   _Atomic int64_t foreign_free;
   _Atomic uint64_t foreign_sent;
+  _Atomic uint64_t dropped; /* messages refused by a full queue */
   /* Batches of RT_POOL_BATCH free pooled messages handed from schedulers
    * that free more than they allocate to those that allocate more. */
   pthread_mutex_t pool_lock;

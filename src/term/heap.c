@@ -30,6 +30,12 @@ void keel_heap_init(keel_heap *h) {
   h->fixed = 0;
 }
 
+void keel_heap_init_sized(keel_heap *h, size_t words) {
+  keel_heap_init(h);
+  if (words > FIRST_CHUNK_WORDS)
+    h->next_words = words < MAX_CHUNK_WORDS ? words : MAX_CHUNK_WORDS;
+}
+
 void keel_heap_init_fixed(keel_heap *h, uint64_t *buf, size_t words) {
   keel_heap_init(h);
   h->top = buf;

@@ -131,3 +131,70 @@ Test(introspect, queue_length_status_reductions_and_relations) {
   cr_assert_eq(keel_process_info(keel_pid_local(0), &info), KEEL_ESTATE);
   cr_assert_eq(keel_processes(NULL, 0), 0);
 }
+
+/* ---- message-queue limits ---------------------------------------------- */
+
+static void release_holder(void) {
+  pthread_mutex_lock(&hold_mu);
+  hold_go = true;
+  pthread_cond_broadcast(&hold_cv);
+  pthread_mutex_unlock(&hold_mu);
+}
+
+static void down_watch(keel_proc *self, void *arg) {
+  keel_term *pr = arg; /* [0] the pid to watch, [1] its exit reason */
+  keel_heap h;
+  keel_heap_init(&h);
+  keel_term ref, m;
+  (void)keel_monitor(self, pr[0], 0, &h, &ref);
+  signal_event();
+  if (keel_receive(self, NULL, NULL, 30000, &m) == KEEL_OK)
+    pr[1] = keel_tuple_get(m, 4);
+  keel_heap_destroy(&h);
+  signal_event();
+}
+
+Test(introspect, max_queue_drops_or_kills) {
+  for (int kill = 0; kill < 2; kill++) {
+    start_node(2, 0);
+    atomic_store(&handled, 0);
+    hold_go = false;
+    keel_spawn_opts so = {.max_queue = 10,
+                          .queue_policy =
+                              kill ? KEEL_QUEUE_KILL : KEEL_QUEUE_DROP_NEW};
+    keel_term pid, watch[2] = {KEEL_NONE, KEEL_NONE};
+    cr_assert_eq(keel_spawn(introspect_holder, NULL, &so, &pid), KEEL_OK);
+    watch[0] = pid;
+    cr_assert_eq(keel_spawn_fiber(down_watch, watch, NULL, NULL), KEEL_OK);
+    cr_assert(wait_events(1));
+    cr_assert_eq(keel_send(pid, keel_small(0)), KEEL_OK);
+    cr_assert(wait_events(2)); /* held in its first message */
+    for (int i = 1; i <= 25; i++)
+      cr_assert_eq(keel_send(pid, keel_small(i)), KEEL_OK);
+    keel_node_stats st;
+    cr_assert_eq(keel_node_stats_get(&st), KEEL_OK);
+    cr_assert_eq(st.messages_dropped, 15, "25 sent, 10 fit");
+    keel_process_info_t info;
+    cr_assert_eq(keel_process_info(pid, &info), KEEL_OK);
+    cr_assert_eq(info.message_queue_len, 10);
+    release_holder();
+    if (kill) {
+      cr_assert(wait_events(3));
+      cr_assert_eq(watch[1], KEEL_ATOM(KILLED), "a full queue kills");
+      cr_assert_lt(atomic_load(&handled), 51);
+    } else {
+      while (atomic_load(&handled) < 11)
+        sched_yield();
+      cr_assert_eq(keel_process_info(pid, &info), KEEL_OK);
+      cr_assert_eq(info.message_queue_len, 0);
+      cr_assert_eq(atomic_load(&handled), 11, "the held one and 10 more");
+    }
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+  }
+  start_node(1, 0);
+  keel_spawn_opts bad = {.priority = (keel_priority)9};
+  cr_assert_eq(keel_spawn(idle_handler, NULL, &bad, NULL), KEEL_EINVAL);
+  keel_spawn_opts bad2 = {.queue_policy = (keel_queue_policy)5};
+  cr_assert_eq(keel_spawn(idle_handler, NULL, &bad2, NULL), KEEL_EINVAL);
+  cr_assert_eq(keel_node_stop(), KEEL_OK);
+}
