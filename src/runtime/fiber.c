@@ -41,7 +41,14 @@
 #define RT_FB_CLASSES 8 /* 16 KiB << 0..7: 16 KiB .. 2 MiB */
 #define RT_FB_CACHE 256 /* free stacks kept per class */
 
-enum { RT_FB_NEW, RT_FB_RUN, RT_FB_YIELD, RT_FB_BLOCK, RT_FB_DONE };
+enum {
+  RT_FB_NEW,
+  RT_FB_RUN,
+  RT_FB_YIELD,
+  RT_FB_BLOCK,
+  RT_FB_DONE,
+  RT_FB_SUSPEND
+};
 
 typedef struct rt_fiber {
   keel__ctx ctx;
@@ -54,6 +61,8 @@ typedef struct rt_fiber {
   int why;         /* RT_FB_*: why it last switched to its scheduler */
   rt_msg *held;    /* message returned by the last receive */
   rt_msg *saved_head, *saved_tail; /* examined, not taken, in order */
+  void (*after)(void *);           /* RT_FB_SUSPEND: run by the scheduler */
+  void *after_arg;
 } rt_fiber;
 
 typedef struct rt_fibers {
@@ -301,6 +310,10 @@ void keel__rt_fiber_run(rt_node *n, rt_sched *s, keel_proc *p) {
       keel__rt_requeue(n, s, p);
       break;
     }
+    if (f->why == RT_FB_SUSPEND) {
+      f->after(f->after_arg); /* p may run elsewhere from here on */
+      break;
+    }
     /* Blocked in receive: idle unless mail came meanwhile. */
     if (keel__rt_try_idle(p)) /* p may run elsewhere from here on */
       break;
@@ -342,6 +355,15 @@ int keel_fiber_yield(keel_proc *self) {
   if (!running_fiber(self))
     return KEEL_ESTATE;
   fiber_switch(self, RT_FB_YIELD);
+  return KEEL_OK;
+}
+
+int keel__rt_fiber_suspend(keel_proc *p, void (*after)(void *), void *arg) {
+  if (!running_fiber(p))
+    return KEEL_ESTATE;
+  p->fiber->after = after;
+  p->fiber->after_arg = arg;
+  fiber_switch(p, RT_FB_SUSPEND);
   return KEEL_OK;
 }
 

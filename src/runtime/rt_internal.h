@@ -111,9 +111,11 @@ typedef struct rt_sched {
   _Atomic uint32_t rq_head;
   _Atomic uint32_t rq_tail;
   _Atomic(keel_proc *) rq[RT_RUNQ_SIZE];
-  /* Owner-only: the process woken last by this scheduler, run next. It is
-   * not stealable; it shares the remaining slice of its waker. */
-  keel_proc *runnext;
+  /* The process woken last by this scheduler, run next; it shares the
+   * remaining slice of its waker. Written by the owner; other schedulers
+   * never steal it, only the watchdog takes it (an exchange) from a
+   * scheduler stuck in one process (keel__rt_handoff). */
+  _Atomic(keel_proc *) runnext;
   int32_t slice; /* budget left in the current slice */
   uint32_t tick; /* schedules so far, for the inject-queue check */
   uint32_t rng;  /* victim selection */
@@ -121,6 +123,17 @@ typedef struct rt_sched {
   unsigned id;
   /* Futex word: 0 = parked or about to park, 1 = woken. */
   _Atomic uint32_t park;
+  /* Owner-written, read by the watchdog: run_seq is odd while a process
+   * runs (bumped at the start and the end of every run), run_pid is the
+   * pid number of that process. */
+  _Atomic uint64_t run_seq;
+  _Atomic uint64_t run_pid;
+  /* Owner-written, read by keel_sched_utilisation: idle time (looking for
+   * work or parked) so far, the start of the current idle period (0 when
+   * busy), and a sequence count (odd while the two are being updated). */
+  _Atomic uint32_t util_seq;
+  _Atomic uint64_t idle_ns;
+  _Atomic uint64_t idle_start;
   /* Owner-written, read by stats. */
   _Atomic int64_t msg_alloc;
   _Atomic int64_t msg_free;
@@ -173,6 +186,13 @@ typedef struct rt_node {
   struct rt_timers *timers;
   /* Stack pools of fiber processes (fiber.c). */
   struct rt_fibers *fibers;
+  /* Dirty pools (dirty.c), the watchdog (watchdog.c) and the node's start
+   * time (utilisation). wd_parked: the watchdog sleeps until a scheduler
+   * leaves its park (keel__rt_watchdog_kick). */
+  struct rt_dirty *dirty;
+  struct rt_watchdog *wd;
+  _Atomic uint32_t wd_parked;
+  uint64_t start_ns;
 } rt_node;
 
 /* The running node (NULL when none runs). */
@@ -233,10 +253,45 @@ void keel__rt_fiber_run(rt_node *n, rt_sched *s, keel_proc *p);
 void keel__rt_fiber_release(rt_node *n, keel_proc *p);
 /* Called by keel_send when a fiber's budget is used up. */
 void keel__rt_fiber_budget_yield(keel_proc *p);
+/* Suspends the running fiber process p: switches to its scheduler, which
+ * calls after(arg) on its own stack once the fiber's registers are saved.
+ * p stays SCHEDULED and queued nowhere; whoever later calls
+ * keel__rt_make_runnable(p) (exactly once) resumes it. Returns KEEL_OK
+ * after the resume, or KEEL_ESTATE when p is not a fiber running on the
+ * calling thread. */
+int keel__rt_fiber_suspend(keel_proc *p, void (*after)(void *), void *arg);
 /* Initialises a spawned process slot; shared by both spawn kinds
  * (proc.c). Returns KEEL_OK with *out set, or an error. */
 int keel__rt_spawn_common(rt_node *n, keel_handler_fn handler, void *state,
                           const keel_spawn_opts *opts, struct rt_fiber *f,
                           keel_proc **out);
+
+/* Dirty pools (dirty.c): start (KEEL_OK, KEEL_EINVAL, KEEL_ENOMEM,
+ * KEEL_EIO) and stop, which runs every submitted job to its end and joins
+ * the threads (after the schedulers are joined). */
+int keel__rt_dirty_start(rt_node *n, const keel_node_opts *o);
+void keel__rt_dirty_stop(rt_node *n);
+uint64_t keel__rt_dirty_jobs(const rt_node *n);
+/* Whether the calling thread is a dirty pool thread running a job. */
+bool keel__rt_dirty_on_thread(void);
+
+/* Watchdog (watchdog.c): start, stop (after the schedulers are joined),
+ * long schedules seen, and the wake-up of a parked watchdog by a
+ * scheduler leaving its park. */
+int keel__rt_watchdog_start(rt_node *n, const keel_node_opts *o);
+void keel__rt_watchdog_stop(rt_node *n);
+uint64_t keel__rt_watchdog_events(const rt_node *n);
+void keel__rt_watchdog_wake(rt_node *n);
+static inline void keel__rt_watchdog_kick(rt_node *n) {
+  /* seq_cst: pairs with the watchdog's store of wd_parked and its re-check
+   * of the idle mask (our idle bit was cleared by a seq_cst RMW before). */
+  if (atomic_load_explicit(&n->wd_parked, memory_order_seq_cst) != 0)
+    keel__rt_watchdog_wake(n);
+}
+/* Makes the queued work of s, which is stuck in one process, takeable by
+ * the other schedulers: its runnext process goes to the inject queue and a
+ * parked scheduler is woken when s has anything queued (sched.c). Returns
+ * whether anything was queued. Called by the watchdog. */
+bool keel__rt_handoff(rt_node *n, rt_sched *s);
 
 #endif /* KEEL_RT_INTERNAL_H */

@@ -245,8 +245,9 @@ void keel__rt_make_runnable(rt_node *n, keel_proc *p) {
       wakep(n);
     return;
   }
-  keel_proc *old = s->runnext;
-  s->runnext = p;
+  /* An exchange: the watchdog may take runnext from a stuck scheduler. */
+  keel_proc *old =
+      atomic_exchange_explicit(&s->runnext, p, memory_order_acq_rel);
   /* Waking a scheduler when the ring becomes non-empty is enough: whoever
    * wakes (or was spinning) steals half, and a spinner that finds work
    * wakes the next one (got()), so later pushes need no fence. */
@@ -300,9 +301,10 @@ static void park(rt_node *n, rt_sched *s) {
     if (any_work(n) || sleep_ns == 0 ||
         atomic_load_explicit(&n->stopping, memory_order_acquire)) {
       uint64_t old =
-          atomic_fetch_and_explicit(&n->idle_mask, ~bit, memory_order_acq_rel);
+          atomic_fetch_and_explicit(&n->idle_mask, ~bit, memory_order_seq_cst);
       if ((old & bit) == 0)
         s->spinning = true; /* a waker claimed us and counted us */
+      keel__rt_watchdog_kick(n);
       return;
     }
     keel__futex_wait(&s->park, 0, sleep_ns == UINT64_MAX ? 0 : sleep_ns);
@@ -310,17 +312,48 @@ static void park(rt_node *n, rt_sched *s) {
       /* Woken by wakep (it cleared our bit and counted us as spinning) or
        * by node stop. */
       uint64_t old =
-          atomic_fetch_and_explicit(&n->idle_mask, ~bit, memory_order_acq_rel);
+          atomic_fetch_and_explicit(&n->idle_mask, ~bit, memory_order_seq_cst);
       if ((old & bit) == 0)
         s->spinning = true;
+      keel__rt_watchdog_kick(n);
       return;
     }
   }
 }
 
+/* Utilisation: an idle period starts when the scheduler runs dry and ends
+ * when it finds work (owner-only writes; readers use util_seq as a
+ * seqlock, see keel_sched_utilisation). */
+static void util_mark(rt_sched *s, uint64_t idle_add, uint64_t start) {
+  uint32_t seq = atomic_load_explicit(&s->util_seq, memory_order_relaxed);
+  atomic_store_explicit(&s->util_seq, seq + 1, memory_order_relaxed);
+  atomic_thread_fence(memory_order_release);
+  if (idle_add != 0)
+    atomic_store_explicit(
+        &s->idle_ns,
+        atomic_load_explicit(&s->idle_ns, memory_order_relaxed) + idle_add,
+        memory_order_relaxed);
+  atomic_store_explicit(&s->idle_start, start, memory_order_relaxed);
+  atomic_store_explicit(&s->util_seq, seq + 2, memory_order_release);
+}
+
+static void util_idle_begin(rt_sched *s, uint64_t now) {
+  if (atomic_load_explicit(&s->idle_start, memory_order_relaxed) == 0)
+    util_mark(s, 0, now);
+}
+
+static void util_idle_end(rt_sched *s) {
+  uint64_t t0 = atomic_load_explicit(&s->idle_start, memory_order_relaxed);
+  if (t0 == 0)
+    return;
+  uint64_t now = keel_monotonic_ns();
+  util_mark(s, now > t0 ? now - t0 : 1, 0);
+}
+
 /* Leaves the spinning state on finding work; if we were the last spinner,
  * wakes another scheduler to look for more (Go's resetspinning). */
 static keel_proc *got(rt_node *n, rt_sched *s, keel_proc *p) {
+  util_idle_end(s);
   if (s->spinning) {
     stop_spinning(n, s);
     if (atomic_load_explicit(&n->nspinning, memory_order_seq_cst) == 0)
@@ -353,9 +386,9 @@ static keel_proc *find_runnable(rt_node *n, rt_sched *s, bool *inherit) {
         keel__rt_timers_any(s) && keel__rt_timers_run(n, s, timer_room(s));
     if (++s->tick % 61 == 0 && (p = inject_get(n)) != NULL)
       return got(n, s, p);
-    if (s->runnext != NULL) {
-      p = s->runnext;
-      s->runnext = NULL;
+    if (atomic_load_explicit(&s->runnext, memory_order_relaxed) != NULL &&
+        (p = atomic_exchange_explicit(&s->runnext, NULL,
+                                      memory_order_acq_rel)) != NULL) {
       if (s->slice > 0) {
         *inherit = true;
         return got(n, s, p);
@@ -374,6 +407,8 @@ static keel_proc *find_runnable(rt_node *n, rt_sched *s, bool *inherit) {
       return got(n, s, p);
     if (timers_due)
       continue; /* fire the next batch */
+    uint64_t now = keel_monotonic_ns();
+    util_idle_begin(s, now);
     /* Dry: spin (steal) for a while if few others do. */
     if (!s->spinning &&
         2 * atomic_load_explicit(&n->nspinning, memory_order_relaxed) <
@@ -382,7 +417,7 @@ static keel_proc *find_runnable(rt_node *n, rt_sched *s, bool *inherit) {
       atomic_fetch_add_explicit(&n->nspinning, 1, memory_order_seq_cst);
     }
     if (s->spinning) {
-      uint64_t deadline = keel_monotonic_ns() + n->spin_ns;
+      uint64_t deadline = now + n->spin_ns;
       unsigned round = 0;
       do {
         if ((p = steal_any(n, s)) != NULL)
@@ -421,20 +456,48 @@ bool keel__rt_try_idle(keel_proc *p) {
 
 void keel__rt_requeue(rt_node *n, rt_sched *s, keel_proc *p) {
   runq_put(n, s, p); /* still SCHEDULED */
-  if (runq_len(s) > 1 || s->runnext != NULL)
+  if (runq_len(s) > 1 ||
+      atomic_load_explicit(&s->runnext, memory_order_relaxed) != NULL)
     wakep(n);
+}
+
+bool keel__rt_handoff(rt_node *n, rt_sched *s) {
+  keel_proc *p =
+      atomic_exchange_explicit(&s->runnext, NULL, memory_order_acq_rel);
+  if (p != NULL)
+    (void)inject_put_list(n, p, p, 1);
+  if (p == NULL && runq_len(s) == 0)
+    return false;
+  wakep(n);
+  return true;
+}
+
+/* Watchdog stamps: run_seq is odd while a process runs (release: the pid
+ * before the odd count). */
+static inline void run_begin(rt_sched *s, const keel_proc *p) {
+  uint64_t seq = atomic_load_explicit(&s->run_seq, memory_order_relaxed);
+  atomic_store_explicit(&s->run_pid, p->pid_number, memory_order_relaxed);
+  atomic_store_explicit(&s->run_seq, seq + 1, memory_order_release);
+}
+
+static inline void run_end(rt_sched *s) {
+  uint64_t seq = atomic_load_explicit(&s->run_seq, memory_order_relaxed);
+  atomic_store_explicit(&s->run_seq, seq + 1, memory_order_relaxed);
 }
 
 static void run_process(rt_node *n, rt_sched *s, keel_proc *p, bool inherit) {
   if (!inherit)
     s->slice = KEEL_SLICE_BUDGET;
   if (p->fiber != NULL) {
+    run_begin(s, p);
     keel__rt_fiber_run(n, s, p);
+    run_end(s);
     return;
   }
   /* The state stays SCHEDULED while queued and while running: no CAS to
    * start a run. NEWMAIL may already be set; it only costs one more pop. */
   p->budget = s->slice;
+  run_begin(s, p);
   tl_proc = p;
   int32_t left = 0;
   for (;;) {
@@ -476,6 +539,7 @@ static void run_process(rt_node *n, rt_sched *s, keel_proc *p, bool inherit) {
     }
   }
   tl_proc = NULL;
+  run_end(s);
   s->slice = left > 0 ? left : 0;
 }
 
@@ -538,6 +602,7 @@ static int node_alloc(const keel_node_opts *o, rt_node **out) {
   n->spin_ns = (uint64_t)(o->spin_us != 0 ? o->spin_us : 20) * 1000u;
   n->nchunks = (maxp + RT_CHUNK_SIZE - 1) / RT_CHUNK_SIZE;
   n->chunks = calloc(n->nchunks, sizeof *n->chunks);
+  n->start_ns = keel_monotonic_ns();
   n->sched = aligned_alloc(64, ((sizeof(rt_sched) * ns + 63) / 64) * 64);
   if (n->sched != NULL)
     memset(n->sched, 0, sizeof(rt_sched) * ns);
@@ -575,24 +640,38 @@ int keel_node_start(const keel_node_opts *opts) {
     node_free(n);
   if (rc != KEEL_OK)
     return rc;
-  keel__rt = n;
-  for (unsigned i = 0; i < n->nsched; i++) {
-    if (pthread_create(&n->sched[i].thread, NULL, sched_main, &n->sched[i]) !=
-        0) {
-      stop_threads(n, i);
-      keel__rt = NULL;
-      node_free(n);
-      return KEEL_EIO;
-    }
+  rc = keel__rt_dirty_start(n, opts != NULL ? opts : &def);
+  if (rc != KEEL_OK) {
+    node_free(n);
+    return rc;
   }
-  return KEEL_OK;
+  keel__rt = n;
+  unsigned started = 0;
+  while (started < n->nsched &&
+         pthread_create(&n->sched[started].thread, NULL, sched_main,
+                        &n->sched[started]) == 0)
+    started++;
+  rc = started < n->nsched
+           ? KEEL_EIO
+           : keel__rt_watchdog_start(n, opts != NULL ? opts : &def);
+  if (rc != KEEL_OK) {
+    stop_threads(n, started);
+    keel__rt_dirty_stop(n);
+    keel__rt = NULL;
+    node_free(n);
+  }
+  return rc;
 }
 
 int keel_node_stop(void) {
   rt_node *n = keel__rt;
-  if (n == NULL || tl_sched != NULL)
+  if (n == NULL || tl_sched != NULL || keel__rt_dirty_on_thread())
     return KEEL_ESTATE;
   stop_threads(n, n->nsched);
+  keel__rt_watchdog_stop(n);
+  /* In-flight and queued dirty work runs to its end (it sees
+   * keel_dirty_process_alive() false from now on). */
+  keel__rt_dirty_stop(n);
   /* Every scheduler has exited: terminate what is left, on this thread. */
   uint32_t hw = atomic_load(&n->high_water);
   for (uint32_t i = 0; i < hw; i++) {

@@ -1,0 +1,245 @@
+/*
+ * watchdog.c - the watchdog thread (Go's sysmon, BEAM's long_schedule
+ * monitor) and scheduler utilisation.
+ *
+ * Every scheduler bumps run_seq at the start and the end of each process
+ * run (odd while running) and stores the pid it runs: two relaxed stores
+ * per run, no clock read. The watchdog samples these every 1-10 ms. A run
+ * seen by two samples in a row is suspicious: the period drops to 1 ms.
+ * A run is bounded by two times: `seen`, the first sample that saw it
+ * (it started before), and `after`, the sample before that (it started
+ * after). When now - after exceeds long_schedule_ms the scheduler is
+ * treated as stuck and its queued work is handed off
+ * (keel__rt_handoff: the runnext process goes to the inject queue, a
+ * parked scheduler is woken to steal the ring), again on every sample
+ * while it stays stuck. When now - seen exceeded long_schedule_ms the run
+ * is also a long schedule, reported once it ends with its duration
+ * measured from `seen` (so within one period, rounded down): handing off
+ * early costs nothing, reporting a run shorter than the limit would be
+ * wrong. The stuck process itself cannot be preempted, and timers in its
+ * scheduler's wheel wait for it (see docs/design/runtime.md).
+ *
+ * Back-off: with no suspicious run the period doubles up to 10 ms; when
+ * every scheduler is parked the watchdog sleeps on its futex until a
+ * scheduler leaves its park (keel__rt_watchdog_kick), so an idle node
+ * stays at no CPU. The parking handshake is a Dekker pair: the watchdog
+ * stores wd_parked then re-reads the idle mask; a scheduler clears its
+ * idle bit then reads wd_parked (both seq_cst).
+ */
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+
+#include "base/futex.h"
+#include "keel/clock.h"
+#include "runtime/rt_internal.h"
+
+#define WD_MIN_NS UINT64_C(1000000)
+#define WD_MAX_NS UINT64_C(10000000)
+#define MS_NS UINT64_C(1000000)
+
+typedef struct wd_slot {
+  uint64_t seq;      /* run_seq at the last sample */
+  uint64_t pid;      /* pid number of that run */
+  bool pid_ok;       /* whether pid was read reliably */
+  uint64_t seen_ns;  /* first sample that saw the run */
+  uint64_t after_ns; /* the sample before: the run started after it */
+  bool long_run;     /* reported when it ends */
+} wd_slot;
+
+typedef struct rt_watchdog {
+  pthread_t thread;
+  _Atomic uint32_t word; /* futex: 1 = woken (stop or kick) */
+  uint64_t long_ns;
+  keel_long_schedule_fn cb;
+  void *cb_arg;
+  _Atomic uint64_t events;
+  uint64_t last_ns; /* time of the last sample (or wake-up) */
+  rt_node *node;
+  wd_slot *slots;
+} rt_watchdog;
+
+static void report(rt_watchdog *w, const wd_slot *x, uint64_t now) {
+  atomic_fetch_add_explicit(&w->events, 1, memory_order_relaxed);
+  if (w->cb != NULL && x->pid_ok)
+    w->cb(keel_pid_local(x->pid), now - x->seen_ns, w->cb_arg);
+}
+
+/* A run not seen before: remember its bounds and its pid (trusted only if
+ * run_seq did not move while it was read). */
+static void new_run(rt_watchdog *w, wd_slot *x, const rt_sched *s, uint64_t seq,
+                    uint64_t now) {
+  x->seq = seq;
+  x->seen_ns = now;
+  x->after_ns = w->last_ns;
+  x->long_run = false;
+  x->pid = atomic_load_explicit(&s->run_pid, memory_order_relaxed);
+  atomic_thread_fence(memory_order_acquire);
+  x->pid_ok = atomic_load_explicit(&s->run_seq, memory_order_relaxed) == seq;
+}
+
+/* One sample of every scheduler. Returns whether a run was seen twice
+ * (suspicious); *active tells whether any scheduler was running. */
+static bool scan(rt_watchdog *w, uint64_t now, bool *active) {
+  rt_node *n = w->node;
+  bool suspicious = false;
+  for (unsigned i = 0; i < n->nsched; i++) {
+    rt_sched *s = &n->sched[i];
+    wd_slot *x = &w->slots[i];
+    uint64_t seq = atomic_load_explicit(&s->run_seq, memory_order_acquire);
+    if (seq != x->seq) {
+      if (x->long_run)
+        report(w, x, now);
+      new_run(w, x, s, seq, now);
+      *active |= (seq & 1) != 0;
+      continue;
+    }
+    if ((seq & 1) == 0)
+      continue;
+    *active = true;
+    suspicious = true;
+    if (now - x->seen_ns > w->long_ns)
+      x->long_run = true;
+    if (now - x->after_ns > w->long_ns)
+      (void)keel__rt_handoff(n, s);
+  }
+  return suspicious;
+}
+
+static bool all_parked(rt_node *n) {
+  uint64_t full =
+      n->nsched >= 64 ? ~UINT64_C(0) : (UINT64_C(1) << n->nsched) - 1;
+  return (atomic_load_explicit(&n->idle_mask, memory_order_seq_cst) & full) ==
+         full;
+}
+
+static bool stopping(const rt_node *n) {
+  return atomic_load_explicit(&n->stopping, memory_order_acquire) != 0;
+}
+
+static void sleep_for(rt_watchdog *w, uint64_t ns) {
+  keel__futex_wait(&w->word, 0, ns);
+  atomic_store_explicit(&w->word, 0, memory_order_relaxed);
+}
+
+/* Sleeps until a scheduler leaves its park (or the node stops). */
+static void park(rt_watchdog *w) {
+  rt_node *n = w->node;
+  atomic_store_explicit(&n->wd_parked, 1, memory_order_seq_cst);
+  if (all_parked(n) && !stopping(n))
+    sleep_for(w, 0);
+  atomic_store_explicit(&n->wd_parked, 0, memory_order_relaxed);
+  w->last_ns = keel_monotonic_ns();
+}
+
+static void *wd_main(void *arg) {
+  rt_watchdog *w = arg;
+  rt_node *n = w->node;
+  uint64_t period = WD_MIN_NS;
+  w->last_ns = keel_monotonic_ns();
+  while (!stopping(n)) {
+    uint64_t now = keel_monotonic_ns();
+    bool active = false;
+    bool suspicious = scan(w, now, &active);
+    w->last_ns = now;
+    if (suspicious) {
+      period = WD_MIN_NS;
+    } else if (!active && all_parked(n)) {
+      park(w);
+      period = WD_MIN_NS;
+      continue;
+    } else {
+      period = period * 2 < WD_MAX_NS ? period * 2 : WD_MAX_NS;
+    }
+    sleep_for(w, period);
+  }
+  return NULL;
+}
+
+void keel__rt_watchdog_wake(rt_node *n) {
+  rt_watchdog *w = n->wd;
+  if (w == NULL)
+    return;
+  atomic_store_explicit(&w->word, 1, memory_order_release);
+  keel__futex_wake(&w->word, 1);
+}
+
+uint64_t keel__rt_watchdog_events(const rt_node *n) {
+  return n->wd == NULL
+             ? 0
+             : atomic_load_explicit(&n->wd->events, memory_order_relaxed);
+}
+
+int keel__rt_watchdog_start(rt_node *n, const keel_node_opts *o) {
+  if (o->long_schedule_ms > KEEL_LONG_SCHEDULE_MAX_MS)
+    return KEEL_EINVAL;
+  rt_watchdog *w = calloc(1, sizeof *w);
+  if (w == NULL)
+    return KEEL_ENOMEM;
+  w->slots = calloc(n->nsched, sizeof *w->slots);
+  if (w->slots == NULL) {
+    free(w);
+    return KEEL_ENOMEM;
+  }
+  w->node = n;
+  w->long_ns =
+      (uint64_t)(o->long_schedule_ms != 0 ? o->long_schedule_ms : 10) * MS_NS;
+  w->cb = o->on_long_schedule;
+  w->cb_arg = o->on_long_schedule_arg;
+  n->wd = w;
+  if (pthread_create(&w->thread, NULL, wd_main, w) != 0) {
+    n->wd = NULL;
+    free(w->slots);
+    free(w);
+    return KEEL_EIO;
+  }
+  return KEEL_OK;
+}
+
+/* After the schedulers are joined (stopping is set). */
+void keel__rt_watchdog_stop(rt_node *n) {
+  rt_watchdog *w = n->wd;
+  if (w == NULL)
+    return;
+  keel__rt_watchdog_wake(n);
+  pthread_join(w->thread, NULL);
+  n->wd = NULL;
+  free(w->slots);
+  free(w);
+}
+
+/* ---- utilisation ------------------------------------------------------- */
+
+static void read_util(const rt_node *n, rt_sched *s, keel_sched_time *o) {
+  uint64_t idle, start;
+  uint32_t a, b;
+  unsigned spins = 0;
+  for (;;) {
+    a = atomic_load_explicit(&s->util_seq, memory_order_acquire);
+    idle = atomic_load_explicit(&s->idle_ns, memory_order_relaxed);
+    start = atomic_load_explicit(&s->idle_start, memory_order_relaxed);
+    atomic_thread_fence(memory_order_acquire);
+    b = atomic_load_explicit(&s->util_seq, memory_order_relaxed);
+    if (a == b && (a & 1) == 0)
+      break;
+    if (++spins % 64 == 0)
+      sched_yield(); /* the owner was preempted mid-update */
+  }
+  uint64_t now = keel_monotonic_ns();
+  if (start != 0 && now > start)
+    idle += now - start;
+  o->total_ns = now - n->start_ns;
+  o->busy_ns = o->total_ns > idle ? o->total_ns - idle : 0;
+}
+
+int keel_sched_utilisation(keel_sched_time *out, unsigned cap) {
+  rt_node *n = keel__rt;
+  if (n == NULL)
+    return KEEL_ESTATE;
+  if (out == NULL && cap > 0)
+    return KEEL_EINVAL;
+  unsigned k = cap < n->nsched ? cap : n->nsched;
+  for (unsigned i = 0; i < k; i++)
+    read_util(n, &n->sched[i], &out[i]);
+  return (int)n->nsched;
+}
