@@ -112,10 +112,15 @@ typedef struct rt_sched {
   _Atomic uint32_t rq_tail;
   _Atomic(keel_proc *) rq[RT_RUNQ_SIZE];
   /* The process woken last by this scheduler, run next; it shares the
-   * remaining slice of its waker. Written by the owner; other schedulers
-   * never steal it, only the watchdog takes it (an exchange) from a
-   * scheduler stuck in one process (keel__rt_handoff). */
+   * remaining slice of its waker. Other schedulers never steal it; only
+   * the watchdog takes it from a scheduler stuck in one process
+   * (keel__rt_handoff in sched.c): rn_busy is 1 while the owner is inside
+   * keel__rt_make_runnable, rn_closed 1 while the watchdog keeps the owner
+   * out of runnext, rn_lock is held by the watchdog while it takes it. */
   _Atomic(keel_proc *) runnext;
+  _Atomic uint32_t rn_busy;
+  _Atomic uint32_t rn_closed;
+  _Atomic uint32_t rn_lock;
   int32_t slice; /* budget left in the current slice */
   uint32_t tick; /* schedules so far, for the inject-queue check */
   uint32_t rng;  /* victim selection */
@@ -288,10 +293,15 @@ static inline void keel__rt_watchdog_kick(rt_node *n) {
   if (atomic_load_explicit(&n->wd_parked, memory_order_seq_cst) != 0)
     keel__rt_watchdog_wake(n);
 }
-/* Makes the queued work of s, which is stuck in one process, takeable by
- * the other schedulers: its runnext process goes to the inject queue and a
- * parked scheduler is woken when s has anything queued (sched.c). Returns
- * whether anything was queued. Called by the watchdog. */
-bool keel__rt_handoff(rt_node *n, rt_sched *s);
+/* Makes the queued work of s, stuck in the run numbered seq (its odd
+ * run_seq), takeable by the other schedulers: its runnext process goes to
+ * the inject queue (only with a working membarrier) and a parked
+ * scheduler is woken when s has anything queued (sched.c). Returns
+ * whether anything was queued. Called by the watchdog only. */
+bool keel__rt_handoff(rt_node *n, rt_sched *s, uint64_t seq);
+/* A full memory barrier on every thread of the process (membarrier(2),
+ * registered at node start), and whether it is available (watchdog.c). */
+void keel__rt_membarrier(void);
+bool keel__rt_membarrier_ok(void);
 
 #endif /* KEEL_RT_INTERNAL_H */

@@ -19,6 +19,7 @@
  * Either the waker sees the idle bit or the parker sees the work, so a
  * wake-up cannot be lost; no periodic tick is needed.
  */
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -245,9 +246,22 @@ void keel__rt_make_runnable(rt_node *n, keel_proc *p) {
       wakep(n);
     return;
   }
-  /* An exchange: the watchdog may take runnext from a stuck scheduler. */
-  keel_proc *old =
-      atomic_exchange_explicit(&s->runnext, p, memory_order_acq_rel);
+  /* rn_busy/rn_closed: the watchdog may take runnext from a scheduler
+   * stuck in one process (keel__rt_handoff); the owner pays two plain
+   * stores and a load, the watchdog a membarrier. */
+  atomic_store_explicit(&s->rn_busy, 1, memory_order_relaxed);
+  atomic_signal_fence(memory_order_seq_cst);
+  if (__builtin_expect(
+          atomic_load_explicit(&s->rn_closed, memory_order_relaxed) != 0, 0)) {
+    atomic_store_explicit(&s->rn_busy, 0, memory_order_release);
+    runq_put(n, s, p); /* handed off: keep out of runnext */
+    wakep(n);
+    return;
+  }
+  keel_proc *old = atomic_load_explicit(&s->runnext, memory_order_relaxed);
+  atomic_store_explicit(&s->runnext, p, memory_order_release);
+  atomic_signal_fence(memory_order_seq_cst);
+  atomic_store_explicit(&s->rn_busy, 0, memory_order_release);
   /* Waking a scheduler when the ring becomes non-empty is enough: whoever
    * wakes (or was spinning) steals half, and a spinner that finds work
    * wakes the next one (got()), so later pushes need no fence. */
@@ -386,9 +400,9 @@ static keel_proc *find_runnable(rt_node *n, rt_sched *s, bool *inherit) {
         keel__rt_timers_any(s) && keel__rt_timers_run(n, s, timer_room(s));
     if (++s->tick % 61 == 0 && (p = inject_get(n)) != NULL)
       return got(n, s, p);
-    if (atomic_load_explicit(&s->runnext, memory_order_relaxed) != NULL &&
-        (p = atomic_exchange_explicit(&s->runnext, NULL,
-                                      memory_order_acq_rel)) != NULL) {
+    if ((p = atomic_load_explicit(&s->runnext, memory_order_relaxed)) != NULL) {
+      /* Plain: the watchdog takes runnext only while s is inside a run. */
+      atomic_store_explicit(&s->runnext, NULL, memory_order_relaxed);
       if (s->slice > 0) {
         *inherit = true;
         return got(n, s, p);
@@ -461,9 +475,55 @@ void keel__rt_requeue(rt_node *n, rt_sched *s, keel_proc *p) {
     wakep(n);
 }
 
-bool keel__rt_handoff(rt_node *n, rt_sched *s) {
-  keel_proc *p =
-      atomic_exchange_explicit(&s->runnext, NULL, memory_order_acq_rel);
+static void rn_lock(rt_sched *s) {
+  unsigned spins = 0;
+  uint32_t zero = 0;
+  while (!atomic_compare_exchange_weak_explicit(
+      &s->rn_lock, &zero, 1, memory_order_acquire, memory_order_relaxed)) {
+    zero = 0;
+    if (++spins % 64 == 0)
+      sched_yield();
+    else
+      keel__cpu_relax();
+  }
+}
+
+static void rn_unlock(rt_sched *s) {
+  atomic_store_explicit(&s->rn_lock, 0, memory_order_release);
+}
+
+/* Owner, at the end of a run during which the watchdog closed runnext:
+ * waits for a handoff in progress, then reopens it. */
+static void rn_reopen(rt_sched *s) {
+  rn_lock(s);
+  atomic_store_explicit(&s->rn_closed, 0, memory_order_relaxed);
+  rn_unlock(s);
+}
+
+/* Watchdog side of the runnext protocol (a Dekker pair with an asymmetric
+ * fence). We store rn_closed, then membarrier() runs a full barrier on
+ * every thread; then: if run_seq still shows the stuck run, the owner's
+ * next run_end sees rn_closed (and waits on rn_lock for us); if rn_busy is
+ * 0, the owner is not inside make_runnable and its next one sees
+ * rn_closed and keeps out of runnext. Only then is runnext ours. */
+static keel_proc *take_runnext(rt_sched *s, uint64_t seq) {
+  keel_proc *p = NULL;
+  rn_lock(s);
+  atomic_store_explicit(&s->rn_closed, 1, memory_order_relaxed);
+  keel__rt_membarrier();
+  if (atomic_load_explicit(&s->run_seq, memory_order_acquire) != seq) {
+    atomic_store_explicit(&s->rn_closed, 0, memory_order_relaxed);
+  } else if (atomic_load_explicit(&s->rn_busy, memory_order_acquire) == 0) {
+    p = atomic_load_explicit(&s->runnext, memory_order_acquire);
+    if (p != NULL)
+      atomic_store_explicit(&s->runnext, NULL, memory_order_relaxed);
+  }
+  rn_unlock(s);
+  return p;
+}
+
+bool keel__rt_handoff(rt_node *n, rt_sched *s, uint64_t seq) {
+  keel_proc *p = keel__rt_membarrier_ok() ? take_runnext(s, seq) : NULL;
   if (p != NULL)
     (void)inject_put_list(n, p, p, 1);
   if (p == NULL && runq_len(s) == 0)
@@ -483,6 +543,11 @@ static inline void run_begin(rt_sched *s, const keel_proc *p) {
 static inline void run_end(rt_sched *s) {
   uint64_t seq = atomic_load_explicit(&s->run_seq, memory_order_relaxed);
   atomic_store_explicit(&s->run_seq, seq + 1, memory_order_relaxed);
+  /* The light side of take_runnext's asymmetric fence. */
+  atomic_signal_fence(memory_order_seq_cst);
+  if (__builtin_expect(
+          atomic_load_explicit(&s->rn_closed, memory_order_relaxed) != 0, 0))
+    rn_reopen(s);
 }
 
 static void run_process(rt_node *n, rt_sched *s, keel_proc *p, bool inherit) {

@@ -29,6 +29,11 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
+#ifdef __linux__
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #include "base/futex.h"
 #include "keel/clock.h"
@@ -101,7 +106,7 @@ static bool scan(rt_watchdog *w, uint64_t now, bool *active) {
     if (now - x->seen_ns > w->long_ns)
       x->long_run = true;
     if (now - x->after_ns > w->long_ns)
-      (void)keel__rt_handoff(n, s);
+      (void)keel__rt_handoff(n, s, seq);
   }
   return suspicious;
 }
@@ -170,6 +175,45 @@ uint64_t keel__rt_watchdog_events(const rt_node *n) {
              : atomic_load_explicit(&n->wd->events, memory_order_relaxed);
 }
 
+/* ---- asymmetric fence ----------------------------------------------------
+ */
+
+/* membarrier command in use: 0 = none (runnext is then never taken). */
+static int barrier_cmd = -1;
+
+static void barrier_init(void) {
+  if (barrier_cmd >= 0)
+    return;
+  barrier_cmd = 0;
+#ifdef __linux__
+  long q = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+  if (q < 0)
+    return;
+  if ((q & MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0 &&
+      syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0,
+              0) == 0)
+    barrier_cmd = MEMBARRIER_CMD_PRIVATE_EXPEDITED;
+  else if ((q & MEMBARRIER_CMD_GLOBAL) != 0)
+    barrier_cmd = MEMBARRIER_CMD_GLOBAL;
+#endif
+}
+
+bool keel__rt_membarrier_ok(void) {
+  return barrier_cmd > 0;
+}
+
+void keel__rt_membarrier(void) {
+  atomic_thread_fence(memory_order_seq_cst);
+#ifdef __linux__
+  if (barrier_cmd > 0)
+    (void)syscall(SYS_membarrier, barrier_cmd, 0, 0);
+#endif
+  atomic_thread_fence(memory_order_seq_cst);
+}
+
+/* ---- start and stop ------------------------------------------------------
+ */
+
 int keel__rt_watchdog_start(rt_node *n, const keel_node_opts *o) {
   if (o->long_schedule_ms > KEEL_LONG_SCHEDULE_MAX_MS)
     return KEEL_EINVAL;
@@ -181,6 +225,7 @@ int keel__rt_watchdog_start(rt_node *n, const keel_node_opts *o) {
     free(w);
     return KEEL_ENOMEM;
   }
+  barrier_init();
   w->node = n;
   w->long_ns =
       (uint64_t)(o->long_schedule_ms != 0 ? o->long_schedule_ms : 10) * MS_NS;
