@@ -113,14 +113,16 @@ typedef struct rt_sched {
   _Atomic(keel_proc *) rq[RT_RUNQ_SIZE];
   /* The process woken last by this scheduler, run next; it shares the
    * remaining slice of its waker. Other schedulers never steal it; only
-   * the watchdog takes it from a scheduler stuck in one process
-   * (keel__rt_handoff in sched.c): rn_busy is 1 while the owner is inside
-   * keel__rt_make_runnable, rn_closed 1 while the watchdog keeps the owner
-   * out of runnext, rn_lock is held by the watchdog while it takes it. */
+   * the watchdog takes it from a scheduler stuck in one process, and fires
+   * the due timers of its wheel (keel__rt_handoff in sched.c). ho_busy is
+   * 1 while the owner touches runnext or its wheel during a run
+   * (keel__rt_own_begin), ho_closed is 1 while the watchdog keeps the
+   * owner out of both (the owner then uses the paths of other threads),
+   * ho_lock is held by the watchdog while it works on them. */
   _Atomic(keel_proc *) runnext;
-  _Atomic uint32_t rn_busy;
-  _Atomic uint32_t rn_closed;
-  _Atomic uint32_t rn_lock;
+  _Atomic uint32_t ho_busy;
+  _Atomic uint32_t ho_closed;
+  _Atomic uint32_t ho_lock;
   int32_t slice; /* budget left in the current slice */
   uint32_t tick; /* schedules so far, for the inject-queue check */
   uint32_t rng;  /* victim selection */
@@ -233,6 +235,28 @@ rt_msg *keel__mbox_pop(keel_proc *p);
  * may be missed; its producer then wakes the process). */
 bool keel__mbox_has_mail(keel_proc *p);
 
+/* Owner side of the handoff protocol (see rt_sched.runnext), around an
+ * access to s's runnext or wheel during a run: false when the watchdog has
+ * closed them (the caller then takes the path of a foreign thread); after
+ * true, the caller calls keel__rt_own_end(s). Two plain stores and a load:
+ * the watchdog's membarrier is the heavy side of the fence. */
+static inline bool keel__rt_own_begin(rt_sched *s) {
+  atomic_store_explicit(&s->ho_busy, 1, memory_order_relaxed);
+  atomic_signal_fence(memory_order_seq_cst);
+  if (__builtin_expect(
+          atomic_load_explicit(&s->ho_closed, memory_order_relaxed) != 0, 0)) {
+    atomic_store_explicit(&s->ho_busy, 0, memory_order_release);
+    return false;
+  }
+  return true;
+}
+
+static inline void keel__rt_own_end(rt_sched *s) {
+  atomic_signal_fence(memory_order_seq_cst);
+  /* release: our accesses before the watchdog's acquire of ho_busy. */
+  atomic_store_explicit(&s->ho_busy, 0, memory_order_release);
+}
+
 /* Scheduling (sched.c). */
 void keel__rt_make_runnable(rt_node *n, keel_proc *p);
 /* Goes idle unless mail arrived meanwhile (then returns false). */
@@ -295,9 +319,10 @@ static inline void keel__rt_watchdog_kick(rt_node *n) {
 }
 /* Makes the queued work of s, stuck in the run numbered seq (its odd
  * run_seq), takeable by the other schedulers: its runnext process goes to
- * the inject queue (only with a working membarrier) and a parked
- * scheduler is woken when s has anything queued (sched.c). Returns
- * whether anything was queued. Called by the watchdog only. */
+ * the inject queue and its due timers fire (both only with a working
+ * membarrier), and a parked scheduler is woken when s has anything queued
+ * (sched.c). Returns whether anything was queued. Called by the watchdog
+ * only. */
 bool keel__rt_handoff(rt_node *n, rt_sched *s, uint64_t seq);
 /* A full memory barrier on every thread of the process (membarrier(2),
  * registered at node start), and whether it is available (watchdog.c). */

@@ -246,22 +246,16 @@ void keel__rt_make_runnable(rt_node *n, keel_proc *p) {
       wakep(n);
     return;
   }
-  /* rn_busy/rn_closed: the watchdog may take runnext from a scheduler
-   * stuck in one process (keel__rt_handoff); the owner pays two plain
-   * stores and a load, the watchdog a membarrier. */
-  atomic_store_explicit(&s->rn_busy, 1, memory_order_relaxed);
-  atomic_signal_fence(memory_order_seq_cst);
-  if (__builtin_expect(
-          atomic_load_explicit(&s->rn_closed, memory_order_relaxed) != 0, 0)) {
-    atomic_store_explicit(&s->rn_busy, 0, memory_order_release);
+  /* The watchdog may take runnext from a scheduler stuck in one process
+   * (keel__rt_handoff). */
+  if (!keel__rt_own_begin(s)) {
     runq_put(n, s, p); /* handed off: keep out of runnext */
     wakep(n);
     return;
   }
   keel_proc *old = atomic_load_explicit(&s->runnext, memory_order_relaxed);
   atomic_store_explicit(&s->runnext, p, memory_order_release);
-  atomic_signal_fence(memory_order_seq_cst);
-  atomic_store_explicit(&s->rn_busy, 0, memory_order_release);
+  keel__rt_own_end(s);
   /* Waking a scheduler when the ring becomes non-empty is enough: whoever
    * wakes (or was spinning) steals half, and a spinner that finds work
    * wakes the next one (got()), so later pushes need no fence. */
@@ -475,11 +469,11 @@ void keel__rt_requeue(rt_node *n, rt_sched *s, keel_proc *p) {
     wakep(n);
 }
 
-static void rn_lock(rt_sched *s) {
+static void ho_lock(rt_sched *s) {
   unsigned spins = 0;
   uint32_t zero = 0;
   while (!atomic_compare_exchange_weak_explicit(
-      &s->rn_lock, &zero, 1, memory_order_acquire, memory_order_relaxed)) {
+      &s->ho_lock, &zero, 1, memory_order_acquire, memory_order_relaxed)) {
     zero = 0;
     if (++spins % 64 == 0)
       sched_yield();
@@ -488,42 +482,48 @@ static void rn_lock(rt_sched *s) {
   }
 }
 
-static void rn_unlock(rt_sched *s) {
-  atomic_store_explicit(&s->rn_lock, 0, memory_order_release);
+static void ho_unlock(rt_sched *s) {
+  atomic_store_explicit(&s->ho_lock, 0, memory_order_release);
 }
 
 /* Owner, at the end of a run during which the watchdog closed runnext:
  * waits for a handoff in progress, then reopens it. */
-static void rn_reopen(rt_sched *s) {
-  rn_lock(s);
-  atomic_store_explicit(&s->rn_closed, 0, memory_order_relaxed);
-  rn_unlock(s);
+static void ho_reopen(rt_sched *s) {
+  ho_lock(s);
+  atomic_store_explicit(&s->ho_closed, 0, memory_order_relaxed);
+  ho_unlock(s);
 }
 
-/* Watchdog side of the runnext protocol (a Dekker pair with an asymmetric
- * fence). We store rn_closed, then membarrier() runs a full barrier on
+/* Watchdog side of the handoff protocol (a Dekker pair with an asymmetric
+ * fence). We store ho_closed, then membarrier() runs a full barrier on
  * every thread; then: if run_seq still shows the stuck run, the owner's
- * next run_end sees rn_closed (and waits on rn_lock for us); if rn_busy is
- * 0, the owner is not inside make_runnable and its next one sees
- * rn_closed and keeps out of runnext. Only then is runnext ours. */
-static keel_proc *take_runnext(rt_sched *s, uint64_t seq) {
+ * next run_end sees ho_closed (and waits on ho_lock for us); if ho_busy is
+ * 0, the owner is not inside keel__rt_own_begin/end and its next one sees
+ * ho_closed and takes the foreign path. Only then are runnext and the
+ * wheel ours: we take runnext and fire the due timers (a bounded number
+ * per call; the watchdog calls again every millisecond while s is stuck;
+ * the processes they wake go to the inject queue). */
+static keel_proc *take_over(rt_node *n, rt_sched *s, uint64_t seq) {
   keel_proc *p = NULL;
-  rn_lock(s);
-  atomic_store_explicit(&s->rn_closed, 1, memory_order_relaxed);
+  ho_lock(s);
+  atomic_store_explicit(&s->ho_closed, 1, memory_order_relaxed);
   keel__rt_membarrier();
   if (atomic_load_explicit(&s->run_seq, memory_order_acquire) != seq) {
-    atomic_store_explicit(&s->rn_closed, 0, memory_order_relaxed);
-  } else if (atomic_load_explicit(&s->rn_busy, memory_order_acquire) == 0) {
+    atomic_store_explicit(&s->ho_closed, 0, memory_order_relaxed);
+  } else if (atomic_load_explicit(&s->ho_busy, memory_order_acquire) == 0) {
     p = atomic_load_explicit(&s->runnext, memory_order_acquire);
     if (p != NULL)
       atomic_store_explicit(&s->runnext, NULL, memory_order_relaxed);
+    for (int k = 0;
+         k < 16 && keel__rt_timers_any(s) && keel__rt_timers_run(n, s, 64); k++)
+      ;
   }
-  rn_unlock(s);
+  ho_unlock(s);
   return p;
 }
 
 bool keel__rt_handoff(rt_node *n, rt_sched *s, uint64_t seq) {
-  keel_proc *p = keel__rt_membarrier_ok() ? take_runnext(s, seq) : NULL;
+  keel_proc *p = keel__rt_membarrier_ok() ? take_over(n, s, seq) : NULL;
   if (p != NULL)
     (void)inject_put_list(n, p, p, 1);
   if (p == NULL && runq_len(s) == 0)
@@ -546,8 +546,8 @@ static inline void run_end(rt_sched *s) {
   /* The light side of take_runnext's asymmetric fence. */
   atomic_signal_fence(memory_order_seq_cst);
   if (__builtin_expect(
-          atomic_load_explicit(&s->rn_closed, memory_order_relaxed) != 0, 0))
-    rn_reopen(s);
+          atomic_load_explicit(&s->ho_closed, memory_order_relaxed) != 0, 0))
+    ho_reopen(s);
 }
 
 static void run_process(rt_node *n, rt_sched *s, keel_proc *p, bool inherit) {

@@ -231,3 +231,104 @@ Test(watchdog, bad_options) {
   cr_assert_eq(keel_node_start(&o), KEEL_OK);
   cr_assert_eq(keel_node_stop(), KEEL_OK);
 }
+
+/* ---- timers of a stuck scheduler --------------------------------------- */
+
+#define NTARGETS 256
+#define PICK 4
+
+static keel_term targets[NTARGETS];
+static _Atomic int timer_hits[4];
+static _Atomic int timer_hits_late;
+
+/* Counts a timer message by its value, and whether it came late (after
+ * the blocker returned). */
+static keel_handler_status timer_target(keel_proc *self, keel_term msg,
+                                        void *state) {
+  (void)self;
+  (void)state;
+  int64_t v = keel_small_value(msg);
+  if (v >= 0 && v < 4)
+    atomic_fetch_add(&timer_hits[v], 1);
+  if (atomic_load(&blocker_done))
+    atomic_fetch_add(&timer_hits_late, 1);
+  signal_event();
+  return KEEL_CONTINUE;
+}
+
+/* The wheel keel_send_after uses for a destination (timer.c's owner_of:
+ * white-box knowledge of the hash). */
+static unsigned wheel_of(keel_term dest, unsigned nsched) {
+  uint64_t h = keel_pid_local_number(dest) * UINT64_C(0x9E3779B97F4A7C15);
+  return (unsigned)((h >> 32) % nsched);
+}
+
+static void sleep_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0)
+    ;
+}
+
+static _Atomic int picked;
+static _Atomic int cancel_rc;
+
+/* Starts timers on its own scheduler's wheel, blocks; after 300 ms (the
+ * wheel then belongs to the watchdog) starts more and cancels one, and
+ * blocks again. */
+static keel_handler_status timer_blocker(keel_proc *self, keel_term msg,
+                                         void *state) {
+  (void)self;
+  (void)msg;
+  (void)state;
+  unsigned me = keel__rt_tl_sched->id, ns = keel_node_schedulers();
+  keel_term mine[PICK];
+  int k = 0;
+  for (int i = 0; i < NTARGETS && k < PICK; i++)
+    if (wheel_of(targets[i], ns) == me)
+      mine[k++] = targets[i];
+  atomic_store(&picked, k);
+  for (int i = 0; i < k; i++)
+    keel_send_after(mine[i], keel_small(1), 20, NULL);
+  sleep_ms(300);
+  keel_timer_ref ref = 0;
+  for (int i = 0; i < k; i++)
+    keel_send_after(mine[i], keel_small(2), 20, NULL);
+  if (k > 0) {
+    keel_send_after(mine[0], keel_small(3), 20, &ref);
+    atomic_store(&cancel_rc, keel_cancel_timer(ref));
+  }
+  sleep_ms(700);
+  atomic_store(&blocker_done, 1);
+  signal_event();
+  return KEEL_CONTINUE;
+}
+
+/* Timers in the wheel of a stuck scheduler fire while it is stuck (the
+ * watchdog fires them), also timers started and cancelled by the stuck
+ * process after its wheel was taken over. */
+Test(watchdog, stuck_schedulers_timers_fire) {
+  const unsigned counts[] = {2, 8};
+  for (size_t c = 0; c < 2; c++) {
+    start_wd(counts[c], 10);
+    for (int v = 0; v < 4; v++)
+      atomic_store(&timer_hits[v], 0);
+    atomic_store(&timer_hits_late, 0);
+    atomic_store(&cancel_rc, -1);
+    for (int i = 0; i < NTARGETS; i++)
+      cr_assert_eq(keel_spawn(timer_target, NULL, NULL, &targets[i]), KEEL_OK);
+    keel_term blk;
+    cr_assert_eq(keel_spawn(timer_blocker, NULL, NULL, &blk), KEEL_OK);
+    cr_assert_eq(keel_send(blk, KEEL_NIL), KEEL_OK);
+    /* 2 * PICK timer messages and the blocker's return. */
+    cr_assert(wait_events(2 * PICK + 1), "timers fired");
+    cr_assert_eq(atomic_load(&picked), PICK);
+    cr_assert_eq(atomic_load(&cancel_rc), 1);
+    cr_assert_eq(atomic_load(&timer_hits[1]), PICK);
+    cr_assert_eq(atomic_load(&timer_hits[2]), PICK);
+    cr_assert_eq(atomic_load(&timer_hits_late), 0,
+                 "timers waited for the stuck scheduler (%u schedulers)",
+                 counts[c]);
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+    cr_assert_eq(atomic_load(&timer_hits[3]), 0); /* cancelled */
+  }
+}
