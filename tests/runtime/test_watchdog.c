@@ -27,12 +27,32 @@ static _Atomic int reports;
 static keel_term queued[NQUEUED];
 static uint64_t block_ms;
 
+/* Keeps the longest report: on a loaded machine a short run whose thread
+ * is descheduled for more than long_schedule_ms is a long schedule too. */
 static void on_long(keel_term pid, uint64_t ns, void *arg) {
   (void)arg;
-  atomic_store(&reported_pid, keel_pid_local_number(pid));
-  atomic_store(&reported_ns, ns);
+  pthread_mutex_lock(&mu);
+  if (ns > atomic_load(&reported_ns)) {
+    atomic_store(&reported_pid, keel_pid_local_number(pid));
+    atomic_store(&reported_ns, ns);
+  }
   atomic_fetch_add(&reports, 1);
-  signal_event();
+  pthread_cond_broadcast(&cv);
+  pthread_mutex_unlock(&mu);
+}
+
+/* Waits (bounded) for a report of at least min_ns. */
+static bool wait_report(uint64_t min_ns) {
+  struct timespec dl;
+  clock_gettime(CLOCK_REALTIME, &dl);
+  dl.tv_sec += TIMEOUT_S;
+  pthread_mutex_lock(&mu);
+  int rc = 0;
+  while (atomic_load(&reported_ns) < min_ns && rc == 0)
+    rc = pthread_cond_timedwait(&cv, &mu, &dl);
+  bool ok = atomic_load(&reported_ns) >= min_ns;
+  pthread_mutex_unlock(&mu);
+  return ok;
 }
 
 static void start_wd(unsigned nsched, unsigned long_ms) {
@@ -46,6 +66,7 @@ static void start_wd(unsigned nsched, unsigned long_ms) {
   atomic_store(&max_latency_ns, 0);
   atomic_store(&reports, 0);
   atomic_store(&reported_pid, 0);
+  atomic_store(&reported_ns, 0);
 }
 
 /* One of the processes queued behind the blocker: notes whether the
@@ -115,17 +136,17 @@ Test(watchdog, g26_queued_work_runs_while_blocked) {
     cr_assert_eq(during, NQUEUED,
                  "%d of %d ran during the block (%u schedulers)", during,
                  NQUEUED, counts[c]);
-    cr_assert(wait_events(NQUEUED + 2), "blocker returned and was reported");
+    cr_assert(wait_events(NQUEUED + 1), "blocker returned");
+    cr_assert(wait_report(900000000u), "blocker reported");
     cr_assert_eq(atomic_load(&reported_pid), keel_pid_local_number(blk));
     uint64_t ns = atomic_load(&reported_ns);
-    cr_assert(ns >= 900000000u && ns < 5000000000u, "duration %llu ns",
-              (unsigned long long)ns);
+    cr_assert_lt(ns, 5000000000u, "duration %llu ns", (unsigned long long)ns);
     keel_node_stats st;
     cr_assert_eq(keel_node_stats_get(&st), KEEL_OK);
     cr_assert_geq(st.long_schedules, 1);
     /* The blocker's scheduler goes on normally. */
     cr_assert_eq(keel_send(blk, KEEL_NIL), KEEL_OK);
-    cr_assert(wait_events(NQUEUED + 3), "blocker runs again");
+    cr_assert(wait_events(NQUEUED + 2), "blocker runs again");
     cr_assert_eq(keel_node_stop(), KEEL_OK);
   }
 }
@@ -137,13 +158,12 @@ Test(watchdog, one_scheduler_reports_only) {
   block_ms = 300;
   keel_term blk;
   blocking_scenario(1, 10, &blk);
-  cr_assert(wait_events(10 + 2), "all ran and the report came");
+  cr_assert(wait_events(10 + 1), "all ran");
   cr_assert_eq(atomic_load(&ran_during_block), 0);
-  cr_assert_eq(atomic_load(&reports), 1);
+  cr_assert(wait_report(250000000u), "blocker reported");
   cr_assert_eq(atomic_load(&reported_pid), keel_pid_local_number(blk));
   uint64_t ns = atomic_load(&reported_ns);
-  cr_assert(ns >= 250000000u && ns < 3000000000u, "duration %llu ns",
-            (unsigned long long)ns);
+  cr_assert_lt(ns, 3000000000u, "duration %llu ns", (unsigned long long)ns);
   cr_assert_eq(keel_node_stop(), KEEL_OK);
 }
 
