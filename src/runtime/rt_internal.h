@@ -124,16 +124,16 @@ typedef struct rt_sched {
   _Atomic uint32_t ho_closed;
   _Atomic uint32_t ho_lock;
   int32_t slice; /* budget left in the current slice */
-  uint32_t tick; /* schedules so far, for the inject-queue check */
+  /* Owner-written: iterations of the scheduling loop (the inject-queue
+   * check every 61; the watchdog tells runs apart by it). */
+  _Atomic uint32_t tick;
   uint32_t rng;  /* victim selection */
   bool spinning; /* counted in node.nspinning */
   unsigned id;
   /* Futex word: 0 = parked or about to park, 1 = woken. */
   _Atomic uint32_t park;
-  /* Owner-written, read by the watchdog: run_seq is odd while a process
-   * runs (bumped at the start and the end of every run), run_pid is the
-   * pid number of that process. */
-  _Atomic uint64_t run_seq;
+  /* Owner-written, read by the watchdog: the pid number + 1 of the process
+   * running, 0 between runs. A run is named by (tick, run_pid != 0). */
   _Atomic uint64_t run_pid;
   /* Owner-written, read by keel_sched_utilisation: idle time (looking for
    * work or parked) so far, the start of the current idle period (0 when
@@ -317,13 +317,13 @@ static inline void keel__rt_watchdog_kick(rt_node *n) {
   if (atomic_load_explicit(&n->wd_parked, memory_order_seq_cst) != 0)
     keel__rt_watchdog_wake(n);
 }
-/* Makes the queued work of s, stuck in the run numbered seq (its odd
- * run_seq), takeable by the other schedulers: its runnext process goes to
+/* Makes the queued work of s, stuck in the run of its loop iteration
+ * `tick`, takeable by the other schedulers: its runnext process goes to
  * the inject queue and its due timers fire (both only with a working
  * membarrier), and a parked scheduler is woken when s has anything queued
  * (sched.c). Returns whether anything was queued. Called by the watchdog
  * only. */
-bool keel__rt_handoff(rt_node *n, rt_sched *s, uint64_t seq);
+bool keel__rt_handoff(rt_node *n, rt_sched *s, uint32_t tick);
 /* A full memory barrier on every thread of the process (membarrier(2),
  * registered at node start), and whether it is available (watchdog.c). */
 void keel__rt_membarrier(void);

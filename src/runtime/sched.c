@@ -380,6 +380,21 @@ static unsigned timer_room(rt_sched *s) {
   return room < 64 ? room : 64;
 }
 
+static void ho_reopen(rt_sched *s);
+
+/* Starts an iteration of the scheduling loop: before touching runnext or
+ * the wheel, the light side of take_over's asymmetric fence (the tick
+ * store, then the ho_closed load). */
+static inline uint32_t next_tick(rt_sched *s) {
+  uint32_t t = atomic_load_explicit(&s->tick, memory_order_relaxed) + 1;
+  atomic_store_explicit(&s->tick, t, memory_order_release);
+  atomic_signal_fence(memory_order_seq_cst);
+  if (__builtin_expect(
+          atomic_load_explicit(&s->ho_closed, memory_order_relaxed) != 0, 0))
+    ho_reopen(s);
+  return t;
+}
+
 /* Returns the next process to run, or NULL when the node stops. *inherit
  * tells whether it continues the current slice (runnext). */
 static keel_proc *find_runnable(rt_node *n, rt_sched *s, bool *inherit) {
@@ -390,9 +405,10 @@ static keel_proc *find_runnable(rt_node *n, rt_sched *s, bool *inherit) {
     }
     keel_proc *p;
     *inherit = false;
+    uint32_t tick = next_tick(s);
     bool timers_due =
         keel__rt_timers_any(s) && keel__rt_timers_run(n, s, timer_room(s));
-    if (++s->tick % 61 == 0 && (p = inject_get(n)) != NULL)
+    if (tick % 61 == 0 && (p = inject_get(n)) != NULL)
       return got(n, s, p);
     if ((p = atomic_load_explicit(&s->runnext, memory_order_relaxed)) != NULL) {
       /* Plain: the watchdog takes runnext only while s is inside a run. */
@@ -486,8 +502,9 @@ static void ho_unlock(rt_sched *s) {
   atomic_store_explicit(&s->ho_lock, 0, memory_order_release);
 }
 
-/* Owner, at the end of a run during which the watchdog closed runnext:
- * waits for a handoff in progress, then reopens it. */
+/* Owner, at the start of the loop iteration after a run during which the
+ * watchdog closed runnext and the wheel: waits for a handoff in progress,
+ * then reopens them. */
 static void ho_reopen(rt_sched *s) {
   ho_lock(s);
   atomic_store_explicit(&s->ho_closed, 0, memory_order_relaxed);
@@ -496,19 +513,24 @@ static void ho_reopen(rt_sched *s) {
 
 /* Watchdog side of the handoff protocol (a Dekker pair with an asymmetric
  * fence). We store ho_closed, then membarrier() runs a full barrier on
- * every thread; then: if run_seq still shows the stuck run, the owner's
- * next run_end sees ho_closed (and waits on ho_lock for us); if ho_busy is
- * 0, the owner is not inside keel__rt_own_begin/end and its next one sees
+ * every thread, after which every store the owner made before it is
+ * visible to us and every load it makes after it sees ho_closed. Then: if
+ * run_pid shows a run and tick is still the stuck run's, the owner is in
+ * that run, or ended it after the barrier and its next loop iteration
+ * (next_tick) sees ho_closed and waits on ho_lock for us; if ho_busy is 0,
+ * the owner is not inside keel__rt_own_begin/end and its next one sees
  * ho_closed and takes the foreign path. Only then are runnext and the
  * wheel ours: we take runnext and fire the due timers (a bounded number
  * per call; the watchdog calls again every millisecond while s is stuck;
  * the processes they wake go to the inject queue). */
-static keel_proc *take_over(rt_node *n, rt_sched *s, uint64_t seq) {
+static keel_proc *take_over(rt_node *n, rt_sched *s, uint32_t tick) {
   keel_proc *p = NULL;
   ho_lock(s);
   atomic_store_explicit(&s->ho_closed, 1, memory_order_relaxed);
   keel__rt_membarrier();
-  if (atomic_load_explicit(&s->run_seq, memory_order_acquire) != seq) {
+  /* run_pid first: a run whose end is visible cannot pass the test. */
+  uint64_t rp = atomic_load_explicit(&s->run_pid, memory_order_acquire);
+  if (rp == 0 || atomic_load_explicit(&s->tick, memory_order_acquire) != tick) {
     atomic_store_explicit(&s->ho_closed, 0, memory_order_relaxed);
   } else if (atomic_load_explicit(&s->ho_busy, memory_order_acquire) == 0) {
     p = atomic_load_explicit(&s->runnext, memory_order_acquire);
@@ -522,8 +544,8 @@ static keel_proc *take_over(rt_node *n, rt_sched *s, uint64_t seq) {
   return p;
 }
 
-bool keel__rt_handoff(rt_node *n, rt_sched *s, uint64_t seq) {
-  keel_proc *p = keel__rt_membarrier_ok() ? take_over(n, s, seq) : NULL;
+bool keel__rt_handoff(rt_node *n, rt_sched *s, uint32_t tick) {
+  keel_proc *p = keel__rt_membarrier_ok() ? take_over(n, s, tick) : NULL;
   if (p != NULL)
     (void)inject_put_list(n, p, p, 1);
   if (p == NULL && runq_len(s) == 0)
@@ -532,22 +554,15 @@ bool keel__rt_handoff(rt_node *n, rt_sched *s, uint64_t seq) {
   return true;
 }
 
-/* Watchdog stamps: run_seq is odd while a process runs (release: the pid
- * before the odd count). */
+/* Watchdog stamps: run_pid is the running pid + 1, 0 between runs
+ * (release: what came before, e.g. the loop's accesses to the wheel,
+ * happens before the watchdog's acquire). */
 static inline void run_begin(rt_sched *s, const keel_proc *p) {
-  uint64_t seq = atomic_load_explicit(&s->run_seq, memory_order_relaxed);
-  atomic_store_explicit(&s->run_pid, p->pid_number, memory_order_relaxed);
-  atomic_store_explicit(&s->run_seq, seq + 1, memory_order_release);
+  atomic_store_explicit(&s->run_pid, p->pid_number + 1, memory_order_release);
 }
 
 static inline void run_end(rt_sched *s) {
-  uint64_t seq = atomic_load_explicit(&s->run_seq, memory_order_relaxed);
-  atomic_store_explicit(&s->run_seq, seq + 1, memory_order_relaxed);
-  /* The light side of take_runnext's asymmetric fence. */
-  atomic_signal_fence(memory_order_seq_cst);
-  if (__builtin_expect(
-          atomic_load_explicit(&s->ho_closed, memory_order_relaxed) != 0, 0))
-    ho_reopen(s);
+  atomic_store_explicit(&s->run_pid, 0, memory_order_release);
 }
 
 static void run_process(rt_node *n, rt_sched *s, keel_proc *p, bool inherit) {

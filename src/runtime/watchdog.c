@@ -2,22 +2,23 @@
  * watchdog.c - the watchdog thread (Go's sysmon, BEAM's long_schedule
  * monitor) and scheduler utilisation.
  *
- * Every scheduler bumps run_seq at the start and the end of each process
- * run (odd while running) and stores the pid it runs: two relaxed stores
- * per run, no clock read. The watchdog samples these every 1-10 ms. A run
- * seen by two samples in a row is suspicious: the period drops to 1 ms.
- * A run is bounded by two times: `seen`, the first sample that saw it
- * (it started before), and `after`, the sample before that (it started
- * after). When now - after exceeds long_schedule_ms the scheduler is
- * treated as stuck and its queued work is handed off
- * (keel__rt_handoff: the runnext process goes to the inject queue, a
- * parked scheduler is woken to steal the ring), again on every sample
- * while it stays stuck. When now - seen exceeded long_schedule_ms the run
- * is also a long schedule, reported once it ends with its duration
- * measured from `seen` (so within one period, rounded down): handing off
- * early costs nothing, reporting a run shorter than the limit would be
- * wrong. The stuck process itself cannot be preempted, and timers in its
- * scheduler's wheel wait for it (see docs/design/runtime.md).
+ * Every scheduler stores the pid it runs + 1 in run_pid at the start of
+ * each process run and 0 at its end, and counts the iterations of its
+ * loop in tick (it did already, for the inject queue): one plain store at
+ * each end of a run, no clock read. A run is named by (tick, run_pid !=
+ * 0). The watchdog samples these every 1-10 ms. A run seen by two samples
+ * in a row is suspicious: the period drops to 1 ms. A run is bounded by
+ * two times: `seen`, the first sample that saw it (it started before),
+ * and `after`, the sample before that (it started after). When now -
+ * after exceeds long_schedule_ms the scheduler is treated as stuck and
+ * its queued work is handed off (keel__rt_handoff: the runnext process
+ * goes to the inject queue, its due timers fire, a parked scheduler is
+ * woken to steal the ring), again on every sample while it stays stuck.
+ * When now - seen exceeded long_schedule_ms the run is also a long
+ * schedule, reported once it ends with its duration measured from `seen`
+ * (so within one period, rounded down): handing off early costs nothing,
+ * reporting a run shorter than the limit would be wrong. The stuck
+ * process itself cannot be preempted (see docs/design/runtime.md).
  *
  * Back-off: with no suspicious run the period doubles up to 10 ms; when
  * every scheduler is parked the watchdog sleeps on its futex until a
@@ -44,9 +45,9 @@
 #define MS_NS UINT64_C(1000000)
 
 typedef struct wd_slot {
-  uint64_t seq;      /* run_seq at the last sample */
+  uint32_t tick;     /* loop iteration at the last sample */
+  bool running;      /* whether a process ran then */
   uint64_t pid;      /* pid number of that run */
-  bool pid_ok;       /* whether pid was read reliably */
   uint64_t seen_ns;  /* first sample that saw the run */
   uint64_t after_ns; /* the sample before: the run started after it */
   bool long_run;     /* reported when it ends */
@@ -66,47 +67,47 @@ typedef struct rt_watchdog {
 
 static void report(rt_watchdog *w, const wd_slot *x, uint64_t now) {
   atomic_fetch_add_explicit(&w->events, 1, memory_order_relaxed);
-  if (w->cb != NULL && x->pid_ok)
+  if (w->cb != NULL)
     w->cb(keel_pid_local(x->pid), now - x->seen_ns, w->cb_arg);
 }
 
-/* A run not seen before: remember its bounds and its pid (trusted only if
- * run_seq did not move while it was read). */
-static void new_run(rt_watchdog *w, wd_slot *x, const rt_sched *s, uint64_t seq,
+/* A run not seen before (or none): remember its bounds. */
+static void new_run(rt_watchdog *w, wd_slot *x, uint32_t tick, uint64_t rp,
                     uint64_t now) {
-  x->seq = seq;
+  x->tick = tick;
+  x->running = rp != 0;
+  x->pid = rp - 1;
   x->seen_ns = now;
   x->after_ns = w->last_ns;
   x->long_run = false;
-  x->pid = atomic_load_explicit(&s->run_pid, memory_order_relaxed);
-  atomic_thread_fence(memory_order_acquire);
-  x->pid_ok = atomic_load_explicit(&s->run_seq, memory_order_relaxed) == seq;
 }
 
-/* One sample of every scheduler. Returns whether a run was seen twice
- * (suspicious); *active tells whether any scheduler was running. */
+/* One sample of every scheduler. A run is named by the scheduler's loop
+ * iteration (tick) with run_pid != 0: two runs always have different
+ * ticks. Returns whether a run was seen twice (suspicious); *active tells
+ * whether any scheduler was running. */
 static bool scan(rt_watchdog *w, uint64_t now, bool *active) {
   rt_node *n = w->node;
   bool suspicious = false;
   for (unsigned i = 0; i < n->nsched; i++) {
     rt_sched *s = &n->sched[i];
     wd_slot *x = &w->slots[i];
-    uint64_t seq = atomic_load_explicit(&s->run_seq, memory_order_acquire);
-    if (seq != x->seq) {
+    uint64_t rp = atomic_load_explicit(&s->run_pid, memory_order_acquire);
+    uint32_t tick = atomic_load_explicit(&s->tick, memory_order_acquire);
+    if (rp == 0 || !x->running || tick != x->tick) {
       if (x->long_run)
         report(w, x, now);
-      new_run(w, x, s, seq, now);
-      *active |= (seq & 1) != 0;
+      new_run(w, x, tick, rp, now);
+      *active |= rp != 0;
       continue;
     }
-    if ((seq & 1) == 0)
-      continue;
+    x->pid = rp - 1; /* the latest read names the run for sure */
     *active = true;
     suspicious = true;
     if (now - x->seen_ns > w->long_ns)
       x->long_run = true;
     if (now - x->after_ns > w->long_ns)
-      (void)keel__rt_handoff(n, s, seq);
+      (void)keel__rt_handoff(n, s, tick);
   }
   return suspicious;
 }
