@@ -5,9 +5,10 @@
  * dirty schedulers).
  *
  * A node has two pools (keel_node_opts.dirty_cpu, as many threads as
- * schedulers by default, and dirty_io, 10 by default). A job is a function
- * and its argument; jobs of one pool start in submission order, each on a
- * free thread of the pool.
+ * schedulers by default, and dirty_io, 10 by default; threads are started
+ * on demand up to that number). A job is a function and its argument; jobs
+ * of one pool start in submission order, each on a free thread of the
+ * pool.
  *
  * Fiber processes call keel_dirty_cpu / keel_dirty_io: the fiber is
  * suspended (it stays on its own stack, which no thread runs meanwhile),
@@ -51,7 +52,8 @@ typedef int (*keel_dirty_fn)(void *arg);
  * negative, tell it from the errors below by what fn can return.
  * Errors (fn did not run): KEEL_EINVAL (fn NULL), KEEL_ESTATE (self is not
  * a fiber process running on the calling thread, or the node is
- * stopping). */
+ * stopping). If the pool has no thread and none can be started, fn runs
+ * on the scheduler instead (blocking it) rather than never. */
 int keel_dirty_cpu(keel_proc *self, keel_dirty_fn fn, void *arg);
 
 /* keel_dirty_cpu on the dirty I/O pool (for blocking calls). */
@@ -65,7 +67,8 @@ int keel_dirty_io(keel_proc *self, keel_dirty_fn fn, void *arg);
  * (fn may free it). tag is copied now.
  * Errors (fn will not run): KEEL_EINVAL (fn NULL, tag KEEL_NONE),
  * KEEL_ESTATE (self is not the process running on the calling thread, or
- * the node is stopping), KEEL_ENOMEM. */
+ * the node is stopping), KEEL_ENOMEM, KEEL_EIO (the pool has no thread and
+ * none could be started). */
 int keel_dirty_cpu_async(keel_proc *self, keel_dirty_fn fn, void *arg,
                          keel_term tag);
 

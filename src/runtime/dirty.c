@@ -1,9 +1,11 @@
 /*
  * dirty.c - the dirty CPU and I/O pools (keel/dirty.h).
  *
- * Each pool is a FIFO of jobs under one mutex and a fixed set of threads
- * started with the node, waiting on a condition variable. A job is never
- * run by a scheduler.
+ * Each pool is a FIFO of jobs under one mutex and up to a fixed number of
+ * threads waiting on a condition variable; a thread is started when a job
+ * is queued while the queued jobs outnumber the waiting threads, so a node
+ * that makes no dirty call starts none. A job is run by a scheduler only
+ * if a fiber's job finds no pool thread and none can be started.
  *
  * Fiber processes: the job lives on the fiber's stack. The fiber suspends
  * itself (keel__rt_fiber_suspend); its scheduler submits the job once the
@@ -54,7 +56,10 @@ typedef struct rt_dirty_pool {
   pthread_cond_t cond;
   rt_dirty_job *head, *tail;
   bool stop;
-  unsigned nthreads;
+  unsigned nthreads; /* started so far (on demand, up to max) */
+  unsigned max;
+  unsigned idle;   /* threads waiting for a job */
+  unsigned queued; /* jobs in the queue */
   pthread_t *threads;
   rt_node *node;
   struct rt_dirty *dirty;
@@ -102,13 +107,17 @@ static void *worker_main(void *arg) {
   rt_dirty_pool *P = arg;
   for (;;) {
     pthread_mutex_lock(&P->lock);
-    while (P->head == NULL && !P->stop)
+    while (P->head == NULL && !P->stop) {
+      P->idle++;
       pthread_cond_wait(&P->cond, &P->lock);
+      P->idle--;
+    }
     rt_dirty_job *j = P->head;
     if (j != NULL) {
       P->head = j->next;
       if (P->head == NULL)
         P->tail = NULL;
+      P->queued--;
     }
     pthread_mutex_unlock(&P->lock);
     if (j == NULL)
@@ -118,7 +127,9 @@ static void *worker_main(void *arg) {
   return NULL;
 }
 
-/* Queues j; KEEL_ESTATE once the pool is closed. */
+/* Queues j, starting one more pool thread when the queued jobs outnumber
+ * the waiting threads and the pool is not full. KEEL_ESTATE once the pool
+ * is closed, KEEL_EIO when it has no thread and none could be started. */
 static int submit(rt_dirty_pool *P, rt_dirty_job *j) {
   j->next = NULL;
   pthread_mutex_lock(&P->lock);
@@ -126,6 +137,14 @@ static int submit(rt_dirty_pool *P, rt_dirty_job *j) {
     pthread_mutex_unlock(&P->lock);
     return KEEL_ESTATE;
   }
+  if (P->queued + 1 > P->idle && P->nthreads < P->max &&
+      pthread_create(&P->threads[P->nthreads], NULL, worker_main, P) == 0)
+    P->nthreads++;
+  if (P->nthreads == 0) {
+    pthread_mutex_unlock(&P->lock);
+    return KEEL_EIO;
+  }
+  P->queued++;
   if (P->tail != NULL)
     P->tail->next = j;
   else
@@ -137,8 +156,9 @@ static int submit(rt_dirty_pool *P, rt_dirty_job *j) {
 }
 
 /* Runs on the scheduler's stack once the fiber is suspended. The pools
- * close only after the schedulers are joined, so submit cannot fail here;
- * if it did, the job runs right away so that the fiber still resumes. */
+ * close only after the schedulers are joined, so submit fails only when
+ * no pool thread exists and none can be started: then the job runs right
+ * here, on the scheduler, so that the fiber still resumes. */
 static void submit_suspended(void *arg) {
   rt_dirty_job *j = arg;
   if (submit(j->pool, j) != KEEL_OK)
@@ -260,17 +280,13 @@ static int pool_start(rt_node *n, rt_dirty *D, rt_dirty_pool *P,
   pthread_cond_init(&P->cond, NULL);
   P->node = n;
   P->dirty = D;
+  P->max = count;
   P->threads = calloc(count, sizeof *P->threads);
-  int rc = P->threads == NULL ? KEEL_ENOMEM : KEEL_OK;
-  while (rc == KEEL_OK && P->nthreads < count) {
-    if (pthread_create(&P->threads[P->nthreads], NULL, worker_main, P) != 0)
-      rc = KEEL_EIO;
-    else
-      P->nthreads++;
-  }
-  if (rc != KEEL_OK)
+  if (P->threads == NULL) {
     pool_stop(P);
-  return rc;
+    return KEEL_ENOMEM;
+  }
+  return KEEL_OK;
 }
 
 int keel__rt_dirty_start(rt_node *n, const keel_node_opts *o) {

@@ -3,6 +3,7 @@
  * check from dirty work, and node stop waiting for dirty work. Scenarios
  * run with 1, 2 and 8 schedulers. */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -320,6 +321,71 @@ Test(dirty, node_stop_waits_for_dirty_work) {
     cr_assert_eq(atomic_load(&failures), 0);
     cr_assert_eq(keel__rt_fiber_stacks_left, 0);
   }
+}
+
+/* ---- pool threads start on demand -------------------------------------- */
+
+static int count_threads(void) {
+  DIR *d = opendir("/proc/self/task");
+  int k = 0;
+  if (d == NULL)
+    return -1;
+  for (struct dirent *e; (e = readdir(d)) != NULL;)
+    if (e->d_name[0] != '.')
+      k++;
+  closedir(d);
+  return k;
+}
+
+static _Atomic int started_jobs;
+
+static int dirty_gated_job(void *arg) {
+  (void)arg;
+  atomic_fetch_add(&started_jobs, 1);
+  signal_event();
+  return gate_wait() ? 0 : -1;
+}
+
+static keel_handler_status gated_submitter(keel_proc *self, keel_term msg,
+                                           void *state) {
+  (void)state;
+  if (msg == KEEL_NIL) {
+    for (int i = 0; i < 20; i++)
+      check(keel_dirty_io_async(self, dirty_gated_job, NULL, KEEL_NIL) ==
+            KEEL_OK);
+    return KEEL_CONTINUE;
+  }
+  signal_event(); /* a {dirty_done, [], 0} */
+  check(keel_tuple_get(msg, 2) == keel_small(0));
+  return KEEL_CONTINUE;
+}
+
+/* No pool thread exists until a job is queued; then at most dirty_io run
+ * at once (4 of 20 gated jobs start), and all 20 finish once the gate
+ * opens. */
+Test(dirty, pool_threads_start_on_demand) {
+  int before = count_threads();
+  cr_assert_gt(before, 0);
+  keel_node_opts o = {.schedulers = 2, .dirty_io = 4};
+  cr_assert_eq(keel_node_start(&o), KEEL_OK);
+  reset_events();
+  atomic_store(&failures, 0);
+  atomic_store(&started_jobs, 0);
+  gate_set(false);
+  /* 2 schedulers and the watchdog; no pool thread. */
+  cr_assert_eq(count_threads(), before + 3);
+  keel_term p;
+  cr_assert_eq(keel_spawn(gated_submitter, NULL, NULL, &p), KEEL_OK);
+  cr_assert_eq(keel_send(p, KEEL_NIL), KEEL_OK);
+  cr_assert(wait_events(4), "4 jobs started");
+  cr_assert_eq(count_threads(), before + 3 + 4);
+  cr_assert_eq(atomic_load(&started_jobs), 4);
+  gate_set(true);
+  cr_assert(wait_events(4 + 16 + 20), "all jobs ran and answered");
+  cr_assert_eq(count_threads(), before + 3 + 4);
+  cr_assert_eq(atomic_load(&failures), 0);
+  cr_assert_eq(keel_node_stop(), KEEL_OK);
+  cr_assert_eq(count_threads(), before);
 }
 
 /* ---- errors ---------------------------------------------------------------
