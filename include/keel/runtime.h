@@ -75,9 +75,9 @@ typedef struct keel_node_opts {
   /* How long an idle scheduler looks for work before parking on its futex,
    * in microseconds; 0 = the default (20 us). */
   unsigned spin_us;
-  /* Threads of the dirty CPU pool; 0 = as many as schedulers. And of the
-   * dirty I/O pool; 0 = 10. At most KEEL_DIRTY_MAX_THREADS each (see
-   * keel/dirty.h). */
+  /* Most threads of the dirty CPU pool; 0 = as many as schedulers. And of
+   * the dirty I/O pool; 0 = 10. At most KEEL_DIRTY_MAX_THREADS each; they
+   * are started on demand (see keel/dirty.h). */
   unsigned dirty_cpu;
   unsigned dirty_io;
   /* A process running longer than this without returning to its scheduler
