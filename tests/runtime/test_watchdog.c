@@ -151,6 +151,31 @@ Test(watchdog, g26_queued_work_runs_while_blocked) {
   }
 }
 
+/* The same with a fiber process as the blocker (2 schedulers, 500 ms). */
+static void fiber_blocker(keel_proc *self, void *arg) {
+  (void)arg;
+  keel_term m;
+  if (keel_receive(self, NULL, NULL, KEEL_INFINITY, &m) != KEEL_OK)
+    return;
+  (void)blocker(self, KEEL_ATOM(OK), NULL);
+}
+
+Test(watchdog, g26_fiber_blocker) {
+  start_wd(2, 10);
+  block_ms = 500;
+  keel_term blk;
+  cr_assert_eq(keel_spawn_fiber(fiber_blocker, NULL, NULL, &blk), KEEL_OK);
+  for (int i = 0; i < NQUEUED; i++)
+    cr_assert_eq(keel_spawn(waiter, NULL, NULL, &queued[i]), KEEL_OK);
+  cr_assert_eq(keel_send(blk, KEEL_NIL), KEEL_OK);
+  cr_assert(wait_events(NQUEUED), "queued processes ran");
+  cr_assert_eq(atomic_load(&ran_during_block), NQUEUED);
+  cr_assert(wait_events(NQUEUED + 1), "blocker returned");
+  cr_assert(wait_report(400000000u), "blocker reported");
+  cr_assert_eq(atomic_load(&reported_pid), keel_pid_local_number(blk));
+  cr_assert_eq(keel_node_stop(), KEEL_OK);
+}
+
 /* One scheduler: the watchdog reports the long schedule (pid, duration)
  * but nothing else can run: the queued processes run after the blocker. */
 Test(watchdog, one_scheduler_reports_only) {
