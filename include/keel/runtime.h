@@ -115,14 +115,16 @@ unsigned keel_node_schedulers(void);
 
 /* Counters of the running node, for tests and monitoring. */
 typedef struct keel_node_stats {
-  size_t processes;        /* processes alive */
-  uint64_t spawned;        /* processes spawned since start */
-  int64_t messages_live;   /* messages allocated and not yet freed */
-  uint64_t messages_sent;  /* messages delivered into a mailbox */
-  size_t timers;           /* timer records in use (pending, cancelled but
-                              not yet reclaimed, or firing) */
-  uint64_t long_schedules; /* long schedules ended (see long_schedule_ms) */
-  uint64_t dirty_jobs;     /* dirty jobs finished (keel/dirty.h) */
+  size_t processes;       /* processes alive */
+  uint64_t spawned;       /* processes spawned since start */
+  int64_t messages_live;  /* messages allocated and not yet freed */
+  uint64_t messages_sent; /* messages delivered into a mailbox */
+  size_t timers;          /* timer records in use (pending, cancelled but
+                             not yet reclaimed, or firing) */
+  /* Long schedules ended (see keel_node_opts.long_schedule_ms). */
+  uint64_t long_schedules;
+  /* Dirty jobs finished (keel/dirty.h). */
+  uint64_t dirty_jobs;
 } keel_node_stats;
 
 /* Fills *out with the node's counters. The figures are a snapshot read
