@@ -51,6 +51,19 @@ extern "C" {
 #define KEEL_DEFAULT_MAX_PROCESSES (UINT32_C(1) << 22)
 #define KEEL_MAX_PROCESSES (UINT32_C(1) << 28)
 
+/* Called by the watchdog once per long schedule (a process that ran for
+ * more than long_schedule_ms without returning to its scheduler, BEAM's
+ * long_schedule), when it ends: pid of the process and how long it ran, in
+ * ns, as measured by the watchdog (within one watchdog period, at most a
+ * few ms). Runs on the watchdog thread: it must return quickly and must
+ * not block; it may call keel_send. */
+typedef void (*keel_long_schedule_fn)(keel_term pid, uint64_t duration_ns,
+                                      void *arg);
+
+/* Largest dirty pool and long_schedule_ms accepted by keel_node_start. */
+#define KEEL_DIRTY_MAX_THREADS 1024u
+#define KEEL_LONG_SCHEDULE_MAX_MS 3600000u
+
 /* Options of keel_node_start. Zero-initialise, then set what you need. */
 typedef struct keel_node_opts {
   /* Scheduler threads; 0 = number of online CPUs (capped at
@@ -62,21 +75,38 @@ typedef struct keel_node_opts {
   /* How long an idle scheduler looks for work before parking on its futex,
    * in microseconds; 0 = the default (20 us). */
   unsigned spin_us;
+  /* Most threads of the dirty CPU pool; 0 = as many as schedulers. And of
+   * the dirty I/O pool; 0 = 10. At most KEEL_DIRTY_MAX_THREADS each; they
+   * are started on demand (see keel/dirty.h). */
+  unsigned dirty_cpu;
+  unsigned dirty_io;
+  /* A process running longer than this without returning to its scheduler
+   * is a long schedule: counted in keel_node_stats.long_schedules, reported
+   * to on_long_schedule (may be NULL, with on_long_schedule_arg), and the
+   * other processes queued on its scheduler are handed to the other
+   * schedulers. In ms; 0 = 10; at most KEEL_LONG_SCHEDULE_MAX_MS. */
+  unsigned long_schedule_ms;
+  keel_long_schedule_fn on_long_schedule;
+  void *on_long_schedule_arg;
 } keel_node_opts;
 
-/* Starts the node. opts may be NULL (all defaults).
+/* Starts the node: its schedulers, its dirty pools and its watchdog (one
+ * thread that checks every 1-10 ms for a scheduler stuck in one process,
+ * and sleeps while every scheduler is parked). opts may be NULL (all
+ * defaults).
  * Errors: KEEL_ESTATE (a node is already running), KEEL_EINVAL (an option
  * out of range), KEEL_ENOMEM, KEEL_EIO (a thread could not be created).
  * Not thread-safe with respect to keel_node_stop: call both from one
  * controlling thread. */
 int keel_node_start(const keel_node_opts *opts);
 
-/* Stops the node: stops the schedulers, then terminates every process still
- * alive (its terminate callback runs with reason 'shutdown' on the calling
- * thread), frees every queued message and all runtime memory. Must not be
- * called from a process, nor while other non-node threads still send or
+/* Stops the node: stops the schedulers and the watchdog, waits for every
+ * dirty job already submitted to end (keel/dirty.h), then terminates every
+ * process still alive (its terminate callback runs with reason 'shutdown' on
+ * the calling thread), frees every queued message and all runtime memory. Must
+ * not be called from a process, nor while other non-node threads still send or
  * spawn. Returns KEEL_OK, or KEEL_ESTATE when no node runs or when called
- * from a scheduler thread. */
+ * from a scheduler thread or from dirty work. */
 int keel_node_stop(void);
 
 /* Number of scheduler threads of the running node (0 when none runs).
@@ -85,19 +115,41 @@ unsigned keel_node_schedulers(void);
 
 /* Counters of the running node, for tests and monitoring. */
 typedef struct keel_node_stats {
-  size_t processes;       /* processes alive */
-  uint64_t spawned;       /* processes spawned since start */
-  int64_t messages_live;  /* messages allocated and not yet freed */
-  uint64_t messages_sent; /* messages delivered into a mailbox */
-  size_t timers;          /* timer records in use (pending, cancelled but
-                             not yet reclaimed, or firing) */
+  size_t processes;          /* processes alive */
+  uint64_t spawned;          /* processes spawned since start */
+  int64_t messages_live;     /* messages allocated and not yet freed */
+  uint64_t messages_sent;    /* messages delivered into a mailbox */
+  size_t timers;             /* timer records in use (pending, cancelled but
+                                not yet reclaimed, or firing) */
   uint64_t messages_dropped; /* refused by a full queue (max_queue) */
+  /* Long schedules ended (see keel_node_opts.long_schedule_ms). */
+  uint64_t long_schedules;
+  /* Dirty jobs finished (keel/dirty.h). */
+  uint64_t dirty_jobs;
 } keel_node_stats;
 
 /* Fills *out with the node's counters. The figures are a snapshot read
  * without stopping the node; messages_live is exact once the node is
  * quiescent. KEEL_ESTATE when no node runs. Thread-safe. */
 int keel_node_stats_get(keel_node_stats *out);
+
+/* Wall time of one scheduler since the node started (as Erlang's
+ * statistics(scheduler_wall_time)): busy_ns is the time it was not idle
+ * (running processes, timers and its own bookkeeping), total_ns the time
+ * since the node started. Idle is the time spent looking for work after
+ * running dry (spinning, then parked). Utilisation over an interval is
+ * (busy1 - busy0) / (total1 - total0) of two snapshots. */
+typedef struct keel_sched_time {
+  uint64_t busy_ns;
+  uint64_t total_ns;
+} keel_sched_time;
+
+/* Fills out[i] for the first min(cap, schedulers) schedulers and returns
+ * the number of schedulers (so cap = 0, out = NULL asks for the count).
+ * Each entry is consistent on its own; entries are read one after the
+ * other without stopping the node. Errors: KEEL_ESTATE (no node runs),
+ * KEEL_EINVAL (out NULL with cap > 0). Thread-safe. */
+int keel_sched_utilisation(keel_sched_time *out, unsigned cap);
 
 /* ------------------------------------------------------------------------ */
 /* Processes                                                                */

@@ -57,7 +57,8 @@ enum {
   RT_FB_YIELD,
   RT_FB_BLOCK,
   RT_FB_DONE,
-  RT_FB_HIBERNATE /* dropped its stack; starts afresh at its next run */
+  RT_FB_HIBERNATE, /* dropped its stack; starts afresh at its next run */
+  RT_FB_SUSPEND    /* parked by a dirty call (dirty.c) */
 };
 
 typedef struct rt_fiber {
@@ -71,6 +72,8 @@ typedef struct rt_fiber {
   int why;         /* RT_FB_*: why it last switched to its scheduler */
   rt_msg *held;    /* message returned by the last receive */
   rt_sig *mark;    /* the live receive mark (keel_receive_mark), or NULL */
+  void (*after)(void *); /* RT_FB_SUSPEND: run by the scheduler */
+  void *after_arg;
 } rt_fiber;
 
 typedef struct rt_fibers {
@@ -354,6 +357,11 @@ void keel__rt_fiber_run(rt_node *n, rt_sched *s, keel_proc *p) {
       keel__rt_requeue(n, s, p);
       break;
     }
+    if (f->why == RT_FB_SUSPEND) {
+      keel__rt_publish(p, used);
+      f->after(f->after_arg); /* p may run elsewhere from here on */
+      break;
+    }
     if (f->why == RT_FB_HIBERNATE) { /* its stack is ours to drop */
       keel__ctx_destroy(&f->ctx);
       stack_put(n, f->cls, f->stack);
@@ -426,6 +434,16 @@ int keel_fiber_hibernate(keel_proc *self, keel_fiber_fn fn, void *arg) {
 
 const void *keel__rt_fiber_entry(const keel_proc *p) {
   return p->fiber != NULL ? (const void *)p->fiber->fn : NULL;
+}
+
+int keel__rt_fiber_suspend(keel_proc *p, void (*after)(void *), void *arg) {
+  if (!running_fiber(p))
+    return KEEL_ESTATE;
+  p->fiber->after = after;
+  p->fiber->after_arg = arg;
+  fiber_switch(p, RT_FB_SUSPEND);
+  fiber_signals(p); /* a kill while it waited ends it here */
+  return KEEL_OK;
 }
 
 bool keel_proc_is_fiber(const keel_proc *self) {

@@ -496,5 +496,7 @@ int keel_node_stats_get(keel_node_stats *out) {
   out->messages_sent = sent;
   out->timers = (size_t)atomic_load(&n->timers->live);
   out->messages_dropped = atomic_load(&n->dropped);
+  out->long_schedules = keel__rt_watchdog_events(n);
+  out->dirty_jobs = keel__rt_dirty_jobs(n);
   return KEEL_OK;
 }

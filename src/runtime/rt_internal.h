@@ -118,8 +118,8 @@ struct keel_proc {
   uint8_t prio;               /* keel_priority; queue_kill: the policy */
   bool queue_kill;
 
-  struct rt_fiber *fiber;     /* fiber processes only (fiber.c) */
-  struct rt_ext *ext;         /* links, monitors, aliases (signal.h); lazy */
+  struct rt_fiber *fiber; /* fiber processes only (fiber.c) */
+  struct rt_ext *ext;     /* links, monitors, aliases (signal.h); lazy */
   /* Owner-only inner message queue: messages (and timer records) fetched
    * from the mailbox but not yet handled or taken, in arrival order; for
    * fibers also the messages receive skipped (signal.h). */
@@ -137,16 +137,36 @@ typedef struct rt_sched {
   _Atomic uint32_t rq_head;
   _Atomic uint32_t rq_tail;
   _Atomic(keel_proc *) rq[RT_RUNQ_SIZE];
-  /* Owner-only: the process woken last by this scheduler, run next. It is
-   * not stealable; it shares the remaining slice of its waker. */
-  keel_proc *runnext;
+  /* The process woken last by this scheduler, run next; it shares the
+   * remaining slice of its waker. Other schedulers never steal it; only
+   * the watchdog takes it from a scheduler stuck in one process, and fires
+   * the due timers of its wheel (keel__rt_handoff in sched.c). ho_busy is
+   * 1 while the owner touches runnext or its wheel during a run
+   * (keel__rt_own_begin), ho_closed is 1 while the watchdog keeps the
+   * owner out of both (the owner then uses the paths of other threads),
+   * ho_lock is held by the watchdog while it works on them. */
+  _Atomic(keel_proc *) runnext;
+  _Atomic uint32_t ho_busy;
+  _Atomic uint32_t ho_closed;
+  _Atomic uint32_t ho_lock;
   int32_t slice; /* budget left in the current slice */
-  uint32_t tick; /* schedules so far, for the inject-queue check */
+  /* Owner-written: iterations of the scheduling loop (the inject-queue
+   * check every 61; the watchdog tells runs apart by it). */
+  _Atomic uint32_t tick;
   uint32_t rng;  /* victim selection */
   bool spinning; /* counted in node.nspinning */
   unsigned id;
   /* Futex word: 0 = parked or about to park, 1 = woken. */
   _Atomic uint32_t park;
+  /* Owner-written, read by the watchdog: the pid number + 1 of the process
+   * running, 0 between runs. A run is named by (tick, run_pid != 0). */
+  _Atomic uint64_t run_pid;
+  /* Owner-written, read by keel_sched_utilisation: idle time (looking for
+   * work or parked) so far, the start of the current idle period (0 when
+   * busy), and a sequence count (odd while the two are being updated). */
+  _Atomic uint32_t util_seq;
+  _Atomic uint64_t idle_ns;
+  _Atomic uint64_t idle_start;
   /* Owner-written, read by stats. */
   _Atomic int64_t msg_alloc;
   _Atomic int64_t msg_free;
@@ -209,6 +229,13 @@ typedef struct rt_node {
   /* Deterministic simulation (sim.c): NULL on a threaded node. */
   struct rt_sim *sim;
   _Atomic uint64_t vclock_ns; /* its virtual clock */
+  /* Dirty pools (dirty.c), the watchdog (watchdog.c) and the node's start
+   * time (utilisation). wd_parked: the watchdog sleeps until a scheduler
+   * leaves its park (keel__rt_watchdog_kick). */
+  struct rt_dirty *dirty;
+  struct rt_watchdog *wd;
+  _Atomic uint32_t wd_parked;
+  uint64_t start_ns;
 } rt_node;
 
 /* The running node (NULL when none runs). */
@@ -251,6 +278,28 @@ rt_msg *keel__mbox_pop(keel_proc *p);
 /* Owner-only: whether a message is ready to pop (a push still in progress
  * may be missed; its producer then wakes the process). */
 bool keel__mbox_has_mail(keel_proc *p);
+
+/* Owner side of the handoff protocol (see rt_sched.runnext), around an
+ * access to s's runnext or wheel during a run: false when the watchdog has
+ * closed them (the caller then takes the path of a foreign thread); after
+ * true, the caller calls keel__rt_own_end(s). Two plain stores and a load:
+ * the watchdog's membarrier is the heavy side of the fence. */
+static inline bool keel__rt_own_begin(rt_sched *s) {
+  atomic_store_explicit(&s->ho_busy, 1, memory_order_relaxed);
+  atomic_signal_fence(memory_order_seq_cst);
+  if (__builtin_expect(
+          atomic_load_explicit(&s->ho_closed, memory_order_relaxed) != 0, 0)) {
+    atomic_store_explicit(&s->ho_busy, 0, memory_order_release);
+    return false;
+  }
+  return true;
+}
+
+static inline void keel__rt_own_end(rt_sched *s) {
+  atomic_signal_fence(memory_order_seq_cst);
+  /* release: our accesses before the watchdog's acquire of ho_busy. */
+  atomic_store_explicit(&s->ho_busy, 0, memory_order_release);
+}
 
 /* Scheduling (sched.c). */
 void keel__rt_make_runnable(rt_node *n, keel_proc *p);
@@ -322,10 +371,51 @@ void keel__rt_fiber_release(rt_node *n, keel_proc *p);
 const void *keel__rt_fiber_entry(const keel_proc *p);
 /* Called by keel_send when a fiber's budget is used up. */
 void keel__rt_fiber_budget_yield(keel_proc *p);
+/* Suspends the running fiber process p: switches to its scheduler, which
+ * calls after(arg) on its own stack once the fiber's registers are saved.
+ * p stays SCHEDULED and queued nowhere; whoever later calls
+ * keel__rt_make_runnable(p) (exactly once) resumes it. Returns KEEL_OK
+ * after the resume, or KEEL_ESTATE when p is not a fiber running on the
+ * calling thread. */
+int keel__rt_fiber_suspend(keel_proc *p, void (*after)(void *), void *arg);
 /* Initialises a spawned process slot; shared by both spawn kinds
  * (proc.c). Returns KEEL_OK with *out set, or an error. */
 int keel__rt_spawn_common(rt_node *n, keel_handler_fn handler, void *state,
                           const keel_spawn_opts *opts, struct rt_fiber *f,
                           keel_proc **out);
+
+/* Dirty pools (dirty.c): start (KEEL_OK, KEEL_EINVAL, KEEL_ENOMEM,
+ * KEEL_EIO) and stop, which runs every submitted job to its end and joins
+ * the threads (after the schedulers are joined). */
+int keel__rt_dirty_start(rt_node *n, const keel_node_opts *o);
+void keel__rt_dirty_stop(rt_node *n);
+uint64_t keel__rt_dirty_jobs(const rt_node *n);
+/* Whether the calling thread is a dirty pool thread running a job. */
+bool keel__rt_dirty_on_thread(void);
+
+/* Watchdog (watchdog.c): start, stop (after the schedulers are joined),
+ * long schedules seen, and the wake-up of a parked watchdog by a
+ * scheduler leaving its park. */
+int keel__rt_watchdog_start(rt_node *n, const keel_node_opts *o);
+void keel__rt_watchdog_stop(rt_node *n);
+uint64_t keel__rt_watchdog_events(const rt_node *n);
+void keel__rt_watchdog_wake(rt_node *n);
+static inline void keel__rt_watchdog_kick(rt_node *n) {
+  /* seq_cst: pairs with the watchdog's store of wd_parked and its re-check
+   * of the idle mask (our idle bit was cleared by a seq_cst RMW before). */
+  if (atomic_load_explicit(&n->wd_parked, memory_order_seq_cst) != 0)
+    keel__rt_watchdog_wake(n);
+}
+/* Makes the queued work of s, stuck in the run of its loop iteration
+ * `tick`, takeable by the other schedulers: its runnext process goes to
+ * the inject queue and its due timers fire (both only with a working
+ * membarrier), and a parked scheduler is woken when s has anything queued
+ * (sched.c). Returns whether anything was queued. Called by the watchdog
+ * only. */
+bool keel__rt_handoff(rt_node *n, rt_sched *s, uint32_t tick);
+/* A full memory barrier on every thread of the process (membarrier(2),
+ * registered at node start), and whether it is available (watchdog.c). */
+void keel__rt_membarrier(void);
+bool keel__rt_membarrier_ok(void);
 
 #endif /* KEEL_RT_INTERNAL_H */

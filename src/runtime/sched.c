@@ -19,6 +19,7 @@
  * Either the waker sees the idle bit or the parker sees the work, so a
  * wake-up cannot be lost; no periodic tick is needed.
  */
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -246,8 +247,16 @@ void keel__rt_make_runnable(rt_node *n, keel_proc *p) {
       wakep(n);
     return;
   }
-  keel_proc *old = s->runnext;
-  s->runnext = p;
+  /* The watchdog may take runnext from a scheduler stuck in one process
+   * (keel__rt_handoff). */
+  if (!keel__rt_own_begin(s)) {
+    runq_put(n, s, p); /* handed off: keep out of runnext */
+    wakep(n);
+    return;
+  }
+  keel_proc *old = atomic_load_explicit(&s->runnext, memory_order_relaxed);
+  atomic_store_explicit(&s->runnext, p, memory_order_release);
+  keel__rt_own_end(s);
   /* Waking a scheduler when the ring becomes non-empty is enough: whoever
    * wakes (or was spinning) steals half, and a spinner that finds work
    * wakes the next one (got()), so later pushes need no fence. */
@@ -301,9 +310,10 @@ static void park(rt_node *n, rt_sched *s) {
     if (any_work(n) || sleep_ns == 0 ||
         atomic_load_explicit(&n->stopping, memory_order_acquire)) {
       uint64_t old =
-          atomic_fetch_and_explicit(&n->idle_mask, ~bit, memory_order_acq_rel);
+          atomic_fetch_and_explicit(&n->idle_mask, ~bit, memory_order_seq_cst);
       if ((old & bit) == 0)
         s->spinning = true; /* a waker claimed us and counted us */
+      keel__rt_watchdog_kick(n);
       return;
     }
     keel__futex_wait(&s->park, 0, sleep_ns == UINT64_MAX ? 0 : sleep_ns);
@@ -311,17 +321,48 @@ static void park(rt_node *n, rt_sched *s) {
       /* Woken by wakep (it cleared our bit and counted us as spinning) or
        * by node stop. */
       uint64_t old =
-          atomic_fetch_and_explicit(&n->idle_mask, ~bit, memory_order_acq_rel);
+          atomic_fetch_and_explicit(&n->idle_mask, ~bit, memory_order_seq_cst);
       if ((old & bit) == 0)
         s->spinning = true;
+      keel__rt_watchdog_kick(n);
       return;
     }
   }
 }
 
+/* Utilisation: an idle period starts when the scheduler runs dry and ends
+ * when it finds work (owner-only writes; readers use util_seq as a
+ * seqlock, see keel_sched_utilisation). */
+static void util_mark(rt_sched *s, uint64_t idle_add, uint64_t start) {
+  uint32_t seq = atomic_load_explicit(&s->util_seq, memory_order_relaxed);
+  atomic_store_explicit(&s->util_seq, seq + 1, memory_order_relaxed);
+  atomic_thread_fence(memory_order_release);
+  if (idle_add != 0)
+    atomic_store_explicit(
+        &s->idle_ns,
+        atomic_load_explicit(&s->idle_ns, memory_order_relaxed) + idle_add,
+        memory_order_relaxed);
+  atomic_store_explicit(&s->idle_start, start, memory_order_relaxed);
+  atomic_store_explicit(&s->util_seq, seq + 2, memory_order_release);
+}
+
+static void util_idle_begin(rt_sched *s, uint64_t now) {
+  if (atomic_load_explicit(&s->idle_start, memory_order_relaxed) == 0)
+    util_mark(s, 0, now);
+}
+
+static void util_idle_end(rt_sched *s) {
+  uint64_t t0 = atomic_load_explicit(&s->idle_start, memory_order_relaxed);
+  if (t0 == 0)
+    return;
+  uint64_t now = keel_monotonic_ns();
+  util_mark(s, now > t0 ? now - t0 : 1, 0);
+}
+
 /* Leaves the spinning state on finding work; if we were the last spinner,
  * wakes another scheduler to look for more (Go's resetspinning). */
 static keel_proc *got(rt_node *n, rt_sched *s, keel_proc *p) {
+  util_idle_end(s);
   if (s->spinning) {
     stop_spinning(n, s);
     if (atomic_load_explicit(&n->nspinning, memory_order_seq_cst) == 0)
@@ -340,6 +381,21 @@ static unsigned timer_room(rt_sched *s) {
   return room < 64 ? room : 64;
 }
 
+static void ho_reopen(rt_sched *s);
+
+/* Starts an iteration of the scheduling loop: before touching runnext or
+ * the wheel, the light side of take_over's asymmetric fence (the tick
+ * store, then the ho_closed load). */
+static inline uint32_t next_tick(rt_sched *s) {
+  uint32_t t = atomic_load_explicit(&s->tick, memory_order_relaxed) + 1;
+  atomic_store_explicit(&s->tick, t, memory_order_release);
+  atomic_signal_fence(memory_order_seq_cst);
+  if (__builtin_expect(
+          atomic_load_explicit(&s->ho_closed, memory_order_relaxed) != 0, 0))
+    ho_reopen(s);
+  return t;
+}
+
 /* Returns the next process to run, or NULL when the node stops. *inherit
  * tells whether it continues the current slice (runnext). */
 static keel_proc *find_runnable(rt_node *n, rt_sched *s, bool *inherit) {
@@ -350,13 +406,14 @@ static keel_proc *find_runnable(rt_node *n, rt_sched *s, bool *inherit) {
     }
     keel_proc *p;
     *inherit = false;
+    uint32_t tick = next_tick(s);
     bool timers_due =
         keel__rt_timers_any(s) && keel__rt_timers_run(n, s, timer_room(s));
-    if (++s->tick % 61 == 0 && (p = inject_get(n)) != NULL)
+    if (tick % 61 == 0 && (p = inject_get(n)) != NULL)
       return got(n, s, p);
-    if (s->runnext != NULL) {
-      p = s->runnext;
-      s->runnext = NULL;
+    if ((p = atomic_load_explicit(&s->runnext, memory_order_relaxed)) != NULL) {
+      /* Plain: the watchdog takes runnext only while s is inside a run. */
+      atomic_store_explicit(&s->runnext, NULL, memory_order_relaxed);
       if (s->slice > 0) {
         *inherit = true;
         return got(n, s, p);
@@ -375,6 +432,8 @@ static keel_proc *find_runnable(rt_node *n, rt_sched *s, bool *inherit) {
       return got(n, s, p);
     if (timers_due)
       continue; /* fire the next batch */
+    uint64_t now = keel_monotonic_ns();
+    util_idle_begin(s, now);
     /* Dry: spin (steal) for a while if few others do. */
     if (!s->spinning &&
         2 * atomic_load_explicit(&n->nspinning, memory_order_relaxed) <
@@ -383,7 +442,7 @@ static keel_proc *find_runnable(rt_node *n, rt_sched *s, bool *inherit) {
       atomic_fetch_add_explicit(&n->nspinning, 1, memory_order_seq_cst);
     }
     if (s->spinning) {
-      uint64_t deadline = keel_monotonic_ns() + n->spin_ns;
+      uint64_t deadline = now + n->spin_ns;
       unsigned round = 0;
       do {
         if ((p = steal_any(n, s)) != NULL)
@@ -422,7 +481,8 @@ bool keel__rt_try_idle(keel_proc *p) {
 
 void keel__rt_requeue(rt_node *n, rt_sched *s, keel_proc *p) {
   runq_put(n, s, p); /* still SCHEDULED */
-  if (runq_len(s) > 1 || s->runnext != NULL)
+  if (runq_len(s) > 1 ||
+      atomic_load_explicit(&s->runnext, memory_order_relaxed) != NULL)
     wakep(n);
 }
 
@@ -440,17 +500,100 @@ static inline rt_msg *next_msg(rt_node *n, keel_proc *p, bool *die) {
   return keel__rt_next_entry(n, p, die);
 }
 
+static void ho_lock(rt_sched *s) {
+  unsigned spins = 0;
+  uint32_t zero = 0;
+  while (!atomic_compare_exchange_weak_explicit(
+      &s->ho_lock, &zero, 1, memory_order_acquire, memory_order_relaxed)) {
+    zero = 0;
+    if (++spins % 64 == 0)
+      sched_yield();
+    else
+      keel__cpu_relax();
+  }
+}
+
+static void ho_unlock(rt_sched *s) {
+  atomic_store_explicit(&s->ho_lock, 0, memory_order_release);
+}
+
+/* Owner, at the start of the loop iteration after a run during which the
+ * watchdog closed runnext and the wheel: waits for a handoff in progress,
+ * then reopens them. */
+static void ho_reopen(rt_sched *s) {
+  ho_lock(s);
+  atomic_store_explicit(&s->ho_closed, 0, memory_order_relaxed);
+  ho_unlock(s);
+}
+
+/* Watchdog side of the handoff protocol (a Dekker pair with an asymmetric
+ * fence). We store ho_closed, then membarrier() runs a full barrier on
+ * every thread, after which every store the owner made before it is
+ * visible to us and every load it makes after it sees ho_closed. Then: if
+ * run_pid shows a run and tick is still the stuck run's, the owner is in
+ * that run, or ended it after the barrier and its next loop iteration
+ * (next_tick) sees ho_closed and waits on ho_lock for us; if ho_busy is 0,
+ * the owner is not inside keel__rt_own_begin/end and its next one sees
+ * ho_closed and takes the foreign path. Only then are runnext and the
+ * wheel ours: we take runnext and fire the due timers (a bounded number
+ * per call; the watchdog calls again every millisecond while s is stuck;
+ * the processes they wake go to the inject queue). */
+static keel_proc *take_over(rt_node *n, rt_sched *s, uint32_t tick) {
+  keel_proc *p = NULL;
+  ho_lock(s);
+  atomic_store_explicit(&s->ho_closed, 1, memory_order_relaxed);
+  keel__rt_membarrier();
+  /* run_pid first: a run whose end is visible cannot pass the test. */
+  uint64_t rp = atomic_load_explicit(&s->run_pid, memory_order_acquire);
+  if (rp == 0 || atomic_load_explicit(&s->tick, memory_order_acquire) != tick) {
+    atomic_store_explicit(&s->ho_closed, 0, memory_order_relaxed);
+  } else if (atomic_load_explicit(&s->ho_busy, memory_order_acquire) == 0) {
+    p = atomic_load_explicit(&s->runnext, memory_order_acquire);
+    if (p != NULL)
+      atomic_store_explicit(&s->runnext, NULL, memory_order_relaxed);
+    for (int k = 0;
+         k < 16 && keel__rt_timers_any(s) && keel__rt_timers_run(n, s, 64); k++)
+      ;
+  }
+  ho_unlock(s);
+  return p;
+}
+
+bool keel__rt_handoff(rt_node *n, rt_sched *s, uint32_t tick) {
+  keel_proc *p = keel__rt_membarrier_ok() ? take_over(n, s, tick) : NULL;
+  if (p != NULL)
+    (void)inject_put_list(n, p, p, 1);
+  if (p == NULL && runq_len(s) == 0)
+    return false;
+  wakep(n);
+  return true;
+}
+
+/* Watchdog stamps: run_pid is the running pid + 1, 0 between runs
+ * (release: what came before, e.g. the loop's accesses to the wheel,
+ * happens before the watchdog's acquire). */
+static inline void run_begin(rt_sched *s, const keel_proc *p) {
+  atomic_store_explicit(&s->run_pid, p->pid_number + 1, memory_order_release);
+}
+
+static inline void run_end(rt_sched *s) {
+  atomic_store_explicit(&s->run_pid, 0, memory_order_release);
+}
+
 static void run_process(rt_node *n, rt_sched *s, keel_proc *p, bool inherit) {
   if (!inherit)
     s->slice = n->sim == NULL ? KEEL_SLICE_BUDGET : keel__rt_sim_slice(n);
   if (p->fiber != NULL) {
+    run_begin(s, p);
     keel__rt_fiber_run(n, s, p);
+    run_end(s);
     return;
   }
   /* The state stays SCHEDULED while queued and while running: no CAS to
    * start a run. NEWMAIL may already be set; it only costs one more pop. */
   p->budget = s->slice;
   int32_t start = p->budget;
+  run_begin(s, p);
   tl_proc = p;
   int32_t left = 0;
   /* Signals first, ahead of any message backlog (G5). */
@@ -508,6 +651,7 @@ static void run_process(rt_node *n, rt_sched *s, keel_proc *p, bool inherit) {
     }
   }
   tl_proc = NULL;
+  run_end(s);
   s->slice = left > 0 ? left : 0;
 }
 
@@ -607,6 +751,7 @@ static int node_alloc(const keel_node_opts *o, rt_node **out) {
   n->spin_ns = (uint64_t)(o->spin_us != 0 ? o->spin_us : 20) * 1000u;
   n->nchunks = (maxp + RT_CHUNK_SIZE - 1) / RT_CHUNK_SIZE;
   n->chunks = calloc(n->nchunks, sizeof *n->chunks);
+  n->start_ns = keel_monotonic_ns();
   n->sched = aligned_alloc(64, ((sizeof(rt_sched) * ns + 63) / 64) * 64);
   if (n->sched != NULL)
     memset(n->sched, 0, sizeof(rt_sched) * ns);
@@ -660,17 +805,27 @@ int keel__rt_node_start(const keel_node_opts *opts, bool sim, uint64_t seed) {
     node_free(n);
   if (rc != KEEL_OK)
     return rc;
-  keel__rt = n;
-  for (unsigned i = 0; i < n->nsched; i++) {
-    if (pthread_create(&n->sched[i].thread, NULL, sched_main, &n->sched[i]) !=
-        0) {
-      stop_threads(n, i);
-      keel__rt = NULL;
-      node_free(n);
-      return KEEL_EIO;
-    }
+  rc = keel__rt_dirty_start(n, opts != NULL ? opts : &def);
+  if (rc != KEEL_OK) {
+    node_free(n);
+    return rc;
   }
-  return KEEL_OK;
+  keel__rt = n;
+  unsigned started = 0;
+  while (started < n->nsched &&
+         pthread_create(&n->sched[started].thread, NULL, sched_main,
+                        &n->sched[started]) == 0)
+    started++;
+  rc = started < n->nsched
+           ? KEEL_EIO
+           : keel__rt_watchdog_start(n, opts != NULL ? opts : &def);
+  if (rc != KEEL_OK) {
+    stop_threads(n, started);
+    keel__rt_dirty_stop(n);
+    keel__rt = NULL;
+    node_free(n);
+  }
+  return rc;
 }
 
 int keel_node_start(const keel_node_opts *opts) {
@@ -679,11 +834,15 @@ int keel_node_start(const keel_node_opts *opts) {
 
 int keel_node_stop(void) {
   rt_node *n = keel__rt;
-  if (n == NULL || tl_sched != NULL)
+  if (n == NULL || tl_sched != NULL || keel__rt_dirty_on_thread())
     return KEEL_ESTATE;
   stop_threads(n, n->sim == NULL ? n->nsched : 0);
   if (n->sim != NULL)
     keel__rt_sim_drop_held(n);
+  keel__rt_watchdog_stop(n);
+  /* In-flight and queued dirty work runs to its end (it sees
+   * keel_dirty_process_alive() false from now on). */
+  keel__rt_dirty_stop(n);
   /* Every scheduler has exited: terminate what is left, on this thread. */
   uint32_t hw = atomic_load(&n->high_water);
   for (uint32_t i = 0; i < hw; i++) {

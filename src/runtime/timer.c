@@ -220,6 +220,10 @@ static bool next_expiration(const rt_wheel *w, uint64_t *deadline,
 
 static void fire(rt_node *n, rt_sched *s, rt_timer *t) {
   rt_timers *T = n->timers;
+  /* The watchdog fires for a stuck owner: it must not touch the owner's
+   * counters. */
+  if (s != keel__rt_tl_sched)
+    s = NULL;
   uint64_t ctl = atomic_load_explicit(&t->ctl, memory_order_acquire);
   if ((ctl & RT_TM_ST_MASK) == RT_TM_PENDING &&
       atomic_compare_exchange_strong_explicit(
@@ -448,10 +452,13 @@ static void tm_start(rt_node *n, rt_timer *t, uint64_t ms, uint32_t owner) {
   atomic_store_explicit(&t->ctl, (ctl & ~RT_TM_ST_MASK) | RT_TM_PENDING,
                         memory_order_release);
   rt_wheel *w = &T->wheels[owner];
-  if (s != NULL && s->id == owner) {
+  /* The owner's wheel may be in the watchdog's hands (keel__rt_handoff):
+   * then the owner goes through its inbox like any other thread. */
+  if (s != NULL && s->id == owner && keel__rt_own_begin(s)) {
     if (atomic_load_explicit(&w->inbox_len, memory_order_acquire) != 0)
       drain_inbox(T, w);
     wheel_insert(w, t);
+    keel__rt_own_end(s);
     return;
   }
   pthread_mutex_lock(&w->inbox_lock);
@@ -480,11 +487,12 @@ static bool tm_cancel(rt_node *n, rt_timer *t, uint64_t ctl) {
   /* Only the owner releases a cancelled record, so after our CAS owner
    * and in_wheel are stable when we are the owner. */
   uint32_t owner = atomic_load_explicit(&t->owner, memory_order_relaxed);
-  if (s != NULL && s->id == owner) {
+  if (s != NULL && s->id == owner && keel__rt_own_begin(s)) {
     if (t->in_wheel) {
       wheel_unlink(&n->timers->wheels[owner], t);
       tm_release(n->timers, t);
     }
+    keel__rt_own_end(s);
   } else if (!atomic_load_explicit(&n->stopping, memory_order_relaxed)) {
     queue_cancel(n, t, (ctl & ~RT_TM_ST_MASK) | RT_TM_CANCELLED, owner);
   }
