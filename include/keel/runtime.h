@@ -259,6 +259,18 @@ typedef int (*keel_remote_send_fn)(keel_term pid, keel_term msg, void *arg);
  * as a send to an unreachable node is in Erlang. Thread-safe. */
 void keel_set_remote_router(keel_remote_send_fn fn, void *arg);
 
+/* Changes self's priority (erlang:process_flag(priority, P)) and returns
+ * the previous one; an out-of-range prio changes nothing. Takes effect the
+ * next time self becomes runnable. Call from self. */
+keel_priority keel_set_priority(keel_proc *self, keel_priority prio);
+
+/* Gives up the rest of the slice (erlang:yield): a fiber switches out at
+ * once (as keel_fiber_yield); a handler process finishes its current
+ * message and then goes behind the other runnable processes of its
+ * scheduler before handling the next one. Returns KEEL_OK, or KEEL_ESTATE
+ * when self is not the process running on this thread. */
+int keel_yield(keel_proc *self);
+
 /* Pid of the process. */
 keel_term keel_self(const keel_proc *self);
 

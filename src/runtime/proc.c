@@ -151,7 +151,10 @@ int keel__rt_spawn_common(rt_node *n, keel_handler_fn handler, void *state,
   atomic_store_explicit(&p->name, 0, memory_order_relaxed);
   p->fiber = f;
   p->inner_head = p->inner_tail = NULL;
-  p->prio = opts != NULL ? (uint8_t)opts->priority : KEEL_PRIO_NORMAL;
+  atomic_store_explicit(&p->prio,
+                        opts != NULL ? (uint8_t)opts->priority
+                                     : (uint8_t)KEEL_PRIO_NORMAL,
+                        memory_order_relaxed);
   p->mq_limit = opts != NULL ? (uint32_t)opts->max_queue : 0;
   p->queue_kill = opts != NULL && opts->queue_policy == KEEL_QUEUE_KILL;
   atomic_store_explicit(&p->mq_in, 0, memory_order_relaxed);
@@ -440,6 +443,23 @@ void *keel_proc_state(const keel_proc *self) {
 
 void keel_proc_set_state(keel_proc *self, void *state) {
   self->state = state;
+}
+
+keel_priority keel_set_priority(keel_proc *self, keel_priority prio) {
+  if ((unsigned)prio > KEEL_PRIO_MAX)
+    return (keel_priority)atomic_load_explicit(&self->prio,
+                                               memory_order_relaxed);
+  return (keel_priority)atomic_exchange_explicit(&self->prio, (uint8_t)prio,
+                                                 memory_order_relaxed);
+}
+
+int keel_yield(keel_proc *self) {
+  if (self == NULL || self != keel__rt_tl_proc)
+    return KEEL_ESTATE;
+  if (self->fiber != NULL)
+    return keel_fiber_yield(self);
+  self->budget = 0; /* the handler's run ends when it returns */
+  return KEEL_OK;
 }
 
 int keel_proc_compact(keel_proc *self, keel_term *roots, size_t n) {

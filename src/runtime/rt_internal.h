@@ -115,7 +115,7 @@ struct keel_proc {
   bool timed_out;
   bool trap_exit;             /* owner-only: exit signals become messages */
   _Atomic uint8_t exit_hooks; /* armed exit hooks (signal.c), a bit each */
-  uint8_t prio;               /* keel_priority; queue_kill: the policy */
+  _Atomic uint8_t prio;       /* keel_priority; queue_kill: the policy */
   bool queue_kill;
 
   struct rt_fiber *fiber; /* fiber processes only (fiber.c) */
@@ -187,6 +187,14 @@ typedef struct rt_sched {
 #define RT_CHUNK_SIZE (1u << RT_CHUNK_BITS)
 #define RT_FREE_NIL UINT32_MAX
 
+/* A queue of runnable processes of one priority other than normal (node
+ * wide: such processes are few). */
+typedef struct rt_pq {
+  pthread_mutex_t lock;
+  keel_proc *head, *tail; /* linked through qnext */
+  _Atomic size_t len;
+} rt_pq;
+
 typedef struct rt_node {
   unsigned nsched;
   uint64_t spin_ns;
@@ -202,6 +210,9 @@ typedef struct rt_node {
   /* Global inject queue (processes made runnable off the schedulers, and
    * run-queue overflow). */
   pthread_mutex_t inject_lock;
+  /* Runnable processes of priority low, high and max (indexed by
+   * keel_priority; [KEEL_PRIO_NORMAL] unused: normal ones use the rings). */
+  rt_pq prioq[4];
   keel_proc *inject_head, *inject_tail;
   _Atomic size_t inject_len;
   /* Parking: idle schedulers (one bit each) and spinning ones. */

@@ -81,6 +81,57 @@ static keel_proc *inject_get(rt_node *n) {
   return p;
 }
 
+/* ---- priority queues (low, high, max) ----------------------------------- */
+
+static void prio_put(rt_node *n, keel_proc *p, unsigned prio) {
+  rt_pq *q = &n->prioq[prio];
+  pthread_mutex_lock(&q->lock);
+  p->qnext = NULL;
+  if (q->tail != NULL)
+    q->tail->qnext = p;
+  else
+    q->head = p;
+  q->tail = p;
+  atomic_fetch_add_explicit(&q->len, 1, memory_order_relaxed);
+  pthread_mutex_unlock(&q->lock);
+}
+
+static keel_proc *prio_get(rt_node *n, unsigned prio) {
+  rt_pq *q = &n->prioq[prio];
+  if (atomic_load_explicit(&q->len, memory_order_relaxed) == 0)
+    return NULL;
+  pthread_mutex_lock(&q->lock);
+  keel_proc *p = q->head;
+  if (p != NULL) {
+    q->head = p->qnext;
+    if (q->head == NULL)
+      q->tail = NULL;
+    atomic_fetch_sub_explicit(&q->len, 1, memory_order_relaxed);
+  }
+  pthread_mutex_unlock(&q->lock);
+  return p;
+}
+
+/* Max first, then high; low on one schedule in eight (so normal work
+ * cannot starve it). */
+static keel_proc *prio_take(rt_node *n, uint32_t tick) {
+  keel_proc *p = prio_get(n, KEEL_PRIO_MAX);
+  if (p == NULL)
+    p = prio_get(n, KEEL_PRIO_HIGH);
+  if (p == NULL && tick % 8 == 0)
+    p = prio_get(n, KEEL_PRIO_LOW);
+  return p;
+}
+
+static size_t prio_len(rt_node *n) {
+  return atomic_load_explicit(&n->prioq[KEEL_PRIO_LOW].len,
+                              memory_order_relaxed) +
+         atomic_load_explicit(&n->prioq[KEEL_PRIO_HIGH].len,
+                              memory_order_relaxed) +
+         atomic_load_explicit(&n->prioq[KEEL_PRIO_MAX].len,
+                              memory_order_relaxed);
+}
+
 /* Takes a fair share of the inject queue (at most half a ring) when the
  * local ring is empty: returns one process and queues the rest locally. */
 static keel_proc *inject_grab(rt_node *n, rt_sched *s) {
@@ -241,6 +292,12 @@ static void wakep(rt_node *n) {
 }
 
 void keel__rt_make_runnable(rt_node *n, keel_proc *p) {
+  unsigned prio = atomic_load_explicit(&p->prio, memory_order_relaxed);
+  if (prio != KEEL_PRIO_NORMAL) {
+    prio_put(n, p, prio);
+    wakep(n);
+    return;
+  }
   rt_sched *s = tl_sched;
   if (s == NULL) {
     if (inject_put_list(n, p, p, 1))
@@ -281,7 +338,8 @@ static keel_proc *steal_any(rt_node *n, rt_sched *s) {
 }
 
 static bool any_work(rt_node *n) {
-  if (atomic_load_explicit(&n->inject_len, memory_order_relaxed) != 0)
+  if (atomic_load_explicit(&n->inject_len, memory_order_relaxed) != 0 ||
+      prio_len(n) != 0)
     return true;
   for (unsigned i = 0; i < n->nsched; i++)
     if (runq_len(&n->sched[i]) != 0)
@@ -411,6 +469,8 @@ static keel_proc *find_runnable(rt_node *n, rt_sched *s, bool *inherit) {
         keel__rt_timers_any(s) && keel__rt_timers_run(n, s, timer_room(s));
     if (tick % 61 == 0 && (p = inject_get(n)) != NULL)
       return got(n, s, p);
+    if (prio_len(n) != 0 && (p = prio_take(n, tick)) != NULL)
+      return got(n, s, p);
     if ((p = atomic_load_explicit(&s->runnext, memory_order_relaxed)) != NULL) {
       /* Plain: the watchdog takes runnext only while s is inside a run. */
       atomic_store_explicit(&s->runnext, NULL, memory_order_relaxed);
@@ -428,7 +488,8 @@ static keel_proc *find_runnable(rt_node *n, rt_sched *s, bool *inherit) {
       if (runq_put(n, s, p))
         wakep(n);
     }
-    if ((p = runq_get(s)) != NULL || (p = inject_grab(n, s)) != NULL)
+    if ((p = runq_get(s)) != NULL || (p = inject_grab(n, s)) != NULL ||
+        (p = prio_get(n, KEEL_PRIO_LOW)) != NULL)
       return got(n, s, p);
     if (timers_due)
       continue; /* fire the next batch */
@@ -480,6 +541,12 @@ bool keel__rt_try_idle(keel_proc *p) {
 #define try_idle keel__rt_try_idle
 
 void keel__rt_requeue(rt_node *n, rt_sched *s, keel_proc *p) {
+  unsigned prio = atomic_load_explicit(&p->prio, memory_order_relaxed);
+  if (prio != KEEL_PRIO_NORMAL) {
+    prio_put(n, p, prio);
+    wakep(n);
+    return;
+  }
   runq_put(n, s, p); /* still SCHEDULED */
   if (runq_len(s) > 1 ||
       atomic_load_explicit(&s->runnext, memory_order_relaxed) != NULL)
@@ -693,15 +760,19 @@ bool keel__rt_sim_run_one(rt_node *n, rt_sched *s, uint64_t *ran_pid) {
   bool inherit = false;
   if (keel__rt_timers_any(s))
     (void)keel__rt_timers_run(n, s, timer_room(s));
-  if (++s->tick % 61 == 0)
+  uint32_t tick = ++s->tick;
+  if (tick % 61 == 0)
     p = inject_get(n);
+  if (p == NULL && prio_len(n) != 0)
+    p = prio_take(n, tick);
   if (p == NULL && s->runnext != NULL) {
     p = s->runnext;
     s->runnext = NULL;
     inherit = s->slice > 0;
   }
   if (p == NULL && (p = runq_get(s)) == NULL &&
-      (p = inject_grab(n, s)) == NULL && (p = steal_any(n, s)) == NULL)
+      (p = inject_grab(n, s)) == NULL && (p = steal_any(n, s)) == NULL &&
+      (p = prio_get(n, KEEL_PRIO_LOW)) == NULL)
     return false;
   *ran_pid = p->pid_number; /* p may be gone after its run */
   run_process(n, s, p, inherit);
@@ -724,6 +795,8 @@ static void node_free(rt_node *n) {
   }
   free(n->sched);
   pthread_mutex_destroy(&n->inject_lock);
+  for (int i = 0; i < 4; i++)
+    pthread_mutex_destroy(&n->prioq[i].lock);
   pthread_mutex_destroy(&n->pool_lock);
   free(n);
 }
@@ -745,6 +818,8 @@ static int node_alloc(const keel_node_opts *o, rt_node **out) {
   if (n == NULL)
     return KEEL_ENOMEM;
   pthread_mutex_init(&n->inject_lock, NULL);
+  for (int i = 0; i < 4; i++)
+    pthread_mutex_init(&n->prioq[i].lock, NULL);
   pthread_mutex_init(&n->pool_lock, NULL);
   n->nsched = ns;
   n->max_procs = maxp;

@@ -381,3 +381,148 @@ static keel_handler_status exhausting_waker(keel_proc *self, keel_term msg,
 Test(sched, woken_by_exhausted_waker_runs) {
   check_woken_runs(exhausting_waker, 50);
 }
+
+/* ---- priorities and keel_yield ----------------------------------------- */
+
+static pthread_mutex_t order_mu = PTHREAD_MUTEX_INITIALIZER;
+static int order[64], norder;
+static pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
+static bool gate_open;
+
+static void record(int id) {
+  pthread_mutex_lock(&order_mu);
+  if (norder < 64)
+    order[norder++] = id;
+  pthread_mutex_unlock(&order_mu);
+}
+
+/* Holds the (only) scheduler until the gate opens. */
+static keel_handler_status gate(keel_proc *self, keel_term msg, void *st) {
+  (void)self, (void)msg, (void)st;
+  pthread_mutex_lock(&gate_mu);
+  signal_event();
+  while (!gate_open)
+    pthread_cond_wait(&gate_cv, &gate_mu);
+  pthread_mutex_unlock(&gate_mu);
+  return KEEL_CONTINUE;
+}
+
+static keel_handler_status recorder(keel_proc *self, keel_term msg, void *st) {
+  (void)self, (void)st;
+  record((int)keel_small_value(msg));
+  signal_event();
+  return KEEL_CONTINUE;
+}
+
+static void open_gate(void) {
+  pthread_mutex_lock(&gate_mu);
+  gate_open = true;
+  pthread_cond_broadcast(&gate_cv);
+  pthread_mutex_unlock(&gate_mu);
+}
+
+Test(sched, priorities_max_then_high_then_normal_and_low) {
+  start_node(1, 0);
+  norder = 0;
+  gate_open = false;
+  keel_term g;
+  cr_assert_eq(keel_spawn(gate, NULL, NULL, &g), KEEL_OK);
+  cr_assert_eq(keel_send(g, KEEL_ATOM(OK)), KEEL_OK);
+  cr_assert(wait_events(1)); /* the scheduler is held */
+  /* ids: 1-3 normal, 4 low, 5 high, 6 max; made runnable in this order */
+  keel_priority prios[7] = {0,
+                            KEEL_PRIO_NORMAL,
+                            KEEL_PRIO_NORMAL,
+                            KEEL_PRIO_NORMAL,
+                            KEEL_PRIO_LOW,
+                            KEEL_PRIO_HIGH,
+                            KEEL_PRIO_MAX};
+  for (int id = 1; id <= 6; id++) {
+    keel_spawn_opts so = {.priority = prios[id]};
+    keel_term pid;
+    cr_assert_eq(keel_spawn(recorder, NULL, &so, &pid), KEEL_OK);
+    cr_assert_eq(keel_send(pid, keel_small(id)), KEEL_OK);
+  }
+  open_gate();
+  cr_assert(wait_events(7));
+  cr_assert_eq(norder, 6);
+  cr_assert_eq(order[0], 6, "max first");
+  cr_assert_eq(order[1], 5, "then high");
+  cr_assert_eq(keel_node_stop(), KEEL_OK);
+}
+
+static atomic_bool spin_stop;
+static atomic_long low_runs;
+
+static keel_handler_status busy_self(keel_proc *self, keel_term msg, void *st) {
+  (void)st;
+  if (!atomic_load(&spin_stop))
+    (void)keel_send(keel_self(self), msg);
+  return KEEL_CONTINUE;
+}
+
+static keel_handler_status low_one(keel_proc *self, keel_term msg, void *st) {
+  (void)st;
+  atomic_fetch_add(&low_runs, 1);
+  if (atomic_load(&low_runs) < 20)
+    (void)keel_send(keel_self(self), msg); /* stays runnable, at low */
+  else
+    signal_event();
+  return KEEL_CONTINUE;
+}
+
+Test(sched, G25_low_priority_is_not_starved_by_normal) {
+  for (size_t c = 0; c < NCONF; c++) {
+    start_node(sched_counts[c], 0);
+    atomic_store(&spin_stop, false);
+    atomic_store(&low_runs, 0);
+    /* More busy normal processes than schedulers, never idle. */
+    for (unsigned i = 0; i < 4 * sched_counts[c]; i++) {
+      keel_term pid;
+      cr_assert_eq(keel_spawn(busy_self, NULL, NULL, &pid), KEEL_OK);
+      cr_assert_eq(keel_send(pid, KEEL_ATOM(OK)), KEEL_OK);
+    }
+    keel_spawn_opts so = {.priority = KEEL_PRIO_LOW};
+    keel_term low;
+    cr_assert_eq(keel_spawn(low_one, NULL, &so, &low), KEEL_OK);
+    cr_assert_eq(keel_send(low, KEEL_ATOM(OK)), KEEL_OK);
+    cr_assert(wait_events(1), "the low process ran 20 times (%u sched)",
+              sched_counts[c]);
+    atomic_store(&spin_stop, true);
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+  }
+}
+
+static keel_handler_status yielder(keel_proc *self, keel_term msg, void *st) {
+  (void)st;
+  int v = (int)keel_small_value(msg);
+  record(v);
+  if (v == 1)
+    cr_assert_eq(keel_yield(self), KEEL_OK);
+  signal_event();
+  return KEEL_CONTINUE;
+}
+
+Test(sched, handler_yield_lets_others_run_before_its_next_message) {
+  start_node(1, 0);
+  norder = 0;
+  gate_open = false;
+  keel_term g, a, b;
+  cr_assert_eq(keel_spawn(gate, NULL, NULL, &g), KEEL_OK);
+  cr_assert_eq(keel_spawn(yielder, NULL, NULL, &a), KEEL_OK);
+  cr_assert_eq(keel_spawn(recorder, NULL, NULL, &b), KEEL_OK);
+  cr_assert_eq(keel_send(g, KEEL_ATOM(OK)), KEEL_OK);
+  cr_assert(wait_events(1));
+  cr_assert_eq(keel_send(a, keel_small(1)), KEEL_OK);
+  cr_assert_eq(keel_send(a, keel_small(2)), KEEL_OK);
+  cr_assert_eq(keel_send(b, keel_small(10)), KEEL_OK);
+  open_gate();
+  cr_assert(wait_events(4));
+  cr_assert_eq(norder, 3);
+  cr_assert_eq(order[0], 1);
+  cr_assert_eq(order[1], 10, "b ran between a's two messages");
+  cr_assert_eq(order[2], 2);
+  cr_assert_eq(keel_yield(NULL), KEEL_ESTATE);
+  cr_assert_eq(keel_node_stop(), KEEL_OK);
+}
