@@ -323,11 +323,14 @@ static int scan_ordered(keel__ets_table *t, bool write, keel__ets_visit_fn fn,
     int r = rc < 0 ? 0 : fn(o->v[i], arg);
     if (r < 0)
       rc = r;
-    if (r == 1 && write && keel__ets_vec_push(dead, o->v[i]) == KEEL_OK)
+    if (!write) {
+      if (rc < 0)
+        break;
+      continue;
+    }
+    if (r == 1 && keel__ets_vec_push(dead, o->v[i]) == KEEL_OK)
       continue;
     o->v[w++] = o->v[i];
-    if (rc < 0 && !write)
-      break;
   }
   if (write)
     o->n = w;
