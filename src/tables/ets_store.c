@@ -28,10 +28,10 @@ void keel__ets_vec_init(ets_vec *v) {
 int keel__ets_vec_push(ets_vec *v, keel__ets_obj *o) {
   if (v->n == v->cap) {
     size_t cap = v->cap * 2;
-    keel__ets_obj **nv = malloc(cap * sizeof *nv);
+    keel__ets_obj **nv = malloc(cap * sizeof(keel__ets_obj *));
     if (nv == NULL)
       return KEEL_ENOMEM;
-    memcpy(nv, v->v, v->n * sizeof *nv);
+    memcpy(nv, v->v, v->n * sizeof(keel__ets_obj *));
     if (v->v != v->inl)
       free(v->v);
     v->v = nv;
@@ -99,7 +99,7 @@ int keel__ets_store_init(keel__ets_table *t) {
   if (s == NULL)
     return KEEL_ENOMEM;
   for (unsigned i = 0; i < ETS_STRIPES; i++) {
-    s[i].buckets = calloc(ETS_INIT_BUCKETS, sizeof *s[i].buckets);
+    s[i].buckets = calloc(ETS_INIT_BUCKETS, sizeof(keel__ets_obj *));
     s[i].nbuckets = ETS_INIT_BUCKETS;
     if (s[i].buckets == NULL || pthread_rwlock_init(&s[i].lock, NULL) != 0) {
       for (unsigned j = 0; j <= i; j++)
@@ -187,7 +187,7 @@ static int ord_group_set(keel__ets_table *t, keel_term key,
   size_t old = i < o->n && keel_cmp(o->v[i]->key, key) == 0 ? 1 : 0;
   if (n > old && o->n + n - old > o->cap) {
     size_t cap = o->cap ? o->cap * 2 : 16;
-    keel__ets_obj **v = realloc(o->v, cap * sizeof *v);
+    keel__ets_obj **v = realloc(o->v, cap * sizeof(keel__ets_obj *));
     if (v == NULL)
       return KEEL_ENOMEM;
     o->v = v;
@@ -195,7 +195,8 @@ static int ord_group_set(keel__ets_table *t, keel_term key,
   }
   if (old && keel__ets_vec_push(removed, o->v[i]) != KEEL_OK)
     return KEEL_ENOMEM;
-  memmove(o->v + i + n, o->v + i + old, (o->n - i - old) * sizeof *o->v);
+  memmove(o->v + i + n, o->v + i + old,
+          (o->n - i - old) * sizeof(keel__ets_obj *));
   for (size_t k = 0; k < n; k++)
     o->v[i + k] = nv[k];
   o->n = o->n + n - old;
@@ -206,7 +207,7 @@ static int ord_group_set(keel__ets_table *t, keel_term key,
 
 static void stripe_grow(ets_stripe *s) {
   size_t nb = s->nbuckets * 2;
-  keel__ets_obj **b = calloc(nb, sizeof *b);
+  keel__ets_obj **b = calloc(nb, sizeof(keel__ets_obj *));
   if (b == NULL)
     return; /* keep the longer chains */
   for (size_t i = 0; i < s->nbuckets; i++) {

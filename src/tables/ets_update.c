@@ -234,7 +234,7 @@ int keel_ets_update_counter(keel_ets_tab tab, keel_term key, keel_term ops,
   size_t n = 0;
   bool many;
   rc = parse_ops(ops, keypos, &cv, &n, &many);
-  int64_t *res = rc == KEEL_OK ? malloc((n ? n : 1) * sizeof *res) : NULL;
+  int64_t *res = rc == KEEL_OK ? calloc(n ? n : 1, sizeof *res) : NULL;
   if (rc == KEEL_OK && res == NULL)
     rc = KEEL_ENOMEM;
   if (rc == KEEL_OK) {
