@@ -42,10 +42,16 @@ typedef struct ets_stripe {
   char pad[64];
 } ets_stripe;
 
+/* Objects per chunk of the ordered store (ets_ordered.c). */
+#define ORD_CHUNK 128
+
+typedef struct ets_ord_chunk ets_ord_chunk;
+
 typedef struct ets_ordered {
   pthread_rwlock_t lock;
-  keel__ets_obj **v; /* sorted by key in term order */
-  size_t n, cap;
+  ets_ord_chunk **c; /* chunks in key order, none empty */
+  size_t nc, capc;
+  size_t n; /* objects */
 } ets_ordered;
 
 typedef struct keel__ets_table {
@@ -134,6 +140,22 @@ void keel__ets_clear(keel__ets_table *t);
  * still held (it uses the objects' marks). */
 void keel__ets_free_removed(ets_vec *removed, keel__ets_obj *const *keep,
                             size_t n);
+
+/* ---- the ordered store (ets_ordered.c; its lock held) ---- */
+
+int keel__ord_group_get(const ets_ordered *o, keel_term key, ets_vec *out);
+/* n must be 0 or 1 (one object per key). */
+int keel__ord_group_set(ets_ordered *o, keel_term key, keel__ets_obj *const *nv,
+                        size_t n, ets_vec *removed);
+int keel__ord_scan(ets_ordered *o, bool write, keel__ets_visit_fn fn, void *arg,
+                   ets_vec *dead);
+/* The object after `from` (dir 1) or before it (dir -1); from KEEL_NONE:
+ * the first / last. NULL at the end. */
+keel__ets_obj *keel__ord_step(const ets_ordered *o, keel_term from, int dir);
+/* Unlinks every object into a list through `next`; the store is empty. */
+keel__ets_obj *keel__ord_detach_all(ets_ordered *o);
+/* Frees every object and the chunks (not the lock). */
+void keel__ord_destroy(ets_ordered *o);
 
 /* Traversal: dir 1 = first/next, -1 = last/prev; from KEEL_NONE for
  * first/last. Copies the key into hp; returns 1, or 0 at the end. */

@@ -7,8 +7,7 @@
  * adjacent in their chain (bags keep insertion order). A stripe doubles
  * its buckets when it holds more than two objects per bucket.
  *
- * ordered_set: a sorted array of object pointers under one rwlock (binary
- * search for lookups; inserts and deletes move the tail of the array).
+ * ordered_set: a two-level sorted array under one rwlock (ets_ordered.c).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -116,9 +115,7 @@ int keel__ets_store_init(keel__ets_table *t) {
 
 void keel__ets_store_destroy(keel__ets_table *t) {
   if (!keel__ets_hashed(t)) {
-    for (size_t i = 0; i < t->u.ord.n; i++)
-      keel__ets_obj_free(t->u.ord.v[i]);
-    free(t->u.ord.v);
+    keel__ord_destroy(&t->u.ord);
     pthread_rwlock_destroy(&t->u.ord.lock);
     return;
   }
@@ -162,45 +159,6 @@ void keel__ets_unlock_mask(keel__ets_table *t, uint64_t mask) {
   for (unsigned i = ETS_STRIPES; i-- > 0;)
     if (mask & (UINT64_C(1) << i))
       pthread_rwlock_unlock(&t->u.stripes[i].lock);
-}
-
-/* ---- ordered store ---- */
-
-/* First index whose key is >= key (strict: > key). */
-static size_t ord_bound(const ets_ordered *o, keel_term key, bool strict) {
-  size_t lo = 0, hi = o->n;
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    int c = keel_cmp(o->v[mid]->key, key);
-    if (c < 0 || (strict && c == 0))
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return lo;
-}
-
-static int ord_group_set(keel__ets_table *t, keel_term key,
-                         keel__ets_obj *const *nv, size_t n, ets_vec *removed) {
-  ets_ordered *o = &t->u.ord;
-  size_t i = ord_bound(o, key, false);
-  size_t old = i < o->n && keel_cmp(o->v[i]->key, key) == 0 ? 1 : 0;
-  if (n > old && o->n + n - old > o->cap) {
-    size_t cap = o->cap ? o->cap * 2 : 16;
-    keel__ets_obj **v = realloc(o->v, cap * sizeof(keel__ets_obj *));
-    if (v == NULL)
-      return KEEL_ENOMEM;
-    o->v = v;
-    o->cap = cap;
-  }
-  if (old && keel__ets_vec_push(removed, o->v[i]) != KEEL_OK)
-    return KEEL_ENOMEM;
-  memmove(o->v + i + n, o->v + i + old,
-          (o->n - i - old) * sizeof(keel__ets_obj *));
-  for (size_t k = 0; k < n; k++)
-    o->v[i + k] = nv[k];
-  o->n = o->n + n - old;
-  return KEEL_OK;
 }
 
 /* ---- hashed store ---- */
@@ -263,11 +221,7 @@ static int hash_group_set(keel__ets_table *t, keel_term key, uint64_t h,
 int keel__ets_group_get(keel__ets_table *t, keel_term key, uint64_t h,
                         ets_vec *out) {
   if (!keel__ets_hashed(t)) {
-    ets_ordered *o = &t->u.ord;
-    size_t i = ord_bound(o, key, false);
-    if (i < o->n && keel_cmp(o->v[i]->key, key) == 0)
-      return keel__ets_vec_push(out, o->v[i]);
-    return KEEL_OK;
+    return keel__ord_group_get(&t->u.ord, key, out);
   }
   ets_stripe *s = &t->u.stripes[keel__ets_stripe_of(h)];
   keel__ets_obj *o = s->buckets[h & (s->nbuckets - 1)];
@@ -282,8 +236,9 @@ int keel__ets_group_get(keel__ets_table *t, keel_term key, uint64_t h,
 int keel__ets_group_set(keel__ets_table *t, keel_term key, uint64_t h,
                         keel__ets_obj *const *nv, size_t n, ets_vec *removed) {
   size_t before = removed->n;
-  int rc = keel__ets_hashed(t) ? hash_group_set(t, key, h, nv, n, removed)
-                               : ord_group_set(t, key, nv, n, removed);
+  int rc = keel__ets_hashed(t)
+               ? hash_group_set(t, key, h, nv, n, removed)
+               : keel__ord_group_set(&t->u.ord, key, nv, n, removed);
   if (rc != KEEL_OK)
     return rc;
   size_t add = 0, sub = 0;
@@ -315,29 +270,6 @@ static void free_all(ets_vec *dead) {
   keel__ets_vec_free(dead);
 }
 
-static int scan_ordered(keel__ets_table *t, bool write, keel__ets_visit_fn fn,
-                        void *arg, ets_vec *dead) {
-  ets_ordered *o = &t->u.ord;
-  int rc = KEEL_OK;
-  size_t w = 0, i = 0;
-  for (; i < o->n; i++) {
-    int r = rc < 0 ? 0 : fn(o->v[i], arg);
-    if (r < 0)
-      rc = r;
-    if (!write) {
-      if (rc < 0)
-        break;
-      continue;
-    }
-    if (r == 1 && keel__ets_vec_push(dead, o->v[i]) == KEEL_OK)
-      continue;
-    o->v[w++] = o->v[i];
-  }
-  if (write)
-    o->n = w;
-  return rc;
-}
-
 static int scan_stripe(ets_stripe *s, bool write, keel__ets_visit_fn fn,
                        void *arg, ets_vec *dead) {
   for (size_t b = 0; b < s->nbuckets; b++) {
@@ -366,7 +298,7 @@ int keel__ets_scan(keel__ets_table *t, bool write, keel__ets_visit_fn fn,
   if (!keel__ets_hashed(t)) {
     pthread_rwlock_t *l = &t->u.ord.lock;
     write ? pthread_rwlock_wrlock(l) : pthread_rwlock_rdlock(l);
-    rc = scan_ordered(t, write, fn, arg, &dead);
+    rc = keel__ord_scan(&t->u.ord, write, fn, arg, &dead);
     account_removed(t, &dead);
     pthread_rwlock_unlock(l);
     free_all(&dead);
@@ -396,20 +328,10 @@ static int copy_key(keel_heap *hp, keel_term key, keel_term *out) {
 
 static int step_ordered(keel__ets_table *t, keel_term from, int dir,
                         keel_heap *hp, keel_term *out) {
-  ets_ordered *o = &t->u.ord;
-  pthread_rwlock_rdlock(&o->lock);
-  int rc = 0;
-  size_t i;
-  if (dir > 0) {
-    i = from == KEEL_NONE ? 0 : ord_bound(o, from, true);
-    if (i < o->n)
-      rc = copy_key(hp, o->v[i]->key, out);
-  } else {
-    i = from == KEEL_NONE ? o->n : ord_bound(o, from, false);
-    if (i > 0)
-      rc = copy_key(hp, o->v[i - 1]->key, out);
-  }
-  pthread_rwlock_unlock(&o->lock);
+  pthread_rwlock_rdlock(&t->u.ord.lock);
+  keel__ets_obj *o = keel__ord_step(&t->u.ord, from, dir);
+  int rc = o == NULL ? 0 : copy_key(hp, o->key, out);
+  pthread_rwlock_unlock(&t->u.ord.lock);
   return rc;
 }
 
@@ -472,11 +394,7 @@ void keel__ets_clear(keel__ets_table *t) {
   keel__ets_obj *all = NULL;
   keel__ets_lock_mask(t, ~UINT64_C(0));
   if (!keel__ets_hashed(t)) {
-    for (size_t i = 0; i < t->u.ord.n; i++) {
-      t->u.ord.v[i]->next = all;
-      all = t->u.ord.v[i];
-    }
-    t->u.ord.n = 0;
+    all = keel__ord_detach_all(&t->u.ord);
   } else {
     for (unsigned i = 0; i < ETS_STRIPES; i++) {
       ets_stripe *s = &t->u.stripes[i];

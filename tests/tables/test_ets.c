@@ -435,3 +435,40 @@ Test(ets, objects_are_copies) {
   cr_assert_eq(keel_ets_delete_key(t, T("k")), KEEL_OK);
   cr_assert_lt(keel_ets_memory(t), m1);
 }
+
+/* Enough keys for the ordered store to split chunks, then deletes that
+ * empty whole chunks (from the front, by key and by select_delete). */
+Test(ets, ordered_set_many_keys) {
+  keel_ets_tab t = mk(KEEL_ETS_ORDERED_SET);
+  for (int i = 999; i >= 0; i--) /* descending: inserts at the front */
+    cr_assert_eq(keel_ets_insert(t, keel_build(&H, "{~i, ~i}", i, i * i)),
+                 KEEL_OK);
+  for (int i = 0; i < 300; i++)
+    cr_assert_eq(keel_ets_delete_key(t, keel_small(i)), KEEL_OK);
+  cr_assert_eq(keel_ets_select_delete(
+                   t, T("[{{'$1', '_'}, [{'>=', '$1', 700}], [true]}]")),
+               300);
+  /* 300..699 remain, in order, forwards and backwards */
+  keel_term k;
+  int want = 300;
+  for (int rc = keel_ets_first(t, &H, &k); rc == 1;
+       rc = keel_ets_next(t, k, &H, &k), want++)
+    cr_assert_eq(k, keel_small(want));
+  cr_assert_eq(want, 700);
+  for (int rc = keel_ets_last(t, &H, &k); rc == 1;
+       rc = keel_ets_prev(t, k, &H, &k))
+    cr_assert_eq(k, keel_small(--want));
+  cr_assert_eq(want, 300);
+  keel_term e;
+  cr_assert_eq(
+      keel_ets_lookup_element(t, keel_small(512), 2, KEEL_NONE, &H, &e),
+      KEEL_OK);
+  cr_assert_eq(e, keel_small(512 * 512));
+  cr_assert_eq(keel_ets_next(t, keel_small(100), &H, &k), 1);
+  cr_assert_eq(k, keel_small(300));
+  cr_assert_eq(keel_ets_prev(t, keel_small(5000), &H, &k), 1);
+  cr_assert_eq(k, keel_small(699));
+  keel_ets_info in;
+  cr_assert_eq(keel_ets_info_get(t, &in), KEEL_OK);
+  cr_assert_eq(in.size, 400);
+}

@@ -9,7 +9,7 @@
 
 #include "keel/ets.h"
 
-#define MAXN 64
+#define MAXN 4096
 
 typedef struct model {
   keel_term obj[MAXN]; /* {Key, Int} */
@@ -18,6 +18,8 @@ typedef struct model {
 } model;
 
 static uint64_t rng;
+static unsigned domain = 12; /* distinct key values */
+static int check_every = 25;
 static uint64_t rnd(void) {
   rng ^= rng << 13;
   rng ^= rng >> 7;
@@ -63,7 +65,7 @@ static void m_insert(model *m, keel_term o) {
 /* A key from a small domain mixing integers, equal floats and atoms. */
 static keel_term rkey(keel_heap *h) {
   uint64_t r = rnd();
-  unsigned v = (unsigned)(r >> 8) % 12;
+  unsigned v = (unsigned)(r >> 8) % domain;
   switch (r % 4) {
   case 0:
   case 1:
@@ -71,7 +73,7 @@ static keel_term rkey(keel_heap *h) {
   case 2:
     return keel_float(h, (double)v);
   default: {
-    char name[2] = {(char)('a' + v), 0};
+    char name[2] = {(char)('a' + v % 26), 0};
     return keel_atom(name);
   }
   }
@@ -184,7 +186,7 @@ static void step(keel_ets_tab t, model *m, keel_heap *h) {
   }
 }
 
-static void run(keel_ets_type type) {
+static void run(keel_ets_type type, int steps) {
   static const uint64_t seeds[] = {1, 2, 3, 42, 4711, 99991};
   for (size_t s = 0; s < sizeof seeds / sizeof seeds[0]; s++) {
     rng = seeds[s] * 0x9E3779B97F4A7C15ull | 1;
@@ -194,9 +196,9 @@ static void run(keel_ets_type type) {
     keel_ets_tab t;
     cr_assert_eq(keel_ets_new(&o, &t), KEEL_OK);
     model m = {.ordered = type == KEEL_ETS_ORDERED_SET};
-    for (int i = 0; i < 3000; i++) {
+    for (int i = 0; i < steps; i++) {
       step(t, &m, &h);
-      if (i % 25 == 0)
+      if (i % check_every == 0)
         check_all(t, &m, &h);
     }
     check_all(t, &m, &h);
@@ -206,9 +208,18 @@ static void run(keel_ets_type type) {
 }
 
 Test(prop, set_matches_model) {
-  run(KEEL_ETS_SET);
+  run(KEEL_ETS_SET, 3000);
 }
 
 Test(prop, ordered_set_matches_model) {
-  run(KEEL_ETS_ORDERED_SET);
+  run(KEEL_ETS_ORDERED_SET, 3000);
+}
+
+/* Many keys: the ordered store splits and drops chunks, the hashed one
+ * grows its stripes. */
+Test(prop, large_tables_match_model) {
+  domain = 400;
+  check_every = 500;
+  run(KEEL_ETS_ORDERED_SET, 8000);
+  run(KEEL_ETS_SET, 8000);
 }
