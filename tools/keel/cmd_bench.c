@@ -5,6 +5,7 @@
  */
 #include "bench.h"
 #include "bench_runtime.h"
+#include "bench_tables.h"
 #include "cli.h"
 
 static const keel_cli_cmd bench_suites[] = {
@@ -13,6 +14,8 @@ static const keel_cli_cmd bench_suites[] = {
     {"runtime", keel_bench_runtime,
      "spawn, ring, pingpong, cast, fanout, fanin, timers, switch, idle; with "
      "BEAM"},
+    {"tables", keel_bench_tables,
+     "ETS-like lookup, insert, update_counter with 1 and 2 threads; with BEAM"},
     {NULL, NULL, NULL}};
 
 int keel_cmd_bench(int argc, char **argv) {
