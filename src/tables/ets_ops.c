@@ -217,13 +217,14 @@ typedef struct copy_arg {
 
 static int copy_group(keel__ets_table *t, ets_vec *g, void *arg) {
   copy_arg *a = arg;
-  tvec tv = {0};
-  int rc = KEEL_OK;
-  for (size_t i = 0; i < g->n && rc == KEEL_OK; i++)
-    rc = tvec_push(&tv, keel_term_copy(a->hp, g->v[i]->term));
+  keel_term l = KEEL_NIL;
+  for (size_t i = g->n; i-- > 0 && l != KEEL_NONE;) {
+    keel_term c = keel_term_copy(a->hp, g->v[i]->term);
+    l = c == KEEL_NONE ? KEEL_NONE : keel_cons(a->hp, c, l);
+  }
+  int rc = l == KEEL_NONE ? KEEL_ENOMEM : KEEL_OK;
   if (rc == KEEL_OK)
-    rc = tvec_list(&tv, a->hp, a->out);
-  free(tv.v);
+    *a->out = l;
   if (rc == KEEL_OK && a->remove && g->n > 0) {
     ets_vec removed;
     keel__ets_vec_init(&removed);

@@ -246,11 +246,13 @@ int keel__ets_group_set(keel__ets_table *t, keel_term key, uint64_t h,
     add += keel__ets_obj_cost(nv[k]);
   for (size_t k = before; k < removed->n; k++)
     sub += keel__ets_obj_cost(removed->v[k]);
-  atomic_fetch_add_explicit(&t->size, n, memory_order_relaxed);
-  atomic_fetch_sub_explicit(&t->size, removed->n - before,
-                            memory_order_relaxed);
-  atomic_fetch_add_explicit(&t->words, add, memory_order_relaxed);
-  atomic_fetch_sub_explicit(&t->words, sub, memory_order_relaxed);
+  /* Net changes only (unsigned wrap-around adds a negative delta); a
+   * replacement of equal size touches neither shared counter. */
+  if (n != removed->n - before)
+    atomic_fetch_add_explicit(&t->size, n - (removed->n - before),
+                              memory_order_relaxed);
+  if (add != sub)
+    atomic_fetch_add_explicit(&t->words, add - sub, memory_order_relaxed);
   return KEEL_OK;
 }
 

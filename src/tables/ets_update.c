@@ -49,14 +49,15 @@ static int parse_op(keel_term op, unsigned keypos, cop *c) {
   return rc;
 }
 
-/* Parses ops into *cv (malloc'd); *many: ops was a list. */
-static int parse_ops(keel_term ops, unsigned keypos, cop **cv, size_t *n,
-                     bool *many) {
+/* Parses ops into *cv: stack[0..cap) when they fit, else a malloc'd
+ * array; *many: ops was a list. */
+static int parse_ops(keel_term ops, unsigned keypos, cop *stack, size_t cap,
+                     cop **cv, size_t *n, bool *many) {
   *many = keel_is_list(ops);
   size_t len = 1;
   if (*many && keel_list_length(ops, &len) != KEEL_OK)
     return KEEL_EBADARG;
-  *cv = malloc((len ? len : 1) * sizeof **cv);
+  *cv = len <= cap ? stack : malloc(len * sizeof **cv);
   if (*cv == NULL)
     return KEEL_ENOMEM;
   *n = len;
@@ -153,24 +154,50 @@ typedef struct upd {
   keel_term spec; /* update_element */
 } upd;
 
+#define ELEMS_STACK 16
+
+/* Stores the counters: in place when the object exists and every new
+ * value is an immediate (no allocation, no size change; readers are kept
+ * out by the write lock), else as a new object. */
+static int counter_store(keel__ets_table *t, uint64_t h, upd *u,
+                         const ets_vec *g, keel_term *el, size_t n,
+                         keel_heap *tmp) {
+  bool inplace = g->n > 0;
+  for (size_t i = 0; i < u->nops && inplace; i++)
+    inplace = keel_is_small(el[u->ops[i].pos - 1]);
+  if (inplace) {
+    keel_term *dst = (keel_term *)(uintptr_t)keel_tuple_elems(g->v[0]->term);
+    for (size_t i = 0; i < u->nops; i++)
+      dst[u->ops[i].pos - 1] = el[u->ops[i].pos - 1];
+    return KEEL_OK;
+  }
+  keel_term nt = keel_tuple_from(tmp, n, el);
+  return nt == KEEL_NONE ? KEEL_ENOMEM : replace(t, u->key, h, nt);
+}
+
 static int counter_locked(keel__ets_table *t, uint64_t h, upd *u) {
   ets_vec g;
   keel__ets_vec_init(&g);
   keel_heap tmp;
   keel_heap_init(&tmp);
-  keel_term base, *el = NULL, nt = KEEL_NONE;
+  keel_term base, sbuf[ELEMS_STACK], *el = sbuf;
+  size_t n = 0;
   int rc = keel__ets_group_get(t, u->key, h, &g);
   if (rc == KEEL_OK)
     rc = base_object(t, &g, u->key, u->dflt, &tmp, &base);
   if (rc == KEEL_OK) {
-    nt = dup_tuple(&tmp, base, &el);
-    rc = nt == KEEL_NONE ? KEEL_ENOMEM : KEEL_OK;
+    n = keel_tuple_arity(base);
+    el = n <= ELEMS_STACK ? sbuf : malloc(n * sizeof *el);
+    rc = el == NULL ? KEEL_ENOMEM : KEEL_OK;
   }
-  for (size_t i = 0; i < u->nops && rc == KEEL_OK; i++)
-    rc = apply_op(&u->ops[i], el, keel_tuple_arity(nt), t->keypos, &tmp,
-                  &u->res[i]);
   if (rc == KEEL_OK)
-    rc = replace(t, u->key, h, nt);
+    memcpy(el, keel_tuple_elems(base), n * sizeof *el);
+  for (size_t i = 0; i < u->nops && rc == KEEL_OK; i++)
+    rc = apply_op(&u->ops[i], el, n, t->keypos, &tmp, &u->res[i]);
+  if (rc == KEEL_OK)
+    rc = counter_store(t, h, u, &g, el, n, &tmp);
+  if (el != sbuf)
+    free(el);
   keel_heap_destroy(&tmp);
   keel__ets_vec_free(&g);
   return rc;
@@ -179,8 +206,8 @@ static int counter_locked(keel__ets_table *t, uint64_t h, upd *u) {
 /* Pins tab, checks write access and the type, runs fn under the key's
  * write lock. */
 static int locked_update(keel_ets_tab tab, keel_term key,
-                         int (*fn)(keel__ets_table *, uint64_t, upd *), upd *u,
-                         unsigned *keypos) {
+                         int (*fn)(keel__ets_table *, uint64_t, upd *),
+                         upd *u) {
   keel__ets_table *t;
   int rc = keel__ets_acquire(tab, &t);
   if (rc != KEEL_OK)
@@ -189,11 +216,6 @@ static int locked_update(keel_ets_tab tab, keel_term key,
   if (rc == KEEL_OK && t->type != KEEL_ETS_SET &&
       t->type != KEEL_ETS_ORDERED_SET)
     rc = KEEL_EBADARG;
-  if (rc == KEEL_OK && fn == NULL) { /* only asked for keypos */
-    *keypos = t->keypos;
-    keel__ets_release(tab);
-    return KEEL_OK;
-  }
   if (rc == KEEL_OK) {
     uint64_t h = keel__ets_hashed(t) ? keel_hash(key) : 0;
     pthread_rwlock_t *l = keel__ets_key_lock(t, h);
@@ -220,31 +242,47 @@ static int build_results(const int64_t *res, size_t n, bool many, keel_heap *hp,
   return l == KEEL_NONE ? KEEL_ENOMEM : KEEL_OK;
 }
 
+#define OPS_STACK 8
+
 int keel_ets_update_counter(keel_ets_tab tab, keel_term key, keel_term ops,
                             keel_term dflt, keel_heap *h, keel_term *out) {
   if (h == NULL || out == NULL)
     return KEEL_EINVAL;
   if (key == KEEL_NONE || ops == KEEL_NONE)
     return KEEL_EBADARG;
-  unsigned keypos = 0;
-  int rc = locked_update(tab, key, NULL, NULL, &keypos);
+  keel__ets_table *t;
+  int rc = keel__ets_acquire(tab, &t);
   if (rc != KEEL_OK)
     return rc;
-  cop *cv = NULL;
+  rc = keel__ets_check(t, true);
+  if (rc == KEEL_OK && t->type != KEEL_ETS_SET &&
+      t->type != KEEL_ETS_ORDERED_SET)
+    rc = KEEL_EBADARG;
+  cop stack[OPS_STACK], *cv = stack;
+  int64_t rstack[OPS_STACK], *res = rstack;
   size_t n = 0;
-  bool many;
-  rc = parse_ops(ops, keypos, &cv, &n, &many);
-  int64_t *res = rc == KEEL_OK ? calloc(n ? n : 1, sizeof *res) : NULL;
-  if (rc == KEEL_OK && res == NULL)
-    rc = KEEL_ENOMEM;
+  bool many = false;
+  if (rc == KEEL_OK)
+    rc = parse_ops(ops, t->keypos, stack, OPS_STACK, &cv, &n, &many);
+  if (rc == KEEL_OK && n > OPS_STACK) {
+    res = calloc(n, sizeof *res);
+    rc = res == NULL ? KEEL_ENOMEM : KEEL_OK;
+  }
   if (rc == KEEL_OK) {
     upd u = {.key = key, .dflt = dflt, .ops = cv, .nops = n, .res = res};
-    rc = locked_update(tab, key, counter_locked, &u, NULL);
+    uint64_t hh = keel__ets_hashed(t) ? keel_hash(key) : 0;
+    pthread_rwlock_t *l = keel__ets_key_lock(t, hh);
+    pthread_rwlock_wrlock(l);
+    rc = counter_locked(t, hh, &u);
+    pthread_rwlock_unlock(l);
   }
+  keel__ets_release(tab);
   if (rc == KEEL_OK)
     rc = build_results(res, n, many, h, out);
-  free(cv);
-  free(res);
+  if (cv != stack)
+    free(cv);
+  if (res != rstack)
+    free(res);
   return rc;
 }
 
@@ -301,7 +339,7 @@ int keel_ets_update_element(keel_ets_tab tab, keel_term key, keel_term spec,
   if (keel_is_list(spec) && keel_list_length(spec, &len) != KEEL_OK)
     return KEEL_EBADARG;
   upd u = {.key = key, .dflt = dflt, .spec = spec};
-  int rc = locked_update(tab, key, element_locked, &u, NULL);
+  int rc = locked_update(tab, key, element_locked, &u);
   if (rc == 1)
     return 0;
   return rc == KEEL_OK ? 1 : rc;
