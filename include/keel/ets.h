@@ -155,6 +155,10 @@ int keel_ets_give_away(keel_ets_tab tab, keel_term pid, keel_term data);
  * tests). No other call may run concurrently. */
 void keel_ets_delete_all_tables(void);
 
+/* ets:all/0: a list (built in h) of every live table as a term (see
+ * keel_ets_tab_term). KEEL_OK or KEEL_ENOMEM. */
+int keel_ets_all(keel_heap *h, keel_term *out);
+
 /* Number of live tables. Thread-safe. */
 size_t keel_ets_count(void);
 
@@ -278,6 +282,15 @@ int64_t keel_ets_select_count(keel_ets_tab tab, keel_term spec);
 /* Deletes the objects for which the spec returns true (needs write
  * access); returns how many. */
 int64_t keel_ets_select_delete(keel_ets_tab tab, keel_term spec);
+
+/* ets:select_reverse/2: as keel_ets_select, in reverse term order for an
+ * ordered_set (for the other types the same as keel_ets_select). */
+int keel_ets_select_reverse(keel_ets_tab tab, keel_term spec, keel_heap *h,
+                            keel_term *out);
+
+/* ets:match_delete/2: deletes the objects matching pattern (needs write
+ * access); returns how many. */
+int64_t keel_ets_match_delete(keel_ets_tab tab, keel_term pattern);
 
 /* ets:match/2: a list with, for each matching object, the list of the
  * pattern's '$N' bindings in variable order. */

@@ -128,6 +128,9 @@ int keel__ets_group_set(keel__ets_table *t, keel_term key, uint64_t h,
  * stripe (or the ordered store) in read or write mode in turn. Deleted
  * objects are freed after the lock is released. */
 typedef int (*keel__ets_visit_fn)(keel__ets_obj *o, void *arg);
+/* Number of keel__ets_scan calls so far (tests check that a bound key
+ * does not scan). */
+extern _Atomic uint64_t keel__ets_scans;
 int keel__ets_scan(keel__ets_table *t, bool write, keel__ets_visit_fn fn,
                    void *arg);
 

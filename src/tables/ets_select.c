@@ -161,3 +161,39 @@ int keel_ets_match_object(keel_ets_tab tab, keel_term pattern, keel_heap *h,
                           keel_term *out) {
   return match_as_select(tab, pattern, "$_", h, out);
 }
+
+int keel_ets_select_reverse(keel_ets_tab tab, keel_term spec, keel_heap *h,
+                            keel_term *out) {
+  keel__ets_table *t;
+  int rc = keel__ets_acquire(tab, &t);
+  if (rc != KEEL_OK)
+    return rc;
+  bool ordered = !keel__ets_hashed(t);
+  keel__ets_release(tab);
+  keel_term l;
+  rc = keel_ets_select(tab, spec, h, &l);
+  if (rc != KEEL_OK || !ordered) {
+    if (rc == KEEL_OK)
+      *out = l;
+    return rc;
+  }
+  keel_term r = KEEL_NIL;
+  for (; keel_is_cons(l) && r != KEEL_NONE; l = keel_tl(l))
+    r = keel_cons(h, keel_hd(l), r);
+  if (r == KEEL_NONE)
+    return KEEL_ENOMEM;
+  *out = r;
+  return KEEL_OK;
+}
+
+int64_t keel_ets_match_delete(keel_ets_tab tab, keel_term pattern) {
+  if (pattern == KEEL_NONE)
+    return KEEL_EINVAL;
+  keel_heap tmp;
+  keel_heap_init(&tmp);
+  keel_term spec = keel_build(&tmp, "[{~t, [], [true]}]", pattern);
+  int64_t rc =
+      spec == KEEL_NONE ? KEEL_ENOMEM : keel_ets_select_delete(tab, spec);
+  keel_heap_destroy(&tmp);
+  return rc;
+}

@@ -292,8 +292,11 @@ static int scan_stripe(ets_stripe *s, bool write, keel__ets_visit_fn fn,
   return KEEL_OK;
 }
 
+_Atomic uint64_t keel__ets_scans;
+
 int keel__ets_scan(keel__ets_table *t, bool write, keel__ets_visit_fn fn,
                    void *arg) {
+  atomic_fetch_add_explicit(&keel__ets_scans, 1, memory_order_relaxed);
   ets_vec dead;
   keel__ets_vec_init(&dead);
   int rc;

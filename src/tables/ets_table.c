@@ -302,6 +302,26 @@ void keel_ets_delete_all_tables(void) {
   pthread_mutex_unlock(&reg.lock);
 }
 
+int keel_ets_all(keel_heap *h, keel_term *out) {
+  if (h == NULL || out == NULL)
+    return KEEL_EINVAL;
+  keel_term l = KEEL_NIL;
+  pthread_mutex_lock(&reg.lock);
+  for (uint32_t i = reg.nslots; i-- > 0 && l != KEEL_NONE;) {
+    ets_slot *s = slot_at(i);
+    if (!(atomic_load_explicit(&s->ctl, memory_order_relaxed) & ETS_LIVE))
+      continue;
+    keel__ets_table *t = atomic_load_explicit(&s->tab, memory_order_relaxed);
+    keel_term tt = t->name != KEEL_NONE ? t->name : keel_small((int64_t)t->id);
+    l = keel_cons(h, tt, l);
+  }
+  pthread_mutex_unlock(&reg.lock);
+  if (l == KEEL_NONE)
+    return KEEL_ENOMEM;
+  *out = l;
+  return KEEL_OK;
+}
+
 size_t keel_ets_count(void) {
   pthread_mutex_lock(&reg.lock);
   size_t n = reg.live;
@@ -382,19 +402,34 @@ int64_t keel_ets_memory(keel_ets_tab tab) {
   return rc != KEEL_OK ? rc : (int64_t)in.memory;
 }
 
-/* ---- ownership ---- */
+/* ---- ownership ----
+ *
+ * 'ETS-TRANSFER' messages are built under the registry lock but sent
+ * after it is released: keel_send may switch a fiber process out, which
+ * must never happen while a mutex is held. The owner changes first; if
+ * the message cannot be sent the change is undone (give_away) or the
+ * table is deleted (owner exit). */
 
-static int send_transfer(keel__ets_table *t, keel_term to, keel_term from,
-                         keel_term data) {
-  keel_heap h;
-  keel_heap_init(&h);
+/* {'ETS-TRANSFER', Tab, From, Data} in h (registry lock held). */
+static keel_term transfer_msg(keel_heap *h, const keel__ets_table *t,
+                              keel_term from, keel_term data) {
   keel_term tabt = t->name != KEEL_NONE ? t->name : keel_small((int64_t)t->id);
-  keel_term msg =
-      keel_tuple(&h, 4, keel_atom("ETS-TRANSFER"), tabt,
-                 from != KEEL_NONE ? from : KEEL_ATOM(UNDEFINED), data);
-  int rc = msg == KEEL_NONE ? KEEL_ENOMEM : keel_send(to, msg);
-  keel_heap_destroy(&h);
-  return rc;
+  return keel_tuple(h, 4, keel_atom("ETS-TRANSFER"), tabt,
+                    from != KEEL_NONE ? from : KEEL_ATOM(UNDEFINED),
+                    keel_term_copy(h, data));
+}
+
+/* Sets the owner of table id back from `now` to `to` if the table still
+ * lives and is still owned by `now`. */
+static void owner_cas(keel_ets_tab id, keel_term now, keel_term to) {
+  ets_slot *s;
+  uint32_t idx;
+  if (lock_live(id, &s, &idx) != KEEL_OK)
+    return;
+  keel__ets_table *t = atomic_load_explicit(&s->tab, memory_order_relaxed);
+  if (atomic_load_explicit(&t->owner, memory_order_relaxed) == now)
+    atomic_store_explicit(&t->owner, to, memory_order_relaxed);
+  pthread_mutex_unlock(&reg.lock);
 }
 
 int keel_ets_give_away(keel_ets_tab tab, keel_term pid, keel_term data) {
@@ -411,37 +446,64 @@ int keel_ets_give_away(keel_ets_tab tab, keel_term pid, keel_term data) {
     pthread_mutex_unlock(&reg.lock);
     return KEEL_EBADARG;
   }
-  rc = send_transfer(t, pid, old, data);
-  if (rc == KEEL_OK)
+  keel_heap h;
+  keel_heap_init(&h);
+  keel_term msg = transfer_msg(&h, t, old, data);
+  if (msg != KEEL_NONE)
     atomic_store_explicit(&t->owner, pid, memory_order_relaxed);
   pthread_mutex_unlock(&reg.lock);
+  rc = msg == KEEL_NONE ? KEEL_ENOMEM : keel_send(pid, msg);
+  if (rc != KEEL_OK && msg != KEEL_NONE)
+    owner_cas(tab, pid, old);
+  keel_heap_destroy(&h);
   return rc;
 }
 
-/* One table owned by pid (lock held): hand it to its heir, or retire it
- * (then the lock is released and retaken). */
-static void owner_exit_one(ets_slot *s, uint32_t idx, keel_term pid) {
+/* Slot i, if owned by pid: hand it to its heir or retire it. */
+static void owner_exit_slot(uint32_t i, keel_term pid) {
+  pthread_mutex_lock(&reg.lock);
+  ets_slot *s = slot_at(i);
   keel__ets_table *t = atomic_load_explicit(&s->tab, memory_order_relaxed);
-  if (t->heir != KEEL_NONE && t->heir != pid &&
-      send_transfer(t, t->heir, pid, t->heir_data->term) == KEEL_OK) {
-    atomic_store_explicit(&t->owner, t->heir, memory_order_relaxed);
+  if (!(atomic_load_explicit(&s->ctl, memory_order_relaxed) & ETS_LIVE) ||
+      atomic_load_explicit(&t->owner, memory_order_relaxed) != pid) {
+    pthread_mutex_unlock(&reg.lock);
     return;
   }
-  retire_unlock(s, idx);
-  pthread_mutex_lock(&reg.lock);
+  keel_term heir = t->heir;
+  keel_heap h;
+  keel_heap_init(&h);
+  keel_term msg = heir != KEEL_NONE && heir != pid
+                      ? transfer_msg(&h, t, pid, t->heir_data->term)
+                      : KEEL_NONE;
+  if (msg == KEEL_NONE) {
+    retire_unlock(s, i);
+    keel_heap_destroy(&h);
+    return;
+  }
+  keel_ets_tab id = t->id;
+  atomic_store_explicit(&t->owner, heir, memory_order_relaxed);
+  pthread_mutex_unlock(&reg.lock);
+  if (keel_send(heir, msg) != KEEL_OK) {
+    ets_slot *s2;
+    uint32_t i2;
+    if (lock_live(id, &s2, &i2) == KEEL_OK) {
+      keel__ets_table *t2 =
+          atomic_load_explicit(&s2->tab, memory_order_relaxed);
+      if (atomic_load_explicit(&t2->owner, memory_order_relaxed) == heir)
+        retire_unlock(s2, i2);
+      else
+        pthread_mutex_unlock(&reg.lock);
+    }
+  }
+  keel_heap_destroy(&h);
 }
 
 void keel__ets_owner_exit(keel_term pid) {
   if (pid == KEEL_NONE)
     return;
   pthread_mutex_lock(&reg.lock);
-  for (uint32_t i = 0; i < reg.nslots; i++) {
-    ets_slot *s = slot_at(i);
-    if (!(atomic_load_explicit(&s->ctl, memory_order_relaxed) & ETS_LIVE))
-      continue;
-    keel__ets_table *t = atomic_load_explicit(&s->tab, memory_order_relaxed);
-    if (atomic_load_explicit(&t->owner, memory_order_relaxed) == pid)
-      owner_exit_one(s, i, pid);
-  }
+  uint32_t n = reg.nslots;
   pthread_mutex_unlock(&reg.lock);
+  for (uint32_t i = 0; i < n; i++)
+    owner_exit_slot(i, pid);
 }

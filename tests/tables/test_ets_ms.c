@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "keel/ets.h"
+#include "tables/ets_internal.h"
 
 static keel_heap H;
 
@@ -143,7 +144,11 @@ Test(ms, bound_key_and_counts) {
   for (int i = 0; i < 500; i++)
     cr_assert_eq(keel_ets_insert(t, keel_build(&H, "{{k, ~i}, ~i}", i, i % 3)),
                  KEEL_OK);
+  uint64_t scans = atomic_load(&keel__ets_scans);
   assert_term(sel(t, "[{{{k, 77}, '$1'}, [], ['$1']}]"), "[2]");
+  cr_assert_eq(atomic_load(&keel__ets_scans), scans, "bound key scanned");
+  assert_term(sel(t, "[{{{k, '_'}, 77}, [], [x]}]"), "[]");
+  cr_assert_eq(atomic_load(&keel__ets_scans), scans + 1);
   assert_term(sel(t, "[{{{k, 1000}, '$1'}, [], ['$1']}]"), "[]");
   /* the bound key still has to match exactly: 77.0 is another key */
   assert_term(sel(t, "[{{{k, 77.0}, '$1'}, [], ['$1']}]"), "[]");
@@ -209,4 +214,30 @@ Test(ms, bad_specs) {
   cr_assert_eq(keel_ets_select(t, T("[bad]"), &H, &r), KEEL_EBADARG);
   cr_assert_eq(keel_ets_select_count(t, T("bad")), KEEL_EBADARG);
   cr_assert_eq(keel_ets_match(t, T("\"s\""), &H, &r), KEEL_EBADARG);
+}
+
+Test(ms, select_reverse_match_delete_all) {
+  keel_ets_tab t = people();
+  assert_term(sel(t, "[{{'$1', '_', 17, '_'}, [], ['$1']}]"), "[2, 4]");
+  keel_term r;
+  cr_assert_eq(keel_ets_select_reverse(
+                   t, T("[{{'$1', '_', 17, '_'}, [], ['$1']}]"), &H, &r),
+               KEEL_OK);
+  assert_term(r, "[4, 2]");
+  cr_assert_eq(keel_ets_match_delete(t, T("{'_', '_', 17, '_'}")), 2);
+  cr_assert_eq(keel_ets_match_object(t, T("'_'"), &H, &r), KEEL_OK);
+  assert_term(r, "[{1, ann, 31, <<\"x\">>}, {3, cid, 45, 2.5}]");
+  keel_ets_opts o = {.name = T("named_one")};
+  keel_ets_tab u;
+  cr_assert_eq(keel_ets_new(&o, &u), KEEL_OK);
+  cr_assert_eq(keel_ets_all(&H, &r), KEEL_OK);
+  size_t n;
+  cr_assert_eq(keel_list_length(r, &n), KEEL_OK);
+  cr_assert_eq(n, 2);
+  bool named = false, plain = false;
+  for (; keel_is_cons(r); r = keel_tl(r)) {
+    named |= keel_hd(r) == T("named_one");
+    plain |= keel_hd(r) == keel_small((int64_t)t);
+  }
+  cr_assert(named && plain);
 }

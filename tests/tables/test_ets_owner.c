@@ -241,6 +241,12 @@ Test(owner, explicit_owner_and_no_node) {
   cr_assert_eq(keel_ets_give_away(t, keel_atom("x"), KEEL_NIL), KEEL_EBADARG);
   keel__ets_owner_exit(keel_pid_local(12345));
   cr_assert_eq(keel_ets_info_get(t, &in), KEEL_EBADARG);
+  /* an heir that cannot be told (no node): the table is deleted */
+  o.heir = keel_pid_local(7);
+  cr_assert_eq(keel_ets_new(&o, &t), KEEL_OK);
+  keel__ets_owner_exit(keel_pid_local(12345));
+  cr_assert_eq(keel_ets_info_get(t, &in), KEEL_EBADARG);
+  cr_assert_eq(keel_ets_count(), 0);
 }
 
 /* ---- counters from many processes ---- */
