@@ -5,12 +5,16 @@
  * Slots live in chunks that are never freed, so a stale id always reads
  * valid memory. A slot's control word is
  *
- *   ctl = generation << 32 | LIVE << 31 | pins
+ *   ctl = generation << 32 | LIVE << 31
  *
- * A call pins the slot with one fetch_add and checks generation and LIVE
- * (a mismatch unpins and fails with KEEL_EBADARG). Delete clears LIVE
- * under the registry lock, waits until the pins drain, frees the table and
+ * A call pins the slot by incrementing one of ETS_LANES pin counters (the
+ * calling thread's lane, each on its own cache line, so threads using one
+ * table do not bounce a shared line), then checks generation and LIVE (a
+ * mismatch unpins and fails with KEEL_EBADARG). Delete clears LIVE under
+ * the registry lock, waits until every lane drains, frees the table and
  * then moves the generation on, so a stale id never reaches a new table.
+ * Increment-then-check against clear-then-wait is Dekker's pattern: both
+ * sides use sequentially consistent operations.
  * The id is generation << ETS_IDX_BITS | index, generation >= 1, so it is
  * never 0 and fits a small integer.
  */
@@ -22,14 +26,23 @@
 #include "tables/ets_internal.h"
 
 #define ETS_IDX_BITS 20
-#define ETS_CHUNK 1024
+#define ETS_CHUNK 64
 #define ETS_MAX_CHUNKS ((1u << ETS_IDX_BITS) / ETS_CHUNK)
 #define ETS_LIVE (UINT64_C(1) << 31)
-#define ETS_PINS (ETS_LIVE - 1)
+#define ETS_LANES 8
+
+typedef struct ets_lane {
+  _Atomic uint64_t pins;
+  char pad[56];
+} ets_lane;
+
+_Static_assert(sizeof(ets_lane) == 64, "one lane per cache line");
 
 typedef struct ets_slot {
   _Atomic uint64_t ctl;
   keel__ets_table *_Atomic tab;
+  char pad[48];
+  ets_lane lanes[ETS_LANES];
 } ets_slot;
 
 static struct {
@@ -53,6 +66,19 @@ keel_term keel__ets_atom_eot(void) {
 
 /* ---- pins ---- */
 
+/* The calling thread's pin lane, assigned round-robin on first use. A
+ * call never yields between pin and unpin, so a fiber finds the same
+ * lane on both sides. */
+static _Atomic unsigned lane_next;
+static _Thread_local unsigned my_lane = ETS_LANES;
+
+static unsigned lane(void) {
+  if (my_lane == ETS_LANES)
+    my_lane = atomic_fetch_add_explicit(&lane_next, 1, memory_order_relaxed) %
+              ETS_LANES;
+  return my_lane;
+}
+
 int keel__ets_acquire(keel_ets_tab id, keel__ets_table **out) {
   uint32_t idx = (uint32_t)(id & ((1u << ETS_IDX_BITS) - 1));
   uint64_t gen = id >> ETS_IDX_BITS;
@@ -61,9 +87,11 @@ int keel__ets_acquire(keel_ets_tab id, keel__ets_table **out) {
   ets_slot *s = slot_at(idx);
   if (s == NULL)
     return KEEL_EBADARG;
-  uint64_t v = atomic_fetch_add_explicit(&s->ctl, 1, memory_order_acquire);
+  _Atomic uint64_t *pins = &s->lanes[lane()].pins;
+  atomic_fetch_add_explicit(pins, 1, memory_order_seq_cst);
+  uint64_t v = atomic_load_explicit(&s->ctl, memory_order_seq_cst);
   if ((v >> 32) != gen || !(v & ETS_LIVE)) {
-    atomic_fetch_sub_explicit(&s->ctl, 1, memory_order_release);
+    atomic_fetch_sub_explicit(pins, 1, memory_order_release);
     return KEEL_EBADARG;
   }
   *out = atomic_load_explicit(&s->tab, memory_order_acquire);
@@ -72,7 +100,7 @@ int keel__ets_acquire(keel_ets_tab id, keel__ets_table **out) {
 
 void keel__ets_release(keel_ets_tab id) {
   ets_slot *s = slot_at((uint32_t)(id & ((1u << ETS_IDX_BITS) - 1)));
-  atomic_fetch_sub_explicit(&s->ctl, 1, memory_order_release);
+  atomic_fetch_sub_explicit(&s->lanes[lane()].pins, 1, memory_order_release);
 }
 
 static keel_term caller_pid(void) {
@@ -102,9 +130,11 @@ static int slot_take(uint32_t *idx) {
     return KEEL_ESYSLIMIT;
   uint32_t c = reg.nslots / ETS_CHUNK;
   if (atomic_load_explicit(&reg.chunks[c], memory_order_relaxed) == NULL) {
-    ets_slot *chunk = calloc(ETS_CHUNK, sizeof *chunk);
+    /* cache-line aligned, so that each lane has its own line */
+    ets_slot *chunk = aligned_alloc(64, ETS_CHUNK * sizeof *chunk);
     if (chunk == NULL)
       return KEEL_ENOMEM;
+    memset(chunk, 0, ETS_CHUNK * sizeof *chunk);
     for (size_t i = 0; i < ETS_CHUNK; i++)
       atomic_init(&chunk[i].ctl, UINT64_C(1) << 32);
     atomic_store_explicit(&reg.chunks[c], chunk, memory_order_release);
@@ -229,23 +259,18 @@ int keel_ets_new(const keel_ets_opts *opts, keel_ets_tab *out) {
  * waits for the pins, frees the table, moves the generation on. */
 static void retire_unlock(ets_slot *s, uint32_t idx) {
   keel__ets_table *t = atomic_load_explicit(&s->tab, memory_order_relaxed);
-  atomic_fetch_and_explicit(&s->ctl, ~ETS_LIVE, memory_order_acq_rel);
+  atomic_fetch_and_explicit(&s->ctl, ~ETS_LIVE, memory_order_seq_cst);
   reg.live--;
   pthread_mutex_unlock(&reg.lock);
-  while (atomic_load_explicit(&s->ctl, memory_order_acquire) & ETS_PINS)
-    sched_yield();
+  for (unsigned i = 0; i < ETS_LANES; i++)
+    while (atomic_load_explicit(&s->lanes[i].pins, memory_order_seq_cst) != 0)
+      sched_yield();
   table_free(t);
   pthread_mutex_lock(&reg.lock);
   uint64_t gen = (atomic_load_explicit(&s->ctl, memory_order_relaxed) >> 32);
   gen = gen >= UINT32_MAX ? 1 : gen + 1;
   atomic_store_explicit(&s->tab, NULL, memory_order_relaxed);
-  /* Pins taken meanwhile by stale callers are undone by them; keep their
-   * count so that their decrement stays balanced. */
-  uint64_t v = atomic_load_explicit(&s->ctl, memory_order_relaxed);
-  while (!atomic_compare_exchange_weak_explicit(
-      &s->ctl, &v, gen << 32 | (v & ETS_PINS), memory_order_release,
-      memory_order_relaxed))
-    ;
+  atomic_store_explicit(&s->ctl, gen << 32, memory_order_release);
   slot_give_back(idx);
   pthread_mutex_unlock(&reg.lock);
 }
