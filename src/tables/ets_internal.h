@@ -104,6 +104,16 @@ bool keel__ets_key_eq(const keel__ets_table *t, keel_term a, keel_term b);
 
 /* Lock of the store part holding key (hash h for hashed types). */
 pthread_rwlock_t *keel__ets_key_lock(keel__ets_table *t, uint64_t h);
+/* The hash the stores use: keel_hash with a 64-bit finaliser (splitmix64's)
+ * on top, since stripes take the top bits and buckets the low bits and
+ * keel_hash's low bits are not uniform for small integers. */
+static inline uint64_t keel__ets_hash(keel_term key) {
+  uint64_t z = keel_hash(key);
+  z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+  z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+  return z ^ (z >> 31);
+}
+
 /* Stripe index of a hash. */
 static inline unsigned keel__ets_stripe_of(uint64_t h) {
   return (unsigned)(h >> 58);

@@ -24,7 +24,7 @@ static int enter(keel_ets_tab tab, bool write, keel__ets_table **t) {
 }
 
 static uint64_t key_hash(const keel__ets_table *t, keel_term key) {
-  return keel__ets_hashed(t) ? keel_hash(key) : 0;
+  return keel__ets_hashed(t) ? keel__ets_hash(key) : 0;
 }
 
 static bool valid_obj(const keel__ets_table *t, keel_term o) {

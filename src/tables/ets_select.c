@@ -63,7 +63,7 @@ static keel_term bound_key(const keel_ets_ms *ms, unsigned keypos) {
 }
 
 static int visit_key(keel__ets_table *t, keel_term key, sel *s) {
-  uint64_t h = keel__ets_hashed(t) ? keel_hash(key) : 0;
+  uint64_t h = keel__ets_hashed(t) ? keel__ets_hash(key) : 0;
   pthread_rwlock_t *l = keel__ets_key_lock(t, h);
   pthread_rwlock_rdlock(l);
   ets_vec g;

@@ -3,7 +3,7 @@
  *
  * Hashed types (set, bag, duplicate_bag): ETS_STRIPES independent chained
  * hash tables, each under its own rwlock; a key's stripe is the top 6 bits
- * of keel_hash(key), its bucket the low bits. Objects with one key are
+ * of keel__ets_hash(key), its bucket the low bits. Objects with one key are
  * adjacent in their chain (bags keep insertion order). A stripe doubles
  * its buckets when it holds more than two objects per bucket.
  *
@@ -67,7 +67,7 @@ keel__ets_obj *keel__ets_obj_new(keel_term t, unsigned keypos, bool hashed) {
   o->next = NULL;
   o->mark = 0;
   o->key = keypos > 0 ? keel_tuple_get(c, keypos - 1) : KEEL_NONE;
-  o->hash = hashed && keypos > 0 ? keel_hash(o->key) : 0;
+  o->hash = hashed && keypos > 0 ? keel__ets_hash(o->key) : 0;
   return o;
 }
 
@@ -146,9 +146,8 @@ void keel__ets_lock_mask(keel__ets_table *t, uint64_t mask) {
     pthread_rwlock_wrlock(&t->u.ord.lock);
     return;
   }
-  for (unsigned i = 0; i < ETS_STRIPES; i++)
-    if (mask & (UINT64_C(1) << i))
-      pthread_rwlock_wrlock(&t->u.stripes[i].lock);
+  for (uint64_t m = mask; m != 0; m &= m - 1) /* ascending: no deadlock */
+    pthread_rwlock_wrlock(&t->u.stripes[__builtin_ctzll(m)].lock);
 }
 
 void keel__ets_unlock_mask(keel__ets_table *t, uint64_t mask) {
@@ -156,9 +155,8 @@ void keel__ets_unlock_mask(keel__ets_table *t, uint64_t mask) {
     pthread_rwlock_unlock(&t->u.ord.lock);
     return;
   }
-  for (unsigned i = ETS_STRIPES; i-- > 0;)
-    if (mask & (UINT64_C(1) << i))
-      pthread_rwlock_unlock(&t->u.stripes[i].lock);
+  for (uint64_t m = mask; m != 0; m &= m - 1)
+    pthread_rwlock_unlock(&t->u.stripes[__builtin_ctzll(m)].lock);
 }
 
 /* ---- hashed store ---- */
@@ -379,7 +377,7 @@ int keel__ets_step(keel__ets_table *t, keel_term from, int dir, keel_heap *hp,
     return step_ordered(t, from, dir, hp, out);
   if (from == KEEL_NONE)
     return step_hashed(t, 0, 0, KEEL_NONE, 0, hp, out);
-  uint64_t h = keel_hash(from);
+  uint64_t h = keel__ets_hash(from);
   return step_hashed(t, keel__ets_stripe_of(h), 0, from, h, hp, out);
 }
 

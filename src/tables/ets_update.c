@@ -217,7 +217,7 @@ static int locked_update(keel_ets_tab tab, keel_term key,
       t->type != KEEL_ETS_ORDERED_SET)
     rc = KEEL_EBADARG;
   if (rc == KEEL_OK) {
-    uint64_t h = keel__ets_hashed(t) ? keel_hash(key) : 0;
+    uint64_t h = keel__ets_hashed(t) ? keel__ets_hash(key) : 0;
     pthread_rwlock_t *l = keel__ets_key_lock(t, h);
     pthread_rwlock_wrlock(l);
     rc = fn(t, h, u);
@@ -270,7 +270,7 @@ int keel_ets_update_counter(keel_ets_tab tab, keel_term key, keel_term ops,
   }
   if (rc == KEEL_OK) {
     upd u = {.key = key, .dflt = dflt, .ops = cv, .nops = n, .res = res};
-    uint64_t hh = keel__ets_hashed(t) ? keel_hash(key) : 0;
+    uint64_t hh = keel__ets_hashed(t) ? keel__ets_hash(key) : 0;
     pthread_rwlock_t *l = keel__ets_key_lock(t, hh);
     pthread_rwlock_wrlock(l);
     rc = counter_locked(t, hh, &u);
