@@ -109,6 +109,7 @@ bench: release
 	@bash $(DEPS) test
 	build-release/keel bench terms $(ARGS)
 	build-release/keel bench runtime $(ARGS)
+	build-release/keel bench tables $(ARGS)
 
 fuzz-build: deps
 	@bash $(DEPS) san
