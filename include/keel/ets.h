@@ -28,6 +28,9 @@
  * every table: it acts with the owner's rights. A table created from such
  * a thread has no owner (owner = KEEL_NONE) unless opts.owner names one,
  * and then lives until deleted explicitly or by keel_ets_delete_all_tables.
+ * No process owns an ownerless table: processes may write it only if it is
+ * public, and never delete it (create tables meant for processes as
+ * public, or give them an owner).
  *
  * Lifetime. Tables do not need a running node: the table registry is
  * global to the OS process. A table is freed by keel_ets_delete, when its

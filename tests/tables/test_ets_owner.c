@@ -132,6 +132,17 @@ static void access_scenario(void) {
     cr_assert_eq(owner.rc[0], KEEL_OK);
     cr_assert_eq(keel_ets_member(owner.tab, keel_atom("k")), KEEL_EBADARG);
   }
+  /* a protected table created outside any process has no owner: every
+   * process reads it, none writes or deletes it */
+  keel_ets_tab t;
+  cr_assert_eq(keel_ets_new(NULL, &t), KEEL_OK);
+  other.tab = t;
+  run_job(xp, use, &other);
+  cr_assert_eq(other.rc[0], KEEL_EBADARG);
+  cr_assert_eq(other.rc[1], KEEL_OK);
+  run_job(xp, del, &other);
+  cr_assert_eq(other.rc[0], KEEL_EBADARG);
+  cr_assert_eq(keel_ets_delete(t), KEEL_OK);
   keel_send(op, KEEL_ATOM(STOP));
   keel_send(xp, KEEL_ATOM(STOP));
 }
