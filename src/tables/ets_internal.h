@@ -80,6 +80,8 @@ typedef struct ets_vec {
 
 void keel__ets_vec_init(ets_vec *v);
 int keel__ets_vec_push(ets_vec *v, keel__ets_obj *o);
+/* Capacity for at least `want` entries; KEEL_OK or KEEL_ENOMEM. */
+int keel__ets_vec_reserve(ets_vec *v, size_t want);
 void keel__ets_vec_free(ets_vec *v);
 
 /* ---- objects (ets_store.c) ---- */

@@ -24,18 +24,26 @@ void keel__ets_vec_init(ets_vec *v) {
   v->cap = sizeof v->inl / sizeof v->inl[0];
 }
 
+int keel__ets_vec_reserve(ets_vec *v, size_t want) {
+  if (want <= v->cap)
+    return KEEL_OK;
+  size_t cap = v->cap;
+  while (cap < want)
+    cap *= 2;
+  keel__ets_obj **nv = malloc(cap * sizeof(keel__ets_obj *));
+  if (nv == NULL)
+    return KEEL_ENOMEM;
+  memcpy(nv, v->v, v->n * sizeof(keel__ets_obj *));
+  if (v->v != v->inl)
+    free(v->v);
+  v->v = nv;
+  v->cap = cap;
+  return KEEL_OK;
+}
+
 int keel__ets_vec_push(ets_vec *v, keel__ets_obj *o) {
-  if (v->n == v->cap) {
-    size_t cap = v->cap * 2;
-    keel__ets_obj **nv = malloc(cap * sizeof(keel__ets_obj *));
-    if (nv == NULL)
-      return KEEL_ENOMEM;
-    memcpy(nv, v->v, v->n * sizeof(keel__ets_obj *));
-    if (v->v != v->inl)
-      free(v->v);
-    v->v = nv;
-    v->cap = cap;
-  }
+  if (v->n == v->cap && keel__ets_vec_reserve(v, v->n + 1) != KEEL_OK)
+    return KEEL_ENOMEM;
   v->v[v->n++] = o;
   return KEEL_OK;
 }
@@ -192,17 +200,19 @@ static int hash_group_set(keel__ets_table *t, keel_term key, uint64_t h,
   keel__ets_obj **pp = &s->buckets[h & (s->nbuckets - 1)];
   while (*pp != NULL && !((*pp)->hash == h && keel_eq_exact((*pp)->key, key)))
     pp = &(*pp)->next;
-  /* Unlink the group (adjacent objects with the key). */
+  /* Room in removed for the whole group first, so that the unlinking
+   * below cannot fail half-way. */
   size_t old = 0;
-  while (*pp != NULL && (*pp)->hash == h && keel_eq_exact((*pp)->key, key)) {
-    keel__ets_obj *o = *pp;
-    if (keel__ets_vec_push(removed, o) != KEEL_OK) {
-      if (old == 0)
-        return KEEL_ENOMEM;
-      break; /* cannot happen after the first: capacity grows */
-    }
-    *pp = o->next;
+  for (keel__ets_obj *o = *pp;
+       o != NULL && o->hash == h && keel_eq_exact(o->key, key); o = o->next)
     old++;
+  if (keel__ets_vec_reserve(removed, removed->n + old) != KEEL_OK)
+    return KEEL_ENOMEM;
+  /* Unlink the group (adjacent objects with the key). */
+  for (size_t k = 0; k < old; k++) {
+    keel__ets_obj *o = *pp;
+    removed->v[removed->n++] = o;
+    *pp = o->next;
   }
   keel__ets_obj *rest = *pp;
   for (size_t k = 0; k < n; k++) {
