@@ -140,7 +140,8 @@ keel_term keel_ets_tab_term(keel_ets_tab tab);
  * KEEL_OK, KEEL_ENOENT, KEEL_EBADARG. The id is not checked further. */
 int keel_ets_tab_from_term(keel_term t, keel_ets_tab *out);
 
-/* Fills *out. Needs read access. KEEL_OK or KEEL_EBADARG. */
+/* Fills *out. Any caller may ask, whatever the table's access (as
+ * ets:info/1). KEEL_OK or KEEL_EBADARG (stale id). */
 int keel_ets_info_get(keel_ets_tab tab, keel_ets_info *out);
 
 /* Words (8 bytes) the table uses; negative error as keel_ets_info_get. */

@@ -73,6 +73,8 @@ static void use(keel_proc *self, job *j) {
   j->rc[4] =
       (int)keel_ets_select_count(j->tab, keel_build(&h, "[{'_', [], [true]}]"));
   j->rc[5] = keel_ets_delete_all_objects(j->tab);
+  keel_ets_info in;
+  j->rc[6] = keel_ets_info_get(j->tab, &in);
   keel_heap_destroy(&h);
 }
 
@@ -121,6 +123,7 @@ static void access_scenario(void) {
     cr_assert_eq(other.rc[3], can_write ? KEEL_OK : KEEL_EBADARG);
     cr_assert_eq(other.rc[4], can_read ? (can_write ? 1 : 0) : KEEL_EBADARG);
     cr_assert_eq(other.rc[5], can_write ? KEEL_OK : KEEL_EBADARG);
+    cr_assert_eq(other.rc[6], KEEL_OK); /* info is open to everyone */
     /* the owner may do everything */
     run_job(op, use, &owner);
     for (int i = 0; i < 6; i++)
