@@ -122,6 +122,7 @@ bench: release
 	build-release/keel bench terms $(ARGS)
 	build-release/keel bench runtime $(ARGS)
 	build-release/keel bench telemetry $(ARGS)
+	build-release/keel bench tables $(ARGS)
 
 fuzz-build: deps
 	@bash $(DEPS) san

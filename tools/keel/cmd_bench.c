@@ -6,6 +6,7 @@
 #include "bench.h"
 #include "bench_runtime.h"
 #include "bench_telemetry.h"
+#include "bench_tables.h"
 #include "cli.h"
 
 static const keel_cli_cmd bench_suites[] = {
@@ -16,6 +17,8 @@ static const keel_cli_cmd bench_suites[] = {
      "BEAM"},
     {"telemetry", keel_bench_telemetry,
      "telemetry execute and span, metrics recording, fuse ask (ns/op)"},
+    {"tables", keel_bench_tables,
+     "ETS-like lookup, insert, update_counter with 1 and 2 threads; with BEAM"},
     {NULL, NULL, NULL}};
 
 int keel_cmd_bench(int argc, char **argv) {

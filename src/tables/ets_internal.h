@@ -1,0 +1,198 @@
+/*
+ * ets_internal.h - private layouts of the tables layer: objects, the two
+ * stores (striped hash for set/bag/duplicate_bag, rwlock'd sorted array
+ * for ordered_set), tables and the registry hooks.
+ *
+ * Locking: a table's objects are guarded by its store's locks (one rwlock
+ * per stripe of the hash, one rwlock for the ordered store). Callers pin
+ * the table through its registry slot (ets_table.c) for the duration of a
+ * call; keel_ets_delete waits for the pins to drain before freeing it.
+ * Owner, heir and name change only under the registry lock.
+ */
+#ifndef KEEL_TABLES_ETS_INTERNAL_H
+#define KEEL_TABLES_ETS_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "keel/ets.h"
+
+/* One stored term: a flat copy in one allocation. */
+typedef struct keel__ets_obj {
+  struct keel__ets_obj *next; /* hash chain */
+  uint64_t hash;              /* hash of key (hashed stores) */
+  keel_offheap *off;          /* counted references of the copy */
+  keel_term term;             /* the object */
+  keel_term key;              /* element keypos, or KEEL_NONE */
+  size_t words;               /* copied words */
+  unsigned mark;              /* scratch, under the key's write lock */
+  uint64_t data[];
+} keel__ets_obj;
+
+#define ETS_STRIPES 64
+
+typedef struct ets_stripe {
+  pthread_rwlock_t lock;
+  keel__ets_obj **buckets;
+  size_t nbuckets; /* power of two */
+  size_t count;
+  char pad[64];
+} ets_stripe;
+
+/* Objects per chunk of the ordered store (ets_ordered.c). */
+#define ORD_CHUNK 128
+
+typedef struct ets_ord_chunk ets_ord_chunk;
+
+typedef struct ets_ordered {
+  pthread_rwlock_t lock;
+  ets_ord_chunk **c; /* chunks in key order, none empty */
+  size_t nc, capc;
+  size_t n; /* objects */
+} ets_ordered;
+
+typedef struct keel__ets_table {
+  keel_ets_type type;
+  keel_ets_access access;
+  unsigned keypos;
+  keel_term name;          /* atom or KEEL_NONE */
+  _Atomic keel_term owner; /* written under the registry lock */
+  keel_term heir;          /* under the registry lock */
+  keel__ets_obj *heir_data;
+  keel_ets_tab id;
+  _Atomic size_t size;  /* objects */
+  _Atomic size_t words; /* object words */
+  union {
+    ets_stripe *stripes; /* ETS_STRIPES of them */
+    ets_ordered ord;
+  } u;
+} keel__ets_table;
+
+/* A small vector of object pointers (the objects of one key). */
+typedef struct ets_vec {
+  keel__ets_obj **v;
+  size_t n, cap;
+  keel__ets_obj *inl[4];
+} ets_vec;
+
+void keel__ets_vec_init(ets_vec *v);
+int keel__ets_vec_push(ets_vec *v, keel__ets_obj *o);
+/* Capacity for at least `want` entries; KEEL_OK or KEEL_ENOMEM. */
+int keel__ets_vec_reserve(ets_vec *v, size_t want);
+void keel__ets_vec_free(ets_vec *v);
+
+/* ---- objects (ets_store.c) ---- */
+
+/* Copies t into a new object; keypos 0: no key. NULL on out-of-memory. */
+keel__ets_obj *keel__ets_obj_new(keel_term t, unsigned keypos, bool hashed);
+void keel__ets_obj_free(keel__ets_obj *o);
+/* Words an object costs in info(memory). */
+size_t keel__ets_obj_cost(const keel__ets_obj *o);
+
+/* ---- stores (ets_store.c) ---- */
+
+int keel__ets_store_init(keel__ets_table *t);
+/* Frees every object and the store (no locks taken). */
+void keel__ets_store_destroy(keel__ets_table *t);
+
+static inline bool keel__ets_hashed(const keel__ets_table *t) {
+  return t->type != KEEL_ETS_ORDERED_SET;
+}
+/* Key equality of the table: =:= for hashed types, == for ordered_set. */
+bool keel__ets_key_eq(const keel__ets_table *t, keel_term a, keel_term b);
+
+/* Lock of the store part holding key (hash h for hashed types). */
+pthread_rwlock_t *keel__ets_key_lock(keel__ets_table *t, uint64_t h);
+/* The hash the stores use: keel_hash with a 64-bit finaliser (splitmix64's)
+ * on top, since stripes take the top bits and buckets the low bits and
+ * keel_hash's low bits are not uniform for small integers. */
+static inline uint64_t keel__ets_hash(keel_term key) {
+  uint64_t z = keel_hash(key);
+  z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+  z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+  return z ^ (z >> 31);
+}
+
+/* Stripe index of a hash. */
+static inline unsigned keel__ets_stripe_of(uint64_t h) {
+  return (unsigned)(h >> 58);
+}
+/* Write-locks the stripes in mask (ascending), or the ordered lock. */
+void keel__ets_lock_mask(keel__ets_table *t, uint64_t mask);
+void keel__ets_unlock_mask(keel__ets_table *t, uint64_t mask);
+
+/* With the key's lock held: the objects with that key, in store order. */
+int keel__ets_group_get(keel__ets_table *t, keel_term key, uint64_t h,
+                        ets_vec *out);
+/* With the key's lock held for writing: replaces the objects with that key
+ * by nv[0..n) (in that order; they must all have the key). The removed
+ * objects go to *removed (caller frees them). Never fails for the hashed
+ * store except on growth (then the bucket array stays as is); may return
+ * KEEL_ENOMEM for the ordered store when n > old count (nothing changed). */
+int keel__ets_group_set(keel__ets_table *t, keel_term key, uint64_t h,
+                        keel__ets_obj *const *nv, size_t n, ets_vec *removed);
+
+/* Visits every object; fn returns 1 to delete the object (write mode
+ * only), 0 to keep it, negative to stop with that error. Locks each
+ * stripe (or the ordered store) in read or write mode in turn. Deleted
+ * objects are freed after the lock is released. */
+typedef int (*keel__ets_visit_fn)(keel__ets_obj *o, void *arg);
+/* Number of keel__ets_scan calls so far (tests check that a bound key
+ * does not scan). */
+extern _Atomic uint64_t keel__ets_scans;
+int keel__ets_scan(keel__ets_table *t, bool write, keel__ets_visit_fn fn,
+                   void *arg);
+
+/* Removes every object (all locks taken at once, so the table is empty
+ * for every observer at one instant) and frees them. */
+void keel__ets_clear(keel__ets_table *t);
+
+/* Frees the objects of removed that are not in keep[0..n) (objects put
+ * back into the store) and removed's storage. Call with the write lock
+ * still held (it uses the objects' marks). */
+void keel__ets_free_removed(ets_vec *removed, keel__ets_obj *const *keep,
+                            size_t n);
+
+/* ---- the ordered store (ets_ordered.c; its lock held) ---- */
+
+int keel__ord_group_get(const ets_ordered *o, keel_term key, ets_vec *out);
+/* n must be 0 or 1 (one object per key). */
+int keel__ord_group_set(ets_ordered *o, keel_term key, keel__ets_obj *const *nv,
+                        size_t n, ets_vec *removed);
+int keel__ord_scan(ets_ordered *o, bool write, keel__ets_visit_fn fn, void *arg,
+                   ets_vec *dead);
+/* The object after `from` (dir 1) or before it (dir -1); from KEEL_NONE:
+ * the first / last. NULL at the end. */
+keel__ets_obj *keel__ord_step(const ets_ordered *o, keel_term from, int dir);
+/* Unlinks every object into a list through `next`; the store is empty. */
+keel__ets_obj *keel__ord_detach_all(ets_ordered *o);
+/* Frees every object and the chunks (not the lock). */
+void keel__ord_destroy(ets_ordered *o);
+
+/* Traversal: dir 1 = first/next, -1 = last/prev; from KEEL_NONE for
+ * first/last. Copies the key into hp; returns 1, or 0 at the end. */
+int keel__ets_step(keel__ets_table *t, keel_term from, int dir, keel_heap *hp,
+                   keel_term *out);
+
+/* ---- registry (ets_table.c) ---- */
+
+/* Pins the table named by id; KEEL_EBADARG when stale. */
+int keel__ets_acquire(keel_ets_tab id, keel__ets_table **out);
+void keel__ets_release(keel_ets_tab id);
+
+/* The caller's right: KEEL_OK or KEEL_EBADARG. */
+int keel__ets_check(const keel__ets_table *t, bool write);
+
+/* Deletes the tables owned by pid, or hands each to its heir (which gets
+ * {'ETS-TRANSFER', Tab, Pid, HeirData}). For the runtime's process-exit
+ * hook; any thread. A table whose heir is pid itself, or whose transfer
+ * message cannot be sent, is deleted. */
+void keel__ets_owner_exit(keel_term pid);
+
+/* Atoms used by the layer. */
+keel_term keel__ets_atom_eot(void);
+
+#endif /* KEEL_TABLES_ETS_INTERNAL_H */

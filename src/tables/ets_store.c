@@ -1,0 +1,435 @@
+/*
+ * ets_store.c - object copies and the two stores of a table.
+ *
+ * Hashed types (set, bag, duplicate_bag): ETS_STRIPES independent chained
+ * hash tables, each under its own rwlock; a key's stripe is the top 6 bits
+ * of keel__ets_hash(key), its bucket the low bits. Objects with one key are
+ * adjacent in their chain (bags keep insertion order). A stripe doubles
+ * its buckets when it holds more than two objects per bucket.
+ *
+ * ordered_set: a two-level sorted array under one rwlock (ets_ordered.c).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "tables/ets_internal.h"
+
+#define ETS_INIT_BUCKETS 8
+
+/* ---- vectors ---- */
+
+void keel__ets_vec_init(ets_vec *v) {
+  v->v = v->inl;
+  v->n = 0;
+  v->cap = sizeof v->inl / sizeof v->inl[0];
+}
+
+int keel__ets_vec_reserve(ets_vec *v, size_t want) {
+  if (want <= v->cap)
+    return KEEL_OK;
+  size_t cap = v->cap;
+  while (cap < want)
+    cap *= 2;
+  keel__ets_obj **nv = malloc(cap * sizeof(keel__ets_obj *));
+  if (nv == NULL)
+    return KEEL_ENOMEM;
+  memcpy(nv, v->v, v->n * sizeof(keel__ets_obj *));
+  if (v->v != v->inl)
+    free(v->v);
+  v->v = nv;
+  v->cap = cap;
+  return KEEL_OK;
+}
+
+int keel__ets_vec_push(ets_vec *v, keel__ets_obj *o) {
+  if (v->n == v->cap && keel__ets_vec_reserve(v, v->n + 1) != KEEL_OK)
+    return KEEL_ENOMEM;
+  v->v[v->n++] = o;
+  return KEEL_OK;
+}
+
+void keel__ets_vec_free(ets_vec *v) {
+  if (v->v != v->inl)
+    free(v->v);
+  keel__ets_vec_init(v);
+}
+
+/* ---- objects ---- */
+
+keel__ets_obj *keel__ets_obj_new(keel_term t, unsigned keypos, bool hashed) {
+  size_t words = keel_term_copy_words(t);
+  keel__ets_obj *o = malloc(sizeof *o + words * sizeof(uint64_t));
+  if (o == NULL)
+    return NULL;
+  keel_heap hp;
+  keel_heap_init_fixed(&hp, o->data, words);
+  keel_term c = keel_term_copy(&hp, t);
+  if (c == KEEL_NONE) {
+    keel_heap_destroy(&hp);
+    free(o);
+    return NULL;
+  }
+  o->off = keel_heap_take_offheap(&hp);
+  o->term = c;
+  o->words = words;
+  o->next = NULL;
+  o->mark = 0;
+  o->key = keypos > 0 ? keel_tuple_get(c, keypos - 1) : KEEL_NONE;
+  o->hash = hashed && keypos > 0 ? keel__ets_hash(o->key) : 0;
+  return o;
+}
+
+void keel__ets_obj_free(keel__ets_obj *o) {
+  if (o == NULL)
+    return;
+  keel_offheap_release(o->off);
+  free(o);
+}
+
+size_t keel__ets_obj_cost(const keel__ets_obj *o) {
+  return o->words + sizeof *o / sizeof(uint64_t);
+}
+
+bool keel__ets_key_eq(const keel__ets_table *t, keel_term a, keel_term b) {
+  return keel__ets_hashed(t) ? keel_eq_exact(a, b) : keel_cmp(a, b) == 0;
+}
+
+/* ---- store set-up ---- */
+
+int keel__ets_store_init(keel__ets_table *t) {
+  if (!keel__ets_hashed(t)) {
+    memset(&t->u.ord, 0, sizeof t->u.ord);
+    return pthread_rwlock_init(&t->u.ord.lock, NULL) == 0 ? KEEL_OK
+                                                          : KEEL_ENOMEM;
+  }
+  ets_stripe *s = calloc(ETS_STRIPES, sizeof *s);
+  if (s == NULL)
+    return KEEL_ENOMEM;
+  for (unsigned i = 0; i < ETS_STRIPES; i++) {
+    s[i].buckets = calloc(ETS_INIT_BUCKETS, sizeof(keel__ets_obj *));
+    s[i].nbuckets = ETS_INIT_BUCKETS;
+    if (s[i].buckets == NULL || pthread_rwlock_init(&s[i].lock, NULL) != 0) {
+      for (unsigned j = 0; j <= i; j++)
+        free(s[j].buckets);
+      for (unsigned j = 0; j < i; j++)
+        pthread_rwlock_destroy(&s[j].lock);
+      free(s);
+      return KEEL_ENOMEM;
+    }
+  }
+  t->u.stripes = s;
+  return KEEL_OK;
+}
+
+void keel__ets_store_destroy(keel__ets_table *t) {
+  if (!keel__ets_hashed(t)) {
+    keel__ord_destroy(&t->u.ord);
+    pthread_rwlock_destroy(&t->u.ord.lock);
+    return;
+  }
+  ets_stripe *s = t->u.stripes;
+  for (unsigned i = 0; i < ETS_STRIPES; i++) {
+    for (size_t b = 0; b < s[i].nbuckets; b++) {
+      keel__ets_obj *o = s[i].buckets[b];
+      while (o != NULL) {
+        keel__ets_obj *next = o->next;
+        keel__ets_obj_free(o);
+        o = next;
+      }
+    }
+    free(s[i].buckets);
+    pthread_rwlock_destroy(&s[i].lock);
+  }
+  free(s);
+}
+
+pthread_rwlock_t *keel__ets_key_lock(keel__ets_table *t, uint64_t h) {
+  if (!keel__ets_hashed(t))
+    return &t->u.ord.lock;
+  return &t->u.stripes[keel__ets_stripe_of(h)].lock;
+}
+
+void keel__ets_lock_mask(keel__ets_table *t, uint64_t mask) {
+  if (!keel__ets_hashed(t)) {
+    pthread_rwlock_wrlock(&t->u.ord.lock);
+    return;
+  }
+  for (uint64_t m = mask; m != 0; m &= m - 1) /* ascending: no deadlock */
+    pthread_rwlock_wrlock(&t->u.stripes[__builtin_ctzll(m)].lock);
+}
+
+void keel__ets_unlock_mask(keel__ets_table *t, uint64_t mask) {
+  if (!keel__ets_hashed(t)) {
+    pthread_rwlock_unlock(&t->u.ord.lock);
+    return;
+  }
+  for (uint64_t m = mask; m != 0; m &= m - 1)
+    pthread_rwlock_unlock(&t->u.stripes[__builtin_ctzll(m)].lock);
+}
+
+/* ---- hashed store ---- */
+
+static void stripe_grow(ets_stripe *s) {
+  size_t nb = s->nbuckets * 2;
+  keel__ets_obj **b = calloc(nb, sizeof(keel__ets_obj *));
+  if (b == NULL)
+    return; /* keep the longer chains */
+  for (size_t i = 0; i < s->nbuckets; i++) {
+    /* Move chain i in order, keeping objects of one key adjacent: the
+     * tail of each new chain is appended to. */
+    keel__ets_obj *o = s->buckets[i];
+    while (o != NULL) {
+      keel__ets_obj *next = o->next;
+      keel__ets_obj **pp = &b[o->hash & (nb - 1)];
+      while (*pp != NULL)
+        pp = &(*pp)->next;
+      o->next = NULL;
+      *pp = o;
+      o = next;
+    }
+  }
+  free(s->buckets);
+  s->buckets = b;
+  s->nbuckets = nb;
+}
+
+static int hash_group_set(keel__ets_table *t, keel_term key, uint64_t h,
+                          keel__ets_obj *const *nv, size_t n,
+                          ets_vec *removed) {
+  ets_stripe *s = &t->u.stripes[keel__ets_stripe_of(h)];
+  keel__ets_obj **pp = &s->buckets[h & (s->nbuckets - 1)];
+  while (*pp != NULL && !((*pp)->hash == h && keel_eq_exact((*pp)->key, key)))
+    pp = &(*pp)->next;
+  /* Room in removed for the whole group first, so that the unlinking
+   * below cannot fail half-way. */
+  size_t old = 0;
+  for (keel__ets_obj *o = *pp;
+       o != NULL && o->hash == h && keel_eq_exact(o->key, key); o = o->next)
+    old++;
+  if (keel__ets_vec_reserve(removed, removed->n + old) != KEEL_OK)
+    return KEEL_ENOMEM;
+  /* Unlink the group (adjacent objects with the key). */
+  for (size_t k = 0; k < old; k++) {
+    keel__ets_obj *o = *pp;
+    removed->v[removed->n++] = o;
+    *pp = o->next;
+  }
+  keel__ets_obj *rest = *pp;
+  for (size_t k = 0; k < n; k++) {
+    *pp = nv[k];
+    pp = &nv[k]->next;
+  }
+  *pp = rest;
+  s->count = s->count + n - old;
+  if (s->count > 2 * s->nbuckets)
+    stripe_grow(s);
+  return KEEL_OK;
+}
+
+int keel__ets_group_get(keel__ets_table *t, keel_term key, uint64_t h,
+                        ets_vec *out) {
+  if (!keel__ets_hashed(t)) {
+    return keel__ord_group_get(&t->u.ord, key, out);
+  }
+  ets_stripe *s = &t->u.stripes[keel__ets_stripe_of(h)];
+  keel__ets_obj *o = s->buckets[h & (s->nbuckets - 1)];
+  while (o != NULL && !(o->hash == h && keel_eq_exact(o->key, key)))
+    o = o->next;
+  for (; o != NULL && o->hash == h && keel_eq_exact(o->key, key); o = o->next)
+    if (keel__ets_vec_push(out, o) != KEEL_OK)
+      return KEEL_ENOMEM;
+  return KEEL_OK;
+}
+
+int keel__ets_group_set(keel__ets_table *t, keel_term key, uint64_t h,
+                        keel__ets_obj *const *nv, size_t n, ets_vec *removed) {
+  size_t before = removed->n;
+  int rc = keel__ets_hashed(t)
+               ? hash_group_set(t, key, h, nv, n, removed)
+               : keel__ord_group_set(&t->u.ord, key, nv, n, removed);
+  if (rc != KEEL_OK)
+    return rc;
+  size_t add = 0, sub = 0;
+  for (size_t k = 0; k < n; k++)
+    add += keel__ets_obj_cost(nv[k]);
+  for (size_t k = before; k < removed->n; k++)
+    sub += keel__ets_obj_cost(removed->v[k]);
+  /* Net changes only (unsigned wrap-around adds a negative delta); a
+   * replacement of equal size touches neither shared counter. */
+  if (n != removed->n - before)
+    atomic_fetch_add_explicit(&t->size, n - (removed->n - before),
+                              memory_order_relaxed);
+  if (add != sub)
+    atomic_fetch_add_explicit(&t->words, add - sub, memory_order_relaxed);
+  return KEEL_OK;
+}
+
+/* ---- scans ---- */
+
+static void account_removed(keel__ets_table *t, ets_vec *dead) {
+  size_t sub = 0;
+  for (size_t k = 0; k < dead->n; k++)
+    sub += keel__ets_obj_cost(dead->v[k]);
+  atomic_fetch_sub_explicit(&t->size, dead->n, memory_order_relaxed);
+  atomic_fetch_sub_explicit(&t->words, sub, memory_order_relaxed);
+}
+
+static void free_all(ets_vec *dead) {
+  for (size_t k = 0; k < dead->n; k++)
+    keel__ets_obj_free(dead->v[k]);
+  keel__ets_vec_free(dead);
+}
+
+static int scan_stripe(ets_stripe *s, bool write, keel__ets_visit_fn fn,
+                       void *arg, ets_vec *dead) {
+  for (size_t b = 0; b < s->nbuckets; b++) {
+    keel__ets_obj **pp = &s->buckets[b];
+    while (*pp != NULL) {
+      keel__ets_obj *o = *pp;
+      int r = fn(o, arg);
+      if (r < 0)
+        return r;
+      if (r == 1 && write && keel__ets_vec_push(dead, o) == KEEL_OK) {
+        *pp = o->next;
+        s->count--;
+        continue;
+      }
+      pp = &o->next;
+    }
+  }
+  return KEEL_OK;
+}
+
+_Atomic uint64_t keel__ets_scans;
+
+int keel__ets_scan(keel__ets_table *t, bool write, keel__ets_visit_fn fn,
+                   void *arg) {
+  atomic_fetch_add_explicit(&keel__ets_scans, 1, memory_order_relaxed);
+  ets_vec dead;
+  keel__ets_vec_init(&dead);
+  int rc;
+  if (!keel__ets_hashed(t)) {
+    pthread_rwlock_t *l = &t->u.ord.lock;
+    write ? pthread_rwlock_wrlock(l) : pthread_rwlock_rdlock(l);
+    rc = keel__ord_scan(&t->u.ord, write, fn, arg, &dead);
+    account_removed(t, &dead);
+    pthread_rwlock_unlock(l);
+    free_all(&dead);
+    return rc;
+  }
+  rc = KEEL_OK;
+  for (unsigned i = 0; i < ETS_STRIPES && rc >= 0; i++) {
+    ets_stripe *s = &t->u.stripes[i];
+    write ? pthread_rwlock_wrlock(&s->lock) : pthread_rwlock_rdlock(&s->lock);
+    rc = scan_stripe(s, write, fn, arg, &dead);
+    account_removed(t, &dead);
+    pthread_rwlock_unlock(&s->lock);
+    free_all(&dead);
+  }
+  return rc;
+}
+
+/* ---- traversal ---- */
+
+static int copy_key(keel_heap *hp, keel_term key, keel_term *out) {
+  keel_term k = keel_term_copy(hp, key);
+  if (k == KEEL_NONE)
+    return KEEL_ENOMEM;
+  *out = k;
+  return 1;
+}
+
+static int step_ordered(keel__ets_table *t, keel_term from, int dir,
+                        keel_heap *hp, keel_term *out) {
+  pthread_rwlock_rdlock(&t->u.ord.lock);
+  keel__ets_obj *o = keel__ord_step(&t->u.ord, from, dir);
+  int rc = o == NULL ? 0 : copy_key(hp, o->key, out);
+  pthread_rwlock_unlock(&t->u.ord.lock);
+  return rc;
+}
+
+/* First object at or after bucket b of stripe si whose key differs from
+ * skip (KEEL_NONE: none), scanning on through the following stripes. */
+static int step_hashed(keel__ets_table *t, unsigned si, size_t b,
+                       keel_term skip, uint64_t skiph, keel_heap *hp,
+                       keel_term *out) {
+  for (; si < ETS_STRIPES; si++, b = 0, skip = KEEL_NONE) {
+    ets_stripe *s = &t->u.stripes[si];
+    pthread_rwlock_rdlock(&s->lock);
+    if (skip != KEEL_NONE)
+      b = skiph & (s->nbuckets - 1);
+    for (; b < s->nbuckets; b++) {
+      keel__ets_obj *o = s->buckets[b];
+      if (skip != KEEL_NONE) {
+        /* Past the group of `skip` in its own bucket; if it is gone,
+         * continue with the next bucket. */
+        while (o != NULL && !(o->hash == skiph && keel_eq_exact(o->key, skip)))
+          o = o->next;
+        while (o != NULL && o->hash == skiph && keel_eq_exact(o->key, skip))
+          o = o->next;
+        skip = KEEL_NONE;
+      }
+      if (o != NULL) {
+        int rc = copy_key(hp, o->key, out);
+        pthread_rwlock_unlock(&s->lock);
+        return rc;
+      }
+    }
+    pthread_rwlock_unlock(&s->lock);
+  }
+  return 0;
+}
+
+int keel__ets_step(keel__ets_table *t, keel_term from, int dir, keel_heap *hp,
+                   keel_term *out) {
+  *out = keel__ets_atom_eot();
+  if (!keel__ets_hashed(t))
+    return step_ordered(t, from, dir, hp, out);
+  if (from == KEEL_NONE)
+    return step_hashed(t, 0, 0, KEEL_NONE, 0, hp, out);
+  uint64_t h = keel__ets_hash(from);
+  return step_hashed(t, keel__ets_stripe_of(h), 0, from, h, hp, out);
+}
+
+void keel__ets_free_removed(ets_vec *removed, keel__ets_obj *const *keep,
+                            size_t n) {
+  for (size_t k = 0; k < n; k++)
+    keep[k]->mark = 1;
+  for (size_t k = 0; k < removed->n; k++)
+    if (!removed->v[k]->mark)
+      keel__ets_obj_free(removed->v[k]);
+  for (size_t k = 0; k < n; k++)
+    keep[k]->mark = 0;
+  keel__ets_vec_free(removed);
+}
+
+void keel__ets_clear(keel__ets_table *t) {
+  keel__ets_obj *all = NULL;
+  keel__ets_lock_mask(t, ~UINT64_C(0));
+  if (!keel__ets_hashed(t)) {
+    all = keel__ord_detach_all(&t->u.ord);
+  } else {
+    for (unsigned i = 0; i < ETS_STRIPES; i++) {
+      ets_stripe *s = &t->u.stripes[i];
+      for (size_t b = 0; b < s->nbuckets; b++) {
+        keel__ets_obj *o = s->buckets[b];
+        while (o != NULL) {
+          keel__ets_obj *next = o->next;
+          o->next = all;
+          all = o;
+          o = next;
+        }
+        s->buckets[b] = NULL;
+      }
+      s->count = 0;
+    }
+  }
+  atomic_store_explicit(&t->size, 0, memory_order_relaxed);
+  atomic_store_explicit(&t->words, 0, memory_order_relaxed);
+  keel__ets_unlock_mask(t, ~UINT64_C(0));
+  while (all != NULL) {
+    keel__ets_obj *next = all->next;
+    keel__ets_obj_free(all);
+    all = next;
+  }
+}
