@@ -18,11 +18,13 @@
  * The id is generation << ETS_IDX_BITS | index, generation >= 1, so it is
  * never 0 and fits a small integer.
  */
+#include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "keel/runtime.h"
+#include "keel/signals.h"
 #include "tables/ets_internal.h"
 
 #define ETS_IDX_BITS 20
@@ -101,6 +103,37 @@ int keel__ets_acquire(keel_ets_tab id, keel__ets_table **out) {
 void keel__ets_release(keel_ets_tab id) {
   ets_slot *s = slot_at((uint32_t)(id & ((1u << ETS_IDX_BITS) - 1)));
   atomic_fetch_sub_explicit(&s->lanes[lane()].pins, 1, memory_order_release);
+}
+
+/* ---- the owner's death ----
+ *
+ * The tables layer registers one runtime exit hook and arms it for every
+ * process that comes to own a table (creation, give_away, inheritance): its
+ * death runs keel__ets_owner_exit before its links and monitors hear of
+ * it, so whoever sees the 'DOWN' also sees the table gone or inherited. */
+
+static pthread_once_t hook_once = PTHREAD_ONCE_INIT;
+static int hook_id = -1;
+
+static void on_owner_exit(keel_term pid, keel_term reason, void *arg) {
+  (void)reason, (void)arg;
+  keel__ets_owner_exit(pid);
+}
+
+static void hook_init(void) {
+  hook_id = keel_exit_hook_add(on_owner_exit, NULL);
+}
+
+/* Arms the owner hook for pid. KEEL_ENOPROC when pid is dead; KEEL_OK
+ * also when there is nothing to arm (no node running, or not a pid). */
+static int arm_owner(keel_term pid) {
+  if (!keel_is_local_pid(pid))
+    return KEEL_OK;
+  (void)pthread_once(&hook_once, hook_init);
+  if (hook_id < 0)
+    return KEEL_ESYSLIMIT;
+  int rc = keel_exit_hook_arm(pid, hook_id);
+  return rc == KEEL_ESTATE ? KEEL_OK : rc;
 }
 
 static keel_term caller_pid(void) {
@@ -231,6 +264,11 @@ int keel_ets_new(const keel_ets_opts *opts, keel_ets_tab *out) {
   keel__ets_table *t = table_make(o, &rc);
   if (t == NULL)
     return rc;
+  rc = arm_owner(atomic_load_explicit(&t->owner, memory_order_relaxed));
+  if (rc != KEEL_OK) { /* a dead owner would never delete it */
+    table_free(t);
+    return rc == KEEL_ENOPROC ? KEEL_EBADARG : rc;
+  }
   pthread_mutex_lock(&reg.lock);
   uint32_t idx = 0;
   if (o->name != KEEL_NONE && find_name(o->name) != NULL)
@@ -470,6 +508,10 @@ int keel_ets_give_away(keel_ets_tab tab, keel_term pid, keel_term data) {
     pthread_mutex_unlock(&reg.lock);
     return KEEL_EBADARG;
   }
+  if (arm_owner(pid) != KEEL_OK) { /* a dead receiver: badarg */
+    pthread_mutex_unlock(&reg.lock);
+    return KEEL_EBADARG;
+  }
   keel_heap h;
   keel_heap_init(&h);
   keel_term msg = transfer_msg(&h, t, old, data);
@@ -496,7 +538,7 @@ static void owner_exit_slot(uint32_t i, keel_term pid) {
   keel_term heir = t->heir;
   keel_heap h;
   keel_heap_init(&h);
-  keel_term msg = heir != KEEL_NONE && heir != pid
+  keel_term msg = heir != KEEL_NONE && heir != pid && arm_owner(heir) == KEEL_OK
                       ? transfer_msg(&h, t, pid, t->heir_data->term)
                       : KEEL_NONE;
   if (msg == KEEL_NONE) {
