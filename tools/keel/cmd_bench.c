@@ -5,8 +5,8 @@
  */
 #include "bench.h"
 #include "bench_runtime.h"
-#include "bench_telemetry.h"
 #include "bench_tables.h"
+#include "bench_telemetry.h"
 #include "cli.h"
 
 static const keel_cli_cmd bench_suites[] = {
