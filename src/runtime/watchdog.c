@@ -38,6 +38,7 @@
 
 #include "base/futex.h"
 #include "keel/clock.h"
+#include "keel/telemetry.h"
 #include "runtime/rt_internal.h"
 
 #define WD_MIN_NS UINT64_C(1000000)
@@ -65,10 +66,29 @@ typedef struct rt_watchdog {
   wd_slot *slots;
 } rt_watchdog;
 
+/* The telemetry event of a long schedule: [keel, runtime, long_schedule],
+ * measurement duration (ns), metadata pid (BEAM's system_monitor
+ * long_schedule message, as telemetry). Looked up once. */
+static keel_tel_event *long_schedule_event(void) {
+  static keel_tel_event *_Atomic ev;
+  keel_tel_event *e = atomic_load_explicit(&ev, memory_order_acquire);
+  if (e == NULL &&
+      keel_tel_event_parse("keel.runtime.long_schedule", &e) == KEEL_OK)
+    atomic_store_explicit(&ev, e, memory_order_release);
+  return e;
+}
+
 static void report(rt_watchdog *w, const wd_slot *x, uint64_t now) {
   atomic_fetch_add_explicit(&w->events, 1, memory_order_relaxed);
+  keel_term pid = keel_pid_local(x->pid);
+  keel_tel_event *e = long_schedule_event();
+  if (e != NULL) {
+    keel_tel_measure m = {keel_atom("duration"), (double)(now - x->seen_ns)};
+    keel_tel_meta md = {keel_atom("pid"), pid};
+    keel_tel_execute(e, &m, 1, &md, 1);
+  }
   if (w->cb != NULL)
-    w->cb(keel_pid_local(x->pid), now - x->seen_ns, w->cb_arg);
+    w->cb(pid, now - x->seen_ns, w->cb_arg);
 }
 
 /* A run not seen before (or none): remember its bounds. */

@@ -12,6 +12,7 @@
 
 #include "keel/clock.h"
 #include "keel/runtime.h"
+#include "keel/telemetry.h"
 #include "runtime/rt_internal.h"
 #include "runtime/rt_test.h"
 
@@ -178,7 +179,28 @@ Test(watchdog, g26_fiber_blocker) {
 
 /* One scheduler: the watchdog reports the long schedule (pid, duration)
  * but nothing else can run: the queued processes run after the blocker. */
+static atomic_uint_fast64_t tel_pid, tel_ns;
+
+static int on_tel(const keel_tel_event *ev, const keel_tel_measure *m,
+                  size_t nm, const keel_tel_meta *md, size_t nmd, void *cfg) {
+  (void)ev, (void)cfg;
+  double d = 0;
+  keel_term pid = KEEL_NONE;
+  if (keel_tel_measure_get(m, nm, keel_atom("duration"), &d) == KEEL_OK &&
+      keel_tel_meta_get(md, nmd, keel_atom("pid"), &pid) == KEEL_OK &&
+      keel_is_local_pid(pid)) {
+    atomic_store(&tel_ns, (uint64_t)d);
+    atomic_store(&tel_pid, keel_pid_local_number(pid));
+  }
+  return 0;
+}
+
 Test(watchdog, one_scheduler_reports_only) {
+  keel_tel_event *ev;
+  cr_assert_eq(keel_tel_event_parse("keel.runtime.long_schedule", &ev),
+               KEEL_OK);
+  cr_assert_eq(keel_tel_attach(keel_atom("wd_test"), &ev, 1, on_tel, NULL),
+               KEEL_OK);
   start_wd(1, 10);
   block_ms = 300;
   keel_term blk;
@@ -189,6 +211,10 @@ Test(watchdog, one_scheduler_reports_only) {
   cr_assert_eq(atomic_load(&reported_pid), keel_pid_local_number(blk));
   uint64_t ns = atomic_load(&reported_ns);
   cr_assert_lt(ns, 3000000000u, "duration %llu ns", (unsigned long long)ns);
+  /* The same report as a telemetry event, emitted before the hook. */
+  cr_assert_eq(atomic_load(&tel_pid), keel_pid_local_number(blk));
+  cr_assert_geq(atomic_load(&tel_ns), 250000000u);
+  cr_assert_eq(keel_tel_detach(keel_atom("wd_test")), KEEL_OK);
   cr_assert_eq(keel_node_stop(), KEEL_OK);
 }
 
