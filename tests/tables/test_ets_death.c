@@ -106,9 +106,9 @@ Test(ets_death, owner_death_hands_the_table_to_its_heir) {
 Test(ets_death, dead_owner_or_receiver_is_refused) {
   start_node(1, 0);
   keel_term dead;
-  keel_spawn_opts none = {0};
-  cr_assert_eq(keel_spawn_fiber(owner, &(death_case){0}, &none, &dead),
-               KEEL_OK);
+  static death_case plain; /* outlives the fiber */
+  memset(&plain, 0, sizeof plain);
+  cr_assert_eq(keel_spawn_fiber(owner, &plain, NULL, &dead), KEEL_OK);
   cr_assert(wait_events(1));
   keel_ets_tab t;
   cr_assert_eq(keel_ets_whereis(keel_atom("death_tab"), &t), KEEL_OK);
