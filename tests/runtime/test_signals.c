@@ -992,6 +992,112 @@ Test(signals, exit_hooks_run_once_before_down) {
   cr_assert_eq(extra, KEEL_EXIT_HOOKS_MAX - 1 - hook_id, "hooks are bounded");
 }
 
+/* ---- a crash propagating along a chain of links ---------------------- */
+
+#define CHAIN 6
+
+/* Links to its predecessor (arg: the pid, KEEL_NONE for the first), then
+ * waits; the one at index `trap_at` traps exits and reports the exit
+ * message it gets. */
+typedef struct chain_arg {
+  keel_term prev;
+  bool trap;
+  keel_term got; /* the reason of the 'EXIT' a trapping member received */
+} chain_arg;
+
+static void chain_member(keel_proc *self, void *arg) {
+  chain_arg *a = arg;
+  if (a->trap)
+    keel_trap_exit(self, true);
+  if (a->prev != KEEL_NONE)
+    (void)keel_link(self, a->prev);
+  signal_event();
+  keel_term m;
+  while (keel_receive(self, NULL, NULL, KEEL_INFINITY, &m) == KEEL_OK) {
+    if (keel_is_tuple(m) && keel_tuple_get(m, 0) == KEEL_ATOM(EXIT)) {
+      a->got = keel_tuple_get(m, 2);
+      signal_event();
+    } else if (keel_is_tuple(m)) { /* {ping, From} */
+      (void)keel_send(keel_tuple_get(m, 1), atom("pong"));
+    } else if (keel_is_atom(m)) {
+      keel_stop(self, m); /* crash with the atom as reason */
+      return;
+    }
+  }
+}
+
+static void chain_watch(keel_proc *self, void *arg) {
+  keel_term *pids = arg; /* CHAIN pids, then CHAIN reasons out */
+  keel_heap h;
+  keel_heap_init(&h);
+  keel_term refs[CHAIN];
+  for (int i = 0; i < CHAIN; i++)
+    (void)keel_monitor(self, pids[i], 0, &h, &refs[i]);
+  /* A monitor is set up when its target handles the request: a ping
+   * answered after it (same pair, so in order) proves it. */
+  for (int i = 0; i < CHAIN; i++)
+    if (!pings(self, pids[i]))
+      pids[CHAIN + i] = atom("no_pong");
+  signal_event();
+  for (int got = 0; got < CHAIN - 1; got++) {
+    keel_term m;
+    if (keel_receive(self, NULL, NULL, 30000, &m) != KEEL_OK)
+      break;
+    for (int i = 0; i < CHAIN; i++)
+      if (keel_eq_exact(keel_tuple_get(m, 1), refs[i]))
+        pids[CHAIN + i] = keel_tuple_get(m, 4); /* atoms */
+  }
+  keel_heap_destroy(&h);
+  signal_event();
+}
+
+Test(signals, crash_propagates_along_links_until_a_trapping_process) {
+  char cfg[96];
+  for (size_t c = 0; start_config(c, cfg, sizeof cfg); c++) {
+    /* 0 - 1 - 2 (traps) - 3 - 4 - 5: 5 crashes with 'boom'. 3, 4 and 5
+     * die with 'boom'; 2 gets {'EXIT', 3, boom} and lives, so 0 and 1
+     * never hear of it. */
+    chain_arg a[CHAIN];
+    keel_term watch[2 * CHAIN];
+    memset(a, 0, sizeof a);
+    for (int i = 0; i < CHAIN; i++) {
+      a[i].prev = i == 0 ? KEEL_NONE : watch[i - 1];
+      a[i].trap = i == 2;
+      a[i].got = KEEL_NONE;
+      cr_assert_eq(keel_spawn_fiber(chain_member, &a[i], NULL, &watch[i]),
+                   KEEL_OK);
+      cr_assert(wait_events(i + 1), "%s", cfg);
+    }
+    for (int i = 0; i < CHAIN; i++)
+      watch[CHAIN + i] = KEEL_NONE;
+    cr_assert_eq(keel_spawn_fiber(chain_watch, watch, NULL, NULL), KEEL_OK);
+    cr_assert(wait_events(CHAIN + 1), "%s", cfg);
+    cr_assert_eq(keel_send(watch[CHAIN - 1], atom("boom")), KEEL_OK);
+    /* The trapping member's message, and the three deaths. */
+    cr_assert(wait_events(CHAIN + 2), "%s", cfg);
+    keel_node_stats st;
+    do
+      cr_assert_eq(keel_node_stats_get(&st), KEEL_OK);
+    while (st.processes > 4 && (sim_mode ? keel_sim_step() >= 0 : true));
+    cr_assert_eq(a[2].got, atom("boom"), "the trapping member gets it (%s)",
+                 cfg);
+    cr_assert_eq(st.processes, 4, "0, 1, 2 and the watcher live (%s)", cfg);
+    for (int i = 0; i < 3; i++)
+      cr_assert_neq(keel__rt_lookup(keel__rt, keel_pid_local_number(watch[i])),
+                    NULL, "member %d lives (%s)", i, cfg);
+    /* exit(0, kill): 0 dies with 'killed' and passes 'killed' on to 1
+     * (G8); 2 traps again, and the watcher has its five 'DOWN's. */
+    cr_assert_eq(keel_exit(watch[0], KEEL_ATOM(KILL)), KEEL_OK);
+    cr_assert(wait_events(CHAIN + 4), "%s", cfg);
+    for (int i = 3; i < CHAIN; i++)
+      cr_assert_eq(watch[CHAIN + i], atom("boom"), "member %d: boom (%s)", i,
+                   cfg);
+    cr_assert_eq(watch[CHAIN + 0], KEEL_ATOM(KILLED), "%s", cfg);
+    cr_assert_eq(watch[CHAIN + 1], KEEL_ATOM(KILLED), "%s", cfg);
+    stop_config();
+  }
+}
+
 /* ---- pids of other nodes --------------------------------------------------
  */
 
