@@ -87,16 +87,14 @@ struct keel_proc {
   /* Written by other threads: the control word and the mailbox head. */
   _Atomic uint64_t ctl;
   _Atomic(rt_mnode *) mb_head;
-  /* Messages pushed, ever (senders; wraps), and taken or dropped by the
-   * owner net of those that signals turned into: their difference is the
+  /* Messages pushed, ever (senders; wraps). With mq_out below, the
    * message queue length (introspect.c). */
   _Atomic uint32_t mq_in;
+  /* Owner-only (the scheduler running the process), or owner-written and
+   * read by introspection: kept off the senders' cache line. */
+  /* Messages taken or dropped by the owner, net of those that signals
+   * turned into (wraps). */
   _Atomic uint32_t mq_out;
-  /* Owner-published at the end of each run, for keel_process_info. */
-  _Atomic uint64_t reductions;
-  _Atomic uint64_t pub; /* links, monitors, monitored-by (12 bits each),
-                           heap KiB (28 bits) */
-  /* Owner-only (the scheduler running the process). */
   rt_mnode *mb_tail;
   rt_mnode mb_stub;
   struct keel_proc *qnext; /* link in the inject queue */
@@ -124,6 +122,10 @@ struct keel_proc {
    * from the mailbox but not yet handled or taken, in arrival order; for
    * fibers also the messages receive skipped (signal.h). */
   rt_msg *inner_head, *inner_tail;
+  /* Published at the end of each run, for keel_process_info. */
+  _Atomic uint64_t reductions;
+  _Atomic uint64_t pub; /* links, monitors, monitored-by (12 bits each),
+                           heap KiB (28 bits) */
   keel_heap heap;
 };
 
