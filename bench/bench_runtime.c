@@ -9,10 +9,10 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
-#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -22,6 +22,7 @@
 #include "bench_runtime.h"
 #include "keel/clock.h"
 #include "keel/runtime.h"
+#include "keel/signals.h"
 #include "runtime/fiber_ctx.h"
 #include "runtime/stack_pool.h"
 
@@ -734,6 +735,80 @@ static int beam_switch(bool quick, char *buf, size_t size) {
 
 /* ---- the table --------------------------------------------------------- */
 
+/* ---- call_backlog: calls made with a long queue ------------------------ */
+
+/* A caller with `backlog` unrelated messages in its own queue makes `calls`
+ * request/reply calls to a server; each call makes a fresh ref, marks its
+ * queue (keel_receive_mark, BEAM's recv_mark) and waits for {Ref, Reply},
+ * so the backlog is never scanned (without the mark every call would
+ * examine all of it). */
+static long backlog_n(bool quick) {
+  return quick ? 5000 : 100000;
+}
+
+static long backlog_calls(bool quick) {
+  return quick ? 500 : 20000;
+}
+
+typedef struct backlog_run {
+  keel_term server;
+  long backlog, calls;
+  uint64_t t0, t1;
+} backlog_run;
+
+static keel_handler_status backlog_server(keel_proc *self, keel_term msg,
+                                          void *state) {
+  (void)self, (void)state;
+  uint64_t buf[16];
+  keel_heap h;
+  keel_heap_init_fixed(&h, buf, 16);
+  keel_send(keel_tuple_get(msg, 1),
+            keel_tuple(&h, 2, keel_tuple_get(msg, 2), KEEL_ATOM(OK)));
+  return KEEL_CONTINUE;
+}
+
+static bool is_reply(keel_term m, void *arg) {
+  return keel_is_tuple(m) && keel_tuple_arity(m) == 2 &&
+         keel_eq_exact(keel_tuple_get(m, 0), *(keel_term *)arg);
+}
+
+static void backlog_caller(keel_proc *self, void *arg) {
+  backlog_run *r = arg;
+  keel_term me = keel_self(self);
+  for (long i = 0; i < r->backlog; i++)
+    keel_send(me, keel_small(i));
+  r->t0 = keel_monotonic_ns();
+  uint64_t buf[32];
+  for (long i = 0; i < r->calls; i++) {
+    keel_heap h;
+    keel_heap_init_fixed(&h, buf, 32);
+    keel_term ref = keel_make_ref(&h), m;
+    keel_receive_mark(self);
+    keel_send(r->server, keel_tuple(&h, 3, KEEL_ATOM(CALL), me, ref));
+    if (keel_receive(self, is_reply, &ref, 10000, &m) != KEEL_OK)
+      return; /* done_wait times out: the run fails */
+  }
+  r->t1 = keel_monotonic_ns();
+  done_signal();
+}
+
+static int run_call_backlog(bool quick, double *out) {
+  backlog_run r = {.backlog = backlog_n(quick), .calls = backlog_calls(quick)};
+  if (node_up(16) != KEEL_OK)
+    return -1;
+  keel_spawn(backlog_server, NULL, NULL, &r.server);
+  keel_spawn_fiber(backlog_caller, &r, NULL, NULL);
+  bool ok = done_wait(NULL);
+  keel_node_stop();
+  out[0] = ok ? (double)r.calls / secs(r.t0, r.t1) : 0;
+  return ok ? 0 : -1;
+}
+
+static int beam_call_backlog(bool quick, char *buf, size_t size) {
+  return snprintf(buf, size, "call_backlog %ld %ld", backlog_n(quick),
+                  backlog_calls(quick));
+}
+
 static const workload workloads[] = {
     {"spawn",
      run_spawn,
@@ -779,6 +854,11 @@ static const workload workloads[] = {
       {"fiber_kill_ms", "ms", false, 0}},
      3},
     {"switch", run_switch, beam_switch, {{"switch_ns", "ns", false, 0}}, 1},
+    {"call_backlog",
+     run_call_backlog,
+     beam_call_backlog,
+     {{"backlog_calls_per_s", "calls/s", true, 0}},
+     1},
     {"idle", run_idle, beam_idle, {{"idle_cpu_pct", "%", false, 0.01}}, 1},
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
@@ -912,7 +992,7 @@ static const workload *find_workload(const char *name) {
 static void usage(void) {
   fprintf(stderr, "usage: keel bench runtime "
                   "[spawn|spawn_fiber|ring|pingpong|cast|fanout|fanin|timers|"
-                  "switch|idle|all]... "
+                  "switch|call_backlog|idle|all]... "
                   "[--quick] [--runs N] [--no-beam]\n");
 }
 
