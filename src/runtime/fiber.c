@@ -72,6 +72,7 @@ typedef struct rt_fiber {
   int why;         /* RT_FB_*: why it last switched to its scheduler */
   rt_msg *held;    /* message returned by the last receive */
   rt_sig *mark;    /* the live receive mark (keel_receive_mark), or NULL */
+  unsigned inert;  /* spent marks left in the inner queue */
   void (*after)(void *); /* RT_FB_SUSPEND: run by the scheduler */
   void *after_arg;
 } rt_fiber;
@@ -598,12 +599,31 @@ static int receive_wait(keel_proc *self, keel_receive_match_fn match, void *arg,
 /* A marked receive: returns the inner-queue entry after which scanning
  * starts (everything up to it predates the mark), fetching the mailbox up
  * to the mark first when it is still there; ends the mark. */
+/* Frees the spent marks of the inner queue (all but the live one). */
+static void sweep_marks(keel_proc *self) {
+  rt_msg *prev = NULL;
+  for (rt_msg *m = self->inner_head; m != NULL;) {
+    rt_msg *next = rt_msg_next(m);
+    if (rt_entry_is_signal(m) && (rt_sig *)m != self->fiber->mark) {
+      keel__rt_inner_unlink(self, prev, m);
+      keel__rt_sig_free((rt_sig *)m);
+    } else {
+      prev = m;
+    }
+    m = next;
+  }
+  self->fiber->inert = 0;
+}
+
 static rt_msg *skip_to_mark(keel_proc *self) {
   rt_fiber *f = self->fiber;
   rt_sig *mk = f->mark;
   rt_msg *last;
+  if (f->inert >= 64) /* bounded: a full receive would free them too */
+    sweep_marks(self);
   if (mk->key != 0) {
     last = (rt_msg *)mk; /* in the inner queue: left there, inert */
+    f->inert++;
   } else {
     /* Still in the mailbox: everything before it moves to the inner
      * queue unexamined (signals are handled as always). */

@@ -21,6 +21,7 @@
 #include "keel/signals.h"
 #include "runtime/rt_internal.h"
 #include "runtime/rt_test.h"
+#include "runtime/signal.h"
 #include "runtime/stack_pool.h"
 
 static void start(unsigned nsched) {
@@ -1043,5 +1044,44 @@ Test(fiber, compact_keeps_roots_and_frees_the_rest) {
   cr_assert_lt(atomic_load(&compact_after), 20, "garbage freed");
   cr_assert_eq(keel_proc_compact(NULL, NULL, 0), KEEL_ESTATE);
   keel_heap_destroy(&h);
+  cr_assert_eq(keel_node_stop(), KEEL_OK);
+}
+
+/* Spent marks that reached the inner queue do not pile up. */
+static void mark_churn(keel_proc *self, void *arg) {
+  long *left_marks = arg;
+  keel_term me = keel_self(self);
+  keel_trap_exit(self, true);
+  keel_term server;
+  (void)keel_spawn(mark_server, NULL, NULL, &server);
+  uint64_t buf[16];
+  for (int i = 0; i < 500; i++) {
+    keel_heap h;
+    keel_heap_init_fixed(&h, buf, 16);
+    keel_term ref = keel_make_ref(&h), m;
+    cr_assert_eq(keel_receive_mark(self), KEEL_OK);
+    (void)keel_exit(me, keel_atom("poke")); /* a signal: drains the mark */
+    (void)keel_send(server, keel_tuple(&h, 3, keel_atom("call"), me, ref));
+    long calls = 0;
+    void *margs[2] = {&ref, &calls};
+    cr_assert_eq(keel_receive(self, reply_for, margs, 30000, &m), KEEL_OK);
+  }
+  long marks = 0, exits = 0;
+  for (rt_msg *m = self->inner_head; m != NULL; m = rt_msg_next(m)) {
+    marks += rt_entry_is_signal(m);
+    exits += m->term != KEEL_NONE;
+  }
+  *left_marks = marks;
+  cr_assert_eq(exits, 500, "the pokes stay queued");
+  (void)keel_send(server, KEEL_ATOM(STOP));
+  signal_event();
+}
+
+Test(fiber, spent_receive_marks_are_swept) {
+  start(2);
+  long left = -1;
+  cr_assert_eq(keel_spawn_fiber(mark_churn, &left, NULL, NULL), KEEL_OK);
+  cr_assert(wait_events(1));
+  cr_assert_leq(left, 64, "%ld marks left", left);
   cr_assert_eq(keel_node_stop(), KEEL_OK);
 }
