@@ -91,6 +91,7 @@ int keel_link(keel_proc *self, keel_term pid) {
       keel__rt_sig_new(n, RT_SIG_LINK, 0, self->pid_number, 0, KEEL_NONE);
   if (sig == NULL)
     return KEEL_ENOMEM;
+  bool was_unlinking = e != NULL; /* (an active one returned above) */
   if (e == NULL && (e = keel__rt_ent_add(x, key)) == NULL) {
     keel__rt_sig_free(sig);
     return KEEL_ENOMEM;
@@ -98,7 +99,14 @@ int keel_link(keel_proc *self, keel_term pid) {
   e->state = RT_LINK_ACTIVE;
   if (keel__rt_sig_send(n, to, sig))
     return KEEL_OK;
-  keel__rt_ent_del(x, e); /* a dead pid (G11) */
+  /* A dead pid (G11). An unlink of ours still in flight keeps its state:
+   * signals the peer sent before dying (its acknowledgement, an old link
+   * request) may still arrive, and must find us unlinking, not unlinked,
+   * or they would leave a link to a dead process. */
+  if (was_unlinking)
+    e->state = RT_LINK_UNLINKING;
+  else
+    keel__rt_ent_del(x, e);
   return link_noproc(self, to);
 }
 
@@ -119,8 +127,12 @@ int keel_unlink(keel_proc *self, keel_term pid) {
     return KEEL_ENOMEM;
   e->state = RT_LINK_UNLINKING;
   e->peer = id;
-  if (!keel__rt_sig_send(n, to, sig))
-    keel__rt_ent_del(self->ext, e); /* dead: no acknowledgement will come */
+  /* If the peer is dead the request is refused and no acknowledgement
+   * will come, but the entry stays UNLINKING: a link request or an exit
+   * signal it sent before dying may still be on its way, and must not act
+   * (G13) nor re-create the link. It goes with the exit signal, or with
+   * this process. */
+  (void)keel__rt_sig_send(n, to, sig);
   return KEEL_OK;
 }
 

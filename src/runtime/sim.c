@@ -107,8 +107,12 @@ bool keel__rt_sim_hold(rt_node *n, uint64_t to, rt_msg *m, bool count,
   rt_sim *S = n->sim;
   if (m->term == KEEL_NONE && m->extra == RT_ENTRY_TIMER)
     return false;
+  /* The pair: a signal's own sender (also for the answers given on behalf
+   * of a dead receiver), else the process sending. */
   keel_proc *self = keel__rt_tl_proc;
-  uint64_t from = self != NULL ? self->pid_number : RT_NO_PID;
+  uint64_t from = rt_entry_is_signal(m) ? ((rt_sig *)m)->from
+                  : self != NULL        ? self->pid_number
+                                        : RT_NO_PID;
   bool pair_held = false;
   for (rt_held *h = S->held; h != NULL && !pair_held; h = h->next)
     pair_held = h->from == from && h->to == to;
