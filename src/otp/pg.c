@@ -50,7 +50,14 @@ static int members_of(keel_pg_scope *s, keel_term group, keel_heap *h,
   return keel_ets_lookup_element(s->groups, group, 2, KEEL_NIL, h, out);
 }
 
-/* Sends {Ref, What, Group, Pids} to the monitors under key. */
+/* Notifications are not sent under the scope's lock: a fiber may yield
+ * inside keel_send, and another process on its thread would then wait for
+ * the lock forever. Writers queue {Dest, Msg} pairs here (in h) while they
+ * hold the lock and send them right after releasing it, before any call
+ * that could yield, so the thread cannot change in between. */
+static _Thread_local keel_term tl_outbox;
+
+/* Queues {Ref, What, Group, Pids} for the monitors under key. */
 static void notify_key(keel_pg_scope *s, keel_term key, keel_term what,
                        keel_term group, keel_term pids, keel_heap *h) {
   keel_term rows;
@@ -59,9 +66,32 @@ static void notify_key(keel_pg_scope *s, keel_term key, keel_term what,
   for (; keel_is_cons(rows); rows = keel_tl(rows)) {
     keel_term r = keel_hd(rows);
     keel_term m = keel_tuple(h, 4, keel_tuple_get(r, 1), what, group, pids);
-    if (m != KEEL_NONE)
-      (void)keel_send(keel_tuple_get(r, 2), m);
+    keel_term item = keel_tuple(h, 2, keel_tuple_get(r, 2), m);
+    keel_term q = keel_cons(h, item, tl_outbox);
+    if (m != KEEL_NONE && item != KEEL_NONE && q != KEEL_NONE)
+      tl_outbox = q;
   }
+}
+
+/* Unlocks s and sends what was queued, in the order queued. */
+static void unlock_and_flush(keel_pg_scope *s, keel_heap *h) {
+  keel_term q = tl_outbox, rev = KEEL_NIL;
+  tl_outbox = KEEL_NIL;
+  pthread_mutex_unlock(&s->lock);
+  for (; keel_is_cons(q); q = keel_tl(q)) {
+    keel_term r = keel_cons(h, keel_hd(q), rev);
+    if (r != KEEL_NONE)
+      rev = r;
+  }
+  for (; keel_is_cons(rev); rev = keel_tl(rev))
+    (void)keel_send(keel_tuple_get(keel_hd(rev), 0),
+                    keel_tuple_get(keel_hd(rev), 1));
+}
+
+/* Locks s and starts an empty outbox. */
+static void lock_scope(keel_pg_scope *s) {
+  pthread_mutex_lock(&s->lock);
+  tl_outbox = KEEL_NIL;
 }
 
 static void notify(keel_pg_scope *s, keel_term what, keel_term group,
@@ -162,13 +192,13 @@ static void on_exit_hook(keel_term pid, keel_term reason, void *arg) {
   keel_heap_init(&h);
   pthread_rwlock_rdlock(&scopes_lock);
   for (keel_pg_scope *s = scopes_head; s != NULL; s = s->next) {
-    pthread_mutex_lock(&s->lock);
+    lock_scope(s);
     drop_member(s, pid, &h);
     keel_term refs;
     if (keel_ets_lookup(s->monpids, pid, &h, &refs) == KEEL_OK)
       for (; keel_is_cons(refs); refs = keel_tl(refs))
         (void)drop_monitor(s, keel_tuple_get(keel_hd(refs), 1), &h);
-    pthread_mutex_unlock(&s->lock);
+    unlock_and_flush(s, &h);
   }
   pthread_rwlock_unlock(&scopes_lock);
   keel_heap_destroy(&h);
@@ -305,9 +335,9 @@ int keel_pg_join(keel_pg_scope *scope, keel_term group, keel_term pids) {
   if (rc == KEEL_OK) {
     /* Arming and inserting under the lock: a member dying meanwhile has
      * its hook wait for the lock, then finds (and removes) its rows. */
-    pthread_mutex_lock(&scope->lock);
+    lock_scope(scope);
     rc = join_locked(scope, group, list, &h);
-    pthread_mutex_unlock(&scope->lock);
+    unlock_and_flush(scope, &h);
   }
   keel_heap_destroy(&h);
   return rc;
@@ -350,9 +380,9 @@ int keel_pg_leave(keel_pg_scope *scope, keel_term group, keel_term pids) {
   keel_term list;
   int rc = pid_list(&h, pids, &list);
   if (rc == KEEL_OK) {
-    pthread_mutex_lock(&scope->lock);
+    lock_scope(scope);
     rc = leave_locked(scope, group, list, &h);
-    pthread_mutex_unlock(&scope->lock);
+    unlock_and_flush(scope, &h);
   }
   keel_heap_destroy(&h);
   return rc;
