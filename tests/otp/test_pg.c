@@ -324,3 +324,62 @@ Test(pg, many_join_and_die_at_once) {
     cr_assert_eq(keel_pg_scope_delete(c.s), KEEL_OK);
   }
 }
+
+/* ---- a writer yielding while it sends its notifications ------------------ */
+
+#define NMON 500 /* more sends than one slice allows */
+#define ROUNDS 20
+
+typedef struct busy_case {
+  keel_pg_scope *s;
+  _Atomic long notes; /* notifications received by all monitors */
+} busy_case;
+
+static void busy_monitor(keel_proc *self, void *arg) {
+  busy_case *c = arg;
+  keel_term ref, m;
+  cr_assert_eq(keel_pg_monitor_scope(c->s, keel_proc_heap(self), &ref, NULL),
+               KEEL_OK);
+  signal_event();
+  while (keel_receive(self, NULL, NULL, 30000, &m) == KEEL_OK &&
+         keel_is_tuple(m))
+    atomic_fetch_add(&c->notes, 1);
+}
+
+static void busy_writer(keel_proc *self, void *arg) {
+  busy_case *c = arg;
+  for (int i = 0; i < ROUNDS; i++) {
+    cr_assert_eq(keel_pg_join(c->s, keel_atom("g"), keel_self(self)), KEEL_OK);
+    cr_assert_eq(keel_pg_leave(c->s, keel_atom("g"), keel_self(self)), KEEL_OK);
+  }
+  signal_event();
+}
+
+static bool busy_done(void *arg) {
+  busy_case *c = arg;
+  return atomic_load(&c->notes) == 2L * 2 * ROUNDS * NMON;
+}
+
+/* Two writers on one scheduler: each join sends NMON notifications, so a
+ * writer yields inside its sends and the other runs on the same thread;
+ * neither may find the scope locked by the other. */
+Test(pg, writers_yielding_in_sends_do_not_block_each_other) {
+  for (size_t k = 0; k < NCONF; k++) {
+    start_node(sched_counts[k], 0);
+    busy_case c = {0};
+    cr_assert_eq(keel_pg_scope_new(KEEL_NONE, &c.s), KEEL_OK);
+    keel_spawn_opts so = {.stack_size = KEEL_FIBER_STACK_MIN};
+    static keel_term mons[NMON];
+    for (int i = 0; i < NMON; i++)
+      cr_assert_eq(keel_spawn_fiber(busy_monitor, &c, &so, &mons[i]), KEEL_OK);
+    cr_assert(wait_events(NMON));
+    cr_assert_eq(keel_spawn_fiber(busy_writer, &c, NULL, NULL), KEEL_OK);
+    cr_assert_eq(keel_spawn_fiber(busy_writer, &c, NULL, NULL), KEEL_OK);
+    cr_assert(wait_events(NMON + 2));
+    cr_assert(wait_until(busy_done, &c), "every notification arrives");
+    for (int i = 0; i < NMON; i++)
+      cr_assert_eq(keel_send(mons[i], KEEL_ATOM(OK)), KEEL_OK);
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+    cr_assert_eq(keel_pg_scope_delete(c.s), KEEL_OK);
+  }
+}
