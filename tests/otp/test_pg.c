@@ -3,12 +3,37 @@
  * processes joining and dying at once. 1, 2 and 8 schedulers. */
 #include <criterion/criterion.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "keel/pg.h"
 #include "keel/runtime.h"
 #include "keel/signals.h"
 #include "runtime/rt_test.h"
+
+/* Configuration c: the NCONF threaded ones, then the simulated seeds
+ * (keel/sim.h); describes it in cfg. False past the last one. */
+static bool start_config(size_t c, char *cfg, size_t len) {
+  uint64_t first = sim_seed_first(), count = sim_seed_count();
+  if (c < NCONF) {
+    start_node(sched_counts[c], 0);
+    snprintf(cfg, len, "%u schedulers", sched_counts[c]);
+    return true;
+  }
+  if (c >= NCONF + count)
+    return false;
+  start_sim(first + (c - NCONF));
+  snprintf(cfg, len, "simulation, KEEL_SEED=%llu",
+           (unsigned long long)(first + (c - NCONF)));
+  return true;
+}
+
+static void stop_config(void) {
+  if (sim_mode)
+    stop_sim();
+  else
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+}
 
 /* How many times pid appears in the list l. */
 static int occurrences(keel_term l, keel_term pid) {
@@ -223,8 +248,8 @@ static void watcher_body(keel_proc *self, void *arg) {
 }
 
 Test(pg, members_gone_before_down) {
-  for (size_t k = 0; k < NCONF; k++) {
-    start_node(sched_counts[k], 0);
+  char cfg[96];
+  for (size_t k = 0; start_config(k, cfg, sizeof cfg); k++) {
     death_case c = {0};
     cr_assert_eq(keel_pg_scope_new(KEEL_NONE, &c.s), KEEL_OK);
     cr_assert_eq(keel_spawn_fiber(watcher_body, &c, NULL, NULL), KEEL_OK);
@@ -237,9 +262,9 @@ Test(pg, members_gone_before_down) {
     keel_heap_destroy(&h);
     cr_assert_eq(keel_exit(c.victim, keel_atom("crash")), KEEL_OK);
     cr_assert(wait_events(2));
-    cr_assert_eq(c.seen_at_down, 0);
+    cr_assert_eq(c.seen_at_down, 0, "%s", cfg);
     cr_assert_eq(c.groups_at_down, 0);
-    cr_assert_eq(keel_node_stop(), KEEL_OK);
+    stop_config();
     cr_assert_eq(keel_pg_scope_delete(c.s), KEEL_OK);
   }
 }
@@ -292,8 +317,8 @@ static bool churn_done(void *arg) {
 }
 
 Test(pg, many_join_and_die_at_once) {
-  for (size_t k = 0; k < NCONF; k++) {
-    start_node(sched_counts[k], 0);
+  char cfg[96];
+  for (size_t k = 0; start_config(k, cfg, sizeof cfg); k++) {
     churn_case c = {0};
     cr_assert_eq(keel_pg_scope_new(KEEL_NONE, &c.s), KEEL_OK);
     cr_assert_eq(keel_spawn_fiber(churn_monitor, &c, NULL, &c.monitor),
@@ -315,12 +340,12 @@ Test(pg, many_join_and_die_at_once) {
                          : keel_send(pids[i], KEEL_ATOM(OK)),
                    KEEL_OK);
     /* 3 joins and 3 leaves per member (the last two at death) */
-    cr_assert(wait_until(churn_done, &c));
+    cr_assert(wait_until(churn_done, &c), "%s", cfg);
     cr_assert_eq(keel_pg_which_groups(c.s, &h, &l), KEEL_OK);
     cr_assert(keel_is_nil(l), "every group empty");
     keel_heap_destroy(&h);
     cr_assert_eq(keel_send(c.monitor, KEEL_ATOM(OK)), KEEL_OK);
-    cr_assert_eq(keel_node_stop(), KEEL_OK);
+    stop_config();
     cr_assert_eq(keel_pg_scope_delete(c.s), KEEL_OK);
   }
 }

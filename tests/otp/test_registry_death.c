@@ -4,6 +4,7 @@
  * 1, 2 and 8 schedulers. */
 #include <criterion/criterion.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "keel/registry.h"
@@ -12,6 +13,30 @@
 #include "runtime/rt_test.h"
 
 static const unsigned part_counts[] = {1, 8};
+
+/* Configuration c: the NCONF threaded ones, then the simulated seeds
+ * (keel/sim.h); describes it in cfg. False past the last one. */
+static bool start_config(size_t c, char *cfg, size_t len) {
+  uint64_t first = sim_seed_first(), count = sim_seed_count();
+  if (c < NCONF) {
+    start_node(sched_counts[c], 0);
+    snprintf(cfg, len, "%u schedulers", sched_counts[c]);
+    return true;
+  }
+  if (c >= NCONF + count)
+    return false;
+  start_sim(first + (c - NCONF));
+  snprintf(cfg, len, "simulation, KEEL_SEED=%llu",
+           (unsigned long long)(first + (c - NCONF)));
+  return true;
+}
+
+static void stop_config(void) {
+  if (sim_mode)
+    stop_sim();
+  else
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+}
 
 /* ---- cleanup before 'DOWN' ---------------------------------------------- */
 
@@ -52,10 +77,12 @@ static void watcher_body(keel_proc *self, void *arg) {
 }
 
 Test(registry_death, entries_gone_before_down) {
-  for (size_t k = 0; k < NCONF; k++)
+  char cfg[96];
+  for (size_t k = 0; start_config(k, cfg, sizeof cfg); k++)
     for (size_t p = 0; p < 2; p++)
       for (int kind = 0; kind < 3; kind++) {
-        start_node(sched_counts[k], 0);
+        if (p + kind > 0)
+          cr_assert(start_config(k, cfg, sizeof cfg));
         keel_registry_opts o = {.keys = (keel_registry_kind)kind,
                                 .partitions = part_counts[p]};
         death_case c = {0};
@@ -66,11 +93,11 @@ Test(registry_death, entries_gone_before_down) {
         cr_assert_eq(keel_registry_whereis(c.reg, keel_small(0)), c.victim);
         cr_assert_eq(keel_exit(c.victim, keel_atom("crash")), KEEL_OK);
         cr_assert(wait_events(2));
-        cr_assert_eq(c.count_at_down, 0, "sched %u parts %u kind %d",
-                     sched_counts[k], part_counts[p], kind);
+        cr_assert_eq(c.count_at_down, 0, "%s, parts %u kind %d", cfg,
+                     part_counts[p], kind);
         cr_assert_eq(c.where_at_down, KEEL_ATOM(UNDEFINED));
         cr_assert_eq(c.keys_at_down, 0);
-        cr_assert_eq(keel_node_stop(), KEEL_OK);
+        stop_config();
         cr_assert_eq(keel_registry_delete(c.reg), KEEL_OK);
       }
 }
@@ -225,8 +252,8 @@ static bool all_gone(void *arg) {
 }
 
 Test(registry_death, many_register_and_die_at_once) {
-  for (size_t k = 0; k < NCONF; k++) {
-    start_node(sched_counts[k], 0);
+  char cfg[96];
+  for (size_t k = 0; start_config(k, cfg, sizeof cfg); k++) {
     churn_case c = {0};
     keel_registry_opts ou = {.partitions = 8};
     keel_registry_opts od = {.keys = KEEL_REGISTRY_DUPLICATE, .partitions = 8};
@@ -248,10 +275,10 @@ Test(registry_death, many_register_and_die_at_once) {
                        : keel_send(pids[i], i % 3 == 1 ? keel_atom("crash")
                                                        : KEEL_ATOM(OK)),
                    KEEL_OK);
-    cr_assert(wait_until(all_gone, &c));
+    cr_assert(wait_until(all_gone, &c), "%s", cfg);
     cr_assert_eq(keel_registry_whereis(c.uniq, keel_atom("leader")),
                  KEEL_ATOM(UNDEFINED));
-    cr_assert_eq(keel_node_stop(), KEEL_OK);
+    stop_config();
     cr_assert_eq(keel_registry_delete(c.uniq), KEEL_OK);
     cr_assert_eq(keel_registry_delete(c.dup), KEEL_OK);
   }
