@@ -353,7 +353,7 @@ Test(pg, many_join_and_die_at_once) {
 /* ---- a writer yielding while it sends its notifications ------------------ */
 
 #define NMON 500 /* more sends than one slice allows */
-#define ROUNDS 20
+#define ROUNDS 5
 
 typedef struct busy_case {
   keel_pg_scope *s;
