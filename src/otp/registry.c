@@ -30,10 +30,8 @@ static int reg_hook_id = -1;
 
 static keel_ets_tab part_of(const keel_registry *reg, keel_term key,
                             keel_term pid) {
-  if (reg->nparts == 1)
-    return reg->parts[0];
   keel_term by = reg->keys == KEEL_REGISTRY_DUPLICATE ? pid : key;
-  return reg->parts[keel_hash(by) % reg->nparts];
+  return reg->parts[keel__registry_part(reg, by)];
 }
 
 static keel_term reg_name_term(const keel_registry *reg) {
@@ -340,7 +338,7 @@ static void key_parts(const keel_registry *reg, keel_term key, unsigned *lo,
   *hi = reg->nparts;
   if (all_parts(reg))
     return;
-  *lo = reg->nparts == 1 ? 0 : (unsigned)(keel_hash(key) % reg->nparts);
+  *lo = keel__registry_part(reg, key);
   *hi = *lo + 1;
 }
 

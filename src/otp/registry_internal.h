@@ -20,4 +20,10 @@ struct keel_registry {
   keel_ets_tab parts[KEEL_REGISTRY_MAX_PARTITIONS];
 };
 
+/* The partition of a term hashed by (key or pid). */
+static inline unsigned keel__registry_part(const keel_registry *reg,
+                                           keel_term by) {
+  return reg->nparts <= 1 ? 0 : (unsigned)(keel_hash(by) % reg->nparts);
+}
+
 #endif

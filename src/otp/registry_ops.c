@@ -63,7 +63,7 @@ int keel_registry_update_value(keel_registry *reg, keel_term key,
   if (self == NULL)
     return KEEL_ESTATE;
   keel_term pid = keel_self(self);
-  keel_ets_tab t = reg->parts[keel_hash(key) % reg->nparts];
+  keel_ets_tab t = reg->parts[keel__registry_part(reg, key)];
   keel_term objs;
   int rc = keel_ets_lookup(t, key, h, &objs);
   if (rc != KEEL_OK)
@@ -94,7 +94,7 @@ int keel_registry_dispatch(keel_registry *reg, keel_term key,
     return KEEL_EINVAL;
   unsigned lo = 0, hi = reg->nparts;
   if (reg->keys != KEEL_REGISTRY_DUPLICATE) {
-    lo = (unsigned)(keel_hash(key) % reg->nparts);
+    lo = keel__registry_part(reg, key);
     hi = lo + 1;
   }
   int calls = 0;
