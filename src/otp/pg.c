@@ -14,6 +14,7 @@
  * hook works on it.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #include "keel/ets.h"
@@ -21,11 +22,29 @@
 #include "keel/runtime.h"
 #include "keel/signals.h"
 
+/* One writer's notifications, in sending order: [{Dest, Msg}]. */
+typedef struct pg_batch {
+  struct pg_batch *next;
+  keel_heap h;
+  keel_term items;
+} pg_batch;
+
+/* Batches waiting for the scope's dispatcher process, in the order of the
+ * changes (appended under the scope lock). Shared by the scope and its
+ * dispatcher; freed by whichever lets go last. */
+typedef struct pg_outq {
+  pthread_mutex_t lock;
+  pg_batch *head, **tail;
+  _Atomic int refs;
+} pg_outq;
+
 struct keel_pg_scope {
   keel_pg_scope *next;
   keel_term name;
   pthread_mutex_t lock;
   keel_ets_tab groups, pids, mons, monrefs, monpids;
+  pg_outq *outq;
+  keel_term dispatcher; /* pid of the process that sends notifications */
 };
 
 static pthread_rwlock_t scopes_lock = PTHREAD_RWLOCK_INITIALIZER;
@@ -50,11 +69,16 @@ static int members_of(keel_pg_scope *s, keel_term group, keel_heap *h,
   return keel_ets_lookup_element(s->groups, group, 2, KEEL_NIL, h, out);
 }
 
-/* Notifications are not sent under the scope's lock: a fiber may yield
- * inside keel_send, and another process on its thread would then wait for
- * the lock forever. Writers queue {Dest, Msg} pairs here (in h) while they
- * hold the lock and send them right after releasing it, before any call
- * that could yield, so the thread cannot change in between. */
+/* Notifications are not sent by writers: a fiber may yield inside
+ * keel_send, so it must not send while it holds the scope lock (another
+ * process on its thread would then wait for the lock forever), and sending
+ * after unlocking would let two writers' notifications overtake each
+ * other. Writers queue {Dest, Msg} pairs here (in h) while they hold the
+ * lock, move them to the scope's outq before unlocking, and wake the
+ * scope's dispatcher, a handler process that sends every batch in order:
+ * all notifications of a scope come from one sender, in the order of the
+ * changes, as from pg's scope server. The thread-local list is used only
+ * between lock and unlock, where nothing can yield. */
 static _Thread_local keel_term tl_outbox;
 
 /* Queues {Ref, What, Group, Pids} for the monitors under key. */
@@ -73,19 +97,80 @@ static void notify_key(keel_pg_scope *s, keel_term key, keel_term what,
   }
 }
 
-/* Unlocks s and sends what was queued, in the order queued. */
-static void unlock_and_flush(keel_pg_scope *s, keel_heap *h) {
-  keel_term q = tl_outbox, rev = KEEL_NIL;
-  tl_outbox = KEEL_NIL;
-  pthread_mutex_unlock(&s->lock);
-  for (; keel_is_cons(q); q = keel_tl(q)) {
-    keel_term r = keel_cons(h, keel_hd(q), rev);
-    if (r != KEEL_NONE)
-      rev = r;
+static void outq_release(pg_outq *q) {
+  if (atomic_fetch_sub(&q->refs, 1) != 1)
+    return;
+  for (pg_batch *b = q->head, *nb; b != NULL; b = nb) {
+    nb = b->next;
+    keel_heap_destroy(&b->h);
+    free(b);
   }
-  for (; keel_is_cons(rev); rev = keel_tl(rev))
-    (void)keel_send(keel_tuple_get(keel_hd(rev), 0),
-                    keel_tuple_get(keel_hd(rev), 1));
+  pthread_mutex_destroy(&q->lock);
+  free(q);
+}
+
+/* Moves what tl_outbox holds (newest first) to a batch at the end of q.
+ * Out of memory: the notifications are dropped. */
+static void outq_push(pg_outq *q, keel_term items) {
+  pg_batch *b = malloc(sizeof *b);
+  if (b == NULL)
+    return;
+  b->next = NULL;
+  keel_heap_init(&b->h);
+  b->items = KEEL_NIL;
+  for (; keel_is_cons(items); items = keel_tl(items)) {
+    keel_term c = keel_term_copy(&b->h, keel_hd(items));
+    keel_term l = c != KEEL_NONE ? keel_cons(&b->h, c, b->items) : KEEL_NONE;
+    if (l == KEEL_NONE) {
+      keel_heap_destroy(&b->h);
+      free(b);
+      return;
+    }
+    b->items = l;
+  }
+  pthread_mutex_lock(&q->lock);
+  *q->tail = b;
+  q->tail = &b->next;
+  pthread_mutex_unlock(&q->lock);
+}
+
+static keel_handler_status dispatcher(keel_proc *self, keel_term msg,
+                                      void *state) {
+  pg_outq *q = state;
+  pthread_mutex_lock(&q->lock);
+  pg_batch *b = q->head;
+  q->head = NULL;
+  q->tail = &q->head;
+  pthread_mutex_unlock(&q->lock);
+  for (pg_batch *nb; b != NULL; b = nb) {
+    nb = b->next;
+    for (keel_term l = b->items; keel_is_cons(l); l = keel_tl(l))
+      (void)keel_send(keel_tuple_get(keel_hd(l), 0),
+                      keel_tuple_get(keel_hd(l), 1));
+    keel_heap_destroy(&b->h);
+    free(b);
+  }
+  return msg == keel_atom("stop") ? keel_stop(self, KEEL_ATOM(NORMAL))
+                                  : KEEL_CONTINUE;
+}
+
+static void dispatcher_terminate(keel_proc *self, keel_term reason,
+                                 void *state) {
+  (void)self;
+  (void)reason;
+  outq_release(state);
+}
+
+/* Queues the notifications, unlocks s and wakes its dispatcher. */
+static void unlock_and_flush(keel_pg_scope *s, keel_heap *h) {
+  (void)h;
+  keel_term q = tl_outbox;
+  tl_outbox = KEEL_NIL;
+  if (keel_is_cons(q))
+    outq_push(s->outq, q);
+  pthread_mutex_unlock(&s->lock);
+  if (keel_is_cons(q))
+    (void)keel_send(s->dispatcher, keel_atom("flush"));
 }
 
 /* Locks s and starts an empty outbox. */
@@ -217,8 +302,33 @@ static void free_scope(keel_pg_scope *s) {
   for (size_t i = 0; i < sizeof tabs / sizeof tabs[0]; i++)
     if (*tabs[i] != 0)
       (void)keel_ets_delete(*tabs[i]);
+  /* The dispatcher sends what is queued, then ends (with no node running
+   * it is gone already and has let go of the outq). */
+  if (s->outq != NULL) {
+    (void)keel_send(s->dispatcher, keel_atom("stop"));
+    outq_release(s->outq);
+  }
   pthread_mutex_destroy(&s->lock);
   free(s);
+}
+
+/* The outq and its dispatcher (which holds one reference). */
+static int start_dispatcher(keel_pg_scope *s) {
+  pg_outq *q = calloc(1, sizeof *q);
+  if (q == NULL)
+    return KEEL_ENOMEM;
+  pthread_mutex_init(&q->lock, NULL);
+  q->tail = &q->head;
+  atomic_init(&q->refs, 2);
+  keel_spawn_opts o = {.terminate = dispatcher_terminate};
+  int rc = keel_spawn(dispatcher, q, &o, &s->dispatcher);
+  if (rc != KEEL_OK) {
+    pthread_mutex_destroy(&q->lock);
+    free(q);
+    return rc;
+  }
+  s->outq = q;
+  return KEEL_OK;
 }
 
 static int make_tables(keel_pg_scope *s) {
@@ -255,6 +365,8 @@ int keel_pg_scope_new(keel_term name, keel_pg_scope **out) {
   s->name = name;
   pthread_mutex_init(&s->lock, NULL);
   int rc = make_tables(s);
+  if (rc == KEEL_OK)
+    rc = start_dispatcher(s);
   if (rc == KEEL_OK) {
     pthread_rwlock_wrlock(&scopes_lock);
     if (name != KEEL_NONE && find_locked(name) != NULL) {

@@ -408,3 +408,99 @@ Test(pg, writers_yielding_in_sends_do_not_block_each_other) {
     cr_assert_eq(keel_pg_scope_delete(c.s), KEEL_OK);
   }
 }
+
+/* ---- notifications replay to the true membership ------------------------ */
+
+#define NV 200
+
+typedef struct replay_case {
+  keel_pg_scope *s;
+  keel_term victims[NV];
+  int count[NV];           /* membership of each victim, from notifications */
+  _Atomic int negative;    /* a leave seen before its join */
+  _Atomic long notes_left; /* leave pids still expected */
+} replay_case;
+
+static int victim_index(replay_case *c, keel_term pid) {
+  for (int i = 0; i < NV; i++)
+    if (c->victims[i] == pid)
+      return i;
+  return -1;
+}
+
+static void replay_monitor(keel_proc *self, void *arg) {
+  replay_case *c = arg;
+  keel_term ref, m;
+  cr_assert_eq(
+      keel_pg_monitor(c->s, keel_atom("g"), keel_proc_heap(self), &ref, NULL),
+      KEEL_OK);
+  signal_event();
+  while (keel_receive(self, NULL, NULL, 30000, &m) == KEEL_OK &&
+         keel_is_tuple(m)) {
+    int d = keel_tuple_get(m, 1) == keel_atom("join") ? 1 : -1;
+    for (keel_term l = keel_tuple_get(m, 3); keel_is_cons(l); l = keel_tl(l)) {
+      int i = victim_index(c, keel_hd(l));
+      cr_assert_geq(i, 0);
+      if ((c->count[i] += d) < 0)
+        atomic_store(&c->negative, 1);
+      if (d < 0)
+        atomic_fetch_sub(&c->notes_left, 1);
+    }
+  }
+}
+
+/* Joins victims [lo, hi) to g, each once, while the test kills them. */
+typedef struct joiner_arg {
+  replay_case *c;
+  int lo, hi;
+} joiner_arg;
+
+static void replay_joiner(keel_proc *self, void *arg) {
+  joiner_arg *j = arg;
+  (void)self;
+  for (int i = j->lo; i < j->hi; i++) {
+    int rc = keel_pg_join(j->c->s, keel_atom("g"), j->c->victims[i]);
+    cr_assert(rc == KEEL_OK || rc == KEEL_ENOPROC);
+    if (rc == KEEL_ENOPROC)
+      atomic_fetch_sub(&j->c->notes_left, 1); /* no join, no leave */
+  }
+  signal_event();
+}
+
+static bool replay_done(void *arg) {
+  return atomic_load(&((replay_case *)arg)->notes_left) == 0;
+}
+
+/* Joins by two processes race with the members' deaths (killed by a third
+ * party): the monitor's replay of join/leave notifications must never go
+ * below zero and must end at zero for everyone. */
+Test(pg, notifications_replay_to_the_true_membership) {
+  char cfg[96];
+  for (size_t k = 0; start_config(k, cfg, sizeof cfg); k++) {
+    static replay_case c;
+    memset(&c, 0, sizeof c);
+    atomic_store(&c.notes_left, NV);
+    cr_assert_eq(keel_pg_scope_new(KEEL_NONE, &c.s), KEEL_OK);
+    keel_spawn_opts so = {.stack_size = KEEL_FIBER_STACK_MIN};
+    for (int i = 0; i < NV; i++)
+      cr_assert_eq(keel_spawn_fiber(idle_body, NULL, &so, &c.victims[i]),
+                   KEEL_OK);
+    keel_term mon;
+    cr_assert_eq(keel_spawn_fiber(replay_monitor, &c, NULL, &mon), KEEL_OK);
+    cr_assert(wait_events(1));
+    joiner_arg j1 = {&c, 0, NV / 2}, j2 = {&c, NV / 2, NV};
+    cr_assert_eq(keel_spawn_fiber(replay_joiner, &j1, NULL, NULL), KEEL_OK);
+    cr_assert_eq(keel_spawn_fiber(replay_joiner, &j2, NULL, NULL), KEEL_OK);
+    for (int i = 0; i < NV; i++)
+      cr_assert_eq(keel_exit(c.victims[(i * 7) % NV], KEEL_ATOM(KILL)),
+                   KEEL_OK);
+    cr_assert(wait_events(3));
+    cr_assert(wait_until(replay_done, &c), "%s", cfg);
+    cr_assert_eq(atomic_load(&c.negative), 0, "leave before join (%s)", cfg);
+    cr_assert_eq(keel_send(mon, KEEL_ATOM(OK)), KEEL_OK);
+    stop_config();
+    for (int i = 0; i < NV; i++)
+      cr_assert_eq(c.count[i], 0, "%s", cfg);
+    cr_assert_eq(keel_pg_scope_delete(c.s), KEEL_OK);
+  }
+}
