@@ -13,7 +13,9 @@
  * monitor, demonitor, and the cleanup at death) hold the scope's mutex for
  * a few table operations, which serialises them as pg's scope server
  * does: a monitor's snapshot and the notifications that follow it never
- * miss or repeat a change.
+ * miss or repeat a change. Notifications are sent by the scope's own
+ * process (a handler process started by keel_pg_scope_new), in the order
+ * of the changes; they arrive shortly after the call that caused them.
  *
  * Death: joining arms a runtime exit hook for the member (and monitoring
  * one for the monitoring process); when it dies, the hook removes it from
@@ -42,16 +44,19 @@ extern "C" {
 
 typedef struct keel_pg_scope keel_pg_scope;
 
-/* Creates a scope named by the atom name (KEEL_NONE: unnamed). *out is
- * owned by the caller until keel_pg_scope_delete. A scope created from a
- * process has its tables owned by that process and unusable once it dies
- * (calls then return KEEL_EBADARG). Errors: KEEL_EINVAL (name not an
- * atom, out NULL), KEEL_EEXIST (name taken), KEEL_ESYSLIMIT (no exit
- * hook left), KEEL_ENOMEM. */
+/* Creates a scope named by the atom name (KEEL_NONE: unnamed) and starts
+ * its process; needs a running node, and the scope sends no notification
+ * once that node stops (delete it then). *out is owned by the caller
+ * until keel_pg_scope_delete. A scope created from a process has its
+ * tables owned by that process and unusable once it dies (calls then
+ * return KEEL_EBADARG). Errors: KEEL_EINVAL (name not an atom, out NULL),
+ * KEEL_EEXIST (name taken), KEEL_ESTATE (no node), KEEL_ESYSLIMIT (no
+ * exit hook or process left), KEEL_ENOMEM. */
 int keel_pg_scope_new(keel_term name, keel_pg_scope **out);
 
-/* Deletes a scope and its groups and monitors (nobody is told). Waits
- * for writers and cleanups in progress. NULL is a no-op. KEEL_OK. */
+/* Deletes a scope and its groups and monitors (nobody is told; what was
+ * already queued is still sent) and ends its process. Waits for writers
+ * and cleanups in progress. NULL is a no-op. KEEL_OK. */
 int keel_pg_scope_delete(keel_pg_scope *scope);
 
 /* The scope named name, or NULL. */

@@ -56,6 +56,9 @@ static void idle_body(keel_proc *self, void *arg) {
 }
 
 Test(pg, join_leave_counts_and_reads) {
+  keel_pg_scope *none;
+  cr_assert_eq(keel_pg_scope_new(KEEL_NONE, &none), KEEL_ESTATE, "no node");
+  cr_assert_eq(keel_pg_scope_new(keel_small(1), &none), KEEL_EINVAL);
   for (size_t k = 0; k < NCONF; k++) {
     start_node(sched_counts[k], 0);
     keel_pg_scope *s;
