@@ -258,3 +258,46 @@ Test(registry, duplicate_by_pid) {
 Test(registry, duplicate_by_key) {
   run_dup(KEEL_REGISTRY_DUPLICATE_KEY);
 }
+
+/* ---- a registry made by a process dies with it --------------------------- */
+
+static void maker_body(keel_proc *self, void *arg) {
+  keel_registry **out = arg;
+  cr_assert_eq(keel_registry_new(NULL, out), KEEL_OK);
+  cr_assert_eq(keel_registry_register(*out, keel_atom("me"), KEEL_NIL),
+               KEEL_OK);
+  cr_assert_eq(keel_registry_unregister_match(*out, keel_atom("me"),
+                                              keel_atom("_"),
+                                              keel_atom("notalist")),
+               KEEL_EBADARG, "malformed guards");
+  signal_event();
+  keel_term m;
+  (void)keel_receive(self, NULL, NULL, 30000, &m);
+}
+
+static bool registry_gone(void *arg) {
+  return keel_registry_count(*(keel_registry **)arg) == KEEL_EBADARG;
+}
+
+Test(registry, made_by_a_process_goes_with_it) {
+  for (size_t k = 0; k < NCONF; k++) {
+    start_node(sched_counts[k], 0);
+    keel_registry *r = NULL;
+    keel_term maker;
+    cr_assert_eq(keel_spawn_fiber(maker_body, &r, NULL, &maker), KEEL_OK);
+    cr_assert(wait_events(1));
+    cr_assert_eq(keel_registry_count(r), 1);
+    cr_assert_eq(keel_exit(maker, keel_atom("bye")), KEEL_OK);
+    cr_assert(wait_until(registry_gone, &r), "its tables went with it");
+    keel_heap h;
+    keel_heap_init(&h);
+    keel_term l;
+    cr_assert_eq(keel_registry_lookup(r, keel_atom("me"), &h, &l),
+                 KEEL_EBADARG);
+    cr_assert_eq(keel_registry_whereis(r, keel_atom("me")),
+                 KEEL_ATOM(UNDEFINED));
+    keel_heap_destroy(&h);
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+    cr_assert_eq(keel_registry_delete(r), KEEL_OK);
+  }
+}
