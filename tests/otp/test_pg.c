@@ -507,3 +507,55 @@ Test(pg, notifications_replay_to_the_true_membership) {
     cr_assert_eq(keel_pg_scope_delete(c.s), KEEL_OK);
   }
 }
+
+/* ---- a monitor ends with its process ---------------------------------------
+ */
+
+typedef struct mondeath_case {
+  keel_pg_scope *s;
+  keel_heap heap; /* the ref, copied by the dying monitor */
+  keel_term ref;
+  int demonitor_at_down;
+} mondeath_case;
+
+static void short_monitor(keel_proc *self, void *arg) {
+  mondeath_case *c = arg;
+  keel_term ref;
+  cr_assert_eq(
+      keel_pg_monitor(c->s, keel_atom("g"), keel_proc_heap(self), &ref, NULL),
+      KEEL_OK);
+  c->ref = keel_term_copy(&c->heap, ref);
+  /* returns: the monitor ends with the process */
+}
+
+static void mondeath_watcher(keel_proc *self, void *arg) {
+  mondeath_case *c = arg;
+  keel_heap h;
+  keel_heap_init(&h);
+  keel_term mref, m;
+  keel_spawn_opts so = {.monitor_ref = &mref, .monitor_heap = &h};
+  cr_assert_eq(keel_spawn_fiber(short_monitor, c, &so, NULL), KEEL_OK);
+  cr_assert_eq(keel_receive(self, NULL, NULL, 30000, &m), KEEL_OK);
+  cr_assert_eq(keel_tuple_get(m, 0), keel_atom("DOWN"));
+  c->demonitor_at_down = keel_pg_demonitor(c->s, c->ref);
+  /* and a join now notifies nobody (nothing to check but no crash) */
+  cr_assert_eq(keel_pg_join(c->s, keel_atom("g"), keel_self(self)), KEEL_OK);
+  keel_heap_destroy(&h);
+  signal_event();
+}
+
+Test(pg, monitor_ends_with_its_process) {
+  for (size_t k = 0; k < NCONF; k++) {
+    start_node(sched_counts[k], 0);
+    mondeath_case c = {0};
+    keel_heap_init(&c.heap);
+    cr_assert_eq(keel_pg_scope_new(KEEL_NONE, &c.s), KEEL_OK);
+    cr_assert_eq(keel_spawn_fiber(mondeath_watcher, &c, NULL, NULL), KEEL_OK);
+    cr_assert(wait_events(1));
+    cr_assert_eq(c.demonitor_at_down, KEEL_ENOENT,
+                 "the monitor was gone by the 'DOWN'");
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+    cr_assert_eq(keel_pg_scope_delete(c.s), KEEL_OK);
+    keel_heap_destroy(&c.heap);
+  }
+}
