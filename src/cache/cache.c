@@ -181,7 +181,7 @@ static int read_obj(keel_cache *c, keel_term key, keel_heap *h,
 
 typedef struct aged {
   uint64_t stamp;
-  keel_term obj;
+  keel_term obj = KEEL_NONE;
 } aged;
 
 static int by_stamp(const void *a, const void *b) {
@@ -250,7 +250,7 @@ int keel_cache_put(keel_cache *c, keel_term key, keel_term value,
 int keel_cache_get(keel_cache *c, keel_term key, keel_heap *h, keel_term *out) {
   if (c == NULL || h == NULL || out == NULL)
     return KEEL_EINVAL;
-  keel_term obj;
+  keel_term obj = KEEL_NONE;
   int rc = read_obj(c, key, h, &obj);
   if (rc < 0)
     return rc;
@@ -283,7 +283,7 @@ int keel_cache_ttl(keel_cache *c, keel_term key, int64_t *ms_left) {
     return KEEL_EINVAL;
   keel_heap h;
   keel_heap_init(&h);
-  keel_term obj;
+  keel_term obj = KEEL_NONE;
   int rc = read_obj(c, key, &h, &obj);
   if (rc == 1) {
     int64_t exp = keel_small_value(keel_tuple_get(obj, 2));
@@ -302,7 +302,7 @@ static int set_elem(keel_cache *c, keel_term key, int pos, int64_t v) {
     return KEEL_EINVAL;
   keel_heap h;
   keel_heap_init(&h);
-  keel_term obj;
+  keel_term obj = KEEL_NONE;
   int rc = read_obj(c, key, &h, &obj);
   if (rc == 1) {
     uint64_t buf[8];
@@ -337,7 +337,7 @@ int keel_cache_incr(keel_cache *c, keel_term key, int64_t by, int64_t dflt,
     return KEEL_EINVAL;
   keel_heap h;
   keel_heap_init(&h);
-  keel_term obj;
+  keel_term obj = KEEL_NONE;
   int rc = read_obj(c, key, &h, &obj); /* drops an expired entry first */
   keel_term def =
       keel_tuple(&h, 4, key, keel_int(&h, dflt),
