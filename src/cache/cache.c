@@ -181,7 +181,7 @@ static int read_obj(keel_cache *c, keel_term key, keel_heap *h,
 
 typedef struct aged {
   uint64_t stamp;
-  keel_term obj = KEEL_NONE;
+  keel_term obj;
 } aged;
 
 static int by_stamp(const void *a, const void *b) {
