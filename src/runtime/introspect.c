@@ -23,20 +23,10 @@ static uint64_t sat(uint64_t v, uint64_t max) {
   return v > max ? max : v;
 }
 
-void keel__rt_publish(keel_proc *p, int32_t used) {
-  if (used > 0)
-    atomic_store_explicit(
-        &p->reductions,
-        atomic_load_explicit(&p->reductions, memory_order_relaxed) +
-            (uint64_t)used,
-        memory_order_relaxed);
-  rt_ext *x = p->ext;
-  uint64_t kib = (keel_heap_used_words(&p->heap) * 8 + 1023) / 1024;
-  uint64_t v = sat(kib, PUB_KIB_MAX) << 36;
-  if (x != NULL)
-    v |= sat(x->nlinks, PUB_CNT_MAX) | sat(x->nmons, PUB_CNT_MAX) << 12 |
+uint64_t keel__rt_pub_ext(const keel_proc *p) {
+  const rt_ext *x = p->ext;
+  return sat(x->nlinks, PUB_CNT_MAX) | sat(x->nmons, PUB_CNT_MAX) << 12 |
          sat(x->nmon_by, PUB_CNT_MAX) << 24;
-  atomic_store_explicit(&p->pub, v, memory_order_relaxed);
 }
 
 static const char *symbol_of(const void *fn) {

@@ -348,8 +348,22 @@ int keel__rt_node_start(const keel_node_opts *opts, bool sim, uint64_t seed);
 void keel__rt_sim_destroy(rt_node *n);
 
 /* Introspection (introspect.c): publishes p's figures (owner, end of a
- * run that used `used` budget units). */
-void keel__rt_publish(keel_proc *p, int32_t used);
+ * run that used `used` budget units). Inline: it runs once per run, the
+ * table counts only for the processes that have a table. */
+uint64_t keel__rt_pub_ext(const keel_proc *p);
+static inline void keel__rt_publish(keel_proc *p, int32_t used) {
+  if (used > 0)
+    atomic_store_explicit(
+        &p->reductions,
+        atomic_load_explicit(&p->reductions, memory_order_relaxed) +
+            (uint64_t)used,
+        memory_order_relaxed);
+  uint64_t kib = (p->heap.used_words + 127) / 128; /* 8-byte words */
+  uint64_t v = (kib < 0xfffffffu ? kib : 0xfffffffu) << 36;
+  if (p->ext != NULL)
+    v |= keel__rt_pub_ext(p);
+  atomic_store_explicit(&p->pub, v, memory_order_relaxed);
+}
 /* Owner-side queue accounting: n messages left the queue (taken, dropped)
  * or, negative, joined it without a sender (signals turned into them). */
 static inline void keel__rt_mq_out(keel_proc *p, int32_t k) {

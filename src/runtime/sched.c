@@ -647,7 +647,8 @@ static inline void run_end(rt_sched *s) {
   atomic_store_explicit(&s->run_pid, 0, memory_order_release);
 }
 
-static void run_process(rt_node *n, rt_sched *s, keel_proc *p, bool inherit) {
+static inline __attribute__((always_inline)) void
+run_process(rt_node *n, rt_sched *s, keel_proc *p, bool inherit) {
   if (!inherit)
     s->slice = n->sim == NULL ? KEEL_SLICE_BUDGET : keel__rt_sim_slice(n);
   if (p->fiber != NULL) {

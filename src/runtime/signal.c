@@ -258,13 +258,6 @@ rt_msg *keel__rt_sig_handle(rt_node *n, keel_proc *p, rt_sig *sig, bool *die) {
   return m;
 }
 
-bool keel__rt_sig_pending_take(keel_proc *p) {
-  if (!(atomic_load_explicit(&p->ctl, memory_order_relaxed) & RT_SIGPEND))
-    return false;
-  atomic_fetch_and_explicit(&p->ctl, ~RT_SIGPEND, memory_order_acq_rel);
-  return true;
-}
-
 bool keel__rt_sig_drain(rt_node *n, keel_proc *p) {
   for (rt_msg *m; (m = keel__mbox_pop(p)) != NULL;) {
     if (!rt_entry_is_signal(m) || ((rt_sig *)m)->kind == RT_SIG_MARK) {

@@ -139,7 +139,12 @@ rt_msg *keel__rt_sig_handle(rt_node *n, keel_proc *p, rt_sig *sig, bool *die);
 bool keel__rt_sig_drain(rt_node *n, keel_proc *p);
 
 /* Whether p has signals waiting (RT_SIGPEND), clearing the flag. */
-bool keel__rt_sig_pending_take(keel_proc *p);
+static inline bool keel__rt_sig_pending_take(keel_proc *p) {
+  if (!(atomic_load_explicit(&p->ctl, memory_order_relaxed) & RT_SIGPEND))
+    return false;
+  atomic_fetch_and_explicit(&p->ctl, ~RT_SIGPEND, memory_order_acq_rel);
+  return true;
+}
 
 /* Next message (or timer record) for p to handle, from its inner queue
  * or its mailbox; signals met on the way are handled. NULL when there is
