@@ -21,6 +21,9 @@ typedef struct sup_state {
   size_t n, cap;
   keel_term *kids; /* live children (local pids: immediates) */
   bool trapping;
+  /* terminate_child calls answered once the child's 'EXIT' is in. */
+  size_t npend, cappend;
+  keel_term *pend; /* pairs: pid, reply alias (in the process heap) */
 } sup_state;
 
 static keel_term sup_atom(void) {
@@ -76,7 +79,48 @@ static keel_term sup_start(sup_state *s, keel_term body, keel_heap *h) {
   return keel_tuple(h, 2, KEEL_ATOM(OK), pid);
 }
 
-static keel_term sup_answer(sup_state *s, keel_term body, keel_heap *h) {
+/* Remembers that `alias` waits for pid's end; false when out of memory. */
+static bool pend_add(keel_proc *self, sup_state *s, keel_term pid,
+                     keel_term alias) {
+  if (s->npend == s->cappend) {
+    size_t cap = s->cappend != 0 ? s->cappend * 2 : 4;
+    keel_term *p = realloc(s->pend, 2 * cap * sizeof *p);
+    if (p == NULL)
+      return false;
+    s->pend = p;
+    s->cappend = cap;
+  }
+  keel_term a = keel_term_copy(keel_proc_heap(self), alias);
+  if (a == KEEL_NONE)
+    return false;
+  s->pend[2 * s->npend] = pid;
+  s->pend[2 * s->npend + 1] = a;
+  s->npend++;
+  return true;
+}
+
+/* Answers 'ok' to the terminate_child calls waiting for pid. */
+static void pend_done(sup_state *s, keel_term pid) {
+  for (size_t i = 0; i < s->npend;) {
+    if (s->pend[2 * i] != pid) {
+      i++;
+      continue;
+    }
+    uint64_t buf[16];
+    keel_heap h;
+    keel_heap_init_fixed(&h, buf, 16);
+    keel_term r = keel_tuple(&h, 2, s->pend[2 * i + 1], KEEL_ATOM(OK));
+    if (r != KEEL_NONE)
+      (void)keel_send(s->pend[2 * i + 1], r);
+    keel_heap_destroy(&h);
+    s->npend--;
+    s->pend[2 * i] = s->pend[2 * s->npend];
+    s->pend[2 * i + 1] = s->pend[2 * s->npend + 1];
+  }
+}
+
+static keel_term sup_answer(keel_proc *self, sup_state *s, keel_term body,
+                            keel_term alias, keel_heap *h) {
   if (body == keel_atom("children"))
     return keel_list_from(h, s->n, s->kids);
   if (!keel_is_tuple(body))
@@ -88,8 +132,10 @@ static keel_term sup_answer(sup_state *s, keel_term body, keel_heap *h) {
     keel_term pid = keel_tuple_get(body, 1);
     if (!sup_has(s, pid, NULL))
       return error_tuple(h, "not_found");
+    if (!pend_add(self, s, pid, alias))
+      return error_tuple(h, "system_limit");
     (void)keel_exit(pid, KEEL_ATOM(SHUTDOWN));
-    return KEEL_ATOM(OK);
+    return KEEL_NONE; /* answered when its 'EXIT' arrives */
   }
   return error_tuple(h, "badarg");
 }
@@ -100,6 +146,7 @@ static keel_handler_status sup_exit(keel_proc *self, sup_state *s,
   size_t at;
   if (sup_has(s, from, &at)) {
     s->kids[at] = s->kids[--s->n];
+    pend_done(s, from);
     return KEEL_CONTINUE;
   }
   for (size_t i = 0; i < s->n; i++)
@@ -124,7 +171,8 @@ static keel_handler_status sup_handle(keel_proc *self, keel_term msg,
     return KEEL_CONTINUE;
   keel_heap h;
   keel_heap_init(&h);
-  keel_term ans = sup_answer(s, keel_tuple_get(msg, 2), &h);
+  keel_term ans =
+      sup_answer(self, s, keel_tuple_get(msg, 2), keel_tuple_get(msg, 1), &h);
   keel_term reply = ans == KEEL_NONE
                         ? KEEL_NONE
                         : keel_tuple(&h, 2, keel_tuple_get(msg, 1), ans);
@@ -141,6 +189,7 @@ static void sup_terminate(keel_proc *self, keel_term reason, void *state) {
   for (size_t i = 0; i < s->n; i++)
     (void)keel_exit(s->kids[i], KEEL_ATOM(SHUTDOWN));
   free(s->kids);
+  free(s->pend);
   free(s);
 }
 
@@ -187,11 +236,13 @@ static int fiber_call(keel_proc *self, keel_term sup, keel_term body,
                       keel_heap *h, keel_term *ans) {
   keel_heap tmp;
   keel_heap_init(&tmp);
-  keel_term ref;
-  int rc = keel_monitor(
-      self, sup, KEEL_MONITOR_ALIAS | KEEL_MONITOR_REPLY_DEMONITOR, &tmp, &ref);
+  keel_term ref = KEEL_NONE;
+  /* Mark first: a dead sup's 'DOWN' is queued by keel_monitor itself. */
+  int rc = keel_receive_mark(self);
   if (rc == KEEL_OK)
-    rc = keel_receive_mark(self);
+    rc = keel_monitor(self, sup,
+                      KEEL_MONITOR_ALIAS | KEEL_MONITOR_REPLY_DEMONITOR, &tmp,
+                      &ref);
   keel_term req =
       rc == KEEL_OK ? keel_tuple(&tmp, 3, sup_atom(), ref, body) : KEEL_NONE;
   if (rc == KEEL_OK && req == KEEL_NONE)
@@ -206,7 +257,7 @@ static int fiber_call(keel_proc *self, keel_term sup, keel_term body,
   if (rc == KEEL_OK &&
       (*ans = keel_term_copy(h, keel_tuple_get(m, 1))) == KEEL_NONE)
     rc = KEEL_ENOMEM;
-  if (rc != KEEL_OK && rc != KEEL_ENOPROC)
+  if (rc != KEEL_OK && rc != KEEL_ENOPROC && ref != KEEL_NONE)
     (void)keel_demonitor(self, ref, KEEL_DEMONITOR_FLUSH);
   keel_heap_destroy(&tmp);
   return rc;
@@ -226,7 +277,12 @@ static void call_body(keel_proc *self, void *arg) {
 /* fiber_call from a fiber (self) or a plain thread (self NULL). */
 static int sup_call(keel_proc *self, keel_term sup, keel_term body,
                     keel_heap *h, keel_term *ans) {
-  if (!keel_is_local_pid(sup) && !keel_is_atom(sup))
+  if (keel_is_atom(sup)) { /* a registered supervisor */
+    sup = keel_whereis(sup);
+    if (!keel_is_local_pid(sup))
+      return KEEL_ENOPROC;
+  }
+  if (!keel_is_local_pid(sup))
     return KEEL_EBADARG;
   if (self != NULL) {
     if (keel_current() != self || !keel_proc_is_fiber(self))

@@ -26,13 +26,13 @@ static atomic_int failures;
     }                                                                          \
   } while (0)
 
-static keel_term atom(const char *s) {
+static inline keel_term atom(const char *s) {
   return keel_atom(s);
 }
 
 /* Starts configuration c (NCONF threaded ones, then simulated seeds) and
  * describes it; false past the last one. sim: include simulated ones. */
-static bool start_config(size_t c, bool sim, char *cfg, size_t len) {
+static inline bool start_config(size_t c, bool sim, char *cfg, size_t len) {
   uint64_t first = sim_seed_first(), count = sim ? sim_seed_count() : 0;
   if (c < NCONF) {
     start_node(sched_counts[c], 0);
@@ -47,7 +47,7 @@ static bool start_config(size_t c, bool sim, char *cfg, size_t len) {
   return true;
 }
 
-static void stop_config(void) {
+static inline void stop_config(void) {
   if (sim_mode)
     stop_sim();
   else
@@ -56,7 +56,7 @@ static void stop_config(void) {
 
 /* Runs the fiber scenario fn in every configuration; fn ends with
  * signal_event(). */
-static void each_config(keel_fiber_fn fn, bool sim) {
+static inline void each_config(keel_fiber_fn fn, bool sim) {
   char cfg[96];
   for (size_t c = 0; start_config(c, sim, cfg, sizeof cfg); c++) {
     atomic_store(&failures, 0);
@@ -67,27 +67,27 @@ static void each_config(keel_fiber_fn fn, bool sim) {
   }
 }
 
-static int64_t small_of(keel_term t) {
+static inline int64_t small_of(keel_term t) {
   return keel_small_value(t);
 }
 
 /* Task: input * input + 1 (the oracle computes it independently). */
-static keel_term square_plus_one(keel_proc *self, void *arg, keel_term input,
-                                 keel_heap *h) {
+static inline keel_term square_plus_one(keel_proc *self, void *arg,
+                                        keel_term input, keel_heap *h) {
   (void)self;
   (void)arg;
   int64_t v = small_of(input);
   return keel_int(h, v * v + 1);
 }
 
-static bool is_release(keel_term msg, void *arg) {
+static inline bool is_release(keel_term msg, void *arg) {
   (void)arg;
   return msg == atom("release");
 }
 
 /* Task: waits for the message 'release', then returns {released, Input}. */
-static keel_term blocker(keel_proc *self, void *arg, keel_term input,
-                         keel_heap *h) {
+static inline keel_term blocker(keel_proc *self, void *arg, keel_term input,
+                                keel_heap *h) {
   (void)arg;
   keel_term m;
   if (keel_receive(self, is_release, NULL, KEEL_INFINITY, &m) != KEEL_OK)
@@ -96,34 +96,34 @@ static keel_term blocker(keel_proc *self, void *arg, keel_term input,
 }
 
 /* Task: exits with reason {boom, Input}. */
-static keel_term crasher(keel_proc *self, void *arg, keel_term input,
-                         keel_heap *h) {
+static inline keel_term crasher(keel_proc *self, void *arg, keel_term input,
+                                keel_heap *h) {
   (void)arg;
   (void)keel_stop(self, keel_tuple(h, 2, atom("boom"), input));
   return KEEL_NONE;
 }
 
 /* Messages queued for self. */
-static size_t queue_len(keel_proc *self) {
+static inline size_t queue_len(keel_proc *self) {
   keel_process_info_t pi;
   if (keel_process_info(keel_self(self), &pi) != KEEL_OK)
     return SIZE_MAX;
   return pi.message_queue_len;
 }
 
-static bool alive(keel_term pid) {
+static inline bool alive(keel_term pid) {
   keel_process_info_t pi;
   return keel_process_info(pid, &pi) == KEEL_OK;
 }
 
-static bool is_down_of(keel_term m, void *arg) {
+static inline bool is_down_of(keel_term m, void *arg) {
   return keel_is_tuple(m) && keel_tuple_arity(m) == 5 &&
          keel_tuple_get(m, 0) == KEEL_ATOM(DOWN) &&
          keel_eq_exact(keel_tuple_get(m, 1), *(keel_term *)arg);
 }
 
 /* A monitor of pid by self (KEEL_NONE on failure). */
-static keel_term mon(keel_proc *self, keel_term pid) {
+static inline keel_term mon(keel_proc *self, keel_term pid) {
   keel_term ref;
   if (keel_monitor(self, pid, 0, keel_proc_heap(self), &ref) != KEEL_OK)
     return KEEL_NONE;
@@ -131,7 +131,7 @@ static keel_term mon(keel_proc *self, keel_term pid) {
 }
 
 /* Waits for the 'DOWN' of monitor ref; its reason, or KEEL_NONE. */
-static keel_term down_reason(keel_proc *self, keel_term ref) {
+static inline keel_term down_reason(keel_proc *self, keel_term ref) {
   keel_term m;
   if (ref == KEEL_NONE)
     return KEEL_NONE;
@@ -141,7 +141,7 @@ static keel_term down_reason(keel_proc *self, keel_term ref) {
 }
 
 /* Waits until pid, which ends normally, is dead (noproc: it already was). */
-static bool wait_normal_end(keel_proc *self, keel_term pid) {
+static inline bool wait_normal_end(keel_proc *self, keel_term pid) {
   keel_term r = down_reason(self, mon(self, pid));
   return r == KEEL_ATOM(NORMAL) || r == KEEL_ATOM(NOPROC);
 }
