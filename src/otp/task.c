@@ -5,7 +5,6 @@
  */
 #include <pthread.h>
 #include <stdint.h>
-#include <string.h>
 
 #include "keel/clock.h"
 #include "keel/signals.h"
@@ -13,11 +12,39 @@
 #include "keel/task.h"
 #include "otp/task_internal.h"
 
-/* What a go message carries besides the input. */
+/* What a go message carries besides the input: a resource (terms from
+ * outside the node, e.g. decoded ETF, cannot forge one) holding the
+ * function and its argument, tagged with a magic number. */
+#define TASK_SPEC_MAGIC UINT64_C(0x6b65656c7461736b)
+
 typedef struct task_spec {
+  uint64_t magic;
   keel_task_fn fn;
   void *arg;
 } task_spec;
+
+keel_term keel__task_spec_term(keel_heap *h, keel_task_fn fn, void *arg) {
+  keel_resource *r = keel_resource_new(sizeof(task_spec), NULL);
+  if (r == NULL)
+    return KEEL_NONE;
+  task_spec *sp = keel_resource_data(r);
+  *sp = (task_spec){TASK_SPEC_MAGIC, fn, arg};
+  keel_term t = keel_resource_term(h, r);
+  keel_resource_release(r);
+  return t;
+}
+
+bool keel__task_spec_get(keel_term t, keel_task_fn *fn, void **arg) {
+  keel_resource *r = keel_resource_get(t);
+  if (r == NULL)
+    return false;
+  const task_spec *sp = keel_resource_data(r);
+  if (sp->magic != TASK_SPEC_MAGIC || sp->fn == NULL)
+    return false;
+  *fn = sp->fn;
+  *arg = sp->arg;
+  return true;
+}
 
 static keel_term go_atom(void) {
   return keel_atom("$task_go");
@@ -68,14 +95,8 @@ static void task_body(keel_proc *self, void *arg) {
   if (ga.owner_mon != KEEL_NONE)
     (void)keel_demonitor(self, ga.owner_mon, KEEL_DEMONITOR_FLUSH);
   task_spec spec;
-  size_t len = 0;
-  keel_term sb = keel_tuple_get(m, 2);
-  if (!keel_is_binary(sb))
+  if (!keel__task_spec_get(keel_tuple_get(m, 2), &spec.fn, &spec.arg))
     return;
-  const uint8_t *bytes = keel_binary_data(sb, &len);
-  if (len != sizeof spec)
-    return;
-  memcpy(&spec, bytes, sizeof spec);
   keel_term alias = keel_term_copy(ph, keel_tuple_get(m, 1));
   keel_term input = keel_term_copy(ph, keel_tuple_get(m, 3));
   if (alias == KEEL_NONE || input == KEEL_NONE) {
@@ -97,10 +118,9 @@ int keel__task_spawn(keel_term owner, bool link, keel_term *pid) {
 
 int keel__task_go(keel_term pid, keel_term alias, keel_task_fn fn, void *arg,
                   keel_term input) {
-  task_spec spec = {.fn = fn, .arg = arg};
   keel_heap h;
   keel_heap_init(&h);
-  keel_term sb = keel_binary(&h, &spec, sizeof spec);
+  keel_term sb = keel__task_spec_term(&h, fn, arg);
   keel_term go = sb == KEEL_NONE
                      ? KEEL_NONE
                      : keel_tuple(&h, 4, go_atom(), alias, sb, input);
@@ -161,7 +181,8 @@ static int check_owner(keel_proc *self, const keel_task *t) {
 static int take_answer(const keel_task *t, keel_term msg, keel_heap *h,
                        keel_task_result *out) {
   keel_task_result r;
-  (void)keel_task_reply_match(t, msg, &r);
+  if (!keel_task_reply_match(t, msg, &r))
+    return KEEL_EINVAL;
   keel_term v = keel_term_copy(h, r.value);
   if (v == KEEL_NONE)
     return KEEL_ENOMEM;

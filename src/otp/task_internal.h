@@ -4,7 +4,7 @@
  * process work, and a clock that follows simulated time.
  *
  * Start protocol: a task fiber first waits for the message
- * {'$task_go', Alias, Spec, Input} (Spec: a binary holding the function
+ * {'$task_go', Alias, Spec, Input} (Spec: a resource holding the function
  * and its argument; Alias: where {Alias, Result} goes, or 'undefined').
  * A task started for an owner that is not its spawner (async_nolink)
  * monitors that owner while it waits and ends quietly if the owner dies.
@@ -32,6 +32,11 @@ int keel__task_go(keel_term pid, keel_term alias, keel_task_fn fn, void *arg,
  * node, or when the fiber was terminated before body returned (node
  * stop); spawn errors otherwise. */
 int keel__task_proxy(void (*body)(keel_proc *self, void *ctx), void *ctx);
+
+/* The Spec term of a go message (built in h; KEEL_NONE when out of
+ * memory), and reading one back (false: not a Spec). */
+keel_term keel__task_spec_term(keel_heap *h, keel_task_fn fn, void *arg);
+bool keel__task_spec_get(keel_term t, keel_task_fn *fn, void **arg);
 
 /* Milliseconds on the clock receive timeouts use (virtual in simulation
  * mode). */

@@ -9,8 +9,8 @@
  * Pid}                        -> ok | {error, not_found} answered {ReplyTo,
  * Answer}, ReplyTo being the caller's monitor alias.
  */
+#include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "keel/signals.h"
 #include "keel/task.h"
@@ -62,6 +62,11 @@ static keel_term sup_start(sup_state *s, keel_term body, keel_heap *h) {
   if (s->max_children != 0 && s->n >= s->max_children)
     return error_tuple(h, "max_children");
   keel_term owner = keel_tuple_get(body, 1);
+  keel_task_fn fn;
+  void *arg;
+  if (!keel__task_spec_get(keel_tuple_get(body, 2), &fn, &arg) ||
+      (owner != KEEL_ATOM(UNDEFINED) && !keel_is_local_pid(owner)))
+    return error_tuple(h, "badarg");
   bool fire = owner == KEEL_ATOM(UNDEFINED);
   keel_term pid;
   if (keel__task_spawn(fire ? KEEL_NONE : owner, true, &pid) != KEEL_OK)
@@ -249,7 +254,7 @@ static int fiber_call(keel_proc *self, keel_term sup, keel_term body,
     rc = KEEL_ENOMEM;
   if (rc == KEEL_OK)
     rc = keel_send(sup, req);
-  keel_term m;
+  keel_term m = KEEL_NONE;
   if (rc == KEEL_OK)
     rc = keel_receive(self, call_match, &ref, KEEL_INFINITY, &m);
   if (rc == KEEL_OK && keel_tuple_arity(m) == 5)
@@ -302,13 +307,9 @@ static int sup_start_call(keel_proc *self, keel_term sup, keel_term owner,
                           keel_term *pid) {
   if (fn == NULL || input == KEEL_NONE)
     return KEEL_EINVAL;
-  struct {
-    keel_task_fn fn;
-    void *arg;
-  } spec = {fn, arg};
   keel_heap h;
   keel_heap_init(&h);
-  keel_term sb = keel_binary(&h, &spec, sizeof spec);
+  keel_term sb = keel__task_spec_term(&h, fn, arg);
   keel_term body =
       sb == KEEL_NONE ? KEEL_NONE
                       : keel_tuple(&h, 4, keel_atom("start"), owner, sb, input);

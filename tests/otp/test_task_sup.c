@@ -352,3 +352,42 @@ static void sc_stream_timeout(keel_proc *self, void *arg) {
 Test(task_stream, TK4_timeout_kill_task_exit_and_zip) {
   each_config(sc_stream_timeout, true);
 }
+
+/* Hostile requests: a forged Spec (a binary, not the node's resource) or
+ * a malformed body gets {error, badarg}, and the supervisor lives on. */
+static bool is_reply_to(keel_term m, void *arg) {
+  return keel_is_tuple(m) && keel_tuple_arity(m) == 2 &&
+         keel_eq_exact(keel_tuple_get(m, 0), *(keel_term *)arg);
+}
+
+static void sc_forged(keel_proc *self, void *arg) {
+  (void)arg;
+  keel_heap h;
+  keel_heap_init(&h);
+  keel_term sup, alias, m;
+  CHECK(keel_task_sup_start(NULL, &sup) == KEEL_OK);
+  CHECK(keel_alias(self, &h, &alias) == KEEL_OK);
+  uint64_t fake[3] = {0, 0x1234, 0};
+  keel_term bodies[3] = {
+      keel_tuple(&h, 4, atom("start"), KEEL_ATOM(UNDEFINED),
+                 keel_binary(&h, fake, sizeof fake), KEEL_NIL),
+      keel_tuple(&h, 2, atom("start"), KEEL_NIL), keel_small(3)};
+  for (int i = 0; i < 3; i++) {
+    CHECK(keel_send(sup, keel_tuple(&h, 3, atom("$task_sup"), alias,
+                                    bodies[i])) == KEEL_OK);
+    CHECK(keel_receive(self, is_reply_to, &alias, TIMEOUT_S * 1000, &m) ==
+          KEEL_OK);
+    CHECK(keel_eq_exact(keel_tuple_get(m, 1),
+                        keel_tuple(&h, 2, KEEL_ATOM(ERROR), atom("badarg"))));
+  }
+  keel_term kids;
+  CHECK(keel_task_sup_children(self, sup, &h, &kids) == KEEL_OK &&
+        kids == KEEL_NIL);
+  CHECK(keel_task_sup_stop(sup) == KEEL_OK);
+  keel_heap_destroy(&h);
+  signal_event();
+}
+
+Test(task_sup, forged_requests_are_refused) {
+  each_config(sc_forged, false);
+}
