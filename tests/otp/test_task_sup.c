@@ -8,6 +8,7 @@
 #include <criterion/criterion.h>
 #include <stdlib.h>
 
+#include "otp/task_internal.h"
 #include "otp/task_test.h"
 
 /* Task: adds its input to *arg and counts an event. */
@@ -390,4 +391,76 @@ static void sc_forged(keel_proc *self, void *arg) {
 
 Test(task_sup, forged_requests_are_refused) {
   each_config(sc_forged, false);
+}
+
+static void parent_of_nothing(keel_proc *self, void *arg) {
+  (void)self;
+  (void)arg;
+}
+
+/* Polls sup's children until none is left (a bounded number of looks). */
+static bool no_children(keel_proc *self, keel_term sup, keel_heap *h) {
+  keel_term kids = KEEL_NONE;
+  for (int k = 0; k < 100000; k++) {
+    if (keel_task_sup_children(self, sup, h, &kids) != KEEL_OK)
+      return false;
+    if (kids == KEEL_NIL)
+      return true;
+    (void)keel_fiber_yield(self);
+  }
+  return false;
+}
+
+static atomic_int ran;
+
+static keel_term mark_ran(keel_proc *self, void *arg, keel_term input,
+                          keel_heap *h) {
+  atomic_fetch_add(&ran, 1);
+  return blocker(self, arg, input, h);
+}
+
+/* TK5: a stream under a supervisor whose max_children is below the
+ * stream's concurrency fails with ELIMIT and leaves no task behind; an
+ * async_nolink task whose owner is gone before it may run ends without
+ * running its function. */
+static void sc_sup_limits(keel_proc *self, void *arg) {
+  (void)arg;
+  keel_heap h;
+  keel_heap_init(&h);
+  keel_term sup, in[6], out[6];
+  for (int i = 0; i < 6; i++)
+    in[i] = keel_small(i);
+  keel_task_sup_opts so = {.max_children = 2};
+  CHECK(keel_task_sup_start(&so, &sup) == KEEL_OK);
+  atomic_store(&ran, 0);
+  keel_task_stream_opts o = {.max_concurrency = 4, .supervisor = sup};
+  CHECK(keel_task_async_stream(self, in, 6, mark_ran, NULL, &o, &h, out) ==
+        KEEL_ELIMIT);
+  CHECK(no_children(self, sup, &h));
+  CHECK(queue_len(self) == 0);
+  /* A start request for an owner that is already dead. */
+  keel_term dead, alias, m;
+  CHECK(keel_spawn_fiber(parent_of_nothing, NULL, NULL, &dead) == KEEL_OK);
+  CHECK(wait_normal_end(self, dead));
+  CHECK(keel_alias(self, &h, &alias) == KEEL_OK);
+  keel_term body =
+      keel_tuple(&h, 4, atom("start"), dead,
+                 keel__task_spec_term(&h, mark_ran, NULL), KEEL_NIL);
+  atomic_store(&ran, 0);
+  CHECK(keel_send(sup, keel_tuple(&h, 3, atom("$task_sup"), alias, body)) ==
+        KEEL_OK);
+  CHECK(keel_receive(self, is_reply_to, &alias, TIMEOUT_S * 1000, &m) ==
+        KEEL_OK);
+  CHECK(keel_tuple_get(keel_tuple_get(m, 1), 0) == KEEL_ATOM(OK));
+  CHECK(no_children(self, sup, &h));
+  CHECK(atomic_load(&ran) == 0);
+  keel_term ref = mon(self, sup);
+  CHECK(keel_task_sup_stop(sup) == KEEL_OK);
+  CHECK(down_reason(self, ref) == KEEL_ATOM(SHUTDOWN));
+  keel_heap_destroy(&h);
+  signal_event();
+}
+
+Test(task_sup, TK5_limits_and_dead_owner) {
+  each_config(sc_sup_limits, true);
 }
