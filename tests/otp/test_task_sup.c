@@ -293,6 +293,11 @@ Test(task_stream, TK4_unordered_is_completion_order) {
   each_config(sc_stream_unordered, true);
 }
 
+/* Per-task deadline of the timeout scenario: long enough that a task that
+ * answers at once never overruns it on a loaded machine (virtual time in
+ * simulation, so it costs nothing there). */
+#define STREAM_TIMEOUT_MS 1000
+
 /* Task: input 1 never answers; input 2 crashes; the others double. */
 static keel_term mixed(keel_proc *self, void *arg, keel_term input,
                        keel_heap *h) {
@@ -318,7 +323,7 @@ static void sc_stream_timeout(keel_proc *self, void *arg) {
   keel_trap_exit(self, true); /* the linked crash */
   for (int k = 0; k < 4; k++) {
     keel_task_stream_opts o = {.max_concurrency = 2,
-                               .timeout_ms = 50,
+                               .timeout_ms = STREAM_TIMEOUT_MS,
                                .on_timeout = KEEL_TASK_TIMEOUT_KILL,
                                .zip_input_on_exit = (k & 1) != 0,
                                .supervisor = k >= 2 ? sup : KEEL_NONE};
@@ -337,7 +342,8 @@ static void sc_stream_timeout(keel_proc *self, void *arg) {
         CHECK(keel_eq_exact(
             out[i], keel_tuple(&h, 2, KEEL_ATOM(OK), keel_small(2 * i))));
   }
-  keel_task_stream_opts o = {.max_concurrency = 5, .timeout_ms = 50};
+  keel_task_stream_opts o = {.max_concurrency = 5,
+                             .timeout_ms = STREAM_TIMEOUT_MS};
   CHECK(keel_task_async_stream(self, in, 5, mixed, NULL, &o, &h, out) ==
         KEEL_ETIMEDOUT);
   keel_term kids;
