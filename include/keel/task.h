@@ -229,8 +229,10 @@ int keel_task_sup_async_nolink(keel_proc *self, keel_term sup, keel_task_fn fn,
 int keel_task_sup_children(keel_proc *self, keel_term sup, keel_heap *h,
                            keel_term *list);
 
-/* Task.Supervisor.terminate_child: ends the child pid (exit 'shutdown').
- * KEEL_OK, KEEL_ENOENT (not a child of sup), other errors as start_child. */
+/* Task.Supervisor.terminate_child: ends the child pid (exit 'shutdown')
+ * and returns once the supervisor has seen it die. KEEL_OK, KEEL_ENOENT
+ * (not a child of sup), KEEL_EBADARG (pid not a local pid), other errors
+ * as start_child (KEEL_ENOPROC also when sup stops meanwhile). */
 int keel_task_sup_terminate_child(keel_proc *self, keel_term sup,
                                   keel_term pid);
 
