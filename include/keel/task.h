@@ -198,14 +198,16 @@ typedef struct keel_task_sup_opts {
 
 /* Starts a Task.Supervisor: a handler process trapping exits whose
  * children are temporary tasks (never restarted). When it gets an exit
- * signal from a non-child (its parent, or keel_task_sup_stop) it kills its
- * children (exit 'shutdown': tasks do not trap exits) and exits with that
- * reason. opts may be NULL. Any thread. Errors: as keel_spawn, KEEL_ESTATE
- * for link from a non-process. */
+ * signal from its parent (the process that started it with link) it ends
+ * its children (exit 'shutdown': tasks do not trap exits) and exits with
+ * that reason; exit signals from other processes are ignored, as OTP's
+ * supervisors do ('kill' still kills it). opts may be NULL. Any thread.
+ * Errors: as keel_spawn, KEEL_ESTATE for link from a non-process. */
 int keel_task_sup_start(const keel_task_sup_opts *opts, keel_term *pid);
 
-/* Stops the supervisor sup (exit signal 'shutdown'); asynchronous: monitor
- * it to know when it is gone. Any thread. Errors as keel_exit. */
+/* Stops the supervisor sup (a pid or registered name): it ends its
+ * children and exits with reason 'shutdown'. Asynchronous: monitor it to
+ * know when it is gone. Any thread. Errors as keel_send. */
 int keel_task_sup_stop(keel_term sup);
 
 /* Task.Supervisor.start_child: a fire-and-forget task under sup. self: a

@@ -21,6 +21,7 @@ typedef struct sup_state {
   size_t n, cap;
   keel_term *kids; /* live children (local pids: immediates) */
   bool trapping;
+  keel_term parent; /* the linked starter, or KEEL_NONE */
   /* terminate_child calls answered once the child's 'EXIT' is in. */
   size_t npend, cappend;
   keel_term *pend; /* pairs: pid, reply alias (in the process heap) */
@@ -145,6 +146,15 @@ static keel_term sup_answer(keel_proc *self, sup_state *s, keel_term body,
   return error_tuple(h, "badarg");
 }
 
+/* Ends every child (exit 'shutdown': tasks do not trap exits), then self. */
+static keel_handler_status sup_shutdown(keel_proc *self, sup_state *s,
+                                        keel_term reason) {
+  for (size_t i = 0; i < s->n; i++)
+    (void)keel_exit(s->kids[i], KEEL_ATOM(SHUTDOWN));
+  s->n = 0;
+  return keel_stop(self, reason);
+}
+
 static keel_handler_status sup_exit(keel_proc *self, sup_state *s,
                                     keel_term msg) {
   keel_term from = keel_tuple_get(msg, 1);
@@ -154,10 +164,9 @@ static keel_handler_status sup_exit(keel_proc *self, sup_state *s,
     pend_done(s, from);
     return KEEL_CONTINUE;
   }
-  for (size_t i = 0; i < s->n; i++)
-    (void)keel_exit(s->kids[i], KEEL_ATOM(SHUTDOWN));
-  s->n = 0;
-  return keel_stop(self, keel_tuple_get(msg, 2));
+  if (from != s->parent) /* as OTP's supervisors: not our business */
+    return KEEL_CONTINUE;
+  return sup_shutdown(self, s, keel_tuple_get(msg, 2));
 }
 
 static keel_handler_status sup_handle(keel_proc *self, keel_term msg,
@@ -174,6 +183,8 @@ static keel_handler_status sup_handle(keel_proc *self, keel_term msg,
     return sup_exit(self, s, msg);
   if (tag != sup_atom())
     return KEEL_CONTINUE;
+  if (keel_tuple_get(msg, 2) == KEEL_ATOM(STOP))
+    return sup_shutdown(self, s, KEEL_ATOM(SHUTDOWN));
   keel_heap h;
   keel_heap_init(&h);
   keel_term ans =
@@ -206,6 +217,7 @@ int keel_task_sup_start(const keel_task_sup_opts *opts, keel_term *pid) {
   if (s == NULL)
     return KEEL_ENOMEM;
   s->max_children = o.max_children;
+  s->parent = o.link ? keel_self(keel_current()) : KEEL_NONE;
   keel_spawn_opts so = {.terminate = sup_terminate, .link = o.link};
   keel_term p;
   int rc = keel_spawn(sup_handle, s, &so, &p);
@@ -226,7 +238,14 @@ int keel_task_sup_start(const keel_task_sup_opts *opts, keel_term *pid) {
 }
 
 int keel_task_sup_stop(keel_term sup) {
-  return keel_exit(sup, KEEL_ATOM(SHUTDOWN));
+  uint64_t buf[8];
+  keel_heap h;
+  keel_heap_init_fixed(&h, buf, 8);
+  keel_term req =
+      keel_tuple(&h, 3, sup_atom(), KEEL_ATOM(UNDEFINED), KEEL_ATOM(STOP));
+  int rc = keel_send(sup, req);
+  keel_heap_destroy(&h);
+  return rc;
 }
 
 /* ---- calls ------------------------------------------------------------------

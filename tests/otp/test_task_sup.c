@@ -387,10 +387,15 @@ static void sc_forged(keel_proc *self, void *arg) {
     CHECK(keel_eq_exact(keel_tuple_get(m, 1),
                         keel_tuple(&h, 2, KEEL_ATOM(ERROR), atom("badarg"))));
   }
+  /* An exit signal from a non-parent is ignored; the call is then
+   * answered after it (one ordered stream from us to sup). */
+  CHECK(keel_exit(sup, KEEL_ATOM(SHUTDOWN)) == KEEL_OK);
   keel_term kids;
   CHECK(keel_task_sup_children(self, sup, &h, &kids) == KEEL_OK &&
         kids == KEEL_NIL);
-  CHECK(keel_task_sup_stop(sup) == KEEL_OK);
+  keel_term ref = mon(self, sup);
+  CHECK(keel_exit(sup, KEEL_ATOM(KILL)) == KEEL_OK);
+  CHECK(down_reason(self, ref) == KEEL_ATOM(KILLED));
   keel_heap_destroy(&h);
   signal_event();
 }
