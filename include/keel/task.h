@@ -133,6 +133,15 @@ int keel_task_ignore(keel_proc *self, keel_task *t, keel_heap *h,
 bool keel_task_reply_match(const keel_task *t, keel_term msg,
                            keel_task_result *out);
 
+/* The $callers of self (TK6): for a task whose function is running, the
+ * list [Owner, Owner's owner, ...] of the processes that started it and
+ * its ancestors' starters (the process that called keel_task_async,
+ * start_child or async_nolink; for keel_task_run, the hidden proxy; none
+ * for a start from a plain thread); [] for any other process. Built in h.
+ * Errors: KEEL_EINVAL (NULL argument), KEEL_ESTATE (self is not the
+ * calling process), KEEL_ENOMEM. */
+int keel_task_callers(keel_proc *self, keel_heap *h, keel_term *list);
+
 /* Task.start / Task.start_link: runs fn(arg, input) in a new fiber process
  * with nobody waiting for its result (fire and forget). link: link it to
  * the calling process (which must be a process: else KEEL_ESTATE). Any

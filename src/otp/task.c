@@ -75,22 +75,60 @@ typedef struct go_match_arg {
 
 static bool go_match(keel_term msg, void *arg) {
   const go_match_arg *a = arg;
-  if (keel_is_tuple(msg) && keel_tuple_arity(msg) == 4 &&
+  if (keel_is_tuple(msg) && keel_tuple_arity(msg) == 5 &&
       keel_tuple_get(msg, 0) == a->go)
     return true;
   return a->owner_mon != KEEL_NONE && keel__task_msg_for(a->owner_mon, msg);
 }
 
+/* A running task's state (its state pointer while its function runs). */
+typedef struct task_ctx {
+  keel_term callers; /* [Owner, Owner's owner, ...] */
+} task_ctx;
+
+static void task_body(keel_proc *self, void *arg);
+
+/* Whether self is a task fiber whose function runs: its ctx, else NULL. */
+static task_ctx *running_task(keel_proc *self) {
+  keel_process_info_t pi;
+  if (keel_process_info(keel_self(self), &pi) != KEEL_OK || !pi.fiber ||
+      pi.entry != (const void *)(uintptr_t)task_body)
+    return NULL;
+  return keel_proc_state(self); /* NULL until its go message came */
+}
+
+keel_term keel__task_child_callers(keel_heap *h) {
+  keel_proc *self = keel_current();
+  if (self == NULL)
+    return KEEL_NIL;
+  const task_ctx *c = running_task(self);
+  return keel_cons(h, keel_self(self), c != NULL ? c->callers : KEEL_NIL);
+}
+
+int keel_task_callers(keel_proc *self, keel_heap *h, keel_term *list) {
+  if (self == NULL || h == NULL || list == NULL)
+    return KEEL_EINVAL;
+  if (keel_current() != self)
+    return KEEL_ESTATE;
+  const task_ctx *c = running_task(self);
+  keel_term l = c != NULL ? keel_term_copy(h, c->callers) : KEEL_NIL;
+  if (l == KEEL_NONE)
+    return KEEL_ENOMEM;
+  *list = l;
+  return KEEL_OK;
+}
+
 static void task_body(keel_proc *self, void *arg) {
   keel_term owner = (keel_term)(uintptr_t)arg;
   keel_heap *ph = keel_proc_heap(self);
+  keel_proc_set_state(self, NULL); /* no task_ctx until go */
   go_match_arg ga = {.go = go_atom(), .owner_mon = KEEL_NONE};
   if (owner != KEEL_NONE &&
       keel_monitor(self, owner, 0, ph, &ga.owner_mon) != KEEL_OK)
     return;
   keel_term m;
   if (keel_receive(self, go_match, &ga, KEEL_INFINITY, &m) != KEEL_OK ||
-      keel_tuple_arity(m) != 4)
+      keel_tuple_arity(m) != 5)
     return; /* the owner died before it let the task run */
   if (ga.owner_mon != KEEL_NONE)
     (void)keel_demonitor(self, ga.owner_mon, KEEL_DEMONITOR_FLUSH);
@@ -99,11 +137,14 @@ static void task_body(keel_proc *self, void *arg) {
     return;
   keel_term alias = keel_term_copy(ph, keel_tuple_get(m, 1));
   keel_term input = keel_term_copy(ph, keel_tuple_get(m, 3));
-  if (alias == KEEL_NONE || input == KEEL_NONE) {
+  task_ctx ctx = {.callers = keel_term_copy(ph, keel_tuple_get(m, 4))};
+  if (alias == KEEL_NONE || input == KEEL_NONE || ctx.callers == KEEL_NONE) {
     (void)keel_stop(self, KEEL_ATOM(SYSTEM_LIMIT));
     return;
   }
+  keel_proc_set_state(self, &ctx);
   keel_term v = spec.fn(self, spec.arg, input, ph);
+  keel_proc_set_state(self, NULL);
   if (v == KEEL_NONE || alias == KEEL_ATOM(UNDEFINED))
     return;
   keel_term reply = keel_tuple(ph, 2, alias, v);
@@ -121,9 +162,10 @@ int keel__task_go(keel_term pid, keel_term alias, keel_task_fn fn, void *arg,
   keel_heap h;
   keel_heap_init(&h);
   keel_term sb = keel__task_spec_term(&h, fn, arg);
-  keel_term go = sb == KEEL_NONE
+  keel_term callers = keel__task_child_callers(&h);
+  keel_term go = sb == KEEL_NONE || callers == KEEL_NONE
                      ? KEEL_NONE
-                     : keel_tuple(&h, 4, go_atom(), alias, sb, input);
+                     : keel_tuple(&h, 5, go_atom(), alias, sb, input, callers);
   int rc = go == KEEL_NONE ? KEEL_ENOMEM : keel_send(pid, go);
   keel_heap_destroy(&h);
   return rc;

@@ -4,7 +4,8 @@
  * process work, and a clock that follows simulated time.
  *
  * Start protocol: a task fiber first waits for the message
- * {'$task_go', Alias, Spec, Input} (Spec: a resource holding the function
+ * {'$task_go', Alias, Spec, Input, Callers} (Callers: its $callers list;
+ * Spec: a resource holding the function
  * and its argument; Alias: where {Alias, Result} goes, or 'undefined').
  * A task started for an owner that is not its spawner (async_nolink)
  * monitors that owner while it waits and ends quietly if the owner dies.
@@ -37,6 +38,11 @@ int keel__task_proxy(void (*body)(keel_proc *self, void *ctx), void *ctx);
  * memory), and reading one back (false: not a Spec). */
 keel_term keel__task_spec_term(keel_heap *h, keel_task_fn fn, void *arg);
 bool keel__task_spec_get(keel_term t, keel_task_fn *fn, void **arg);
+
+/* The callers list a task started by the calling thread inherits:
+ * [Self | Self's callers] in a process, [] elsewhere (built in h;
+ * KEEL_NONE when out of memory). */
+keel_term keel__task_child_callers(keel_heap *h);
 
 /* Milliseconds on the clock receive timeouts use (virtual in simulation
  * mode). */

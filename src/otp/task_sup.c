@@ -3,11 +3,13 @@
  * children are temporary task fibers, and the synchronous calls to it
  * (from fibers directly, from plain threads through a proxy fiber).
  *
- * Requests: {'$task_sup', ReplyTo, Body} with Body one of
- *   {start, Owner | undefined, Spec, Input} -> {ok, Pid} | {error,
- * max_children} children                                -> [Pid] {terminate,
- * Pid}                        -> ok | {error, not_found} answered {ReplyTo,
- * Answer}, ReplyTo being the caller's monitor alias.
+ * Requests are {'$task_sup', ReplyTo, Body}, answered {ReplyTo, Answer}
+ * (ReplyTo: the caller's monitor alias). The bodies and their answers:
+ *   - {start, Owner or undefined, Spec, Input, Callers}: {ok, Pid}, or
+ *     {error, max_children | badarg | system_limit};
+ *   - children: the list of live children;
+ *   - {terminate, Pid}: ok once Pid is gone, or {error, not_found};
+ *   - stop: no answer, the supervisor exits 'shutdown'.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -58,7 +60,8 @@ static keel_term error_tuple(keel_heap *h, const char *what) {
   return keel_tuple(h, 2, KEEL_ATOM(ERROR), keel_atom(what));
 }
 
-/* {start, Owner, Spec, Input}: spawns the child; the caller lets it run. */
+/* {start, Owner, Spec, Input, Callers}: spawns the child; the caller lets it
+ * run. */
 static keel_term sup_start(sup_state *s, keel_term body, keel_heap *h) {
   if (s->max_children != 0 && s->n >= s->max_children)
     return error_tuple(h, "max_children");
@@ -77,8 +80,9 @@ static keel_term sup_start(sup_state *s, keel_term body, keel_heap *h) {
     return error_tuple(h, "system_limit");
   }
   if (fire) { /* start_child: the supervisor sends go itself */
-    keel_term go = keel_tuple(h, 4, keel_atom("$task_go"), KEEL_ATOM(UNDEFINED),
-                              keel_tuple_get(body, 2), keel_tuple_get(body, 3));
+    keel_term go = keel_tuple(h, 5, keel_atom("$task_go"), KEEL_ATOM(UNDEFINED),
+                              keel_tuple_get(body, 2), keel_tuple_get(body, 3),
+                              keel_tuple_get(body, 4));
     if (go != KEEL_NONE)
       (void)keel_send(pid, go);
   }
@@ -132,7 +136,8 @@ static keel_term sup_answer(keel_proc *self, sup_state *s, keel_term body,
   if (!keel_is_tuple(body))
     return error_tuple(h, "badarg");
   keel_term tag = keel_tuple_get(body, 0);
-  if (tag == keel_atom("start") && keel_tuple_arity(body) == 4)
+  if (tag == keel_atom("start") && keel_tuple_arity(body) == 5 &&
+      keel_is_list(keel_tuple_get(body, 4)))
     return sup_start(s, body, h);
   if (tag == keel_atom("terminate") && keel_tuple_arity(body) == 2) {
     keel_term pid = keel_tuple_get(body, 1);
@@ -329,9 +334,11 @@ static int sup_start_call(keel_proc *self, keel_term sup, keel_term owner,
   keel_heap h;
   keel_heap_init(&h);
   keel_term sb = keel__task_spec_term(&h, fn, arg);
+  keel_term callers = keel__task_child_callers(&h);
   keel_term body =
-      sb == KEEL_NONE ? KEEL_NONE
-                      : keel_tuple(&h, 4, keel_atom("start"), owner, sb, input);
+      sb == KEEL_NONE || callers == KEEL_NONE
+          ? KEEL_NONE
+          : keel_tuple(&h, 5, keel_atom("start"), owner, sb, input, callers);
   keel_term ans = KEEL_NONE;
   int rc =
       body == KEEL_NONE ? KEEL_ENOMEM : sup_call(self, sup, body, &h, &ans);

@@ -376,8 +376,8 @@ static void sc_forged(keel_proc *self, void *arg) {
   CHECK(keel_alias(self, &h, &alias) == KEEL_OK);
   uint64_t fake[3] = {0, 0x1234, 0};
   keel_term bodies[3] = {
-      keel_tuple(&h, 4, atom("start"), KEEL_ATOM(UNDEFINED),
-                 keel_binary(&h, fake, sizeof fake), KEEL_NIL),
+      keel_tuple(&h, 5, atom("start"), KEEL_ATOM(UNDEFINED),
+                 keel_binary(&h, fake, sizeof fake), KEEL_NIL, KEEL_NIL),
       keel_tuple(&h, 2, atom("start"), KEEL_NIL), keel_small(3)};
   for (int i = 0; i < 3; i++) {
     CHECK(keel_send(sup, keel_tuple(&h, 3, atom("$task_sup"), alias,
@@ -455,8 +455,8 @@ static void sc_sup_limits(keel_proc *self, void *arg) {
   CHECK(wait_normal_end(self, dead));
   CHECK(keel_alias(self, &h, &alias) == KEEL_OK);
   keel_term body =
-      keel_tuple(&h, 4, atom("start"), dead,
-                 keel__task_spec_term(&h, mark_ran, NULL), KEEL_NIL);
+      keel_tuple(&h, 5, atom("start"), dead,
+                 keel__task_spec_term(&h, mark_ran, NULL), KEEL_NIL, KEEL_NIL);
   atomic_store(&ran, 0);
   CHECK(keel_send(sup, keel_tuple(&h, 3, atom("$task_sup"), alias, body)) ==
         KEEL_OK);
@@ -474,4 +474,60 @@ static void sc_sup_limits(keel_proc *self, void *arg) {
 
 Test(task_sup, TK5_limits_and_dead_owner) {
   each_config(sc_sup_limits, true);
+}
+
+/* ---- TK6: $callers ------------------------------------------------------ */
+
+/* Task: its own callers list. */
+static keel_term my_callers(keel_proc *self, void *arg, keel_term input,
+                            keel_heap *h) {
+  (void)arg;
+  (void)input;
+  keel_term l = KEEL_NONE;
+  return keel_task_callers(self, h, &l) == KEEL_OK ? l : KEEL_NONE;
+}
+
+/* Task: starts my_callers as a subtask and returns what it returned. */
+static keel_term nested_callers(keel_proc *self, void *arg, keel_term input,
+                                keel_heap *h) {
+  keel_task t;
+  keel_term v = KEEL_NONE;
+  if (keel_task_async(self, my_callers, arg, input, h, &t) != KEEL_OK ||
+      keel_task_await(self, &t, KEEL_INFINITY, h, &v) != KEEL_OK)
+    return KEEL_NONE;
+  return keel_tuple(h, 2, keel_self(self), v);
+}
+
+/* TK6: a task's callers are its owner then the owner's callers; a plain
+ * process has none; a nolink task under a supervisor has its owner. */
+static void sc_callers(keel_proc *self, void *arg) {
+  (void)arg;
+  keel_heap h;
+  keel_heap_init(&h);
+  keel_term me = keel_self(self), l, v;
+  CHECK(keel_task_callers(self, &h, &l) == KEEL_OK && l == KEEL_NIL);
+  keel_task t;
+  CHECK(keel_task_async(self, my_callers, NULL, KEEL_NIL, &h, &t) == KEEL_OK);
+  CHECK(keel_task_await(self, &t, KEEL_INFINITY, &h, &v) == KEEL_OK);
+  CHECK(keel_eq_exact(v, keel_list_from(&h, 1, &me)));
+  CHECK(keel_task_async(self, nested_callers, NULL, KEEL_NIL, &h, &t) ==
+        KEEL_OK);
+  CHECK(keel_task_await(self, &t, KEEL_INFINITY, &h, &v) == KEEL_OK);
+  keel_term chain[2] = {t.pid, me};
+  CHECK(keel_is_tuple(v) && keel_tuple_get(v, 0) == t.pid &&
+        keel_eq_exact(keel_tuple_get(v, 1), keel_list_from(&h, 2, chain)));
+  keel_term sup;
+  CHECK(keel_task_sup_start(NULL, &sup) == KEEL_OK);
+  CHECK(keel_task_sup_async_nolink(self, sup, my_callers, NULL, KEEL_NIL, &h,
+                                   &t) == KEEL_OK);
+  CHECK(keel_task_await(self, &t, KEEL_INFINITY, &h, &v) == KEEL_OK);
+  CHECK(keel_eq_exact(v, keel_list_from(&h, 1, &me)));
+  CHECK(keel_task_callers(NULL, &h, &l) == KEEL_EINVAL);
+  CHECK(keel_task_sup_stop(sup) == KEEL_OK);
+  keel_heap_destroy(&h);
+  signal_event();
+}
+
+Test(task_sup, TK6_callers_chain) {
+  each_config(sc_callers, true);
 }
