@@ -337,6 +337,20 @@ void keel__rt_fiber_run(rt_node *n, rt_sched *s, keel_proc *p) {
   keel__rt_tl_proc = p;
   int32_t used = 0;
   for (;;) {
+    if (f->why == RT_FB_NEW && f->stack == NULL) {
+      /* Hibernating: signals are handled here, on the scheduler's stack;
+       * only a message wakes the continuation. */
+      if (keel__rt_sig_pending_take(p) && keel__rt_sig_drain(n, p)) {
+        keel__rt_proc_die(n, p);
+        keel__rt_tl_proc = NULL;
+        return;
+      }
+      if (p->inner_head == NULL && !keel__mbox_has_mail(p)) {
+        if (keel__rt_try_idle(p)) /* still hibernating */
+          break;
+        continue; /* something came meanwhile */
+      }
+    }
     if (f->why == RT_FB_NEW && !fiber_first_run(n, p)) {
       keel__rt_tl_proc = NULL;
       return;

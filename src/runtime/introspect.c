@@ -12,7 +12,12 @@
 #define _GNU_SOURCE /* dladdr */
 #include <dlfcn.h>
 
+#include <stdlib.h>
+
+#include "base/futex.h"
+#include "keel/clock.h"
 #include "keel/signals.h"
+#include "keel/sim.h"
 #include "runtime/rt_internal.h"
 #include "runtime/signal.h"
 
@@ -27,6 +32,86 @@ uint64_t keel__rt_pub_ext(const keel_proc *p) {
   const rt_ext *x = p->ext;
   return sat(x->nlinks, PUB_CNT_MAX) | sat(x->nmons, PUB_CNT_MAX) << 12 |
          sat(x->nmon_by, PUB_CNT_MAX) << 24;
+}
+
+/* ---- the queue length question ------------------------------------------ */
+
+void keel__rt_info_release(rt_info_req *req) {
+  if (atomic_fetch_sub_explicit(&req->refs, 1, memory_order_acq_rel) == 1)
+    free(req);
+}
+
+void keel__rt_info_answer(rt_info_req *req, uint64_t qlen, bool dead) {
+  req->qlen = qlen;
+  atomic_store_explicit(&req->state, dead ? 2u : 1u, memory_order_release);
+  keel__futex_wake(&req->state, 1);
+  keel__rt_info_release(req);
+}
+
+uint64_t keel__rt_inner_count(const keel_proc *p) {
+  uint64_t k = 0;
+  for (const rt_msg *m = p->inner_head; m != NULL; m = rt_msg_next(m))
+    k += m->term != KEEL_NONE;
+  return k;
+}
+
+/* The caller's own queue: the inner queue and what the mailbox holds (the
+ * owner may walk its mailbox; a push still in progress is missed). */
+static uint64_t own_queue_len(keel_proc *p) {
+  uint64_t k = keel__rt_inner_count(p);
+  for (rt_mnode *nd = p->mb_tail; nd != NULL;
+       nd = atomic_load_explicit(&nd->next, memory_order_acquire))
+    if (nd != &p->mb_stub && ((rt_msg *)nd)->term != KEEL_NONE)
+      k++;
+  return k;
+}
+
+/* Waits (bounded) for the answer to req, in whatever way the caller may
+ * wait. Returns true when answered or the process is gone. */
+static bool await_answer(rt_info_req *req) {
+  keel_proc *self = keel__rt_tl_proc;
+  uint64_t limit = keel_monotonic_ns() + UINT64_C(5000000000);
+  while (atomic_load_explicit(&req->state, memory_order_acquire) == 0) {
+    if (keel_monotonic_ns() > limit)
+      return false;
+    if (self != NULL)
+      (void)keel_fiber_yield(self); /* a fiber: let the others run */
+    else if (keel_sim_active())
+      (void)keel_sim_step(); /* the driving thread of a simulation */
+    else
+      keel__futex_wait(&req->state, 0, 1000000);
+  }
+  return true;
+}
+
+/* The queue length of a process that is not the caller, asked through an
+ * INFO signal (OTP's process_info is a signal too): it answers when it
+ * next handles its signals. KEEL_ENOPROC, KEEL_ETIMEDOUT (5 s). */
+static int ask_queue_len(rt_node *n, uint64_t num, uint64_t *out) {
+  rt_info_req *req = malloc(sizeof *req);
+  if (req == NULL)
+    return KEEL_ENOMEM;
+  atomic_init(&req->state, 0);
+  atomic_init(&req->refs, 2);
+  req->qlen = 0;
+  keel_proc *self = keel__rt_tl_proc;
+  rt_sig *sig = keel__rt_sig_new(n, RT_SIG_INFO, 0,
+                                 self != NULL ? self->pid_number : RT_NO_PID,
+                                 (uint64_t)(uintptr_t)req, KEEL_NONE);
+  if (sig == NULL) {
+    free(req);
+    return KEEL_ENOMEM;
+  }
+  (void)keel__rt_sig_send(n, num, sig); /* refused: answered "gone" */
+  int rc = KEEL_ETIMEDOUT;
+  if (await_answer(req)) {
+    rc = atomic_load_explicit(&req->state, memory_order_acquire) == 1
+             ? KEEL_OK
+             : KEEL_ENOPROC;
+    *out = req->qlen;
+  }
+  keel__rt_info_release(req);
+  return rc;
 }
 
 static const char *symbol_of(const void *fn) {
@@ -59,9 +144,11 @@ int keel_process_info(keel_term pid, keel_process_info_t *out) {
   uint32_t name = atomic_load_explicit(&p->name, memory_order_relaxed);
   out->registered_name =
       name != 0 ? keel_atom_from_index(name - 1) : KEEL_ATOM(UNDEFINED);
+  bool counted = p->mq_limit != 0;
   out->message_queue_len =
-      atomic_load_explicit(&p->mq_in, memory_order_relaxed) -
-      atomic_load_explicit(&p->mq_out, memory_order_relaxed);
+      counted ? (size_t)(atomic_load_explicit(&p->mq_in, memory_order_relaxed) -
+                         atomic_load_explicit(&p->mq_out, memory_order_relaxed))
+              : 0;
   out->reductions = atomic_load_explicit(&p->reductions, memory_order_relaxed);
   out->links = (size_t)(pub & PUB_CNT_MAX);
   out->monitors = (size_t)((pub >> 12) & PUB_CNT_MAX);
@@ -69,9 +156,22 @@ int keel_process_info(keel_term pid, keel_process_info_t *out) {
   out->heap_bytes = (size_t)(pub >> 36) * 1024;
   out->memory = sizeof(keel_proc) + out->heap_bytes;
   out->entry = out->fiber ? keel__rt_fiber_entry(p) : (const void *)p->handler;
+  keel_proc *self = keel__rt_tl_proc;
+  bool own = self == p;
+  if (own)
+    out->message_queue_len = (size_t)own_queue_len(p);
   keel__rt_unpin(p);
   out->entry_name = symbol_of(out->entry);
-  return KEEL_OK;
+  if (counted || own)
+    return KEEL_OK;
+  if (self != NULL && self->fiber == NULL) { /* a handler cannot wait */
+    out->message_queue_len = SIZE_MAX;
+    return KEEL_OK;
+  }
+  uint64_t q = 0;
+  int rc = ask_queue_len(n, num, &q);
+  out->message_queue_len = rc == KEEL_OK ? (size_t)q : SIZE_MAX;
+  return rc == KEEL_ETIMEDOUT ? KEEL_OK : rc; /* busy: length unknown */
 }
 
 size_t keel_processes(keel_term *out, size_t max) {

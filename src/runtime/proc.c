@@ -266,11 +266,10 @@ static inline bool deliver_to(rt_node *n, rt_sched *s, keel_proc *p,
     atomic_fetch_sub_explicit(&p->ctl, RT_PIN_ONE, memory_order_release);
     return false;
   }
-  if (m->term != KEEL_NONE) {
+  if (p->mq_limit != 0 && m->term != KEEL_NONE) {
     uint32_t in = atomic_fetch_add_explicit(&p->mq_in, 1, memory_order_relaxed);
-    if (p->mq_limit != 0 &&
-        in - atomic_load_explicit(&p->mq_out, memory_order_relaxed) >=
-            p->mq_limit) {
+    if (in - atomic_load_explicit(&p->mq_out, memory_order_relaxed) >=
+        p->mq_limit) {
       atomic_fetch_sub_explicit(&p->mq_in, 1, memory_order_relaxed);
       atomic_fetch_add_explicit(&n->dropped, 1, memory_order_relaxed);
       rt_msg *kill = p->queue_kill ? queue_full_kill(n, p) : NULL;

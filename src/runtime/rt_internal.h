@@ -87,8 +87,10 @@ struct keel_proc {
   /* Written by other threads: the control word and the mailbox head. */
   _Atomic uint64_t ctl;
   _Atomic(rt_mnode *) mb_head;
-  /* Messages pushed, ever (senders; wraps). With mq_out below, the
-   * message queue length (introspect.c). */
+  /* Processes with a bounded queue (max_queue) only: messages pushed,
+   * ever (senders; wraps). With mq_out below, the queue length. Other
+   * processes pay no counting on the send path; introspection asks them
+   * (an INFO signal). */
   _Atomic uint32_t mq_in;
   /* Owner-only (the scheduler running the process), or owner-written and
    * read by introspection: kept off the senders' cache line. */
@@ -367,6 +369,8 @@ static inline void keel__rt_publish(keel_proc *p, int32_t used) {
 /* Owner-side queue accounting: n messages left the queue (taken, dropped)
  * or, negative, joined it without a sender (signals turned into them). */
 static inline void keel__rt_mq_out(keel_proc *p, int32_t k) {
+  if (p->mq_limit == 0)
+    return; /* counted only for bounded queues (proc.c) */
   atomic_store_explicit(&p->mq_out,
                         atomic_load_explicit(&p->mq_out, memory_order_relaxed) +
                             (uint32_t)k,

@@ -35,6 +35,8 @@ rt_sig *keel__rt_sig_new(rt_node *n, unsigned kind, unsigned flags,
 }
 
 void keel__rt_sig_free(rt_sig *sig) {
+  if (sig->kind == RT_SIG_INFO && sig->key != 0) /* unanswered: gone */
+    keel__rt_info_answer((rt_info_req *)(uintptr_t)sig->key, 0, true);
   if (sig->msg != NULL)
     keel__rt_free_msg(sig->msg);
   free(sig);
@@ -248,6 +250,11 @@ rt_msg *keel__rt_sig_handle(rt_node *n, keel_proc *p, rt_sig *sig, bool *die) {
     break;
   case RT_SIG_ALIAS_MSG:
     m = on_alias_msg(n, p, sig);
+    break;
+  case RT_SIG_INFO: /* the messages before the question are all fetched */
+    keel__rt_info_answer((rt_info_req *)(uintptr_t)sig->key,
+                         keel__rt_inner_count(p), false);
+    sig->key = 0;
     break;
   default:
     break;

@@ -43,9 +43,26 @@ enum rt_sig_kind {
   RT_SIG_DEMONITOR,  /* from drops its monitor key */
   RT_SIG_DOWN,       /* the monitored process `from` is dead */
   RT_SIG_ALIAS_MSG,  /* a message sent to alias key */
-  RT_SIG_MARK        /* a receive mark (fiber.c): a position, never handled;
+  RT_SIG_MARK,       /* a receive mark (fiber.c): a position, never handled;
                         key = 1 once it has moved to the inner queue */
+  RT_SIG_INFO        /* introspection asks the queue length; key: the
+                        rt_info_req (introspect.c) */
 };
+
+/* A question to a process (keel_process_info's queue length), shared by
+ * the asker and the process until both let go of it. */
+typedef struct rt_info_req {
+  _Atomic uint32_t state; /* 0 pending, 1 answered, 2 the process is gone */
+  _Atomic uint32_t refs;  /* 2 at first: asker and answerer */
+  uint64_t qlen;
+} rt_info_req;
+
+/* Answers req (qlen; dead: the process is gone) and lets go of it. */
+void keel__rt_info_answer(rt_info_req *req, uint64_t qlen, bool dead);
+/* Lets go of req (the last one frees it). */
+void keel__rt_info_release(rt_info_req *req);
+/* Messages in p's inner queue (owner). */
+uint64_t keel__rt_inner_count(const keel_proc *p);
 
 /* Flags of a signal. */
 #define RT_SIGF_LINK 1u  /* EXIT: because of a link */

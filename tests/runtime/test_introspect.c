@@ -59,7 +59,10 @@ Test(introspect, queue_length_status_reductions_and_relations) {
     atomic_store(&handled, 0);
     hold_go = false;
     keel_term busy, idle, fib;
-    cr_assert_eq(keel_spawn(introspect_holder, NULL, NULL, &busy), KEEL_OK);
+    /* A bounded queue is counted on the send path: its length needs no
+     * answer from the (held) process. */
+    keel_spawn_opts counted = {.max_queue = 1000};
+    cr_assert_eq(keel_spawn(introspect_holder, NULL, &counted, &busy), KEEL_OK);
     cr_assert_eq(keel_spawn(idle_handler, NULL, NULL, &idle), KEEL_OK);
     cr_assert_eq(keel_register(keel_atom("introspected"), idle), KEEL_OK);
     cr_assert_eq(keel_send(busy, keel_small(0)), KEEL_OK);
@@ -130,6 +133,52 @@ Test(introspect, queue_length_status_reductions_and_relations) {
   keel_process_info_t info;
   cr_assert_eq(keel_process_info(keel_pid_local(0), &info), KEEL_ESTATE);
   cr_assert_eq(keel_processes(NULL, 0), 0);
+}
+
+/* ---- the queue length of an unbounded queue: asked, answered ------------ */
+
+static bool only_stop(keel_term m, void *arg) {
+  (void)arg;
+  return m == KEEL_ATOM(STOP);
+}
+
+static void skipper(keel_proc *self, void *arg) {
+  (void)arg;
+  keel_term m;
+  signal_event();
+  /* Waits for 'stop' only: everything else stays queued. */
+  (void)keel_receive(self, only_stop, NULL, KEEL_INFINITY, &m);
+}
+
+Test(introspect, unbounded_queue_length_is_asked_of_the_process) {
+  for (size_t c = 0; c < NCONF; c++) {
+    start_node(sched_counts[c], 0);
+    keel_term pid;
+    cr_assert_eq(keel_spawn_fiber(skipper, NULL, NULL, &pid), KEEL_OK);
+    cr_assert(wait_events(1));
+    for (int i = 0; i < 37; i++)
+      cr_assert_eq(keel_send(pid, keel_small(i)), KEEL_OK);
+    keel_process_info_t info;
+    cr_assert_eq(keel_process_info(pid, &info), KEEL_OK);
+    cr_assert_eq(info.message_queue_len, 37, "(%u schedulers)",
+                 sched_counts[c]);
+    cr_assert_eq(keel_send(pid, KEEL_ATOM(STOP)), KEEL_OK);
+    while (keel_process_info(pid, &info) == KEEL_OK)
+      sched_yield();
+    cr_assert_eq(keel_process_info(pid, &info), KEEL_ENOPROC);
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+  }
+  /* And in the simulation, from the driving thread. */
+  start_sim(3);
+  keel_term pid;
+  cr_assert_eq(keel_spawn_fiber(skipper, NULL, NULL, &pid), KEEL_OK);
+  cr_assert(wait_events(1));
+  for (int i = 0; i < 12; i++)
+    cr_assert_eq(keel_send(pid, keel_small(i)), KEEL_OK);
+  keel_process_info_t info;
+  cr_assert_eq(keel_process_info(pid, &info), KEEL_OK);
+  cr_assert_eq(info.message_queue_len, 12);
+  stop_sim();
 }
 
 /* ---- message-queue limits ---------------------------------------------- */
