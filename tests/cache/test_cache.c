@@ -104,7 +104,9 @@ Test(cache, purge_and_janitor_remove_expired_entries) {
   do {
     keel_cache_stats_get(c, &st);
     sched_yield();
-  } while (st.size != 0 && keel_monotonic_ns() - t0 < UINT64_C(10000000000));
+    /* size first, the counter right after: wait for both */
+  } while ((st.size != 0 || st.expirations != 30) &&
+           keel_monotonic_ns() - t0 < UINT64_C(10000000000));
   cr_assert_eq(st.size, 0, "swept without any read");
   cr_assert_eq(st.expirations, 30);
   keel_cache_free(c);
