@@ -478,6 +478,15 @@ int keel_cache_fetch(keel_cache *c, keel_term key, keel_cache_fallback_fn fn,
     pthread_mutex_unlock(&c->lock);
     return run_fallback(c, key, fn, arg, h, out);
   }
+  /* No flight: perhaps one just ended (its value is stored before the
+   * flight goes, under this lock). Read again before starting one. */
+  keel_term v;
+  if (keel_ets_lookup_element(c->tab, key, 2, KEEL_NONE, h, &v) == KEEL_OK) {
+    pthread_mutex_unlock(&c->lock);
+    return keel_cache_get(c, key, h, out) == KEEL_OK
+               ? KEEL_OK
+               : keel_cache_fetch(c, key, fn, arg, h, out);
+  }
   f = calloc(1, sizeof *f);
   if (f != NULL) {
     keel_heap_init(&f->heap);
