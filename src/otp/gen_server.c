@@ -335,7 +335,6 @@ static keel_handler_status sys_request(keel_gen_server *gs, keel_term from,
         fn(keel_gs_heap(gs), gs->state, ptr_of(keel_tuple_get(req, 2)));
     if (s != KEEL_NONE)
       gs->state = s;
-    r = gs->state;
   } else if (keel_is_tuple(req) && keel_tuple_arity(req) == 3 &&
              keel_tuple_get(req, 0) == keel_atom("change_code")) {
     r = change_code(gs, req);

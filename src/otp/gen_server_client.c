@@ -504,9 +504,10 @@ static int sys_ptr(keel_term server, const char *tag, uintptr_t ptr,
   keel_term out = KEEL_NONE;
   int rc =
       req == KEEL_NONE ? KEEL_ENOMEM : sys_call(server, req, tmo, &h, &out);
-  if (rc == KEEL_OK && out != KEEL_ATOM(OK)) {
+  if (rc == KEEL_OK && out != KEEL_ATOM(OK)) { /* {error, Code} */
     int64_t code = KEEL_EINVAL;
-    (void)keel_get_int64(keel_tuple_get(out, 1), &code);
+    if (keel_is_tuple(out) && keel_tuple_arity(out) == 2)
+      (void)keel_get_int64(keel_tuple_get(out, 1), &code);
     rc = (int)code;
   }
   keel_heap_destroy(&h);
