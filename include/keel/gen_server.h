@@ -147,6 +147,9 @@ typedef struct keel_gen_server_opts {
    * other servers), with this stack (0: the default). */
   bool fiber;
   size_t stack_size;
+  /* Trap exits before init, so that terminate also runs when the parent
+   * (e.g. a supervisor shutting the server down) exits. */
+  bool trap_exit;
   /* Where a failed start's reason is stored (may be NULL): the init's stop
    * reason, 'timeout', or the reason the process died with. Built in
    * reason_heap. */
@@ -167,6 +170,19 @@ typedef struct keel_gen_server_opts {
  * Thread-safe. */
 int keel_gen_server_start(const keel_gen_server_module *mod, keel_term arg,
                           const keel_gen_server_opts *opts, keel_term *pid);
+
+/* gen_server:enter_loop: turns the calling fiber process into a server
+ * running mod with the given state (copied into the process heap), as if
+ * init had returned it; returns only when the server stops (its exit
+ * reason is then recorded: the fiber should return). Only hibernate_after_ms
+ * and trap_exit of opts are used (opts may be NULL); the server has no
+ * parent, and hibernation compacts the heap but keeps the fiber's stack.
+ * Errors: KEEL_ESTATE (not called from a fiber process), KEEL_EINVAL (bad
+ * module or state). */
+int keel_gen_server_enter_loop(keel_proc *self,
+                               const keel_gen_server_module *mod,
+                               keel_term state,
+                               const keel_gen_server_opts *opts);
 
 /* ---- client API ------------------------------------------------------- */
 
@@ -215,6 +231,12 @@ int keel_gen_server_send_request(keel_term server, keel_term request,
  * reply is dropped), KEEL_ESTATE (not a fiber). */
 int keel_gen_server_receive_response(keel_term req_id, int64_t timeout_ms,
                                      keel_heap *h, keel_term *reply);
+
+/* gen_server:wait_response (fibers): as receive_response, but on
+ * KEEL_ETIMEDOUT the request stays pending (wait again, or check it in a
+ * handler). */
+int keel_gen_server_wait_response(keel_term req_id, int64_t timeout_ms,
+                                  keel_heap *h, keel_term *reply);
 
 /* gen_server:check_response (any process, e.g. a handler): whether msg
  * answers req_id. KEEL_OK (*reply = the reply, in h), KEEL_ENOPROC (msg is

@@ -258,6 +258,8 @@ static keel_handler_status do_init(keel_gen_server *gs, keel_term msg) {
     ack(to, keel_tuple(h, 2, KEEL_ATOM(ERROR), as));
     return keel_stop(gs->self, KEEL_ATOM(NORMAL));
   }
+  if (gs->trap_exit)
+    (void)keel_trap_exit(gs->self, true);
   reset_result(gs);
   keel_gs_ret ret = gs->mod->init(gs, keel_tuple_get(msg, 2), &gs->state);
   if (ret == KEEL_GS_NOREPLY) {
@@ -424,17 +426,10 @@ static bool is_init(keel_term msg, void *arg) {
   return tagged(msg, keel__gs_atom_init(), 3);
 }
 
-void keel__gs_fiber_main(keel_proc *self, void *arg) {
-  keel_gen_server *gs = arg;
-  gs->self = self;
+void keel__gs_loop(keel_proc *self, keel_gen_server *gs) {
   keel_term msg;
-  if (!gs->started) {
-    if (keel_receive(self, is_init, NULL, KEEL_INFINITY, &msg) != KEEL_OK ||
-        do_init(gs, msg) == KEEL_EXIT)
-      return;
-  }
   for (;;) {
-    if (gs->hibernate) {
+    if (gs->hibernate && !gs->keep_stack) {
       gs->hibernate = false;
       (void)keel_fiber_hibernate(self, keel__gs_fiber_main, gs);
     }
@@ -449,6 +444,50 @@ void keel__gs_fiber_main(keel_proc *self, void *arg) {
     if (m == KEEL_NONE || handle(gs, m, timed_out) == KEEL_EXIT)
       return;
   }
+}
+
+void keel__gs_fiber_main(keel_proc *self, void *arg) {
+  keel_gen_server *gs = arg;
+  gs->self = self;
+  keel_term msg;
+  if (!gs->started &&
+      (keel_receive(self, is_init, NULL, KEEL_INFINITY, &msg) != KEEL_OK ||
+       do_init(gs, msg) == KEEL_EXIT))
+    return;
+  keel__gs_loop(self, gs);
+}
+
+int keel_gen_server_enter_loop(keel_proc *self,
+                               const keel_gen_server_module *mod,
+                               keel_term state,
+                               const keel_gen_server_opts *opts) {
+  if (self == NULL || self != keel_current() || !keel_proc_is_fiber(self))
+    return KEEL_ESTATE;
+  if (mod == NULL || mod->version != KEEL_GEN_SERVER_MODULE_V1 ||
+      state == KEEL_NONE || (opts != NULL && opts->hibernate_after_ms < 0))
+    return KEEL_EINVAL;
+  keel_gen_server gs = {.mod = mod,
+                        .self = self,
+                        .parent = KEEL_NONE,
+                        .name = KEEL_NONE,
+                        .fiber = true,
+                        .started = true,
+                        .keep_stack = true,
+                        .deferred = KEEL_NIL,
+                        .compact_at = GS_COMPACT_MIN,
+                        .timeout = -1,
+                        .next_wait = KEEL_INFINITY};
+  if (opts != NULL) {
+    gs.hibernate_after = opts->hibernate_after_ms;
+    if (opts->trap_exit)
+      (void)keel_trap_exit(self, true);
+  }
+  gs.state = keel_term_copy(keel_proc_heap(self), state);
+  if (gs.state == KEEL_NONE)
+    return KEEL_ENOMEM;
+  arm_wait(&gs);
+  keel__gs_loop(self, &gs);
+  return KEEL_OK;
 }
 
 void keel__gs_free(keel_proc *self, keel_term reason, void *state) {

@@ -281,6 +281,19 @@ int keel_gen_server_receive_response(keel_term req_id, int64_t timeout_ms,
   return await_ref(self, req_id, timeout_ms, h, reply);
 }
 
+int keel_gen_server_wait_response(keel_term req_id, int64_t timeout_ms,
+                                  keel_heap *h, keel_term *reply) {
+  keel_proc *self = keel_current();
+  if (self == NULL || !keel_proc_is_fiber(self))
+    return KEEL_ESTATE;
+  if (h == NULL || reply == NULL || !keel_is_ref(req_id) ||
+      bad_timeout(timeout_ms))
+    return KEEL_EINVAL;
+  keel_term ref = req_id, m;
+  int rc = keel_receive(self, match_ref, &ref, timeout_ms, &m);
+  return rc == KEEL_OK ? take(m, h, reply) : rc;
+}
+
 int keel_gen_server_check_response(keel_term msg, keel_term req_id,
                                    keel_heap *h, keel_term *reply) {
   if (h == NULL || reply == NULL || !keel_is_ref(req_id))
@@ -355,6 +368,7 @@ static int spawn_server(start_ctx *c, keel_term parent, keel_term *pid) {
   gs->name = c->o->name;
   gs->hibernate_after = c->o->hibernate_after_ms;
   gs->fiber = c->o->fiber;
+  gs->trap_exit = c->o->trap_exit;
   gs->parent = parent;
   gs->timeout = -1;
   gs->next_wait = KEEL_INFINITY;

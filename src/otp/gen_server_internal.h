@@ -22,6 +22,8 @@ struct keel_gen_server {
   int64_t hibernate_after;
   size_t compact_at; /* heap words that trigger an automatic compaction */
   bool fiber, started, suspended, trace, timed_out, hib_timer;
+  bool trap_exit;
+  bool keep_stack; /* enter_loop: the block lives on the fiber's stack */
   /* Result of the running callback (set by the keel_gs_* helpers). */
   keel_term reply, reason, cont;
   bool has_reply, hibernate;
@@ -54,6 +56,9 @@ int keel__gs_call(keel_term tag, keel_term server, keel_term request,
 void keel__gs_fiber_main(keel_proc *self, void *arg);
 keel_handler_status keel__gs_handler(keel_proc *self, keel_term msg,
                                      void *state);
+/* The receive loop of a fiber server whose init is done. */
+void keel__gs_loop(keel_proc *self, keel_gen_server *gs);
+
 /* The process terminate callback of every server: frees the block. */
 void keel__gs_free(keel_proc *self, keel_term reason, void *state);
 

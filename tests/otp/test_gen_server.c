@@ -365,6 +365,14 @@ static void client_main(keel_proc *self, void *arg) {
       ival(r) != 7)
     goto out;
   atomic_store(&cl->step, 1);
+  /* 1b. wait_response keeps the request on timeout */
+  if (keel_gen_server_send_request(cl->srv, A("hold"), &h, &req) != KEEL_OK ||
+      keel_gen_server_wait_response(req, 10, &h, &r) != KEEL_ETIMEDOUT)
+    goto out;
+  (void)keel_gen_server_cast(cl->srv, A("release"));
+  if (keel_gen_server_wait_response(req, TMO, &h, &r) != KEEL_OK ||
+      ival(r) != 7)
+    goto out;
   /* 2. a timed-out call whose late reply must never reach us */
   if (keel_gen_server_call(cl->srv, A("hold"), 10, &h, &r) != KEEL_ETIMEDOUT)
     goto out;
@@ -406,12 +414,14 @@ static keel_handler_status hclient_fn(keel_proc *self, keel_term msg,
                                       void *state) {
   hclient *hc = state;
   if (msg == A("go")) {
-    keel_term pid;
-    /* blocking calls are refused in a handler; async start is not */
+    /* blocking calls are refused in a handler; start is asynchronous
+     * there, and our later request arrives after its init message */
     keel_term r;
     if (keel_gen_server_call(hc->srv, A("get"), TMO, &hc->h, &r) != KEEL_ESTATE)
       return keel_stop(self, A("call_accepted"));
-    (void)pid;
+    keel_gen_server_opts o = {.link = true};
+    if (keel_gen_server_start(&tmod, keel_small(10), &o, &hc->srv) != KEEL_OK)
+      return keel_stop(self, A("start"));
     if (keel_gen_server_send_request(hc->srv, keel_build(&hc->h, "{add, 3}"),
                                      &hc->h, &hc->req) != KEEL_OK)
       return keel_stop(self, A("send_request"));
@@ -429,7 +439,7 @@ static keel_handler_status hclient_fn(keel_proc *self, keel_term msg,
 Test(gen_server, GS13_handler_send_request_check_response) {
   for (size_t c = 0; c < NCONF; c++) {
     start(sched_counts[c]);
-    hclient hc = {.srv = start_ok(keel_small(10), NULL)};
+    hclient hc = {.srv = A("nobody")};
     keel_heap_init(&hc.h);
     keel_term pid;
     cr_assert_eq(keel_spawn(hclient_fn, &hc, NULL, &pid), KEEL_OK);
@@ -550,8 +560,8 @@ static void parent_main(keel_proc *self, void *arg) {
   parent *p = arg;
   keel_heap h;
   keel_heap_init(&h);
-  keel_gen_server_opts o = {.link = true};
-  keel_term init = p->trap ? keel_build(&h, "{trap, 0}") : keel_small(0);
+  keel_gen_server_opts o = {.link = true, .trap_exit = p->trap == 2};
+  keel_term init = p->trap == 1 ? keel_build(&h, "{trap, 0}") : keel_small(0);
   if (keel_gen_server_start(&tmod, init, &o, &p->srv) == KEEL_OK)
     signal_event();
   keel_heap_destroy(&h);
@@ -571,12 +581,52 @@ Test(gen_server, GS9_terminate_on_stop_and_on_parent_exit_when_trapping) {
     cr_assert(wait_events(3)); /* stop's terminate, start, terminate */
     cr_assert_eq(atomic_load(&last_term), A("boom"));
     cr_assert(wait_until(proc_gone, &p.srv));
+    /* the trap_exit start option does the same */
+    atomic_store(&last_term, KEEL_NONE);
+    parent p2 = {.trap = 2};
+    cr_assert_eq(keel_spawn_fiber(parent_main, &p2, NULL, NULL), KEEL_OK);
+    cr_assert(wait_events(5));
+    cr_assert_eq(atomic_load(&last_term), A("boom"));
     /* not trapping: the server dies with boom without terminate */
     parent q = {.trap = 0};
     cr_assert_eq(keel_spawn_fiber(parent_main, &q, NULL, NULL), KEEL_OK);
-    cr_assert(wait_events(4));
+    cr_assert(wait_events(6));
     cr_assert(wait_until(proc_gone, &q.srv));
-    cr_assert_eq(atomic_load(&terminated), 2);
+    cr_assert_eq(atomic_load(&terminated), 3);
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+  }
+}
+
+/* ---- enter_loop ------------------------------------------------------------
+ */
+
+static void looper(keel_proc *self, void *arg) {
+  keel_heap h;
+  keel_heap_init(&h);
+  keel_term st0 = keel_build(&h, "{7, none}");
+  int rc = keel_gen_server_enter_loop(self, &tmod, st0, NULL);
+  keel_heap_destroy(&h);
+  *(int *)arg = rc;
+  signal_event();
+}
+
+Test(gen_server, GS15_enter_loop) {
+  for (size_t c = 0; c < NCONF; c++) {
+    start(sched_counts[c]);
+    int rc = 99;
+    keel_term pid;
+    cr_assert_eq(keel_spawn_fiber(looper, &rc, NULL, &pid), KEEL_OK);
+    cr_assert_eq(call_int(pid, A("get")), 7);
+    keel_heap h;
+    keel_heap_init(&h);
+    cr_assert_eq(call_int(pid, keel_build(&h, "{add, 2}")), 9);
+    keel_heap_destroy(&h);
+    cr_assert_eq(keel_gen_server_stop(pid, A("done"), TMO), KEEL_OK);
+    cr_assert(wait_events(2)); /* terminate, then the fiber's return */
+    cr_assert_eq(rc, KEEL_OK);
+    cr_assert_eq(atomic_load(&last_term), A("done"));
+    cr_assert_eq(keel_gen_server_enter_loop(NULL, &tmod, KEEL_NIL, NULL),
+                 KEEL_ESTATE);
     cr_assert_eq(keel_node_stop(), KEEL_OK);
   }
 }
