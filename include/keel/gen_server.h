@@ -56,11 +56,11 @@ typedef enum keel_gs_ret {
 
 /* The callbacks of a server: a const descriptor that
  * keel_gen_server_change_code can swap for another. Every callback but
- * init may be NULL (the default: calls are answered with
- * {error, not_implemented}... see docs/behaviours/genserver.md; casts and
- * other messages are ignored). `state` points to the state term: assign
- * it to change the state. Terms the callbacks build go in
- * keel_gs_heap(gs). */
+ * init may be NULL: a NULL handle_call stops the server with
+ * {bad_call, Request}; casts and other messages are then ignored. `state`
+ * points to the state term: assign it to change the state. Terms the
+ * callbacks build go in keel_gs_heap(gs). Callbacks run in the server
+ * process; those of a handler server must not block. */
 typedef struct keel_gen_server_module {
   unsigned version; /* KEEL_GEN_SERVER_MODULE_V1 */
   const char *name; /* for reports; may be NULL */

@@ -320,7 +320,7 @@ static int stop_fn(keel_proc *self, void *arg) {
     return rc;
   keel_heap scratch;
   keel_heap_init(&scratch);
-  keel_term ref, out;
+  keel_term ref, out = KEEL_NONE;
   rc = keel_receive_mark(self);
   if (rc == KEEL_OK)
     rc = keel_monitor(self, pid, 0, &scratch, &ref);
@@ -332,10 +332,11 @@ static int stop_fn(keel_proc *self, void *arg) {
             ? KEEL_NONE
             : keel_tuple(&scratch, 3, keel__gs_atom_system(), from, req);
     rc = msg == KEEL_NONE ? KEEL_ENOMEM : keel_send(pid, msg);
-    if (rc == KEEL_OK)
+    if (rc == KEEL_OK) {
       rc = await_ref(self, ref, c->timeout, &scratch, &out);
-    if (rc == KEEL_ENOPROC)
-      rc = out == KEEL_ATOM(NOPROC) ? KEEL_ENOPROC : KEEL_OK;
+      if (rc == KEEL_ENOPROC) /* the 'DOWN': noproc when it was not alive */
+        rc = out == KEEL_ATOM(NOPROC) ? KEEL_ENOPROC : KEEL_OK;
+    }
   }
   keel_heap_destroy(&scratch);
   return rc;
@@ -423,7 +424,8 @@ static void abandon(keel_proc *self, keel_term pid, keel_term ref,
     (void)keel_flush_exit(self, pid);
   }
   (void)keel_exit(pid, KEEL_ATOM(KILL));
-  (void)keel_demonitor(self, ref, KEEL_DEMONITOR_FLUSH);
+  if (ref != KEEL_NONE)
+    (void)keel_demonitor(self, ref, KEEL_DEMONITOR_FLUSH);
 }
 
 static int start_fn(keel_proc *self, void *arg) {
@@ -434,7 +436,7 @@ static int start_fn(keel_proc *self, void *arg) {
     return rc;
   keel_heap scratch;
   keel_heap_init(&scratch);
-  keel_term ref, ack = KEEL_NONE;
+  keel_term ref = KEEL_NONE, ack = KEEL_NONE;
   rc = mark_and_monitor(self, pid, &scratch, &ref);
   if (rc == KEEL_OK)
     rc = send_init(pid, ref, c->arg);
@@ -446,8 +448,9 @@ static int start_fn(keel_proc *self, void *arg) {
     rc = decode_ack(c, ack, &pid);
   } else if (rc == KEEL_ENOPROC) {
     set_reason(c->o, ack);
-  } else {
-    set_reason(c->o, KEEL_ATOM(TIMEOUT));
+  } else { /* timed out, or out of memory: the server is not wanted */
+    if (rc == KEEL_ETIMEDOUT)
+      set_reason(c->o, KEEL_ATOM(TIMEOUT));
     abandon(self, pid, ref, c->linked);
   }
   if (c->pid != NULL && (rc == KEEL_OK || rc == KEEL_EEXIST))
