@@ -282,20 +282,38 @@ static keel_handler_status do_init(keel_gen_server *gs, keel_term msg) {
 
 static keel_handler_status dispatch(keel_gen_server *gs, keel_term msg);
 
-static void *ptr_of(keel_term t) {
-  uint64_t v = 0;
-  (void)keel_get_uint64(t, &v);
-  return (void *)(uintptr_t)v;
+static keel_term error_term(keel_gen_server *gs, int code) {
+  keel_term r =
+      keel_tuple(keel_gs_heap(gs), 2, KEEL_ATOM(ERROR), keel_small(code));
+  return r != KEEL_NONE ? r : KEEL_ATOM(ERROR);
 }
 
 static keel_term change_code(keel_gen_server *gs, keel_term req) {
-  const keel_gen_server_module *nm = ptr_of(keel_tuple_get(req, 1));
+  keel__gs_fn unused;
+  const void *p;
+  if (!keel__gs_ptr_get(keel_tuple_get(req, 1), &keel__gs_tag_change_code,
+                        &unused, &p))
+    return error_term(gs, KEEL_EBADARG);
+  const keel_gen_server_module *nm = p;
   int rc = KEEL_OK;
   if (nm->code_change != NULL)
     rc = nm->code_change(gs, gs->mod, keel_tuple_get(req, 2), &gs->state);
   if (rc != KEEL_OK)
-    return keel_tuple(keel_gs_heap(gs), 2, KEEL_ATOM(ERROR), keel_small(rc));
+    return error_term(gs, rc < 0 ? rc : KEEL_EINVAL);
   gs->mod = nm;
+  return KEEL_ATOM(OK);
+}
+
+static keel_term replace_state(keel_gen_server *gs, keel_term req) {
+  keel__gs_fn fn;
+  const void *arg;
+  if (!keel__gs_ptr_get(keel_tuple_get(req, 1), &keel__gs_tag_replace_state,
+                        &fn, &arg))
+    return error_term(gs, KEEL_EBADARG);
+  keel_term s = ((keel_gs_state_fn)fn)(keel_gs_heap(gs), gs->state,
+                                       (void *)(uintptr_t)arg);
+  if (s != KEEL_NONE)
+    gs->state = s;
   return KEEL_ATOM(OK);
 }
 
@@ -332,11 +350,7 @@ static keel_handler_status sys_request(keel_gen_server *gs, keel_term from,
     gs->trace = keel_tuple_get(req, 1) == KEEL_ATOM(TRUE);
   } else if (keel_is_tuple(req) && keel_tuple_arity(req) == 3 &&
              keel_tuple_get(req, 0) == keel_atom("replace_state")) {
-    keel_gs_state_fn fn = (keel_gs_state_fn)ptr_of(keel_tuple_get(req, 1));
-    keel_term s =
-        fn(keel_gs_heap(gs), gs->state, ptr_of(keel_tuple_get(req, 2)));
-    if (s != KEEL_NONE)
-      gs->state = s;
+    r = replace_state(gs, req);
   } else if (keel_is_tuple(req) && keel_tuple_arity(req) == 3 &&
              keel_tuple_get(req, 0) == keel_atom("change_code")) {
     r = change_code(gs, req);

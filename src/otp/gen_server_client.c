@@ -20,6 +20,42 @@ keel_term keel__gs_atom_system(void) {
   return keel_atom("$gen_system");
 }
 
+const char keel__gs_tag_replace_state = 'r';
+const char keel__gs_tag_change_code = 'c';
+
+typedef struct gs_ptr {
+  const void *tag;
+  keel__gs_fn fn;
+  const void *arg;
+} gs_ptr;
+
+keel_term keel__gs_ptr_term(keel_heap *h, const void *tag, keel__gs_fn fn,
+                            const void *arg) {
+  keel_resource *r = keel_resource_new(sizeof(gs_ptr), NULL);
+  if (r == NULL)
+    return KEEL_NONE;
+  gs_ptr *p = keel_resource_data(r);
+  p->tag = tag;
+  p->fn = fn;
+  p->arg = arg;
+  keel_term t = keel_resource_term(h, r);
+  keel_resource_release(r);
+  return t;
+}
+
+bool keel__gs_ptr_get(keel_term t, const void *tag, keel__gs_fn *fn,
+                      const void **arg) {
+  keel_resource *r = keel_resource_get(t);
+  if (r == NULL)
+    return false;
+  const gs_ptr *p = keel_resource_data(r);
+  if (p->tag != tag)
+    return false;
+  *fn = p->fn;
+  *arg = p->arg;
+  return true;
+}
+
 /* ---- running blocking work --------------------------------------------- */
 
 typedef struct proxy {
@@ -510,12 +546,14 @@ int keel_gen_server_get_status(keel_term server, int64_t timeout_ms,
   return sys_call(server, keel_atom("get_status"), timeout_ms, h, status);
 }
 
-/* A request {Tag, Ptr, Extra} carrying a C pointer as an integer. */
-static int sys_ptr(keel_term server, const char *tag, uintptr_t ptr,
-                   keel_term extra, int64_t tmo) {
+/* A request {Tag, Ptr, Extra} whose Ptr carries (fn, arg); the answer
+ * is ok or {error, Code}. */
+static int sys_ptr(keel_term server, const char *tag, const void *ptag,
+                   keel__gs_fn fn, const void *arg, keel_term extra,
+                   int64_t tmo) {
   keel_heap h;
   keel_heap_init(&h);
-  keel_term p = keel_uint(&h, (uint64_t)ptr);
+  keel_term p = keel__gs_ptr_term(&h, ptag, fn, arg);
   keel_term req =
       p == KEEL_NONE ? KEEL_NONE : keel_tuple(&h, 3, keel_atom(tag), p, extra);
   keel_term out = KEEL_NONE;
@@ -535,14 +573,8 @@ int keel_gen_server_replace_state(keel_term server, keel_gs_state_fn fn,
                                   void *arg, int64_t timeout_ms) {
   if (fn == NULL)
     return KEEL_EINVAL;
-  keel_heap h;
-  keel_heap_init(&h);
-  keel_term a = keel_uint(&h, (uint64_t)(uintptr_t)arg);
-  int rc = a == KEEL_NONE
-               ? KEEL_ENOMEM
-               : sys_ptr(server, "replace_state", (uintptr_t)fn, a, timeout_ms);
-  keel_heap_destroy(&h);
-  return rc;
+  return sys_ptr(server, "replace_state", &keel__gs_tag_replace_state,
+                 (keel__gs_fn)fn, arg, KEEL_NIL, timeout_ms);
 }
 
 static int sys_simple(keel_term server, keel_term req, int64_t tmo) {
@@ -579,5 +611,6 @@ int keel_gen_server_change_code(keel_term server,
   if (new_mod == NULL || new_mod->init == NULL ||
       new_mod->version != KEEL_GEN_SERVER_MODULE_V1 || extra == KEEL_NONE)
     return KEEL_EINVAL;
-  return sys_ptr(server, "change_code", (uintptr_t)new_mod, extra, timeout_ms);
+  return sys_ptr(server, "change_code", &keel__gs_tag_change_code, NULL,
+                 new_mod, extra, timeout_ms);
 }

@@ -36,6 +36,18 @@ struct keel_gen_server {
 keel_term keel__gs_atom_init(void);   /* '$gen_init' */
 keel_term keel__gs_atom_system(void); /* '$gen_system' */
 
+/* C pointers inside request terms: a resource holding {tag, fn, arg}.
+ * Only C code of this OS process can make one (a term from the wire or a
+ * stray integer is refused), and the tag tells which request made it. */
+typedef void (*keel__gs_fn)(void);
+keel_term keel__gs_ptr_term(keel_heap *h, const void *tag, keel__gs_fn fn,
+                            const void *arg);
+bool keel__gs_ptr_get(keel_term t, const void *tag, keel__gs_fn *fn,
+                      const void **arg);
+/* Tags of the sys requests carrying pointers. */
+extern const char keel__gs_tag_replace_state;
+extern const char keel__gs_tag_change_code;
+
 /* Runs fn(self, arg) in a process able to block: directly when the caller
  * is a fiber process; in a proxy fiber while the calling plain thread
  * waits; KEEL_ESTATE from a handler process. Returns fn's result. */

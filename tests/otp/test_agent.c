@@ -137,3 +137,25 @@ Test(agent, AG1_get_and_update_is_atomic) {
     cr_assert_eq(keel_node_stop(), KEEL_OK);
   }
 }
+
+/* Requests that do not come from this API are refused, never run. */
+Test(agent, AG1_forged_requests_are_refused) {
+  for (size_t c = 0; c < NCONF; c++) {
+    start_node(sched_counts[c], 0);
+    keel_heap h;
+    keel_heap_init(&h);
+    int64_t one = 1;
+    keel_term ag, v;
+    cr_assert_eq(keel_agent_start(init_n, &one, NULL, &ag), KEEL_OK);
+    cr_assert_eq(
+        keel_gen_server_call(ag, keel_build(&h, "{get, 4096}"), TMO, &h, &v),
+        KEEL_OK);
+    cr_assert(keel_eq_exact(v, keel_build(&h, "{error, badarg}")));
+    cr_assert_eq(keel_gen_server_cast(ag, keel_build(&h, "{cast, 4096}")),
+                 KEEL_OK);
+    cr_assert_eq(keel_agent_get(ag, get_id, NULL, TMO, &h, &v), KEEL_OK);
+    cr_assert_eq(ival(v), 1);
+    keel_heap_destroy(&h);
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+  }
+}

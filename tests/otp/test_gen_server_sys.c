@@ -306,3 +306,33 @@ Test(gen_server_sys, GS2_fiber_server_calls_from_a_callback) {
     cr_assert_eq(keel_node_stop(), KEEL_OK);
   }
 }
+
+/* ---- forged requests: integers where C pointers are expected ------------ */
+
+Test(gen_server_sys, forged_system_requests_are_refused) {
+  for (size_t c = 0; c < NCONF; c++) {
+    start_node(sched_counts[c], 0);
+    keel_heap h;
+    keel_heap_init(&h);
+    keel_term srv = start_list(c % 2);
+    cr_assert_eq(keel_gen_server_cast(srv, A("a")), KEEL_OK);
+    wait_len(srv, 1);
+    const char *forged[] = {
+        "{'$gen_system', {nobody, x}, {replace_state, 4096, []}}",
+        "{'$gen_system', {nobody, x}, {change_code, 4096, x}}",
+        "{'$gen_system', {nobody, x}, {replace_state, 1}}",
+        "{'$gen_system', bad_from, what}",
+        "{'$gen_call', bad_from, len}",
+        "{'$gen_call', {1, 2}, len}",
+    };
+    for (size_t i = 0; i < sizeof forged / sizeof *forged; i++)
+      cr_assert_eq(keel_send(srv, keel_build(&h, forged[i])), KEEL_OK);
+    keel_term s;
+    cr_assert_eq(keel_gen_server_get_state(srv, TMO, &h, &s), KEEL_OK);
+    cr_assert(keel_eq_exact(s, keel_build(&h, "[a]")));
+    cr_assert_eq(len(srv), 1);
+    cr_assert_eq(keel_gen_server_stop(srv, KEEL_ATOM(NORMAL), TMO), KEEL_OK);
+    keel_heap_destroy(&h);
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+  }
+}
