@@ -6,6 +6,7 @@
  * calling fiber, or in a proxy fiber while a plain thread waits.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -13,11 +14,24 @@
 #include "keel/signals.h"
 #include "otp/gen_server_internal.h"
 
-keel_term keel__gs_atom_init(void) {
-  return keel_atom("$gen_init");
+/* An atom looked up once (atoms live as long as the OS process). */
+static keel_term cached_atom(_Atomic keel_term *slot, const char *name) {
+  keel_term a = atomic_load_explicit(slot, memory_order_relaxed);
+  if (a == KEEL_NONE) {
+    a = keel_atom(name);
+    atomic_store_explicit(slot, a, memory_order_relaxed);
+  }
+  return a;
 }
+
+keel_term keel__gs_atom_init(void) {
+  static _Atomic keel_term a;
+  return cached_atom(&a, "$gen_init");
+}
+
 keel_term keel__gs_atom_system(void) {
-  return keel_atom("$gen_system");
+  static _Atomic keel_term a;
+  return cached_atom(&a, "$gen_system");
 }
 
 const char keel__gs_tag_replace_state = 'r';
