@@ -21,10 +21,12 @@
  * Callers. Blocking functions (start, call, stop and the sys functions)
  * work from fiber processes (they wait in keel_receive) and from threads
  * that are not processes (a temporary proxy fiber does the work while the
- * thread waits on a condition variable). From a handler process they
- * return KEEL_ESTATE, except keel_gen_server_start, which then returns at
- * once without waiting for init; handlers use keel_gen_server_send_request
- * and keel_gen_server_check_response instead of call.
+ * thread waits on a condition variable; under the simulation of keel/sim.h
+ * the driving thread drives the simulation while it waits). From a handler
+ * process they return KEEL_ESTATE, except keel_gen_server_start, which then
+ * returns at once without waiting for init; handlers use
+ * keel_gen_server_send_request and keel_gen_server_check_response instead
+ * of call.
  */
 #ifndef KEEL_GEN_SERVER_H
 #define KEEL_GEN_SERVER_H

@@ -12,6 +12,7 @@
 
 #include "keel/gen_server.h"
 #include "keel/signals.h"
+#include "keel/sim.h"
 #include "otp/gen_server_internal.h"
 
 /* An atom looked up once (atoms live as long as the OS process). */
@@ -98,6 +99,33 @@ static void proxy_done(keel_proc *self, keel_term reason, void *state) {
   pthread_mutex_unlock(&p->mu);
 }
 
+static bool proxy_finished(void *arg) {
+  proxy *p = arg;
+  pthread_mutex_lock(&p->mu);
+  bool done = p->done;
+  pthread_mutex_unlock(&p->mu);
+  return done;
+}
+
+/* Waits for the proxy: on a threaded node on the condition variable; on a
+ * simulated one (keel/sim.h) by driving the simulation, which runs on this
+ * thread. A simulation that goes quiet first will never finish the work:
+ * the proxy is killed (its terminate still signals) and the wait fails. */
+static int proxy_wait(proxy *p, keel_term pid) {
+  if (keel_sim_active()) {
+    if (keel_sim_run(proxy_finished, p, UINT64_MAX) == KEEL_OK)
+      return p->rc;
+    (void)keel_exit(pid, KEEL_ATOM(KILL));
+    (void)keel_sim_run(proxy_finished, p, UINT64_MAX);
+    return KEEL_ETIMEDOUT;
+  }
+  pthread_mutex_lock(&p->mu);
+  while (!p->done)
+    pthread_cond_wait(&p->cv, &p->mu);
+  pthread_mutex_unlock(&p->mu);
+  return p->rc;
+}
+
 int keel__gs_run_blocking(keel__gs_blocking_fn fn, void *arg) {
   keel_proc *cur = keel_current();
   if (cur != NULL)
@@ -106,14 +134,10 @@ int keel__gs_run_blocking(keel__gs_blocking_fn fn, void *arg) {
   pthread_mutex_init(&p.mu, NULL);
   pthread_cond_init(&p.cv, NULL);
   keel_spawn_opts so = {.terminate = proxy_done};
-  int rc = keel_spawn_fiber(proxy_main, &p, &so, NULL);
-  if (rc == KEEL_OK) {
-    pthread_mutex_lock(&p.mu);
-    while (!p.done)
-      pthread_cond_wait(&p.cv, &p.mu);
-    pthread_mutex_unlock(&p.mu);
-    rc = p.rc;
-  }
+  keel_term pid;
+  int rc = keel_spawn_fiber(proxy_main, &p, &so, &pid);
+  if (rc == KEEL_OK)
+    rc = proxy_wait(&p, pid);
   pthread_cond_destroy(&p.cv);
   pthread_mutex_destroy(&p.mu);
   return rc;

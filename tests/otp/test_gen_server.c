@@ -524,6 +524,26 @@ Test(gen_server, GS6_idle_timeout_simulated) {
   }
 }
 
+/* The driving thread of a simulation calls like any plain thread: its
+ * blocking calls drive the simulation while they wait. */
+Test(gen_server, GS2_calls_from_the_driving_thread_simulated) {
+  for (uint64_t s = sim_seed_first(), k = 0; k < sim_seed_count(); k++, s++) {
+    start_sim(s);
+    keel_heap h;
+    keel_heap_init(&h);
+    keel_gen_server_opts o = {.fiber = s % 2};
+    keel_term srv = start_ok(keel_small(4), &o), r;
+    cr_assert_eq(call_int(srv, keel_build(&h, "{add, 3}")), 7);
+    uint64_t t0 = keel_sim_time_ms();
+    cr_assert_eq(keel_gen_server_call(srv, A("hold"), 5000, &h, &r),
+                 KEEL_ETIMEDOUT, "seed %llu", (unsigned long long)s);
+    cr_assert_geq(keel_sim_time_ms() - t0, 5000);
+    cr_assert_eq(keel_gen_server_stop(srv, KEEL_ATOM(NORMAL), TMO), KEEL_OK);
+    keel_heap_destroy(&h);
+    stop_sim();
+  }
+}
+
 Test(gen_server, GS7_hibernate_keeps_the_state) {
   for (size_t c = 0; c < NCONF; c++) {
     start(sched_counts[c]);
