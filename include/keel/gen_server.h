@@ -152,6 +152,12 @@ typedef struct keel_gen_server_opts {
   /* Trap exits before init, so that terminate also runs when the parent
    * (e.g. a supervisor shutting the server down) exits. */
   bool trap_exit;
+  /* start_monitor: when monitor_ref is not NULL, the calling process (a
+   * process caller only, else KEEL_ESTATE) monitors the server from its
+   * spawn on; the ref is built in monitor_heap. A failed start then also
+   * delivers the monitor's 'DOWN'. */
+  keel_term *monitor_ref;
+  keel_heap *monitor_heap;
   /* Where a failed start's reason is stored (may be NULL): the init's stop
    * reason, 'timeout', or the reason the process died with. Built in
    * reason_heap. */

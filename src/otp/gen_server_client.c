@@ -449,7 +449,9 @@ static int spawn_server(start_ctx *c, keel_term parent, keel_term *pid) {
   gs->next_wait = KEEL_INFINITY;
   keel_spawn_opts so = {.terminate = keel__gs_free,
                         .link = c->linked,
-                        .stack_size = c->o->stack_size};
+                        .stack_size = c->o->stack_size,
+                        .monitor_ref = c->o->monitor_ref,
+                        .monitor_heap = c->o->monitor_heap};
   int rc = gs->fiber ? keel_spawn_fiber(keel__gs_fiber_main, gs, &so, pid)
                      : keel_spawn(keel__gs_handler, gs, &so, pid);
   if (rc != KEEL_OK)
@@ -560,6 +562,8 @@ int keel_gen_server_start(const keel_gen_server_module *mod, keel_term arg,
       bad_timeout(o->timeout_ms) || o->hibernate_after_ms < 0)
     return KEEL_EINVAL;
   keel_proc *cur = keel_current();
+  if (o->monitor_ref != NULL && (cur == NULL || o->monitor_heap == NULL))
+    return cur == NULL ? KEEL_ESTATE : KEEL_EINVAL;
   start_ctx c = {mod, arg, o, pid, o->link && cur != NULL};
   if (cur != NULL && !keel_proc_is_fiber(cur))
     return start_async(&c, cur);

@@ -255,6 +255,10 @@ Test(gen_server, GS1_init_results_and_names) {
     keel_gen_server_opts bo = {.name = keel_small(1)};
     cr_assert_eq(keel_gen_server_start(&tmod, keel_small(1), &bo, &pid),
                  KEEL_EINVAL);
+    keel_term mref; /* start_monitor needs a process to own the monitor */
+    keel_gen_server_opts mo = {.monitor_ref = &mref, .monitor_heap = &h};
+    cr_assert_eq(keel_gen_server_start(&tmod, keel_small(1), &mo, &pid),
+                 KEEL_ESTATE);
     keel_heap_destroy(&h);
     cr_assert_eq(keel_node_stop(), KEEL_OK);
   }
@@ -352,6 +356,18 @@ typedef struct client {
   atomic_size_t queue_left;
 } client;
 
+/* Receives {'DOWN', Ref, process, _, bye} within TMO. */
+static int receive_down(keel_proc *self, keel_term ref) {
+  keel_pattern *p;
+  int rc = keel_pattern_compile(&p, "{'DOWN', ~t, process, _, bye}", ref);
+  if (rc != KEEL_OK)
+    return rc;
+  keel_term m;
+  rc = keel_receive_pattern(self, p, TMO, &m, NULL);
+  keel_pattern_free(p);
+  return rc;
+}
+
 static void client_main(keel_proc *self, void *arg) {
   client *cl = arg;
   keel_heap h;
@@ -365,6 +381,13 @@ static void client_main(keel_proc *self, void *arg) {
   (void)keel_gen_server_cast(cl->srv, A("release"));
   if (keel_gen_server_receive_response(req, TMO, &h, &r) != KEEL_OK ||
       ival(r) != 7)
+    goto out;
+  /* 0. start_monitor: the monitor outlives the start and sees the end */
+  keel_term mref = KEEL_NONE, mon_srv;
+  keel_gen_server_opts mo = {.monitor_ref = &mref, .monitor_heap = &h};
+  if (keel_gen_server_start(&tmod, keel_small(0), &mo, &mon_srv) != KEEL_OK ||
+      keel_gen_server_stop(mon_srv, A("bye"), TMO) != KEEL_OK ||
+      receive_down(self, mref) != KEEL_OK)
     goto out;
   atomic_store(&cl->step, 1);
   /* 1b. wait_response keeps the request on timeout */
@@ -400,7 +423,7 @@ Test(gen_server, GS2_GS3_GS13_fiber_client_deferred_and_late_reply) {
     client cl = {.srv = start_ok(keel_small(0), NULL)};
     atomic_store(&cl.queue_left, 99);
     cr_assert_eq(keel_spawn_fiber(client_main, &cl, NULL, NULL), KEEL_OK);
-    cr_assert(wait_events(1));
+    cr_assert(wait_events(2)); /* the monitored server's terminate, the end */
     cr_assert_eq(atomic_load(&cl.step), 2);
     cr_assert_eq(atomic_load(&cl.queue_left), BACKLOG,
                  "a late reply got through, or the backlog was touched");
