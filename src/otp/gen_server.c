@@ -17,8 +17,7 @@
 /* Smallest heap (words) that triggers an automatic compaction. */
 #define GS_COMPACT_MIN 4096u
 
-/* ---- callback helpers -----------------------------------------------------
- */
+/* ---- callback helpers ---------------------------------------------------- */
 
 keel_gs_ret keel_gs_ok(keel_gen_server *gs) {
   (void)gs;
@@ -87,8 +86,7 @@ static void reset_result(keel_gen_server *gs) {
   gs->reason = KEEL_ATOM(NORMAL);
 }
 
-/* ---- telemetry ------------------------------------------------------------
- */
+/* ---- telemetry ----------------------------------------------------------- */
 
 static _Atomic(keel_tel_event *) ev_crash, ev_trace;
 
@@ -145,8 +143,7 @@ static void trace(keel_gen_server *gs, keel_term msg) {
   keel_tel_execute(event(&ev_trace, "trace"), NULL, 0, md, 2);
 }
 
-/* ---- ending -----------------------------------------------------------------
- */
+/* ---- ending -------------------------------------------------------------- */
 
 /* terminate(Reason), the crash report, then the exit. */
 static keel_handler_status terminate(keel_gen_server *gs, keel_term reason,
@@ -162,11 +159,12 @@ static void send_reply(keel_term from, keel_term reply) {
   (void)keel_gen_server_reply(from, reply);
 }
 
-/* ---- after a callback ------------------------------------------------------
- */
+/* ---- after a callback ---------------------------------------------------- */
 
 /* Compacts the heap with the state and the held messages as roots. */
 static void compact(keel_gen_server *gs) {
+  if (gs->replaying) /* the list being replayed lives in the heap too */
+    return;
   keel_term roots[2] = {gs->state, gs->deferred};
   if (keel_proc_compact(gs->self, roots, 2) == KEEL_OK) {
     gs->state = roots[0];
@@ -194,9 +192,6 @@ static void arm_wait(keel_gen_server *gs) {
   else
     (void)keel_proc_set_timeout(gs->self, wait);
 }
-
-typedef keel_gs_ret (*gs_thunk)(keel_gen_server *gs, keel_term msg,
-                                keel_term from);
 
 /* Handles what a callback returned for msg (from: its caller or
  * KEEL_NONE), then runs handle_continue for as long as asked. */
@@ -228,8 +223,7 @@ static keel_handler_status after(keel_gen_server *gs, keel_gs_ret ret,
   return KEEL_CONTINUE;
 }
 
-/* ---- init
- * --------------------------------------------------------------------- */
+/* ---- init ---------------------------------------------------------------- */
 
 static void ack(keel_term to, keel_term result) {
   if (to == KEEL_ATOM(UNDEFINED))
@@ -277,8 +271,7 @@ static keel_handler_status do_init(keel_gen_server *gs, keel_term msg) {
   return keel_stop(gs->self, reason);
 }
 
-/* ---- system requests
- * ----------------------------------------------------------- */
+/* ---- system requests ----------------------------------------------------- */
 
 static keel_handler_status dispatch(keel_gen_server *gs, keel_term msg);
 
@@ -324,10 +317,15 @@ static keel_handler_status resume(keel_gen_server *gs) {
   for (keel_term l = gs->deferred; keel_is_cons(l); l = keel_tl(l))
     rev = keel_cons(keel_gs_heap(gs), keel_hd(l), rev);
   gs->deferred = KEEL_NIL;
-  for (; keel_is_cons(rev); rev = keel_tl(rev))
-    if (dispatch(gs, keel_hd(rev)) == KEEL_EXIT)
-      return KEEL_EXIT;
-  return KEEL_CONTINUE;
+  keel_handler_status st = KEEL_CONTINUE;
+  gs->replaying = true;
+  for (; keel_is_cons(rev) && st == KEEL_CONTINUE; rev = keel_tl(rev))
+    st = dispatch(gs, keel_hd(rev));
+  gs->replaying = false;
+  if (st == KEEL_CONTINUE &&
+      keel_heap_used_words(keel_proc_heap(gs->self)) > gs->compact_at)
+    compact(gs);
+  return st;
 }
 
 static keel_handler_status sys_request(keel_gen_server *gs, keel_term from,
@@ -362,8 +360,7 @@ static keel_handler_status sys_request(keel_gen_server *gs, keel_term from,
   return resumed ? resume(gs) : KEEL_CONTINUE;
 }
 
-/* ---- dispatch
- * --------------------------------------------------------------------- */
+/* ---- dispatch ------------------------------------------------------------ */
 
 static bool tagged(keel_term msg, keel_term tag, size_t arity) {
   return keel_is_tuple(msg) && keel_tuple_arity(msg) == arity &&

@@ -378,8 +378,7 @@ int keel_gen_server_check_response(keel_term msg, keel_term req_id,
   return take(msg, h, reply);
 }
 
-/* ---- stop -----------------------------------------------------------------
- */
+/* ---- stop ---------------------------------------------------------------- */
 
 typedef struct stop_ctx {
   keel_term server, reason;
@@ -424,8 +423,7 @@ int keel_gen_server_stop(keel_term server, keel_term reason,
   return keel__gs_run_blocking(stop_fn, &c);
 }
 
-/* ---- start ----------------------------------------------------------------
- */
+/* ---- start --------------------------------------------------------------- */
 
 typedef struct start_ctx {
   const keel_gen_server_module *mod;
@@ -570,8 +568,7 @@ int keel_gen_server_start(const keel_gen_server_module *mod, keel_term arg,
   return keel__gs_run_blocking(start_fn, &c);
 }
 
-/* ---- sys ------------------------------------------------------------------
- */
+/* ---- sys ----------------------------------------------------------------- */
 
 static int sys_call(keel_term server, keel_term req, int64_t tmo, keel_heap *h,
                     keel_term *out) {

@@ -84,7 +84,7 @@ Test(agent, AG1_get_update_cast_stop) {
   }
 }
 
-/* ---- atomicity: many fibers increment with get_and_update --------------- */
+/* ---- atomicity: many fibers increment with get_and_update ---------------- */
 
 #define WORKERS 16
 #define ROUNDS 200

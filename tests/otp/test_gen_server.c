@@ -299,8 +299,7 @@ Test(gen_server, GS1_init_timeout_kills_the_server) {
   }
 }
 
-/* ---- call errors -----------------------------------------------------------
- */
+/* ---- call errors --------------------------------------------------------- */
 
 Test(gen_server, GS2_call_errors_dead_dying_self_and_timeout) {
   for (size_t c = 0; c < NCONF; c++) {
@@ -431,7 +430,7 @@ Test(gen_server, GS2_GS3_GS13_fiber_client_deferred_and_late_reply) {
   }
 }
 
-/* ---- send_request / check_response from a handler process --------------- */
+/* ---- send_request / check_response from a handler process ---------------- */
 
 typedef struct hclient {
   keel_term srv, req;
@@ -480,8 +479,7 @@ Test(gen_server, GS13_handler_send_request_check_response) {
   }
 }
 
-/* ---- continue, idle timeout, hibernation -----------------------------------
- */
+/* ---- continue, idle timeout, hibernation --------------------------------- */
 
 Test(gen_server, GS8_continue_runs_before_any_call) {
   for (size_t c = 0; c < NCONF; c++) {
@@ -596,8 +594,7 @@ Test(gen_server, GS7_hibernate_keeps_the_state) {
   }
 }
 
-/* ---- terminate -------------------------------------------------------------
- */
+/* ---- terminate ----------------------------------------------------------- */
 
 typedef struct parent {
   keel_term srv;
@@ -646,8 +643,7 @@ Test(gen_server, GS9_terminate_on_stop_and_on_parent_exit_when_trapping) {
   }
 }
 
-/* ---- enter_loop ------------------------------------------------------------
- */
+/* ---- enter_loop ---------------------------------------------------------- */
 
 static void looper(keel_proc *self, void *arg) {
   keel_heap h;

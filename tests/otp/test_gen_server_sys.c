@@ -24,7 +24,7 @@ static int64_t ival(keel_term t) {
   return v;
 }
 
-/* ---- a list server: state is the list of cast items, newest first ------ */
+/* ---- a list server: state is the list of cast items, newest first -------- */
 
 static keel_gs_ret l_init(keel_gen_server *gs, keel_term arg, keel_term *s) {
   (void)arg;
@@ -258,8 +258,7 @@ Test(gen_server_sys, GS11_GS12_trace_and_crash_report) {
   keel_heap_destroy(&theap);
 }
 
-/* ---- code change ------------------------------------------------------------
- */
+/* ---- code change --------------------------------------------------------- */
 
 Test(gen_server_sys, GS10_change_code_swaps_the_module) {
   for (size_t c = 0; c < NCONF; c++) {
@@ -282,8 +281,7 @@ Test(gen_server_sys, GS10_change_code_swaps_the_module) {
   }
 }
 
-/* ---- fiber server calling another server from a callback ------------------
- */
+/* ---- fiber server calling another server from a callback ----------------- */
 
 Test(gen_server_sys, GS2_fiber_server_calls_from_a_callback) {
   for (size_t c = 0; c < NCONF; c++) {
@@ -307,7 +305,7 @@ Test(gen_server_sys, GS2_fiber_server_calls_from_a_callback) {
   }
 }
 
-/* ---- forged requests: integers where C pointers are expected ------------ */
+/* ---- forged requests: integers where C pointers are expected ------------- */
 
 Test(gen_server_sys, forged_system_requests_are_refused) {
   for (size_t c = 0; c < NCONF; c++) {
@@ -331,6 +329,32 @@ Test(gen_server_sys, forged_system_requests_are_refused) {
     cr_assert_eq(keel_gen_server_get_state(srv, TMO, &h, &s), KEEL_OK);
     cr_assert(keel_eq_exact(s, keel_build(&h, "[a]")));
     cr_assert_eq(len(srv), 1);
+    cr_assert_eq(keel_gen_server_stop(srv, KEEL_ATOM(NORMAL), TMO), KEEL_OK);
+    keel_heap_destroy(&h);
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+  }
+}
+
+/* Many messages held while suspended (the heap is compacted while they are
+ * replayed) are all handled, in order. */
+Test(gen_server_sys, GS12_resume_replays_a_long_backlog_in_order) {
+  enum { N = 3000 };
+  for (size_t c = 0; c < NCONF; c++) {
+    start_node(sched_counts[c], 0);
+    keel_heap h;
+    keel_heap_init(&h);
+    keel_term srv = start_list(c % 2);
+    cr_assert_eq(keel_gen_server_suspend(srv, TMO), KEEL_OK);
+    for (int i = 0; i < N; i++)
+      cr_assert_eq(keel_gen_server_cast(srv, keel_small(i)), KEEL_OK);
+    cr_assert_eq(keel_gen_server_resume(srv, TMO), KEEL_OK);
+    wait_len(srv, N);
+    keel_term s;
+    cr_assert_eq(keel_gen_server_get_state(srv, TMO, &h, &s), KEEL_OK);
+    int64_t want = N - 1; /* newest first */
+    for (; keel_is_cons(s); s = keel_tl(s), want--)
+      cr_assert_eq(ival(keel_hd(s)), want);
+    cr_assert_eq(want, -1);
     cr_assert_eq(keel_gen_server_stop(srv, KEEL_ATOM(NORMAL), TMO), KEEL_OK);
     keel_heap_destroy(&h);
     cr_assert_eq(keel_node_stop(), KEEL_OK);
