@@ -6,7 +6,9 @@
  * A server is a handler process by default (tiny, no stack of its own), or
  * a fiber process (opts.fiber) whose callbacks may block, e.g. to call
  * another server. Its state is one term living in the process heap; the
- * callbacks receive a pointer to it and may replace it. Every term the
+ * callbacks receive a pointer to it and may replace it. Each message is
+ * copied into that heap before dispatch, so callbacks may keep parts of
+ * requests and messages in the state. Every term the
  * server keeps must be reachable from the state: the heap is compacted
  * with the state as the only root (hibernation, and automatically when it
  * has doubled since the last compaction), which invalidates every other

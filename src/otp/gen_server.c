@@ -429,7 +429,11 @@ keel_handler_status keel__gs_handler(keel_proc *self, keel_term msg,
                                      void *state) {
   keel_gen_server *gs = state;
   gs->self = self;
-  return handle(gs, msg, keel_proc_timed_out(self));
+  /* Own the message, as an Erlang process does: callbacks may keep any
+   * part of it in the state. (Out of memory: the original, valid for the
+   * callbacks' duration.) */
+  keel_term m = keel_term_copy(keel_proc_heap(self), msg);
+  return handle(gs, m != KEEL_NONE ? m : msg, keel_proc_timed_out(self));
 }
 
 static bool is_init(keel_term msg, void *arg) {
@@ -449,7 +453,8 @@ void keel__gs_loop(keel_proc *self, keel_gen_server *gs) {
     if (rc != KEEL_OK && !timed_out)
       return;
     gs->next_wait = KEEL_INFINITY;
-    /* Own the message: a callback may receive again (a nested call). */
+    /* Own the message: callbacks may keep parts of it, and may receive
+     * again (a nested call), which frees the received one. */
     keel_term m = timed_out ? KEEL_ATOM(TIMEOUT)
                             : keel_term_copy(keel_proc_heap(self), msg);
     if (m == KEEL_NONE || handle(gs, m, timed_out) == KEEL_EXIT)
