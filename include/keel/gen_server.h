@@ -8,11 +8,10 @@
  * another server. Its state is one term living in the process heap; the
  * callbacks receive a pointer to it and may replace it. Each message is
  * copied into that heap before dispatch, so callbacks may keep parts of
- * requests and messages in the state. Every term the
- * server keeps must be reachable from the state: the heap is compacted
- * with the state as the only root (hibernation, and automatically when it
- * has doubled since the last compaction), which invalidates every other
- * term built in it.
+ * requests and messages in the state. Every term the server keeps must be
+ * reachable from the state: the heap is compacted with the state as the
+ * only root (hibernation, and automatically when it has doubled since the
+ * last compaction), which invalidates every other term built in it.
  *
  * Protocol (as OTP's): calls are {'$gen_call', {Pid, Tag}, Request} and
  * are answered with {Tag, Reply} sent to Tag, an alias of a monitor the
