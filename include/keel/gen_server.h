@@ -60,7 +60,8 @@ typedef enum keel_gs_ret {
 /* The callbacks of a server: a const descriptor that
  * keel_gen_server_change_code can swap for another. Every callback but
  * init may be NULL: a NULL handle_call stops the server with
- * {bad_call, Request}; casts and other messages are then ignored. `state`
+ * {bad_call, Request}; casts and other messages are then dropped (see
+ * unexpected messages below). `state`
  * points to the state term: assign it to change the state. Terms the
  * callbacks build go in keel_gs_heap(gs). Callbacks run in the server
  * process; those of a handler server must not block. */
@@ -291,6 +292,11 @@ int keel_gen_server_trace(keel_term server, bool on, int64_t timeout_ms);
 int keel_gen_server_change_code(keel_term server,
                                 const keel_gen_server_module *new_mod,
                                 keel_term extra, int64_t timeout_ms);
+
+/* Unexpected messages: a server whose module has no handle_info drops the
+ * messages that are neither calls nor casts and emits the telemetry event
+ * [keel, gen_server, unexpected_message] (metadata pid, module, message)
+ * for each, as Elixir's default handle_info logs them. */
 
 /* Crash reports: when a server stops with a reason other than normal,
  * shutdown or {shutdown, _}, it emits the telemetry event

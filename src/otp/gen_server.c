@@ -88,7 +88,7 @@ static void reset_result(keel_gen_server *gs) {
 
 /* ---- telemetry ----------------------------------------------------------- */
 
-static _Atomic(keel_tel_event *) ev_crash, ev_trace;
+static _Atomic(keel_tel_event *) ev_crash, ev_trace, ev_unexpected;
 
 static keel_tel_event *event(_Atomic(keel_tel_event *) *slot,
                              const char *last) {
@@ -135,6 +135,14 @@ static void crash_report(keel_gen_server *gs, keel_term reason,
                          {keel_atom("reason"), reason}};
   keel_tel_measure m = {keel_atom("count"), 1.0};
   keel_tel_execute(event(&ev_crash, "crash"), &m, 1, md, 6);
+}
+
+/* A message a server without handle_info dropped (Elixir logs these). */
+static void unexpected(keel_gen_server *gs, keel_term msg) {
+  keel_tel_meta md[3] = {{keel_atom("pid"), keel_gs_self(gs)},
+                         {keel_atom("module"), module_name(gs)},
+                         {keel_atom("message"), msg}};
+  keel_tel_execute(event(&ev_unexpected, "unexpected_message"), NULL, 0, md, 3);
 }
 
 static void trace(keel_gen_server *gs, keel_term msg) {
@@ -401,6 +409,8 @@ static keel_handler_status dispatch(keel_gen_server *gs, keel_term msg) {
       ret = m->handle_cast(gs, keel_tuple_get(msg, 1), &gs->state);
   } else if (m->handle_info != NULL) {
     ret = m->handle_info(gs, msg, &gs->state);
+  } else {
+    unexpected(gs, msg);
   }
   return after(gs, ret, msg, from);
 }

@@ -169,6 +169,7 @@ static pthread_mutex_t tmu = PTHREAD_MUTEX_INITIALIZER;
 static keel_heap theap;
 static keel_term crash_meta; /* {Reason, State, LastMessage, Module} */
 static long traced;
+static long unexpected; /* [keel, gen_server, unexpected_message] events */
 
 static keel_term meta(const keel_tel_meta *md, size_t n, const char *k) {
   keel_term v = KEEL_NONE;
@@ -185,7 +186,9 @@ static int on_event(const keel_tel_event *ev, const keel_tel_measure *m,
   const keel_term *atoms;
   size_t n = keel_tel_event_atoms(ev, &atoms);
   pthread_mutex_lock(&tmu);
-  if (n == 3 && atoms[2] == A("crash"))
+  if (n == 3 && atoms[2] == A("unexpected_message"))
+    unexpected += meta(md, nmd, "message") == A("stray");
+  else if (n == 3 && atoms[2] == A("crash"))
     crash_meta = keel_term_copy(
         &theap,
         keel_tuple(&theap, 4, meta(md, nmd, "reason"), meta(md, nmd, "state"),
@@ -197,11 +200,22 @@ static int on_event(const keel_tel_event *ev, const keel_tel_measure *m,
   return 0;
 }
 
+static bool one_unexpected(void *arg) {
+  (void)arg;
+  pthread_mutex_lock(&tmu);
+  bool ok = unexpected == 1;
+  pthread_mutex_unlock(&tmu);
+  return ok;
+}
+
 static void attach(void) {
-  keel_tel_event *ev[2];
+  keel_tel_event *ev[3];
   cr_assert_eq(keel_tel_event_parse("keel.gen_server.crash", &ev[0]), KEEL_OK);
   cr_assert_eq(keel_tel_event_parse("keel.gen_server.trace", &ev[1]), KEEL_OK);
-  cr_assert_eq(keel_tel_attach(A("gs_test"), ev, 2, on_event, NULL), KEEL_OK);
+  cr_assert_eq(
+      keel_tel_event_parse("keel.gen_server.unexpected_message", &ev[2]),
+      KEEL_OK);
+  cr_assert_eq(keel_tel_attach(A("gs_test"), ev, 3, on_event, NULL), KEEL_OK);
 }
 
 Test(gen_server_sys, GS11_GS12_trace_and_crash_report) {
@@ -211,6 +225,7 @@ Test(gen_server_sys, GS11_GS12_trace_and_crash_report) {
     start_node(sched_counts[c], 0);
     pthread_mutex_lock(&tmu);
     traced = 0;
+    unexpected = 0;
     crash_meta = KEEL_NONE;
     pthread_mutex_unlock(&tmu);
     keel_heap h;
@@ -220,6 +235,9 @@ Test(gen_server_sys, GS11_GS12_trace_and_crash_report) {
     cr_assert_eq(keel_gen_server_cast(srv, A("secret")), KEEL_OK);
     wait_len(srv, 1);
     cr_assert_eq(keel_gen_server_trace(srv, false, TMO), KEEL_OK);
+    /* no handle_info: a stray message is reported, then dropped */
+    cr_assert_eq(keel_send(srv, A("stray")), KEEL_OK);
+    cr_assert(wait_until(one_unexpected, NULL));
     pthread_mutex_lock(&tmu);
     long t = traced;
     pthread_mutex_unlock(&tmu);
