@@ -23,7 +23,7 @@ struct keel_gen_server {
   size_t compact_at; /* heap words that trigger an automatic compaction */
   bool fiber, started, suspended, trace, timed_out, hib_timer;
   bool trap_exit;
-  bool replaying; /* resume is handling held messages: no compaction */
+  bool replaying;  /* resume is handling held messages: no compaction */
   bool keep_stack; /* enter_loop: the block lives on the fiber's stack */
   /* Result of the running callback (set by the keel_gs_* helpers). */
   keel_term reply, reason, cont;
