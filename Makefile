@@ -123,6 +123,7 @@ bench: release
 	build-release/keel bench runtime $(ARGS)
 	build-release/keel bench telemetry $(ARGS)
 	build-release/keel bench tables $(ARGS)
+	build-release/keel bench otp $(ARGS)
 
 fuzz-build: deps
 	@bash $(DEPS) san

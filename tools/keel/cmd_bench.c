@@ -4,6 +4,7 @@
  * suite receives the arguments from its own name on (argv[0] = suite).
  */
 #include "bench.h"
+#include "bench_otp.h"
 #include "bench_runtime.h"
 #include "bench_tables.h"
 #include "bench_telemetry.h"
@@ -19,6 +20,8 @@ static const keel_cli_cmd bench_suites[] = {
      "telemetry execute and span, metrics recording, fuse ask (ns/op)"},
     {"tables", keel_bench_tables,
      "ETS-like lookup, insert, update_counter with 1 and 2 threads; with BEAM"},
+    {"otp", keel_bench_otp,
+     "gen_server call round trips (1, 8 clients); with BEAM"},
     {NULL, NULL, NULL}};
 
 int keel_cmd_bench(int argc, char **argv) {

@@ -1,0 +1,263 @@
+/*
+ * bench_otp.c - gen_server call round trips on Keel and on BEAM.
+ *
+ * Keel side: a node of 2 schedulers, one handler-process server whose
+ * handle_call answers 'get' with a counter it increments, and 1 or 8
+ * client fibers making n calls in all (keel_gen_server_call: monitor with
+ * alias, receive mark, selective receive of the reply). BEAM side: the
+ * same with gen_server:call (bench/erl/bench_otp.erl) on `erl +S 2:2`.
+ * Runs alternate Keel and BEAM; medians are printed.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bench_otp.h"
+#include "keel/clock.h"
+#include "keel/gen_server.h"
+
+#define NMETRICS 2
+#define MAX_RUNS 15
+
+static const char *const metric_names[NMETRICS] = {"gen_server_call_per_s_1",
+                                                   "gen_server_call_per_s_8"};
+static const int clients_of[NMETRICS] = {1, 8};
+
+static keel_gs_ret b_init(keel_gen_server *gs, keel_term arg, keel_term *s) {
+  *s = arg;
+  return keel_gs_ok(gs);
+}
+
+static keel_gs_ret b_call(keel_gen_server *gs, keel_term req, keel_term from,
+                          keel_term *s) {
+  (void)req;
+  (void)from;
+  keel_term r = *s;
+  *s = keel_small(keel_small_value(*s) + 1);
+  return keel_gs_reply(gs, r);
+}
+
+static const keel_gen_server_module bench_mod = {
+    .version = KEEL_GEN_SERVER_MODULE_V1,
+    .name = "bench_server",
+    .init = b_init,
+    .handle_call = b_call,
+};
+
+typedef struct run_state {
+  keel_term server;
+  long per_client;
+  atomic_int left, errors;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+} run_state;
+
+static void client(keel_proc *self, void *arg) {
+  (void)self;
+  run_state *rs = arg;
+  keel_heap h;
+  keel_heap_init(&h);
+  for (long i = 0; i < rs->per_client; i++) {
+    keel_term r;
+    if (keel_gen_server_call(rs->server, KEEL_ATOM(OK), KEEL_INFINITY, &h,
+                             &r) != KEEL_OK) {
+      atomic_fetch_add(&rs->errors, 1);
+      break;
+    }
+  }
+  keel_heap_destroy(&h);
+  pthread_mutex_lock(&rs->mu);
+  if (atomic_fetch_sub(&rs->left, 1) == 1)
+    pthread_cond_broadcast(&rs->cv);
+  pthread_mutex_unlock(&rs->mu);
+}
+
+/* Calls per second with c clients and n calls in all; < 0 on failure. */
+static double run_one(int c, long n) {
+  keel_node_opts o = {.schedulers = 2};
+  if (keel_node_start(&o) != KEEL_OK)
+    return -1;
+  run_state rs = {.per_client = n / c};
+  atomic_init(&rs.left, c);
+  atomic_init(&rs.errors, 0);
+  pthread_mutex_init(&rs.mu, NULL);
+  pthread_cond_init(&rs.cv, NULL);
+  double v = -1;
+  if (keel_gen_server_start(&bench_mod, keel_small(0), NULL, &rs.server) ==
+      KEEL_OK) {
+    uint64_t t0 = keel_monotonic_ns();
+    int spawned = 0;
+    for (int i = 0; i < c; i++)
+      spawned += keel_spawn_fiber(client, &rs, NULL, NULL) == KEEL_OK;
+    atomic_fetch_sub(&rs.left, c - spawned);
+    pthread_mutex_lock(&rs.mu);
+    while (atomic_load(&rs.left) > 0)
+      pthread_cond_wait(&rs.cv, &rs.mu);
+    pthread_mutex_unlock(&rs.mu);
+    uint64_t t1 = keel_monotonic_ns();
+    if (spawned == c && atomic_load(&rs.errors) == 0)
+      v = (double)(rs.per_client * c) / ((double)(t1 - t0) / 1e9);
+  }
+  (void)keel_node_stop();
+  pthread_cond_destroy(&rs.cv);
+  pthread_mutex_destroy(&rs.mu);
+  return v;
+}
+
+static int run_keel(bool quick, double *out) {
+  long n = quick ? 20000 : 400000;
+  for (int m = 0; m < NMETRICS; m++) {
+    out[m] = run_one(clients_of[m], n);
+    if (out[m] < 0)
+      return -1;
+  }
+  return 0;
+}
+
+/* ---- BEAM ---- */
+
+static int beam_prepare(char *dir, size_t size) {
+  char src[4096];
+  const char *root = getenv("KEEL_SOURCE_DIR");
+  if (root != NULL) {
+    snprintf(src, sizeof src, "%s/bench/erl/bench_otp.erl", root);
+  } else {
+    snprintf(src, sizeof src, "%s", __FILE__);
+    char *slash = strrchr(src, '/');
+    size_t off = slash != NULL ? (size_t)(slash - src) + 1 : 0;
+    snprintf(src + off, sizeof src - off, "erl/bench_otp.erl");
+  }
+  if (access(src, R_OK) != 0) {
+    fprintf(stderr, "keel bench: %s not found (set KEEL_SOURCE_DIR)\n", src);
+    return -1;
+  }
+  const char *tmp = getenv("TMPDIR");
+  snprintf(dir, size, "%s/keel-bench-XXXXXX", tmp != NULL ? tmp : "/tmp");
+  if (mkdtemp(dir) == NULL) {
+    perror("keel bench: mkdtemp");
+    return -1;
+  }
+  char cmd[8400];
+  snprintf(cmd, sizeof cmd, "erlc -o '%s' '%s'", dir, src);
+  if (system(cmd) != 0) {
+    fprintf(stderr, "keel bench: erlc failed (is erlang installed?)\n");
+    return -1;
+  }
+  return 0;
+}
+
+static void beam_cleanup(const char *dir) {
+  char path[4200];
+  snprintf(path, sizeof path, "%s/bench_otp.beam", dir);
+  unlink(path);
+  rmdir(dir);
+}
+
+static int run_beam(const char *dir, bool quick, double *out) {
+  char cmd[4600], line[256];
+  snprintf(cmd, sizeof cmd,
+           "erl +S 2:2 -noshell -pa '%s' -run bench_otp main %s -s init stop",
+           dir, quick ? "quick" : "full");
+  FILE *p = popen(cmd, "r");
+  if (p == NULL)
+    return -1;
+  int found = 0;
+  while (fgets(line, sizeof line, p) != NULL) {
+    char name[128];
+    double v;
+    if (sscanf(line, "%127s %lf", name, &v) != 2)
+      continue;
+    for (int i = 0; i < NMETRICS; i++)
+      if (strcmp(name, metric_names[i]) == 0) {
+        out[i] = v;
+        found++;
+      }
+  }
+  int st = pclose(p);
+  return st == 0 && found == NMETRICS ? 0 : -1;
+}
+
+/* ---- driver ---- */
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static void usage(void) {
+  fprintf(stderr, "usage: keel bench otp [--quick] [--runs N] [--no-beam]\n");
+}
+
+static int parse_args(int argc, char **argv, bool *quick, bool *beam,
+                      int *runs) {
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i];
+    if (i == 0 && strcmp(a, "otp") == 0)
+      continue;
+    if (strcmp(a, "--quick") == 0) {
+      *quick = true;
+    } else if (strcmp(a, "--no-beam") == 0) {
+      *beam = false;
+    } else if (strcmp(a, "--runs") == 0 && i + 1 < argc) {
+      *runs = atoi(argv[++i]);
+      if (*runs < 1 || *runs > MAX_RUNS)
+        return -1;
+    } else {
+      return -1;
+    }
+  }
+  return 0;
+}
+
+int keel_bench_otp(int argc, char **argv) {
+  bool quick = false, beam = true;
+  int runs = -1;
+  if (parse_args(argc, argv, &quick, &beam, &runs) != 0) {
+    usage();
+    return 2;
+  }
+  if (runs < 0)
+    runs = quick ? 1 : 3;
+  char dir[4096];
+  if (beam && beam_prepare(dir, sizeof dir) != 0)
+    return 1;
+  double k[NMETRICS][MAX_RUNS], b[NMETRICS][MAX_RUNS], tmp[NMETRICS];
+  int rc = 0;
+  for (int r = 0; r < runs && rc == 0; r++) {
+    if (run_keel(quick, tmp) != 0) {
+      fprintf(stderr, "keel bench: otp failed on Keel\n");
+      rc = 1;
+    }
+    for (int i = 0; i < NMETRICS; i++)
+      k[i][r] = tmp[i];
+    if (rc == 0 && beam && run_beam(dir, quick, tmp) != 0) {
+      fprintf(stderr, "keel bench: otp failed on BEAM\n");
+      rc = 1;
+    }
+    for (int i = 0; beam && i < NMETRICS; i++)
+      b[i][r] = tmp[i];
+  }
+  for (int i = 0; i < NMETRICS && rc == 0; i++) {
+    double kv = median(k[i], runs);
+    printf("keel %s %.0f calls/s\n", metric_names[i], kv);
+    if (!beam)
+      continue;
+    double bv = median(b[i], runs);
+    printf("beam %s %.0f calls/s\n", metric_names[i], bv);
+    printf("ratio %s %.2f\n", metric_names[i], bv > 0 ? kv / bv : 0.0);
+  }
+  if (beam)
+    beam_cleanup(dir);
+  return rc;
+}

@@ -1,0 +1,78 @@
+/*
+ * gen_server_internal.h - what the server side and the client side of
+ * gen_server share: the server's control block and the blocking-call
+ * machinery (fiber callers wait in keel_receive; plain threads through a
+ * proxy fiber).
+ */
+#ifndef KEEL_GEN_SERVER_INTERNAL_H
+#define KEEL_GEN_SERVER_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "keel/gen_server.h"
+
+struct keel_gen_server {
+  const keel_gen_server_module *mod;
+  keel_proc *self;
+  keel_term state;
+  keel_term deferred; /* messages held while suspended, newest first */
+  keel_term parent;   /* the linked starter's pid, or KEEL_NONE */
+  keel_term name;     /* registered name, or KEEL_NONE */
+  int64_t hibernate_after;
+  size_t compact_at; /* heap words that trigger an automatic compaction */
+  bool fiber, started, suspended, trace, timed_out, hib_timer;
+  bool trap_exit;
+  bool replaying;  /* resume is handling held messages: no compaction */
+  bool keep_stack; /* enter_loop: the block lives on the fiber's stack */
+  /* Result of the running callback (set by the keel_gs_* helpers). */
+  keel_term reply, reason, cont;
+  bool has_reply, hibernate;
+  int64_t timeout; /* -1: none */
+  /* Fiber servers: receive timeout of the next wait (-1: infinity). */
+  int64_t next_wait;
+};
+
+/* Atoms of the protocol. */
+keel_term keel__gs_atom_init(void);   /* '$gen_init' */
+keel_term keel__gs_atom_system(void); /* '$gen_system' */
+
+/* C pointers inside request terms: a resource holding {tag, fn, arg}.
+ * Only C code of this OS process can make one (a term from the wire or a
+ * stray integer is refused), and the tag tells which request made it. */
+typedef void (*keel__gs_fn)(void);
+keel_term keel__gs_ptr_term(keel_heap *h, const void *tag, keel__gs_fn fn,
+                            const void *arg);
+bool keel__gs_ptr_get(keel_term t, const void *tag, keel__gs_fn *fn,
+                      const void **arg);
+/* Tags of the sys requests carrying pointers. */
+extern const char keel__gs_tag_replace_state;
+extern const char keel__gs_tag_change_code;
+
+/* Runs fn(self, arg) in a process able to block: directly when the caller
+ * is a fiber process; in a proxy fiber while the calling plain thread
+ * waits; KEEL_ESTATE from a handler process. Returns fn's result. */
+typedef int (*keel__gs_blocking_fn)(keel_proc *self, void *arg);
+int keel__gs_run_blocking(keel__gs_blocking_fn fn, void *arg);
+
+/* A call with tag ('$gen_call' or '$gen_system') made by the fiber self:
+ * see keel_gen_server_call. */
+int keel__gs_call_from(keel_proc *self, keel_term tag, keel_term server,
+                       keel_term request, int64_t timeout_ms, keel_heap *h,
+                       keel_term *reply);
+
+/* A blocking call with tag from any caller (see keel__gs_run_blocking). */
+int keel__gs_call(keel_term tag, keel_term server, keel_term request,
+                  int64_t timeout_ms, keel_heap *h, keel_term *reply);
+
+/* Body of a fiber server, and the handler of a handler server. */
+void keel__gs_fiber_main(keel_proc *self, void *arg);
+keel_handler_status keel__gs_handler(keel_proc *self, keel_term msg,
+                                     void *state);
+/* The receive loop of a fiber server whose init is done. */
+void keel__gs_loop(keel_proc *self, keel_gen_server *gs);
+
+/* The process terminate callback of every server: frees the block. */
+void keel__gs_free(keel_proc *self, keel_term reason, void *state);
+
+#endif /* KEEL_GEN_SERVER_INTERNAL_H */
