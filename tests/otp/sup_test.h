@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "keel/signals.h"
@@ -70,10 +71,18 @@ static inline bool wait_log(const char *expect) {
   return wait_until(log_is, (void *)expect);
 }
 
+/* A running worker: its config and its supervisor. */
+typedef struct winst {
+  wcfg *w;
+  keel_term parent;
+} winst;
+
 static inline void worker_end(keel_proc *self, keel_term reason, void *st) {
   (void)self;
   (void)reason;
-  log_add('-', ((wcfg *)st)->tag);
+  winst *wi = st;
+  log_add('-', wi->w->tag);
+  free(wi);
 }
 
 static inline bool is_shutdown_exit(keel_term m) {
@@ -84,9 +93,11 @@ static inline bool is_shutdown_exit(keel_term m) {
 
 /* Exits with 'crash' or 'normal' on those messages. */
 static inline void worker_main(keel_proc *self, void *arg) {
-  wcfg *w = arg;
+  winst *wi = arg;
+  wcfg *w = wi->w;
   if (w->trap)
     keel_trap_exit(self, true);
+  keel_send(wi->parent, keel_self(self)); /* initialised */
   for (;;) {
     keel_term m;
     if (keel_receive(self, NULL, NULL, KEEL_INFINITY, &m) != KEEL_OK)
@@ -107,6 +118,10 @@ static inline void worker_main(keel_proc *self, void *arg) {
   }
 }
 
+static inline bool is_pid(keel_term m, void *arg) {
+  return m == *(keel_term *)arg;
+}
+
 static inline int start_worker(keel_proc *sup, void *arg, keel_term extra,
                                keel_term *pid) {
   (void)sup;
@@ -120,8 +135,18 @@ static inline int start_worker(keel_proc *sup, void *arg, keel_term extra,
   }
   if (w->ignore)
     return KEEL_SUP_IGNORE;
+  winst *wi = malloc(sizeof *wi);
+  if (wi == NULL)
+    return KEEL_ENOMEM;
+  wi->w = w;
+  wi->parent = keel_self(sup);
   keel_spawn_opts o = {.link = true, .terminate = worker_end};
-  int rc = keel_spawn_fiber(worker_main, w, &o, pid);
+  int rc = keel_spawn_fiber(worker_main, wi, &o, pid);
+  if (rc != KEEL_OK)
+    free(wi);
+  keel_term m; /* a synchronous start: wait for its init */
+  if (rc == KEEL_OK)
+    rc = keel_receive(sup, is_pid, pid, KEEL_INFINITY, &m);
   if (rc == KEEL_OK) {
     atomic_fetch_add(&w->starts, 1);
     log_add('+', w->tag);
