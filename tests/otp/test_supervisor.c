@@ -502,3 +502,57 @@ Test(supervisor, handler_processes_cannot_wait) {
   cr_assert_eq(keel_sup_stop(sup), KEEL_OK);
   cr_assert_eq(keel_node_stop(), KEEL_OK);
 }
+
+static bool no_processes(void *arg) {
+  (void)arg;
+  keel_node_stats st;
+  return keel_node_stats_get(&st) == KEEL_OK && st.processes == 0;
+}
+
+/* Random crashes (random child, random strategy from the seed) on
+ * virtual time: afterwards every child runs exactly once, and stopping the
+ * supervisor leaves no process behind. */
+Test(supervisor, random_crashes_keep_the_right_children_and_leak_nothing) {
+  for (uint64_t seed = sim_seed_first(), e = seed + sim_seed_count(); seed < e;
+       seed++) {
+    start_sim(seed);
+    log_reset();
+    wcfg w[3] = {{.tag = 'a'}, {.tag = 'b'}, {.tag = 'c'}};
+    keel_sup_child_spec cs[3];
+    for (int i = 0; i < 3; i++)
+      cs[i] = worker_spec(&w[i]);
+    keel_sup_spec s = KEEL_SUP_SPEC_INIT;
+    s.strategy = (keel_sup_strategy)(seed % 3);
+    s.intensity = 1000;
+    s.children = cs;
+    s.nchildren = 3;
+    keel_term sup;
+    cr_assert_eq(keel_sup_start_link(&s, &sup), KEEL_OK);
+    uint64_t x = seed * 0x9e3779b97f4a7c15u + 1;
+    for (int i = 0; i < 40; i++) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      char id[2] = {(char)('a' + x % 3), '\0'};
+      keel_term p = pid_of(sup, id);
+      if (keel_is_local_pid(p))
+        keel_send(p, keel_atom(x & 8 ? "crash" : "normal"));
+      for (int j = 0; j < (int)(x >> 20) % 50; j++)
+        keel_sim_step();
+    }
+    for (int i = 0; i < 3; i++) {
+      char id[2] = {w[i].tag, '\0'};
+      keel_term p = KEEL_NONE;
+      for (int t = 0; t < 1000 && !keel_is_local_pid(p); t++) {
+        keel_sim_step();
+        p = pid_of(sup, id);
+      }
+      cr_assert(keel_is_local_pid(p), "seed %llu child %s",
+                (unsigned long long)seed, id);
+    }
+    keel_node_stats st;
+    cr_assert_eq(keel_node_stats_get(&st), KEEL_OK);
+    cr_assert_eq(st.processes, 4); /* the supervisor and its 3 children */
+    cr_assert_eq(keel_sup_stop(sup), KEEL_OK);
+    cr_assert(wait_until(no_processes, NULL));
+    stop_sim();
+  }
+}
