@@ -89,7 +89,8 @@ static child *by_key(const sup *s, uint64_t key) {
 static void remove_at(sup *s, size_t i) {
   keel_heap_destroy(&s->kids[i]->idh);
   free(s->kids[i]);
-  memmove(&s->kids[i], &s->kids[i + 1], (s->n - i - 1) * sizeof *s->kids);
+  memmove(&s->kids[i], &s->kids[i + 1],
+          (s->n - i - 1) * sizeof(keel__sup_child *));
   s->n--;
 }
 
@@ -229,7 +230,9 @@ static bool all_done(const pend_set *ps) {
 /* Shuts down the running children of set[0..k) all at once and waits for
  * each (one at a time is k == 1). */
 static void shutdown_set(keel_proc *self, sup *s, child **set, size_t k) {
-  pend one, *p = k == 1 ? &one : calloc(k, sizeof *p);
+  pend one;
+  memset(&one, 0, sizeof one);
+  pend *p = k == 1 ? &one : calloc(k, sizeof *p);
   if (p == NULL) { /* no room to wait for them together: one by one */
     for (size_t i = 0; i < k; i++)
       shutdown_set(self, s, &set[i], 1);
@@ -354,9 +357,11 @@ static bool restart(keel_proc *self, sup *s, child *c) {
     return false;
   }
   size_t from = s->strategy == KEEL_SUP_ONE_FOR_ALL ? 0 : index_of(s, c);
+  uint64_t key = c->key; /* c is kept; temporary ones after it are not */
   stop_from(self, s, from, c);
   if (s->strategy == KEEL_SUP_REST_FOR_ONE)
-    from = index_of(s, c);
+    for (from = 0; from < s->n && s->kids[from]->key != key; from++)
+      ;
   start_from(self, s, from);
   return false;
 }

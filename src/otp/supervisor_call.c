@@ -65,7 +65,7 @@ int keel__sup_check_child(const keel_sup_child_spec *cs,
 int keel__sup_add_spec(keel__sup *s, const keel_sup_child_spec *cs) {
   if (s->n == s->cap) {
     size_t cap = s->cap != 0 ? s->cap * 2 : 8;
-    keel__sup_child **k = realloc(s->kids, cap * sizeof *k);
+    keel__sup_child **k = realloc(s->kids, cap * sizeof(keel__sup_child *));
     if (k == NULL)
       return KEEL_ENOMEM;
     s->kids = k;
@@ -234,7 +234,8 @@ static int launch_from_fiber(keel_proc *self, keel__sup *s, keel_term *pid) {
 static int launch_from_thread(keel__sup *s, keel_term *pid) {
   keel__sup_sync y;
   sync_init(&y);
-  s->sync = &y;
+  /* the supervisor drops it once it has answered, before this returns */
+  s->sync = &y; // cppcheck-suppress autoVariables
   keel_spawn_opts o = {.terminate = keel__sup_terminate};
   keel_term p;
   int rc = keel_spawn_fiber(keel__sup_main, s, &o, &p);
