@@ -50,6 +50,38 @@ int keel_dynsup_start_link(const keel_dynsup_spec *spec, keel_term *pid);
 int keel_dynsup_start_child(keel_term sup, const keel_sup_child_spec *spec,
                             keel_term *pid);
 
+/* ---- partition supervisors (Elixir's PartitionSupervisor) -------------- */
+
+/* A partition supervisor: a one_for_one supervisor registered as `name`
+ * whose children are `partitions` dynamic supervisors built from `child`
+ * (child.name is ignored), registered as the atoms "<name>_0",
+ * "<name>_1"...; a key picks one by keel_hash(key) % partitions, so
+ * start_child traffic is spread over several processes. */
+typedef struct keel_partsup_spec {
+  unsigned version;    /* KEEL_SUP_VERSION */
+  keel_term name;      /* an atom (required: partitions are found by it) */
+  unsigned partitions; /* 0: one per scheduler */
+  keel_dynsup_spec child;
+} keel_partsup_spec;
+
+/* Starts a partition supervisor (linked to the calling fiber, as
+ * keel_sup_start_link) and its partitions. Stop it with keel_sup_stop.
+ * Errors as keel_sup_start_link; KEEL_EINVAL also for a missing name, a
+ * bad child spec or more than 4096 partitions. */
+int keel_partsup_start_link(const keel_partsup_spec *spec, keel_term *pid);
+
+/* How many partitions the partition supervisor `name` has (a request to
+ * it; callers may keep the answer). Negative: as keel_sup_count_children. */
+int keel_partsup_partitions(keel_term name);
+
+/* The dynamic supervisor of key's partition (for keel_dynsup_start_child
+ * and the other requests), given the count from keel_partsup_partitions.
+ * Lock-free (a name lookup). KEEL_OK, KEEL_ENOPROC (that partition is not
+ * running, e.g. being restarted), KEEL_EINVAL (partitions 0, pid NULL),
+ * KEEL_EBADARG (name not an atom). Thread-safe. */
+int keel_partsup_whereis(keel_term name, keel_term key, unsigned partitions,
+                         keel_term *pid);
+
 #ifdef __cplusplus
 }
 #endif

@@ -147,3 +147,79 @@ Test(dynsup, stop_shuts_children_down_together) {
     stop_sim();
   }
 }
+
+static bool none_left(void *arg) {
+  (void)arg;
+  keel_node_stats st;
+  return keel_node_stats_get(&st) == KEEL_OK && st.processes == 0;
+}
+
+typedef struct part_probe {
+  keel_term name, key, old;
+} part_probe;
+
+static bool partition_back(void *arg) {
+  part_probe *p = arg;
+  keel_term now;
+  return keel_partsup_whereis(p->name, p->key, 4, &now) == KEEL_OK &&
+         now != p->old;
+}
+
+Test(dynsup, partition_supervisor_routes_keys_and_restarts_partitions) {
+  for (size_t k = 0; k < NCONF; k++) {
+    start_node(sched_counts[k], 0);
+    keel_heap h;
+    keel_heap_init(&h);
+    keel_term extra = keel_build(&h, "[p]");
+    wcfg w = {.tag = 'w', .expect_extra = extra};
+    keel_partsup_spec ps = {.version = KEEL_SUP_VERSION,
+                            .name = keel_atom("parts"),
+                            .partitions = 4,
+                            .child = KEEL_DYNSUP_SPEC_INIT};
+    ps.child.extra_args = extra;
+    keel_term top;
+    cr_assert_eq(keel_partsup_start_link(&ps, &top), KEEL_OK);
+    cr_assert_eq(keel_whereis(keel_atom("parts")), top);
+    cr_assert_eq(keel_partsup_partitions(keel_atom("parts")), 4);
+    keel_term seen[4] = {0};
+    size_t nseen = 0;
+    keel_sup_child_spec cs = worker_spec(&w);
+    for (int i = 0; i < 40; i++) {
+      keel_term key = keel_small(i), d, d2;
+      cr_assert_eq(keel_partsup_whereis(keel_atom("parts"), key, 4, &d),
+                   KEEL_OK);
+      cr_assert_eq(keel_partsup_whereis(keel_atom("parts"), key, 4, &d2),
+                   KEEL_OK);
+      cr_assert_eq(d, d2); /* a key always maps to one partition */
+      bool known = false;
+      for (size_t j = 0; j < nseen; j++)
+        known |= seen[j] == d;
+      if (!known) {
+        cr_assert_lt(nseen, 4);
+        seen[nseen++] = d;
+      }
+      cr_assert_eq(keel_dynsup_start_child(d, &cs, NULL), KEEL_OK);
+    }
+    cr_assert_geq(nseen, 2);
+    size_t total = 0;
+    for (size_t j = 0; j < nseen; j++) {
+      keel_sup_counts n;
+      cr_assert_eq(keel_sup_count_children(seen[j], &n), KEEL_OK);
+      total += n.active;
+    }
+    cr_assert_eq(total, 40);
+    /* a killed partition is restarted (empty) under its name */
+    part_probe pp = {keel_atom("parts"), keel_small(0), KEEL_NONE};
+    cr_assert_eq(keel_partsup_whereis(pp.name, pp.key, 4, &pp.old), KEEL_OK);
+    cr_assert_eq(keel_exit(pp.old, KEEL_ATOM(KILL)), KEEL_OK);
+    cr_assert(wait_until(partition_back, &pp));
+    cr_assert_eq(keel_sup_stop(keel_atom("parts")), KEEL_OK);
+    cr_assert(wait_until(none_left, NULL));
+    cr_assert_eq(keel_partsup_whereis(pp.name, pp.key, 4, &pp.old),
+                 KEEL_ENOPROC);
+    ps.name = KEEL_NONE;
+    cr_assert_eq(keel_partsup_start_link(&ps, NULL), KEEL_EINVAL);
+    keel_heap_destroy(&h);
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+  }
+}
