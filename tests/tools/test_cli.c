@@ -496,6 +496,32 @@ Test(docs, readme_example_is_examples_hello_terms) {
   free(example);
 }
 
+/* The second C block of the README is examples/counter.c, and it runs. */
+Test(docs, readme_counter_is_examples_counter_and_runs) {
+  char *readme = read_source_file("README.md");
+  char *example = read_source_file("examples/counter.c");
+  char *first = strstr(readme, "```c\n");
+  cr_assert_not_null(first);
+  char *start = strstr(first + 5, "```c\n");
+  cr_assert_not_null(start, "README.md has no second C code block");
+  start += 5;
+  char *end = strstr(start, "```");
+  cr_assert_not_null(end);
+  *end = '\0';
+  cr_assert_str_eq(start, example,
+                   "the README counter differs from examples/counter.c");
+  free(readme);
+  free(example);
+  char path[4096];
+  snprintf(path, sizeof path, "%s/example_counter", getenv("KEEL_BINARY_DIR"));
+  char *argv[] = {path, NULL};
+  result r = {0};
+  cr_assert(run_prog(path, argv, NULL, 0, &r), "cannot run %s", path);
+  cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+  cr_assert_str_eq(r.out, "counter = 5\n");
+  result_free(&r);
+}
+
 /* ---- benchmarks ---------------------------------------------------------- */
 
 Test(cli, bench_dispatches_to_suites) {
