@@ -222,6 +222,14 @@ typedef struct keel_spawn_opts {
   keel_queue_policy queue_policy;
   /* Words the process heap starts with (min_heap_size; 0: the default). */
   size_t min_heap_words;
+  /* OTP 27's long_message_queue monitor for this process: when its queue
+   * reaches long_queue_on messages the telemetry event
+   * [keel, runtime, long_message_queue] is emitted (measurement length,
+   * metadata pid and long = true), and once it is back to long_queue_off
+   * or fewer, again with long = false. 0: off; off must be below on.
+   * Watching a queue counts its messages on the send path (as max_queue
+   * does), one atomic add per message. */
+  size_t long_queue_on, long_queue_off;
 } keel_spawn_opts;
 
 /* Spawns a handler process whose state pointer is `state` (owned by the

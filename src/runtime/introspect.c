@@ -18,6 +18,7 @@
 #include "keel/clock.h"
 #include "keel/signals.h"
 #include "keel/sim.h"
+#include "keel/telemetry.h"
 #include "runtime/rt_internal.h"
 #include "runtime/signal.h"
 
@@ -32,6 +33,35 @@ uint64_t keel__rt_pub_ext(const keel_proc *p) {
   const rt_ext *x = p->ext;
   return sat(x->nlinks, PUB_CNT_MAX) | sat(x->nmons, PUB_CNT_MAX) << 12 |
          sat(x->nmon_by, PUB_CNT_MAX) << 24;
+}
+
+/* ---- long message queues ---------------------------------------------------
+ */
+
+static keel_tel_event *long_queue_ev(void) {
+  static keel_tel_event *_Atomic ev;
+  keel_tel_event *e = atomic_load_explicit(&ev, memory_order_acquire);
+  if (e == NULL &&
+      keel_tel_event_parse("keel.runtime.long_message_queue", &e) == KEEL_OK)
+    atomic_store_explicit(&ev, e, memory_order_release);
+  return e;
+}
+
+void keel__rt_long_queue_event(const keel_proc *p, uint32_t len, bool on) {
+  keel_tel_event *e = long_queue_ev();
+  if (e == NULL)
+    return;
+  keel_tel_measure m = {keel_atom("length"), (double)len};
+  keel_tel_meta md[2] = {
+      {keel_atom("pid"), keel_pid_local(p->pid_number)},
+      {keel_atom("long"), on ? KEEL_ATOM(TRUE) : KEEL_ATOM(FALSE)}};
+  keel_tel_execute(e, &m, 1, md, 2);
+}
+
+void keel__rt_long_queue_off(keel_proc *p, uint32_t len) {
+  if (len <= p->long_off &&
+      atomic_exchange_explicit(&p->long_q, false, memory_order_relaxed))
+    keel__rt_long_queue_event(p, len, false);
 }
 
 /* ---- the queue length question ------------------------------------------ */
@@ -144,7 +174,7 @@ int keel_process_info(keel_term pid, keel_process_info_t *out) {
   uint32_t name = atomic_load_explicit(&p->name, memory_order_relaxed);
   out->registered_name =
       name != 0 ? keel_atom_from_index(name - 1) : KEEL_ATOM(UNDEFINED);
-  bool counted = p->mq_limit != 0;
+  bool counted = p->counted;
   out->message_queue_len =
       counted ? (size_t)(atomic_load_explicit(&p->mq_in, memory_order_relaxed) -
                          atomic_load_explicit(&p->mq_out, memory_order_relaxed))

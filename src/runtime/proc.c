@@ -122,7 +122,10 @@ int keel__rt_spawn_common(rt_node *n, keel_handler_fn handler, void *state,
                           keel_proc **out) {
   if (opts != NULL && ((unsigned)opts->priority > KEEL_PRIO_MAX ||
                        opts->max_queue > UINT32_MAX ||
-                       (unsigned)opts->queue_policy > KEEL_QUEUE_KILL))
+                       (unsigned)opts->queue_policy > KEEL_QUEUE_KILL ||
+                       opts->long_queue_on > UINT32_MAX ||
+                       (opts->long_queue_on != 0 &&
+                        opts->long_queue_off >= opts->long_queue_on)))
     return KEEL_EINVAL;
   keel_proc *parent = NULL;
   bool relate = opts != NULL && (opts->link || opts->monitor_ref != NULL);
@@ -156,6 +159,10 @@ int keel__rt_spawn_common(rt_node *n, keel_handler_fn handler, void *state,
                                      : (uint8_t)KEEL_PRIO_NORMAL,
                         memory_order_relaxed);
   p->mq_limit = opts != NULL ? (uint32_t)opts->max_queue : 0;
+  p->long_on = opts != NULL ? (uint32_t)opts->long_queue_on : 0;
+  p->long_off = opts != NULL ? (uint32_t)opts->long_queue_off : 0;
+  p->counted = p->mq_limit != 0 || p->long_on != 0;
+  atomic_store_explicit(&p->long_q, false, memory_order_relaxed);
   p->queue_kill = opts != NULL && opts->queue_policy == KEEL_QUEUE_KILL;
   atomic_store_explicit(&p->mq_in, 0, memory_order_relaxed);
   atomic_store_explicit(&p->mq_out, 0, memory_order_relaxed);
@@ -266,10 +273,13 @@ static inline bool deliver_to(rt_node *n, rt_sched *s, keel_proc *p,
     atomic_fetch_sub_explicit(&p->ctl, RT_PIN_ONE, memory_order_release);
     return false;
   }
-  if (p->mq_limit != 0 && m->term != KEEL_NONE) {
+  if (p->counted && m->term != KEEL_NONE) {
     uint32_t in = atomic_fetch_add_explicit(&p->mq_in, 1, memory_order_relaxed);
-    if (in - atomic_load_explicit(&p->mq_out, memory_order_relaxed) >=
-        p->mq_limit) {
+    uint32_t len = in - atomic_load_explicit(&p->mq_out, memory_order_relaxed);
+    if (p->long_on != 0 && len + 1 >= p->long_on &&
+        !atomic_exchange_explicit(&p->long_q, true, memory_order_relaxed))
+      keel__rt_long_queue_event(p, len + 1, true);
+    if (p->mq_limit != 0 && len >= p->mq_limit) {
       atomic_fetch_sub_explicit(&p->mq_in, 1, memory_order_relaxed);
       atomic_fetch_add_explicit(&n->dropped, 1, memory_order_relaxed);
       rt_msg *kill = p->queue_kill ? queue_full_kill(n, p) : NULL;

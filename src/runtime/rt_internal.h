@@ -109,6 +109,11 @@ struct keel_proc {
   _Atomic uint32_t free_next; /* link in the free-slot stack */
   _Atomic uint32_t name;      /* registered name: atom index + 1, 0 = none */
   uint32_t mq_limit;          /* max_queue (0: none); fixed from spawn */
+  /* long_message_queue thresholds (0: off), fixed from spawn; with
+   * mq_limit, whether the queue is counted (mq_in, mq_out). */
+  uint32_t long_on, long_off;
+  _Atomic bool long_q; /* a long-queue "on" event is out, "off" not yet */
+  bool counted;
   /* Owner-only: the armed receive timeout (timer.c), and whether the
    * current handler call is its firing. */
   struct rt_timer *tmo;
@@ -368,13 +373,18 @@ static inline void keel__rt_publish(keel_proc *p, int32_t used) {
 }
 /* Owner-side queue accounting: n messages left the queue (taken, dropped)
  * or, negative, joined it without a sender (signals turned into them). */
+void keel__rt_long_queue_off(keel_proc *p, uint32_t len);
+/* Emits [keel, runtime, long_message_queue] (introspect.c). */
+void keel__rt_long_queue_event(const keel_proc *p, uint32_t len, bool on);
 static inline void keel__rt_mq_out(keel_proc *p, int32_t k) {
-  if (p->mq_limit == 0)
-    return; /* counted only for bounded queues (proc.c) */
-  atomic_store_explicit(&p->mq_out,
-                        atomic_load_explicit(&p->mq_out, memory_order_relaxed) +
-                            (uint32_t)k,
-                        memory_order_relaxed);
+  if (!p->counted)
+    return; /* counted only for bounded or watched queues (proc.c) */
+  uint32_t out =
+      atomic_load_explicit(&p->mq_out, memory_order_relaxed) + (uint32_t)k;
+  atomic_store_explicit(&p->mq_out, out, memory_order_relaxed);
+  if (atomic_load_explicit(&p->long_q, memory_order_relaxed))
+    keel__rt_long_queue_off(
+        p, atomic_load_explicit(&p->mq_in, memory_order_relaxed) - out);
 }
 
 /* Fiber processes (fiber.c). */

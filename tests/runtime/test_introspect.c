@@ -8,6 +8,7 @@
 
 #include "keel/runtime.h"
 #include "keel/signals.h"
+#include "keel/telemetry.h"
 #include "runtime/rt_test.h"
 
 static pthread_mutex_t hold_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -246,4 +247,57 @@ Test(introspect, max_queue_drops_or_kills) {
   keel_spawn_opts bad2 = {.queue_policy = (keel_queue_policy)5};
   cr_assert_eq(keel_spawn(idle_handler, NULL, &bad2, NULL), KEEL_EINVAL);
   cr_assert_eq(keel_node_stop(), KEEL_OK);
+}
+
+/* ---- long message queue events ----------------------------------------- */
+
+static atomic_int long_on_events, long_off_events;
+static atomic_long long_on_len;
+
+static int on_long_queue(const keel_tel_event *ev, const keel_tel_measure *m,
+                         size_t nm, const keel_tel_meta *md, size_t nmd,
+                         void *cfg) {
+  (void)ev, (void)cfg;
+  double len = 0;
+  keel_term on = KEEL_NONE;
+  (void)keel_tel_measure_get(m, nm, keel_atom("length"), &len);
+  (void)keel_tel_meta_get(md, nmd, keel_atom("long"), &on);
+  if (on == KEEL_ATOM(TRUE)) {
+    atomic_store(&long_on_len, (long)len);
+    atomic_fetch_add(&long_on_events, 1);
+  } else {
+    atomic_fetch_add(&long_off_events, 1);
+  }
+  return 0;
+}
+
+Test(introspect, long_message_queue_events_on_and_off) {
+  keel_tel_event *ev;
+  cr_assert_eq(keel_tel_event_parse("keel.runtime.long_message_queue", &ev),
+               KEEL_OK);
+  cr_assert_eq(
+      keel_tel_attach(keel_atom("lmq_test"), &ev, 1, on_long_queue, NULL),
+      KEEL_OK);
+  start_node(2, 0);
+  atomic_store(&handled, 0);
+  hold_go = false;
+  keel_spawn_opts so = {.long_queue_on = 20, .long_queue_off = 5};
+  keel_term pid;
+  cr_assert_eq(keel_spawn(introspect_holder, NULL, &so, &pid), KEEL_OK);
+  cr_assert_eq(keel_send(pid, keel_small(0)), KEEL_OK);
+  cr_assert(wait_events(1)); /* held */
+  for (int i = 1; i <= 30; i++)
+    cr_assert_eq(keel_send(pid, keel_small(i)), KEEL_OK);
+  cr_assert_eq(atomic_load(&long_on_events), 1, "on once, at 20");
+  cr_assert_eq(atomic_load(&long_on_len), 20);
+  cr_assert_eq(atomic_load(&long_off_events), 0);
+  release_holder();
+  while (atomic_load(&handled) < 31)
+    sched_yield();
+  cr_assert_eq(atomic_load(&long_off_events), 1, "off once, at 5");
+  cr_assert_eq(atomic_load(&long_on_events), 1);
+  keel_spawn_opts bad = {.long_queue_on = 5, .long_queue_off = 5};
+  cr_assert_eq(keel_spawn(introspect_holder, NULL, &bad, NULL), KEEL_EINVAL);
+  cr_assert_eq(keel_node_stop(), KEEL_OK);
+  cr_assert_eq(keel_tel_detach(keel_atom("lmq_test")), KEEL_OK);
 }
