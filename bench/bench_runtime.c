@@ -809,6 +809,138 @@ static int beam_call_backlog(bool quick, char *buf, size_t size) {
                   backlog_calls(quick));
 }
 
+/* ---- link_exit, monitor, down: the costs of relations ------------------- */
+
+static long relations_n(bool quick) {
+  return quick ? 5000 : 100000;
+}
+
+static _Atomic long rel_left;
+static uint64_t rel_t0, rel_t1;
+
+static keel_handler_status rel_worker(keel_proc *self, keel_term msg,
+                                      void *state) {
+  (void)self, (void)state;
+  return msg == KEEL_ATOM(STOP) ? KEEL_EXIT : KEEL_CONTINUE;
+}
+
+static void rel_gone(keel_proc *self, keel_term reason, void *state) {
+  (void)self, (void)reason, (void)state;
+  if (atomic_fetch_sub(&rel_left, 1) == 1) {
+    rel_t1 = keel_monotonic_ns();
+    done_signal();
+  }
+}
+
+/* link_exit: a root spawn_links n workers, then is killed: the time until
+ * every worker has died of the link exit. */
+static void link_root(keel_proc *self, void *arg) {
+  long n = *(long *)arg;
+  keel_spawn_opts so = {.link = true, .terminate = rel_gone};
+  for (long i = 0; i < n; i++)
+    keel_spawn(rel_worker, NULL, &so, NULL);
+  keel_term m;
+  keel_receive(self, NULL, NULL, KEEL_INFINITY, &m); /* killed here */
+}
+
+static int run_link_exit(bool quick, double *out) {
+  long n = relations_n(quick);
+  if (node_up((size_t)n + 1024) != KEEL_OK)
+    return -1;
+  atomic_store(&rel_left, n);
+  keel_term root;
+  keel_spawn_fiber(link_root, &n, NULL, &root);
+  keel_node_stats st;
+  do /* until every worker is up */
+    keel_node_stats_get(&st);
+  while (st.spawned < (uint64_t)n + 1);
+  rel_t0 = keel_monotonic_ns();
+  keel_exit(root, KEEL_ATOM(KILL));
+  bool ok = done_wait(NULL);
+  keel_node_stop();
+  out[0] = secs(rel_t0, rel_t1) * 1e3;
+  return ok ? 0 : -1;
+}
+
+static int beam_link_exit(bool quick, char *buf, size_t size) {
+  return snprintf(buf, size, "link_exit %ld", relations_n(quick));
+}
+
+/* monitor: a fiber monitors and demonitors a live process n times. */
+static double rel_rate;
+
+static void monitor_loop(keel_proc *self, void *arg) {
+  long n = *(long *)arg * 10;
+  keel_term target;
+  keel_spawn(rel_worker, NULL, NULL, &target);
+  uint64_t buf[16];
+  uint64_t t0 = keel_monotonic_ns();
+  for (long i = 0; i < n; i++) {
+    keel_heap h;
+    keel_heap_init_fixed(&h, buf, 16);
+    keel_term ref;
+    keel_monitor(self, target, 0, &h, &ref);
+    keel_demonitor(self, ref, KEEL_DEMONITOR_FLUSH);
+  }
+  rel_rate = (double)n / secs(t0, keel_monotonic_ns());
+  keel_send(target, KEEL_ATOM(STOP));
+  done_signal();
+}
+
+static int run_monitor(bool quick, double *out) {
+  long n = relations_n(quick);
+  if (node_up(1024) != KEEL_OK)
+    return -1;
+  keel_spawn_fiber(monitor_loop, &n, NULL, NULL);
+  bool ok = done_wait(NULL);
+  keel_node_stop();
+  out[0] = rel_rate;
+  return ok ? 0 : -1;
+}
+
+static int beam_monitor(bool quick, char *buf, size_t size) {
+  return snprintf(buf, size, "monitor %ld", relations_n(quick) * 10);
+}
+
+/* down: n monitored processes exit; the monitor takes every 'DOWN'. */
+static void down_loop(keel_proc *self, void *arg) {
+  long n = *(long *)arg;
+  keel_term *pids = malloc((size_t)n * sizeof *pids);
+  keel_heap h;
+  keel_heap_init(&h);
+  for (long i = 0; i < n; i++) {
+    keel_term ref;
+    keel_spawn_opts so = {.monitor_ref = &ref, .monitor_heap = &h};
+    keel_spawn(rel_worker, NULL, &so, &pids[i]);
+  }
+  uint64_t t0 = keel_monotonic_ns();
+  for (long i = 0; i < n; i++)
+    keel_send(pids[i], KEEL_ATOM(STOP));
+  keel_term m;
+  long got = 0;
+  while (got < n && keel_receive(self, NULL, NULL, 30000, &m) == KEEL_OK)
+    got++;
+  rel_rate = got == n ? (double)n / secs(t0, keel_monotonic_ns()) : 0;
+  keel_heap_destroy(&h);
+  free(pids);
+  done_signal();
+}
+
+static int run_down(bool quick, double *out) {
+  long n = relations_n(quick);
+  if (node_up((size_t)n + 1024) != KEEL_OK)
+    return -1;
+  keel_spawn_fiber(down_loop, &n, NULL, NULL);
+  bool ok = done_wait(NULL);
+  keel_node_stop();
+  out[0] = rel_rate;
+  return ok && rel_rate > 0 ? 0 : -1;
+}
+
+static int beam_down(bool quick, char *buf, size_t size) {
+  return snprintf(buf, size, "down %ld", relations_n(quick));
+}
+
 static const workload workloads[] = {
     {"spawn",
      run_spawn,
@@ -854,6 +986,17 @@ static const workload workloads[] = {
       {"fiber_kill_ms", "ms", false, 0}},
      3},
     {"switch", run_switch, beam_switch, {{"switch_ns", "ns", false, 0}}, 1},
+    {"link_exit",
+     run_link_exit,
+     beam_link_exit,
+     {{"link_cascade_ms", "ms", false, 0}},
+     1},
+    {"monitor",
+     run_monitor,
+     beam_monitor,
+     {{"monitor_pairs_per_s", "pairs/s", true, 0}},
+     1},
+    {"down", run_down, beam_down, {{"down_per_s", "downs/s", true, 0}}, 1},
     {"call_backlog",
      run_call_backlog,
      beam_call_backlog,
@@ -992,7 +1135,7 @@ static const workload *find_workload(const char *name) {
 static void usage(void) {
   fprintf(stderr, "usage: keel bench runtime "
                   "[spawn|spawn_fiber|ring|pingpong|cast|fanout|fanin|timers|"
-                  "switch|call_backlog|idle|all]... "
+                  "switch|link_exit|monitor|down|call_backlog|idle|all]... "
                   "[--quick] [--runs N] [--no-beam]\n");
 }
 

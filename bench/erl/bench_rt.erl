@@ -27,6 +27,9 @@ run("fanin", [Total]) -> fanin_bench(Total);
 run("timers", [N]) -> timers_bench(N);
 run("switch", [N]) -> switch_bench(N);
 run("call_backlog", [Backlog, Calls]) -> call_backlog_bench(Backlog, Calls);
+run("link_exit", [N]) -> link_exit_bench(N);
+run("monitor", [N]) -> monitor_bench(N);
+run("down", [N]) -> down_bench(N);
 run("idle", [Ms]) -> idle_bench(Ms).
 
 now_ns() -> erlang:monotonic_time(nanosecond).
@@ -277,3 +280,57 @@ backlog_calls(Server, K) ->
 backlog_server() ->
     receive {'$gen_call', From, Ref} -> From ! {Ref, ok} end,
     backlog_server().
+
+%% link_exit: a root spawn_links N workers and is killed; the time until
+%% they are all gone (process count back to where it was).
+link_exit_bench(N) ->
+    Base = erlang:system_info(process_count),
+    Parent = self(),
+    Root = spawn(fun() ->
+                         [spawn_link(fun() -> receive stop -> ok end end)
+                          || _ <- lists:seq(1, N)],
+                         Parent ! up,
+                         receive never -> ok end
+                 end),
+    receive up -> ok end,
+    T0 = now_ns(),
+    exit(Root, kill),
+    wait_count(Base),
+    T1 = now_ns(),
+    [{link_cascade_ms, (T1 - T0) / 1.0e6}].
+
+wait_count(Base) ->
+    case erlang:system_info(process_count) =< Base of
+        true -> ok;
+        false -> erlang:yield(), wait_count(Base)
+    end.
+
+%% monitor: monitor + demonitor(flush) of a live process, N pairs.
+monitor_bench(N) ->
+    Target = spawn(fun() -> receive stop -> ok end end),
+    T0 = now_ns(),
+    monitor_loop(Target, N),
+    T1 = now_ns(),
+    Target ! stop,
+    [{monitor_pairs_per_s, N * 1.0e9 / (T1 - T0)}].
+
+monitor_loop(_T, 0) -> ok;
+monitor_loop(T, K) ->
+    Ref = erlang:monitor(process, T),
+    erlang:demonitor(Ref, [flush]),
+    monitor_loop(T, K - 1).
+
+%% down: N monitored processes exit; the monitor takes every 'DOWN'.
+down_bench(N) ->
+    Pids = [begin
+                {P, _} = spawn_monitor(fun() -> receive stop -> ok end end),
+                P
+            end || _ <- lists:seq(1, N)],
+    T0 = now_ns(),
+    [P ! stop || P <- Pids],
+    down_wait(N),
+    T1 = now_ns(),
+    [{down_per_s, N * 1.0e9 / (T1 - T0)}].
+
+down_wait(0) -> ok;
+down_wait(K) -> receive {'DOWN', _, process, _, _} -> down_wait(K - 1) end.
