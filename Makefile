@@ -34,7 +34,7 @@ CTEST_ARGS = --output-on-failure --no-tests=error -j$(JOBS) $(if $(TESTS),-R '$(
 
 export ASAN_OPTIONS ?= detect_leaks=1:detect_stack_use_after_return=1
 export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
-export TSAN_OPTIONS ?= halt_on_error=1:second_deadlock_stack=1
+export TSAN_OPTIONS ?= halt_on_error=1:second_deadlock_stack=1:suppressions=$(CURDIR)/cmake/tsan.supp
 ifneq ($(KEEL_TEST_SCALE),)
 export KEEL_TEST_SCALE
 endif

@@ -68,11 +68,13 @@ typedef struct rt_fiber {
   keel_fiber_fn fn;
   void *arg;
   keel_proc *proc;
-  rt_sched *sched; /* scheduler that resumed it last */
-  int why;         /* RT_FB_*: why it last switched to its scheduler */
-  rt_msg *held;    /* message returned by the last receive */
-  rt_sig *mark;    /* the live receive mark (keel_receive_mark), or NULL */
-  unsigned inert;  /* spent marks left in the inner queue */
+  rt_sched *sched;    /* scheduler that resumed it last */
+  int why;            /* RT_FB_*: why it last switched to its scheduler */
+  rt_msg *held;       /* message returned by the last receive */
+  rt_sig *mark;       /* the live receive mark (keel_receive_mark), or NULL */
+  keel_fiber_fn cont; /* the continuation after a hibernation, or NULL */
+  void *cont_arg;
+  unsigned inert;        /* spent marks left in the inner queue */
   void (*after)(void *); /* RT_FB_SUSPEND: run by the scheduler */
   void *after_arg;
 } rt_fiber;
@@ -309,7 +311,10 @@ static void fiber_signals(keel_proc *p) {
 static void fiber_entry(void *arg) {
   rt_fiber *f = arg;
   fiber_signals(f->proc); /* killed before it ever ran */
-  f->fn(f->proc, f->arg);
+  if (f->cont != NULL)
+    f->cont(f->proc, f->cont_arg); /* woken from hibernation */
+  else
+    f->fn(f->proc, f->arg);
   f->why = RT_FB_DONE;
   (void)keel__ctx_exit_to(&f->ctx, &f->sched->ctx);
   abort(); /* unreachable: a finished fiber is never resumed */
@@ -440,8 +445,8 @@ int keel_fiber_hibernate(keel_proc *self, keel_fiber_fn fn, void *arg) {
   }
   if (self->tmo != NULL)
     keel__rt_proc_timeout_clear(keel__rt, self);
-  f->fn = fn;
-  f->arg = arg;
+  f->cont = fn; /* f->fn stays the entry introspection reports */
+  f->cont_arg = arg;
   f->why = RT_FB_HIBERNATE;
   (void)keel__ctx_exit_to(&f->ctx, &f->sched->ctx);
   abort(); /* unreachable: the old stack is never resumed */
