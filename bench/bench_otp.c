@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bench_erl.h"
 #include "bench_otp.h"
 #include "keel/clock.h"
 #include "keel/gen_server.h"
@@ -122,78 +123,7 @@ static int run_keel(bool quick, double *out) {
 
 /* ---- BEAM ---- */
 
-static int beam_prepare(char *dir, size_t size) {
-  char src[4096];
-  const char *root = getenv("KEEL_SOURCE_DIR");
-  if (root != NULL) {
-    snprintf(src, sizeof src, "%s/bench/erl/bench_otp.erl", root);
-  } else {
-    snprintf(src, sizeof src, "%s", __FILE__);
-    char *slash = strrchr(src, '/');
-    size_t off = slash != NULL ? (size_t)(slash - src) + 1 : 0;
-    snprintf(src + off, sizeof src - off, "erl/bench_otp.erl");
-  }
-  if (access(src, R_OK) != 0) {
-    fprintf(stderr, "keel bench: %s not found (set KEEL_SOURCE_DIR)\n", src);
-    return -1;
-  }
-  const char *tmp = getenv("TMPDIR");
-  snprintf(dir, size, "%s/keel-bench-XXXXXX", tmp != NULL ? tmp : "/tmp");
-  if (mkdtemp(dir) == NULL) {
-    perror("keel bench: mkdtemp");
-    return -1;
-  }
-  char cmd[8400];
-  snprintf(cmd, sizeof cmd, "erlc -o '%s' '%s'", dir, src);
-  if (system(cmd) != 0) {
-    fprintf(stderr, "keel bench: erlc failed (is erlang installed?)\n");
-    return -1;
-  }
-  return 0;
-}
-
-static void beam_cleanup(const char *dir) {
-  char path[4200];
-  snprintf(path, sizeof path, "%s/bench_otp.beam", dir);
-  unlink(path);
-  rmdir(dir);
-}
-
-static int run_beam(const char *dir, bool quick, double *out) {
-  char cmd[4600], line[256];
-  snprintf(cmd, sizeof cmd,
-           "erl +S 2:2 -noshell -pa '%s' -run bench_otp main %s -s init stop",
-           dir, quick ? "quick" : "full");
-  FILE *p = popen(cmd, "r");
-  if (p == NULL)
-    return -1;
-  int found = 0;
-  while (fgets(line, sizeof line, p) != NULL) {
-    char name[128];
-    double v;
-    if (sscanf(line, "%127s %lf", name, &v) != 2)
-      continue;
-    for (int i = 0; i < NMETRICS; i++)
-      if (strcmp(name, metric_names[i]) == 0) {
-        out[i] = v;
-        found++;
-      }
-  }
-  int st = pclose(p);
-  return st == 0 && found == NMETRICS ? 0 : -1;
-}
-
 /* ---- driver ---- */
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-  qsort(v, (size_t)n, sizeof *v, cmp_double);
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 static void usage(void) {
   fprintf(stderr, "usage: keel bench otp [--quick] [--runs N] [--no-beam]\n");
@@ -230,7 +160,7 @@ int keel_bench_otp(int argc, char **argv) {
   if (runs < 0)
     runs = quick ? 1 : 3;
   char dir[4096];
-  if (beam && beam_prepare(dir, sizeof dir) != 0)
+  if (beam && keel_bench_erl_prepare("bench_otp", dir, sizeof dir) != 0)
     return 1;
   double k[NMETRICS][MAX_RUNS], b[NMETRICS][MAX_RUNS], tmp[NMETRICS];
   int rc = 0;
@@ -241,7 +171,9 @@ int keel_bench_otp(int argc, char **argv) {
     }
     for (int i = 0; i < NMETRICS; i++)
       k[i][r] = tmp[i];
-    if (rc == 0 && beam && run_beam(dir, quick, tmp) != 0) {
+    if (rc == 0 && beam &&
+        keel_bench_erl_run(dir, "bench_otp", "", quick ? "quick" : "full",
+                           metric_names, NMETRICS, tmp) != 0) {
       fprintf(stderr, "keel bench: otp failed on BEAM\n");
       rc = 1;
     }
@@ -249,15 +181,15 @@ int keel_bench_otp(int argc, char **argv) {
       b[i][r] = tmp[i];
   }
   for (int i = 0; i < NMETRICS && rc == 0; i++) {
-    double kv = median(k[i], runs);
+    double kv = keel_bench_median(k[i], runs);
     printf("keel %s %.0f calls/s\n", metric_names[i], kv);
     if (!beam)
       continue;
-    double bv = median(b[i], runs);
+    double bv = keel_bench_median(b[i], runs);
     printf("beam %s %.0f calls/s\n", metric_names[i], bv);
     printf("ratio %s %.2f\n", metric_names[i], bv > 0 ? kv / bv : 0.0);
   }
   if (beam)
-    beam_cleanup(dir);
+    keel_bench_erl_cleanup("bench_otp", dir);
   return rc;
 }

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_erl.h"
 #include "bench_runtime.h"
 #include "keel/clock.h"
 #include "keel/runtime.h"
@@ -1008,82 +1009,19 @@ static const workload workloads[] = {
 
 /* ---- the BEAM side ----------------------------------------------------- */
 
-/* Compiles bench_rt.erl into a fresh temporary directory (*dir). */
-static int beam_prepare(char *dir, size_t size) {
-  char src[4096];
-  const char *root = getenv("KEEL_SOURCE_DIR");
-  if (root != NULL) {
-    snprintf(src, sizeof src, "%s/bench/erl/bench_rt.erl", root);
-  } else {
-    snprintf(src, sizeof src, "%s", __FILE__);
-    char *slash = strrchr(src, '/');
-    size_t off = slash != NULL ? (size_t)(slash - src) + 1 : 0;
-    snprintf(src + off, sizeof src - off, "erl/bench_rt.erl");
-  }
-  if (access(src, R_OK) != 0) {
-    fprintf(stderr, "keel bench: %s not found (set KEEL_SOURCE_DIR)\n", src);
-    return -1;
-  }
-  const char *tmp = getenv("TMPDIR");
-  snprintf(dir, size, "%s/keel-bench-XXXXXX", tmp != NULL ? tmp : "/tmp");
-  if (mkdtemp(dir) == NULL) {
-    perror("keel bench: mkdtemp");
-    return -1;
-  }
-  char cmd[8400];
-  snprintf(cmd, sizeof cmd, "erlc -o '%s' '%s'", dir, src);
-  if (system(cmd) != 0) {
-    fprintf(stderr, "keel bench: erlc failed (is erlang installed?)\n");
-    return -1;
-  }
-  return 0;
-}
-
-static void beam_cleanup(const char *dir) {
-  char path[4200];
-  snprintf(path, sizeof path, "%s/bench_rt.beam", dir);
-  unlink(path);
-  rmdir(dir);
-}
-
+/* Runs bench_rt.erl for workload w: its figures go to out. */
 static int beam_run(const char *dir, const workload *w, bool quick,
                     double *out) {
-  char args[128], cmd[4600], line[256];
+  char args[128];
+  const char *names[MAX_METRICS];
   w->beam_args(quick, args, sizeof args);
-  snprintf(cmd, sizeof cmd,
-           "erl +S 2:2 +P 4000000 -noshell -pa '%s' -run bench_rt main %s "
-           "-s init stop",
-           dir, args);
-  FILE *p = popen(cmd, "r");
-  if (p == NULL)
-    return -1;
-  int found = 0;
-  while (fgets(line, sizeof line, p) != NULL) {
-    char name[128];
-    double v;
-    if (sscanf(line, "%127s %lf", name, &v) != 2)
-      continue;
-    for (int i = 0; i < w->nmetrics; i++)
-      if (strcmp(name, w->metrics[i].name) == 0) {
-        out[i] = v;
-        found++;
-      }
-  }
-  int st = pclose(p);
-  return st == 0 && found == w->nmetrics ? 0 : -1;
+  for (int i = 0; i < w->nmetrics; i++)
+    names[i] = w->metrics[i].name;
+  return keel_bench_erl_run(dir, "bench_rt", "+P 4000000", args, names,
+                            w->nmetrics, out);
 }
 
 /* ---- driver ------------------------------------------------------------ */
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-  qsort(v, (size_t)n, sizeof *v, cmp_double);
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 static void print_value(const char *side, const metric *m, double v) {
   printf("%s %s %.*f %s\n", side, m->name, v >= 1000 ? 0 : 2, v, m->unit);
@@ -1110,11 +1048,11 @@ static int run_workload(const workload *w, bool quick, int runs,
   }
   for (int i = 0; i < w->nmetrics; i++) {
     const metric *m = &w->metrics[i];
-    double kv = median(k[i], runs);
+    double kv = keel_bench_median(k[i], runs);
     print_value("keel", m, kv);
     if (beam_dir == NULL)
       continue;
-    double bv = median(b[i], runs);
+    double bv = keel_bench_median(b[i], runs);
     print_value("beam", m, bv);
     double lo = m->floor > 0 ? m->floor : 1e-9;
     double kf = kv > lo ? kv : lo, bf = bv > lo ? bv : lo;
@@ -1175,12 +1113,12 @@ int keel_bench_runtime(int argc, char **argv) {
   if (runs < 0)
     runs = quick ? 1 : 3;
   char dir[4096];
-  if (beam && beam_prepare(dir, sizeof dir) != 0)
+  if (beam && keel_bench_erl_prepare("bench_rt", dir, sizeof dir) != 0)
     return 1;
   int rc = 0;
   for (size_t i = 0; i < nsel && rc == 0; i++)
     rc = run_workload(sel[i], quick, runs, beam ? dir : NULL);
   if (beam)
-    beam_cleanup(dir);
+    keel_bench_erl_cleanup("bench_rt", dir);
   return rc;
 }

@@ -1,0 +1,30 @@
+/*
+ * bench_erl.h - the BEAM side shared by the `keel bench` suites: compiling
+ * a module of bench/erl/, running it, reading its figures; and the median
+ * of repeated runs.
+ */
+#ifndef KEEL_BENCH_ERL_H
+#define KEEL_BENCH_ERL_H
+
+#include <stddef.h>
+
+/* Compiles bench/erl/<module>.erl (found through KEEL_SOURCE_DIR, else
+ * next to this source file) into a fresh temporary directory, whose path
+ * is stored in dir. Returns 0, or -1 with a message on stderr. */
+int keel_bench_erl_prepare(const char *module, char *dir, size_t size);
+
+/* Removes what keel_bench_erl_prepare made. */
+void keel_bench_erl_cleanup(const char *module, const char *dir);
+
+/* Runs `erl +S 2:2 <flags> -noshell -pa <dir> -run <module> main <args>`
+ * and reads its "<name> <value>" lines: out[i] gets the value printed for
+ * names[i]. Returns 0 when erl succeeded and printed all n names, else
+ * -1. */
+int keel_bench_erl_run(const char *dir, const char *module, const char *flags,
+                       const char *args, const char *const *names, int n,
+                       double *out);
+
+/* The median of v[0..n) (sorts v). */
+double keel_bench_median(double *v, int n);
+
+#endif /* KEEL_BENCH_ERL_H */
