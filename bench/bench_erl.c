@@ -81,3 +81,72 @@ double keel_bench_median(double *v, int n) {
   qsort(v, (size_t)n, sizeof *v, cmp_double);
   return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
+
+static int suite_args(const keel_bench_suite *s, int argc, char **argv,
+                      bool *quick, bool *beam, int *runs) {
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i];
+    if (i == 0 && strcmp(a, s->name) == 0)
+      continue;
+    if (strcmp(a, "--quick") == 0) {
+      *quick = true;
+    } else if (strcmp(a, "--no-beam") == 0) {
+      *beam = false;
+    } else if (strcmp(a, "--runs") == 0 && i + 1 < argc) {
+      *runs = atoi(argv[++i]);
+      if (*runs < 1 || *runs > KEEL_BENCH_SUITE_RUNS)
+        return -1;
+    } else {
+      return -1;
+    }
+  }
+  return 0;
+}
+
+int keel_bench_suite_main(const keel_bench_suite *s, int argc, char **argv) {
+  bool quick = false, beam = true;
+  int runs = -1;
+  if (s->nmetrics > KEEL_BENCH_SUITE_METRICS ||
+      suite_args(s, argc, argv, &quick, &beam, &runs) != 0) {
+    fprintf(stderr, "usage: keel bench %s [--quick] [--runs N] [--no-beam]\n",
+            s->name);
+    return 2;
+  }
+  if (runs < 0)
+    runs = quick ? 1 : 3;
+  char dir[4096];
+  if (beam && keel_bench_erl_prepare(s->module, dir, sizeof dir) != 0)
+    return 1;
+  double k[KEEL_BENCH_SUITE_METRICS][KEEL_BENCH_SUITE_RUNS];
+  double b[KEEL_BENCH_SUITE_METRICS][KEEL_BENCH_SUITE_RUNS];
+  double tmp[KEEL_BENCH_SUITE_METRICS];
+  int rc = 0;
+  for (int r = 0; r < runs && rc == 0; r++) {
+    if (s->run_keel(quick, tmp) != 0) {
+      fprintf(stderr, "keel bench: %s failed on Keel\n", s->name);
+      rc = 1;
+    }
+    for (int i = 0; i < s->nmetrics; i++)
+      k[i][r] = tmp[i];
+    if (rc == 0 && beam &&
+        keel_bench_erl_run(dir, s->module, "", quick ? "quick" : "full",
+                           s->metrics, s->nmetrics, tmp) != 0) {
+      fprintf(stderr, "keel bench: %s failed on BEAM\n", s->name);
+      rc = 1;
+    }
+    for (int i = 0; beam && i < s->nmetrics; i++)
+      b[i][r] = tmp[i];
+  }
+  for (int i = 0; i < s->nmetrics && rc == 0; i++) {
+    double kv = keel_bench_median(k[i], runs);
+    printf("keel %s %.0f %s\n", s->metrics[i], kv, s->unit);
+    if (!beam)
+      continue;
+    double bv = keel_bench_median(b[i], runs);
+    printf("beam %s %.0f %s\n", s->metrics[i], bv, s->unit);
+    printf("ratio %s %.2f\n", s->metrics[i], bv > 0 ? kv / bv : 0.0);
+  }
+  if (beam)
+    keel_bench_erl_cleanup(s->module, dir);
+  return rc;
+}

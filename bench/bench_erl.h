@@ -6,6 +6,7 @@
 #ifndef KEEL_BENCH_ERL_H
 #define KEEL_BENCH_ERL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Compiles bench/erl/<module>.erl (found through KEEL_SOURCE_DIR, else
@@ -23,6 +24,26 @@ void keel_bench_erl_cleanup(const char *module, const char *dir);
 int keel_bench_erl_run(const char *dir, const char *module, const char *flags,
                        const char *args, const char *const *names, int n,
                        double *out);
+
+/* A suite with a fixed set of metrics measured together by one Keel run
+ * and one BEAM run (`keel bench otp`, `keel bench tables`). */
+#define KEEL_BENCH_SUITE_METRICS 8
+#define KEEL_BENCH_SUITE_RUNS 15
+typedef struct keel_bench_suite {
+  const char *name;   /* the suite's name, as dispatched */
+  const char *module; /* its module of bench/erl/ */
+  const char *const *metrics;
+  int nmetrics; /* at most KEEL_BENCH_SUITE_METRICS */
+  const char *unit;
+  /* Measures every metric on Keel into out; 0 or -1. */
+  int (*run_keel)(bool quick, double *out);
+} keel_bench_suite;
+
+/* The command of such a suite: parses [--quick] [--runs N] [--no-beam]
+ * (argv[0] may be the suite's name), runs Keel and BEAM interleaved and
+ * prints keel/beam/ratio lines of the medians. Returns 0, 1 (a run
+ * failed) or 2 (usage). */
+int keel_bench_suite_main(const keel_bench_suite *s, int argc, char **argv);
 
 /* The median of v[0..n) (sorts v). */
 double keel_bench_median(double *v, int n);

@@ -24,7 +24,6 @@
 #include "keel/gen_server.h"
 
 #define NMETRICS 2
-#define MAX_RUNS 15
 
 static const char *const metric_names[NMETRICS] = {"gen_server_call_per_s_1",
                                                    "gen_server_call_per_s_8"};
@@ -125,71 +124,8 @@ static int run_keel(bool quick, double *out) {
 
 /* ---- driver ---- */
 
-static void usage(void) {
-  fprintf(stderr, "usage: keel bench otp [--quick] [--runs N] [--no-beam]\n");
-}
-
-static int parse_args(int argc, char **argv, bool *quick, bool *beam,
-                      int *runs) {
-  for (int i = 0; i < argc; i++) {
-    const char *a = argv[i];
-    if (i == 0 && strcmp(a, "otp") == 0)
-      continue;
-    if (strcmp(a, "--quick") == 0) {
-      *quick = true;
-    } else if (strcmp(a, "--no-beam") == 0) {
-      *beam = false;
-    } else if (strcmp(a, "--runs") == 0 && i + 1 < argc) {
-      *runs = atoi(argv[++i]);
-      if (*runs < 1 || *runs > MAX_RUNS)
-        return -1;
-    } else {
-      return -1;
-    }
-  }
-  return 0;
-}
-
 int keel_bench_otp(int argc, char **argv) {
-  bool quick = false, beam = true;
-  int runs = -1;
-  if (parse_args(argc, argv, &quick, &beam, &runs) != 0) {
-    usage();
-    return 2;
-  }
-  if (runs < 0)
-    runs = quick ? 1 : 3;
-  char dir[4096];
-  if (beam && keel_bench_erl_prepare("bench_otp", dir, sizeof dir) != 0)
-    return 1;
-  double k[NMETRICS][MAX_RUNS], b[NMETRICS][MAX_RUNS], tmp[NMETRICS];
-  int rc = 0;
-  for (int r = 0; r < runs && rc == 0; r++) {
-    if (run_keel(quick, tmp) != 0) {
-      fprintf(stderr, "keel bench: otp failed on Keel\n");
-      rc = 1;
-    }
-    for (int i = 0; i < NMETRICS; i++)
-      k[i][r] = tmp[i];
-    if (rc == 0 && beam &&
-        keel_bench_erl_run(dir, "bench_otp", "", quick ? "quick" : "full",
-                           metric_names, NMETRICS, tmp) != 0) {
-      fprintf(stderr, "keel bench: otp failed on BEAM\n");
-      rc = 1;
-    }
-    for (int i = 0; beam && i < NMETRICS; i++)
-      b[i][r] = tmp[i];
-  }
-  for (int i = 0; i < NMETRICS && rc == 0; i++) {
-    double kv = keel_bench_median(k[i], runs);
-    printf("keel %s %.0f calls/s\n", metric_names[i], kv);
-    if (!beam)
-      continue;
-    double bv = keel_bench_median(b[i], runs);
-    printf("beam %s %.0f calls/s\n", metric_names[i], bv);
-    printf("ratio %s %.2f\n", metric_names[i], bv > 0 ? kv / bv : 0.0);
-  }
-  if (beam)
-    keel_bench_erl_cleanup("bench_otp", dir);
-  return rc;
+  static const keel_bench_suite suite = {"otp",    "bench_otp", metric_names,
+                                         NMETRICS, "calls/s",   run_keel};
+  return keel_bench_suite_main(&suite, argc, argv);
 }
