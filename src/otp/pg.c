@@ -435,7 +435,14 @@ static int join_locked(keel_pg_scope *s, keel_term group, keel_term list,
   return rc;
 }
 
-int keel_pg_join(keel_pg_scope *scope, keel_term group, keel_term pids) {
+/* Runs a membership change on the pids (a pid or a list of them) under the
+ * scope's lock. Arming and inserting under the lock: a member dying
+ * meanwhile has its hook wait for the lock, then finds (and removes) its
+ * rows. */
+static int change_membership(keel_pg_scope *scope, keel_term group,
+                             keel_term pids,
+                             int (*op)(keel_pg_scope *, keel_term, keel_term,
+                                       keel_heap *)) {
   if (scope == NULL)
     return KEEL_EINVAL;
   if (group == KEEL_NONE)
@@ -445,14 +452,16 @@ int keel_pg_join(keel_pg_scope *scope, keel_term group, keel_term pids) {
   keel_term list;
   int rc = pid_list(&h, pids, &list);
   if (rc == KEEL_OK) {
-    /* Arming and inserting under the lock: a member dying meanwhile has
-     * its hook wait for the lock, then finds (and removes) its rows. */
     lock_scope(scope);
-    rc = join_locked(scope, group, list, &h);
+    rc = op(scope, group, list, &h);
     unlock_and_flush(scope, &h);
   }
   keel_heap_destroy(&h);
   return rc;
+}
+
+int keel_pg_join(keel_pg_scope *scope, keel_term group, keel_term pids) {
+  return change_membership(scope, group, pids, join_locked);
 }
 
 static int leave_locked(keel_pg_scope *s, keel_term group, keel_term list,
@@ -483,21 +492,7 @@ static int leave_locked(keel_pg_scope *s, keel_term group, keel_term list,
 }
 
 int keel_pg_leave(keel_pg_scope *scope, keel_term group, keel_term pids) {
-  if (scope == NULL)
-    return KEEL_EINVAL;
-  if (group == KEEL_NONE)
-    return KEEL_EBADARG;
-  keel_heap h;
-  keel_heap_init(&h);
-  keel_term list;
-  int rc = pid_list(&h, pids, &list);
-  if (rc == KEEL_OK) {
-    lock_scope(scope);
-    rc = leave_locked(scope, group, list, &h);
-    unlock_and_flush(scope, &h);
-  }
-  keel_heap_destroy(&h);
-  return rc;
+  return change_membership(scope, group, pids, leave_locked);
 }
 
 /* ---- reads ------------------------------------------------------------------
