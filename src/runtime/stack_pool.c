@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,9 +170,17 @@ static void budget_release(keel__stack_pool *p) {
                               memory_order_relaxed);
 }
 
+/* Slabs mapped by every pool of the process, less those unmapped. */
+static atomic_size_t slabs_mapped;
+
+size_t keel__stack_pool_slabs_mapped(void) {
+  return atomic_load_explicit(&slabs_mapped, memory_order_relaxed);
+}
+
 /* Unmaps an unlinked slab and frees its header. */
 static void slab_unmap(keel__stack_pool *p, keel__slab *s) {
-  munmap(s->base, p->stride * p->per_slab);
+  if (munmap(s->base, p->stride * p->per_slab) == 0)
+    atomic_fetch_sub_explicit(&slabs_mapped, 1, memory_order_relaxed);
   budget_release(p);
   free(s);
 }
@@ -225,6 +234,7 @@ static int slab_map(keel__stack_pool *p, keel__slab **out) {
   (void)madvise(base, len, MADV_NOHUGEPAGE); /* a stack touches 4 KiB */
 #endif
   s->base = base;
+  atomic_fetch_add_explicit(&slabs_mapped, 1, memory_order_relaxed);
   for (unsigned i = 0; i < p->per_slab; i++) {
     s->stacks[i].lo = base + (size_t)i * p->stride + p->guard;
     s->stacks[i].size = p->stack_size;

@@ -149,4 +149,9 @@ void keel__stack_free(keel__stack_pool *pool, unsigned cache,
 /* Current counters of `pool` (all zero for NULL). */
 keel__stack_pool_stats keel__stack_pool_get_stats(const keel__stack_pool *pool);
 
+/* Slabs currently mapped by all pools of the process together: each
+ * successful mmap of a slab counts one up, each successful munmap one
+ * down, so it is 0 once every pool is destroyed. Any thread. */
+size_t keel__stack_pool_slabs_mapped(void);
+
 #endif /* KEEL_STACK_POOL_H */
