@@ -33,7 +33,12 @@ extern "C" {
   X(EEXIST, -15, "already exists")                                             \
   X(ETIMEDOUT, -16, "timed out")                                               \
   X(ESTATE, -17, "operation not valid in the current state")                   \
-  X(ENOPROC, -18, "no such process")
+  X(ENOPROC, -18, "no such process")                                           \
+  X(ECLOSED, -19, "socket closed")                                             \
+  X(EBUSY, -20, "busy: queue above its high watermark, retry later")           \
+  X(ENOTOWNER, -21, "caller is not the owner")                                 \
+  X(ECONNREFUSED, -22, "connection refused")                                   \
+  X(EADDRINUSE, -23, "address already in use")
 
 enum keel_err {
 #define KEEL_ERR_ENUM_(name, value, msg) KEEL_##name = (value),

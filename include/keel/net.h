@@ -1,0 +1,256 @@
+/*
+ * keel/net.h - TCP sockets modelled on gen_tcp and inet (layer: net).
+ *
+ * A socket is a keel_socket: a 64-bit handle naming a slot of the node's
+ * I/O table and its generation. Once a socket is closed its handle names
+ * nothing (a later socket reusing the slot has another generation), so
+ * every call on a stale handle fails with KEEL_ECLOSED and no poller event
+ * for the old descriptor ever reaches the new socket. In messages a socket
+ * appears as a port term (keel_net_port) whose id is that handle; convert
+ * with keel_net_socket_of.
+ *
+ * Owner (controlling process): the process that created the socket
+ * (listen, connect, accept), or none when it was created from a thread
+ * that is not a process. Only the owner may recv, set the active mode or
+ * hand the socket over (keel_net_controlling_process); anyone may send,
+ * close, shut down and read the addresses. When the owner dies the socket
+ * is closed (the peer sees EOF), as in Erlang.
+ *
+ * Blocking: calls that wait (accept, connect, recv, send over the high
+ * watermark) block only the calling fiber process (keel_spawn_fiber); its
+ * scheduler runs other processes and no thread waits on the socket (the
+ * node's poll thread watches the descriptor). From a thread that is not a
+ * process they block that thread in poll(2). From a handler process they
+ * do not block: timeout 0 is the only accepted timeout there (anything
+ * else is KEEL_ESTATE); use the active mode or keel_net_accept_async.
+ *
+ * Active mode messages (sent to the owner), exactly as Erlang's:
+ *   {tcp, Sock, Data}            Data a binary
+ *   {tcp_closed, Sock}           the peer closed; the socket is closed
+ *   {tcp_error, Sock, Reason}    Reason an errno atom (econnreset...);
+ *                                followed by {tcp_closed, Sock}
+ *   {tcp_passive, Sock}          an active N count reached 0
+ * and from Keel's own additions:
+ *   {tcp_accept, Listen, Sock}   keel_net_accept_async succeeded; the
+ *                                new socket is owned by the receiver
+ *   {tcp_accept_error, Listen, Reason}
+ *   {tcp_writable, Sock}         a send refused with KEEL_EBUSY may be
+ *                                retried (queue at or below low watermark)
+ *   {tcp_handoff, Sock}          acceptor pool: the socket is now yours
+ *
+ * Simulation: a simulated node (keel/sim.h) has no poller and no real I/O;
+ * every call here returns KEEL_EUNSUPPORTED on it.
+ *
+ * Thread-safety: every function may be called from any process or thread
+ * concurrently; each socket has its own lock, held only for the duration
+ * of one non-blocking step.
+ */
+#ifndef KEEL_NET_H
+#define KEEL_NET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "keel/error.h"
+#include "keel/runtime.h"
+#include "keel/term.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A socket handle; 0 is never a socket. */
+typedef uint64_t keel_socket;
+#define KEEL_SOCKET_NONE ((keel_socket)0)
+
+/* Default output queue watermarks (bytes), see keel_net_send. */
+#define KEEL_NET_HIGH_WATERMARK_DEFAULT ((size_t)64 * 1024)
+#define KEEL_NET_LOW_WATERMARK_DEFAULT ((size_t)32 * 1024)
+
+/* An address: a numeric IPv4 or IPv6 text and a port. */
+typedef struct keel_net_addr {
+  char ip[48];
+  uint16_t port;
+} keel_net_addr;
+
+/* Options of keel_net_listen. Zero-initialise, then set what you need. */
+typedef struct keel_net_listen_opts {
+  const char *ip; /* numeric address to bind; NULL = "127.0.0.1" */
+  uint16_t port;  /* 0 = an ephemeral port (read it with sockname) */
+  int backlog;    /* 0 = 1024 (capped by net.core.somaxconn) */
+  bool reuseaddr; /* SO_REUSEADDR */
+} keel_net_listen_opts;
+
+/* Opens a listening TCP socket (gen_tcp:listen, active false). The owner
+ * is the calling process, or none. On success stores it in *out.
+ * Errors: KEEL_EINVAL (opts or out NULL, ip not a numeric address),
+ * KEEL_EADDRINUSE, KEEL_ESTATE (no node), KEEL_EUNSUPPORTED (simulated
+ * node), KEEL_ESYSLIMIT (out of descriptors), KEEL_ENOMEM, KEEL_EIO. */
+int keel_net_listen(const keel_net_listen_opts *opts, keel_socket *out);
+
+/* Accepts a connection on a listening socket (gen_tcp:accept), waiting at
+ * most timeout_ms (0: only one already pending; KEEL_INFINITY: forever).
+ * Many processes may wait on one listening socket at once. The new socket
+ * is passive and owned by the caller. Errors: KEEL_ETIMEDOUT, KEEL_ECLOSED
+ * (listen is closed, also while waiting), KEEL_EINVAL (not a listening
+ * socket, out NULL), KEEL_ESTATE (a handler process with timeout != 0),
+ * KEEL_ESYSLIMIT (out of descriptors), KEEL_ENOMEM, KEEL_EUNSUPPORTED. */
+int keel_net_accept(keel_socket listen, int64_t timeout_ms, keel_socket *out);
+
+/* Asynchronous accept for handler processes: the next connection on
+ * listen becomes a socket owned by `dest` (a local pid), which receives
+ * {tcp_accept, Listen, Sock} (or {tcp_accept_error, Listen, Reason}).
+ * One connection per call; calls queue up. Errors: KEEL_ECLOSED,
+ * KEEL_EINVAL (not a listening socket), KEEL_EBADARG (dest not a local
+ * pid), KEEL_ENOMEM, KEEL_EUNSUPPORTED. */
+int keel_net_accept_async(keel_socket listen, keel_term dest);
+
+/* Connects to ip:port (gen_tcp:connect), waiting at most timeout_ms. The
+ * new socket is passive and owned by the caller. Errors: KEEL_ETIMEDOUT,
+ * KEEL_ECONNREFUSED, KEEL_EINVAL (ip not a numeric address, out NULL),
+ * KEEL_ESTATE (handler process, timeout != 0), KEEL_ESYSLIMIT, KEEL_EIO,
+ * KEEL_EUNSUPPORTED. */
+int keel_net_connect(const char *ip, uint16_t port, int64_t timeout_ms,
+                     keel_socket *out);
+
+/* Sends len bytes (gen_tcp:send). The bytes are written at once as far as
+ * the kernel buffer takes them; the rest is copied to the socket's output
+ * queue, which the poll thread flushes when the socket becomes writable.
+ * Bytes are sent in call order. When the queue already holds more than
+ * the high watermark:
+ *   - a fiber process blocks until it is back at or below the low
+ *     watermark (inet's busy port), then queues its bytes;
+ *   - a handler process or a thread gets KEEL_EBUSY and nothing is
+ *     queued; a process later receives {tcp_writable, Sock} once the queue
+ *     is at or below the low watermark.
+ * One call may take the queue above the high watermark (it is a soft
+ * limit, as inet's). KEEL_OK means every byte was written or queued, not
+ * that the peer got it. Errors: KEEL_ECLOSED (closed, stale handle, write
+ * side shut down, or the connection was reset), KEEL_EBUSY, KEEL_EINVAL
+ * (data NULL with len > 0, a listening socket), KEEL_ENOMEM,
+ * KEEL_EUNSUPPORTED. */
+int keel_net_send(keel_socket s, const void *data, size_t len);
+
+/* Receives up to cap bytes into buf (gen_tcp:recv(S, 0) in passive mode),
+ * waiting at most timeout_ms for at least one. Returns the number of
+ * bytes (> 0). Owner only, passive sockets only. Errors: KEEL_ECLOSED
+ * (the peer closed or reset the connection, or the socket is closed),
+ * KEEL_ETIMEDOUT, KEEL_ENOTOWNER, KEEL_EINVAL (buf NULL, cap 0, active
+ * socket, listening socket), KEEL_ESTATE (handler process, timeout != 0),
+ * KEEL_EUNSUPPORTED. */
+int64_t keel_net_recv(keel_socket s, void *buf, size_t cap, int64_t timeout_ms);
+
+/* Closes the socket (gen_tcp:close): drops its output queue, wakes every
+ * process waiting on it (they get KEEL_ECLOSED) and closes the
+ * descriptor. Anyone may close. Errors: KEEL_ECLOSED (already closed or
+ * stale), KEEL_EUNSUPPORTED. */
+int keel_net_close(keel_socket s);
+
+/* Shuts down one or both directions (gen_tcp:shutdown). A write shutdown
+ * is done once the output queue is flushed. */
+typedef enum keel_net_how {
+  KEEL_NET_SHUT_READ = 0,
+  KEEL_NET_SHUT_WRITE = 1,
+  KEEL_NET_SHUT_READ_WRITE = 2
+} keel_net_how;
+
+/* Errors: KEEL_ECLOSED, KEEL_EINVAL (how out of range, listening socket),
+ * KEEL_EUNSUPPORTED. */
+int keel_net_shutdown(keel_socket s, keel_net_how how);
+
+/* The peer's and the local address (inet:peername, inet:sockname).
+ * Errors: KEEL_ECLOSED, KEEL_EINVAL (out NULL; peername of a listening
+ * socket), KEEL_EIO (not connected), KEEL_EUNSUPPORTED. */
+int keel_net_peername(keel_socket s, keel_net_addr *out);
+int keel_net_sockname(keel_socket s, keel_net_addr *out);
+
+/* Makes new_owner (a live local pid) the socket's owner
+ * (gen_tcp:controlling_process). Only the current owner may call it (a
+ * thread may when the socket has no owner). Active messages not yet sent
+ * go to the new owner; those already delivered stay with the old one.
+ * Errors: KEEL_ENOTOWNER, KEEL_ECLOSED, KEEL_ENOPROC (new_owner is dead),
+ * KEEL_EBADARG (not a local pid), KEEL_ESYSLIMIT (no exit hook left),
+ * KEEL_EUNSUPPORTED. */
+int keel_net_controlling_process(keel_socket s, keel_term new_owner);
+
+/* Active modes (inet:setopts(S, [{active, A}])). */
+typedef enum keel_net_active {
+  KEEL_NET_PASSIVE = 0, /* false: data is read with keel_net_recv */
+  KEEL_NET_ONCE = 1,    /* once: one message, then passive */
+  KEEL_NET_ACTIVE = 2,  /* true: every chunk as a message, no flow control */
+  KEEL_NET_ACTIVE_N = 3 /* N: n is added to the count (as Erlang's, the
+                           sum is capped at 32767); when it reaches 0 the
+                           socket turns passive and {tcp_passive, Sock} is
+                           sent (also at once when the sum is <= 0) */
+} keel_net_active;
+
+/* Sets the active mode; n is used by KEEL_NET_ACTIVE_N only. Data
+ * already readable is delivered at once. Owner only. Errors:
+ * KEEL_ENOTOWNER, KEEL_ECLOSED, KEEL_EINVAL (mode out of range, n outside
+ * -32768..32767, a listening socket), KEEL_EUNSUPPORTED. */
+int keel_net_set_active(keel_socket s, keel_net_active mode, int32_t n);
+
+/* Sets TCP_NODELAY. Errors: KEEL_ECLOSED, KEEL_EINVAL (listening socket),
+ * KEEL_EUNSUPPORTED. */
+int keel_net_set_nodelay(keel_socket s, bool on);
+
+/* Sets the output queue watermarks (inet's high_watermark and
+ * low_watermark), low <= high, high > 0. Errors: KEEL_ECLOSED,
+ * KEEL_EINVAL, KEEL_EUNSUPPORTED. */
+int keel_net_set_watermarks(keel_socket s, size_t low, size_t high);
+
+/* Bytes in the output queue (written by send, not yet taken by the
+ * kernel). Errors: KEEL_ECLOSED, KEEL_EUNSUPPORTED. */
+int64_t keel_net_queued(keel_socket s);
+
+/* The port term naming s, built in h (4 words); KEEL_NONE when h is full
+ * or s is KEEL_SOCKET_NONE. Works for stale handles too. */
+keel_term keel_net_port(keel_heap *h, keel_socket s);
+
+/* The socket named by a port term of keel_net_port. Errors: KEEL_EBADARG
+ * (not a port, or a port that is no socket of this node). Does not check
+ * that the socket is still open. */
+int keel_net_socket_of(keel_term port, keel_socket *out);
+
+/* ------------------------------------------------------------------------ */
+/* Acceptor pool (as ranch)                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Starts the process that will own a new connection: called in an
+ * acceptor process (a fiber) with the accepted socket, still owned by the
+ * acceptor. It spawns the connection process (handler or fiber) and
+ * stores its pid in *pid; it must not use the socket for receiving. The
+ * pool then makes that process the owner and sends it {tcp_handoff, Sock}:
+ * it may use the socket from that message on. A negative return (or a
+ * dead pid) closes the socket. */
+typedef int (*keel_net_start_fn)(keel_socket sock, void *arg, keel_term *pid);
+
+typedef struct keel_net_pool_opts {
+  keel_net_listen_opts listen;
+  unsigned acceptors; /* acceptor processes; 0 = 10 */
+  keel_net_start_fn start;
+  void *arg; /* passed to start; the caller's */
+} keel_net_pool_opts;
+
+typedef struct keel_net_pool keel_net_pool;
+
+/* Opens the listening socket (owned by no process) and spawns the
+ * acceptor fibers, each looping on keel_net_accept. *out is owned by the
+ * caller until keel_net_pool_stop. Errors: those of keel_net_listen and
+ * keel_spawn_fiber, KEEL_EINVAL (start NULL). */
+int keel_net_pool_start(const keel_net_pool_opts *opts, keel_net_pool **out);
+
+/* The listening socket of a pool (for sockname: the bound port). */
+keel_socket keel_net_pool_socket(const keel_net_pool *pool);
+
+/* Stops accepting: closes the listening socket, which ends the acceptors;
+ * connections already handed over live on. Does not wait: the pool's
+ * memory is freed by the last acceptor to end. NULL is a no-op. */
+void keel_net_pool_stop(keel_net_pool *pool);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KEEL_NET_H */
