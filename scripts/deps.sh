@@ -20,7 +20,7 @@ if [[ "${KEEL_SKIP_DEPS:-0}" == 1 ]]; then
 fi
 
 BUILD_PKGS=(build-essential cmake ninja-build pkg-config zlib1g-dev
-  libcriterion-dev)
+  libcriterion-dev libssl-dev libhttp-parser-dev)
 TEST_PKGS=(erlang-base python3 python3-prometheus-client)
 SAN_PKGS=(clang clang-14 libclang-rt-14-dev)
 DEV_PKGS=(clang-format clang-tidy cppcheck gcovr)

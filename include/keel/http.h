@@ -1,0 +1,221 @@
+/*
+ * keel/http.h - an HTTP/1.1 and WebSocket server made of Keel processes.
+ *
+ * A server is an acceptor pool on a listening socket; every accepted
+ * connection is served by its own handler process (the connection
+ * process), which parses requests with nodejs' http-parser, routes them
+ * through a keel_http_router and writes the responses, in order, on a
+ * keep-alive connection (pipelined requests included). A route may upgrade
+ * the connection to a WebSocket; the connection process then runs the
+ * route's keel_ws_handler callbacks and receives Erlang messages too, so a
+ * WebSocket is a process that can subscribe to PubSub, be monitored or be
+ * killed.
+ *
+ * Limits and timeouts close hostile connections with the right answer:
+ * 431 for oversized request heads, 413 for oversized bodies, 414 for long
+ * URLs, 400 for malformed requests, 408 when a request head does not
+ * arrive in time (slowloris), WebSocket close codes 1002/1007/1009 for bad
+ * frames, bad UTF-8 and oversized messages.
+ *
+ * Thread-safety: a router is built by one thread before the server starts
+ * and is read-only afterwards (shared by every connection). Request and
+ * response objects belong to the connection process for the duration of
+ * one handler call. Server start/stop may be called from any thread.
+ */
+#ifndef KEEL_HTTP_H
+#define KEEL_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "keel/buf.h"
+#include "keel/runtime.h"
+#include "keel/term.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- requests ------------------------------------------------------------ */
+
+typedef struct keel_http_header {
+  const char *name; /* as received; compare case-insensitively */
+  size_t name_len;
+  const char *value;
+  size_t value_len;
+} keel_http_header;
+
+/* A path parameter bound by a route pattern such as /api/:page. */
+typedef struct keel_http_param {
+  const char *name; /* NUL-terminated, from the pattern */
+  const char *value;
+  size_t value_len;
+} keel_http_param;
+
+enum { KEEL_HTTP_MAX_PARAMS = 8 };
+
+/* One request. Every pointer is valid only during the handler call. */
+typedef struct keel_http_request {
+  const char *method; /* "GET", "POST", ... NUL-terminated */
+  const char *path;   /* the path, not decoded, without the query */
+  size_t path_len;
+  const char *query; /* after '?', not decoded; NULL when none */
+  size_t query_len;
+  const keel_http_header *headers;
+  size_t nheaders;
+  const uint8_t *body; /* the whole body, de-chunked */
+  size_t body_len;
+  unsigned short version_major, version_minor;
+  bool keep_alive; /* the connection stays open after the response */
+  const keel_http_param *params;
+  size_t nparams;
+  keel_term peer; /* the connection process's pid */
+} keel_http_request;
+
+/* The value of the first header named `name` (case-insensitive), with its
+ * length in *len; NULL when absent. */
+const char *keel_http_header_get(const keel_http_request *req, const char *name,
+                                 size_t *len);
+
+/* The value of path parameter `name`, with its length; NULL if unbound. */
+const char *keel_http_param_get(const keel_http_request *req, const char *name,
+                                size_t *len);
+
+/* The value of query parameter `name` (not decoded; "" for a bare key),
+ * with its length; NULL when absent. */
+const char *keel_http_query_get(const keel_http_request *req, const char *name,
+                                size_t *len);
+
+/* ---- responses ----------------------------------------------------------- */
+
+/* A response under construction; owned by the connection. */
+typedef struct keel_http_response keel_http_response;
+
+/* Adds a header (name and value are copied). Content-Length, Date,
+ * Connection and Server are written by the server. KEEL_OK, KEEL_EINVAL
+ * (a CR or LF in either, which would split the response), KEEL_ENOMEM. */
+int keel_http_set_header(keel_http_response *resp, const char *name,
+                         const char *value);
+
+/* Sets the status and the body (copied) with its content type (NULL:
+ * none). Calling it again replaces the body. KEEL_OK, KEEL_EINVAL (status
+ * outside 100..599), KEEL_ENOMEM. */
+int keel_http_respond(keel_http_response *resp, int status,
+                      const char *content_type, const void *body, size_t len);
+
+/* keel_http_respond with a JSON body encoded from `json` (keel/json.h's
+ * mapping) and content type application/json. KEEL_OK, KEEL_EBADARG when
+ * the term has no JSON form, KEEL_ENOMEM. */
+int keel_http_respond_json(keel_http_response *resp, int status,
+                           keel_term json);
+
+/* Serves a request: fill in resp and return KEEL_OK. A negative return (or
+ * a response never filled in) answers 500. Runs in the connection process
+ * (keel_current() is it), so it may send messages, but it must not block
+ * for long: it holds up every pipelined request behind it. */
+typedef int (*keel_http_handler_fn)(const keel_http_request *req,
+                                    keel_http_response *resp, void *arg);
+
+/* ---- WebSocket ----------------------------------------------------------- */
+
+/* A WebSocket connection, valid during its callbacks. */
+typedef struct keel_ws keel_ws;
+
+typedef enum keel_ws_kind { KEEL_WS_TEXT = 1, KEEL_WS_BINARY = 2 } keel_ws_kind;
+
+/* The callbacks of a WebSocket route. Each runs in the connection process.
+ * A negative return from init refuses the upgrade (403); from the others
+ * closes the connection with 1011 (internal error). */
+typedef struct keel_ws_handler {
+  /* After the handshake was accepted and before the 101 response is
+   * sent. *state starts NULL; set it to whatever the other callbacks
+   * need. The request is valid only during this call. */
+  int (*init)(keel_ws *ws, const keel_http_request *req, void **state);
+  /* A complete message (fragments reassembled; text is valid UTF-8). */
+  int (*on_message)(keel_ws *ws, keel_ws_kind kind, const uint8_t *data,
+                    size_t len, void *state);
+  /* An Erlang message sent to the connection process (NULL: dropped). */
+  int (*on_info)(keel_ws *ws, keel_term msg, void *state);
+  /* The connection ended: `code` is the close code (1000 normal, 1001
+   * going away, 1006 abnormal: the peer vanished). Free state here. */
+  void (*terminate)(keel_ws *ws, uint16_t code, void *state);
+} keel_ws_handler;
+
+/* Queues one message to the peer. KEEL_OK, KEEL_ESTATE after a close was
+ * sent, KEEL_EINVAL for text that is not UTF-8, KEEL_ENOMEM. Connection
+ * process only. */
+int keel_ws_send(keel_ws *ws, keel_ws_kind kind, const void *data, size_t len);
+
+/* Starts the closing handshake with `code` and a reason (may be NULL);
+ * terminate runs when it completes. KEEL_OK or KEEL_ESTATE if already
+ * closing. Connection process only. */
+int keel_ws_close(keel_ws *ws, uint16_t code, const char *reason);
+
+/* The connection process's pid (to subscribe it to topics, say). */
+keel_term keel_ws_pid(const keel_ws *ws);
+
+/* The connection process itself, for keel_proc_heap and friends. */
+keel_proc *keel_ws_proc(keel_ws *ws);
+
+/* ---- routing ------------------------------------------------------------- */
+
+typedef struct keel_http_router keel_http_router;
+
+/* A new empty router; NULL on out-of-memory. Destroy with
+ * keel_http_router_free once no server uses it. */
+keel_http_router *keel_http_router_new(void);
+void keel_http_router_free(keel_http_router *r);
+
+/* Adds a route. method: "GET", ... or "*" for any; pattern: a path whose
+ * segments are literals, ":name" (binds one segment) or a final "*name"
+ * (binds the rest). Routes are tried in the order added; a path that
+ * matches some route but not its method answers 405. HEAD requests use
+ * GET routes and get no body. KEEL_OK, KEEL_EINVAL (pattern not starting
+ * with '/', more than KEEL_HTTP_MAX_PARAMS parameters), KEEL_ENOMEM. */
+int keel_http_route(keel_http_router *r, const char *method,
+                    const char *pattern, keel_http_handler_fn fn, void *arg);
+
+/* Adds a GET route that upgrades to a WebSocket (RFC 6455 handshake;
+ * other requests to it answer 426). `h` must outlive the router. */
+int keel_http_route_ws(keel_http_router *r, const char *pattern,
+                       const keel_ws_handler *h, void *arg);
+
+/* ---- server -------------------------------------------------------------- */
+
+typedef struct keel_http_server_opts {
+  const char *bind;          /* NULL: "127.0.0.1" */
+  uint16_t port;             /* 0: an ephemeral port (see _port) */
+  unsigned acceptors;        /* 0: 4 */
+  size_t max_head_bytes;     /* request line + headers; 0: 16 KiB */
+  size_t max_body_bytes;     /* 0: 1 MiB */
+  uint32_t head_timeout_ms;  /* first byte to end of head; 0: 10 s */
+  uint32_t idle_timeout_ms;  /* keep-alive idle; 0: 60 s */
+  size_t max_ws_message;     /* 0: 1 MiB */
+  uint32_t max_connections;  /* 0: no limit */
+  const char *server_header; /* NULL: "keel" */
+} keel_http_server_opts;
+
+typedef struct keel_http_server keel_http_server;
+
+/* Starts a server on the running node with `router` (borrowed: it must
+ * outlive the server). KEEL_OK with *out set; KEEL_ESTATE (no node),
+ * KEEL_EIO (bind/listen failed: port in use, bad address), KEEL_ENOMEM. */
+int keel_http_server_start(const keel_http_server_opts *opts,
+                           keel_http_router *router, keel_http_server **out);
+
+/* The port the server listens on (the ephemeral one when opts.port was 0). */
+uint16_t keel_http_server_port(const keel_http_server *srv);
+
+/* Connections open now. */
+size_t keel_http_server_connections(const keel_http_server *srv);
+
+/* Stops accepting, closes every connection (WebSockets get 1001) and frees
+ * the server. Call before keel_node_stop. NULL is a no-op. */
+void keel_http_server_stop(keel_http_server *srv);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KEEL_HTTP_H */

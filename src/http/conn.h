@@ -1,0 +1,93 @@
+/*
+ * conn.h - a connection process of the HTTP server (internal).
+ *
+ * One handler process per accepted socket, in one of three modes:
+ *   HTTP     requests are read, routed and answered in order;
+ *   WS       the connection was upgraded; frames in, messages out;
+ *   CLOSING  the last bytes are on their way: the write side is shut down
+ *            once they are flushed, and the process ends when the peer
+ *            closes or a linger timeout passes.
+ * The socket runs in active-once mode: a new {tcp, S, Data} is asked for
+ * only after the previous one was handled and the output flushed, so a
+ * slow reader holds back its own requests and nobody else's.
+ */
+#ifndef KEEL_HTTP_CONN_H
+#define KEEL_HTTP_CONN_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "http/http_internal.h"
+#include "http/http_parse.h"
+#include "http/ws_frame.h"
+#include "keel/http.h"
+#include "keel/net.h"
+
+typedef enum conn_mode { CONN_HTTP, CONN_WS, CONN_CLOSING } conn_mode;
+
+typedef struct keel__http_conn keel__http_conn;
+
+struct keel_ws {
+  keel__http_conn *conn;
+};
+
+struct keel__http_conn {
+  struct keel_http_server *srv;
+  keel_proc *self; /* during a handler call */
+  keel_term pid;
+  keel_socket sock;
+  conn_mode mode;
+  bool busy;         /* output waits for {tcp_writable, S} */
+  uint64_t deadline; /* monotonic ns of the pending timeout, 0: none */
+  keel_buf out;      /* bytes the socket has not taken yet */
+  /* HTTP */
+  keel__http_reader rd;
+  keel_http_response resp;
+  /* WebSocket */
+  keel_buf in; /* received bytes not yet decoded */
+  keel__ws_decoder wsd;
+  struct keel_ws ws;
+  const keel_ws_handler *wsh;
+  void *ws_state;
+  bool close_sent, close_received;
+  uint16_t close_code;    /* for terminate */
+  struct conn_link *link; /* the server's list entry */
+};
+
+/* The server, as its connections see it. */
+struct keel_http_server {
+  keel_net_pool *pool;
+  keel_http_router *router;
+  keel_http_server_opts o;
+  char server_name[64];
+  keel_term tcp, tcp_closed, tcp_error, tcp_handoff, tcp_writable;
+  _Atomic size_t nconns;
+  _Atomic int refs; /* the owner's, plus one per connection */
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  struct conn_link *conns; /* open connections, for stop */
+  bool stopping;
+};
+
+/* Shared helpers of server.c and ws_conn.c. */
+int keel__conn_flush(keel__http_conn *c);
+void keel__conn_close_after_flush(keel__http_conn *c);
+void keel__conn_set_deadline(keel__http_conn *c, uint32_t ms);
+
+/* Switches an upgraded connection to WebSocket mode: `rest` holds the
+ * bytes that followed the request head. KEEL_OK or an error (the
+ * connection is then closed). */
+int keel__ws_start(keel__http_conn *c, const uint8_t *rest, size_t len);
+
+/* WebSocket mode: bytes arrived. false when the process should end. */
+bool keel__ws_on_data(keel__http_conn *c, const uint8_t *data, size_t len);
+
+/* WebSocket mode: any other message. false when the process should end. */
+bool keel__ws_on_info(keel__http_conn *c, keel_term msg);
+
+/* WebSocket mode: the connection is gone; runs terminate once. */
+void keel__ws_end(keel__http_conn *c, uint16_t code);
+
+#endif /* KEEL_HTTP_CONN_H */

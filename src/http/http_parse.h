@@ -1,0 +1,70 @@
+/*
+ * http_parse.h - one connection's request reader (internal).
+ *
+ * Wraps nodejs' http-parser: bytes go in as they arrive, and the reader
+ * stops after each complete request so the connection can answer it before
+ * reading the next (pipelining keeps its order for free). Everything a
+ * request refers to (URL, header names and values, the de-chunked body) is
+ * copied into two buffers that are reused from one request to the next and
+ * released when the connection is idle or upgraded.
+ *
+ * Errors carry the HTTP status to answer before closing: 400 (malformed),
+ * 413 (body over the limit, checked from Content-Length before reading it),
+ * 414 (URL over the head limit), 431 (head over the limit), 501 (a
+ * Transfer-Encoding other than chunked).
+ */
+#ifndef KEEL_HTTP_PARSE_H
+#define KEEL_HTTP_PARSE_H
+
+#include <http_parser.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "keel/buf.h"
+#include "keel/http.h"
+
+typedef struct keel__http_hdr {
+  uint32_t name_off, name_len, value_off, value_len;
+} keel__http_hdr;
+
+typedef struct keel__http_reader {
+  http_parser parser;
+  size_t max_head, max_body;
+  keel_buf head;          /* URL bytes, then each header's name and value */
+  keel_buf body;          /* the body, de-chunked */
+  keel__http_hdr *hdrs;   /* offsets into head */
+  keel_http_header *view; /* the request's header array, built on demand */
+  uint32_t nhdrs, cap;
+  uint32_t url_len; /* the URL is head[0..url_len) */
+  bool in_value;    /* the last header callback was a value */
+  bool started;     /* a request has begun (its first byte arrived) */
+  bool complete;    /* a whole request is ready */
+  bool upgrade;     /* ... and it asks for a protocol upgrade */
+  int status;       /* an error's HTTP status, 0 when none */
+} keel__http_reader;
+
+/* Prepares a reader with limits on the head and the body (bytes). */
+void keel__http_reader_init(keel__http_reader *r, size_t max_head,
+                            size_t max_body);
+
+/* Releases every buffer; the reader may be re-initialised. */
+void keel__http_reader_free(keel__http_reader *r);
+
+/* Reads from data[0..len) until a request is complete, an error occurs or
+ * the bytes run out; returns the bytes consumed. Check r->complete and
+ * r->status afterwards. After an upgrade request the bytes that follow
+ * belong to the new protocol and are not consumed. */
+size_t keel__http_reader_feed(keel__http_reader *r, const char *data,
+                              size_t len);
+
+/* Fills *req with a view of the complete request (valid until the next
+ * feed or reset). KEEL_OK, KEEL_EDECODE (a URL http-parser cannot split:
+ * answer 400), KEEL_ENOMEM. */
+int keel__http_reader_request(keel__http_reader *r, keel_http_request *req);
+
+/* Readies the reader for the next request on the connection. `trim`
+ * releases the buffers (an idle connection holds none). */
+void keel__http_reader_next(keel__http_reader *r, bool trim);
+
+#endif /* KEEL_HTTP_PARSE_H */
