@@ -254,6 +254,8 @@ typedef struct rt_node {
    * leaves its park (keel__rt_watchdog_kick). */
   struct rt_dirty *dirty;
   struct rt_watchdog *wd;
+  /* The I/O poller (io.c): NULL on a simulated node. */
+  struct rt_io *io;
   _Atomic uint32_t wd_parked;
   uint64_t start_ns;
 } rt_node;

@@ -26,6 +26,7 @@
 
 #include "base/futex.h"
 #include "keel/clock.h"
+#include "runtime/io.h"
 #include "runtime/rt_internal.h"
 #include "runtime/signal.h"
 #include "runtime/timer.h"
@@ -895,6 +896,8 @@ int keel__rt_node_start(const keel_node_opts *opts, bool sim, uint64_t seed) {
   rc = started < n->nsched
            ? KEEL_EIO
            : keel__rt_watchdog_start(n, opts != NULL ? opts : &def);
+  if (rc == KEEL_OK && (rc = keel__rt_io_start(n)) != KEEL_OK)
+    keel__rt_watchdog_stop(n);
   if (rc != KEEL_OK) {
     stop_threads(n, started);
     keel__rt_dirty_stop(n);
@@ -916,6 +919,7 @@ int keel_node_stop(void) {
   if (n->sim != NULL)
     keel__rt_sim_drop_held(n);
   keel__rt_watchdog_stop(n);
+  keel__rt_io_stop(n); /* no more readiness events */
   /* In-flight and queued dirty work runs to its end (it sees
    * keel_dirty_process_alive() false from now on). */
   keel__rt_dirty_stop(n);
@@ -931,6 +935,7 @@ int keel_node_stop(void) {
     keel__rt_proc_die(n, p);
     tl_proc = NULL;
   }
+  keel__rt_io_destroy(n);     /* descriptors no process closed */
   keel__rt_timers_destroy(n); /* frees pending messages: needs keel__rt */
   keel__rt = NULL;
   node_free(n);

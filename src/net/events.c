@@ -1,0 +1,166 @@
+/*
+ * events.c - what readiness does to a socket: active delivery of the data
+ * read, flushing the output queue, asynchronous accepts. These run with
+ * the socket locked, on the poll thread or on the thread of a call that
+ * re-arms the socket (set_active, accept_async).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "net/net_internal.h"
+#include "runtime/io.h"
+
+/* Bytes read at most per read in active mode. */
+#define NET_RBUF (64u * 1024u)
+
+static pthread_key_t rbuf_key;
+static pthread_once_t rbuf_once = PTHREAD_ONCE_INIT;
+
+static void rbuf_init(void) {
+  pthread_key_create(&rbuf_key, free);
+}
+
+/* The calling thread's read buffer (freed when the thread ends). */
+static uint8_t *rbuf(void) {
+  pthread_once(&rbuf_once, rbuf_init);
+  uint8_t *b = pthread_getspecific(rbuf_key);
+  if (b == NULL && (b = malloc(NET_RBUF)) != NULL)
+    pthread_setspecific(rbuf_key, b);
+  return b;
+}
+
+static void send_data(net_sock *s, const uint8_t *data, size_t len) {
+  keel_heap h;
+  keel_heap_init(&h);
+  keel_term t = keel_tuple(&h, 3, keel_atom("tcp"), keel_net_port(&h, s->h),
+                           keel_binary(&h, data, len));
+  if (t != KEEL_NONE)
+    keel_send(s->owner, t);
+  keel_heap_destroy(&h);
+}
+
+/* One chunk delivered: count it against the active mode. */
+static void count_active(net_sock *s) {
+  if (s->active == KEEL_NET_ONCE) {
+    s->active = KEEL_NET_PASSIVE;
+  } else if (s->active == KEEL_NET_ACTIVE_N && --s->active_n <= 0) {
+    s->active = KEEL_NET_PASSIVE;
+    s->active_n = 0;
+    keel__net_notify(s->owner, "tcp_passive", s->h, KEEL_NONE);
+  }
+}
+
+bool keel__net_deliver_active_locked(net_sock *s) {
+  int fd = keel__io_fd(s->h);
+  while (s->active != KEEL_NET_PASSIVE && (s->flags & NS_RREADY) &&
+         !(s->flags & NS_EOF)) {
+    uint8_t *buf = rbuf();
+    if (buf == NULL)
+      return false; /* retried at the next event or re-arm */
+    ssize_t n = recv(fd, buf, NET_RBUF, MSG_DONTWAIT);
+    if (n > 0) {
+      /* A short read drained the socket: new data brings a new edge. */
+      if ((size_t)n < NET_RBUF)
+        s->flags &= (uint8_t)~NS_RREADY;
+      send_data(s, buf, (size_t)n);
+      count_active(s);
+      continue;
+    }
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      s->flags &= (uint8_t)~NS_RREADY;
+      break;
+    }
+    /* EOF or an error: as Erlang's exit_on_close, the socket closes. */
+    if (n < 0)
+      keel__net_notify(s->owner, "tcp_error", s->h,
+                       keel__net_errno_atom(errno));
+    keel__net_notify(s->owner, "tcp_closed", s->h, KEEL_NONE);
+    keel__net_close_locked(s);
+    return true;
+  }
+  return false;
+}
+
+static void drop_queue(net_sock *s) {
+  for (net_chunk *c = s->qhead, *nx; c != NULL; c = nx) {
+    nx = c->next;
+    free(c);
+  }
+  s->qhead = s->qtail = NULL;
+  s->qbytes = s->qoff = 0;
+}
+
+void keel__net_flush_locked(net_sock *s) {
+  int fd = keel__io_fd(s->h);
+  bool had = s->qhead != NULL;
+  while (s->qhead != NULL) {
+    net_chunk *c = s->qhead;
+    ssize_t n = send(fd, c->data + s->qoff, c->len - s->qoff,
+                     MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      s->qoff += (size_t)n;
+      s->qbytes -= (size_t)n;
+      if (s->qoff == c->len) {
+        s->qhead = c->next;
+        s->qoff = 0;
+        free(c);
+      }
+      continue;
+    }
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      break;
+    s->flags |= NS_BROKEN;
+    drop_queue(s);
+  }
+  if (s->qhead == NULL) {
+    s->qtail = NULL;
+    if (had && (s->flags & NS_SHUT_WR))
+      shutdown(fd, SHUT_WR);
+  }
+  if (s->qbytes <= s->low && s->ww.n > 0)
+    keel__net_wake_all(s, &s->ww);
+}
+
+void keel__net_serve_async_locked(net_sock *s) {
+  int lfd = keel__io_fd(s->h);
+  while (s->ww.n > 0) {
+    int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED)
+        continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        s->flags &= (uint8_t)~NS_RREADY;
+        return;
+      }
+      /* Out of descriptors or memory: the first waiter is told. */
+      keel_term pid = s->ww.v[0] & NW_PID_MASK;
+      keel__net_wl_remove(&s->ww, s->ww.v[0]);
+      keel__net_notify(pid, "tcp_accept_error", s->h,
+                       keel__net_errno_atom(errno));
+      return;
+    }
+    keel_term pid = s->ww.v[0] & NW_PID_MASK;
+    keel__net_wl_remove(&s->ww, s->ww.v[0]);
+    keel_socket ns;
+    int rc = keel__net_sock_new(fd, false, pid, &ns);
+    if (rc == KEEL_OK) {
+      uint64_t buf[8];
+      keel_heap h;
+      keel_heap_init_fixed(&h, buf, 8);
+      keel__net_notify(pid, "tcp_accept", s->h, keel_net_port(&h, ns));
+      keel_heap_destroy(&h);
+    } else if (rc != KEEL_ENOPROC) {
+      keel__net_notify(
+          pid, "tcp_accept_error", s->h,
+          keel_atom(rc == KEEL_ENOMEM ? "enomem" : "system_limit"));
+    }
+  }
+}

@@ -1,0 +1,108 @@
+/*
+ * net_internal.h - the state of one socket and the helpers shared by the
+ * files of src/net.
+ *
+ * A socket's state (net_sock) hangs off a slot of the runtime's I/O table
+ * (runtime/io.h) and is guarded by that slot's mutex: every function here
+ * named *_locked runs with it held. The state is freed only after the
+ * slot is closed and unlocked, so whoever holds the lock may use it.
+ */
+#ifndef KEEL_NET_INTERNAL_H
+#define KEEL_NET_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "keel/net.h"
+
+/* Flags of net_sock. */
+#define NS_RREADY 0x01u  /* may have data (or connections) to read */
+#define NS_EOF 0x02u     /* the peer closed or reset (read side done) */
+#define NS_BROKEN 0x04u  /* writing failed (EPIPE, reset): sends fail */
+#define NS_SHUT_WR 0x08u /* write side shut (or shutting once flushed) */
+#define NS_LISTEN 0x10u  /* a listening socket */
+
+/* Waiter entries: a pid term with its kind in the two top bits (local pid
+ * terms never use them). */
+#define NW_KIND_SHIFT 62
+#define NW_FIBER UINT64_C(0)  /* a fiber blocked: gets the wake atom */
+#define NW_NOTIFY UINT64_C(1) /* writers: gets {tcp_writable, S} */
+#define NW_ASYNC UINT64_C(2)  /* acceptors: accept on its behalf */
+#define NW_PID_MASK ((UINT64_C(1) << NW_KIND_SHIFT) - 1)
+
+typedef struct net_wlist {
+  uint64_t *v;
+  uint32_t n, cap;
+} net_wlist;
+
+/* A chunk of the output queue. */
+typedef struct net_chunk {
+  struct net_chunk *next;
+  size_t len;
+  uint8_t data[];
+} net_chunk;
+
+typedef struct net_sock {
+  uint64_t h;             /* handle (the keel_socket) */
+  keel_term owner;        /* local pid term, or 0: none */
+  struct net_sock *onext; /* chain of the owner's bucket */
+  uint8_t flags;
+  uint8_t active; /* keel_net_active */
+  int16_t active_n;
+  uint32_t low, high; /* watermarks */
+  net_wlist rw, ww;   /* waiting to read/accept, to write */
+  net_chunk *qhead, *qtail;
+  size_t qoff; /* bytes of qhead already written */
+  size_t qbytes;
+} net_sock;
+
+/* Atoms of the messages. */
+keel_term keel__net_wake_atom(void);
+
+/* sock.c */
+int keel__net_check(void); /* KEEL_OK, KEEL_ESTATE, KEEL_EUNSUPPORTED */
+/* Creates the state of a registered socket for fd, owned by owner (0:
+ * none), stores its handle. On error closes fd. */
+int keel__net_sock_new(int fd, bool listen, keel_term owner, keel_socket *out);
+/* Locks s's slot; NULL when stale or closed. */
+net_sock *keel__net_lock(keel_socket h);
+void keel__net_unlock(net_sock *s);
+/* Closes a locked socket: wakes its waiters, drops its queue, forgets its
+ * owner and closes the descriptor. The caller unlocks, then frees with
+ * keel__net_sock_free (except in the poll thread's event function, where
+ * the runtime frees it). */
+void keel__net_close_locked(net_sock *s);
+void keel__net_sock_free(void *obj);
+/* Sets the owner of a locked socket (0: none) and arms the exit hook.
+ * Errors: KEEL_ENOPROC (owner dead: the owner is then none),
+ * KEEL_ESYSLIMIT. */
+int keel__net_set_owner_locked(net_sock *s, keel_term owner);
+/* The calling process's pid, or 0 on a thread. */
+keel_term keel__net_caller(void);
+/* Waiter lists. */
+int keel__net_wl_add(net_wlist *l, uint64_t e);
+bool keel__net_wl_remove(net_wlist *l, uint64_t e);
+/* Wakes (and empties) a list; listen: the socket's handle for messages. */
+void keel__net_wake_all(net_sock *s, net_wlist *l);
+/* Reads and delivers active messages while the mode allows and data is
+ * there; returns true when it closed the socket (EOF or error). */
+bool keel__net_deliver_active_locked(net_sock *s);
+/* Writes what the queue holds; wakes writers at the low watermark. */
+void keel__net_flush_locked(net_sock *s);
+/* Serves the queued asynchronous accepts of a listening socket. */
+void keel__net_serve_async_locked(net_sock *s);
+/* Blocks the caller until s (handle h, locked on entry, unlocked on
+ * return) may be ready to read (write false) or write, or until the
+ * monotonic deadline (ns, UINT64_MAX: none). KEEL_OK (retry),
+ * KEEL_ETIMEDOUT, KEEL_ESTATE (a handler process), KEEL_ENOMEM. */
+int keel__net_wait(net_sock *s, bool write, uint64_t deadline);
+/* Deadline of a timeout in ms (KEEL_INFINITY: UINT64_MAX). */
+uint64_t keel__net_deadline(int64_t timeout_ms);
+/* Sends {Tag, Port} or {Tag, Port, Extra} (extra KEEL_NONE: none). */
+void keel__net_notify(keel_term to, const char *tag, keel_socket s,
+                      keel_term extra);
+/* The errno atom of e (econnreset, ...). */
+keel_term keel__net_errno_atom(int e);
+
+#endif /* KEEL_NET_INTERNAL_H */
