@@ -294,7 +294,8 @@ int keel__ws_encode_close(keel_buf *out, uint16_t code, const char *reason,
     size_t rl = reason != NULL ? strlen(reason) : 0;
     if (rl > sizeof pay - 2)
       rl = sizeof pay - 2;
-    memcpy(pay + 2, reason, rl);
+    if (rl > 0)
+      memcpy(pay + 2, reason, rl);
     n += rl;
   }
   return keel__ws_encode(out, KEEL__WS_CLOSE, true, pay, n, mask);
