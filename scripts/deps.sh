@@ -6,6 +6,7 @@
 #          `make test` and `make run` need)
 #   test   build + oracles used by tests (erl, python3, prometheus_client)
 #   san    build + clang runtime for sanitizers and libFuzzer
+#   bench  build + the load tools and peers of `keel bench` (wrk, nginx)
 #   dev    test + san + clang-format, clang-tidy, cppcheck, gcovr
 #   all    every package above
 #
@@ -21,7 +22,8 @@ fi
 
 BUILD_PKGS=(build-essential cmake ninja-build pkg-config zlib1g-dev
   libcriterion-dev libssl-dev libhttp-parser-dev)
-TEST_PKGS=(erlang-base python3 python3-prometheus-client)
+TEST_PKGS=(erlang-base python3 python3-prometheus-client curl)
+BENCH_PKGS=(wrk nginx-light)
 SAN_PKGS=(clang clang-14 libclang-rt-14-dev)
 DEV_PKGS=(clang-format clang-tidy cppcheck gcovr)
 
@@ -33,12 +35,13 @@ for g in "${groups[@]}"; do
   build) want+=("${BUILD_PKGS[@]}") ;;
   test) want+=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}") ;;
   san) want+=("${BUILD_PKGS[@]}" "${SAN_PKGS[@]}") ;;
+  bench) want+=("${BUILD_PKGS[@]}" "${BENCH_PKGS[@]}") ;;
   dev | all)
     want+=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}" "${SAN_PKGS[@]}"
-      "${DEV_PKGS[@]}")
+      "${DEV_PKGS[@]}" "${BENCH_PKGS[@]}")
     ;;
   *)
-    echo "deps.sh: unknown group '$g' (build, test, san, dev, all)" >&2
+    echo "deps.sh: unknown group '$g' (build, test, san, bench, dev, all)" >&2
     exit 2
     ;;
   esac
@@ -70,5 +73,17 @@ export DEBIAN_FRONTEND=noninteractive
 RUN=()
 [[ "${KEEL_DEPS_DRY_RUN:-0}" == 1 ]] && RUN=(echo)
 "${RUN[@]}" "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+# Packages with a service (nginx) must not start it: the benchmarks run
+# their own instance on loopback. policy-rc.d tells invoke-rc.d so.
+policy=/usr/sbin/policy-rc.d
+made_policy=0
+if [[ -z "${RUN[*]}" && ! -e $policy ]]; then
+  printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee $policy >/dev/null
+  "${SUDO[@]}" chmod 755 $policy
+  made_policy=1
+fi
+rc=0
 "${RUN[@]}" "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
-  apt-get install -y -q --no-install-recommends "${missing[@]}"
+  apt-get install -y -q --no-install-recommends "${missing[@]}" || rc=$?
+[[ $made_policy == 1 ]] && "${SUDO[@]}" rm -f $policy
+exit $rc
