@@ -118,7 +118,7 @@ install: release
 
 bench: release
 	@test -x build-release/keel || { echo "build-release/keel was not built (tools/keel missing)" >&2; exit 1; }
-	@bash $(DEPS) test
+	@bash $(DEPS) test bench
 	build-release/keel bench terms $(ARGS)
 	build-release/keel bench runtime $(ARGS)
 	build-release/keel bench telemetry $(ARGS)
