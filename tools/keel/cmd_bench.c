@@ -9,6 +9,7 @@
 #include "bench_runtime.h"
 #include "bench_tables.h"
 #include "bench_telemetry.h"
+#include "bench_ws.h"
 #include "cli.h"
 
 static const keel_cli_cmd bench_suites[] = {
@@ -25,6 +26,8 @@ static const keel_cli_cmd bench_suites[] = {
      "gen_server call round trips (1, 8 clients); with BEAM"},
     {"http", keel_bench_http,
      "HTTP keep-alive req/s and p99 under wrk; beside nginx"},
+    {"ws", keel_bench_ws,
+     "WebSocket users with a 500 ms update: count, push p99, memory each"},
     {NULL, NULL, NULL}};
 
 int keel_cmd_bench(int argc, char **argv) {

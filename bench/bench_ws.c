@@ -1,0 +1,355 @@
+/*
+ * bench_ws.c - many WebSocket users, each receiving a dashboard-sized
+ * update every 500 ms: how many, how late, how much memory each.
+ *
+ * The server is this process: a node of 2 schedulers, Keel's HTTP server
+ * with a WebSocket route whose connections register with a broadcaster;
+ * every 500 ms the broadcaster sends each connection process an update
+ * stamped with the monotonic clock, which the connection pushes as a text
+ * frame. The clients are child processes (forked before the node starts),
+ * each holding its share of the connections in one epoll loop and
+ * recording, for every update, now - stamp. Clients bind source addresses
+ * 127.0.0.2, 127.0.0.3, ... so that more connections than one address's
+ * ephemeral ports fit.
+ *
+ * Printed:
+ *   keel ws_users <n> users            connections that got every update
+ *   keel ws_push_p99_ms <v> ms         99th percentile of push latency
+ *   keel ws_mem_per_conn <v> B         server RSS growth per idle
+ *                                      connection (after the handshakes,
+ *                                      before any update)
+ * The number of users is capped by the open-file limit of the processes.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench_ws.h"
+#include "http/ws_frame.h"
+#include "keel/clock.h"
+#include "keel/http.h"
+
+enum { NCHILD = 2, UPDATE_BYTES = 512, PERIOD_MS = 500 };
+
+/* ---- the clients (child processes) ------------------------------------------
+ */
+
+typedef struct client {
+  int fd;
+  int state; /* 0 handshake sent, 1 open */
+  uint32_t got;
+  size_t have;
+  uint8_t buf[UPDATE_BYTES + 64];
+} client;
+
+/* Latency histogram: 10 us buckets up to 10 s. */
+enum { HBUCKETS = 1000000 };
+
+typedef struct child_report {
+  uint32_t connected, complete;
+  uint64_t samples;
+  double p99_ms;
+} child_report;
+
+static int client_open(uint16_t port, int idx) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0)
+    return -1;
+  struct sockaddr_in src = {.sin_family = AF_INET};
+  src.sin_addr.s_addr = htonl(0x7F000002u + (uint32_t)(idx / 20000));
+  struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons(port)};
+  dst.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (bind(fd, (struct sockaddr *)&src, sizeof src) != 0 ||
+      connect(fd, (struct sockaddr *)&dst, sizeof dst) != 0) {
+    close(fd);
+    return -1;
+  }
+  static const char req[] = "GET /live HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                            "Sec-WebSocket-Version: 13\r\n\r\n";
+  if (send(fd, req, sizeof req - 1, MSG_NOSIGNAL) != (ssize_t)sizeof req - 1 ||
+      fcntl(fd, F_SETFL, O_NONBLOCK) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+typedef struct child_ctx {
+  client *cl;
+  uint32_t *hist;
+  uint64_t samples;
+  uint32_t open;
+} child_ctx;
+
+static int on_frame(const keel__ws_msg *m, void *arg) {
+  child_ctx *x = arg;
+  if (m->op != KEEL__WS_TEXT || m->len < 8)
+    return 0;
+  uint64_t stamp = strtoull((const char *)m->data, NULL, 10);
+  uint64_t now = keel_monotonic_ns();
+  uint64_t b = now > stamp ? (now - stamp) / 10000 : 0;
+  x->hist[b < HBUCKETS ? b : HBUCKETS - 1]++;
+  x->samples++;
+  return 0;
+}
+
+/* Reads what a client has: the handshake answer, then frames. */
+static void client_read(child_ctx *x, client *c) {
+  for (;;) {
+    ssize_t n = recv(c->fd, c->buf + c->have, sizeof c->buf - c->have, 0);
+    if (n <= 0)
+      return;
+    c->have += (size_t)n;
+    if (c->state == 0) {
+      uint8_t *end = memmem(c->buf, c->have, "\r\n\r\n", 4);
+      if (end == NULL)
+        continue;
+      size_t hl = (size_t)(end - c->buf) + 4;
+      if (memcmp(c->buf, "HTTP/1.1 101", 12) != 0)
+        return;
+      c->state = 1;
+      x->open++;
+      memmove(c->buf, c->buf + hl, c->have - hl);
+      c->have -= hl;
+    }
+    keel__ws_decoder d;
+    keel__ws_decoder_init(&d, false, 0);
+    uint16_t code;
+    size_t before = x->samples;
+    long used = keel__ws_decode(&d, c->buf, c->have, on_frame, x, &code, NULL);
+    keel__ws_decoder_free(&d);
+    if (used < 0)
+      return;
+    c->got += (uint32_t)(x->samples - before);
+    memmove(c->buf, c->buf + used, c->have - (size_t)used);
+    c->have -= (size_t)used;
+  }
+}
+
+static double hist_p99(const uint32_t *hist, uint64_t n) {
+  uint64_t want = n - n / 100, seen = 0;
+  for (size_t b = 0; b < HBUCKETS; b++) {
+    seen += hist[b];
+    if (seen >= want && n > 0)
+      return (double)(b + 1) * 0.01;
+  }
+  return -1;
+}
+
+/* The client process: connects nconn clients, reports, waits for the
+ * updates, reports again. */
+static void child_main(int in, int out, int first, int nconn, int updates) {
+  uint16_t port;
+  if (read(in, &port, sizeof port) != sizeof port)
+    _exit(1);
+  child_ctx x = {.cl = calloc((size_t)nconn, sizeof(client)),
+                 .hist = calloc(HBUCKETS, sizeof(uint32_t))};
+  int ep = epoll_create1(0);
+  if (x.cl == NULL || x.hist == NULL || ep < 0)
+    _exit(1);
+  for (int i = 0; i < nconn; i++) {
+    client *c = &x.cl[i];
+    c->fd = client_open(port, first + i);
+    if (c->fd < 0)
+      continue;
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+    epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
+  }
+  struct epoll_event evs[256];
+  uint64_t t0 = keel_monotonic_ns();
+  while (x.open < (uint32_t)nconn && keel_monotonic_ns() - t0 < 60000000000u) {
+    int n = epoll_wait(ep, evs, 256, 100);
+    for (int i = 0; i < n; i++)
+      client_read(&x, evs[i].data.ptr);
+  }
+  child_report r = {.connected = x.open};
+  if (write(out, &r, sizeof r) != sizeof r)
+    _exit(1);
+  uint64_t span = (uint64_t)(updates + 2) * PERIOD_MS * 1000000u;
+  t0 = keel_monotonic_ns();
+  uint64_t want = (uint64_t)updates * x.open;
+  while (x.samples < want && keel_monotonic_ns() - t0 < span) {
+    int n = epoll_wait(ep, evs, 256, 100);
+    for (int i = 0; i < n; i++)
+      client_read(&x, evs[i].data.ptr);
+  }
+  for (int i = 0; i < nconn; i++)
+    if (x.cl[i].state == 1 && x.cl[i].got >= (uint32_t)updates)
+      r.complete++;
+  r.samples = x.samples;
+  r.p99_ms = hist_p99(x.hist, x.samples);
+  if (write(out, &r, sizeof r) != sizeof r)
+    _exit(1);
+  _exit(0);
+}
+
+/* ---- the server
+ * ---------------------------------------------------------------- */
+
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static keel_term *reg;
+static size_t nreg, capreg;
+
+static int live_init(keel_ws *ws, const keel_http_request *req, void **st) {
+  (void)req;
+  (void)st;
+  pthread_mutex_lock(&reg_mu);
+  if (nreg == capreg) {
+    size_t cap = capreg ? 2 * capreg : 1024;
+    keel_term *r = realloc(reg, cap * sizeof *r);
+    if (r == NULL) {
+      pthread_mutex_unlock(&reg_mu);
+      return KEEL_ENOMEM;
+    }
+    reg = r;
+    capreg = cap;
+  }
+  reg[nreg++] = keel_ws_pid(ws);
+  pthread_mutex_unlock(&reg_mu);
+  return 0;
+}
+
+static int live_info(keel_ws *ws, keel_term msg, void *st) {
+  (void)st;
+  size_t n;
+  const uint8_t *d = keel_binary_data(msg, &n);
+  return d != NULL ? keel_ws_send(ws, KEEL_WS_TEXT, d, n) : 0;
+}
+
+static const keel_ws_handler live = {live_init, NULL, live_info, NULL};
+
+/* One update: a stamp, then padding to UPDATE_BYTES (a diff's size). */
+static void broadcast(void) {
+  char text[UPDATE_BYTES];
+  memset(text, ' ', sizeof text);
+  int n = snprintf(text, sizeof text, "%llu",
+                   (unsigned long long)keel_monotonic_ns());
+  text[n] = ' ';
+  keel_heap h;
+  keel_heap_init(&h);
+  keel_term bin = keel_binary(&h, text, sizeof text);
+  pthread_mutex_lock(&reg_mu);
+  for (size_t i = 0; i < nreg; i++)
+    (void)keel_send(reg[i], bin);
+  pthread_mutex_unlock(&reg_mu);
+  keel_heap_destroy(&h);
+}
+
+static long rss_bytes(void) {
+  FILE *f = fopen("/proc/self/statm", "r");
+  long pages = 0, res = 0;
+  if (f != NULL) {
+    if (fscanf(f, "%ld %ld", &pages, &res) != 2)
+      res = 0;
+    fclose(f);
+  }
+  return res * sysconf(_SC_PAGESIZE);
+}
+
+static void sleep_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
+
+int keel_bench_ws(int argc, char **argv) {
+  int users = 20000, updates = 10;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--quick") == 0) {
+      users = 2000;
+      updates = 4;
+    } else if (strcmp(argv[i], "--users") == 0 && i + 1 < argc) {
+      users = atoi(argv[++i]);
+    } else {
+      fprintf(stderr, "usage: keel bench ws [--quick] [--users N]\n");
+      return 2;
+    }
+  }
+  struct rlimit rl;
+  getrlimit(RLIMIT_NOFILE, &rl);
+  rl.rlim_cur = rl.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &rl);
+  long cap = (long)rl.rlim_cur - 200;
+  if (users > cap) {
+    fprintf(stderr, "bench ws: %d users capped to %ld by the open-file limit\n",
+            users, cap);
+    users = (int)cap;
+  }
+  signal(SIGPIPE, SIG_IGN);
+  int to_child[NCHILD][2], from_child[NCHILD][2];
+  pid_t kids[NCHILD];
+  int per = users / NCHILD;
+  for (int k = 0; k < NCHILD; k++) {
+    if (pipe(to_child[k]) != 0 || pipe(from_child[k]) != 0)
+      return 1;
+    kids[k] = fork();
+    if (kids[k] == 0)
+      child_main(to_child[k][0], from_child[k][1], k * per, per, updates);
+  }
+  keel_node_opts no = {.schedulers = 2};
+  keel_http_router *r = keel_http_router_new();
+  keel_http_server *srv = NULL;
+  keel_http_server_opts so = {.acceptors = 8};
+  if (keel_node_start(&no) != KEEL_OK || r == NULL ||
+      keel_http_route_ws(r, "/live", &live, NULL) != KEEL_OK ||
+      keel_http_server_start(&so, r, &srv) != KEEL_OK)
+    return 1;
+  uint16_t port = keel_http_server_port(srv);
+  long rss0 = rss_bytes();
+  for (int k = 0; k < NCHILD; k++)
+    if (write(to_child[k][1], &port, sizeof port) != sizeof port)
+      return 1;
+  child_report rep[NCHILD];
+  uint32_t connected = 0;
+  for (int k = 0; k < NCHILD; k++) {
+    if (read(from_child[k][0], &rep[k], sizeof rep[k]) != sizeof rep[k])
+      return 1;
+    connected += rep[k].connected;
+  }
+  long rss1 = rss_bytes();
+  for (int u = 0; u < updates; u++) {
+    sleep_ms(PERIOD_MS); /* the update period itself, not a wait for work */
+    broadcast();
+  }
+  uint32_t complete = 0;
+  double p99 = 0;
+  for (int k = 0; k < NCHILD; k++) {
+    if (read(from_child[k][0], &rep[k], sizeof rep[k]) != sizeof rep[k])
+      return 1;
+    complete += rep[k].complete;
+    if (rep[k].p99_ms > p99)
+      p99 = rep[k].p99_ms;
+    waitpid(kids[k], NULL, 0);
+  }
+  keel_http_server_stop(srv);
+  keel_node_stop();
+  keel_http_router_free(r);
+  free(reg);
+  reg = NULL;
+  nreg = capreg = 0;
+  printf("keel ws_users %u users (of %d asked, %u connected)\n", complete,
+         users, connected);
+  printf("keel ws_push_p99_ms %.2f ms\n", p99);
+  printf("keel ws_mem_per_conn %.0f B\n",
+         connected > 0 ? (double)(rss1 - rss0) / connected : 0.0);
+  return complete > 0 ? 0 : 1;
+}
