@@ -1,0 +1,261 @@
+/*
+ * demo_node.c - the supervised pipeline of `keel run` (see demo_node.h).
+ */
+#include "demo_node.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "demo.h"
+#include "keel/clock.h"
+#include "keel/error.h"
+#include "keel/gen_server.h"
+#include "keel/supervisor.h"
+
+enum { TICK_MS = 10 };
+
+typedef struct worker_arg {
+  struct keel_demo *demo;
+  unsigned idx;
+} worker_arg; /* a worker child's start argument */
+
+struct keel_demo {
+  keel_demo_opts o;
+  keel_ets_tab table;
+  keel_term root;
+  keel_term worker_names[KEEL_DEMO_MAX_WORKERS];
+  worker_arg wargs[KEEL_DEMO_MAX_WORKERS];
+  uint64_t rng[KEEL_DEMO_MAX_WORKERS];
+  _Atomic uint64_t crash_at_ns; /* worker 0's next crash, 0: none */
+};
+
+static keel_term atom_job, atom_done, atom_tick, name_aggregator;
+
+/* The running demo: one per node, read by every callback. */
+static keel_demo *the_demo;
+
+/* ---- workers ------------------------------------------------------------- */
+
+/* Workers, aggregator and producer: the state is a small integer (the
+ * worker's index; 0 for the others). */
+static keel_gs_ret s_init(keel_gen_server *gs, keel_term arg, keel_term *st) {
+  *st = arg;
+  return keel_gs_ok(gs);
+}
+
+static keel_gs_ret w_cast(keel_gen_server *gs, keel_term msg, keel_term *st) {
+  keel_demo *d = the_demo;
+  worker_arg *wa = &d->wargs[keel_small_value(*st)];
+  if (!keel_is_tuple(msg) || keel_tuple_get(msg, 0) != atom_job)
+    return keel_gs_ok(gs);
+  const char *what = NULL;
+  if (d->rng[wa->idx] == 0)
+    d->rng[wa->idx] = 0x9e3779b97f4a7c15ull ^ ((uint64_t)wa->idx << 32);
+  int rc = keel_demo_roundtrip(&d->rng[wa->idx], &what);
+  if (rc != KEEL_OK)
+    return keel_gs_stop(gs, keel_atom(what != NULL ? what : "codec_error"));
+  keel_heap *h = keel_gs_heap(gs);
+  (void)keel_gen_server_cast(
+      name_aggregator, keel_tuple(h, 2, atom_done, keel_small(wa->idx)));
+  uint64_t at = atomic_load(&d->crash_at_ns);
+  if (wa->idx == 0 && at != 0 && keel_monotonic_ns() >= at) {
+    atomic_store(&d->crash_at_ns,
+                 keel_monotonic_ns() + (uint64_t)(d->o.crash_every * 1e9));
+    return keel_gs_stop(gs, keel_atom("simulated_crash"));
+  }
+  return keel_gs_ok(gs);
+}
+
+static const keel_gen_server_module worker_mod = {
+    .version = KEEL_GEN_SERVER_MODULE_V1,
+    .name = "demo_worker",
+    .init = s_init,
+    .handle_cast = w_cast,
+};
+
+static int start_worker(keel_proc *sup, void *arg, keel_term extra,
+                        keel_term *pid) {
+  (void)sup;
+  (void)extra;
+  worker_arg *wa = arg;
+  keel_gen_server_opts o = {.name = wa->demo->worker_names[wa->idx],
+                            .link = true};
+  return keel_gen_server_start(&worker_mod, keel_small(wa->idx), &o, pid);
+}
+
+/* ---- aggregator ---------------------------------------------------------- */
+
+static keel_gs_ret a_cast(keel_gen_server *gs, keel_term msg, keel_term *st) {
+  (void)st;
+  keel_demo *d = the_demo;
+  if (keel_is_tuple(msg) && keel_tuple_arity(msg) == 2 &&
+      keel_tuple_get(msg, 0) == atom_done) {
+    keel_heap *h = keel_gs_heap(gs);
+    keel_term key = keel_tuple_get(msg, 1);
+    keel_term out;
+    (void)keel_ets_update_counter(d->table, key, keel_small(1),
+                                  keel_tuple(h, 2, key, keel_small(0)), h,
+                                  &out);
+  }
+  return keel_gs_ok(gs);
+}
+
+static const keel_gen_server_module aggregator_mod = {
+    .version = KEEL_GEN_SERVER_MODULE_V1,
+    .name = "demo_aggregator",
+    .init = s_init,
+    .handle_cast = a_cast,
+};
+
+/* ---- producer ------------------------------------------------------------ */
+
+static keel_gs_ret p_init(keel_gen_server *gs, keel_term arg, keel_term *st) {
+  *st = arg;
+  keel_timer_ref t;
+  (void)keel_send_after(keel_gs_self(gs), atom_tick, TICK_MS, &t);
+  return keel_gs_ok(gs);
+}
+
+static keel_gs_ret p_info(keel_gen_server *gs, keel_term msg, keel_term *st) {
+  (void)st;
+  keel_demo *d = the_demo;
+  if (msg != atom_tick)
+    return keel_gs_ok(gs);
+  unsigned batch = d->o.rate * TICK_MS / 1000;
+  keel_heap *h = keel_gs_heap(gs);
+  for (unsigned k = 0; k < batch; k++) {
+    keel_term job = keel_tuple(h, 2, atom_job, keel_small(k));
+    (void)keel_gen_server_cast(d->worker_names[k % d->o.workers], job);
+  }
+  keel_timer_ref t;
+  (void)keel_send_after(keel_gs_self(gs), atom_tick, TICK_MS, &t);
+  return keel_gs_ok(gs);
+}
+
+static const keel_gen_server_module producer_mod = {
+    .version = KEEL_GEN_SERVER_MODULE_V1,
+    .name = "demo_producer",
+    .init = p_init,
+    .handle_info = p_info,
+};
+
+/* ---- the tree ------------------------------------------------------------ */
+
+typedef struct named_server {
+  const keel_gen_server_module *mod;
+  const char *name;
+} named_server;
+
+static const named_server aggregator = {&aggregator_mod, "demo_aggregator"};
+static const named_server producer = {&producer_mod, "demo_producer"};
+
+static int start_named(keel_proc *sup, void *arg, keel_term extra,
+                       keel_term *pid) {
+  (void)sup;
+  (void)extra;
+  const named_server *ns = arg;
+  keel_gen_server_opts o = {.name = keel_atom(ns->name), .link = true};
+  return keel_gen_server_start(ns->mod, keel_small(0), &o, pid);
+}
+
+static int start_workers_sup(keel_proc *sup, void *arg, keel_term extra,
+                             keel_term *pid) {
+  (void)sup;
+  (void)extra;
+  keel_demo *d = arg;
+  keel_sup_child_spec ch[KEEL_DEMO_MAX_WORKERS];
+  for (unsigned i = 0; i < d->o.workers; i++)
+    ch[i] = (keel_sup_child_spec){.id = d->worker_names[i],
+                                  .start = start_worker,
+                                  .arg = &d->wargs[i],
+                                  .restart = KEEL_SUP_PERMANENT};
+  keel_sup_spec spec = KEEL_SUP_SPEC_INIT;
+  spec.children = ch;
+  spec.nchildren = d->o.workers;
+  spec.name = keel_atom("demo_workers");
+  return keel_sup_start_link(&spec, pid);
+}
+
+int keel_demo_start(const keel_demo_opts *opts, keel_demo **out) {
+  if (opts->workers == 0 || opts->workers > KEEL_DEMO_MAX_WORKERS)
+    return KEEL_EINVAL;
+  keel_demo *d = calloc(1, sizeof *d);
+  if (d == NULL)
+    return KEEL_ENOMEM;
+  d->o = *opts;
+  if (d->o.rate == 0)
+    d->o.rate = 4000;
+  atom_job = keel_atom("job");
+  atom_done = keel_atom("done");
+  atom_tick = keel_atom("tick");
+  name_aggregator = keel_atom("demo_aggregator");
+  for (unsigned i = 0; i < d->o.workers; i++) {
+    char name[32];
+    snprintf(name, sizeof name, "demo_worker_%u", i);
+    d->worker_names[i] = keel_atom(name);
+    d->wargs[i] = (worker_arg){d, i};
+  }
+  if (d->o.crash_every > 0)
+    atomic_store(&d->crash_at_ns, keel_monotonic_ns() +
+                                      (uint64_t)(d->o.crash_every * 1e9));
+  keel_ets_opts to = {.type = KEEL_ETS_SET,
+                      .access = KEEL_ETS_PUBLIC,
+                      .name = keel_atom("demo_results")};
+  int rc = keel_ets_new(&to, &d->table);
+  if (rc != KEEL_OK) {
+    free(d);
+    return rc;
+  }
+  the_demo = d;
+  keel_sup_child_spec ch[] = {
+      {.id = keel_atom("demo_aggregator"),
+       .start = start_named,
+       .arg = (void *)&aggregator},
+      {.id = keel_atom("demo_workers"),
+       .start = start_workers_sup,
+       .arg = d,
+       .type = KEEL_SUP_SUPERVISOR},
+      {.id = keel_atom("demo_producer"),
+       .start = start_named,
+       .arg = (void *)&producer},
+  };
+  keel_sup_spec spec = KEEL_SUP_SPEC_INIT;
+  spec.children = ch;
+  spec.nchildren = sizeof ch / sizeof ch[0];
+  spec.name = keel_atom("demo_sup");
+  rc = keel_sup_start_link(&spec, &d->root);
+  if (rc != KEEL_OK) {
+    (void)keel_ets_delete(d->table);
+    free(d);
+    return rc;
+  }
+  *out = d;
+  return KEEL_OK;
+}
+
+keel_term keel_demo_root(const keel_demo *d) {
+  return d->root;
+}
+
+uint64_t keel_demo_done(const keel_demo *d, unsigned i) {
+  keel_heap h;
+  keel_heap_init(&h);
+  keel_term v = KEEL_NONE;
+  uint64_t n = 0;
+  if (keel_ets_lookup_element(d->table, keel_small(i), 2, KEEL_NONE, &h, &v) ==
+          KEEL_OK &&
+      keel_is_small(v))
+    n = (uint64_t)keel_small_value(v);
+  keel_heap_destroy(&h);
+  return n;
+}
+
+void keel_demo_stop(keel_demo *d) {
+  if (d == NULL)
+    return;
+  (void)keel_sup_stop(d->root);
+  (void)keel_ets_delete(d->table);
+  if (the_demo == d)
+    the_demo = NULL;
+  free(d);
+}
