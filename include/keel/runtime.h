@@ -151,6 +151,16 @@ typedef struct keel_sched_time {
  * KEEL_EINVAL (out NULL with cap > 0). Thread-safe. */
 int keel_sched_utilisation(keel_sched_time *out, unsigned cap);
 
+/* Run-queue lengths (erlang:statistics(run_queue_lengths)): out[i] gets
+ * the processes queued on scheduler i (its local queue and its run-next
+ * slot) for the first min(cap, schedulers) schedulers, and *shared (may
+ * be NULL) those in the node-wide queues (the inject queue and the low,
+ * high and max priority queues). Returns the number of schedulers. The
+ * figures are read without stopping anything and may be off by the
+ * processes moving at that moment. Errors: KEEL_ESTATE (no node runs),
+ * KEEL_EINVAL (out NULL with cap > 0). Thread-safe. */
+int keel_sched_run_queues(size_t *out, unsigned cap, size_t *shared);
+
 /* ------------------------------------------------------------------------ */
 /* Processes                                                                */
 /* ------------------------------------------------------------------------ */
