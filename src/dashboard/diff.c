@@ -102,11 +102,10 @@ static int list_elems(keel_term l, tvec *out) {
 
 /* Ids of rows: KEEL_OK when every element is a map with an id key. */
 static int row_ids(const tvec *rows, tvec *ids) {
-  keel_term idk = keel_atom("id");
   for (size_t i = 0; i < rows->n; i++) {
     keel_term id;
     if (!keel_is_map(rows->v[i]) ||
-        keel_map_get(rows->v[i], idk, &id) != KEEL_OK)
+        keel__dash_param(rows->v[i], "id", &id) != KEEL_OK)
       return KEEL_EBADARG;
     if (tv_push(ids, id) != KEEL_OK)
       return KEEL_ENOMEM;
@@ -367,8 +366,9 @@ bool keel_dashboard_diff_empty(keel_term diff) {
 
 static int apply_node(dctx *c, keel_term old, keel_term node, keel_term *out);
 
+/* A diff decoded from JSON has binary keys; one built here atom keys. */
 static int get(keel_term m, const char *k, keel_term *v) {
-  return keel_map_get(m, keel_atom(k), v) == KEEL_OK;
+  return keel__dash_param(m, k, v) == KEEL_OK;
 }
 
 static int apply_map(dctx *c, keel_term old, keel_term node, keel_term *out) {

@@ -188,12 +188,15 @@ static int refresh(keel_dashboard_session *s, keel_term params, bool full,
     s->last = snap;
     s->last_err = 0;
   } else {
+    /* Reported once in an error frame (again only when it changes);
+     * the snapshot's error is returned for the caller to act on. */
     keel_heap_destroy(&nh);
-    if (full || rc != s->last_err)
-      rc = error_frame(out, rc);
-    else
-      rc = KEEL_OK;
-    s->last_err = rc;
+    int err = rc;
+    if (full || err != s->last_err)
+      rc = error_frame(out, err);
+    if (rc == KEEL_OK)
+      rc = err;
+    s->last_err = err;
   }
   keel_heap_destroy(&dh);
   return rc;
@@ -224,8 +227,10 @@ static int join(keel_dashboard_session *s, keel_term msg, keel_term page,
     memcpy(s->page, name, strlen(name) + 1);
     s->last = KEEL_NONE;
     rc = refresh(s, p, true, KEEL_NONE, out);
-    if (rc < 0 && rc != KEEL_ENOMEM && rc != KEEL_EINVAL)
-      rc = KEEL_OK; /* reported in an error frame */
+    if (rc < 0 && rc != KEEL_ENOMEM && rc != KEEL_EINVAL) {
+      s->page[0] = '\0'; /* reported in an error frame; not joined */
+      rc = KEEL_OK;
+    }
   } else {
     rc = error_frame(out, rc);
   }

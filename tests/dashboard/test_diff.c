@@ -2,12 +2,13 @@
  * for random pairs of snapshot-like terms, applying the diff to the old
  * term gives exactly the new one, a term diffed with itself gives the
  * empty diff, every diff is JSON-encodable, and small changes give small
- * diffs. Also writes vectors (old, new, diff as JSON) for the browser's
- * applyDiff when KEEL_DASH_VECTORS names a file. */
+ * diffs; the browser's applyDiff agrees on the same pairs. */
 #include <criterion/criterion.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "keel/dashboard.h"
 #include "keel/json.h"
@@ -212,8 +213,6 @@ static void check_pair(keel_term a, keel_term b) {
 }
 
 Test(dashboard_diff, random_pairs_round_trip) {
-  const char *vf = getenv("KEEL_DASH_VECTORS");
-  vectors = vf ? fopen(vf, "w") : NULL;
   for (unsigned seed = 1; seed <= 20000; seed++) {
     rng_state = seed * 0x9e3779b97f4a7c15u;
     keel_heap h;
@@ -223,8 +222,6 @@ Test(dashboard_diff, random_pairs_round_trip) {
     check_pair(a, b);
     keel_heap_destroy(&h);
   }
-  if (vectors)
-    fclose(vectors);
 }
 
 Test(dashboard_diff, equal_terms_give_the_empty_diff) {
@@ -286,4 +283,36 @@ Test(dashboard_diff, malformed_diffs_are_refused) {
                  bad[i]);
   }
   keel_heap_destroy(&h);
+}
+
+/* The browser's applyDiff (assets/diff.js) on the same random pairs, run
+ * with node when it is installed. */
+Test(dashboard_diff, the_browser_apply_agrees) {
+  const char *src = getenv("KEEL_SOURCE_DIR");
+  if (src == NULL || access("/usr/bin/node", X_OK) != 0) {
+    cr_skip_test("node or KEEL_SOURCE_DIR missing");
+  }
+  char path[] = "/tmp/keel_dash_vectorsXXXXXX";
+  int fd = mkstemp(path);
+  cr_assert_geq(fd, 0);
+  vectors = fdopen(fd, "w");
+  cr_assert_not_null(vectors);
+  for (unsigned seed = 1; seed <= 3000; seed++) {
+    rng_state = seed * 0x2545f4914f6cdd1du;
+    keel_heap h;
+    keel_heap_init(&h);
+    keel_term a = gen_map(&h, 0);
+    keel_term b = below(4) == 0 ? gen_map(&h, 0) : mutate(&h, a, 0);
+    check_pair(a, b);
+    keel_heap_destroy(&h);
+  }
+  fclose(vectors);
+  vectors = NULL;
+  char cmd[2048];
+  snprintf(cmd, sizeof cmd,
+           "/usr/bin/node %s/tests/dashboard/browser/diff_vectors.mjs %s", src,
+           path);
+  int rc = system(cmd);
+  unlink(path);
+  cr_assert_eq(rc, 0, "node applyDiff disagrees (see output)");
 }
