@@ -7,6 +7,8 @@
 #   test   build + oracles used by tests (erl, python3, prometheus_client)
 #   san    build + clang runtime for sanitizers and libFuzzer
 #   dev    test + san + clang-format, clang-tidy, cppcheck, gcovr
+#   browser  node, npm and chromium for the dashboard's browser test
+#          (tests/dashboard/browser, which also runs diff.js under node)
 #   all    every package above
 #
 # Only packages dpkg-query reports as not installed are installed; when
@@ -24,6 +26,7 @@ BUILD_PKGS=(build-essential cmake ninja-build pkg-config zlib1g-dev
 TEST_PKGS=(erlang-base python3 python3-prometheus-client)
 SAN_PKGS=(clang clang-14 libclang-rt-14-dev)
 DEV_PKGS=(clang-format clang-tidy cppcheck gcovr)
+BROWSER_PKGS=(nodejs npm chromium)
 
 want=()
 groups=("$@")
@@ -33,12 +36,17 @@ for g in "${groups[@]}"; do
   build) want+=("${BUILD_PKGS[@]}") ;;
   test) want+=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}") ;;
   san) want+=("${BUILD_PKGS[@]}" "${SAN_PKGS[@]}") ;;
-  dev | all)
+  dev)
     want+=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}" "${SAN_PKGS[@]}"
       "${DEV_PKGS[@]}")
     ;;
+  browser) want+=("${BROWSER_PKGS[@]}") ;;
+  all)
+    want+=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}" "${SAN_PKGS[@]}"
+      "${DEV_PKGS[@]}" "${BROWSER_PKGS[@]}")
+    ;;
   *)
-    echo "deps.sh: unknown group '$g' (build, test, san, dev, all)" >&2
+    echo "deps.sh: unknown group '$g' (build, test, san, dev, browser, all)" >&2
     exit 2
     ;;
   esac

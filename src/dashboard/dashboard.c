@@ -145,7 +145,8 @@ int keel_dashboard_create(const keel_dashboard_opts *opts,
   d->metrics = o.metrics;
   d->history = o.history ? o.history : KEEL_DASHBOARD_HISTORY;
   d->interval_ms = o.interval_ms ? o.interval_ms : KEEL_DASHBOARD_INTERVAL_MS;
-  memcpy(d->roots, o.sup_roots, o.nsup_roots * sizeof(keel_term));
+  if (o.nsup_roots > 0)
+    memcpy(d->roots, o.sup_roots, o.nsup_roots * sizeof(keel_term));
   d->nroots = o.nsup_roots;
   snprintf(d->node_name, sizeof d->node_name, "%s",
            o.node_name ? o.node_name : "keel");

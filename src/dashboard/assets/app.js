@@ -234,7 +234,7 @@
     var sup = n.type === "supervisor";
     var kids = (n.children || []).map(treeNode).join("");
     return '<li><span class="node-box ' + esc(n.type) + '" data-testid="sup-node" data-type="' + esc(n.type) +
-      '" data-label="' + esc(n.label) + '"><strong>' + esc(n.label) + '</strong><span class="mono muted">' +
+      '" data-label="' + esc(n.label) + '"><strong>' + (n.label === "undefined" ? '<span class="muted">dynamic</span>' : esc(n.label)) + '</strong><span class="mono muted">' +
       esc(n.pid) + '</span><span class="pill ' + (sup ? "sup" : "") + '">' + esc(n.type) + "</span>" +
       (n.restarts ? '<span class="pill warn" data-testid="restarts">' + n.restarts + " restarts</span>" : "") +
       (n.error && n.error !== null ? '<span class="pill warn">' + esc(n.error) + "</span>" : "") +

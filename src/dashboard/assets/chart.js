@@ -6,7 +6,7 @@
 (function (root) {
   "use strict";
   var NS = "http://www.w3.org/2000/svg";
-  var W = 320, H = 120, PAD_L = 44, PAD_R = 8, PAD_T = 10, PAD_B = 18;
+  var H = 120, PAD_L = 44, PAD_R = 8, PAD_T = 10, PAD_B = 18;
 
   function el(name, attrs, text) {
     var e = document.createElementNS(NS, name);
@@ -27,6 +27,9 @@
   function render(svg, points, opts) {
     opts = opts || {};
     while (svg.firstChild) svg.removeChild(svg.firstChild);
+    /* one user unit per CSS pixel across, so text keeps its size */
+    var box = svg.getBoundingClientRect();
+    var W = Math.max(200, Math.round(box.width * (H / (box.height || H))) || 320);
     svg.setAttribute("viewBox", "0 0 " + W + " " + H);
     svg.setAttribute("role", "img");
     if (opts.label) svg.setAttribute("aria-label", opts.label);
