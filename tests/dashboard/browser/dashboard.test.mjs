@@ -5,6 +5,11 @@
 //        a running node (`make run`): live updates, the process count, a
 //        chart that changes, every page, a kill from the UI followed by the
 //        supervisor's restart.
+//   node dashboard.test.mjs --bridge <build>/example_dashboard_stdio   the
+//        same end-to-end checks without a network: the page's HTTP requests
+//        and its /live WebSocket are routed (Playwright route and
+//        routeWebSocket) to the real C sessions of examples/dashboard_stdio.c
+//        over its stdin/stdout.
 //   node dashboard.test.mjs --static   loads src/dashboard/assets/index.html
 //        from file:// and feeds it static frames (fixture.mjs) through the
 //        page's test hook, to check the UI renders without a server.
@@ -13,12 +18,15 @@
 // first failed check.
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { createInterface } from "node:readline";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
 const staticMode = args.includes("--static");
+const bridgeBin = args.includes("--bridge") ? args[args.indexOf("--bridge") + 1] : null;
 const urlArg = args.includes("--url") ? args[args.indexOf("--url") + 1] : "http://127.0.0.1:4000";
 const artifacts = resolve(process.env.ARTIFACTS || join(here, "artifacts"));
 const TIMEOUT = 15000;
@@ -106,14 +114,14 @@ async function runLive(page) {
     { timeout: TIMEOUT });
   check(true, "home updates live");
   const shown = await intText(page, "[data-testid=process-count]");
-  const api = await (await page.request.get(urlArg + "/api/home")).json();
+  const api = await page.evaluate(async () => (await fetch("/api/home")).json());
   check(shown > 0 && Math.abs(shown - api.process_count) <= 5 + api.process_count / 10,
     `process count ${shown} matches /api/home (${api.process_count})`);
   await shot(page, "home");
 
   await gotoPage(page, "metrics");
   const line = page.locator("svg[data-testid=chart] path.line").first();
-  await line.waitFor({ timeout: TIMEOUT });
+  await line.waitFor({ state: "attached", timeout: TIMEOUT });
   const d0 = await line.getAttribute("d");
   await page.waitForFunction((d) => {
     const p = document.querySelector("svg[data-testid=chart] path.line");
@@ -127,19 +135,30 @@ async function runLive(page) {
     await shot(page, name);
   }
 
-  // Kill a supervised worker from the processes page; see it restarted.
-  await gotoPage(page, "supervision");
-  const worker = page.locator("[data-testid=sup-node][data-type=worker]").first();
-  const label = await worker.getAttribute("data-label");
-  const pid = (await worker.locator(".mono").innerText()).trim();
-  check(/^<\d+\.\d+\.\d+>$/.test(pid), `worker ${label} runs as ${pid}`);
-  await gotoPage(page, "processes");
-  await page.selectOption("[data-testid=process-limit]", "500");
-  await page.click("[data-testid=sort-pid]");
-  const row = page.locator(`[data-testid=process-row][data-pid="${pid}"]`);
-  await row.waitFor({ timeout: TIMEOUT });
-  await row.click();
-  await page.locator("[data-testid=kill-button]").waitFor({ state: "visible", timeout: TIMEOUT });
+  // Kill a supervised worker from the processes page; see it restarted. A
+  // worker may also exit by itself meanwhile: then pick one again.
+  let label, pid;
+  for (let attempt = 1; ; attempt++) {
+    await gotoPage(page, "supervision");
+    const worker = page.locator("[data-testid=sup-node][data-type=worker]").first();
+    label = await worker.getAttribute("data-label");
+    pid = (await worker.locator(".mono").innerText()).trim();
+    check(/^<\d+\.\d+\.\d+>$/.test(pid), `worker ${label} runs as ${pid}`);
+    await gotoPage(page, "processes");
+    if ((await page.locator("[data-testid=process-limit]").inputValue()) !== "500")
+      await page.selectOption("[data-testid=process-limit]", "500");
+    const row = page.locator(`[data-testid=process-row][data-pid="${pid}"]`);
+    try {
+      await row.waitFor({ timeout: TIMEOUT });
+      await row.click();
+      await page.locator("[data-testid=kill-button]").waitFor({ state: "visible", timeout: TIMEOUT });
+      if (await page.locator("[data-testid=kill-button]").isEnabled()) break;
+      await page.click("[data-testid=modal-close]");
+    } catch (e) {
+      if (attempt === 3) throw e;
+    }
+    if (attempt === 3) throw new Error(`could not open a live worker's detail`);
+  }
   await shot(page, "process-detail");
   await page.click("[data-testid=kill-button]");
   await page.locator("[data-testid=process-exited]").waitFor({ timeout: TIMEOUT });
@@ -159,9 +178,42 @@ const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   args: ["--no-sandbox"],
 });
+// Routes the page's HTTP requests and /live sockets to the stdio example.
+async function bridge(page, bin) {
+  const child = spawn(bin, [], { stdio: ["pipe", "pipe", "inherit"] });
+  const waiting = new Map();
+  const sockets = new Map();
+  let next = 1;
+  createInterface({ input: child.stdout }).on("line", (l) => {
+    const m = JSON.parse(l);
+    if (m.frame !== undefined) sockets.get(m.id)?.send(JSON.stringify(m.frame));
+    else waiting.get(m.id)?.(m);
+  });
+  await page.route(urlArg + "/**", async (route) => {
+    const id = next++;
+    const u = new URL(route.request().url());
+    const res = await new Promise((ok) => {
+      waiting.set(id, ok);
+      child.stdin.write(`get ${id} ${u.pathname}${u.search}\n`);
+    });
+    waiting.delete(id);
+    await route.fulfill({ status: res.status, contentType: res.type, body: res.body });
+  });
+  await page.routeWebSocket(/\/live$/, (ws) => {
+    const id = next++;
+    sockets.set(id, ws);
+    child.stdin.write(`open ${id}\n`);
+    ws.onMessage((msg) => child.stdin.write(`msg ${id} ${String(msg).replace(/\n/g, " ")}\n`));
+    ws.onClose(() => { sockets.delete(id); child.stdin.write(`close ${id}\n`); });
+  });
+  return child;
+}
+
 let failed = false;
+let child = null;
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
+  if (bridgeBin) child = await bridge(page, resolve(bridgeBin));
   page.on("pageerror", (e) => { failed = true; console.error("page error: " + e.message); });
   await (staticMode ? runStatic(page) : runLive(page));
   if (failed) throw new Error("the page raised errors");
@@ -171,4 +223,5 @@ try {
   process.exitCode = 1;
 } finally {
   await browser.close();
+  if (child) child.stdin.end();
 }
