@@ -454,19 +454,20 @@ static int keyed_rows(dctx *c, keel_term k, tvec *rows, tvec *ids) {
       break;
     }
     int64_t i = idx_find(&x, keel_hd(pr));
-    rc = i < 0 ? KEEL_EBADARG
-               : apply_node(c, rows->v[i], keel_hd(keel_tl(pr)), &rows->v[i]);
+    rc = i < 0 || (size_t)i >= rows->n || rows->v == NULL
+             ? KEEL_EBADARG
+             : apply_node(c, rows->v[i], keel_hd(keel_tl(pr)), &rows->v[i]);
   }
   for (keel_term l = d; keel_is_cons(l) && rc == KEEL_OK; l = keel_tl(l)) {
     int64_t i = idx_find(&x, keel_hd(l));
-    if (i < 0)
+    if (i < 0 || (size_t)i >= rows->n || rows->v == NULL)
       rc = KEEL_EBADARG;
     else
       rows->v[i] = KEEL_NONE; /* deleted; ids->v[i] stays for the index */
   }
   free(x.slot);
   size_t w = 0;
-  for (size_t i = 0; i < rows->n; i++)
+  for (size_t i = 0; rows->v && ids->v && i < rows->n && i < ids->n; i++)
     if (rows->v[i] != KEEL_NONE) {
       ids->v[w] = ids->v[i];
       rows->v[w++] = rows->v[i];

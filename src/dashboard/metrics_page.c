@@ -15,6 +15,7 @@ static void series_free(dash_series *s) {
   free(s->tags);
   free(s->val);
   free(s->at);
+  *s = (dash_series){0};
 }
 
 void keel__dash_metrics_free(keel_dashboard *d) {
@@ -48,19 +49,18 @@ static dash_series *series_get(keel_dashboard *d, const char *id,
     if (d->series == NULL)
       return NULL;
   }
-  dash_series *s = &d->series[d->nseries];
-  *s = (dash_series){.id = dup(id),
-                     .name = dup(name),
-                     .tags = dup(tags),
-                     .kind = kind,
-                     .val = calloc(d->history, sizeof(double)),
-                     .at = calloc(d->history, sizeof(uint64_t))};
-  if (!s->id || !s->name || !s->tags || !s->val || !s->at) {
-    series_free(s);
+  dash_series s = {.id = dup(id),
+                   .name = dup(name),
+                   .tags = dup(tags),
+                   .kind = kind,
+                   .val = calloc(d->history, sizeof(double)),
+                   .at = calloc(d->history, sizeof(uint64_t))};
+  if (!s.id || !s.name || !s.tags || !s.val || !s.at) {
+    series_free(&s);
     return NULL;
   }
-  d->nseries++;
-  return s;
+  d->series[d->nseries] = s;
+  return &d->series[d->nseries++];
 }
 
 static void push(keel_dashboard *d, dash_series *s, double v) {

@@ -150,13 +150,19 @@ static int frame(keel_buf *out, size_t n, const char *const *keys,
   return rc;
 }
 
+/* A frame of one key. */
+static int frame1(keel_buf *out, const char *key, keel_term val) {
+  const char *keys[1] = {key};
+  keel_term vals[1] = {val};
+  return frame(out, 1, keys, vals);
+}
+
 static int error_frame(keel_buf *out, int code) {
   keel_heap h;
   keel_heap_init(&h);
   const char *e = keel_strerror(code);
   keel_term v = keel_binary(&h, e, strlen(e));
-  static const char *const k[] = {"error"};
-  int rc = v == KEEL_NONE ? KEEL_ENOMEM : frame(out, 1, k, &v);
+  int rc = v == KEEL_NONE ? KEEL_ENOMEM : frame1(out, "error", v);
   keel_heap_destroy(&h);
   return rc;
 }
@@ -246,8 +252,7 @@ static int event(keel_dashboard_session *s, keel_term msg, keel_buf *out) {
   if (rc == KEEL_EBADARG)
     rc = error_frame(out, rc);
   else if (rc == KEEL_OK && s->page[0] == '\0') {
-    static const char *const k[] = {"reply"};
-    rc = frame(out, 1, k, &reply);
+    rc = frame1(out, "reply", reply);
   } else if (rc == KEEL_OK) {
     bool changed =
         !(np == s->params || (np != KEEL_NONE && s->params != KEEL_NONE &&
@@ -275,8 +280,7 @@ int keel_dashboard_session_input(keel_dashboard_session *s, const char *text,
   else if (keel__dash_param(msg, "event", &v) == KEEL_OK)
     rc = event(s, msg, out);
   else if (keel__dash_param(msg, "ping", &v) == KEEL_OK) {
-    static const char *const k[] = {"pong"};
-    rc = frame(out, 1, k, &v);
+    rc = frame1(out, "pong", v);
   } else
     rc = error_frame(out, KEEL_EBADARG);
   keel_heap_destroy(&h);
