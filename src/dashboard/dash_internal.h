@@ -29,6 +29,7 @@ typedef struct dash_sample {
   dash_red *reds; /* sorted by pid */
   size_t nreds;
   uint64_t messages_sent, reds_total;
+  uint64_t proc_memory; /* control blocks and heaps of every process */
 } dash_sample;
 
 /* The ring of one metric series. */

@@ -222,12 +222,16 @@ static int sample_reds(dash_sample *s) {
   size_t got = keel_processes(pids, n), k = 0;
   got = got < n ? got : n;
   s->reds_total = 0;
+  s->proc_memory = 0;
   for (size_t i = 0; i < got; i++) {
     keel_process_info_t pi;
-    if (keel_process_info(pids[i], &pi) != KEEL_OK)
+    if (keel_process_info_ex(pids[i],
+                             KEEL_PINFO_NO_QUEUE | KEEL_PINFO_NO_SYMBOL,
+                             &pi) != KEEL_OK)
       continue;
     reds[k++] = (dash_red){keel_pid_local_number(pids[i]), pi.reductions};
     s->reds_total += pi.reductions;
+    s->proc_memory += pi.memory;
   }
   free(pids);
   qsort(reds, k, sizeof *reds, cmp_red);
@@ -351,23 +355,6 @@ static keel_term memory_term(keel_heap *h, uint64_t procs, int64_t msgs) {
   return keel__dash_map(h, 4, k, v);
 }
 
-static uint64_t process_memory(void) {
-  size_t n = keel_processes(NULL, 0) + 64;
-  keel_term *pids = malloc(n * sizeof *pids);
-  uint64_t sum = 0;
-  if (pids == NULL)
-    return 0;
-  size_t got = keel_processes(pids, n);
-  got = got < n ? got : n;
-  for (size_t i = 0; i < got; i++) {
-    keel_process_info_t pi;
-    if (keel_process_info(pids[i], &pi) == KEEL_OK)
-      sum += pi.memory;
-  }
-  free(pids);
-  return sum;
-}
-
 int keel__dash_home(keel_dashboard *d, keel_heap *h, keel_term *out) {
   keel_node_stats ns;
   if (keel_node_stats_get(&ns) != KEEL_OK)
@@ -391,7 +378,7 @@ int keel__dash_home(keel_dashboard *d, keel_heap *h, keel_term *out) {
       keel_uint(h, ns.processes),
       keel_uint(h, KEEL_DEFAULT_MAX_PROCESSES),
       keel_uint(h, ns.spawned),
-      memory_term(h, process_memory(), ns.messages_live),
+      memory_term(h, d->cur.proc_memory, ns.messages_live),
       keel_float(h, rate(d->prev.messages_sent, d->cur.messages_sent, dt)),
       keel_float(h, rate(d->prev.reds_total, d->cur.reds_total, dt)),
       keel_uint(h, ns.messages_sent),

@@ -122,6 +122,11 @@ static keel_term name_term(keel_heap *h, keel_term name) {
   return keel_binary(h, s, len);
 }
 
+/* A queue length, or null when unknown (see keel_process_info). */
+static keel_term queue_term(keel_heap *h, size_t len) {
+  return len == SIZE_MAX ? keel_atom("null") : keel_uint(h, len);
+}
+
 static keel_term process_row(keel_heap *h, const prow *r) {
   keel_term pid = keel__dash_printed(h, r->pi.pid);
   static const char *const k[] = {"id",
@@ -140,14 +145,15 @@ static keel_term process_row(keel_heap *h, const prow *r) {
       fn_name(h, &r->pi),
       keel_uint(h, r->pi.memory),
       keel_uint(h, r->reds),
-      keel_uint(h, r->pi.message_queue_len),
+      queue_term(h, r->pi.message_queue_len),
       keel_atom(r->pi.status == KEEL_PROC_RUNNABLE ? "runnable" : "waiting"),
       keel_atom(r->pi.fiber ? "fiber" : "handler")};
   return keel__dash_map(h, sizeof k / sizeof *k, k, v);
 }
 
-/* Every live process's row; *n receives the count. */
-static prow *collect_rows(keel_dashboard *d, size_t *n) {
+/* Every live process's row, read without the parts in skip
+ * (KEEL_PINFO_*); *n receives the count. */
+static prow *collect_rows(keel_dashboard *d, unsigned skip, size_t *n) {
   size_t cap = keel_processes(NULL, 0) + 64;
   keel_term *pids = malloc(cap * sizeof *pids);
   prow *rows = malloc(cap * sizeof *rows);
@@ -160,7 +166,7 @@ static prow *collect_rows(keel_dashboard *d, size_t *n) {
   got = got < cap ? got : cap;
   for (size_t i = 0; i < got; i++) {
     prow *r = &rows[k];
-    if (keel_process_info(pids[i], &r->pi) != KEEL_OK)
+    if (keel_process_info_ex(pids[i], skip, &r->pi) != KEEL_OK)
       continue;
     uint64_t num = keel_pid_local_number(pids[i]);
     uint64_t a = keel__dash_reds(&d->prev, num);
@@ -186,13 +192,24 @@ int keel__dash_processes(keel_dashboard *d, keel_term params, keel_heap *h,
   int rc = parse_query(params, &q);
   if (rc != KEEL_OK)
     return rc;
+  /* Every process is read cheaply; only the rows shown are asked for
+   * their queue length (unless it is the sort key) and function name. */
+  unsigned skip =
+      KEEL_PINFO_NO_SYMBOL | (q.col == COL_QUEUE ? 0 : KEEL_PINFO_NO_QUEUE);
   size_t n;
-  prow *rows = collect_rows(d, &n);
+  prow *rows = collect_rows(d, skip, &n);
   if (rows == NULL)
     return KEEL_ENOMEM;
   sort_q = q;
   qsort(rows, n, sizeof *rows, cmp_rows);
   size_t m = n < q.limit ? n : q.limit;
+  for (size_t i = 0; i < m; i++) {
+    keel_process_info_t full;
+    if (keel_process_info(rows[i].pi.pid, &full) == KEEL_OK) {
+      rows[i].pi.entry_name = full.entry_name;
+      rows[i].pi.message_queue_len = full.message_queue_len;
+    }
+  }
   keel_term *terms = malloc((m ? m : 1) * sizeof *terms);
   rc = terms ? KEEL_OK : KEEL_ENOMEM;
   for (size_t i = 0; i < m && rc == KEEL_OK; i++) {
@@ -281,7 +298,7 @@ static keel_term detail_term(keel_heap *h, keel_term p) {
       keel_uint(h, pi.memory),
       keel_uint(h, pi.heap_bytes),
       keel_uint(h, pi.reductions),
-      keel_uint(h, pi.message_queue_len),
+      queue_term(h, pi.message_queue_len),
       keel_uint(h, pi.links),
       keel_uint(h, pi.monitors),
       keel_uint(h, pi.monitored_by)};
