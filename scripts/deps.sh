@@ -8,6 +8,8 @@
 #   san    build + clang runtime for sanitizers and libFuzzer
 #   bench  build + the load tools and peers of `keel bench` (wrk, nginx)
 #   dev    test + san + clang-format, clang-tidy, cppcheck, gcovr
+#   browser  node, npm and chromium for the dashboard's browser test
+#          (tests/dashboard/browser, which also runs diff.js under node)
 #   all    every package above
 #
 # Only packages dpkg-query reports as not installed are installed; when
@@ -26,6 +28,7 @@ TEST_PKGS=(erlang-base python3 python3-prometheus-client curl)
 BENCH_PKGS=(wrk nginx-light)
 SAN_PKGS=(clang clang-14 libclang-rt-14-dev)
 DEV_PKGS=(clang-format clang-tidy cppcheck gcovr)
+BROWSER_PKGS=(nodejs npm chromium)
 
 want=()
 groups=("$@")
@@ -36,12 +39,18 @@ for g in "${groups[@]}"; do
   test) want+=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}") ;;
   san) want+=("${BUILD_PKGS[@]}" "${SAN_PKGS[@]}") ;;
   bench) want+=("${BUILD_PKGS[@]}" "${BENCH_PKGS[@]}") ;;
-  dev | all)
+  dev)
     want+=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}" "${SAN_PKGS[@]}"
-      "${DEV_PKGS[@]}" "${BENCH_PKGS[@]}")
+      "${DEV_PKGS[@]}")
+    ;;
+  browser) want+=("${BROWSER_PKGS[@]}") ;;
+  all)
+    want+=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}" "${SAN_PKGS[@]}"
+      "${DEV_PKGS[@]}" "${BENCH_PKGS[@]}" "${BROWSER_PKGS[@]}")
     ;;
   *)
-    echo "deps.sh: unknown group '$g' (build, test, san, bench, dev, all)" >&2
+    echo "deps.sh: unknown group '$g' (build, test, san, bench, dev, browser," \
+      "all)" >&2
     exit 2
     ;;
   esac

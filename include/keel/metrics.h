@@ -136,6 +136,22 @@ int keel_metrics_quantile(keel_metrics *r, const char *name,
  * metrics). Thread-safe. */
 uint64_t keel_metrics_dropped(keel_metrics *r);
 
+/* Called by keel_metrics_foreach once per series: the metric's dotted
+ * name and type, the tag names (atoms) and values of the series (ntags
+ * each) and its aggregate (buckets NULL). Everything lives only during
+ * the call. Must not call into the registry. Return KEEL_OK to go on,
+ * anything else to stop (keel_metrics_foreach then returns it). */
+typedef int (*keel_metrics_visit_fn)(const char *name, keel_metric_type type,
+                                     const keel_term *tag_names,
+                                     const keel_term *tag_values, size_t ntags,
+                                     const keel_metric_value *value, void *arg);
+
+/* Visits every series of every metric, metrics in the order added (the
+ * series of a metric in no particular order), under the registry's lock
+ * (recording goes on meanwhile). Returns KEEL_OK, KEEL_EINVAL (r or fn
+ * NULL) or the first non-KEEL_OK value fn returned. Thread-safe. */
+int keel_metrics_foreach(keel_metrics *r, keel_metrics_visit_fn fn, void *arg);
+
 /* Appends the Prometheus text exposition (format 0.0.4) of every metric
  * to out: HELP and TYPE lines, one sample per series, labels from tags
  * (values: atoms and binaries as text, integers in decimal, other terms

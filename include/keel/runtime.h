@@ -151,6 +151,16 @@ typedef struct keel_sched_time {
  * KEEL_EINVAL (out NULL with cap > 0). Thread-safe. */
 int keel_sched_utilisation(keel_sched_time *out, unsigned cap);
 
+/* Run-queue lengths (erlang:statistics(run_queue_lengths)): out[i] gets
+ * the processes queued on scheduler i (its local queue and its run-next
+ * slot) for the first min(cap, schedulers) schedulers, and *shared (may
+ * be NULL) those in the node-wide queues (the inject queue and the low,
+ * high and max priority queues). Returns the number of schedulers. The
+ * figures are read without stopping anything and may be off by the
+ * processes moving at that moment. Errors: KEEL_ESTATE (no node runs),
+ * KEEL_EINVAL (out NULL with cap > 0). Thread-safe. */
+int keel_sched_run_queues(size_t *out, unsigned cap, size_t *shared);
+
 /* ------------------------------------------------------------------------ */
 /* Processes                                                                */
 /* ------------------------------------------------------------------------ */
@@ -336,6 +346,20 @@ typedef struct keel_process_info_t {
  * signalling it. Errors: KEEL_ENOPROC (dead), KEEL_EBADARG (not a local
  * pid), KEEL_EINVAL (out NULL), KEEL_ESTATE (no node). Thread-safe. */
 int keel_process_info(keel_term pid, keel_process_info_t *out);
+
+/* What keel_process_info_ex may skip, for callers that read many
+ * processes often (monitoring): KEEL_PINFO_NO_QUEUE leaves
+ * message_queue_len SIZE_MAX (unknown) unless the process counts its
+ * queue (max_queue or long_queue_on set), instead of asking the process
+ * (a signal round trip); KEEL_PINFO_NO_SYMBOL leaves entry_name NULL
+ * instead of looking the entry up in the dynamic symbol table. */
+#define KEEL_PINFO_NO_QUEUE 1u
+#define KEEL_PINFO_NO_SYMBOL 2u
+
+/* keel_process_info without the parts named in skip (KEEL_PINFO_* bits;
+ * 0 is keel_process_info). Same errors. Thread-safe. */
+int keel_process_info_ex(keel_term pid, unsigned skip,
+                         keel_process_info_t *out);
 
 /* The pids of the live processes (erlang:processes): stores up to max of
  * them in out (may be NULL when max is 0) and returns how many are alive

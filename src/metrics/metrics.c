@@ -505,3 +505,24 @@ int keel_metrics_quantile(keel_metrics *r, const char *name,
 uint64_t keel_metrics_dropped(keel_metrics *r) {
   return r ? atomic_load(&r->dropped) : 0;
 }
+
+int keel_metrics_foreach(keel_metrics *r, keel_metrics_visit_fn fn, void *arg) {
+  if (r == NULL || fn == NULL)
+    return KEEL_EINVAL;
+  int rc = KEEL_OK;
+  pthread_mutex_lock(&r->mu);
+  for (size_t i = 0; i < r->n && rc == KEEL_OK; i++) {
+    keel__metric *mt = r->m[i];
+    for (size_t j = 0; j < mt->cap && rc == KEEL_OK; j++) {
+      keel__series *s =
+          atomic_load_explicit(&mt->slots[j], memory_order_acquire);
+      if (s == NULL)
+        continue;
+      keel_metric_value v = {0};
+      series_read(mt, s, &v);
+      rc = fn(mt->name, mt->type, mt->tags, s->tags, mt->ntags, &v, arg);
+    }
+  }
+  pthread_mutex_unlock(&r->mu);
+  return rc;
+}

@@ -152,6 +152,11 @@ static const char *symbol_of(const void *fn) {
 }
 
 int keel_process_info(keel_term pid, keel_process_info_t *out) {
+  return keel_process_info_ex(pid, 0, out);
+}
+
+int keel_process_info_ex(keel_term pid, unsigned skip,
+                         keel_process_info_t *out) {
   rt_node *n = keel__rt;
   if (n == NULL)
     return KEEL_ESTATE;
@@ -191,9 +196,14 @@ int keel_process_info(keel_term pid, keel_process_info_t *out) {
   if (own)
     out->message_queue_len = (size_t)own_queue_len(p);
   keel__rt_unpin(p);
-  out->entry_name = symbol_of(out->entry);
+  if (!(skip & KEEL_PINFO_NO_SYMBOL))
+    out->entry_name = symbol_of(out->entry);
   if (counted || own)
     return KEEL_OK;
+  if (skip & KEEL_PINFO_NO_QUEUE) {
+    out->message_queue_len = SIZE_MAX;
+    return KEEL_OK;
+  }
   if (self != NULL && self->fiber == NULL) { /* a handler cannot wait */
     out->message_queue_len = SIZE_MAX;
     return KEEL_OK;

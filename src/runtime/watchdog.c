@@ -309,3 +309,28 @@ int keel_sched_utilisation(keel_sched_time *out, unsigned cap) {
     read_util(n, &n->sched[i], &out[i]);
   return (int)n->nsched;
 }
+
+int keel_sched_run_queues(size_t *out, unsigned cap, size_t *shared) {
+  rt_node *n = keel__rt;
+  if (n == NULL)
+    return KEEL_ESTATE;
+  if (out == NULL && cap > 0)
+    return KEEL_EINVAL;
+  unsigned k = cap < n->nsched ? cap : n->nsched;
+  for (unsigned i = 0; i < k; i++) {
+    rt_sched *s = &n->sched[i];
+    uint32_t h = atomic_load_explicit(&s->rq_head, memory_order_relaxed);
+    uint32_t t = atomic_load_explicit(&s->rq_tail, memory_order_relaxed);
+    uint32_t len = t - h;
+    out[i] = (len <= RT_RUNQ_SIZE ? len : 0) +
+             (atomic_load_explicit(&s->runnext, memory_order_relaxed) != NULL);
+  }
+  if (shared != NULL) {
+    size_t q = atomic_load_explicit(&n->inject_len, memory_order_relaxed);
+    for (int p = KEEL_PRIO_LOW; p <= KEEL_PRIO_MAX; p++)
+      if (p != KEEL_PRIO_NORMAL)
+        q += atomic_load_explicit(&n->prioq[p].len, memory_order_relaxed);
+    *shared = q;
+  }
+  return (int)n->nsched;
+}

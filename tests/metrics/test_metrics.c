@@ -432,3 +432,57 @@ Test(metrics, summary_quantiles_within_the_sketch_error, .init = setup,
   cr_assert_eq(keel_metrics_quantile(reg, "n.req.other", NULL, 0, 0.5, &got),
                KEEL_EINVAL);
 }
+
+typedef struct visits {
+  int n;
+  uint64_t get, post;
+  bool name_ok, tags_ok;
+} visits;
+
+static int visit(const char *name, keel_metric_type type,
+                 const keel_term *tag_names, const keel_term *tag_values,
+                 size_t ntags, const keel_metric_value *v, void *arg) {
+  visits *s = arg;
+  s->n++;
+  s->name_ok =
+      strcmp(name, "web.req.count") == 0 && type == KEEL_METRIC_COUNTER;
+  s->tags_ok = ntags == 1 && tag_names[0] == keel_atom("method");
+  if (ntags == 1 && tag_values[0] == keel_atom("get"))
+    s->get = v->count;
+  if (ntags == 1 && tag_values[0] == keel_atom("post"))
+    s->post = v->count;
+  return KEEL_OK;
+}
+
+static int stop_at_first(const char *name, keel_metric_type type,
+                         const keel_term *tag_names,
+                         const keel_term *tag_values, size_t ntags,
+                         const keel_metric_value *v, void *arg) {
+  (void)name, (void)type, (void)tag_names, (void)tag_values, (void)ntags;
+  (void)v;
+  ++*(int *)arg;
+  return KEEL_ENOENT;
+}
+
+Test(metrics, foreach_visits_every_series, .init = setup, .fini = teardown) {
+  static const char *const tags[] = {"method"};
+  keel_metric_spec s = {.type = KEEL_METRIC_COUNTER,
+                        .name = "web.req.count",
+                        .tags = tags,
+                        .ntags = 1};
+  cr_assert_eq(keel_metrics_add(reg, &s), KEEL_OK);
+  keel_tel_event *e = ev("web.req");
+  for (int i = 0; i < 5; i++)
+    emit(e, 1.0, keel_atom(i < 3 ? "get" : "post"));
+  visits v = {0};
+  cr_assert_eq(keel_metrics_foreach(reg, visit, &v), KEEL_OK);
+  cr_assert_eq(v.n, 2);
+  cr_assert(v.name_ok && v.tags_ok);
+  cr_assert_eq(v.get, 3);
+  cr_assert_eq(v.post, 2);
+  int calls = 0;
+  cr_assert_eq(keel_metrics_foreach(reg, stop_at_first, &calls), KEEL_ENOENT);
+  cr_assert_eq(calls, 1);
+  cr_assert_eq(keel_metrics_foreach(NULL, visit, &v), KEEL_EINVAL);
+  cr_assert_eq(keel_metrics_foreach(reg, NULL, &v), KEEL_EINVAL);
+}

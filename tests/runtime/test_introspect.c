@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "keel/runtime.h"
@@ -180,6 +181,40 @@ Test(introspect, unbounded_queue_length_is_asked_of_the_process) {
   cr_assert_eq(keel_process_info(pid, &info), KEEL_OK);
   cr_assert_eq(info.message_queue_len, 12);
   stop_sim();
+}
+
+/* keel_process_info_ex skips the queue round trip and the symbol lookup
+ * when asked, and reads the rest as keel_process_info does. */
+Test(introspect, info_ex_skips_queue_and_symbol) {
+  start_node(2, 0);
+  keel_term pid;
+  cr_assert_eq(keel_spawn_fiber(skipper, NULL, NULL, &pid), KEEL_OK);
+  cr_assert(wait_events(1));
+  for (int i = 0; i < 9; i++)
+    cr_assert_eq(keel_send(pid, keel_small(i)), KEEL_OK);
+  keel_process_info_t full, cheap, same;
+  cr_assert_eq(keel_process_info(pid, &full), KEEL_OK);
+  cr_assert_eq(full.message_queue_len, 9);
+  cr_assert_eq(keel_process_info_ex(pid, 0, &same), KEEL_OK);
+  cr_assert_eq(same.message_queue_len, 9);
+  cr_assert_eq(keel_process_info_ex(
+                   pid, KEEL_PINFO_NO_QUEUE | KEEL_PINFO_NO_SYMBOL, &cheap),
+               KEEL_OK);
+  cr_assert_eq(cheap.message_queue_len, SIZE_MAX);
+  cr_assert_null(cheap.entry_name);
+  cr_assert_eq(cheap.pid, pid);
+  cr_assert(cheap.fiber);
+  cr_assert_eq(cheap.entry, full.entry);
+  cr_assert_eq(cheap.memory, full.memory);
+  cr_assert_eq(keel_process_info_ex(pid, KEEL_PINFO_NO_SYMBOL, &cheap),
+               KEEL_OK);
+  cr_assert_eq(cheap.message_queue_len, 9, "the queue is still asked");
+  cr_assert_eq(keel_send(pid, KEEL_ATOM(STOP)), KEEL_OK);
+  while (keel_process_info_ex(pid, KEEL_PINFO_NO_QUEUE, &cheap) == KEEL_OK)
+    sched_yield();
+  cr_assert_eq(keel_process_info_ex(pid, KEEL_PINFO_NO_QUEUE, &cheap),
+               KEEL_ENOPROC);
+  cr_assert_eq(keel_node_stop(), KEEL_OK);
 }
 
 /* ---- message-queue limits ---------------------------------------------- */

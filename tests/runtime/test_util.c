@@ -114,3 +114,71 @@ Test(util, arguments) {
   cr_assert_eq(keel_sched_utilisation(t, 4), 2);
   cr_assert_eq(keel_node_stop(), KEEL_OK);
 }
+
+/* Run-queue lengths (keel_sched_run_queues): processes made runnable
+ * while the only scheduler is held by a blocked handler are counted,
+ * and the queues drain to zero once it is released. */
+static atomic_int hold;
+
+static keel_handler_status holder(keel_proc *self, keel_term msg, void *state) {
+  (void)self;
+  (void)msg;
+  (void)state;
+  signal_event();
+  struct timespec t0, t;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  while (atomic_load(&hold)) { /* bounded: never longer than TIMEOUT_S */
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    if (t.tv_sec - t0.tv_sec > TIMEOUT_S)
+      break;
+    sched_yield();
+  }
+  return KEEL_CONTINUE;
+}
+
+static keel_handler_status sink(keel_proc *self, keel_term msg, void *state) {
+  (void)self;
+  (void)msg;
+  (void)state;
+  signal_event();
+  return KEEL_CONTINUE;
+}
+
+static bool queued_at_least(void *arg) {
+  size_t q[1] = {0}, shared = 0;
+  keel_sched_run_queues(q, 1, &shared);
+  return q[0] + shared >= *(size_t *)arg;
+}
+
+static bool queues_empty(void *arg) {
+  (void)arg;
+  size_t q[1] = {1}, shared = 1;
+  keel_sched_run_queues(q, 1, &shared);
+  return q[0] + shared == 0;
+}
+
+Test(util, run_queue_lengths) {
+  size_t q[4];
+  cr_assert_eq(keel_sched_run_queues(q, 4, NULL), KEEL_ESTATE);
+  keel_node_opts o = {.schedulers = 1, .long_schedule_ms = 60000};
+  cr_assert_eq(keel_node_start(&o), KEEL_OK);
+  reset_events();
+  cr_assert_eq(keel_sched_run_queues(NULL, 1, NULL), KEEL_EINVAL);
+  cr_assert_eq(keel_sched_run_queues(NULL, 0, NULL), 1);
+  atomic_store(&hold, 1);
+  keel_term h;
+  cr_assert_eq(keel_spawn(holder, NULL, NULL, &h), KEEL_OK);
+  keel_send(h, KEEL_NIL);
+  cr_assert(wait_events(1)); /* the scheduler is held now */
+  for (int i = 0; i < 5; i++) {
+    keel_term p;
+    cr_assert_eq(keel_spawn(sink, NULL, NULL, &p), KEEL_OK);
+    keel_send(p, KEEL_NIL);
+  }
+  size_t want = 5;
+  cr_assert(wait_until(queued_at_least, &want));
+  atomic_store(&hold, 0);
+  cr_assert(wait_events(6));
+  cr_assert(wait_until(queues_empty, NULL));
+  cr_assert_eq(keel_node_stop(), KEEL_OK);
+}
