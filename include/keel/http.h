@@ -129,8 +129,9 @@ typedef enum keel_ws_kind { KEEL_WS_TEXT = 1, KEEL_WS_BINARY = 2 } keel_ws_kind;
  * closes the connection with 1011 (internal error). */
 typedef struct keel_ws_handler {
   /* After the handshake was accepted and before the 101 response is
-   * sent. *state starts NULL; set it to whatever the other callbacks
-   * need. The request is valid only during this call. */
+   * sent. *state starts as the route's arg (keel_http_route_ws); set it
+   * to whatever the other callbacks need. The request is valid only
+   * during this call. */
   int (*init)(keel_ws *ws, const keel_http_request *req, void **state);
   /* A complete message (fragments reassembled; text is valid UTF-8). */
   int (*on_message)(keel_ws *ws, keel_ws_kind kind, const uint8_t *data,

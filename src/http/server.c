@@ -145,7 +145,7 @@ static int serve_upgrade(keel__http_conn *c, keel_http_request *req,
     return 426; /* with Sec-WebSocket-Version: 13 (below) */
   c->wsh = m->ws;
   c->ws.conn = c;
-  c->ws_state = NULL;
+  c->ws_state = m->arg;
   if (c->wsh->init != NULL && c->wsh->init(&c->ws, req, &c->ws_state) < 0) {
     c->wsh = NULL;
     return 403;

@@ -3,6 +3,7 @@
  */
 #include "demo_node.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -27,6 +28,8 @@ struct keel_demo {
   worker_arg wargs[KEEL_DEMO_MAX_WORKERS];
   uint64_t rng[KEEL_DEMO_MAX_WORKERS];
   _Atomic uint64_t crash_at_ns; /* worker 0's next crash, 0: none */
+  uint64_t last_tick_ns;        /* producer only */
+  double owed;                  /* jobs due, not yet cast */
 };
 
 static keel_term atom_job, atom_done, atom_tick, name_aggregator;
@@ -55,8 +58,8 @@ static keel_gs_ret w_cast(keel_gen_server *gs, keel_term msg, keel_term *st) {
   if (rc != KEEL_OK)
     return keel_gs_stop(gs, keel_atom(what != NULL ? what : "codec_error"));
   keel_heap *h = keel_gs_heap(gs);
-  (void)keel_gen_server_cast(
-      name_aggregator, keel_tuple(h, 2, atom_done, keel_small(wa->idx)));
+  (void)keel_gen_server_cast(name_aggregator,
+                             keel_tuple(h, 2, atom_done, keel_small(wa->idx)));
   uint64_t at = atomic_load(&d->crash_at_ns);
   if (wa->idx == 0 && at != 0 && keel_monotonic_ns() >= at) {
     atomic_store(&d->crash_at_ns,
@@ -121,14 +124,21 @@ static keel_gs_ret p_info(keel_gen_server *gs, keel_term msg, keel_term *st) {
   keel_demo *d = the_demo;
   if (msg != atom_tick)
     return keel_gs_ok(gs);
-  unsigned batch = d->o.rate * TICK_MS / 1000;
+  /* Jobs due since the last tick: the rate holds whatever the timer's
+   * actual period. */
+  uint64_t t = keel_monotonic_ns();
+  uint64_t since = d->last_tick_ns != 0 ? t - d->last_tick_ns : 0;
+  d->last_tick_ns = t;
+  d->owed += (double)d->o.rate * (double)since / 1e9;
+  unsigned batch = d->owed < 1e6 ? (unsigned)d->owed : 1000000u;
+  d->owed -= batch;
   keel_heap *h = keel_gs_heap(gs);
   for (unsigned k = 0; k < batch; k++) {
     keel_term job = keel_tuple(h, 2, atom_job, keel_small(k));
     (void)keel_gen_server_cast(d->worker_names[k % d->o.workers], job);
   }
-  keel_timer_ref t;
-  (void)keel_send_after(keel_gs_self(gs), atom_tick, TICK_MS, &t);
+  keel_timer_ref timer;
+  (void)keel_send_after(keel_gs_self(gs), atom_tick, TICK_MS, &timer);
   return keel_gs_ok(gs);
 }
 
@@ -196,8 +206,8 @@ int keel_demo_start(const keel_demo_opts *opts, keel_demo **out) {
     d->wargs[i] = (worker_arg){d, i};
   }
   if (d->o.crash_every > 0)
-    atomic_store(&d->crash_at_ns, keel_monotonic_ns() +
-                                      (uint64_t)(d->o.crash_every * 1e9));
+    atomic_store(&d->crash_at_ns,
+                 keel_monotonic_ns() + (uint64_t)(d->o.crash_every * 1e9));
   keel_ets_opts to = {.type = KEEL_ETS_SET,
                       .access = KEEL_ETS_PUBLIC,
                       .name = keel_atom("demo_results")};
