@@ -124,6 +124,7 @@ bench: release
 	build-release/keel bench telemetry $(ARGS)
 	build-release/keel bench tables $(ARGS)
 	build-release/keel bench otp $(ARGS)
+	build-release/keel bench pubsub $(ARGS)
 
 fuzz-build: deps
 	@bash $(DEPS) san

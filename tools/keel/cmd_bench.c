@@ -5,6 +5,7 @@
  */
 #include "bench.h"
 #include "bench_otp.h"
+#include "bench_pubsub.h"
 #include "bench_runtime.h"
 #include "bench_tables.h"
 #include "bench_telemetry.h"
@@ -22,6 +23,8 @@ static const keel_cli_cmd bench_suites[] = {
      "ETS-like lookup, insert, update_counter with 1 and 2 threads; with BEAM"},
     {"otp", keel_bench_otp,
      "gen_server call round trips (1, 8 clients); with BEAM"},
+    {"pubsub", keel_bench_pubsub,
+     "PubSub broadcast to 10k subscribers; with Elixir's Registry.dispatch"},
     {NULL, NULL, NULL}};
 
 int keel_cmd_bench(int argc, char **argv) {
