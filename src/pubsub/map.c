@@ -16,7 +16,7 @@ ps_hnode *ps_map_chain(const ps_map *m, uint64_t hash) {
 
 static int grow(ps_map *m) {
   size_t nb = m->nb == 0 ? 16 : m->nb * 2;
-  ps_hnode **b = calloc(nb, sizeof *b);
+  ps_hnode **b = calloc(nb, sizeof(ps_hnode *));
   if (b == NULL)
     return KEEL_ENOMEM;
   ps_map next = {.b = b, .nb = nb, .n = m->n};

@@ -50,19 +50,19 @@ typedef struct pr_diff {
 } pr_diff;
 
 typedef struct pr_inst {
-  pthread_rwlock_t lock;
   /* Diffs in the order of the changes, queued under the write lock and
    * broadcast by one drainer at a time with no lock held (a send may
    * switch a fiber out). */
-  pthread_mutex_t qmu;
   pr_diff *qhead, **qtail;
-  _Atomic bool draining;
-  _Atomic uint32_t gen;
-  _Atomic bool open;
   _Atomic size_t nprocs;
-  bool used; /* under slots_mu */
   keel_pubsub pubsub;
   ps_map topics, procs;
+  pthread_mutex_t qmu;
+  pthread_rwlock_t lock;
+  _Atomic uint32_t gen;
+  _Atomic bool draining;
+  _Atomic bool open;
+  bool used; /* under slots_mu */
 } pr_inst;
 
 static pr_inst slots[KEEL_PRESENCE_MAX];
@@ -570,13 +570,9 @@ int keel_presence_stop(keel_presence pr) {
   atomic_store(&in->open, false);
   for (size_t i = 0; i < in->procs.nb; i++)
     while (in->procs.b[i] != NULL) {
-      pr_proc *p = (pr_proc *)in->procs.b[i];
-      while (p->head != NULL) {
-        bool last = p->head->pnext == NULL;
+      keel_term pid = ((pr_proc *)in->procs.b[i])->pid;
+      for (pr_proc *p; (p = proc_find(in, pid)) != NULL;)
         entry_unlink(in, p->head);
-        if (last)
-          break;
-      }
     }
   ps_map_free(&in->procs);
   ps_map_free(&in->topics);

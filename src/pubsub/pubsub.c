@@ -131,7 +131,7 @@ static int topic_reserve(ps_topic *t) {
   if (s == NULL)
     return KEEL_ENOMEM;
   t->subs = s;
-  ps_sub **b = realloc(t->back, cap * sizeof *b);
+  ps_sub **b = realloc(t->back, cap * sizeof(ps_sub *));
   if (b == NULL)
     return KEEL_ENOMEM;
   t->back = b;
@@ -292,13 +292,8 @@ int keel_pubsub_subscribers(keel_pubsub ps, keel_term topic, keel_heap *h,
 /* ---- death ---- */
 
 static void part_drop_pid(ps_part *p, keel_term pid) {
-  ps_proc *r = proc_find(p, pid);
-  while (r != NULL) {
-    bool last = r->subs->pnext == NULL;
+  for (ps_proc *r; (r = proc_find(p, pid)) != NULL;)
     sub_remove(p, r->subs);
-    if (last)
-      break;
-  }
 }
 
 static void on_exit_hook(keel_term pid, keel_term reason, void *arg) {

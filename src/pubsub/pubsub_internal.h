@@ -88,14 +88,14 @@ typedef struct ps_part {
 } __attribute__((aligned(64))) ps_part;
 
 typedef struct ps_inst {
-  _Atomic uint32_t gen;
-  _Atomic bool open;
-  _Atomic unsigned nparts;
-  bool used;      /* slot taken (under the instances' mutex) */
   keel_term name; /* under the instances' mutex */
-  keel_pubsub_adapter adapter;
-  bool has_adapter;
   ps_part *parts; /* KEEL_PUBSUB_MAX_PARTITIONS, allocated once */
+  keel_pubsub_adapter adapter;
+  _Atomic uint32_t gen;
+  _Atomic unsigned nparts;
+  _Atomic bool open;
+  bool used; /* slot taken (under the instances' mutex) */
+  bool has_adapter;
 } ps_inst;
 
 /* A locked partition of a live instance. */
