@@ -52,8 +52,8 @@ static keel_handler_status sub_handle(keel_proc *self, keel_term msg,
     pthread_mutex_lock(&s->mu);
     s->last_rc = rc;
     pthread_mutex_unlock(&s->mu);
+    signal_event(); /* before cmds: sub_cmd returns after this event */
     atomic_fetch_add(&s->cmds, 1);
-    signal_event();
     return KEEL_CONTINUE;
   }
   pthread_mutex_lock(&s->mu);

@@ -184,3 +184,121 @@ Test(presence, death_untracks_with_leaves) {
     sub_free(u);
   }
 }
+
+/* ---- concurrent changes: diffs replayed in arrival order rebuild the
+ * state (every leave follows its join) ---- */
+
+#define PFIBERS 8
+#define POPS 40
+
+typedef struct pchurn {
+  keel_presence pr;
+  keel_term topic;
+  _Atomic long diffs;
+  _Atomic int done;
+} pchurn;
+
+typedef struct pchurn_arg {
+  pchurn *c;
+  int id;
+} pchurn_arg;
+
+static void presence_churner(keel_proc *self, void *arg) {
+  pchurn_arg *a = arg;
+  pchurn *c = a->c;
+  keel_term me = keel_self(self);
+  bool tracked[3] = {false, false, false};
+  for (int i = 0; i < POPS; i++) {
+    int k = i % 3;
+    keel_term key = keel_small(a->id * 10 + k);
+    int rc;
+    if (!tracked[k]) {
+      rc = keel_presence_track(c->pr, me, c->topic, key, KEEL_NONE, NULL, NULL);
+      tracked[k] = rc == KEEL_OK;
+    } else if (i % 2 == 0) {
+      rc =
+          keel_presence_update(c->pr, me, c->topic, key, KEEL_NONE, NULL, NULL);
+    } else {
+      rc = keel_presence_untrack(c->pr, me, c->topic, key);
+      tracked[k] = false;
+    }
+    if (rc == KEEL_OK)
+      atomic_fetch_add(&c->diffs, 1);
+  }
+  /* dies holding what is still tracked: one leave diff for all of it */
+  if (tracked[0] || tracked[1] || tracked[2])
+    atomic_fetch_add(&c->diffs, 1);
+  atomic_fetch_add(&c->done, 1);
+}
+
+static bool churners_done(void *arg) {
+  return atomic_load(&((pchurn *)arg)->done) == PFIBERS;
+}
+
+/* Applies one diff's leaves then joins to refs (a list of phx_refs,
+ * rebuilt in h); fails when a leave names a ref that is not present or a
+ * join one that is. */
+static keel_term apply_diff(keel_heap *h, keel_term refs, keel_term d) {
+  for (int side = 3; side >= 2; side--) {
+    keel_term m = keel_tuple_get(d, (size_t)side);
+    for (size_t i = 0; i < keel_map_size(m); i++) {
+      keel_term key, metas;
+      keel_map_at(m, i, &key, &metas);
+      for (; keel_is_cons(metas); metas = keel_tl(metas)) {
+        keel_term ref = field(keel_hd(metas), "phx_ref");
+        keel_term out = KEEL_NIL;
+        bool found = false;
+        for (keel_term l = refs; keel_is_cons(l); l = keel_tl(l))
+          if (!found && keel_eq_exact(keel_hd(l), ref))
+            found = true;
+          else
+            out = keel_cons(h, keel_hd(l), out);
+        cr_assert_eq(found, side == 3, "a %s out of order",
+                     side == 3 ? "leave" : "join");
+        refs = side == 2 ? keel_cons(h, ref, out) : out;
+      }
+    }
+  }
+  return refs;
+}
+
+Test(presence, concurrent_diffs_replay_in_order) {
+  for (size_t k = 0; k < NCONF; k++) {
+    start_node(sched_counts[k], 0);
+    keel_pubsub ps;
+    cr_assert_eq(keel_pubsub_start(NULL, &ps), KEEL_OK);
+    pchurn c = {.topic = keel_atom("lobby")};
+    atomic_init(&c.diffs, 0);
+    atomic_init(&c.done, 0);
+    cr_assert_eq(keel_presence_start(ps, &c.pr), KEEL_OK);
+    sub_state *w = sub_new(ps);
+    cr_assert_eq(sub_subscribe(w, c.topic, KEEL_NONE), KEEL_OK);
+    pchurn_arg args[PFIBERS];
+    for (int i = 0; i < PFIBERS; i++) {
+      args[i] = (pchurn_arg){&c, i};
+      cr_assert_eq(keel_spawn_fiber(presence_churner, &args[i], NULL, NULL),
+                   KEEL_OK);
+    }
+    cr_assert(wait_until(churners_done, &c));
+    void *a[2] = {&c.pr, &c.topic};
+    cr_assert(wait_until(list_empty, a), "the dead are untracked");
+    cr_assert(sub_wait(w, atomic_load(&c.diffs)));
+    keel_heap h;
+    keel_heap_init(&h);
+    keel_term refs = KEEL_NIL;
+    for (size_t i = 0; i < (size_t)atomic_load(&c.diffs); i++) {
+      keel_term d = sub_log(w, i);
+      cr_assert_neq(d, KEEL_NONE, "diff %zu of %ld: logged %zu", i,
+                    atomic_load(&c.diffs), sub_nlog(w));
+      refs = apply_diff(&h, refs, d);
+    }
+    cr_assert_eq(refs, KEEL_NIL, "the replayed state is empty, as list is");
+    cr_assert_eq(keel_presence_stop(c.pr), KEEL_OK);
+    cr_assert_eq(keel_pubsub_stop(ps), KEEL_OK);
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+    cr_assert_eq(sub_nlog(w), (size_t)atomic_load(&c.diffs),
+                 "no diff beyond the changes");
+    keel_heap_destroy(&h);
+    sub_free(w);
+  }
+}
