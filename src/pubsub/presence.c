@@ -55,6 +55,9 @@ typedef struct pr_inst {
    * switch a fiber out). */
   pr_diff *qhead, **qtail;
   _Atomic size_t nprocs;
+  /* Tracks between arming the exit hook and inserting: while it is not
+   * 0 the hook must not skip this instance on nprocs == 0. */
+  _Atomic size_t arming;
   keel_pubsub pubsub;
   ps_map topics, procs;
   pthread_mutex_t qmu;
@@ -359,11 +362,15 @@ int keel_presence_track(keel_presence pr, keel_term pid, keel_term topic,
     rc = KEEL_ENOMEM;
   /* Armed under the write lock: the hook of a death after this waits for
    * the lock and so finds the entry. */
-  else if ((rc = ps_arm(pid)) == KEEL_OK &&
-           (rc = entry_add(in, pid, topic, key, m)) == KEEL_OK) {
-    keel_term joins = keel_map_new(&th);
-    map_push(&th, &joins, key, m);
-    send_diff(in, &th, topic, joins, keel_map_new(&th));
+  else {
+    atomic_fetch_add(&in->arming, 1);
+    if ((rc = ps_arm(pid)) == KEEL_OK &&
+        (rc = entry_add(in, pid, topic, key, m)) == KEEL_OK) {
+      keel_term joins = keel_map_new(&th);
+      map_push(&th, &joins, key, m);
+      send_diff(in, &th, topic, joins, keel_map_new(&th));
+    }
+    atomic_fetch_sub(&in->arming, 1);
   }
   leave_lock(in);
   drain(in);
@@ -487,8 +494,11 @@ void ps_presence_on_death(keel_term pid) {
   pthread_once(&slots_once, slots_init);
   for (unsigned i = 0; i < KEEL_PRESENCE_MAX; i++) {
     pr_inst *in = &slots[i];
-    if (!atomic_load_explicit(&in->open, memory_order_acquire) ||
-        atomic_load_explicit(&in->nprocs, memory_order_relaxed) == 0)
+    /* A track that armed the hook counts in arming until its entry is in
+     * (and in nprocs): arming is read first, so a track this death
+     * could miss is seen in one or the other. */
+    if (!atomic_load(&in->open) ||
+        (atomic_load(&in->arming) == 0 && atomic_load(&in->nprocs) == 0))
       continue;
     pthread_rwlock_wrlock(&in->lock);
     if (atomic_load(&in->open))
