@@ -15,16 +15,26 @@ typedef struct many {
   keel_pubsub ps;
   keel_term topic;
   _Atomic long got;
+  keel_term *pids; /* index i's pid: i is its subscription's value */
 } many;
+
+/* Index of pid in m->pids (linear: called once per check). */
+static long index_of(const many *m, keel_term pid) {
+  for (long i = 0; i < MANY; i++)
+    if (m->pids[i] == pid)
+      return i;
+  return -1;
+}
 
 /* 'sub' subscribes, 'unsub' unsubscribes (each then counts an event);
  * any other message is a delivery. */
 static keel_handler_status many_sub(keel_proc *self, keel_term msg,
                                     void *state) {
-  (void)self;
   many *m = state;
   if (msg == keel_atom("sub")) {
-    if (keel_pubsub_subscribe(m->ps, m->topic, KEEL_NONE) == KEEL_OK)
+    if (keel_pubsub_subscribe(m->ps, m->topic,
+                              keel_small(index_of(m, keel_self(self)))) ==
+        KEEL_OK)
       signal_event();
   } else if (msg == keel_atom("unsub")) {
     if (keel_pubsub_unsubscribe(m->ps, m->topic) == KEEL_OK)
@@ -52,12 +62,13 @@ Test(pubsub_stress, ten_thousand_subscribers) {
     many m = {.topic = keel_atom("hot")};
     atomic_init(&m.got, 0);
     cr_assert_eq(keel_pubsub_start(NULL, &m.ps), KEEL_OK);
-    keel_term *pids = malloc(MANY * sizeof *pids);
+    keel_term *pids = calloc(MANY, sizeof *pids);
     cr_assert_not_null(pids);
-    for (int i = 0; i < MANY; i++) {
+    m.pids = pids;
+    for (int i = 0; i < MANY; i++)
       cr_assert_eq(keel_spawn(many_sub, &m, NULL, &pids[i]), KEEL_OK);
+    for (int i = 0; i < MANY; i++)
       cr_assert_eq(keel_send(pids[i], keel_atom("sub")), KEEL_OK);
-    }
     cr_assert(wait_events(MANY), "all subscribed");
     cr_assert_eq(keel_pubsub_count(m.ps, m.topic), MANY);
     cr_assert_eq(keel_pubsub_broadcast(m.ps, m.topic, keel_small(1), NULL),
@@ -71,6 +82,19 @@ Test(pubsub_stress, ten_thousand_subscribers) {
       cr_assert_eq(keel_send(pids[i], keel_atom("unsub")), KEEL_OK);
     cr_assert(wait_events(MANY / 2));
     cr_assert_eq(keel_pubsub_count(m.ps, m.topic), MANY / 2);
+    /* swap-removal kept every remaining entry's pid and value together */
+    keel_heap h;
+    keel_heap_init(&h);
+    keel_term l;
+    cr_assert_eq(keel_pubsub_subscribers(m.ps, m.topic, &h, &l), KEEL_OK);
+    long seen = 0;
+    for (; keel_is_cons(l); l = keel_tl(l), seen++) {
+      int64_t v = keel_small_value(keel_tuple_get(keel_hd(l), 1));
+      cr_assert(v % 2 == 1 && v < MANY);
+      cr_assert_eq(pids[v], keel_tuple_get(keel_hd(l), 0));
+    }
+    cr_assert_eq(seen, MANY / 2);
+    keel_heap_destroy(&h);
     for (int i = 1; i < MANY; i += 2)
       cr_assert_eq(keel_exit(pids[i], keel_atom("kill")), KEEL_OK);
     long zero = 0;
