@@ -5,13 +5,18 @@
  * subscribe to one topic, and a publisher process that broadcasts one
  * message per round (then sends itself the next round, as the runtime
  * suite's fan-out does). Each subscriber counts what it receives; the
- * last one to receive its last message ends the run. Elixir side:
- * bench/erl/bench_pubsub.exs, the same shape over Registry.dispatch.
+ * last one to receive its last message ends the run. Then, with the
+ * 10,000 still subscribed, one fiber subscribes to and unsubscribes from
+ * the same topic in a loop (the hot-topic churn of elixir#15128; 200,000
+ * cycles here, 500 on BEAM where each costs O(subscribers)). Elixir
+ * side: bench/erl/bench_pubsub.exs, the same shape over Registry.dispatch
+ * and Registry.register/unregister.
  */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "bench_erl.h"
 #include "bench_pubsub.h"
@@ -19,14 +24,15 @@
 #include "keel/pubsub.h"
 
 #define SUBS 10000
-#define NMETRICS 1
+#define NMETRICS 2
 
-static const char *const metric_names[NMETRICS] = {"pubsub_deliveries_per_s"};
+static const char *const metric_names[NMETRICS] = {"pubsub_deliveries_per_s",
+                                                   "pubsub_sub_unsub_per_s"};
 
 typedef struct run {
   keel_pubsub ps;
   keel_term topic;
-  long rounds;
+  long rounds, cycles;
   _Atomic long subscribed, finished;
   pthread_mutex_t mu;
   pthread_cond_t cv;
@@ -75,6 +81,17 @@ static keel_handler_status publisher(keel_proc *self, keel_term msg,
   return KEEL_CONTINUE;
 }
 
+/* Subscribes to and unsubscribes from the hot topic r->cycles times. */
+static void churner(keel_proc *self, void *arg) {
+  (void)self;
+  run *r = arg;
+  for (long i = 0; i < r->cycles; i++)
+    if (keel_pubsub_subscribe(r->ps, r->topic, KEEL_NONE) != KEEL_OK ||
+        keel_pubsub_unsubscribe(r->ps, r->topic) != KEEL_OK)
+      return;
+  finish(r);
+}
+
 /* Waits for r->done (at most 120 s); resets it. */
 static bool wait_done(run *r) {
   uint64_t limit = keel_monotonic_ns() + UINT64_C(120000000000);
@@ -91,8 +108,10 @@ static bool wait_done(run *r) {
   return ok;
 }
 
-static double measure(run *r, sub *subs) {
-  keel_term pids[1];
+/* Broadcast deliveries per second into out[0], then subscribe +
+ * unsubscribe cycles per second on the same topic (10k subscribers
+ * resident) into out[1]. */
+static int measure(run *r, sub *subs, double *out) {
   for (int i = 0; i < SUBS; i++) {
     subs[i] = (sub){r, r->rounds};
     keel_term pid;
@@ -103,14 +122,21 @@ static double measure(run *r, sub *subs) {
   if (!wait_done(r))
     return -1;
   pub p = {r, r->rounds};
-  if (keel_spawn(publisher, &p, NULL, &pids[0]) != KEEL_OK)
+  keel_term pid;
+  if (keel_spawn(publisher, &p, NULL, &pid) != KEEL_OK)
     return -1;
   uint64_t t0 = keel_monotonic_ns();
-  (void)keel_send(pids[0], KEEL_NIL);
+  (void)keel_send(pid, KEEL_NIL);
   if (!wait_done(r))
     return -1;
   uint64_t t1 = keel_monotonic_ns();
-  return (double)r->rounds * SUBS / ((double)(t1 - t0) / 1e9);
+  out[0] = (double)r->rounds * SUBS / ((double)(t1 - t0) / 1e9);
+  t0 = keel_monotonic_ns();
+  if (keel_spawn_fiber(churner, r, NULL, NULL) != KEEL_OK || !wait_done(r))
+    return -1;
+  t1 = keel_monotonic_ns();
+  out[1] = (double)r->cycles / ((double)(t1 - t0) / 1e9);
+  return 0;
 }
 
 static int run_keel(bool quick, double *out) {
@@ -119,14 +145,15 @@ static int run_keel(bool quick, double *out) {
     return -1;
   run *r = calloc(1, sizeof *r);
   sub *subs = malloc(SUBS * sizeof *subs);
-  double v = -1;
+  int rc = -1;
   if (r != NULL && subs != NULL) {
     r->topic = keel_atom("bench_topic");
     r->rounds = quick ? 20 : 200;
+    r->cycles = quick ? 20000 : 200000;
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
     if (keel_pubsub_start(NULL, &r->ps) == KEEL_OK) {
-      v = measure(r, subs);
+      rc = measure(r, subs, out);
       (void)keel_pubsub_stop(r->ps);
     }
   }
@@ -137,8 +164,7 @@ static int run_keel(bool quick, double *out) {
   }
   free(r);
   free(subs);
-  out[0] = v;
-  return v > 0 ? 0 : -1;
+  return rc;
 }
 
 int keel_bench_pubsub(int argc, char **argv) {
@@ -146,7 +172,7 @@ int keel_bench_pubsub(int argc, char **argv) {
                                          .module = "bench_pubsub",
                                          .metrics = metric_names,
                                          .nmetrics = NMETRICS,
-                                         .unit = "deliveries/s",
+                                         .unit = "per_s",
                                          .run_keel = run_keel,
                                          .elixir = true};
   return keel_bench_suite_main(&suite, argc, argv);

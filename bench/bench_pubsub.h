@@ -11,10 +11,13 @@
  * entry (what Phoenix.PubSub does locally; bench/erl/bench_pubsub.exs run
  * by `elixir --erl "+S 2:2"`). A delivery counts once its subscriber has
  * received the message: each subscriber counts its messages and the run
- * ends when all have received every broadcast. Prints
- *   keel pubsub_deliveries_per_s <value> deliveries/s
- *   beam pubsub_deliveries_per_s <value> deliveries/s
- *   ratio pubsub_deliveries_per_s <value>     (> 1 means Keel is faster)
+ * ends when all have received every broadcast. Then, with the 10,000
+ * still subscribed, subscribe + unsubscribe cycles per second of one more
+ * process on the same topic (pubsub_sub_unsub_per_s; Registry.register
+ * and Registry.unregister on BEAM). Prints, for each metric,
+ *   keel <metric> <value> per_s
+ *   beam <metric> <value> per_s
+ *   ratio <metric> <value>     (> 1 means Keel is faster)
  * Arguments (argv[0] = "pubsub"): --quick, --runs N (median; default 3,
  * quick 1), --no-beam. Returns 0, 2 on a usage error, 1 on a failure. */
 int keel_bench_pubsub(int argc, char **argv);
