@@ -9,21 +9,33 @@
 #include <string.h>
 #include <unistd.h>
 
-int keel_bench_erl_prepare(const char *module, char *dir, size_t size) {
-  char src[4096];
+/* The path of bench/erl/<module>.<ext> in src; 0 or -1. */
+static int source_of(const char *module, const char *ext, char *src,
+                     size_t size) {
   const char *root = getenv("KEEL_SOURCE_DIR");
   if (root != NULL) {
-    snprintf(src, sizeof src, "%s/bench/erl/%s.erl", root, module);
+    snprintf(src, size, "%s/bench/erl/%s.%s", root, module, ext);
   } else {
-    snprintf(src, sizeof src, "%s", __FILE__);
+    snprintf(src, size, "%s", __FILE__);
     char *slash = strrchr(src, '/');
     size_t off = slash != NULL ? (size_t)(slash - src) + 1 : 0;
-    snprintf(src + off, sizeof src - off, "erl/%s.erl", module);
+    snprintf(src + off, size - off, "erl/%s.%s", module, ext);
   }
   if (access(src, R_OK) != 0) {
     fprintf(stderr, "keel bench: %s not found (set KEEL_SOURCE_DIR)\n", src);
     return -1;
   }
+  return 0;
+}
+
+int keel_bench_exs_prepare(const char *module, char *path, size_t size) {
+  return source_of(module, "exs", path, size);
+}
+
+int keel_bench_erl_prepare(const char *module, char *dir, size_t size) {
+  char src[4096];
+  if (source_of(module, "erl", src, sizeof src) != 0)
+    return -1;
   const char *tmp = getenv("TMPDIR");
   snprintf(dir, size, "%s/keel-bench-XXXXXX", tmp != NULL ? tmp : "/tmp");
   if (mkdtemp(dir) == NULL) {
@@ -46,13 +58,10 @@ void keel_bench_erl_cleanup(const char *module, const char *dir) {
   rmdir(dir);
 }
 
-int keel_bench_erl_run(const char *dir, const char *module, const char *flags,
-                       const char *args, const char *const *names, int n,
-                       double *out) {
-  char cmd[4800], line[256];
-  snprintf(cmd, sizeof cmd,
-           "erl +S 2:2 %s -noshell -pa '%s' -run %s main %s -s init stop",
-           flags, dir, module, args);
+/* Runs cmd and reads its "<name> <value>" lines into out. */
+static int read_figures(const char *cmd, const char *const *names, int n,
+                        double *out) {
+  char line[256];
   FILE *p = popen(cmd, "r");
   if (p == NULL)
     return -1;
@@ -70,6 +79,23 @@ int keel_bench_erl_run(const char *dir, const char *module, const char *flags,
   }
   int st = pclose(p);
   return st == 0 && found == n ? 0 : -1;
+}
+
+int keel_bench_erl_run(const char *dir, const char *module, const char *flags,
+                       const char *args, const char *const *names, int n,
+                       double *out) {
+  char cmd[4800];
+  snprintf(cmd, sizeof cmd,
+           "erl +S 2:2 %s -noshell -pa '%s' -run %s main %s -s init stop",
+           flags, dir, module, args);
+  return read_figures(cmd, names, n, out);
+}
+
+int keel_bench_exs_run(const char *path, const char *args,
+                       const char *const *names, int n, double *out) {
+  char cmd[4800];
+  snprintf(cmd, sizeof cmd, "elixir --erl '+S 2:2' '%s' %s", path, args);
+  return read_figures(cmd, names, n, out);
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -115,7 +141,9 @@ int keel_bench_suite_main(const keel_bench_suite *s, int argc, char **argv) {
   if (runs < 0)
     runs = quick ? 1 : 3;
   char dir[4096];
-  if (beam && keel_bench_erl_prepare(s->module, dir, sizeof dir) != 0)
+  if (beam &&
+      (s->elixir ? keel_bench_exs_prepare(s->module, dir, sizeof dir)
+                 : keel_bench_erl_prepare(s->module, dir, sizeof dir)) != 0)
     return 1;
   double k[KEEL_BENCH_SUITE_METRICS][KEEL_BENCH_SUITE_RUNS];
   double b[KEEL_BENCH_SUITE_METRICS][KEEL_BENCH_SUITE_RUNS];
@@ -128,9 +156,11 @@ int keel_bench_suite_main(const keel_bench_suite *s, int argc, char **argv) {
     }
     for (int i = 0; i < s->nmetrics; i++)
       k[i][r] = tmp[i];
+    const char *mode = quick ? "quick" : "full";
     if (rc == 0 && beam &&
-        keel_bench_erl_run(dir, s->module, "", quick ? "quick" : "full",
-                           s->metrics, s->nmetrics, tmp) != 0) {
+        (s->elixir ? keel_bench_exs_run(dir, mode, s->metrics, s->nmetrics, tmp)
+                   : keel_bench_erl_run(dir, s->module, "", mode, s->metrics,
+                                        s->nmetrics, tmp)) != 0) {
       fprintf(stderr, "keel bench: %s failed on BEAM\n", s->name);
       rc = 1;
     }
@@ -146,7 +176,7 @@ int keel_bench_suite_main(const keel_bench_suite *s, int argc, char **argv) {
     printf("beam %s %.0f %s\n", s->metrics[i], bv, s->unit);
     printf("ratio %s %.2f\n", s->metrics[i], bv > 0 ? kv / bv : 0.0);
   }
-  if (beam)
+  if (beam && !s->elixir)
     keel_bench_erl_cleanup(s->module, dir);
   return rc;
 }

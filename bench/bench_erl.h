@@ -25,8 +25,18 @@ int keel_bench_erl_run(const char *dir, const char *module, const char *flags,
                        const char *args, const char *const *names, int n,
                        double *out);
 
+/* Finds bench/erl/<module>.exs (as keel_bench_erl_prepare finds .erl
+ * files) and stores its path in path. Returns 0, or -1 with a message. */
+int keel_bench_exs_prepare(const char *module, char *path, size_t size);
+
+/* Runs `elixir --erl "+S 2:2" <path> <args>` and reads its figures as
+ * keel_bench_erl_run does. */
+int keel_bench_exs_run(const char *path, const char *args,
+                       const char *const *names, int n, double *out);
+
 /* A suite with a fixed set of metrics measured together by one Keel run
- * and one BEAM run (`keel bench otp`, `keel bench tables`). */
+ * and one BEAM run (`keel bench otp`, `keel bench tables`, `keel bench
+ * pubsub`). */
 #define KEEL_BENCH_SUITE_METRICS 8
 #define KEEL_BENCH_SUITE_RUNS 15
 typedef struct keel_bench_suite {
@@ -37,6 +47,9 @@ typedef struct keel_bench_suite {
   const char *unit;
   /* Measures every metric on Keel into out; 0 or -1. */
   int (*run_keel)(bool quick, double *out);
+  /* The BEAM side is an Elixir script, bench/erl/<module>.exs, run by
+   * `elixir` (instead of an Erlang module compiled by erlc). */
+  bool elixir;
 } keel_bench_suite;
 
 /* The command of such a suite: parses [--quick] [--runs N] [--no-beam]

@@ -120,7 +120,7 @@ static int run_keel(bool quick, double *out) {
 /* ---- driver ---- */
 
 int keel_bench_tables(int argc, char **argv) {
-  static const keel_bench_suite suite = {"tables", "bench_ets", metric_names,
-                                         NMETRICS, "ops/s",     run_keel};
+  static const keel_bench_suite suite = {
+      "tables", "bench_ets", metric_names, NMETRICS, "ops/s", run_keel, false};
   return keel_bench_suite_main(&suite, argc, argv);
 }

@@ -4,7 +4,8 @@
 # Usage: scripts/deps.sh [GROUP...]      (default: build)
 #   build  compiler, CMake, Ninja, zlib, Criterion (everything `make build`,
 #          `make test` and `make run` need)
-#   test   build + oracles used by tests (erl, python3, prometheus_client)
+#   test   build + oracles used by tests and benches (erl, elixir, python3,
+#          prometheus_client)
 #   san    build + clang runtime for sanitizers and libFuzzer
 #   bench  build + the load tools and peers of `keel bench` (wrk, nginx)
 #   dev    test + san + clang-format, clang-tidy, cppcheck, gcovr
@@ -24,7 +25,7 @@ fi
 
 BUILD_PKGS=(build-essential cmake ninja-build pkg-config zlib1g-dev
   libcriterion-dev libssl-dev libhttp-parser-dev)
-TEST_PKGS=(erlang-base python3 python3-prometheus-client curl)
+TEST_PKGS=(erlang-base elixir python3 python3-prometheus-client curl)
 BENCH_PKGS=(wrk nginx-light)
 SAN_PKGS=(clang clang-14 libclang-rt-14-dev)
 DEV_PKGS=(clang-format clang-tidy cppcheck gcovr)

@@ -539,6 +539,12 @@ Test(cli, bench_dispatches_to_suites) {
   cr_assert_eq(r.status, 2);
   cr_assert(strstr(r.err, "terms") != NULL, "usage lists suites: %s", r.err);
   cr_assert(strstr(r.err, "runtime") != NULL, "usage lists suites: %s", r.err);
+  cr_assert(strstr(r.err, "pubsub") != NULL, "usage lists suites: %s", r.err);
+  result_free(&r);
+  r = KEEL(NULL, 0, "bench", "pubsub", "--quick", "--no-beam");
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  cr_assert(strstr(r.out, "keel pubsub_deliveries_per_s ") != NULL, "%s",
+            r.out);
   result_free(&r);
 }
 

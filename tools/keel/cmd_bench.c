@@ -6,6 +6,7 @@
 #include "bench.h"
 #include "bench_http.h"
 #include "bench_otp.h"
+#include "bench_pubsub.h"
 #include "bench_runtime.h"
 #include "bench_tables.h"
 #include "bench_telemetry.h"
@@ -28,6 +29,8 @@ static const keel_cli_cmd bench_suites[] = {
      "HTTP keep-alive req/s and p99 under wrk; beside nginx"},
     {"ws", keel_bench_ws,
      "WebSocket users with a 500 ms update: count, push p99, memory each"},
+    {"pubsub", keel_bench_pubsub,
+     "PubSub broadcast to 10k subscribers; with Elixir's Registry.dispatch"},
     {NULL, NULL, NULL}};
 
 int keel_cmd_bench(int argc, char **argv) {
