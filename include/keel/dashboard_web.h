@@ -1,37 +1,65 @@
 /*
  * keel/dashboard_web.h - serving a keel_dashboard over Keel's HTTP server.
  *
- * keel_dashboard_mount adds the dashboard's routes to a router:
+ * A keel_dashboard_web adds the dashboard's routes to a router:
  *   GET /            the single-page UI (index.html) and its assets
  *   GET /<asset>     app.js, app.css, chart.js, diff.js
  *   GET /api/<page>  the page's snapshot as JSON (query: the page params)
  *   GET /metrics     the Prometheus text of the metrics registry
- *   GET /live        the WebSocket of one open page: a connection process
- *                    per page runs a dashboard session, answers the
- *                    client's frames and pushes a diff every refresh
- *                    interval when the page changed
- * Mount it before any catch-all route of your own.
+ *   GET /live        the WebSocket of one open page
+ * Each open page is its WebSocket's connection process: it runs one
+ * dashboard session, answers the client's frames, and on every refresh
+ * tick pushes a diff of its page when the page changed. Ticks come through
+ * PubSub: every page subscribes to the topic "keel:dashboard", and
+ * keel_dashboard_web_tick (called every KEEL_DASHBOARD_INTERVAL_MS by a
+ * ticker such as a keel_poller) broadcasts one message to all of them.
+ * Open pages are tracked in a Presence list (topic "keel:dashboard:users")
+ * which the presence page shows: one entry per open page with the page it
+ * shows, when it joined and the browser's user agent.
  */
 #ifndef KEEL_DASHBOARD_WEB_H
 #define KEEL_DASHBOARD_WEB_H
 
+#include <stddef.h>
+
 #include "keel/dashboard.h"
 #include "keel/http.h"
 #include "keel/metrics.h"
+#include "keel/pubsub.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* Adds the routes above to r. d (and metrics, which may be NULL: /metrics
- * then answers an empty exposition) are borrowed: they must outlive every
- * server using r. KEEL_OK, KEEL_EINVAL (r or d NULL), KEEL_ENOMEM.
- * Not thread-safe (build the router before starting the server). */
-int keel_dashboard_mount(keel_http_router *r, keel_dashboard *d,
-                         keel_metrics *metrics);
+typedef struct keel_dashboard_web_opts {
+  keel_dashboard *dashboard; /* required; borrowed */
+  keel_metrics *metrics;     /* may be NULL: /metrics is empty; borrowed */
+  keel_pubsub pubsub; /* required: carries the ticks and presence diffs */
+} keel_dashboard_web_opts;
 
-/* WebSocket page processes currently open on any mounted dashboard. */
-size_t keel_dashboard_web_sessions(void);
+typedef struct keel_dashboard_web keel_dashboard_web;
+
+/* Creates the web side (and its Presence instance on opts->pubsub).
+ * KEEL_OK with *out set; KEEL_EINVAL (no dashboard), presence's errors,
+ * KEEL_ENOMEM. Free with keel_dashboard_web_destroy after every server
+ * using its routes has stopped. */
+int keel_dashboard_web_create(const keel_dashboard_web_opts *opts,
+                              keel_dashboard_web **out);
+
+/* Adds the routes above to r (before any catch-all route of your own).
+ * KEEL_OK or KEEL_ENOMEM. Not thread-safe: build the router first. */
+int keel_dashboard_web_mount(keel_dashboard_web *w, keel_http_router *r);
+
+/* One refresh: publishes the presence list to the dashboard and
+ * broadcasts a tick to every open page. Returns the number of pages
+ * ticked, or a negative error. Thread-safe; any thread or process. */
+long keel_dashboard_web_tick(keel_dashboard_web *w);
+
+/* Pages open now. Thread-safe. */
+size_t keel_dashboard_web_sessions(const keel_dashboard_web *w);
+
+/* Stops the presence instance and frees w. NULL is a no-op. */
+void keel_dashboard_web_destroy(keel_dashboard_web *w);
 
 #ifdef __cplusplus
 }

@@ -63,6 +63,8 @@ struct keel_dashboard {
   size_t nseries;
   keel_heap pres_heap;
   keel_term presence;
+  keel_heap sup_heap; /* the supervision page as last walked by a sample */
+  keel_term sup_tree; /* KEEL_NONE until then */
   dash_restart restarts[DASH_MAX_RESTARTS];
   size_t nrestarts;
   uint64_t restarts_total;
@@ -90,6 +92,12 @@ int keel__dash_process(keel_dashboard *d, keel_term params, keel_heap *h,
 int keel__dash_tables(keel_dashboard *d, keel_heap *h, keel_term *out);
 int keel__dash_metrics(keel_dashboard *d, keel_heap *h, keel_term *out);
 int keel__dash_supervision(keel_dashboard *d, keel_heap *h, keel_term *out);
+/* The supervision page for a caller that cannot wait (a handler process:
+ * which_children is a call): the tree cached by the last sample taken by a
+ * thread or fiber, or a live walk when the caller may wait. */
+int keel__dash_supervision_any(keel_dashboard *d, keel_heap *h, keel_term *out);
+/* Walks the tree into the cache (no lock held; takes d->mu to swap). */
+void keel__dash_supervision_cache(keel_dashboard *d);
 /* Samples the metric rings (under d->mu). */
 int keel__dash_metrics_sample(keel_dashboard *d);
 void keel__dash_metrics_free(keel_dashboard *d);

@@ -151,6 +151,8 @@ int keel_dashboard_create(const keel_dashboard_opts *opts,
   snprintf(d->node_name, sizeof d->node_name, "%s",
            o.node_name ? o.node_name : "keel");
   keel_heap_init(&d->pres_heap);
+  keel_heap_init(&d->sup_heap);
+  d->sup_tree = KEEL_NONE;
   keel_heap_init(&d->tel_heap);
   d->presence = KEEL_NIL;
   int rc = attach_restarts(d);
@@ -180,6 +182,7 @@ void keel_dashboard_destroy(keel_dashboard *d) {
   free(d->prev.reds);
   free(d->cur.reds);
   keel_heap_destroy(&d->pres_heap);
+  keel_heap_destroy(&d->sup_heap);
   pthread_mutex_destroy(&d->mu);
   free(d);
 }
@@ -272,6 +275,7 @@ int keel_dashboard_sample(keel_dashboard *d) {
   pthread_mutex_lock(&d->mu);
   int rc = keel__dash_sample_locked(d, true);
   pthread_mutex_unlock(&d->mu);
+  keel__dash_supervision_cache(d);
   return rc;
 }
 
@@ -401,7 +405,7 @@ int keel_dashboard_page_snapshot(keel_dashboard *d, const char *page,
   if (keel_node_schedulers() == 0)
     return KEEL_ESTATE;
   if (strcmp(page, "supervision") == 0)
-    return keel__dash_supervision(d, h, out); /* calls: not under mu */
+    return keel__dash_supervision_any(d, h, out); /* not under mu */
   pthread_mutex_lock(&d->mu);
   int rc = keel__dash_sample_locked(d, false);
   if (rc != KEEL_OK)

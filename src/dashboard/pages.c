@@ -463,3 +463,48 @@ int keel__dash_supervision(keel_dashboard *d, keel_heap *h, keel_term *out) {
   *out = keel__dash_map(h, 2, k, v);
   return *out == KEEL_NONE ? KEEL_ENOMEM : KEEL_OK;
 }
+
+/* Whether the caller may wait for a reply (which_children is a call). */
+static bool may_wait(void) {
+  keel_proc *self = keel_current();
+  return self == NULL || keel_proc_is_fiber(self);
+}
+
+void keel__dash_supervision_cache(keel_dashboard *d) {
+  if (!may_wait())
+    return;
+  keel_heap nh;
+  keel_heap_init(&nh);
+  keel_term tree;
+  if (keel__dash_supervision(d, &nh, &tree) != KEEL_OK) {
+    keel_heap_destroy(&nh);
+    return;
+  }
+  pthread_mutex_lock(&d->mu);
+  keel_heap old = d->sup_heap;
+  d->sup_heap = nh;
+  d->sup_tree = tree;
+  pthread_mutex_unlock(&d->mu);
+  keel_heap_destroy(&old);
+}
+
+int keel__dash_supervision_any(keel_dashboard *d, keel_heap *h,
+                               keel_term *out) {
+  if (may_wait())
+    return keel__dash_supervision(d, h, out);
+  pthread_mutex_lock(&d->mu);
+  keel_term t = d->sup_tree;
+  int rc = KEEL_OK;
+  if (t != KEEL_NONE) {
+    *out = keel_term_copy(h, t);
+    rc = *out == KEEL_NONE ? KEEL_ENOMEM : KEEL_OK;
+  }
+  pthread_mutex_unlock(&d->mu);
+  if (t == KEEL_NONE) { /* no sample yet: the roots, without children */
+    static const char *const k[] = {"page", "roots"};
+    keel_term v[] = {keel_atom("supervision"), KEEL_NIL};
+    *out = keel__dash_map(h, 2, k, v);
+    rc = *out == KEEL_NONE ? KEEL_ENOMEM : KEEL_OK;
+  }
+  return rc;
+}

@@ -285,7 +285,7 @@ static int node_up(run_node *n, const run_args *a, keel_web **web) {
     return 0;
   keel_web_opts wo = {.bind = a->bind,
                       .port = (uint16_t)a->port,
-                      .root_sup = keel_demo_root(n->demo)};
+                      .root_sup = keel_atom("demo_sup")};
   rc = keel_web_start(&wo, web);
   if (rc == KEEL_OK)
     printf("keel: dashboard at http://%s:%u/\n",

@@ -194,7 +194,7 @@ int keel_demo_start(const keel_demo_opts *opts, keel_demo **out) {
     return KEEL_ENOMEM;
   d->o = *opts;
   if (d->o.rate == 0)
-    d->o.rate = 4000;
+    d->o.rate = 2000;
   atom_job = keel_atom("job");
   atom_done = keel_atom("done");
   atom_tick = keel_atom("tick");

@@ -29,7 +29,7 @@
 typedef struct keel_demo_opts {
   unsigned workers;   /* 1..KEEL_DEMO_MAX_WORKERS */
   double crash_every; /* seconds between worker 0's crashes; 0: never */
-  unsigned rate;      /* jobs per second in all; 0: 4000 */
+  unsigned rate;      /* jobs per second in all; 0: 2000 */
 } keel_demo_opts;
 
 typedef struct keel_demo keel_demo;

@@ -10,10 +10,13 @@
 #include "keel/error.h"
 #include "keel/http.h"
 #include "keel/metrics.h"
+#include "keel/pubsub.h"
 
 struct keel_web {
   keel_metrics *metrics;
   keel_dashboard *dash;
+  keel_pubsub pubsub;
+  keel_dashboard_web *web;
   keel_poller *poller;
   keel_http_router *router;
   keel_http_server *server;
@@ -35,8 +38,12 @@ static const keel_metric_spec specs[] = {
      .description = "Children restarted by their supervisor"},
 };
 
-static void sample(void *arg) {
-  (void)keel_dashboard_sample(arg);
+/* Every refresh interval: a sample of the node, then a tick to every open
+ * page. */
+static void refresh(void *arg) {
+  keel_web *w = arg;
+  (void)keel_dashboard_sample(w->dash);
+  (void)keel_dashboard_web_tick(w->web);
 }
 
 void keel_web_stop(keel_web *w) {
@@ -45,6 +52,9 @@ void keel_web_stop(keel_web *w) {
   keel_http_server_stop(w->server);
   keel_poller_stop(w->poller);
   keel_http_router_free(w->router);
+  keel_dashboard_web_destroy(w->web);
+  if (w->pubsub.id != 0)
+    (void)keel_pubsub_stop(w->pubsub);
   keel_dashboard_destroy(w->dash);
   keel_metrics_destroy(w->metrics);
   free(w);
@@ -68,8 +78,14 @@ int keel_web_start(const keel_web_opts *opts, keel_web **out) {
                                .node_name = "keel demo"};
   if (rc == KEEL_OK)
     rc = keel_dashboard_create(&dopts, &w->dash);
-  keel_poller_fn fns[] = {sample};
-  void *args[] = {w->dash};
+  if (rc == KEEL_OK)
+    rc = keel_pubsub_start(NULL, &w->pubsub);
+  keel_dashboard_web_opts wo = {
+      .dashboard = w->dash, .metrics = w->metrics, .pubsub = w->pubsub};
+  if (rc == KEEL_OK)
+    rc = keel_dashboard_web_create(&wo, &w->web);
+  keel_poller_fn fns[] = {refresh};
+  void *args[] = {w};
   keel_poller_opts po = {.period_ms = KEEL_DASHBOARD_INTERVAL_MS,
                          .node_stats = true,
                          .fns = fns,
@@ -81,7 +97,7 @@ int keel_web_start(const keel_web_opts *opts, keel_web **out) {
   if (rc == KEEL_OK && w->router == NULL)
     rc = KEEL_ENOMEM;
   if (rc == KEEL_OK)
-    rc = keel_dashboard_mount(w->router, w->dash, w->metrics);
+    rc = keel_dashboard_web_mount(w->web, w->router);
   keel_http_server_opts so = {.bind = opts->bind, .port = opts->port};
   if (rc == KEEL_OK)
     rc = keel_http_server_start(&so, w->router, &w->server);
