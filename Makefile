@@ -63,7 +63,7 @@ run: build
 	build/keel run $(ARGS)
 
 test: build
-	@bash $(DEPS) test
+	@bash $(DEPS) test browser
 	ctest --test-dir build $(CTEST_ARGS)
 
 # The G-suite alone: the signal guarantees and the simulation mode, over
