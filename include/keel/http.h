@@ -177,6 +177,18 @@ void keel_http_router_free(keel_http_router *r);
 int keel_http_route(keel_http_router *r, const char *method,
                     const char *pattern, keel_http_handler_fn fn, void *arg);
 
+/* Adds a GET route serving the files under directory `dir` (copied) at
+ * `prefix` (e.g. "/static": /static/css/a.css is dir/css/a.css). Paths
+ * are percent-decoded; a path with a ".." segment, a NUL or a backslash
+ * answers 400 and never leaves dir; a directory or a missing file 404.
+ * The content type comes from the extension (html, css, js, json, svg,
+ * png, jpg, gif, ico, txt, wasm; else application/octet-stream). Files
+ * are read whole per request, up to 16 MiB (larger: 413).
+ * KEEL_OK, KEEL_EINVAL (prefix not starting with '/', dir NULL),
+ * KEEL_ENOMEM. */
+int keel_http_route_static(keel_http_router *r, const char *prefix,
+                           const char *dir);
+
 /* Adds a GET route that upgrades to a WebSocket (RFC 6455 handshake;
  * other requests to it answer 426). `h` must outlive the router. */
 int keel_http_route_ws(keel_http_router *r, const char *pattern,

@@ -51,4 +51,8 @@ int keel__http_route_find(const keel_http_router *r, const char *method,
                           const char *path, size_t path_len,
                           keel__http_match *m);
 
+/* Makes the router free p (with free()) when it is freed: memory a route's
+ * arg needs. KEEL_OK or KEEL_ENOMEM (p is not kept then). */
+int keel__http_router_keep(keel_http_router *r, void *p);
+
 #endif /* KEEL_HTTP_INTERNAL_H */

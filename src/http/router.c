@@ -30,6 +30,8 @@ typedef struct route {
 struct keel_http_router {
   route *routes;
   size_t n, cap;
+  void **kept; /* freed with the router */
+  size_t nkept;
 };
 
 keel_http_router *keel_http_router_new(void) {
@@ -47,6 +49,9 @@ void keel_http_router_free(keel_http_router *r) {
     return;
   for (size_t i = 0; i < r->n; i++)
     route_free(&r->routes[i]);
+  for (size_t i = 0; i < r->nkept; i++)
+    free(r->kept[i]);
+  free(r->kept);
   free(r->routes);
   free(r);
 }
@@ -106,6 +111,15 @@ static int add(keel_http_router *r, const char *method, const char *pattern,
     return rc;
   }
   r->routes[r->n++] = rt;
+  return KEEL_OK;
+}
+
+int keel__http_router_keep(keel_http_router *r, void *p) {
+  void **k = realloc(r->kept, (r->nkept + 1) * sizeof *k);
+  if (k == NULL)
+    return KEEL_ENOMEM;
+  r->kept = k;
+  r->kept[r->nkept++] = p;
   return KEEL_OK;
 }
 

@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "http_test.h"
@@ -441,4 +442,68 @@ Test(http_server, websocket_violations_and_server_close) {
   cr_assert_eq(atomic_load(&ws_terms), 5);
   free(f);
   stop();
+}
+
+/* ---- static files
+ * -------------------------------------------------------------- */
+
+static void write_file(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  cr_assert_not_null(f, "%s", path);
+  fputs(text, f);
+  fclose(f);
+}
+
+static int get_status(const char *path, cli_resp *r) {
+  int fd = cli_connect(port);
+  char req[512];
+  snprintf(req, sizeof req, "GET %s HTTP/1.1\r\n\r\n", path);
+  cli_sends(fd, req);
+  cr_assert(cli_response(fd, r), "no answer for %s", path);
+  close(fd);
+  return r->status;
+}
+
+Test(http_server, static_files_stay_inside_their_directory) {
+  char root[] = "/tmp/keel-static-XXXXXX";
+  cr_assert_not_null(mkdtemp(root));
+  char path[512], www[128];
+  snprintf(www, sizeof www, "%s/www", root);
+  cr_assert_eq(mkdir(www, 0755), 0);
+  snprintf(path, sizeof path, "%s/sub", www);
+  cr_assert_eq(mkdir(path, 0755), 0);
+  snprintf(path, sizeof path, "%s/index.html", www);
+  write_file(path, "<h1>hi</h1>");
+  snprintf(path, sizeof path, "%s/sub/a b.css", www);
+  write_file(path, "p{}");
+  snprintf(path, sizeof path, "%s/secret", root);
+  write_file(path, "do not serve");
+
+  keel_node_opts no = {.schedulers = 2};
+  cr_assert_eq(keel_node_start(&no), KEEL_OK);
+  router = keel_http_router_new();
+  cr_assert_eq(keel_http_route_static(router, "/static/", www), KEEL_OK);
+  cr_assert_eq(keel_http_route_static(router, "nope", www), KEEL_EINVAL);
+  cr_assert_eq(keel_http_server_start(NULL, router, &srv), KEEL_OK);
+  port = keel_http_server_port(srv);
+  cli_resp *r = malloc(sizeof *r);
+  cr_assert_eq(get_status("/static/index.html", r), 200);
+  cr_assert_not_null(strstr(r->head, "text/html"));
+  cr_assert_eq(r->body_len, 11);
+  cr_assert_arr_eq(r->body, "<h1>hi</h1>", 11);
+  cr_assert_eq(get_status("/static/sub/a%20b.css", r), 200);
+  cr_assert_not_null(strstr(r->head, "text/css"));
+  cr_assert_eq(get_status("/static/../secret", r), 400);
+  cr_assert_eq(get_status("/static/%2e%2e/secret", r), 400);
+  cr_assert_eq(get_status("/static/sub/%2E%2E/%2E%2E/secret", r), 400);
+  cr_assert_eq(get_status("/static/a%00b", r), 400);
+  cr_assert_eq(get_status("/static/a%zz", r), 400);
+  cr_assert_eq(get_status("/static/missing.html", r), 404);
+  cr_assert_eq(get_status("/static/sub", r), 404);
+  cr_assert_eq(get_status("/static/", r), 404);
+  free(r);
+  stop();
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+  cr_assert_eq(system(cmd), 0);
 }
