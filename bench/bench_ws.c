@@ -3,14 +3,14 @@
  * update every 500 ms: how many, how late, how much memory each.
  *
  * The server is this process: a node of 2 schedulers, Keel's HTTP server
- * with a WebSocket route whose connections register with a broadcaster;
- * every 500 ms the broadcaster sends each connection process an update
- * stamped with the monotonic clock, which the connection pushes as a text
- * frame. The clients are child processes (forked before the node starts),
- * each holding its share of the connections in one epoll loop and
- * recording, for every update, now - stamp. Clients bind source addresses
- * 127.0.0.2, 127.0.0.3, ... so that more connections than one address's
- * ephemeral ports fit.
+ * with a WebSocket route whose connections subscribe to a PubSub topic;
+ * every 500 ms one local broadcast sends each connection process an
+ * update stamped with the monotonic clock, which the connection pushes as
+ * a text frame (the dashboard's refresh path). The clients are child processes
+ * (forked before the node starts), each holding its share of the connections in
+ * one epoll loop and recording, for every update, now - stamp. Clients bind
+ * source addresses 127.0.0.2, 127.0.0.3, ... so that more connections than one
+ * address's ephemeral ports fit.
  *
  * Printed:
  *   keel ws_users <n> users            connections that got every update
@@ -45,6 +45,7 @@
 #include "http/ws_frame.h"
 #include "keel/clock.h"
 #include "keel/http.h"
+#include "keel/pubsub.h"
 
 enum { NCHILD = 2, UPDATE_BYTES = 512, PERIOD_MS = 500 };
 
@@ -205,27 +206,16 @@ static void child_main(int in, int out, int first, int nconn, int updates) {
 /* ---- the server
  * ---------------------------------------------------------------- */
 
-static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
-static keel_term *reg;
-static size_t nreg, capreg;
+/* Every connection subscribes to one topic; an update is one local
+ * broadcast, as the dashboard's refresh is. */
+static keel_pubsub ps;
+static keel_term topic;
 
 static int live_init(keel_ws *ws, const keel_http_request *req, void **st) {
+  (void)ws;
   (void)req;
   (void)st;
-  pthread_mutex_lock(&reg_mu);
-  if (nreg == capreg) {
-    size_t cap = capreg ? 2 * capreg : 1024;
-    keel_term *r = realloc(reg, cap * sizeof *r);
-    if (r == NULL) {
-      pthread_mutex_unlock(&reg_mu);
-      return KEEL_ENOMEM;
-    }
-    reg = r;
-    capreg = cap;
-  }
-  reg[nreg++] = keel_ws_pid(ws);
-  pthread_mutex_unlock(&reg_mu);
-  return 0;
+  return keel_pubsub_subscribe(ps, topic, KEEL_NIL);
 }
 
 static int live_info(keel_ws *ws, keel_term msg, void *st) {
@@ -247,10 +237,7 @@ static void broadcast(void) {
   keel_heap h;
   keel_heap_init(&h);
   keel_term bin = keel_binary(&h, text, sizeof text);
-  pthread_mutex_lock(&reg_mu);
-  for (size_t i = 0; i < nreg; i++)
-    (void)keel_send(reg[i], bin);
-  pthread_mutex_unlock(&reg_mu);
+  (void)keel_pubsub_local_broadcast(ps, topic, bin, NULL);
   keel_heap_destroy(&h);
 }
 
@@ -309,7 +296,11 @@ int keel_bench_ws(int argc, char **argv) {
   keel_http_router *r = keel_http_router_new();
   keel_http_server *srv = NULL;
   keel_http_server_opts so = {.acceptors = 8};
+  keel_heap th;
+  keel_heap_init(&th);
+  topic = keel_binary(&th, "updates", 7);
   if (keel_node_start(&no) != KEEL_OK || r == NULL ||
+      keel_pubsub_start(NULL, &ps) != KEEL_OK ||
       keel_http_route_ws(r, "/live", &live, NULL) != KEEL_OK ||
       keel_http_server_start(&so, r, &srv) != KEEL_OK)
     return 1;
@@ -341,11 +332,10 @@ int keel_bench_ws(int argc, char **argv) {
     waitpid(kids[k], NULL, 0);
   }
   keel_http_server_stop(srv);
+  (void)keel_pubsub_stop(ps);
   keel_node_stop();
   keel_http_router_free(r);
-  free(reg);
-  reg = NULL;
-  nreg = capreg = 0;
+  keel_heap_destroy(&th);
   printf("keel ws_users %u users (of %d asked, %u connected)\n", complete,
          users, connected);
   printf("keel ws_push_p99_ms %.2f ms\n", p99);

@@ -40,6 +40,7 @@ struct keel__http_conn {
   keel_socket sock;
   conn_mode mode;
   bool busy;         /* output waits for {tcp_writable, S} */
+  bool armed;        /* active once is set and no {tcp, S, _} came since */
   uint64_t deadline; /* monotonic ns of the pending timeout, 0: none */
   keel_buf out;      /* bytes the socket has not taken yet */
   /* HTTP */

@@ -95,10 +95,8 @@ void keel__conn_set_deadline(keel__http_conn *c, uint32_t ms) {
 
 /* Arms the process timeout for the pending deadline. */
 static void arm_timeout(keel__http_conn *c) {
-  if (c->deadline == 0) {
-    (void)keel_proc_set_timeout(c->self, -1);
-    return;
-  }
+  if (c->deadline == 0)
+    return; /* the last message handled cancelled any pending timeout */
   uint64_t now = keel_monotonic_ns();
   int64_t left =
       c->deadline > now ? (int64_t)((c->deadline - now + 999999) / 1000000) : 0;
@@ -288,8 +286,10 @@ static bool on_tcp(keel__http_conn *c, keel_term data) {
 
 static bool handle(keel__http_conn *c, keel_term msg) {
   struct keel_http_server *s = c->srv;
-  if (is_tagged(msg, s->tcp, 3))
+  if (is_tagged(msg, s->tcp, 3)) {
+    c->armed = false; /* active once delivered: the socket is passive */
     return on_tcp(c, keel_tuple_get(msg, 2));
+  }
   if (is_tagged(msg, s->tcp_closed, 2)) {
     if (c->mode == CONN_WS)
       keel__ws_end(c, c->close_received ? c->close_code : 1006);
@@ -324,8 +324,11 @@ static keel_handler_status conn_handler(keel_proc *self, keel_term msg,
     return KEEL_EXIT;
   if (keel__conn_flush(c) != KEEL_OK && c->mode != CONN_CLOSING)
     return KEEL_EXIT; /* the peer is gone */
-  if (!c->busy && keel_net_set_active(c->sock, KEEL_NET_ONCE, 0) != KEEL_OK)
-    return KEEL_EXIT;
+  if (!c->busy && !c->armed) {
+    if (keel_net_set_active(c->sock, KEEL_NET_ONCE, 0) != KEEL_OK)
+      return KEEL_EXIT;
+    c->armed = true;
+  }
   arm_timeout(c);
   return KEEL_CONTINUE;
 }
