@@ -224,6 +224,66 @@ Test(dashboard_diff, random_pairs_round_trip) {
   }
 }
 
+/* Row-level edits of a keyed list: cells of kept rows change (ids kept),
+ * rows are deleted, rows with new ids are inserted anywhere, and the order
+ * may be shuffled. */
+static keel_term mutate_rows(keel_heap *h, keel_term rows) {
+  keel_term v[40];
+  size_t n = 0;
+  unsigned used = 0;
+  for (keel_term l = rows; keel_is_cons(l) && n < 12; l = keel_tl(l)) {
+    keel_term row = keel_hd(l), id;
+    keel_map_get(row, keel_atom("id"), &id);
+    if (below(4) == 0)
+      continue; /* deleted */
+    used |= 1u << keel_small_value(id);
+    if (below(3) == 0)
+      row = keel_map_put(h, row, keel_atom(keys[below(8)]), gen_scalar(h));
+    v[n++] = row;
+  }
+  for (unsigned k = below(4); k > 0; k--) {
+    unsigned id = 12 + below(12); /* never an old id */
+    if (used & (1u << id))
+      continue;
+    used |= 1u << id;
+    size_t at = below((unsigned)n + 1);
+    memmove(v + at + 1, v + at, (n - at) * sizeof *v);
+    v[at] = keel_map_put(h, gen_map(h, 2), keel_atom("id"), keel_small(id));
+    n++;
+  }
+  if (below(3) == 0)
+    for (size_t i = n; i > 1; i--) {
+      size_t j = below((unsigned)i);
+      keel_term x = v[i - 1];
+      v[i - 1] = v[j];
+      v[j] = x;
+    }
+  return keel_list_from(h, n, v);
+}
+
+Test(dashboard_diff, random_row_edits_round_trip) {
+  unsigned keyed = 0;
+  for (unsigned seed = 1; seed <= 10000; seed++) {
+    rng_state = seed * 0xbf58476d1ce4e5b9u;
+    keel_heap h;
+    keel_heap_init(&h);
+    keel_term k = keel_atom("rows");
+    keel_term ra = gen_rows(&h, 1);
+    keel_term a = keel_map_from(&h, 1, &k, &ra);
+    keel_term rb = mutate_rows(&h, ra);
+    keel_term b = keel_map_from(&h, 1, &k, &rb);
+    check_pair(a, b);
+    keel_term d, node, inner;
+    cr_assert_eq(keel_dashboard_diff(a, b, &h, &d), KEEL_OK);
+    if (keel_map_get(d, keel_atom("m"), &node) == KEEL_OK &&
+        keel_map_get(node, keel_atom("rows"), &node) == KEEL_OK &&
+        keel_map_get(node, keel_atom("k"), &inner) == KEEL_OK)
+      keyed++;
+    keel_heap_destroy(&h);
+  }
+  cr_assert_gt(keyed, 5000, "the keyed form is used (%u of 10000)", keyed);
+}
+
 Test(dashboard_diff, equal_terms_give_the_empty_diff) {
   keel_heap h;
   keel_heap_init(&h);
@@ -301,8 +361,16 @@ Test(dashboard_diff, the_browser_apply_agrees) {
     rng_state = seed * 0x2545f4914f6cdd1du;
     keel_heap h;
     keel_heap_init(&h);
-    keel_term a = gen_map(&h, 0);
-    keel_term b = below(4) == 0 ? gen_map(&h, 0) : mutate(&h, a, 0);
+    keel_term a, b;
+    if (seed % 2 == 0) { /* row edits: the keyed form */
+      keel_term k = keel_atom("rows");
+      keel_term ra = gen_rows(&h, 1), rb = mutate_rows(&h, ra);
+      a = keel_map_from(&h, 1, &k, &ra);
+      b = keel_map_from(&h, 1, &k, &rb);
+    } else {
+      a = gen_map(&h, 0);
+      b = below(4) == 0 ? gen_map(&h, 0) : mutate(&h, a, 0);
+    }
     check_pair(a, b);
     keel_heap_destroy(&h);
   }
