@@ -83,7 +83,9 @@ uint64_t keel__dash_reds(const dash_sample *s, uint64_t pid);
 uint64_t keel__dash_restarts(const keel_dashboard *d, keel_term sup,
                              keel_term id);
 
-/* Page builders (called with d->mu held; the supervision page without). */
+/* Page builders (called with d->mu held; the supervision page without).
+ * processes and process release d->mu while they wait for a process's
+ * answer (queue lengths) and take it again before returning. */
 int keel__dash_home(keel_dashboard *d, keel_heap *h, keel_term *out);
 int keel__dash_processes(keel_dashboard *d, keel_term params, keel_heap *h,
                          keel_term *out);

@@ -194,13 +194,21 @@ int keel__dash_processes(keel_dashboard *d, keel_term params, keel_heap *h,
     return rc;
   /* Every process is read cheaply; only the rows shown are asked for
    * their queue length (unless it is the sort key) and function name. */
-  unsigned skip =
-      KEEL_PINFO_NO_SYMBOL | (q.col == COL_QUEUE ? 0 : KEEL_PINFO_NO_QUEUE);
   size_t n;
-  prow *rows = collect_rows(d, skip, &n);
+  prow *rows = collect_rows(d, KEEL_PINFO_NO_SYMBOL | KEEL_PINFO_NO_QUEUE, &n);
   if (rows == NULL)
     return KEEL_ENOMEM;
-  sort_q = q;
+  /* Asking a process for its queue length waits for its answer: never
+   * with d->mu held, which the process may need (a telemetry handler of
+   * this dashboard, say) before it can answer. */
+  pthread_mutex_unlock(&d->mu);
+  for (size_t i = 0; q.col == COL_QUEUE && i < n; i++) {
+    keel_process_info_t pi;
+    if (keel_process_info_ex(rows[i].pi.pid, KEEL_PINFO_NO_SYMBOL, &pi) ==
+        KEEL_OK)
+      rows[i].pi.message_queue_len = pi.message_queue_len;
+  }
+  sort_q = q; /* thread-local; qsort does not switch fibers */
   qsort(rows, n, sizeof *rows, cmp_rows);
   size_t m = n < q.limit ? n : q.limit;
   for (size_t i = 0; i < m; i++) {
@@ -219,11 +227,13 @@ int keel__dash_processes(keel_dashboard *d, keel_term params, keel_heap *h,
   free(rows);
   if (rc != KEEL_OK) {
     free(terms);
+    pthread_mutex_lock(&d->mu); /* the caller unlocks */
     return rc;
   }
   keel_term sel = keel_atom("null"), p;
   if (keel__dash_param(params, "pid", &p) == KEEL_OK)
     sel = detail_term(h, p);
+  pthread_mutex_lock(&d->mu); /* the caller unlocks */
   static const char *const k[] = {"page",  "total", "sort",    "dir",
                                   "limit", "rows",  "selected"};
   keel_term v[] = {keel_atom("processes"),
@@ -307,7 +317,6 @@ static keel_term detail_term(keel_heap *h, keel_term p) {
 
 int keel__dash_process(keel_dashboard *d, keel_term params, keel_heap *h,
                        keel_term *out) {
-  (void)d;
   keel_term p;
   if (keel__dash_param(params, "pid", &p) != KEEL_OK)
     return KEEL_EBADARG;
@@ -315,12 +324,18 @@ int keel__dash_process(keel_dashboard *d, keel_term params, keel_heap *h,
   keel_process_info_t pi;
   if (pid == KEEL_NONE)
     return KEEL_EBADARG;
-  if (keel_process_info(pid, &pi) != KEEL_OK)
-    return KEEL_ENOPROC;
-  static const char *const k[] = {"page", "process"};
-  keel_term v[] = {keel_atom("process"), detail_term(h, pid)};
-  *out = keel__dash_map(h, 2, k, v);
-  return *out == KEEL_NONE ? KEEL_ENOMEM : KEEL_OK;
+  pthread_mutex_unlock(&d->mu); /* process_info waits: see processes */
+  int rc = KEEL_OK;
+  if (keel_process_info(pid, &pi) != KEEL_OK) {
+    rc = KEEL_ENOPROC;
+  } else {
+    static const char *const k[] = {"page", "process"};
+    keel_term v[] = {keel_atom("process"), detail_term(h, pid)};
+    *out = keel__dash_map(h, 2, k, v);
+    rc = *out == KEEL_NONE ? KEEL_ENOMEM : KEEL_OK;
+  }
+  pthread_mutex_lock(&d->mu); /* the caller unlocks */
+  return rc;
 }
 
 /* ---- tables ------------------------------------------------------------- */

@@ -22,16 +22,6 @@ struct keel_dashboard_web {
   _Atomic uint64_t visitor; /* numbers the open pages */
 };
 
-/* One open page: its connection process's state. */
-typedef struct page_proc {
-  keel_dashboard_web *w;
-  keel_dashboard_session *s;
-  keel_term key; /* its presence key, in heap */
-  char page[24]; /* the page its presence meta names */
-  keel_heap heap;
-  keel_buf out;
-} page_proc;
-
 static int asset(const keel_http_request *req, keel_http_response *resp,
                  void *arg) {
   (void)arg;
@@ -95,118 +85,218 @@ static int metrics(const keel_http_request *req, keel_http_response *resp,
   return rc;
 }
 
-/* ---- the page processes ----------------------------------------------------
- */
+/* One open page is two processes:
+ *  - its WebSocket's connection process (a handler, tiny) relays frames:
+ *    text from the browser goes to the page process as {dash_in, Bin},
+ *    {dash_out, Bin} from the page process goes to the browser;
+ *  - the page process, a fiber, owns the dashboard session: it may wait
+ *    (the supervision page calls supervisors, queue lengths are asked of
+ *    the processes), it subscribes to the refresh topic and is tracked in
+ *    the presence list, and it hibernates (drops its stack) between
+ *    messages, so an idle page costs no stack.
+ * The two are linked: either one crashing takes the other down. */
+typedef struct page_proc {
+  keel_dashboard_web *w;
+  keel_dashboard_session *s;
+  keel_term conn;  /* the connection process */
+  keel_term key;   /* its presence key, in heap */
+  char page[24];   /* the page its presence meta names */
+  char agent[200]; /* the browser's User-Agent */
+  bool started;    /* subscribed and tracked */
+  keel_heap heap;
+  keel_buf out;
+} page_proc;
 
-static int flush(keel_ws *ws, page_proc *pp) {
-  int rc = KEEL_OK;
-  if (pp->out.len > 0)
-    rc = keel_ws_send(ws, KEEL_WS_TEXT, pp->out.data, pp->out.len);
-  pp->out.len = 0;
-  if (pp->out.cap > 64 * 1024)
-    keel_buf_free(&pp->out);              /* idle pages hold no big buffer */
-  return rc == KEEL_EBUSY ? KEEL_OK : rc; /* a slow reader skips a frame */
+static keel_term a_in, a_out, a_stop;
+
+static void atoms(void) {
+  if (a_in == 0) {
+    a_in = keel_atom("dash_in");
+    a_out = keel_atom("dash_out");
+    a_stop = keel_atom("dash_stop");
+  }
 }
 
-/* The presence meta of a page: which page, since when, which browser. */
-static keel_term page_meta(page_proc *pp, keel_heap *h, const char *agent,
-                           size_t agent_len) {
+/* The presence meta of a page: which page, which browser. */
+static keel_term page_meta(page_proc *pp, keel_heap *h) {
   keel_term k[] = {keel_atom("page"), keel_atom("agent")};
   keel_term v[] = {keel_binary(h, pp->page, strlen(pp->page)),
-                   keel_binary(h, agent, agent_len)};
+                   keel_binary(h, pp->agent, strlen(pp->agent))};
   return keel_map_from(h, 2, k, v);
 }
 
-static int ws_init(keel_ws *ws, const keel_http_request *req, void **state) {
-  keel_dashboard_web *w = *state;
-  page_proc *pp = calloc(1, sizeof *pp);
-  if (pp == NULL)
-    return KEEL_ENOMEM;
-  pp->w = w;
-  keel_buf_init(&pp->out);
-  keel_heap_init(&pp->heap);
-  snprintf(pp->page, sizeof pp->page, "none");
-  char id[32];
-  snprintf(id, sizeof id, "page-%llu",
-           (unsigned long long)atomic_fetch_add(&w->visitor, 1) + 1);
-  pp->key = keel_binary(&pp->heap, id, strlen(id));
-  size_t al = 0;
-  const char *agent = keel_http_header_get(req, "User-Agent", &al);
+/* Sends what the session produced to the connection process. */
+static void page_emit(page_proc *pp) {
+  if (pp->out.len == 0)
+    return;
   keel_heap h;
   keel_heap_init(&h);
-  int rc = keel_dashboard_session_create(w->o.dashboard, &pp->s);
-  if (rc == KEEL_OK)
-    rc = keel_pubsub_subscribe(w->o.pubsub, w->topic, KEEL_NIL);
-  if (rc == KEEL_OK)
-    rc = keel_presence_track(
-        w->presence, keel_ws_pid(ws), w->users_topic, pp->key,
-        page_meta(pp, &h, agent != NULL ? agent : "", al < 200 ? al : 200),
-        NULL, NULL);
+  keel_term m =
+      keel_tuple(&h, 2, a_out, keel_binary(&h, pp->out.data, pp->out.len));
+  (void)keel_send(pp->conn, m);
   keel_heap_destroy(&h);
-  if (rc != KEEL_OK) {
-    keel_dashboard_session_destroy(pp->s);
-    keel_heap_destroy(&pp->heap);
-    free(pp);
-    return rc;
-  }
-  atomic_fetch_add(&w->sessions, 1);
-  *state = pp;
-  return KEEL_OK;
+  pp->out.len = 0;
+  if (pp->out.cap > 64 * 1024)
+    keel_buf_free(&pp->out);
 }
 
 /* Keeps the presence meta's page in step with the session's. */
-static void follow_page(keel_ws *ws, page_proc *pp) {
+static void follow_page(keel_proc *self, page_proc *pp) {
   const char *page = keel_dashboard_session_page(pp->s);
   if (page == NULL || strcmp(page, pp->page) == 0)
     return;
   snprintf(pp->page, sizeof pp->page, "%s", page);
   keel_heap h;
   keel_heap_init(&h);
-  keel_term old = KEEL_NONE, agent = KEEL_NONE;
-  if (keel_presence_get_by_key(pp->w->presence, pp->w->users_topic, pp->key, &h,
-                               &old) == KEEL_OK &&
-      keel_is_cons(old))
-    (void)keel_map_get(keel_hd(old), keel_atom("agent"), &agent);
-  size_t al = 0;
-  const uint8_t *a = agent != KEEL_NONE ? keel_binary_data(agent, &al) : NULL;
-  (void)keel_presence_update(
-      pp->w->presence, keel_ws_pid(ws), pp->w->users_topic, pp->key,
-      page_meta(pp, &h, a != NULL ? (const char *)a : "", al), NULL, NULL);
+  (void)keel_presence_update(pp->w->presence, keel_self(self),
+                             pp->w->users_topic, pp->key, page_meta(pp, &h),
+                             NULL, NULL);
   keel_heap_destroy(&h);
+}
+
+static void page_end(keel_proc *self, page_proc *pp) {
+  if (pp->started) {
+    (void)keel_presence_untrack(pp->w->presence, keel_self(self),
+                                pp->w->users_topic, pp->key);
+    (void)keel_pubsub_unsubscribe(pp->w->o.pubsub, pp->w->topic);
+    atomic_fetch_sub(&pp->w->sessions, 1);
+  }
+  keel_dashboard_session_destroy(pp->s);
+  keel_buf_free(&pp->out);
+  keel_heap_destroy(&pp->heap);
+  free(pp);
+}
+
+/* The page process's terminate: frees the page if the fiber did not. */
+static void page_terminate(keel_proc *self, keel_term reason, void *state) {
+  (void)reason;
+  if (state != NULL)
+    page_end(self, state);
+}
+
+/* Handles one message, then hibernates until the next one. */
+static void page_main(keel_proc *self, void *arg) {
+  page_proc *pp = arg;
+  if (!pp->started) {
+    keel_heap h;
+    keel_heap_init(&h);
+    int rc = keel_pubsub_subscribe(pp->w->o.pubsub, pp->w->topic, KEEL_NIL);
+    if (rc == KEEL_OK)
+      rc = keel_presence_track(pp->w->presence, keel_self(self),
+                               pp->w->users_topic, pp->key, page_meta(pp, &h),
+                               NULL, NULL);
+    keel_heap_destroy(&h);
+    if (rc != KEEL_OK) {
+      (void)keel_stop(self, keel_atom("dashboard_start_failed"));
+      return;
+    }
+    pp->started = true;
+    atomic_fetch_add(&pp->w->sessions, 1);
+  }
+  keel_term msg;
+  if (keel_receive(self, NULL, NULL, KEEL_INFINITY, &msg) != KEEL_OK)
+    return;
+  int rc = KEEL_OK;
+  if (msg == pp->w->tick) {
+    rc = keel_dashboard_session_tick(pp->s, &pp->out);
+  } else if (msg == a_stop) {
+    keel_proc_set_state(self, NULL);
+    page_end(self, pp);
+    return;
+  } else if (keel_is_tuple(msg) && keel_tuple_arity(msg) == 2 &&
+             keel_tuple_get(msg, 0) == a_in) {
+    size_t n;
+    const uint8_t *d = keel_binary_data(keel_tuple_get(msg, 1), &n);
+    if (d != NULL)
+      rc = keel_dashboard_session_input(pp->s, (const char *)d, n, &pp->out);
+    follow_page(self, pp);
+  }
+  if (rc == KEEL_OK)
+    page_emit(pp);
+  (void)keel_fiber_hibernate(self, page_main, pp);
+}
+
+/* ---- the connection side ---------------------------------------------------
+ */
+
+typedef struct conn_side {
+  keel_term page; /* the page process */
+} conn_side;
+
+static int ws_init(keel_ws *ws, const keel_http_request *req, void **state) {
+  keel_dashboard_web *w = *state;
+  atoms();
+  page_proc *pp = calloc(1, sizeof *pp);
+  conn_side *cs = calloc(1, sizeof *cs);
+  if (pp == NULL || cs == NULL) {
+    free(pp);
+    free(cs);
+    return KEEL_ENOMEM;
+  }
+  pp->w = w;
+  pp->conn = keel_ws_pid(ws);
+  keel_buf_init(&pp->out);
+  keel_heap_init(&pp->heap);
+  snprintf(pp->page, sizeof pp->page, "none");
+  size_t al = 0;
+  const char *agent = keel_http_header_get(req, "User-Agent", &al);
+  snprintf(pp->agent, sizeof pp->agent, "%.*s",
+           (int)(al < sizeof pp->agent ? al : sizeof pp->agent - 1),
+           agent != NULL ? agent : "");
+  char id[32];
+  snprintf(id, sizeof id, "page-%llu",
+           (unsigned long long)atomic_fetch_add(&w->visitor, 1) + 1);
+  pp->key = keel_binary(&pp->heap, id, strlen(id));
+  int rc = keel_dashboard_session_create(w->o.dashboard, &pp->s);
+  keel_spawn_opts so = {.terminate = page_terminate,
+                        .link = true,
+                        .stack_size = KEEL_FIBER_STACK_DEFAULT};
+  if (rc == KEEL_OK)
+    rc = keel_spawn_fiber(page_main, pp, &so, &cs->page);
+  if (rc != KEEL_OK) {
+    keel_dashboard_session_destroy(pp->s);
+    keel_heap_destroy(&pp->heap);
+    free(pp);
+    free(cs);
+    return rc;
+  }
+  *state = cs;
+  return KEEL_OK;
 }
 
 static int ws_message(keel_ws *ws, keel_ws_kind kind, const uint8_t *data,
                       size_t len, void *state) {
-  page_proc *pp = state;
+  (void)ws;
+  conn_side *cs = state;
   if (kind != KEEL_WS_TEXT)
     return KEEL_OK; /* the protocol is text frames only */
+  keel_heap h;
+  keel_heap_init(&h);
   int rc =
-      keel_dashboard_session_input(pp->s, (const char *)data, len, &pp->out);
-  follow_page(ws, pp);
-  return rc == KEEL_OK ? flush(ws, pp) : rc;
+      keel_send(cs->page, keel_tuple(&h, 2, a_in, keel_binary(&h, data, len)));
+  keel_heap_destroy(&h);
+  return rc;
 }
 
 static int ws_info(keel_ws *ws, keel_term msg, void *state) {
-  page_proc *pp = state;
-  if (msg != pp->w->tick)
+  (void)state;
+  if (!keel_is_tuple(msg) || keel_tuple_arity(msg) != 2 ||
+      keel_tuple_get(msg, 0) != a_out)
     return KEEL_OK;
-  int rc = keel_dashboard_session_tick(pp->s, &pp->out);
-  return rc == KEEL_OK ? flush(ws, pp) : rc;
+  size_t n;
+  const uint8_t *d = keel_binary_data(keel_tuple_get(msg, 1), &n);
+  int rc = d != NULL ? keel_ws_send(ws, KEEL_WS_TEXT, d, n) : KEEL_OK;
+  return rc == KEEL_EBUSY ? KEEL_OK : rc; /* a slow reader skips a frame */
 }
 
 static void ws_end(keel_ws *ws, uint16_t code, void *state) {
+  (void)ws;
   (void)code;
-  page_proc *pp = state;
-  if (pp == NULL)
+  conn_side *cs = state;
+  if (cs == NULL)
     return;
-  (void)keel_presence_untrack(pp->w->presence, keel_ws_pid(ws),
-                              pp->w->users_topic, pp->key);
-  (void)keel_pubsub_unsubscribe(pp->w->o.pubsub, pp->w->topic);
-  keel_dashboard_session_destroy(pp->s);
-  keel_buf_free(&pp->out);
-  keel_heap_destroy(&pp->heap);
-  atomic_fetch_sub(&pp->w->sessions, 1);
-  free(pp);
+  (void)keel_send(cs->page, a_stop); /* it cleans up and ends */
+  free(cs);
 }
 
 static const keel_ws_handler page_handler = {ws_init, ws_message, ws_info,
