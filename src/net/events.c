@@ -63,9 +63,8 @@ bool keel__net_deliver_active_locked(net_sock *s) {
       return false; /* retried at the next event or re-arm */
     ssize_t n = recv(fd, buf, NET_RBUF, MSG_DONTWAIT);
     if (n > 0) {
-      /* A short read drained the socket: new data brings a new edge. */
-      if ((size_t)n < NET_RBUF)
-        s->flags &= (uint8_t)~NS_RREADY;
+      /* Even a short read keeps RREADY: a FIN queued with the data
+       * brings no new edge, only a read can see it. */
       send_data(s, buf, (size_t)n);
       count_active(s);
       continue;
