@@ -39,7 +39,7 @@ static void send_data(net_sock *s, const uint8_t *data, size_t len) {
   keel_term t = keel_tuple(&h, 3, keel_atom("tcp"), keel_net_port(&h, s->h),
                            keel_binary(&h, data, len));
   if (t != KEEL_NONE)
-    keel_send(s->owner, t);
+    keel__io_send(s->owner, t);
   keel_heap_destroy(&h);
 }
 

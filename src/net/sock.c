@@ -270,7 +270,7 @@ void keel__net_wake_all(net_sock *s, net_wlist *l) {
     if ((l->v[i] >> NW_KIND_SHIFT) == NW_NOTIFY)
       keel__net_notify(pid, "tcp_writable", s->h, KEEL_NONE);
     else
-      keel_send(pid, wake_atom);
+      keel__io_send(pid, wake_atom);
   }
   l->n = 0;
   if (l->cap > 8) { /* a burst of waiters: give the memory back */
@@ -352,7 +352,7 @@ void keel__net_notify(keel_term to, const char *tag, keel_socket s,
                     ? keel_tuple(&h, 2, keel_atom(tag), port)
                     : keel_tuple(&h, 3, keel_atom(tag), port, extra);
   if (t != KEEL_NONE)
-    keel_send(to, t);
+    keel__io_send(to, t);
   keel_heap_destroy(&h);
 }
 

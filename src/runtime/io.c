@@ -181,6 +181,17 @@ bool keel__io_available(void) {
   return io_get() != NULL;
 }
 
+int keel__io_send(keel_term pid, keel_term msg) {
+  keel_proc *self = keel__rt_tl_proc;
+  if (self == NULL || self->fiber == NULL)
+    return keel_send(pid, msg);
+  int32_t budget = self->budget;
+  self->budget = INT32_MAX / 2; /* keel_send does not yield above 0 */
+  int rc = keel_send(pid, msg);
+  self->budget = budget - KEEL_COST_SEND;
+  return rc;
+}
+
 /* ---- the poll thread ----------------------------------------------------- */
 
 static void dispatch(rt_io *io, uint64_t h, uint32_t events) {

@@ -26,6 +26,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "keel/term.h"
+
 struct rt_node;
 struct keel_node_opts;
 
@@ -64,6 +66,12 @@ void keel__io_close_locked(uint64_t handle);
 
 /* The descriptor of a locked slot. */
 int keel__io_fd(uint64_t handle);
+
+/* keel_send that never switches the calling fiber out (a plain
+ * keel_send does when the fiber's slice is used up): for senders that
+ * hold a slot lock, which must be released on the thread that took it.
+ * The send is still charged to the fiber's budget. */
+int keel__io_send(keel_term pid, keel_term msg);
 
 /* Whether a threaded node with a poller runs. */
 bool keel__io_available(void);
