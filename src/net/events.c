@@ -80,7 +80,7 @@ bool keel__net_deliver_active_locked(net_sock *s) {
       keel__net_notify(s->owner, "tcp_error", s->h,
                        keel__net_errno_atom(errno));
     keel__net_notify(s->owner, "tcp_closed", s->h, KEEL_NONE);
-    keel__net_close_locked(s);
+    keel__net_close_now_locked(s);
     return true;
   }
   return false;
@@ -118,6 +118,11 @@ void keel__net_flush_locked(net_sock *s) {
       break;
     s->flags |= NS_BROKEN;
     drop_queue(s);
+  }
+  if (s->flags & NS_CLOSING) {
+    if (s->qhead == NULL) /* flushed, or writing failed: close now */
+      keel__net_close_now_locked(s);
+    return;
   }
   if (s->qhead == NULL) {
     s->qtail = NULL;

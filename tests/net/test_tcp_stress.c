@@ -181,3 +181,62 @@ Test(tcp_stress, thousand_connections_pool, .timeout = 600) {
     stop_node(sched_counts[k], 2 * CONNS);
   }
 }
+
+/* ---- close with a full queue: the queue is still delivered -------------- */
+
+#define LINGER_BYTES (8u << 20)
+
+static void linger_sender(keel_proc *self, void *arg) {
+  keel_term reader = *(keel_term *)arg;
+  keel_socket c;
+  CHECK(keel_net_accept(listen_s, LONG_MS, &c) == KEEL_OK);
+  CHECK(keel_net_set_watermarks(c, 1u << 20, 32u << 20) == KEEL_OK);
+  uint8_t *data = malloc(LINGER_BYTES);
+  for (size_t i = 0; i < LINGER_BYTES; i++)
+    data[i] = pattern(i);
+  CHECK(keel_net_send(c, data, LINGER_BYTES) == KEEL_OK);
+  free(data);
+  int64_t q = keel_net_queued(c);
+  CHECKV(q > 0, q); /* the reader reads nothing yet: bytes are queued */
+  CHECK(keel_net_close(c) == KEEL_OK);
+  CHECK(keel_net_send(c, "x", 1) == KEEL_ECLOSED);
+  CHECK(keel_net_close(c) == KEEL_ECLOSED);
+  keel_send(reader, keel_tuple(keel_proc_heap(self), 1, keel_atom("go")));
+  mark_done();
+}
+
+static void linger_reader(keel_proc *self, void *arg) {
+  (void)arg;
+  keel_socket s;
+  CHECK(keel_net_connect("127.0.0.1", port, LONG_MS, &s) == KEEL_OK);
+  keel_term m;
+  CHECK(recv_tag(self, "go", LONG_MS, &m) == KEEL_OK);
+  uint8_t *buf = malloc(65536);
+  size_t total = 0, bad = SIZE_MAX;
+  int64_t n;
+  while ((n = keel_net_recv(s, buf, 65536, LONG_MS)) > 0) {
+    for (int64_t i = 0; i < n && bad == SIZE_MAX; i++)
+      if (buf[i] != pattern(total + (size_t)i))
+        bad = total + (size_t)i;
+    total += (size_t)n;
+  }
+  free(buf);
+  CHECKV(n == KEEL_ECLOSED, n);
+  CHECKV(bad == SIZE_MAX, bad);
+  CHECKV(total == LINGER_BYTES, total);
+  keel_net_close(s);
+  mark_done();
+}
+
+Test(tcp_stress, close_flushes_queue, .timeout = 600) {
+  for (size_t k = 0; k < NCONF; k++) {
+    start_node(sched_counts[k]);
+    keel_net_listen_opts lo = {0};
+    cr_assert_eq(keel_net_listen(&lo, &listen_s), KEEL_OK);
+    port = port_of(listen_s);
+    static keel_term reader;
+    reader = spawn_f(linger_reader, NULL);
+    spawn_f(linger_sender, &reader);
+    stop_node(sched_counts[k], 2);
+  }
+}
