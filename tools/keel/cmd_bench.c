@@ -4,6 +4,7 @@
  * suite receives the arguments from its own name on (argv[0] = suite).
  */
 #include "bench.h"
+#include "bench_net.h"
 #include "bench_otp.h"
 #include "bench_runtime.h"
 #include "bench_tables.h"
@@ -22,6 +23,8 @@ static const keel_cli_cmd bench_suites[] = {
      "ETS-like lookup, insert, update_counter with 1 and 2 threads; with BEAM"},
     {"otp", keel_bench_otp,
      "gen_server call round trips (1, 8 clients); with BEAM"},
+    {"net", keel_bench_net,
+     "TCP request/response round trips (1, 50 connections); with BEAM"},
     {NULL, NULL, NULL}};
 
 int keel_cmd_bench(int argc, char **argv) {
