@@ -33,11 +33,33 @@ static uint8_t *rbuf(void) {
   return b;
 }
 
+static keel_term atom_tcp;
+static pthread_once_t atom_once = PTHREAD_ONCE_INIT;
+
+static void atoms_init(void) {
+  atom_tcp = keel_atom("tcp");
+}
+
+static keel_term build_data(keel_heap *h, net_sock *s, const uint8_t *data,
+                            size_t len) {
+  keel_term port = keel_net_port(h, s->h);
+  keel_term bin = port != KEEL_NONE ? keel_binary(h, data, len) : KEEL_NONE;
+  return bin != KEEL_NONE ? keel_tuple(h, 3, atom_tcp, port, bin) : KEEL_NONE;
+}
+
+/* {tcp, S, Data} to the owner: built on the stack (a binary above
+ * KEEL_HEAP_BIN_MAX bytes is counted, off the heap), copied by the send. */
 static void send_data(net_sock *s, const uint8_t *data, size_t len) {
+  pthread_once(&atom_once, atoms_init);
+  uint64_t words[32];
   keel_heap h;
-  keel_heap_init(&h);
-  keel_term t = keel_tuple(&h, 3, keel_atom("tcp"), keel_net_port(&h, s->h),
-                           keel_binary(&h, data, len));
+  keel_heap_init_fixed(&h, words, 32);
+  keel_term t = build_data(&h, s, data, len);
+  if (t == KEEL_NONE) { /* did not fit */
+    keel_heap_destroy(&h);
+    keel_heap_init(&h);
+    t = build_data(&h, s, data, len);
+  }
   if (t != KEEL_NONE)
     keel__io_send(s->owner, t);
   keel_heap_destroy(&h);
@@ -63,8 +85,11 @@ bool keel__net_deliver_active_locked(net_sock *s) {
       return false; /* retried at the next event or re-arm */
     ssize_t n = recv(fd, buf, NET_RBUF, MSG_DONTWAIT);
     if (n > 0) {
-      /* Even a short read keeps RREADY: a FIN queued with the data
-       * brings no new edge, only a read can see it. */
+      /* A short read drained the socket; anything arriving later brings
+       * a new edge. Not so a FIN already reported with the data (the
+       * event had EPOLLRDHUP): only a read sees it, so RREADY stays. */
+      if ((size_t)n < NET_RBUF && !(s->flags & NS_RDHUP))
+        s->flags &= (uint8_t)~NS_RREADY;
       send_data(s, buf, (size_t)n);
       count_active(s);
       continue;

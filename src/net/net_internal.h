@@ -24,6 +24,7 @@
 #define NS_LISTEN 0x10u  /* a listening socket */
 #define NS_CLOSING 0x20u /* closed by its user, flushing its queue */
 #define NS_DEAD 0x40u    /* closed: the slot is no longer its */
+#define NS_RDHUP 0x80u   /* an event reported the peer's FIN or an error */
 
 /* Waiter entries: a pid term with its kind in the two top bits (local pid
  * terms never use them). */

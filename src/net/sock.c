@@ -410,6 +410,8 @@ static void on_event(void *obj, uint64_t h, uint32_t events) {
   net_sock *s = obj;
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
     s->flags |= NS_RREADY;
+  if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+    s->flags |= NS_RDHUP;
   if (s->flags & NS_LISTEN) {
     if (s->ww.n > 0)
       keel__net_serve_async_locked(s);
