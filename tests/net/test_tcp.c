@@ -5,6 +5,8 @@
  */
 #include "net/net_test.h"
 
+#include <sched.h>
+
 #include "keel/sim.h"
 
 typedef struct scen {
@@ -402,4 +404,115 @@ Test(tcp, simulation_unsupported) {
   cr_assert_eq(keel_net_connect("127.0.0.1", 1, 0, &s), KEEL_EUNSUPPORTED);
   cr_assert_eq(keel_net_send(1, "x", 1), KEEL_EUNSUPPORTED);
   cr_assert_eq(keel_node_stop(), KEEL_OK);
+}
+
+/* ---- options, async accept errors ------------------------------------ */
+
+static keel_handler_status accept_err_handler(keel_proc *self, keel_term msg,
+                                              void *st) {
+  (void)self;
+  (void)st;
+  keel_socket l = 0;
+  CHECK(msg_is(msg, "tcp_accept_error", &l) && l == sc.listen &&
+        keel_tuple_arity(msg) == 3 &&
+        keel_tuple_get(msg, 2) == keel_atom("closed"));
+  mark_done();
+  return KEEL_EXIT;
+}
+
+static void options_body(keel_proc *self, void *arg) {
+  (void)self;
+  (void)arg;
+  keel_socket s, c;
+  CHECK(keel_net_connect("127.0.0.1", sc.port, LONG_MS, &s) == KEEL_OK);
+  CHECK(keel_net_accept(sc.listen, LONG_MS, &c) == KEEL_OK);
+  CHECK(keel_net_set_nodelay(s, true) == KEEL_OK);
+  CHECK(keel_net_set_nodelay(sc.listen, true) == KEEL_EINVAL);
+  CHECK(keel_net_set_watermarks(s, 10, 5) == KEEL_EINVAL);
+  CHECK(keel_net_set_watermarks(s, 0, 0) == KEEL_EINVAL);
+  CHECK(keel_net_set_watermarks(s, 1, 2) == KEEL_OK);
+  CHECK(keel_net_set_active(s, (keel_net_active)9, 0) == KEEL_EINVAL);
+  CHECK(keel_net_set_active(sc.listen, KEEL_NET_ONCE, 0) == KEEL_EINVAL);
+  CHECK(keel_net_shutdown(s, (keel_net_how)7) == KEEL_EINVAL);
+  CHECK(keel_net_shutdown(sc.listen, KEEL_NET_SHUT_WRITE) == KEEL_EINVAL);
+  CHECK(keel_net_send(sc.listen, "x", 1) == KEEL_EINVAL);
+  CHECK(keel_net_send(s, NULL, 1) == KEEL_EINVAL);
+  CHECK(keel_net_send(s, NULL, 0) == KEEL_OK);
+  char buf[8];
+  CHECK(keel_net_recv(s, NULL, 8, 0) == KEEL_EINVAL);
+  CHECK(keel_net_recv(s, buf, 8, -2) == KEEL_EINVAL);
+  keel_net_addr a;
+  CHECK(keel_net_peername(sc.listen, &a) == KEEL_EINVAL);
+  CHECK(keel_net_peername(s, NULL) == KEEL_EINVAL);
+  /* Active sockets refuse passive reads. */
+  CHECK(keel_net_set_active(s, KEEL_NET_ACTIVE, 0) == KEEL_OK);
+  CHECK(keel_net_recv(s, buf, sizeof buf, 0) == KEEL_EINVAL);
+  CHECK(keel_net_set_active(s, KEEL_NET_PASSIVE, 0) == KEEL_OK);
+  /* Read shutdown: the reads end, the writes go on. */
+  CHECK(keel_net_shutdown(c, KEEL_NET_SHUT_READ) == KEEL_OK);
+  int64_t n = keel_net_recv(c, buf, sizeof buf, LONG_MS);
+  CHECKV(n == KEEL_ECLOSED, n);
+  CHECK(keel_net_send(c, "ok", 2) == KEEL_OK);
+  n = keel_net_recv(s, buf, sizeof buf, LONG_MS);
+  CHECKV(n == 2 && memcmp(buf, "ok", 2) == 0, n);
+  keel_net_close(s);
+  keel_net_close(c);
+  mark_done();
+}
+
+Test(tcp, options_and_async_accept_error) {
+  for (size_t k = 0; k < NCONF; k++) {
+    start_node(sched_counts[k]);
+    listen_any();
+    spawn_f(options_body, NULL);
+    cr_assert(wait_done(1));
+    keel_term pid;
+    cr_assert_eq(keel_spawn(accept_err_handler, NULL, NULL, &pid), KEEL_OK);
+    cr_assert_eq(keel_net_accept_async(sc.listen, keel_atom("x")),
+                 KEEL_EBADARG);
+    cr_assert_eq(keel_net_accept_async(sc.listen, pid), KEEL_OK);
+    cr_assert_eq(keel_net_close(sc.listen), KEEL_OK);
+    cr_assert_eq(keel_net_accept_async(sc.listen, pid), KEEL_ECLOSED);
+    stop_node(sched_counts[k], 2);
+  }
+}
+
+/* The pool's acceptors end with its stop; its memory goes with the last. */
+static int never_start(keel_socket s, void *arg, keel_term *pid) {
+  (void)s;
+  (void)arg;
+  (void)pid;
+  return KEEL_EINVAL; /* the connection is closed */
+}
+
+Test(tcp, pool_stop_and_refused_start) {
+  for (size_t k = 0; k < NCONF; k++) {
+    start_node(sched_counts[k]);
+    keel_net_pool_opts po = {.acceptors = 3, .start = never_start};
+    keel_net_pool *pool;
+    cr_assert_eq(keel_net_pool_start(&po, &pool), KEEL_OK);
+    keel_net_addr a;
+    cr_assert_eq(keel_net_sockname(keel_net_pool_socket(pool), &a), KEEL_OK);
+    keel_socket s;
+    cr_assert_eq(keel_net_connect("127.0.0.1", a.port, LONG_MS, &s), KEEL_OK);
+    char b;
+    cr_assert_eq(keel_net_recv(s, &b, 1, LONG_MS), KEEL_ECLOSED,
+                 "a refused start closes the connection");
+    keel_net_close(s);
+    keel_node_stats st;
+    cr_assert_eq(keel_node_stats_get(&st), KEEL_OK);
+    size_t before = st.processes;
+    keel_net_pool_stop(pool);
+    /* The 3 acceptors end (bounded poll of a condition). */
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do {
+      sched_yield();
+      cr_assert_eq(keel_node_stats_get(&st), KEEL_OK);
+      clock_gettime(CLOCK_MONOTONIC, &t);
+    } while (st.processes + 3 > before && t.tv_sec - t0.tv_sec < TIMEOUT_S);
+    cr_assert_eq(st.processes + 3, before);
+    keel_net_pool_stop(NULL);
+    stop_node(sched_counts[k], 0);
+  }
 }
