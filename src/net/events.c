@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "net/net_internal.h"
@@ -120,21 +121,43 @@ static void drop_queue(net_sock *s) {
   s->qbytes = s->qoff = 0;
 }
 
+/* Takes n written bytes off the head of the queue. */
+static void consume(net_sock *s, size_t n) {
+  s->qbytes -= n;
+  while (n > 0) {
+    net_chunk *c = s->qhead;
+    size_t left = c->len - s->qoff;
+    if (n < left) {
+      s->qoff += n;
+      return;
+    }
+    n -= left;
+    s->qhead = c->next;
+    s->qoff = 0;
+    free(c);
+  }
+}
+
+#define FLUSH_IOV 16
+
 void keel__net_flush_locked(net_sock *s) {
   int fd = keel__io_fd(s->h);
   bool had = s->qhead != NULL;
   while (s->qhead != NULL) {
-    net_chunk *c = s->qhead;
-    ssize_t n = send(fd, c->data + s->qoff, c->len - s->qoff,
-                     MSG_NOSIGNAL | MSG_DONTWAIT);
+    /* Up to FLUSH_IOV chunks in one sendmsg. */
+    struct iovec iov[FLUSH_IOV];
+    int k = 0;
+    size_t off = s->qoff;
+    for (net_chunk *c = s->qhead; c != NULL && k < FLUSH_IOV; c = c->next) {
+      iov[k].iov_base = c->data + off;
+      iov[k].iov_len = c->len - off;
+      k++;
+      off = 0;
+    }
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)k};
+    ssize_t n = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n > 0) {
-      s->qoff += (size_t)n;
-      s->qbytes -= (size_t)n;
-      if (s->qoff == c->len) {
-        s->qhead = c->next;
-        s->qoff = 0;
-        free(c);
-      }
+      consume(s, (size_t)n);
       continue;
     }
     if (n < 0 && errno == EINTR)
