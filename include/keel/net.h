@@ -188,7 +188,8 @@ typedef enum keel_net_active {
 } keel_net_active;
 
 /* Sets the active mode; n is used by KEEL_NET_ACTIVE_N only. Data
- * already readable is delivered at once. Owner only. Errors:
+ * already readable is delivered at once. Owner only (a socket without an
+ * owner has nobody to deliver to: KEEL_ENOTOWNER). Errors:
  * KEEL_ENOTOWNER, KEEL_ECLOSED, KEEL_EINVAL (mode out of range, n outside
  * -32768..32767, a listening socket), KEEL_EUNSUPPORTED. */
 int keel_net_set_active(keel_socket s, keel_net_active mode, int32_t n);
