@@ -126,6 +126,7 @@ bench: release
 	build-release/keel bench otp $(ARGS)
 	build-release/keel bench http $(ARGS)
 	build-release/keel bench pubsub $(ARGS)
+	build-release/keel bench net $(ARGS)
 
 fuzz-build: deps
 	@bash $(DEPS) san

@@ -141,10 +141,12 @@ int keel_net_send(keel_socket s, const void *data, size_t len);
  * KEEL_EUNSUPPORTED. */
 int64_t keel_net_recv(keel_socket s, void *buf, size_t cap, int64_t timeout_ms);
 
-/* Closes the socket (gen_tcp:close): drops its output queue, wakes every
- * process waiting on it (they get KEEL_ECLOSED) and closes the
- * descriptor. Anyone may close. Errors: KEEL_ECLOSED (already closed or
- * stale), KEEL_EUNSUPPORTED. */
+/* Closes the socket (gen_tcp:close): the handle is stale at once for
+ * every caller, every process waiting on it wakes with KEEL_ECLOSED. Bytes
+ * still in the output queue are not dropped: the poll thread flushes them
+ * in the background (until done, or writing fails), then closes the
+ * descriptor. The same happens when the owner dies. Anyone may close.
+ * Errors: KEEL_ECLOSED (already closed or stale), KEEL_EUNSUPPORTED. */
 int keel_net_close(keel_socket s);
 
 /* Shuts down one or both directions (gen_tcp:shutdown). A write shutdown
@@ -186,7 +188,8 @@ typedef enum keel_net_active {
 } keel_net_active;
 
 /* Sets the active mode; n is used by KEEL_NET_ACTIVE_N only. Data
- * already readable is delivered at once. Owner only. Errors:
+ * already readable is delivered at once. Owner only (a socket without an
+ * owner has nobody to deliver to: KEEL_ENOTOWNER). Errors:
  * KEEL_ENOTOWNER, KEEL_ECLOSED, KEEL_EINVAL (mode out of range, n outside
  * -32768..32767, a listening socket), KEEL_EUNSUPPORTED. */
 int keel_net_set_active(keel_socket s, keel_net_active mode, int32_t n);

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "net/net_internal.h"
@@ -33,13 +34,35 @@ static uint8_t *rbuf(void) {
   return b;
 }
 
+static keel_term atom_tcp;
+static pthread_once_t atom_once = PTHREAD_ONCE_INIT;
+
+static void atoms_init(void) {
+  atom_tcp = keel_atom("tcp");
+}
+
+static keel_term build_data(keel_heap *h, net_sock *s, const uint8_t *data,
+                            size_t len) {
+  keel_term port = keel_net_port(h, s->h);
+  keel_term bin = port != KEEL_NONE ? keel_binary(h, data, len) : KEEL_NONE;
+  return bin != KEEL_NONE ? keel_tuple(h, 3, atom_tcp, port, bin) : KEEL_NONE;
+}
+
+/* {tcp, S, Data} to the owner: built on the stack (a binary above
+ * KEEL_HEAP_BIN_MAX bytes is counted, off the heap), copied by the send. */
 static void send_data(net_sock *s, const uint8_t *data, size_t len) {
+  pthread_once(&atom_once, atoms_init);
+  uint64_t words[32];
   keel_heap h;
-  keel_heap_init(&h);
-  keel_term t = keel_tuple(&h, 3, keel_atom("tcp"), keel_net_port(&h, s->h),
-                           keel_binary(&h, data, len));
+  keel_heap_init_fixed(&h, words, 32);
+  keel_term t = build_data(&h, s, data, len);
+  if (t == KEEL_NONE) { /* did not fit */
+    keel_heap_destroy(&h);
+    keel_heap_init(&h);
+    t = build_data(&h, s, data, len);
+  }
   if (t != KEEL_NONE)
-    keel_send(s->owner, t);
+    keel__io_send(s->owner, t);
   keel_heap_destroy(&h);
 }
 
@@ -63,8 +86,10 @@ bool keel__net_deliver_active_locked(net_sock *s) {
       return false; /* retried at the next event or re-arm */
     ssize_t n = recv(fd, buf, NET_RBUF, MSG_DONTWAIT);
     if (n > 0) {
-      /* A short read drained the socket: new data brings a new edge. */
-      if ((size_t)n < NET_RBUF)
+      /* A short read drained the socket; anything arriving later brings
+       * a new edge. Not so a FIN already reported with the data (the
+       * event had EPOLLRDHUP): only a read sees it, so RREADY stays. */
+      if ((size_t)n < NET_RBUF && !(s->flags & NS_RDHUP))
         s->flags &= (uint8_t)~NS_RREADY;
       send_data(s, buf, (size_t)n);
       count_active(s);
@@ -81,7 +106,7 @@ bool keel__net_deliver_active_locked(net_sock *s) {
       keel__net_notify(s->owner, "tcp_error", s->h,
                        keel__net_errno_atom(errno));
     keel__net_notify(s->owner, "tcp_closed", s->h, KEEL_NONE);
-    keel__net_close_locked(s);
+    keel__net_close_now_locked(s);
     return true;
   }
   return false;
@@ -96,21 +121,43 @@ static void drop_queue(net_sock *s) {
   s->qbytes = s->qoff = 0;
 }
 
+/* Takes n written bytes off the head of the queue. */
+static void consume(net_sock *s, size_t n) {
+  s->qbytes -= n;
+  while (n > 0) {
+    net_chunk *c = s->qhead;
+    size_t left = c->len - s->qoff;
+    if (n < left) {
+      s->qoff += n;
+      return;
+    }
+    n -= left;
+    s->qhead = c->next;
+    s->qoff = 0;
+    free(c);
+  }
+}
+
+#define FLUSH_IOV 16
+
 void keel__net_flush_locked(net_sock *s) {
   int fd = keel__io_fd(s->h);
   bool had = s->qhead != NULL;
   while (s->qhead != NULL) {
-    net_chunk *c = s->qhead;
-    ssize_t n = send(fd, c->data + s->qoff, c->len - s->qoff,
-                     MSG_NOSIGNAL | MSG_DONTWAIT);
+    /* Up to FLUSH_IOV chunks in one sendmsg. */
+    struct iovec iov[FLUSH_IOV];
+    int k = 0;
+    size_t off = s->qoff;
+    for (net_chunk *c = s->qhead; c != NULL && k < FLUSH_IOV; c = c->next) {
+      iov[k].iov_base = c->data + off;
+      iov[k].iov_len = c->len - off;
+      k++;
+      off = 0;
+    }
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)k};
+    ssize_t n = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n > 0) {
-      s->qoff += (size_t)n;
-      s->qbytes -= (size_t)n;
-      if (s->qoff == c->len) {
-        s->qhead = c->next;
-        s->qoff = 0;
-        free(c);
-      }
+      consume(s, (size_t)n);
       continue;
     }
     if (n < 0 && errno == EINTR)
@@ -119,6 +166,11 @@ void keel__net_flush_locked(net_sock *s) {
       break;
     s->flags |= NS_BROKEN;
     drop_queue(s);
+  }
+  if (s->flags & NS_CLOSING) {
+    if (s->qhead == NULL) /* flushed, or writing failed: close now */
+      keel__net_close_now_locked(s);
+    return;
   }
   if (s->qhead == NULL) {
     s->qtail = NULL;

@@ -22,6 +22,9 @@
 #define NS_BROKEN 0x04u  /* writing failed (EPIPE, reset): sends fail */
 #define NS_SHUT_WR 0x08u /* write side shut (or shutting once flushed) */
 #define NS_LISTEN 0x10u  /* a listening socket */
+#define NS_CLOSING 0x20u /* closed by its user, flushing its queue */
+#define NS_DEAD 0x40u    /* closed: the slot is no longer its */
+#define NS_RDHUP 0x80u   /* an event reported the peer's FIN or an error */
 
 /* Waiter entries: a pid term with its kind in the two top bits (local pid
  * terms never use them). */
@@ -68,11 +71,17 @@ int keel__net_sock_new(int fd, bool listen, keel_term owner, keel_socket *out);
 /* Locks s's slot; NULL when stale or closed. */
 net_sock *keel__net_lock(keel_socket h);
 void keel__net_unlock(net_sock *s);
-/* Closes a locked socket: wakes its waiters, drops its queue, forgets its
- * owner and closes the descriptor. The caller unlocks, then frees with
- * keel__net_sock_free (except in the poll thread's event function, where
- * the runtime frees it). */
-void keel__net_close_locked(net_sock *s);
+/* Closes a locked socket now: wakes its waiters, drops its queue,
+ * forgets its owner and closes the descriptor. The caller unlocks, then
+ * frees with keel__net_sock_free (except in the poll thread's event
+ * function, where the runtime frees it). */
+void keel__net_close_now_locked(net_sock *s);
+/* The close of gen_tcp:close and of an owner's death: as close_now, but a
+ * socket whose output queue is not empty lingers (its handle is already
+ * stale for every caller) until the poll thread has flushed the queue or
+ * writing fails, then closes. Returns true when the socket is closed (the
+ * caller frees it), false when it lingers (the poll thread frees it). */
+bool keel__net_close_locked(net_sock *s);
 void keel__net_sock_free(void *obj);
 /* Sets the owner of a locked socket (0: none) and arms the exit hook.
  * Errors: KEEL_ENOPROC (owner dead: the owner is then none),

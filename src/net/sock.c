@@ -136,11 +136,9 @@ static void on_owner_exit(keel_term pid, keel_term reason, void *arg) {
     net_sock *s = keel__net_lock(hs[i]);
     if (s == NULL)
       continue;
-    bool mine = s->owner == pid;
-    if (mine)
-      keel__net_close_locked(s);
+    bool freed = s->owner == pid && keel__net_close_locked(s);
     keel__net_unlock(s);
-    if (mine)
+    if (freed)
       keel__net_sock_free(s);
   }
   if (hs != small)
@@ -194,7 +192,7 @@ int keel__net_sock_new(int fd, bool listen, keel_term owner, keel_socket *out) {
       return KEEL_ECLOSED;
     rc = keel__net_set_owner_locked(s, owner);
     if (rc != KEEL_OK)
-      keel__net_close_locked(s);
+      keel__net_close_now_locked(s);
     keel__net_unlock(s);
     if (rc != KEEL_OK) {
       keel__net_sock_free(s);
@@ -206,14 +204,19 @@ int keel__net_sock_new(int fd, bool listen, keel_term owner, keel_socket *out) {
 }
 
 net_sock *keel__net_lock(keel_socket h) {
-  return keel__io_lock(h);
+  net_sock *s = keel__io_lock(h);
+  if (s != NULL && (s->flags & NS_CLOSING)) {
+    keel__io_unlock(h); /* lingering: closed for its users */
+    return NULL;
+  }
+  return s;
 }
 
 void keel__net_unlock(net_sock *s) {
   keel__io_unlock(s->h);
 }
 
-void keel__net_close_locked(net_sock *s) {
+static void forget_waiters(net_sock *s) {
   keel__net_wake_all(s, &s->rw);
   if (s->flags & NS_LISTEN) {
     for (uint32_t i = 0; i < s->ww.n; i++)
@@ -223,17 +226,35 @@ void keel__net_close_locked(net_sock *s) {
   } else {
     keel__net_wake_all(s, &s->ww);
   }
+  if (s->owner != 0) {
+    bucket_remove(s);
+    s->owner = 0;
+  }
+}
+
+void keel__net_close_now_locked(net_sock *s) {
+  forget_waiters(s);
   for (net_chunk *c = s->qhead, *nx; c != NULL; c = nx) {
     nx = c->next;
     free(c);
   }
   s->qhead = s->qtail = NULL;
   s->qbytes = s->qoff = 0;
-  if (s->owner != 0) {
-    bucket_remove(s);
-    s->owner = 0;
-  }
+  s->flags |= NS_DEAD;
   keel__io_close_locked(s->h);
+}
+
+bool keel__net_close_locked(net_sock *s) {
+  if (s->qhead == NULL || (s->flags & (NS_BROKEN | NS_LISTEN))) {
+    keel__net_close_now_locked(s);
+    return true;
+  }
+  /* Waiters see the handle stale from now on; the poll thread flushes
+   * and closes (keel__net_flush_locked). */
+  forget_waiters(s);
+  s->flags |= NS_CLOSING;
+  s->active = KEEL_NET_PASSIVE;
+  return false;
 }
 
 /* ---- waiters ------------------------------------------------------------- */
@@ -270,7 +291,7 @@ void keel__net_wake_all(net_sock *s, net_wlist *l) {
     if ((l->v[i] >> NW_KIND_SHIFT) == NW_NOTIFY)
       keel__net_notify(pid, "tcp_writable", s->h, KEEL_NONE);
     else
-      keel_send(pid, wake_atom);
+      keel__io_send(pid, wake_atom);
   }
   l->n = 0;
   if (l->cap > 8) { /* a burst of waiters: give the memory back */
@@ -352,7 +373,7 @@ void keel__net_notify(keel_term to, const char *tag, keel_socket s,
                     ? keel_tuple(&h, 2, keel_atom(tag), port)
                     : keel_tuple(&h, 3, keel_atom(tag), port, extra);
   if (t != KEEL_NONE)
-    keel_send(to, t);
+    keel__io_send(to, t);
   keel_heap_destroy(&h);
 }
 
@@ -389,6 +410,8 @@ static void on_event(void *obj, uint64_t h, uint32_t events) {
   net_sock *s = obj;
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
     s->flags |= NS_RREADY;
+  if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+    s->flags |= NS_RDHUP;
   if (s->flags & NS_LISTEN) {
     if (s->ww.n > 0)
       keel__net_serve_async_locked(s);
@@ -398,6 +421,13 @@ static void on_event(void *obj, uint64_t h, uint32_t events) {
   }
   if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
     keel__net_flush_locked(s);
+  if (s->flags & NS_DEAD)
+    return; /* the flush of a lingering socket closed it */
+  if (s->flags & NS_CLOSING) {
+    if (events & (EPOLLHUP | EPOLLERR)) /* the peer is gone */
+      keel__net_close_now_locked(s);
+    return;
+  }
   if (!(s->flags & NS_RREADY))
     return;
   if (s->active != KEEL_NET_PASSIVE)

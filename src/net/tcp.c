@@ -356,9 +356,10 @@ int keel_net_close(keel_socket h) {
   net_sock *s = keel__net_lock(h);
   if (s == NULL)
     return KEEL_ECLOSED;
-  keel__net_close_locked(s);
+  bool freed = keel__net_close_locked(s);
   keel__net_unlock(s);
-  keel__net_sock_free(s);
+  if (freed)
+    keel__net_sock_free(s);
   return KEEL_OK;
 }
 
@@ -397,6 +398,7 @@ static int addr_of(keel_socket h, keel_net_addr *out, bool peer) {
   if (s == NULL)
     return KEEL_ECLOSED;
   struct sockaddr_storage sa;
+  memset(&sa, 0, sizeof sa);
   socklen_t len = sizeof sa;
   int fd = keel__io_fd(h);
   if (peer && (s->flags & NS_LISTEN))

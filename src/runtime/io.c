@@ -39,12 +39,15 @@ typedef struct rt_io {
   int epfd;
   int stopfd; /* eventfd: wakes the poll thread to stop */
   pthread_t thread;
-  bool running;
+  _Atomic bool running; /* the thread is started on the first open */
+  bool stopped;
   _Atomic(io_slot *) chunks[IO_NCHUNKS];
   pthread_mutex_t free_lock;
   uint32_t free_head;
   uint32_t high; /* slots ever handed out */
 } rt_io;
+
+static int io_thread_start(rt_io *io);
 
 static inline uint32_t h_idx(uint64_t h) {
   return (uint32_t)h;
@@ -98,6 +101,9 @@ int keel__io_open(int fd, keel__io_event_fn ev, keel__io_free_fn fr, void *obj,
   if (n->sim != NULL || n->io == NULL)
     return KEEL_EUNSUPPORTED;
   rt_io *io = n->io;
+  int rc = io_thread_start(io);
+  if (rc != KEEL_OK)
+    return rc;
   pthread_mutex_lock(&io->free_lock);
   uint32_t idx = slot_take(io);
   pthread_mutex_unlock(&io->free_lock);
@@ -181,6 +187,17 @@ bool keel__io_available(void) {
   return io_get() != NULL;
 }
 
+int keel__io_send(keel_term pid, keel_term msg) {
+  keel_proc *self = keel__rt_tl_proc;
+  if (self == NULL || self->fiber == NULL)
+    return keel_send(pid, msg);
+  int32_t budget = self->budget;
+  self->budget = INT32_MAX / 2; /* keel_send does not yield above 0 */
+  int rc = keel_send(pid, msg);
+  self->budget = budget - KEEL_COST_SEND;
+  return rc;
+}
+
 /* ---- the poll thread ----------------------------------------------------- */
 
 static void dispatch(rt_io *io, uint64_t h, uint32_t events) {
@@ -232,8 +249,7 @@ int keel__rt_io_start(rt_node *n) {
   io->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   struct epoll_event e = {.events = EPOLLIN, .data.u64 = 0};
   if (io->epfd < 0 || io->stopfd < 0 ||
-      epoll_ctl(io->epfd, EPOLL_CTL_ADD, io->stopfd, &e) != 0 ||
-      pthread_create(&io->thread, NULL, poll_main, io) != 0) {
+      epoll_ctl(io->epfd, EPOLL_CTL_ADD, io->stopfd, &e) != 0) {
     if (io->epfd >= 0)
       close(io->epfd);
     if (io->stopfd >= 0)
@@ -242,20 +258,43 @@ int keel__rt_io_start(rt_node *n) {
     free(io);
     return KEEL_EIO;
   }
-  io->running = true;
   n->io = io;
   return KEEL_OK;
 }
 
+/* Starts the poll thread unless it runs (a node that never opens a
+ * descriptor has none, as the dirty pools start on demand). */
+static int io_thread_start(rt_io *io) {
+  if (atomic_load_explicit(&io->running, memory_order_acquire))
+    return KEEL_OK;
+  int rc = KEEL_OK;
+  pthread_mutex_lock(&io->free_lock);
+  if (io->stopped)
+    rc = KEEL_ESTATE;
+  else if (!atomic_load_explicit(&io->running, memory_order_relaxed)) {
+    if (pthread_create(&io->thread, NULL, poll_main, io) != 0)
+      rc = KEEL_EIO;
+    else
+      atomic_store_explicit(&io->running, true, memory_order_release);
+  }
+  pthread_mutex_unlock(&io->free_lock);
+  return rc;
+}
+
 void keel__rt_io_stop(rt_node *n) {
   rt_io *io = n->io;
-  if (io == NULL || !io->running)
+  if (io == NULL)
+    return;
+  pthread_mutex_lock(&io->free_lock);
+  io->stopped = true;
+  pthread_mutex_unlock(&io->free_lock);
+  if (!atomic_load(&io->running))
     return;
   uint64_t one = 1;
   while (write(io->stopfd, &one, sizeof one) < 0 && errno == EINTR)
     ;
   pthread_join(io->thread, NULL);
-  io->running = false;
+  atomic_store(&io->running, false);
 }
 
 void keel__rt_io_destroy(rt_node *n) {

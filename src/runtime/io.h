@@ -1,12 +1,12 @@
 /*
  * io.h - the node's I/O poller (runtime layer, internal).
  *
- * One poll thread per node waits in epoll_wait on every registered
- * descriptor (edge-triggered: EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
- * registered once, no epoll_ctl per wait) and turns readiness into work:
- * it calls the descriptor's event function, which typically sends a
- * message to the process waiting on it. A process waiting on a descriptor
- * costs no thread.
+ * One poll thread per node (started with the first descriptor) waits in
+ * epoll_wait on every registered descriptor (edge-triggered: EPOLLIN | EPOLLOUT
+ * | EPOLLRDHUP | EPOLLET, registered once, no epoll_ctl per wait) and turns
+ * readiness into work: it calls the descriptor's event function, which
+ * typically sends a message to the process waiting on it. A process waiting on
+ * a descriptor costs no thread.
  *
  * Descriptors live in a slot table of fixed chunks (never freed while the
  * node runs) with a generation per slot. A handle is (generation << 32 |
@@ -25,6 +25,8 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+
+#include "keel/term.h"
 
 struct rt_node;
 struct keel_node_opts;
@@ -45,7 +47,8 @@ typedef void (*keel__io_free_fn)(void *obj);
  * Stores the handle in *handle (which may live in obj: it is written with
  * the slot locked, before the first event). Errors: KEEL_ESTATE (no node),
  * KEEL_EUNSUPPORTED (simulated node), KEEL_ESYSLIMIT (table full),
- * KEEL_ENOMEM, KEEL_EIO (epoll_ctl failed). On error fd is left open. */
+ * KEEL_ENOMEM, KEEL_EIO (epoll_ctl failed, or the poll thread could not
+ * be started). On error fd is left open. */
 int keel__io_open(int fd, keel__io_event_fn ev, keel__io_free_fn fr, void *obj,
                   uint64_t *handle);
 
@@ -65,12 +68,19 @@ void keel__io_close_locked(uint64_t handle);
 /* The descriptor of a locked slot. */
 int keel__io_fd(uint64_t handle);
 
+/* keel_send that never switches the calling fiber out (a plain
+ * keel_send does when the fiber's slice is used up): for senders that
+ * hold a slot lock, which must be released on the thread that took it.
+ * The send is still charged to the fiber's budget. */
+int keel__io_send(keel_term pid, keel_term msg);
+
 /* Whether a threaded node with a poller runs. */
 bool keel__io_available(void);
 
-/* Node start (threaded nodes only) and stop: stop joins the poll thread
- * (after the schedulers); destroy frees every slot still open (after the
- * processes are gone). */
+/* Node start (threaded nodes only: the epoll set; the thread starts with
+ * the first keel__io_open) and stop: stop joins the poll thread (after
+ * the schedulers) and refuses later opens; destroy frees every slot still open
+ * (after the processes are gone). */
 int keel__rt_io_start(struct rt_node *n);
 void keel__rt_io_stop(struct rt_node *n);
 void keel__rt_io_destroy(struct rt_node *n);

@@ -532,6 +532,11 @@ Test(cli, bench_dispatches_to_suites) {
   cr_assert(strstr(r.out, "keel etf_encode_") != NULL, "%s", r.out);
   cr_assert(strstr(r.out, "keel etf_decode_") != NULL, "%s", r.out);
   result_free(&r);
+  r = KEEL(NULL, 0, "bench", "net", "--quick", "--no-beam");
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  cr_assert(strstr(r.out, "keel tcp_rr_per_s_1 ") != NULL, "%s", r.out);
+  cr_assert(strstr(r.out, "keel tcp_rr_per_s_50 ") != NULL, "%s", r.out);
+  result_free(&r);
   r = KEEL(NULL, 0, "bench", "terms", "--no-such-option");
   cr_assert_eq(r.status, 2, "%s", r.out);
   result_free(&r);

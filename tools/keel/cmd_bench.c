@@ -5,6 +5,7 @@
  */
 #include "bench.h"
 #include "bench_http.h"
+#include "bench_net.h"
 #include "bench_otp.h"
 #include "bench_pubsub.h"
 #include "bench_runtime.h"
@@ -31,6 +32,8 @@ static const keel_cli_cmd bench_suites[] = {
      "WebSocket users with a 500 ms update: count, push p99, memory each"},
     {"pubsub", keel_bench_pubsub,
      "PubSub broadcast to 10k subscribers; with Elixir's Registry.dispatch"},
+    {"net", keel_bench_net,
+     "TCP request/response round trips (1, 50 connections); with BEAM"},
     {NULL, NULL, NULL}};
 
 int keel_cmd_bench(int argc, char **argv) {
