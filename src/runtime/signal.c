@@ -14,7 +14,8 @@
 
 rt_sig *keel__rt_sig_new(rt_node *n, unsigned kind, unsigned flags,
                          uint64_t from, uint64_t key, keel_term msg) {
-  rt_sig *sig = keel__fault() ? NULL : malloc(sizeof *sig);
+  _Static_assert(sizeof(rt_sig) <= RT_POOL_BYTES, "a signal fits a pool block");
+  rt_sig *sig = keel__fault() ? NULL : keel__rt_rec_alloc(n, keel__rt_tl_sched);
   if (sig == NULL)
     return NULL;
   sig->term = KEEL_NONE;
@@ -27,7 +28,7 @@ rt_sig *keel__rt_sig_new(rt_node *n, unsigned kind, unsigned flags,
   if (msg != KEEL_NONE) {
     sig->msg = keel__rt_msg_new(n, keel__rt_tl_sched, msg);
     if (sig->msg == NULL) {
-      free(sig);
+      keel__rt_rec_free(n, keel__rt_tl_sched, sig);
       return NULL;
     }
   }
@@ -39,7 +40,7 @@ void keel__rt_sig_free(rt_sig *sig) {
     keel__rt_info_answer((rt_info_req *)(uintptr_t)sig->key, 0, true);
   if (sig->msg != NULL)
     keel__rt_free_msg(sig->msg);
-  free(sig);
+  keel__rt_rec_free(keel__rt, keel__rt_tl_sched, sig);
 }
 
 bool keel__rt_sig_send(rt_node *n, uint64_t to, rt_sig *sig) {
@@ -62,6 +63,8 @@ static keel_term pid_or_undefined(uint64_t num) {
 /* Sends an exit signal {'EXIT', From, Reason} from `from` to `to`. */
 static void send_exit(rt_node *n, uint64_t from, uint64_t to, keel_term reason,
                       unsigned flags) {
+  if (keel__rt_lookup(n, to) == NULL)
+    return; /* dead already: it would be refused (skips two allocations) */
   uint64_t buf[SCRATCH_WORDS];
   keel_heap h;
   keel_heap_init_fixed(&h, buf, SCRATCH_WORDS);
@@ -77,6 +80,8 @@ static void send_exit(rt_node *n, uint64_t from, uint64_t to, keel_term reason,
 /* Sends the 'DOWN' of monitor `ref` (of `origin`) for the process `dead`. */
 static void send_down(rt_node *n, uint64_t dead, uint64_t origin, uint64_t ref,
                       bool alias, keel_term reason) {
+  if (keel__rt_lookup(n, origin) == NULL)
+    return; /* dead already: it would be refused */
   uint64_t buf[SCRATCH_WORDS];
   keel_heap h;
   keel_heap_init_fixed(&h, buf, SCRATCH_WORDS);
