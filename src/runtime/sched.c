@@ -785,6 +785,7 @@ bool keel__rt_sim_run_one(rt_node *n, rt_sched *s, uint64_t *ran_pid) {
 static void node_free(rt_node *n) {
   keel__rt_sim_destroy(n);
   keel__rt_names_destroy(n);
+  keel__rt_remote_reset();
   keel__rt_fibers_destroy(n);
   keel__rt_timers_destroy(n);
   if (n->sched != NULL)

@@ -256,6 +256,9 @@ rt_msg *keel__rt_sig_handle(rt_node *n, keel_proc *p, rt_sig *sig, bool *die) {
   case RT_SIG_ALIAS_MSG:
     m = on_alias_msg(n, p, sig);
     break;
+  case RT_SIG_NODEDOWN:
+    keel__rt_remote_nodedown(n, p, sig, die);
+    break;
   case RT_SIG_INFO: /* the messages before the question are all fetched */
     keel__rt_info_answer((rt_info_req *)(uintptr_t)sig->key,
                          keel__rt_inner_count(p), false);
@@ -447,5 +450,6 @@ void keel__rt_sig_on_death(rt_node *n, keel_proc *p) {
   }
   if (notify)
     notify_relations(n, p);
+  keel__rt_remote_on_death(p, notify);
   keel__rt_ext_free(p);
 }

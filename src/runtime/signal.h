@@ -45,8 +45,10 @@ enum rt_sig_kind {
   RT_SIG_ALIAS_MSG,  /* a message sent to alias key */
   RT_SIG_MARK,       /* a receive mark (fiber.c): a position, never handled;
                         key = 1 once it has moved to the inner queue */
-  RT_SIG_INFO        /* introspection asks the queue length; key: the
+  RT_SIG_INFO,       /* introspection asks the queue length; key: the
                         rt_info_req (introspect.c) */
+  RT_SIG_NODEDOWN    /* a connection ended (remote.c); key: connection
+                        number << 32 | node atom index */
 };
 
 /* A question to a process (keel_process_info's queue length), shared by
@@ -116,6 +118,8 @@ typedef struct rt_ext {
   uint32_t cap, n;
   uint32_t nlinks, nmons, nmon_by, naliases;
   uint64_t unlink_seq;
+  struct rt_remote *remote; /* links and monitors to other nodes' pids */
+  bool dist_known;          /* listed for keel_dist_nodedown (remote.c) */
 } rt_ext;
 
 /* The process's table, created on first use (NULL on out-of-memory). */
@@ -193,6 +197,23 @@ void keel__rt_send_exit(rt_node *n, uint64_t from, uint64_t to,
  * dead process target. */
 void keel__rt_send_down_noproc(rt_node *n, keel_proc *self, uint64_t target,
                                uint64_t ref, bool alias);
+/* Pids of other nodes (remote.c). Called by the owner (self is the
+ * calling process) with pid a pid that is not local. */
+int keel__rt_remote_link(keel_proc *self, keel_term pid);
+int keel__rt_remote_unlink(keel_proc *self, keel_term pid);
+/* Records (or, the node being down, answers at once with 'DOWN') monitor
+ * number num of pid; the ref term is already built. */
+int keel__rt_remote_monitor(keel_proc *self, keel_term pid, uint64_t num);
+/* Ends self's monitor num of a remote pid; false when there is none. */
+bool keel__rt_remote_demonitor(keel_proc *self, uint64_t num);
+/* Handles RT_SIG_NODEDOWN for p (may kill p: *die). */
+void keel__rt_remote_nodedown(rt_node *n, keel_proc *p, rt_sig *sig, bool *die);
+/* At p's death: tells the distribution layer (unless the node is
+ * stopping: notify false) and frees p's remote relations. */
+void keel__rt_remote_on_death(keel_proc *p, bool notify);
+/* Forgets every connection (node stop). */
+void keel__rt_remote_reset(void);
+
 /* Pins the process numbered num if it is alive (its death then waits for
  * keel__rt_unpin); NULL when it is dead. */
 keel_proc *keel__rt_pin(rt_node *n, uint64_t num);
