@@ -9,6 +9,7 @@
  * process links and unlinks.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "base/fault.h"
 #include "runtime/signal.h"
@@ -43,6 +44,19 @@ void keel__rt_ext_free(keel_proc *p) {
     free(x->tab);
   free(x);
   p->ext = NULL;
+}
+
+void keel__rt_ext_clear(keel_proc *p) {
+  rt_ext *x = p->ext;
+  if (x == NULL)
+    return;
+  if (x->tab != inline_tab(x)) { /* a grown table is not kept */
+    keel__rt_ext_free(p);
+    return;
+  }
+  memset(x, 0, sizeof *x + EXT_MIN_CAP * sizeof(rt_ent));
+  x->tab = inline_tab(x);
+  x->cap = EXT_MIN_CAP;
 }
 
 static uint32_t slot_of(uint64_t key, uint32_t cap) {

@@ -791,8 +791,12 @@ static void node_free(rt_node *n) {
   if (n->sched != NULL)
     keel__rt_pool_drain(n);
   if (n->chunks != NULL) {
-    for (size_t i = 0; i < n->nchunks; i++)
-      free(atomic_load_explicit(&n->chunks[i], memory_order_relaxed));
+    for (size_t i = 0; i < n->nchunks; i++) {
+      keel_proc *c = atomic_load_explicit(&n->chunks[i], memory_order_relaxed);
+      for (size_t j = 0; c != NULL && j < RT_CHUNK_SIZE; j++)
+        keel__rt_ext_free(&c[j]); /* tables kept by the slots */
+      free(c);
+    }
     free(n->chunks);
   }
   free(n->sched);

@@ -451,5 +451,5 @@ void keel__rt_sig_on_death(rt_node *n, keel_proc *p) {
   if (notify)
     notify_relations(n, p);
   keel__rt_remote_on_death(p, notify);
-  keel__rt_ext_free(p);
+  keel__rt_ext_clear(p);
 }

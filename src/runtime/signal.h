@@ -126,6 +126,10 @@ typedef struct rt_ext {
 rt_ext *keel__rt_ext(keel_proc *p);
 /* Frees p's table. */
 void keel__rt_ext_free(keel_proc *p);
+/* Empties p's table at its death. A small one stays with the process
+ * slot for its next process (no free on the dying thread, no malloc at
+ * the next spawn_link or first monitor); a grown one is freed. */
+void keel__rt_ext_clear(keel_proc *p);
 rt_ent *keel__rt_ent_find(rt_ext *x, uint64_t key);
 /* Inserts key (absent) and returns its entry, or NULL on out-of-memory. */
 rt_ent *keel__rt_ent_add(rt_ext *x, uint64_t key);
