@@ -28,14 +28,8 @@ int keel_exit(keel_term pid, keel_term reason) {
   uint64_t to = keel_pid_local_number(pid);
   if (keel__rt_lookup(n, to) == NULL)
     return KEEL_OK; /* dead: nothing happens */
-  uint64_t buf[8];
-  keel_heap h;
-  keel_heap_init_fixed(&h, buf, 8);
-  keel_term t = keel_tuple(
-      &h, 3, KEEL_ATOM(EXIT),
-      from != RT_NO_PID ? keel_pid_local(from) : KEEL_ATOM(UNDEFINED), reason);
   unsigned flags = reason == KEEL_ATOM(KILL) ? RT_SIGF_KILL : 0;
-  rt_sig *sig = keel__rt_sig_new(n, RT_SIG_EXIT, flags, from, 0, t);
+  rt_sig *sig = keel__rt_exit_sig_new(n, flags, from, reason);
   if (sig == NULL)
     return KEEL_ENOMEM;
   (void)keel__rt_sig_send(n, to, sig);

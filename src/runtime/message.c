@@ -144,6 +144,16 @@ void *keel__rt_rec_alloc(rt_node *n, rt_sched *s) {
   return s != NULL ? pool_get(n, s) : malloc(POOL_BYTES);
 }
 
+rt_msg *keel__rt_rec_to_msg(rt_node *n, rt_sched *s, void *rec, keel_term t) {
+  rt_msg *m = rec;
+  keel_heap h;
+  keel_heap_init_fixed(&h, m->words, RT_POOL_WORDS);
+  m->term = keel_term_copy(&h, t); /* immediates only: no off-heap part */
+  m->extra = POOLED_BIT;
+  bump(s != NULL ? &s->msg_alloc : NULL, &n->foreign_alloc);
+  return m;
+}
+
 void keel__rt_rec_free(rt_node *n, rt_sched *s, void *rec) {
   if (s != NULL)
     pool_put(n, s, rec);

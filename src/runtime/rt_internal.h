@@ -294,6 +294,10 @@ void keel__rt_free_msg(rt_msg *m);
  * record (a signal), from the calling scheduler's cache (s NULL: malloc);
  * not counted as a message. NULL on out-of-memory. */
 void *keel__rt_rec_alloc(rt_node *n, rt_sched *s);
+/* Turns a block from keel__rt_rec_alloc into a message holding a copy of
+ * t, a term of immediates needing at most RT_POOL_WORDS words (copied
+ * into the block itself); counted as a message from then on. */
+rt_msg *keel__rt_rec_to_msg(rt_node *n, rt_sched *s, void *rec, keel_term t);
 /* Gives back a block from keel__rt_rec_alloc, from any thread. */
 void keel__rt_rec_free(rt_node *n, rt_sched *s, void *rec);
 /* Frees every cached message (node stop, after the threads are joined). */

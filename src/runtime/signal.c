@@ -60,19 +60,30 @@ static keel_term pid_or_undefined(uint64_t num) {
   return num != RT_NO_PID ? keel_pid_local(num) : KEEL_ATOM(UNDEFINED);
 }
 
-/* Sends an exit signal {'EXIT', From, Reason} from `from` to `to`. */
-static void send_exit(rt_node *n, uint64_t from, uint64_t to, keel_term reason,
-                      unsigned flags) {
-  if (keel__rt_lookup(n, to) == NULL)
-    return; /* dead already: it would be refused (skips two allocations) */
+static bool is_immediate(keel_term t) {
+  return (t & KEEL_TAG_SMALL) != 0; /* a small or another immediate */
+}
+
+rt_sig *keel__rt_exit_sig_new(rt_node *n, unsigned flags, uint64_t from,
+                              keel_term reason) {
+  if (is_immediate(reason)) /* no message unless the receiver traps */
+    return keel__rt_sig_new(n, RT_SIG_EXIT, flags | RT_SIGF_IMM, from, reason,
+                            KEEL_NONE);
   uint64_t buf[SCRATCH_WORDS];
   keel_heap h;
   keel_heap_init_fixed(&h, buf, SCRATCH_WORDS);
   keel_term t =
       keel_tuple(&h, 3, KEEL_ATOM(EXIT), pid_or_undefined(from), reason);
-  rt_sig *sig = t != KEEL_NONE
-                    ? keel__rt_sig_new(n, RT_SIG_EXIT, flags, from, 0, t)
-                    : NULL;
+  return t != KEEL_NONE ? keel__rt_sig_new(n, RT_SIG_EXIT, flags, from, 0, t)
+                        : NULL;
+}
+
+/* Sends an exit signal {'EXIT', From, Reason} from `from` to `to`. */
+static void send_exit(rt_node *n, uint64_t from, uint64_t to, keel_term reason,
+                      unsigned flags) {
+  if (keel__rt_lookup(n, to) == NULL)
+    return; /* dead already: it would be refused (skips the allocation) */
+  rt_sig *sig = keel__rt_exit_sig_new(n, flags, from, reason);
   if (sig != NULL)
     (void)keel__rt_sig_send(n, to, sig);
 }
@@ -134,7 +145,9 @@ static rt_msg *on_exit_sig(keel_proc *p, rt_sig *sig, bool *die) {
     if (st != RT_LINK_ACTIVE)
       return NULL; /* crossed our unlink */
   }
-  keel_term reason = keel_tuple_get(sig->msg->term, 2);
+  keel_term reason = (sig->flags & RT_SIGF_IMM)
+                         ? (keel_term)sig->key
+                         : keel_tuple_get(sig->msg->term, 2);
   if (sig->flags & RT_SIGF_KILL) {
     doom(p, KEEL_ATOM(KILLED), die);
     return NULL;
@@ -142,7 +155,16 @@ static rt_msg *on_exit_sig(keel_proc *p, rt_sig *sig, bool *die) {
   if (p->trap_exit) {
     rt_msg *m = sig->msg;
     sig->msg = NULL;
-    return m;
+    if (m != NULL)
+      return m;
+    /* The record becomes the message: {'EXIT', From, Reason} is 4 words
+     * of immediates, the size of a pooled message's term. */
+    uint64_t buf[8];
+    keel_heap h;
+    keel_heap_init_fixed(&h, buf, 8);
+    keel_term t =
+        keel_tuple(&h, 3, KEEL_ATOM(EXIT), pid_or_undefined(sig->from), reason);
+    return keel__rt_rec_to_msg(keel__rt, keel__rt_tl_sched, sig, t);
   }
   if (reason == KEEL_ATOM(NORMAL)) {
     if (!(sig->flags & RT_SIGF_LINK) && sig->from == p->pid_number)
@@ -234,6 +256,10 @@ rt_msg *keel__rt_sig_handle(rt_node *n, keel_proc *p, rt_sig *sig, bool *die) {
   switch (sig->kind) {
   case RT_SIG_EXIT:
     m = on_exit_sig(p, sig, die);
+    if (m == (rt_msg *)sig) { /* the record itself became the message */
+      keel__rt_mq_out(p, -1);
+      return m;
+    }
     break;
   case RT_SIG_LINK:
     on_link(n, p, sig);

@@ -70,6 +70,10 @@ uint64_t keel__rt_inner_count(const keel_proc *p);
 #define RT_SIGF_LINK 1u  /* EXIT: because of a link */
 #define RT_SIGF_KILL 2u  /* EXIT: exit(P, kill): untrappable */
 #define RT_SIGF_ALIAS 4u /* MONITOR: the ref is also an alias (pid ref) */
+#define RT_SIGF_IMM                                                            \
+  8u /* EXIT: key holds the (immediate) reason and msg                         \
+        is NULL: the message is made, in the record                            \
+        itself, only for a receiver that traps */
 
 typedef struct rt_sig {
   /* Mailbox header: same layout as rt_msg's (term == KEEL_NONE). */
@@ -190,6 +194,10 @@ bool keel__rt_sig_send(rt_node *n, uint64_t to, rt_sig *sig);
 rt_sig *keel__rt_sig_new(rt_node *n, unsigned kind, unsigned flags,
                          uint64_t from, uint64_t key, keel_term msg);
 void keel__rt_sig_free(rt_sig *sig);
+/* An exit signal {'EXIT', From, Reason} from `from` (RT_NO_PID: From is
+ * 'undefined'), flags RT_SIGF_*. NULL on out-of-memory. */
+rt_sig *keel__rt_exit_sig_new(rt_node *n, unsigned flags, uint64_t from,
+                              keel_term reason);
 /* A signal whose receiver turned out to be dead when it was delivered
  * late (simulation): answers as a dying process would (noproc for link
  * and monitor requests, an acknowledgement for an unlink), frees sig. */
