@@ -189,7 +189,7 @@ int keel_dist_nodedown(keel_term node) {
    * nothing changes. */
   uint64_t key = ((uint64_t)e->conn << 32) | keel_atom_index(node);
   size_t k = D.nprocs;
-  rt_sig **sigs = keel__fault() ? NULL : malloc((k + 1) * sizeof *sigs);
+  void **sigs = keel__fault() ? NULL : malloc((k + 1) * sizeof(void *));
   size_t made = 0;
   while (sigs != NULL && made < k &&
          (sigs[made] = keel__rt_sig_new(n, RT_SIG_NODEDOWN, 0, RT_NO_PID, key,
@@ -199,7 +199,7 @@ int keel_dist_nodedown(keel_term node) {
   if (to == NULL) {
     pthread_mutex_unlock(&D.mu);
     for (size_t i = 0; i < made; i++)
-      keel__rt_sig_free(sigs[i]);
+      keel__rt_sig_free((rt_sig *)sigs[i]);
     free(sigs);
     return KEEL_ENOMEM;
   }
@@ -208,7 +208,7 @@ int keel_dist_nodedown(keel_term node) {
   pthread_mutex_unlock(&D.mu);
   int told = 0;
   for (size_t i = 0; i < k; i++)
-    told += keel__rt_sig_send(n, to[i], sigs[i]);
+    told += keel__rt_sig_send(n, to[i], (rt_sig *)sigs[i]);
   free(to);
   free(sigs);
   return told;
@@ -274,8 +274,9 @@ static rt_remote *record(rt_ext *x, const keel_pid_parts *pid, bool link,
 
 /* The link record of pid in x (and the link pointing at it), or NULL. */
 static rt_remote **find_link(rt_ext *x, const keel_pid_parts *pid) {
-  for (rt_remote **pp = x != NULL ? &x->remote : NULL; pp && *pp;
-       pp = &(*pp)->next)
+  if (x == NULL)
+    return NULL;
+  for (rt_remote **pp = &x->remote; *pp != NULL; pp = &(*pp)->next)
     if ((*pp)->link && same_pid(&(*pp)->pid, pid))
       return pp;
   return NULL;
@@ -347,8 +348,9 @@ int keel__rt_remote_monitor(keel_proc *self, keel_term pid, uint64_t num) {
 }
 
 bool keel__rt_remote_demonitor(keel_proc *self, uint64_t num) {
-  for (rt_remote **pp = self->ext != NULL ? &self->ext->remote : NULL;
-       pp && *pp; pp = &(*pp)->next) {
+  if (self->ext == NULL)
+    return false;
+  for (rt_remote **pp = &self->ext->remote; *pp != NULL; pp = &(*pp)->next) {
     rt_remote *r = *pp;
     if (!r->link && r->ref == num) {
       *pp = r->next;
@@ -385,8 +387,9 @@ void keel__rt_remote_nodedown(rt_node *n, keel_proc *p, rt_sig *sig,
   (void)n;
   keel_term node = keel_atom_from_index((uint32_t)sig->key);
   uint32_t conn = (uint32_t)(sig->key >> 32);
-  for (rt_remote **pp = p->ext != NULL ? &p->ext->remote : NULL;
-       pp && *pp && !*die;) {
+  if (p->ext == NULL)
+    return;
+  for (rt_remote **pp = &p->ext->remote; *pp != NULL && !*die;) {
     rt_remote *r = *pp;
     /* Relations made on a later connection stay. */
     if (r->pid.node != node || (int32_t)(r->conn - conn) > 0) {

@@ -145,15 +145,14 @@ static rt_msg *on_exit_sig(keel_proc *p, rt_sig *sig, bool *die) {
     if (st != RT_LINK_ACTIVE)
       return NULL; /* crossed our unlink */
   }
-  keel_term reason = (sig->flags & RT_SIGF_IMM)
-                         ? (keel_term)sig->key
-                         : keel_tuple_get(sig->msg->term, 2);
+  rt_msg *m = sig->msg; /* NULL: RT_SIGF_IMM, the reason is in key */
+  keel_term reason =
+      m != NULL ? keel_tuple_get(m->term, 2) : (keel_term)sig->key;
   if (sig->flags & RT_SIGF_KILL) {
     doom(p, KEEL_ATOM(KILLED), die);
     return NULL;
   }
   if (p->trap_exit) {
-    rt_msg *m = sig->msg;
     sig->msg = NULL;
     if (m != NULL)
       return m;
