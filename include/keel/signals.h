@@ -230,6 +230,24 @@ int keel_dist_nodedown(keel_term node);
 /* Whether the connection to `node` is up. Thread-safe. */
 bool keel_dist_is_up(keel_term node);
 
+/* Delivers to the local process `to` an exit signal that the process
+ * `from` of another node sent: through their link (link true: it acts
+ * only while `to` still has its link to `from`, and ends it, as a local
+ * link exit does) or by exit(To, Reason) (link false: 'kill' is
+ * untrappable and becomes 'killed'). The reason is copied. A dead `to`:
+ * nothing happens. Errors: KEEL_EBADARG (from is not a pid of another
+ * node, to not a local pid), KEEL_EINVAL (reason is KEEL_NONE),
+ * KEEL_ESTATE (no node), KEEL_ENOMEM. Thread-safe. */
+int keel_dist_exit(keel_term from, keel_term to, keel_term reason, bool link);
+
+/* Delivers {'DOWN', Ref, process, From, Reason} to the local process `to`
+ * for its monitor `ref` of `from`, a pid of another node that died: only
+ * while that monitor is active (it ends it); a demonitored one gets
+ * nothing. Errors as keel_dist_exit, and KEEL_EBADARG when ref is not a
+ * local ref. Thread-safe. */
+int keel_dist_down(keel_term from, keel_term to, keel_term ref,
+                   keel_term reason);
+
 #ifdef __cplusplus
 }
 #endif

@@ -415,3 +415,86 @@ void keel__rt_remote_on_death(keel_proc *p, bool notify) {
     free(r);
   }
 }
+
+/* ---- signals from other nodes ----------------------------------------- */
+
+bool keel__rt_remote_link_exit(keel_proc *p, keel_term pid) {
+  keel_pid_parts parts;
+  rt_remote **pp = remote_parts(pid, &parts) ? find_link(p->ext, &parts) : NULL;
+  if (pp == NULL)
+    return false;
+  rt_remote *r = *pp;
+  *pp = r->next;
+  free(r);
+  return true;
+}
+
+bool keel__rt_remote_down(keel_proc *p, uint64_t num, keel_term pid) {
+  keel_pid_parts parts;
+  if (p->ext == NULL || !remote_parts(pid, &parts))
+    return false;
+  for (rt_remote **pp = &p->ext->remote; *pp != NULL; pp = &(*pp)->next) {
+    rt_remote *r = *pp;
+    if (!r->link && r->ref == num && same_pid(&r->pid, &parts)) {
+      *pp = r->next;
+      free(r);
+      return true;
+    }
+  }
+  return false;
+}
+
+/* Sends the signal of kind/flags/key carrying the message t to the local
+ * process `to` (a dead one: nothing happens). */
+static int send_from_remote(unsigned kind, unsigned flags, keel_term to,
+                            uint64_t key, keel_term t) {
+  rt_node *n = keel__rt;
+  rt_sig *sig = t != KEEL_NONE
+                    ? keel__rt_sig_new(n, kind, flags, RT_NO_PID, key, t)
+                    : NULL;
+  if (sig == NULL)
+    return KEEL_ENOMEM;
+  (void)keel__rt_sig_send(n, keel_pid_local_number(to), sig);
+  return KEEL_OK;
+}
+
+static int check_from_remote(keel_term from, keel_term to, keel_term reason) {
+  keel_pid_parts parts;
+  if (keel__rt == NULL)
+    return KEEL_ESTATE;
+  if (!remote_parts(from, &parts) || !keel_is_local_pid(to))
+    return KEEL_EBADARG;
+  return reason == KEEL_NONE ? KEEL_EINVAL : KEEL_OK;
+}
+
+int keel_dist_exit(keel_term from, keel_term to, keel_term reason, bool link) {
+  int rc = check_from_remote(from, to, reason);
+  if (rc != KEEL_OK)
+    return rc;
+  keel_heap h;
+  keel_heap_init(&h);
+  keel_term t = keel_tuple(&h, 3, KEEL_ATOM(EXIT), from, reason);
+  unsigned flags = link                        ? RT_SIGF_REMOTE
+                   : reason == KEEL_ATOM(KILL) ? RT_SIGF_KILL
+                                               : 0;
+  rc = send_from_remote(RT_SIG_EXIT, flags, to, 0, t);
+  keel_heap_destroy(&h);
+  return rc;
+}
+
+int keel_dist_down(keel_term from, keel_term to, keel_term ref,
+                   keel_term reason) {
+  int rc = check_from_remote(from, to, reason);
+  uint64_t num, owner;
+  if (rc == KEEL_OK && !keel__rt_ref_decode(ref, &num, &owner))
+    rc = KEEL_EBADARG;
+  if (rc != KEEL_OK)
+    return rc;
+  keel_heap h;
+  keel_heap_init(&h);
+  keel_term t =
+      keel_tuple(&h, 5, KEEL_ATOM(DOWN), ref, KEEL_ATOM(PROCESS), from, reason);
+  rc = send_from_remote(RT_SIG_DOWN, RT_SIGF_REMOTE, to, num, t);
+  keel_heap_destroy(&h);
+  return rc;
+}

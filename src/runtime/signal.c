@@ -136,6 +136,9 @@ static void doom(keel_proc *p, keel_term reason, bool *die) {
 /* The message an exit signal turns into, or NULL (ignored, or it killed p:
  * *die). */
 static rt_msg *on_exit_sig(keel_proc *p, rt_sig *sig, bool *die) {
+  if ((sig->flags & RT_SIGF_REMOTE) &&
+      !keel__rt_remote_link_exit(p, keel_tuple_get(sig->msg->term, 1)))
+    return NULL; /* no link (any more) to that remote pid: ignored */
   if (sig->flags & RT_SIGF_LINK) {
     rt_ent *e = keel__rt_ent_find(p->ext, RT_EK_KEY(RT_EK_LINK, sig->from));
     if (e == NULL)
@@ -228,6 +231,10 @@ static rt_msg *take_msg(rt_sig *sig) {
 }
 
 static rt_msg *on_down(keel_proc *p, rt_sig *sig) {
+  if (sig->flags & RT_SIGF_REMOTE)
+    return keel__rt_remote_down(p, sig->key, keel_tuple_get(sig->msg->term, 3))
+               ? take_msg(sig)
+               : NULL;
   rt_ent *e = keel__rt_ent_find(p->ext, RT_EK_KEY(RT_EK_MON, sig->key));
   if (e == NULL || e->peer != sig->from)
     return NULL; /* demonitored: dropped (G17) */

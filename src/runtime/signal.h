@@ -70,10 +70,12 @@ uint64_t keel__rt_inner_count(const keel_proc *p);
 #define RT_SIGF_LINK 1u  /* EXIT: because of a link */
 #define RT_SIGF_KILL 2u  /* EXIT: exit(P, kill): untrappable */
 #define RT_SIGF_ALIAS 4u /* MONITOR: the ref is also an alias (pid ref) */
-#define RT_SIGF_IMM                                                            \
-  8u /* EXIT: key holds the (immediate) reason and msg                         \
-        is NULL: the message is made, in the record                            \
-        itself, only for a receiver that traps */
+/* EXIT: key holds the (immediate) reason and msg is NULL: the message is
+ * made, in the record itself, only for a receiver that traps. */
+#define RT_SIGF_IMM 8u
+/* EXIT: through a link to a pid of another node; DOWN: of a monitor of
+ * one (remote.c). */
+#define RT_SIGF_REMOTE 16u
 
 typedef struct rt_sig {
   /* Mailbox header: same layout as rt_msg's (term == KEEL_NONE). */
@@ -218,6 +220,11 @@ int keel__rt_remote_unlink(keel_proc *self, keel_term pid);
 int keel__rt_remote_monitor(keel_proc *self, keel_term pid, uint64_t num);
 /* Ends self's monitor num of a remote pid; false when there is none. */
 bool keel__rt_remote_demonitor(keel_proc *self, uint64_t num);
+/* Whether p's link to the remote pid ended by an exit signal through it
+ * was active (it is removed). */
+bool keel__rt_remote_link_exit(keel_proc *p, keel_term pid);
+/* Whether p's monitor num of the remote pid was active (it is removed). */
+bool keel__rt_remote_down(keel_proc *p, uint64_t num, keel_term pid);
 /* Handles RT_SIG_NODEDOWN for p (may kill p: *die). */
 void keel__rt_remote_nodedown(rt_node *n, keel_proc *p, rt_sig *sig, bool *die);
 /* At p's death: tells the distribution layer (unless the node is

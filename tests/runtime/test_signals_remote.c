@@ -327,6 +327,108 @@ Test(signals_remote, g18_connection_loss_gives_noconnection) {
   keel_heap_destroy(&pid_heap);
 }
 
+/* ---- signals the other node sends ---------------------------------------- */
+
+/* Traps exits, links and monitors far, sends its pid and ref to the boss,
+ * then reports: the 'DOWN' reason, the link exit's reason, and that the
+ * second 'DOWN' and link exit were dropped (the marker, an exit/2 sent
+ * after them on the same channel, finds neither before it). */
+static void receiver(keel_proc *self, void *arg) {
+  keel_term boss = *(keel_term *)arg;
+  keel_heap h;
+  keel_heap_init(&h);
+  keel_trap_exit(self, true);
+  keel_term ref;
+  bool ok = keel_link(self, far_pid) == KEEL_OK &&
+            keel_monitor(self, far_pid, 0, &h, &ref) == KEEL_OK;
+  uint64_t buf[16];
+  keel_heap mh;
+  keel_heap_init_fixed(&mh, buf, 16);
+  (void)keel_send(boss,
+                  keel_tuple(&mh, 3, atom("receiver"), keel_self(self), ref));
+  keel_term down = await_down(self, ref, far_pid), m;
+  keel_term first = KEEL_NONE, marker = KEEL_NONE;
+  if (keel_receive(self, m_exit_from, &far_pid, WAIT_MS, &m) == KEEL_OK)
+    first = keel_tuple_get(m, 2);
+  if (keel_receive(self, m_exit_from, &far_pid, WAIT_MS, &m) == KEEL_OK)
+    marker = keel_tuple_get(m, 2);
+  ok = ok && down == atom("gone") && first == atom("bye") &&
+       marker == atom("marker") &&
+       keel_receive(self, m_down_ref, &ref, 0, &m) == KEEL_ETIMEDOUT;
+  keel_heap_destroy(&h);
+  report(boss, "received", ok ? KEEL_ATOM(TRUE) : KEEL_ATOM(FALSE));
+}
+
+static bool m_receiver(keel_term m, void *arg) {
+  (void)arg;
+  return keel_is_tuple(m) && keel_tuple_arity(m) == 3 &&
+         keel_tuple_get(m, 0) == atom("receiver");
+}
+
+/* Waits forever (killed by far's exit/2 with 'kill'). */
+static void sitter(keel_proc *self, void *arg) {
+  (void)arg;
+  keel_term m;
+  (void)keel_receive(self, NULL, NULL, KEEL_INFINITY, &m);
+}
+
+typedef struct from_far_obs {
+  _Atomic keel_term received, killed;
+  atomic_int rc;
+} from_far_obs;
+
+static void far_sender(keel_proc *self, void *arg) {
+  from_far_obs *o = arg;
+  keel_term me = keel_self(self), m;
+  keel_heap h;
+  keel_heap_init(&h);
+  int rc = keel_dist_nodeup(atom("far@host"));
+  (void)spawn_watched(self, receiver, &me, &h);
+  if (keel_receive(self, m_receiver, NULL, WAIT_MS, &m) == KEEL_OK) {
+    keel_term to = keel_tuple_get(m, 1), ref = keel_tuple_get(m, 2);
+    /* far's 'DOWN' and link exit; a second link exit finds no link. */
+    if (rc == KEEL_OK)
+      rc = keel_dist_down(far_pid, to, ref, atom("gone"));
+    if (rc == KEEL_OK)
+      rc = keel_dist_down(far_pid, to, ref, atom("twice")); /* dropped */
+    if (rc == KEEL_OK)
+      rc = keel_dist_exit(far_pid, to, atom("bye"), true);
+    if (rc == KEEL_OK)
+      rc = keel_dist_exit(far_pid, to, atom("second"), true);
+    if (rc == KEEL_OK)
+      rc = keel_dist_exit(far_pid, to, atom("marker"), false);
+    atomic_store(&o->received, await_tag(self, "received"));
+  }
+  keel_term victim, ref;
+  keel_spawn_opts so = {.monitor_ref = &ref, .monitor_heap = &h};
+  if (rc == KEEL_OK && keel_spawn_fiber(sitter, NULL, &so, &victim) == KEEL_OK)
+    rc = keel_dist_exit(far_pid, victim, KEEL_ATOM(KILL), false);
+  if (rc == KEEL_OK)
+    atomic_store(&o->killed, await_down(self, ref, KEEL_NONE));
+  atomic_store(&o->rc, rc);
+  keel_heap_destroy(&h);
+  signal_event();
+}
+
+Test(signals_remote, g18_exits_and_downs_from_the_other_node) {
+  make_pids();
+  char cfg[96];
+  for (size_t c = 0; start_config(c, cfg, sizeof cfg); c++) {
+    from_far_obs o;
+    memset(&o, 0, sizeof o);
+    cr_assert_eq(keel_spawn_fiber(far_sender, &o, NULL, NULL), KEEL_OK);
+    cr_assert(wait_events(1), "scenario finished (%s)", cfg);
+    cr_assert_eq(atomic_load(&o.rc), KEEL_OK, "%s", cfg);
+    cr_assert_eq(atomic_load(&o.received), KEEL_ATOM(TRUE), "%s", cfg);
+    cr_assert_eq(atomic_load(&o.killed), KEEL_ATOM(KILLED), "%s", cfg);
+    if (sim_mode)
+      stop_sim();
+    else
+      cr_assert_eq(keel_node_stop(), KEEL_OK);
+  }
+  keel_heap_destroy(&pid_heap);
+}
+
 Test(signals_remote, g18_api_errors) {
   cr_assert_eq(keel_dist_nodeup(atom("far@host")), KEEL_ESTATE);
   cr_assert_eq(keel_dist_nodedown(atom("far@host")), KEEL_ESTATE);
@@ -336,5 +438,15 @@ Test(signals_remote, g18_api_errors) {
   cr_assert_eq(keel_dist_nodedown(keel_small(1)), KEEL_EBADARG);
   cr_assert_eq(keel_dist_nodedown(atom("never@host")), 0);
   cr_assert(!keel_dist_is_up(atom("never@host")));
+  make_pids();
+  keel_term local = keel_pid_local(1);
+  cr_assert_eq(keel_dist_exit(local, local, KEEL_ATOM(NORMAL), true),
+               KEEL_EBADARG);
+  cr_assert_eq(keel_dist_exit(far_pid, far_pid, KEEL_ATOM(NORMAL), true),
+               KEEL_EBADARG);
+  cr_assert_eq(keel_dist_exit(far_pid, local, KEEL_NONE, true), KEEL_EINVAL);
+  cr_assert_eq(keel_dist_down(far_pid, local, KEEL_ATOM(OK), KEEL_ATOM(NORMAL)),
+               KEEL_EBADARG);
+  keel_heap_destroy(&pid_heap);
   cr_assert_eq(keel_node_stop(), KEEL_OK);
 }
