@@ -64,9 +64,10 @@ bool keel_trapping_exits(const keel_proc *self);
  * If pid is dead: when self traps exits, returns KEEL_OK and the message
  * {'EXIT', Pid, noproc} arrives; otherwise returns KEEL_ENOPROC. A pid that
  * dies before it handles the link request answers with an exit signal
- * whose reason is 'noproc'.
- * Errors: KEEL_EBADARG (pid is not a local pid), KEEL_ESTATE (self is not
- * the calling process), KEEL_ENOMEM. */
+ * whose reason is 'noproc'. A pid of another node: see "Pids of other
+ * nodes" below.
+ * Errors: KEEL_EBADARG (pid is not a pid), KEEL_ESTATE (self is not the
+ * calling process), KEEL_ENOMEM. */
 int keel_link(keel_proc *self, keel_term pid);
 
 /* Removes the link between self and pid, if any (erlang:unlink/1). Once
@@ -74,7 +75,9 @@ int keel_link(keel_proc *self, keel_term pid);
  * through it will act on self or arrive as an 'EXIT' message after this
  * call, except one {'EXIT', Pid, _} that was already queued as a message
  * (trapping processes; remove it with keel_flush_exit).
- * Errors: KEEL_EBADARG, KEEL_ESTATE, KEEL_ENOMEM (the link is then kept). */
+ * Errors: KEEL_EBADARG, KEEL_ESTATE, KEEL_ENOMEM (the link is then kept).
+ * A pid of another node: the link is dropped here and the distribution
+ * layer is told. */
 int keel_unlink(keel_proc *self, keel_term pid);
 
 /* Removes from self's queue the {'EXIT', Pid, _} messages already there
@@ -99,8 +102,10 @@ enum keel_monitor_flags {
 /* Monitors pid (erlang:monitor(process, Pid)): when it dies, self gets
  * exactly one message {'DOWN', Ref, process, Pid, Reason}; Reason is
  * 'noproc' when pid is already dead. Each call makes an independent
- * monitor. The ref is built in h and stored in *ref.
- * Errors: KEEL_EBADARG (pid not a local pid), KEEL_EINVAL (h or ref NULL,
+ * monitor. The ref is built in h and stored in *ref. A pid of another
+ * node: see "Pids of other nodes" below ('DOWN' with 'noconnection'; the
+ * alias flags are not supported there: KEEL_EUNSUPPORTED).
+ * Errors: KEEL_EBADARG (pid not a pid), KEEL_EINVAL (h or ref NULL,
  * unknown flags), KEEL_ESTATE, KEEL_ENOMEM. */
 int keel_monitor(keel_proc *self, keel_term pid, unsigned flags, keel_heap *h,
                  keel_term *ref);
@@ -170,6 +175,78 @@ int keel_exit_hook_add(keel_exit_hook_fn fn, void *arg);
  * KEEL_EBADARG (pid not a local pid), KEEL_EINVAL (unknown id),
  * KEEL_ESTATE (no node). Thread-safe. */
 int keel_exit_hook_arm(keel_term pid, int id);
+
+/* ------------------------------------------------------------------------ */
+/* Pids of other nodes (for the distribution layer)                         */
+/* ------------------------------------------------------------------------ */
+
+/* keel_link and keel_monitor accept a pid of another node. The runtime
+ * keeps the relation on the local side and tells the distribution layer
+ * (the signal hook below); it fires with reason 'noconnection' when the
+ * layer declares the connection to that node lost (keel_dist_nodedown),
+ * as in OTP:
+ *   - monitoring a pid of a node that is not up gives at once
+ *     {'DOWN', Ref, process, Pid, noconnection};
+ *   - linking to one gives the caller an exit signal from Pid with reason
+ *     'noconnection' (a trapping caller gets {'EXIT', Pid, noconnection},
+ *     another one dies with that reason);
+ *   - when a node goes down, every local process linked to or monitoring a
+ *     pid of that node gets the same, once per link or monitor. */
+
+/* What the runtime asks the distribution layer to send to a remote pid. */
+typedef enum keel_dist_signal {
+  KEEL_DIST_LINK = 1,  /* from links to `to` */
+  KEEL_DIST_UNLINK,    /* from drops its link to `to` */
+  KEEL_DIST_MONITOR,   /* from monitors `to` with `ref` */
+  KEEL_DIST_DEMONITOR, /* from ends its monitor `ref` of `to` */
+  KEEL_DIST_EXIT       /* from died with `reason`, linked to `to` */
+} keel_dist_signal;
+
+/* Called on the calling process's thread; the terms live until it
+ * returns (copy what is kept). ref and reason are KEEL_NONE when unused.
+ * Must not block. */
+typedef void (*keel_dist_signal_fn)(keel_dist_signal kind, keel_term from,
+                                    keel_term to, keel_term ref,
+                                    keel_term reason, void *arg);
+
+/* Installs (or, with NULL, removes) the hook above. Thread-safe. */
+void keel_set_dist_signal_hook(keel_dist_signal_fn fn, void *arg);
+
+/* Declares the connection to `node` (an atom, not this node's name) up:
+ * links and monitors to its pids are kept from now on, until
+ * keel_dist_nodedown. Up already: nothing changes.
+ * Errors: KEEL_EBADARG (not an atom, or the local node's name),
+ * KEEL_ESTATE (no node running), KEEL_ENOMEM. Thread-safe. */
+int keel_dist_nodeup(keel_term node);
+
+/* Declares the connection to `node` lost: every link and monitor that a
+ * local process made to a pid of that node while it was up fires with
+ * reason 'noconnection' (the process handles it like any signal; later
+ * relations go to the next connection). Returns the number of processes
+ * told (0 when the node was not up), or KEEL_EBADARG, KEEL_ESTATE,
+ * KEEL_ENOMEM (nobody was told; the node stays up). Thread-safe. */
+int keel_dist_nodedown(keel_term node);
+
+/* Whether the connection to `node` is up. Thread-safe. */
+bool keel_dist_is_up(keel_term node);
+
+/* Delivers to the local process `to` an exit signal that the process
+ * `from` of another node sent: through their link (link true: it acts
+ * only while `to` still has its link to `from`, and ends it, as a local
+ * link exit does) or by exit(To, Reason) (link false: 'kill' is
+ * untrappable and becomes 'killed'). The reason is copied. A dead `to`:
+ * nothing happens. Errors: KEEL_EBADARG (from is not a pid of another
+ * node, to not a local pid), KEEL_EINVAL (reason is KEEL_NONE),
+ * KEEL_ESTATE (no node), KEEL_ENOMEM. Thread-safe. */
+int keel_dist_exit(keel_term from, keel_term to, keel_term reason, bool link);
+
+/* Delivers {'DOWN', Ref, process, From, Reason} to the local process `to`
+ * for its monitor `ref` of `from`, a pid of another node that died: only
+ * while that monitor is active (it ends it); a demonitored one gets
+ * nothing. Errors as keel_dist_exit, and KEEL_EBADARG when ref is not a
+ * local ref. Thread-safe. */
+int keel_dist_down(keel_term from, keel_term to, keel_term ref,
+                   keel_term reason);
 
 #ifdef __cplusplus
 }

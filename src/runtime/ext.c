@@ -9,15 +9,30 @@
  * process links and unlinks.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "base/fault.h"
 #include "runtime/signal.h"
 
 #define EXT_MIN_CAP 8u
 
+/* The first table lives in the same allocation as rt_ext (one malloc per
+ * process with relations, not two). */
+static rt_ent *inline_tab(rt_ext *x) {
+  return (rt_ent *)(void *)(x + 1);
+}
+
 rt_ext *keel__rt_ext(keel_proc *p) {
-  if (p->ext == NULL)
-    p->ext = keel__fault() ? NULL : calloc(1, sizeof *p->ext);
+  if (p->ext == NULL) {
+    rt_ext *x = keel__fault()
+                    ? NULL
+                    : calloc(1, sizeof *x + EXT_MIN_CAP * sizeof(rt_ent));
+    if (x != NULL) {
+      x->tab = inline_tab(x);
+      x->cap = EXT_MIN_CAP;
+    }
+    p->ext = x;
+  }
   return p->ext;
 }
 
@@ -25,9 +40,23 @@ void keel__rt_ext_free(keel_proc *p) {
   rt_ext *x = p->ext;
   if (x == NULL)
     return;
-  free(x->tab);
+  if (x->tab != inline_tab(x))
+    free(x->tab);
   free(x);
   p->ext = NULL;
+}
+
+void keel__rt_ext_clear(keel_proc *p) {
+  rt_ext *x = p->ext;
+  if (x == NULL)
+    return;
+  if (x->tab != inline_tab(x)) { /* a grown table is not kept */
+    keel__rt_ext_free(p);
+    return;
+  }
+  memset(x, 0, sizeof *x + EXT_MIN_CAP * sizeof(rt_ent));
+  x->tab = inline_tab(x);
+  x->cap = EXT_MIN_CAP;
 }
 
 static uint32_t slot_of(uint64_t key, uint32_t cap) {
@@ -65,7 +94,8 @@ static bool grow(rt_ext *x) {
   for (uint32_t i = 0; i < x->cap; i++)
     if (x->tab[i].key != 0)
       *place(tab, cap, x->tab[i].key) = x->tab[i];
-  free(x->tab);
+  if (x->tab != inline_tab(x))
+    free(x->tab);
   x->tab = tab;
   x->cap = cap;
   return true;

@@ -28,14 +28,8 @@ int keel_exit(keel_term pid, keel_term reason) {
   uint64_t to = keel_pid_local_number(pid);
   if (keel__rt_lookup(n, to) == NULL)
     return KEEL_OK; /* dead: nothing happens */
-  uint64_t buf[8];
-  keel_heap h;
-  keel_heap_init_fixed(&h, buf, 8);
-  keel_term t = keel_tuple(
-      &h, 3, KEEL_ATOM(EXIT),
-      from != RT_NO_PID ? keel_pid_local(from) : KEEL_ATOM(UNDEFINED), reason);
   unsigned flags = reason == KEEL_ATOM(KILL) ? RT_SIGF_KILL : 0;
-  rt_sig *sig = keel__rt_sig_new(n, RT_SIG_EXIT, flags, from, 0, t);
+  rt_sig *sig = keel__rt_exit_sig_new(n, flags, from, reason);
   if (sig == NULL)
     return KEEL_ENOMEM;
   (void)keel__rt_sig_send(n, to, sig);
@@ -72,10 +66,12 @@ static int link_noproc(keel_proc *self, uint64_t target) {
 }
 
 int keel_link(keel_proc *self, keel_term pid) {
-  if (!keel_is_local_pid(pid))
+  if (!keel_is_local_pid(pid) && !keel_is_pid(pid))
     return KEEL_EBADARG;
   if (!is_caller(self))
     return KEEL_ESTATE;
+  if (!keel_is_local_pid(pid))
+    return keel__rt_remote_link(self, pid);
   rt_node *n = keel__rt;
   uint64_t to = keel_pid_local_number(pid);
   if (to == self->pid_number)
@@ -111,10 +107,12 @@ int keel_link(keel_proc *self, keel_term pid) {
 }
 
 int keel_unlink(keel_proc *self, keel_term pid) {
-  if (!keel_is_local_pid(pid))
+  if (!keel_is_local_pid(pid) && !keel_is_pid(pid))
     return KEEL_EBADARG;
   if (!is_caller(self))
     return KEEL_ESTATE;
+  if (!keel_is_local_pid(pid))
+    return keel__rt_remote_unlink(self, pid);
   rt_node *n = keel__rt;
   uint64_t to = keel_pid_local_number(pid);
   rt_ent *e = keel__rt_ent_find(self->ext, RT_EK_KEY(RT_EK_LINK, to));
@@ -159,7 +157,8 @@ static size_t inner_remove(keel_proc *self, bool (*pred)(keel_term, keel_term),
 
 static bool is_exit_from(keel_term t, keel_term pid) {
   return keel_is_tuple(t) && keel_tuple_arity(t) == 3 &&
-         keel_tuple_get(t, 0) == KEEL_ATOM(EXIT) && keel_tuple_get(t, 1) == pid;
+         keel_tuple_get(t, 0) == KEEL_ATOM(EXIT) &&
+         keel_eq_exact(keel_tuple_get(t, 1), pid);
 }
 
 size_t keel_flush_exit(keel_proc *self, keel_term pid) {
@@ -170,15 +169,32 @@ size_t keel_flush_exit(keel_proc *self, keel_term pid) {
 
 /* ---- monitors ---------------------------------------------------------- */
 
+/* keel_monitor of a pid of another node. */
+static int monitor_remote(keel_proc *self, keel_term pid, unsigned flags,
+                          keel_heap *h, keel_term *ref) {
+  if (flags != 0)
+    return KEEL_EUNSUPPORTED;
+  uint64_t num = keel__rt_ref_next(keel__rt);
+  keel_term r = keel__rt_ref_term(h, num, RT_NO_PID);
+  if (r == KEEL_NONE)
+    return KEEL_ENOMEM;
+  int rc = keel__rt_remote_monitor(self, pid, num);
+  if (rc == KEEL_OK)
+    *ref = r;
+  return rc;
+}
+
 int keel_monitor(keel_proc *self, keel_term pid, unsigned flags, keel_heap *h,
                  keel_term *ref) {
-  if (!keel_is_local_pid(pid))
+  if (!keel_is_local_pid(pid) && !keel_is_pid(pid))
     return KEEL_EBADARG;
   if (h == NULL || ref == NULL ||
       (flags & ~(unsigned)(KEEL_MONITOR_ALIAS | KEEL_MONITOR_REPLY_DEMONITOR)))
     return KEEL_EINVAL;
   if (!is_caller(self))
     return KEEL_ESTATE;
+  if (!keel_is_local_pid(pid))
+    return monitor_remote(self, pid, flags, h, ref);
   rt_node *n = keel__rt;
   bool alias = (flags & KEEL_MONITOR_ALIAS) != 0;
   uint64_t target = keel_pid_local_number(pid);
@@ -229,6 +245,8 @@ int keel_demonitor(keel_proc *self, keel_term ref, unsigned flags) {
      * dropped here, so the guarantee holds either way. */
     if (sig != NULL)
       (void)keel__rt_sig_send(keel__rt, target, sig);
+    active = 1;
+  } else if (keel__rt_remote_demonitor(self, num)) {
     active = 1;
   }
   if (flags & KEEL_DEMONITOR_FLUSH)

@@ -19,7 +19,7 @@
 #include "runtime/rt_internal.h"
 
 #define POOLED_BIT ((uintptr_t)1)
-#define POOL_BYTES (sizeof(rt_msg) + RT_POOL_WORDS * sizeof(uint64_t))
+#define POOL_BYTES RT_POOL_BYTES
 #define POOL_MAX_BATCHES 64u /* beyond this, surplus goes back to malloc */
 
 /* Scheduler threads bump their own counters (owner-only: no RMW needed);
@@ -138,6 +138,27 @@ void keel__rt_free_msg(rt_msg *m) {
   else
     free(m);
   bump(s != NULL ? &s->msg_free : NULL, &n->foreign_free);
+}
+
+void *keel__rt_rec_alloc(rt_node *n, rt_sched *s) {
+  return s != NULL ? pool_get(n, s) : malloc(POOL_BYTES);
+}
+
+rt_msg *keel__rt_rec_to_msg(rt_node *n, rt_sched *s, void *rec, keel_term t) {
+  rt_msg *m = rec;
+  keel_heap h;
+  keel_heap_init_fixed(&h, m->words, RT_POOL_WORDS);
+  m->term = keel_term_copy(&h, t); /* immediates only: no off-heap part */
+  m->extra = POOLED_BIT;
+  bump(s != NULL ? &s->msg_alloc : NULL, &n->foreign_alloc);
+  return m;
+}
+
+void keel__rt_rec_free(rt_node *n, rt_sched *s, void *rec) {
+  if (s != NULL)
+    pool_put(n, s, rec);
+  else
+    free(rec);
 }
 
 void keel__rt_pool_drain(rt_node *n) {

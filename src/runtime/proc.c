@@ -150,7 +150,7 @@ int keel__rt_spawn_common(rt_node *n, keel_handler_fn handler, void *state,
   p->timed_out = false;
   p->trap_exit = false;
   atomic_store_explicit(&p->exit_hooks, 0, memory_order_relaxed);
-  p->ext = NULL;
+  /* p->ext: NULL, or the emptied table the slot's last process left. */
   atomic_store_explicit(&p->name, 0, memory_order_relaxed);
   p->fiber = f;
   p->inner_head = p->inner_tail = NULL;

@@ -77,9 +77,11 @@ typedef struct rt_msg {
 } rt_msg;
 
 /* Messages whose copy needs at most this many words share one size class
- * and are recycled through per-scheduler caches. */
-#define RT_POOL_WORDS 3
+ * and are recycled through per-scheduler caches (a 3-tuple such as
+ * {'EXIT', From, Reason} fits; so do signal records, signal.h). */
+#define RT_POOL_WORDS 4
 #define RT_POOL_BATCH 256u
+#define RT_POOL_BYTES (sizeof(rt_msg) + RT_POOL_WORDS * sizeof(uint64_t))
 
 /* ---- process control block --------------------------------------------- */
 
@@ -290,6 +292,16 @@ keel_proc *keel__rt_lookup(rt_node *n, uint64_t num);
 /* Messages (message.c). s is the calling thread's scheduler or NULL. */
 rt_msg *keel__rt_msg_new(rt_node *n, rt_sched *s, keel_term t);
 void keel__rt_free_msg(rt_msg *m);
+/* A block of the pooled message size (RT_POOL_BYTES) for a runtime
+ * record (a signal), from the calling scheduler's cache (s NULL: malloc);
+ * not counted as a message. NULL on out-of-memory. */
+void *keel__rt_rec_alloc(rt_node *n, rt_sched *s);
+/* Turns a block from keel__rt_rec_alloc into a message holding a copy of
+ * t, a term of immediates needing at most RT_POOL_WORDS words (copied
+ * into the block itself); counted as a message from then on. */
+rt_msg *keel__rt_rec_to_msg(rt_node *n, rt_sched *s, void *rec, keel_term t);
+/* Gives back a block from keel__rt_rec_alloc, from any thread. */
+void keel__rt_rec_free(rt_node *n, rt_sched *s, void *rec);
 /* Frees every cached message (node stop, after the threads are joined). */
 void keel__rt_pool_drain(rt_node *n);
 

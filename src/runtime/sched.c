@@ -786,13 +786,18 @@ bool keel__rt_sim_run_one(rt_node *n, rt_sched *s, uint64_t *ran_pid) {
 static void node_free(rt_node *n) {
   keel__rt_sim_destroy(n);
   keel__rt_names_destroy(n);
+  keel__rt_remote_reset();
   keel__rt_fibers_destroy(n);
   keel__rt_timers_destroy(n);
   if (n->sched != NULL)
     keel__rt_pool_drain(n);
   if (n->chunks != NULL) {
-    for (size_t i = 0; i < n->nchunks; i++)
-      free(atomic_load_explicit(&n->chunks[i], memory_order_relaxed));
+    for (size_t i = 0; i < n->nchunks; i++) {
+      keel_proc *c = atomic_load_explicit(&n->chunks[i], memory_order_relaxed);
+      for (size_t j = 0; c != NULL && j < RT_CHUNK_SIZE; j++)
+        keel__rt_ext_free(&c[j]); /* tables kept by the slots */
+      free(c);
+    }
     free(n->chunks);
   }
   free(n->sched);

@@ -14,7 +14,8 @@
 
 rt_sig *keel__rt_sig_new(rt_node *n, unsigned kind, unsigned flags,
                          uint64_t from, uint64_t key, keel_term msg) {
-  rt_sig *sig = keel__fault() ? NULL : malloc(sizeof *sig);
+  _Static_assert(sizeof(rt_sig) <= RT_POOL_BYTES, "a signal fits a pool block");
+  rt_sig *sig = keel__fault() ? NULL : keel__rt_rec_alloc(n, keel__rt_tl_sched);
   if (sig == NULL)
     return NULL;
   sig->term = KEEL_NONE;
@@ -27,7 +28,7 @@ rt_sig *keel__rt_sig_new(rt_node *n, unsigned kind, unsigned flags,
   if (msg != KEEL_NONE) {
     sig->msg = keel__rt_msg_new(n, keel__rt_tl_sched, msg);
     if (sig->msg == NULL) {
-      free(sig);
+      keel__rt_rec_free(n, keel__rt_tl_sched, sig);
       return NULL;
     }
   }
@@ -39,7 +40,7 @@ void keel__rt_sig_free(rt_sig *sig) {
     keel__rt_info_answer((rt_info_req *)(uintptr_t)sig->key, 0, true);
   if (sig->msg != NULL)
     keel__rt_free_msg(sig->msg);
-  free(sig);
+  keel__rt_rec_free(keel__rt, keel__rt_tl_sched, sig);
 }
 
 bool keel__rt_sig_send(rt_node *n, uint64_t to, rt_sig *sig) {
@@ -59,17 +60,30 @@ static keel_term pid_or_undefined(uint64_t num) {
   return num != RT_NO_PID ? keel_pid_local(num) : KEEL_ATOM(UNDEFINED);
 }
 
-/* Sends an exit signal {'EXIT', From, Reason} from `from` to `to`. */
-static void send_exit(rt_node *n, uint64_t from, uint64_t to, keel_term reason,
-                      unsigned flags) {
+static bool is_immediate(keel_term t) {
+  return (t & KEEL_TAG_SMALL) != 0; /* a small or another immediate */
+}
+
+rt_sig *keel__rt_exit_sig_new(rt_node *n, unsigned flags, uint64_t from,
+                              keel_term reason) {
+  if (is_immediate(reason)) /* no message unless the receiver traps */
+    return keel__rt_sig_new(n, RT_SIG_EXIT, flags | RT_SIGF_IMM, from, reason,
+                            KEEL_NONE);
   uint64_t buf[SCRATCH_WORDS];
   keel_heap h;
   keel_heap_init_fixed(&h, buf, SCRATCH_WORDS);
   keel_term t =
       keel_tuple(&h, 3, KEEL_ATOM(EXIT), pid_or_undefined(from), reason);
-  rt_sig *sig = t != KEEL_NONE
-                    ? keel__rt_sig_new(n, RT_SIG_EXIT, flags, from, 0, t)
-                    : NULL;
+  return t != KEEL_NONE ? keel__rt_sig_new(n, RT_SIG_EXIT, flags, from, 0, t)
+                        : NULL;
+}
+
+/* Sends an exit signal {'EXIT', From, Reason} from `from` to `to`. */
+static void send_exit(rt_node *n, uint64_t from, uint64_t to, keel_term reason,
+                      unsigned flags) {
+  if (keel__rt_lookup(n, to) == NULL)
+    return; /* dead already: it would be refused (skips the allocation) */
+  rt_sig *sig = keel__rt_exit_sig_new(n, flags, from, reason);
   if (sig != NULL)
     (void)keel__rt_sig_send(n, to, sig);
 }
@@ -77,6 +91,8 @@ static void send_exit(rt_node *n, uint64_t from, uint64_t to, keel_term reason,
 /* Sends the 'DOWN' of monitor `ref` (of `origin`) for the process `dead`. */
 static void send_down(rt_node *n, uint64_t dead, uint64_t origin, uint64_t ref,
                       bool alias, keel_term reason) {
+  if (keel__rt_lookup(n, origin) == NULL)
+    return; /* dead already: it would be refused */
   uint64_t buf[SCRATCH_WORDS];
   keel_heap h;
   keel_heap_init_fixed(&h, buf, SCRATCH_WORDS);
@@ -120,6 +136,9 @@ static void doom(keel_proc *p, keel_term reason, bool *die) {
 /* The message an exit signal turns into, or NULL (ignored, or it killed p:
  * *die). */
 static rt_msg *on_exit_sig(keel_proc *p, rt_sig *sig, bool *die) {
+  if ((sig->flags & RT_SIGF_REMOTE) &&
+      !keel__rt_remote_link_exit(p, keel_tuple_get(sig->msg->term, 1)))
+    return NULL; /* no link (any more) to that remote pid: ignored */
   if (sig->flags & RT_SIGF_LINK) {
     rt_ent *e = keel__rt_ent_find(p->ext, RT_EK_KEY(RT_EK_LINK, sig->from));
     if (e == NULL)
@@ -129,15 +148,25 @@ static rt_msg *on_exit_sig(keel_proc *p, rt_sig *sig, bool *die) {
     if (st != RT_LINK_ACTIVE)
       return NULL; /* crossed our unlink */
   }
-  keel_term reason = keel_tuple_get(sig->msg->term, 2);
+  rt_msg *m = sig->msg; /* NULL: RT_SIGF_IMM, the reason is in key */
+  keel_term reason =
+      m != NULL ? keel_tuple_get(m->term, 2) : (keel_term)sig->key;
   if (sig->flags & RT_SIGF_KILL) {
     doom(p, KEEL_ATOM(KILLED), die);
     return NULL;
   }
   if (p->trap_exit) {
-    rt_msg *m = sig->msg;
     sig->msg = NULL;
-    return m;
+    if (m != NULL)
+      return m;
+    /* The record becomes the message: {'EXIT', From, Reason} is 4 words
+     * of immediates, the size of a pooled message's term. */
+    uint64_t buf[8];
+    keel_heap h;
+    keel_heap_init_fixed(&h, buf, 8);
+    keel_term t =
+        keel_tuple(&h, 3, KEEL_ATOM(EXIT), pid_or_undefined(sig->from), reason);
+    return keel__rt_rec_to_msg(keel__rt, keel__rt_tl_sched, sig, t);
   }
   if (reason == KEEL_ATOM(NORMAL)) {
     if (!(sig->flags & RT_SIGF_LINK) && sig->from == p->pid_number)
@@ -202,6 +231,10 @@ static rt_msg *take_msg(rt_sig *sig) {
 }
 
 static rt_msg *on_down(keel_proc *p, rt_sig *sig) {
+  if (sig->flags & RT_SIGF_REMOTE)
+    return keel__rt_remote_down(p, sig->key, keel_tuple_get(sig->msg->term, 3))
+               ? take_msg(sig)
+               : NULL;
   rt_ent *e = keel__rt_ent_find(p->ext, RT_EK_KEY(RT_EK_MON, sig->key));
   if (e == NULL || e->peer != sig->from)
     return NULL; /* demonitored: dropped (G17) */
@@ -229,6 +262,10 @@ rt_msg *keel__rt_sig_handle(rt_node *n, keel_proc *p, rt_sig *sig, bool *die) {
   switch (sig->kind) {
   case RT_SIG_EXIT:
     m = on_exit_sig(p, sig, die);
+    if (m == (rt_msg *)sig) { /* the record itself became the message */
+      keel__rt_mq_out(p, -1);
+      return m;
+    }
     break;
   case RT_SIG_LINK:
     on_link(n, p, sig);
@@ -250,6 +287,9 @@ rt_msg *keel__rt_sig_handle(rt_node *n, keel_proc *p, rt_sig *sig, bool *die) {
     break;
   case RT_SIG_ALIAS_MSG:
     m = on_alias_msg(n, p, sig);
+    break;
+  case RT_SIG_NODEDOWN:
+    keel__rt_remote_nodedown(n, p, sig, die);
     break;
   case RT_SIG_INFO: /* the messages before the question are all fetched */
     keel__rt_info_answer((rt_info_req *)(uintptr_t)sig->key,
@@ -442,5 +482,6 @@ void keel__rt_sig_on_death(rt_node *n, keel_proc *p) {
   }
   if (notify)
     notify_relations(n, p);
-  keel__rt_ext_free(p);
+  keel__rt_remote_on_death(p, notify);
+  keel__rt_ext_clear(p);
 }

@@ -45,8 +45,10 @@ enum rt_sig_kind {
   RT_SIG_ALIAS_MSG,  /* a message sent to alias key */
   RT_SIG_MARK,       /* a receive mark (fiber.c): a position, never handled;
                         key = 1 once it has moved to the inner queue */
-  RT_SIG_INFO        /* introspection asks the queue length; key: the
+  RT_SIG_INFO,       /* introspection asks the queue length; key: the
                         rt_info_req (introspect.c) */
+  RT_SIG_NODEDOWN    /* a connection ended (remote.c); key: connection
+                        number << 32 | node atom index */
 };
 
 /* A question to a process (keel_process_info's queue length), shared by
@@ -68,6 +70,12 @@ uint64_t keel__rt_inner_count(const keel_proc *p);
 #define RT_SIGF_LINK 1u  /* EXIT: because of a link */
 #define RT_SIGF_KILL 2u  /* EXIT: exit(P, kill): untrappable */
 #define RT_SIGF_ALIAS 4u /* MONITOR: the ref is also an alias (pid ref) */
+/* EXIT: key holds the (immediate) reason and msg is NULL: the message is
+ * made, in the record itself, only for a receiver that traps. */
+#define RT_SIGF_IMM 8u
+/* EXIT: through a link to a pid of another node; DOWN: of a monitor of
+ * one (remote.c). */
+#define RT_SIGF_REMOTE 16u
 
 typedef struct rt_sig {
   /* Mailbox header: same layout as rt_msg's (term == KEEL_NONE). */
@@ -116,12 +124,18 @@ typedef struct rt_ext {
   uint32_t cap, n;
   uint32_t nlinks, nmons, nmon_by, naliases;
   uint64_t unlink_seq;
+  struct rt_remote *remote; /* links and monitors to other nodes' pids */
+  bool dist_known;          /* listed for keel_dist_nodedown (remote.c) */
 } rt_ext;
 
 /* The process's table, created on first use (NULL on out-of-memory). */
 rt_ext *keel__rt_ext(keel_proc *p);
 /* Frees p's table. */
 void keel__rt_ext_free(keel_proc *p);
+/* Empties p's table at its death. A small one stays with the process
+ * slot for its next process (no free on the dying thread, no malloc at
+ * the next spawn_link or first monitor); a grown one is freed. */
+void keel__rt_ext_clear(keel_proc *p);
 rt_ent *keel__rt_ent_find(rt_ext *x, uint64_t key);
 /* Inserts key (absent) and returns its entry, or NULL on out-of-memory. */
 rt_ent *keel__rt_ent_add(rt_ext *x, uint64_t key);
@@ -182,6 +196,10 @@ bool keel__rt_sig_send(rt_node *n, uint64_t to, rt_sig *sig);
 rt_sig *keel__rt_sig_new(rt_node *n, unsigned kind, unsigned flags,
                          uint64_t from, uint64_t key, keel_term msg);
 void keel__rt_sig_free(rt_sig *sig);
+/* An exit signal {'EXIT', From, Reason} from `from` (RT_NO_PID: From is
+ * 'undefined'), flags RT_SIGF_*. NULL on out-of-memory. */
+rt_sig *keel__rt_exit_sig_new(rt_node *n, unsigned flags, uint64_t from,
+                              keel_term reason);
 /* A signal whose receiver turned out to be dead when it was delivered
  * late (simulation): answers as a dying process would (noproc for link
  * and monitor requests, an acknowledgement for an unlink), frees sig. */
@@ -193,6 +211,28 @@ void keel__rt_send_exit(rt_node *n, uint64_t from, uint64_t to,
  * dead process target. */
 void keel__rt_send_down_noproc(rt_node *n, keel_proc *self, uint64_t target,
                                uint64_t ref, bool alias);
+/* Pids of other nodes (remote.c). Called by the owner (self is the
+ * calling process) with pid a pid that is not local. */
+int keel__rt_remote_link(keel_proc *self, keel_term pid);
+int keel__rt_remote_unlink(keel_proc *self, keel_term pid);
+/* Records (or, the node being down, answers at once with 'DOWN') monitor
+ * number num of pid; the ref term is already built. */
+int keel__rt_remote_monitor(keel_proc *self, keel_term pid, uint64_t num);
+/* Ends self's monitor num of a remote pid; false when there is none. */
+bool keel__rt_remote_demonitor(keel_proc *self, uint64_t num);
+/* Whether p's link to the remote pid ended by an exit signal through it
+ * was active (it is removed). */
+bool keel__rt_remote_link_exit(keel_proc *p, keel_term pid);
+/* Whether p's monitor num of the remote pid was active (it is removed). */
+bool keel__rt_remote_down(keel_proc *p, uint64_t num, keel_term pid);
+/* Handles RT_SIG_NODEDOWN for p (may kill p: *die). */
+void keel__rt_remote_nodedown(rt_node *n, keel_proc *p, rt_sig *sig, bool *die);
+/* At p's death: tells the distribution layer (unless the node is
+ * stopping: notify false) and frees p's remote relations. */
+void keel__rt_remote_on_death(keel_proc *p, bool notify);
+/* Forgets every connection (node stop). */
+void keel__rt_remote_reset(void);
+
 /* Pins the process numbered num if it is alive (its death then waits for
  * keel__rt_unpin); NULL when it is dead. */
 keel_proc *keel__rt_pin(rt_node *n, uint64_t num);

@@ -134,7 +134,7 @@ static void fiber_selective(keel_proc *self, void *arg) {
   signal_event();
 }
 
-Test(fiber, selective_receive_keeps_order) {
+Test(fiber, g03_selective_receive_keeps_order) {
   for (size_t c = 0; c < NCONF; c++) {
     start(sched_counts[c]);
     selective sv;
@@ -250,7 +250,7 @@ static void fiber_timeouts(keel_proc *self, void *arg) {
   signal_event();
 }
 
-Test(fiber, receive_timeouts) {
+Test(fiber, g19_g20_receive_timeouts) {
   for (size_t c = 0; c < NCONF; c++) {
     start(sched_counts[c]);
     timeouts t;

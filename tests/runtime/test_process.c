@@ -125,7 +125,7 @@ Test(process, messages_are_copies_and_state_persists) {
 
 /* G27: once a process is dead, its pid never reaches the process that
  * reuses its slot. */
-Test(process, stale_pid_never_reaches_new_process) {
+Test(process, g27_stale_pid_never_reaches_new_process) {
   for (size_t c = 0; c < NCONF; c++) {
     start_node(sched_counts[c], 0);
     atomic_store(&stray, 0);
@@ -169,7 +169,7 @@ static void *hammer(void *arg) {
   return NULL;
 }
 
-Test(process, stale_pid_concurrent_reuse) {
+Test(process, g27_stale_pid_concurrent_reuse) {
   for (size_t c = 0; c < NCONF; c++) {
     start_node(sched_counts[c], 0);
     atomic_store(&stray, 0);
@@ -214,7 +214,7 @@ static void res_dtor(void *data) {
   atomic_fetch_add(&dtor_runs, 1);
 }
 
-Test(process, no_leaks_at_death) {
+Test(process, g28_no_leaks_at_death) {
   for (size_t c = 0; c < NCONF; c++) {
     start_node(sched_counts[c], 0);
     atomic_store(&dtor_runs, 0);
@@ -364,7 +364,7 @@ static keel_handler_status dies_at_zero(keel_proc *self, keel_term msg,
   return KEEL_CONTINUE;
 }
 
-Test(process, small_message_flood_no_leaks) {
+Test(process, g28_small_message_flood_no_leaks) {
   for (size_t c = 0; c < NCONF; c++) {
     start_node(sched_counts[c], 0);
     long got = 0;

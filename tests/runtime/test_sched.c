@@ -90,7 +90,7 @@ static void *fifo_thread(void *arg) {
   return NULL;
 }
 
-Test(sched, per_sender_fifo) {
+Test(sched, g03_per_sender_fifo) {
   for (size_t c = 0; c < NCONF; c++) {
     start(sched_counts[c]);
     fifo_rx rx = {{0}, 0, 0};
@@ -144,7 +144,7 @@ static void kick(keel_term a, keel_term b, int64_t rounds) {
   keel_heap_destroy(&h);
 }
 
-Test(sched, pingpong_pairs_complete) {
+Test(sched, g24_pingpong_pairs_complete) {
   for (size_t c = 0; c < NCONF; c++) {
     start(sched_counts[c]);
     enum { PAIRS = 16, ROUNDS = 5000 };
@@ -188,7 +188,7 @@ static keel_handler_status echo(keel_proc *self, keel_term msg, void *state) {
 
 /* Every scheduler parked, then one message (or a burst) arrives: it must be
  * handled without any periodic tick to rescue it. */
-Test(sched, wake_from_full_park) {
+Test(sched, g24_wake_from_full_park) {
   for (size_t c = 0; c < NCONF; c++) {
     start(sched_counts[c]);
     enum { NP = 32 };
@@ -235,7 +235,7 @@ static keel_handler_status reporter(keel_proc *self, keel_term msg,
   return KEEL_CONTINUE;
 }
 
-Test(sched, busy_processes_do_not_starve_others) {
+Test(sched, g25_busy_processes_do_not_starve_others) {
   for (size_t c = 0; c < NCONF; c++) {
     unsigned ns = sched_counts[c];
     start(ns);
@@ -290,7 +290,7 @@ static void check_woken_runs(keel_handler_fn waker, long rounds) {
   }
 }
 
-Test(sched, process_woken_by_busy_peer_runs) {
+Test(sched, g25_process_woken_by_busy_peer_runs) {
   check_woken_runs(relay, 100);
 }
 
@@ -313,7 +313,7 @@ static keel_handler_status hopper(keel_proc *self, keel_term msg, void *state) {
   return KEEL_CONTINUE;
 }
 
-Test(sched, wake_up_churn) {
+Test(sched, g24_wake_up_churn) {
   for (size_t c = 0; c < NCONF; c++) {
     start(sched_counts[c]);
     for (int i = 0; i < 64; i++)
@@ -378,7 +378,7 @@ static keel_handler_status exhausting_waker(keel_proc *self, keel_term msg,
   return KEEL_CONTINUE;
 }
 
-Test(sched, woken_by_exhausted_waker_runs) {
+Test(sched, g25_woken_by_exhausted_waker_runs) {
   check_woken_runs(exhausting_waker, 50);
 }
 
@@ -472,7 +472,7 @@ static keel_handler_status low_one(keel_proc *self, keel_term msg, void *st) {
   return KEEL_CONTINUE;
 }
 
-Test(sched, G25_low_priority_is_not_starved_by_normal) {
+Test(sched, g25_low_priority_is_not_starved_by_normal) {
   for (size_t c = 0; c < NCONF; c++) {
     start_node(sched_counts[c], 0);
     atomic_store(&spin_stop, false);

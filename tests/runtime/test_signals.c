@@ -179,7 +179,7 @@ static void g1_check(obs *o, const char *ns) {
   cr_assert_eq(atomic_load(&o->phase), SENDERS);
 }
 
-Test(signals, G1_G2_pairwise_fifo_across_signal_kinds_and_death_last) {
+Test(signals, g01_g02_pairwise_fifo_across_signal_kinds_and_death_last) {
   each_config(g1_receiver, g1_check);
 }
 
@@ -224,7 +224,7 @@ static void g2_check(obs *o, const char *ns) {
   cr_assert_eq(o->reason, KEEL_ATOM(NORMAL));
 }
 
-Test(signals, G2_messages_before_down) {
+Test(signals, g02_messages_before_down) {
   each_config(g2_scenario, g2_check);
 }
 
@@ -261,7 +261,7 @@ static void g5_watcher(keel_proc *self, void *arg) {
   signal_event();
 }
 
-Test(signals, G5_kill_overtakes_a_message_backlog) {
+Test(signals, g05_kill_overtakes_a_message_backlog) {
   for (size_t c = 0; c < NCONF; c++) {
     start_node(sched_counts[c], 0);
     atomic_store(&g5_handled, 0);
@@ -318,7 +318,7 @@ static void g6_check(obs *o, const char *ns) {
   cr_assert(atomic_load(&o->flag), "a normal link exit is ignored");
 }
 
-Test(signals, G6_normal_link_exit_ignored_by_non_trapping) {
+Test(signals, g06_normal_link_exit_ignored_by_non_trapping) {
   each_config(g6_scenario, g6_check);
 }
 
@@ -361,7 +361,7 @@ static void g7_check(obs *o, const char *ns) {
                ns);
 }
 
-Test(signals, G7_link_exit_kills_with_same_reason_kill_included) {
+Test(signals, g07_link_exit_kills_with_same_reason_kill_included) {
   each_config(g7_scenario, g7_check);
 }
 
@@ -397,7 +397,7 @@ static void g8_check(obs *o, const char *ns) {
   cr_assert_eq(o->peer, KEEL_ATOM(KILLED), "link partners see killed");
 }
 
-Test(signals, G8_exit_kill_is_untrappable_and_becomes_killed) {
+Test(signals, g08_exit_kill_is_untrappable_and_becomes_killed) {
   each_config(g8_scenario, g8_check);
 }
 
@@ -453,7 +453,7 @@ static void g9_check(obs *o, const char *ns) {
   cr_assert_eq(o->reason, KEEL_ATOM(NORMAL));
 }
 
-Test(signals, G9_G10_trapping_and_normal_exits) {
+Test(signals, g09_g10_trapping_and_normal_exits) {
   each_config(g9_scenario, g9_check);
 }
 
@@ -484,7 +484,7 @@ static void g11_check(obs *o, const char *ns) {
   cr_assert_eq(atomic_load(&o->bad), 0);
 }
 
-Test(signals, G11_link_to_dead_gives_noproc) {
+Test(signals, g11_link_to_dead_gives_noproc) {
   each_config(g11_scenario, g11_check);
 }
 
@@ -542,7 +542,7 @@ static void stop_config(void) {
     cr_assert_eq(keel_node_stop(), KEEL_OK);
 }
 
-Test(signals, G12_links_are_idempotent_one_death_one_exit) {
+Test(signals, g12_links_are_idempotent_one_death_one_exit) {
   char cfg[96];
   for (size_t c = 0; start_config(c, cfg, sizeof cfg); c++) {
     obs o;
@@ -590,7 +590,7 @@ static void g13_check(obs *o, const char *ns) {
   cr_assert_eq(atomic_load(&o->bad), 0, "EXIT after unlink+flush (%s)", ns);
 }
 
-Test(signals, G13_unlink_guarantee) {
+Test(signals, g13_unlink_guarantee) {
   each_config(g13_scenario, g13_check);
 }
 
@@ -620,7 +620,7 @@ static void g14_check(obs *o, const char *ns) {
   cr_assert_eq(atomic_load(&o->bad), 0, "name or pid outlived DOWN (%s)", ns);
 }
 
-Test(signals, G14_name_and_pid_released_before_down) {
+Test(signals, g14_name_and_pid_released_before_down) {
   each_config(g14_scenario, g14_check);
 }
 
@@ -670,7 +670,7 @@ static bool views_set(void *arg) {
          __atomic_load_n(&ab[1].view, __ATOMIC_ACQUIRE) != -2;
 }
 
-Test(signals, G15_link_protocol_sides_agree) {
+Test(signals, g15_link_protocol_sides_agree) {
   char cfg[96];
   for (size_t c = 0; start_config(c, cfg, sizeof cfg); c++) {
     uint32_t rounds = sim_mode ? 10 : 100;
@@ -738,7 +738,7 @@ static void g16_check(obs *o, const char *ns) {
                atomic_load(&o->bad), ns);
 }
 
-Test(signals, G16_monitor_noproc_and_one_down_per_monitor) {
+Test(signals, g16_monitor_noproc_and_one_down_per_monitor) {
   each_config(g16_scenario, g16_check);
 }
 
@@ -773,7 +773,7 @@ static void g17_check(obs *o, const char *ns) {
   cr_assert_eq(atomic_load(&o->bad), 0, "DOWN after demonitor (%s)", ns);
 }
 
-Test(signals, G17_demonitor_guarantee) {
+Test(signals, g17_demonitor_guarantee) {
   each_config(g17_scenario, g17_check);
 }
 
@@ -807,7 +807,7 @@ static void g23_watch(keel_proc *self, void *arg) {
   signal_event();
 }
 
-Test(signals, G23_killed_while_blocked_runs_no_user_code) {
+Test(signals, g23_killed_while_blocked_runs_no_user_code) {
   for (size_t c = 0; c < NCONF; c++) {
     start_node(sched_counts[c], 0);
     atomic_store(&g23_calls, 0);
@@ -1135,7 +1135,7 @@ Test(signals, remote_pids_go_to_the_router) {
 
 /* ---- G28: nothing leaks ---------------------------------------------- */
 
-Test(signals, G28_no_leaks_after_deaths_with_relations) {
+Test(signals, g28_no_leaks_after_deaths_with_relations) {
   start_node(2, 0);
   keel_term a, b;
   cr_assert_eq(keel_spawn(idler, NULL, NULL, &a), KEEL_OK);

@@ -178,7 +178,7 @@ static void *cx_thread(void *arg) {
   return NULL;
 }
 
-Test(timer, cancel_is_exact_under_concurrency) {
+Test(timer, g22_cancel_is_exact_under_concurrency) {
   for (size_t c = 0; c < NCONF; c++) {
     start(sched_counts[c]);
     for (long i = 0; i < CX_N; i++) {
@@ -224,7 +224,7 @@ Test(timer, cancel_is_exact_under_concurrency) {
   }
 }
 
-Test(timer, cancel_answers) {
+Test(timer, g22_cancel_answers) {
   start(2);
   order_rx rx = {0};
   keel_term dest;
@@ -293,7 +293,7 @@ static keel_handler_status tmo_proc(keel_proc *self, keel_term msg,
   return KEEL_CONTINUE;
 }
 
-Test(timer, receive_timeout_fires_when_idle) {
+Test(timer, g20_receive_timeout_fires_when_idle) {
   for (size_t c = 0; c < NCONF; c++) {
     start(sched_counts[c]);
     tmo_state st = {.ms = 20};
@@ -315,7 +315,7 @@ Test(timer, receive_timeout_fires_when_idle) {
   }
 }
 
-Test(timer, receive_timeout_cancelled_by_message) {
+Test(timer, g21_receive_timeout_cancelled_by_message) {
   for (size_t c = 0; c < NCONF; c++) {
     start(sched_counts[c]);
     tmo_state st = {.ms = 200};
@@ -338,7 +338,7 @@ Test(timer, receive_timeout_cancelled_by_message) {
  * fires after a message disarmed it (G21). */
 enum { RACE_PROCS = 200, RACE_ROUNDS = 20 };
 
-Test(timer, receive_timeout_races_with_messages) {
+Test(timer, g21_receive_timeout_races_with_messages) {
   for (size_t c = 0; c < NCONF; c++) {
     start(sched_counts[c]);
     static tmo_state st[RACE_PROCS];
@@ -550,7 +550,7 @@ static keel_handler_status storm_proc(keel_proc *self, keel_term msg,
   return KEEL_CONTINUE;
 }
 
-Test(timer, timeout_storm_fires_on_time) {
+Test(timer, g20_timeout_storm_fires_on_time) {
   for (size_t c = 0; c < NCONF; c++) {
     start(sched_counts[c]);
     atomic_store(&storm_fired, 0);
