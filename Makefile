@@ -125,6 +125,7 @@ bench: release
 	build-release/keel bench tables $(ARGS)
 	build-release/keel bench otp $(ARGS)
 	build-release/keel bench http $(ARGS)
+	build-release/keel bench ws $(ARGS)
 	build-release/keel bench pubsub $(ARGS)
 	build-release/keel bench net $(ARGS)
 
