@@ -58,9 +58,11 @@ build: deps
 	$(call configure,build,-DCMAKE_BUILD_TYPE=$(BUILD_TYPE))
 	ninja -C build -j$(JOBS)
 
-run: build
-	@test -x build/keel || { echo "build/keel was not built (tools/keel missing)" >&2; exit 1; }
-	build/keel run $(ARGS)
+# The demo node runs the Release build: the dashboard then shows what the
+# runtime costs, not what -O0 costs.
+run: release
+	@test -x build-release/keel || { echo "build-release/keel was not built (tools/keel missing)" >&2; exit 1; }
+	build-release/keel run $(ARGS)
 
 test: build
 	@bash $(DEPS) test browser
