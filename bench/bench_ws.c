@@ -183,8 +183,11 @@ static void child_main(int in, int out, int first, int nconn, int updates) {
       client_read(&x, evs[i].data.ptr);
   }
   child_report r = {.connected = x.open};
-  if (write(out, &r, sizeof r) != sizeof r)
+  char go;
+  if (write(out, &r, sizeof r) != sizeof r || read(in, &go, 1) != 1)
     _exit(1);
+  /* The window opens when the parent starts the updates, not when this
+   * child finished connecting (the other may still be connecting). */
   uint64_t span = (uint64_t)(updates + 2) * PERIOD_MS * 1000000u;
   t0 = keel_monotonic_ns();
   uint64_t want = (uint64_t)updates * x.open;
@@ -317,6 +320,9 @@ int keel_bench_ws(int argc, char **argv) {
     connected += rep[k].connected;
   }
   long rss1 = rss_bytes();
+  for (int k = 0; k < NCHILD; k++)
+    if (write(to_child[k][1], "g", 1) != 1)
+      return 1;
   for (int u = 0; u < updates; u++) {
     sleep_ms(PERIOD_MS); /* the update period itself, not a wait for work */
     broadcast();
