@@ -14,6 +14,17 @@ bool keel__utf8_feed(keel__utf8 *u, const uint8_t *s, size_t n) {
   uint32_t need = u->need;
   uint8_t lo = u->lo, hi = u->hi;
   for (size_t i = 0; i < n; i++) {
+    if (need == 0) { /* ASCII runs, eight bytes at a time */
+      while (i + 8 <= n) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        if ((w & 0x8080808080808080ull) != 0)
+          break;
+        i += 8;
+      }
+      if (i == n)
+        break;
+    }
     uint8_t c = s[i];
     if (need != 0) {
       if (c < lo || c > hi)

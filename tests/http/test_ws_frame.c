@@ -294,3 +294,71 @@ Test(ws_frame, accept_key) {
   cr_assert_eq(keel__ws_accept_key("dGhlIHNhbXB*ZSBub25jZQ==", 24, out),
                KEEL_EINVAL);
 }
+
+/* A reference UTF-8 check written from RFC 3629's table, code point by
+ * code point (no state machine). */
+static bool ref_utf8(const uint8_t *s, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    uint32_t c = s[i], cp;
+    size_t len;
+    if (c < 0x80) {
+      i++;
+      continue;
+    } else if ((c & 0xE0) == 0xC0) {
+      len = 2;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      len = 3;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      len = 4;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + len > n)
+      return false;
+    for (size_t k = 1; k < len; k++) {
+      if ((s[i + k] & 0xC0) != 0x80)
+        return false;
+      cp = (cp << 6) | (s[i + k] & 0x3F);
+    }
+    static const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < min[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+      return false;
+    i += len;
+  }
+  return true;
+}
+
+/* The validator agrees with the reference on random texts, fed whole and
+ * cut at every split point, including long ASCII runs. */
+Test(ws_frame, utf8_matches_reference) {
+  srand(11);
+  uint8_t s[64];
+  for (int round = 0; round < 20000; round++) {
+    size_t n = (size_t)rand() % sizeof s;
+    for (size_t i = 0; i < n; i++) {
+      int r = rand() % 10;
+      s[i] = r < 6   ? (uint8_t)(rand() % 0x80)
+             : r < 8 ? (uint8_t)(0x80 + rand() % 0x40)
+                     : (uint8_t)(0xC0 + rand() % 0x40);
+    }
+    if (round % 3 == 0 && n >= 4) { /* a real character somewhere */
+      static const char *const ok[] = {"\xc3\xa9", "\xe2\x82\xac",
+                                       "\xf0\x9f\x98\x80", "\xed\x9f\xbf"};
+      const char *c = ok[rand() % 4];
+      memcpy(s + rand() % (n - strlen(c) + 1), c, strlen(c));
+    }
+    bool want = ref_utf8(s, n);
+    keel__utf8 u = {0, 0x80, 0xBF};
+    bool whole = keel__utf8_feed(&u, s, n) && keel__utf8_done(&u);
+    cr_assert_eq(whole, want, "round %d, %zu bytes", round, n);
+    size_t cut = n > 0 ? (size_t)rand() % n : 0;
+    keel__utf8 v = {0, 0x80, 0xBF};
+    bool split = keel__utf8_feed(&v, s, cut) &&
+                 keel__utf8_feed(&v, s + cut, n - cut) && keel__utf8_done(&v);
+    cr_assert_eq(split, want, "round %d cut at %zu", round, cut);
+  }
+}
