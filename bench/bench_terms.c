@@ -44,8 +44,7 @@ static double now(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* ---- the terms ------------------------------------------------------------
- */
+/* ---- the terms -------------------------------------------------------- */
 
 static keel_term small_map(keel_heap *h) {
   keel_term tags[3] = {keel_atom("admin"), keel_atom("ops"), keel_atom("dev")};
@@ -106,8 +105,7 @@ static keel_term mixed(keel_heap *h) {
                     keel_small(8));
 }
 
-/* ---- Keel measurements ----------------------------------------------------
- */
+/* ---- Keel measurements ------------------------------------------------ */
 
 static double keel_encode_run(bterm *b, long iters) {
   keel_buf out;
@@ -155,8 +153,7 @@ static long calibrate(bterm *b, double (*run)(bterm *, long), double target,
   }
 }
 
-/* ---- BEAM measurements -----------------------------------------------------
- */
+/* ---- BEAM measurements ------------------------------------------------ */
 
 static const char *const ERL_SRC =
     "-module(keel_bench_etf).\n"
@@ -245,8 +242,7 @@ static int beam_side(bterm *ts) {
   return rc;
 }
 
-/* ---- report ----------------------------------------------------------------
- */
+/* ---- report ----------------------------------------------------------- */
 
 static void report(const char *what, const char *name, size_t bytes, long iters,
                    double keel_s, double beam_s) {

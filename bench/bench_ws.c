@@ -49,8 +49,7 @@
 
 enum { NCHILD = 2, UPDATE_BYTES = 512, PERIOD_MS = 500 };
 
-/* ---- the clients (child processes) ------------------------------------------
- */
+/* ---- the clients (child processes) ------------------------------------ */
 
 typedef struct client {
   int fd;

@@ -29,7 +29,11 @@ TEST_PKGS=(erlang-base elixir python3 python3-prometheus-client curl)
 BENCH_PKGS=(wrk nginx-light)
 SAN_PKGS=(clang clang-14 libclang-rt-14-dev)
 DEV_PKGS=(clang-format clang-tidy cppcheck gcovr)
-BROWSER_PKGS=(nodejs npm chromium)
+# node and npm may come from elsewhere (NodeSource's nodejs bundles npm and
+# conflicts with Debian's npm): ask Debian only for the missing commands.
+BROWSER_PKGS=(chromium)
+command -v node >/dev/null 2>&1 || BROWSER_PKGS+=(nodejs)
+command -v npm >/dev/null 2>&1 || BROWSER_PKGS+=(npm)
 
 want=()
 groups=("$@")

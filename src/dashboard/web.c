@@ -216,8 +216,7 @@ static void page_main(keel_proc *self, void *arg) {
   (void)keel_fiber_hibernate(self, page_main, pp);
 }
 
-/* ---- the connection side ---------------------------------------------------
- */
+/* ---- the connection side ---------------------------------------------- */
 
 typedef struct conn_side {
   keel_term page; /* the page process */
@@ -302,8 +301,7 @@ static void ws_end(keel_ws *ws, uint16_t code, void *state) {
 static const keel_ws_handler page_handler = {ws_init, ws_message, ws_info,
                                              ws_end};
 
-/* ---- the web object ---------------------------------------------------------
- */
+/* ---- the web object --------------------------------------------------- */
 
 int keel_dashboard_web_create(const keel_dashboard_web_opts *opts,
                               keel_dashboard_web **out) {

@@ -29,6 +29,13 @@ typedef enum conn_mode { CONN_HTTP, CONN_WS, CONN_CLOSING } conn_mode;
 
 typedef struct keel__http_conn keel__http_conn;
 
+/* An entry of the server's list of open connections (for stop). */
+typedef struct conn_link {
+  struct conn_link *next, *prev;
+  keel_term pid;
+  bool linked;
+} conn_link;
+
 struct keel_ws {
   keel__http_conn *conn;
 };
@@ -53,8 +60,8 @@ struct keel__http_conn {
   const keel_ws_handler *wsh;
   void *ws_state;
   bool close_sent, close_received;
-  uint16_t close_code;    /* for terminate */
-  struct conn_link *link; /* the server's list entry */
+  uint16_t close_code; /* for terminate */
+  conn_link link;      /* the server's list entry */
 };
 
 /* The server, as its connections see it. */

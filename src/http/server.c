@@ -15,11 +15,6 @@
 
 enum { LINGER_MS = 5000 };
 
-typedef struct conn_link {
-  struct conn_link *next, *prev;
-  keel_term pid;
-} conn_link;
-
 /* ---- server lifetime ----------------------------------------------------- */
 
 static void server_unref(struct keel_http_server *s) {
@@ -55,15 +50,15 @@ static void conn_terminate(keel_proc *self, keel_term reason, void *state) {
   if (c->sock != KEEL_SOCKET_NONE)
     (void)keel_net_close(c->sock);
   pthread_mutex_lock(&s->lock);
-  conn_link *l = c->link;
-  if (l != NULL) {
+  conn_link *l = &c->link;
+  if (l->linked) {
     if (l->prev != NULL)
       l->prev->next = l->next;
     else
       s->conns = l->next;
     if (l->next != NULL)
       l->next->prev = l->prev;
-    free(l);
+    l->linked = false;
   }
   atomic_fetch_sub(&s->nconns, 1);
   pthread_cond_broadcast(&s->cond);
@@ -72,8 +67,7 @@ static void conn_terminate(keel_proc *self, keel_term reason, void *state) {
   server_unref(s);
 }
 
-/* ---- output ----------------------------------------------------------------
- */
+/* ---- output ----------------------------------------------------------- */
 
 int keel__conn_flush(keel__http_conn *c) {
   if (c->out.len == 0 || c->busy)
@@ -112,8 +106,7 @@ void keel__conn_close_after_flush(keel__http_conn *c) {
   keel__conn_set_deadline(c, LINGER_MS);
 }
 
-/* ---- HTTP ------------------------------------------------------------------
- */
+/* ---- HTTP ------------------------------------------------------------- */
 
 static bool header_has_token(const keel_http_request *req, const char *name,
                              const char *token) {
@@ -245,8 +238,7 @@ static void http_on_data(keel__http_conn *c, const uint8_t *data, size_t len) {
   }
 }
 
-/* ---- the connection process ------------------------------------------------
- */
+/* ---- the connection process ------------------------------------------- */
 
 static bool is_tagged(keel_term msg, keel_term tag, size_t arity) {
   return keel_is_tuple(msg) && keel_tuple_arity(msg) == arity &&
@@ -340,12 +332,8 @@ static int conn_start(keel_socket sock, void *arg, keel_term *pid) {
   if (max != 0 && atomic_load(&s->nconns) >= max)
     return KEEL_ESYSLIMIT;
   keel__http_conn *c = calloc(1, sizeof *c);
-  conn_link *l = calloc(1, sizeof *l);
-  if (c == NULL || l == NULL) {
-    free(c);
-    free(l);
+  if (c == NULL)
     return KEEL_ENOMEM;
-  }
   c->srv = s;
   c->sock = sock;
   c->mode = CONN_HTTP;
@@ -359,18 +347,17 @@ static int conn_start(keel_socket sock, void *arg, keel_term *pid) {
   int rc =
       s->stopping ? KEEL_ESTATE : keel_spawn(conn_handler, c, &so, &c->pid);
   if (rc == KEEL_OK) {
-    l->pid = c->pid;
-    l->next = s->conns;
+    c->link.pid = c->pid;
+    c->link.next = s->conns;
     if (s->conns != NULL)
-      s->conns->prev = l;
-    s->conns = l;
-    c->link = l;
+      s->conns->prev = &c->link;
+    s->conns = &c->link;
+    c->link.linked = true;
   }
   pthread_mutex_unlock(&s->lock);
   if (rc != KEEL_OK) {
     atomic_fetch_sub(&s->nconns, 1);
     atomic_fetch_sub(&s->refs, 1);
-    free(l);
     conn_free(c);
     return rc;
   }
@@ -378,8 +365,7 @@ static int conn_start(keel_socket sock, void *arg, keel_term *pid) {
   return KEEL_OK;
 }
 
-/* ---- public API ------------------------------------------------------------
- */
+/* ---- public API --------------------------------------------------------- */
 
 static void defaults(keel_http_server_opts *o) {
   if (o->acceptors == 0)
@@ -460,8 +446,7 @@ void keel_http_server_stop(keel_http_server *srv) {
   server_unref(s);
 }
 
-/* ---- request accessors ------------------------------------------------------
- */
+/* ---- request accessors ------------------------------------------------ */
 
 const char *keel_http_header_get(const keel_http_request *req, const char *name,
                                  size_t *len) {

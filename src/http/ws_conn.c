@@ -115,8 +115,7 @@ int keel__ws_start(keel__http_conn *c, const uint8_t *rest, size_t len) {
   return KEEL_OK;
 }
 
-/* ---- public API -------------------------------------------------------------
- */
+/* ---- public API ------------------------------------------------------- */
 
 int keel_ws_send(keel_ws *ws, keel_ws_kind kind, const void *data, size_t len) {
   if (ws == NULL || (data == NULL && len > 0) ||

@@ -128,8 +128,7 @@ Test(http_parse, upgrade_leaves_the_rest) {
   cr_assert_not(req.keep_alive);
 }
 
-/* ---- router -----------------------------------------------------------------
- */
+/* ---- router ----------------------------------------------------------- */
 
 static int h_a(const keel_http_request *req, keel_http_response *resp,
                void *arg) {

@@ -61,8 +61,7 @@ static struct timespec abstime(double t) {
   return ts;
 }
 
-/* ---- supervisor reports ---------------------------------------------------
- */
+/* ---- supervisor reports ----------------------------------------------- */
 
 static keel_term meta(const keel_tel_meta *md, size_t n, const char *key) {
   keel_term k = keel_atom(key);
@@ -148,8 +147,7 @@ static int attach_reports(run_node *n) {
                          n);
 }
 
-/* ---- the main loop --------------------------------------------------------
- */
+/* ---- the main loop ---------------------------------------------------- */
 
 static void print_stats(run_node *n, double elapsed) {
   for (unsigned i = 0; i < n->o.workers; i++)
