@@ -397,7 +397,7 @@ Test(cli, run_with_duration_restarts_and_stops) {
 }
 
 Test(cli, run_gives_up_after_too_many_restarts) {
-  result r = KEEL(NULL, 0, "run", "--duration", "30", "--crash-every", "0.2",
+  result r = KEEL(NULL, 0, "run", "--duration", "60", "--crash-every", "0.02",
                   "--port", "0");
   cr_assert_eq(r.status, 1, "stdout: %s\nstderr: %s", r.out, r.err);
   cr_assert(strstr(r.out, "giving up") != NULL, "%s", r.out);

@@ -85,12 +85,19 @@ static void child_name(keel_term id, char *buf, size_t size) {
 
 /* Records a restart by sup; returns restarts in the last period. */
 static int count_restart(run_node *n, keel_term sup, double t) {
-  sup_window *w = NULL;
-  for (int i = 0; i < MAX_SUPS && w == NULL; i++)
-    if (n->win[i].sup == sup || n->win[i].sup == KEEL_NONE)
-      w = &n->win[i];
-  if (w == NULL)
-    return 0;
+  sup_window *w = NULL, *oldest = &n->win[0];
+  for (int i = 0; i < MAX_SUPS && w == NULL; i++) {
+    sup_window *x = &n->win[i];
+    if (x->sup == sup)
+      w = x;
+    else if (x->n == 0 ||
+             (oldest->n > 0 && x->at[x->n - 1] < oldest->at[oldest->n - 1]))
+      oldest = x;
+  }
+  if (w == NULL) { /* a new supervisor (or a restarted one: a new pid) */
+    w = oldest;
+    w->n = 0;
+  }
   w->sup = sup;
   int k = 0;
   for (int i = 0; i < w->n; i++)
