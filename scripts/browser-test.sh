@@ -20,7 +20,7 @@ if [[ ! -d $dir/node_modules/playwright-core ]]; then
 fi
 
 log=$(mktemp)
-"$keel" run --port 0 --crash-every 3 >"$log" 2>&1 &
+"$keel" run --port 0 --crash-every 3 --rate 300 >"$log" 2>&1 &
 pid=$!
 cleanup() {
   kill "$pid" 2>/dev/null || true
