@@ -227,6 +227,24 @@ size_t keel_http_server_connections(const keel_http_server *srv);
  * the server. Call before keel_node_stop. NULL is a no-op. */
 void keel_http_server_stop(keel_http_server *srv);
 
+/* A server as a supervisor's child. */
+typedef struct keel_http_child_spec {
+  keel_http_server_opts opts;
+  keel_http_router *router;
+} keel_http_child_spec;
+
+/* A supervisor child's start function (keel_sup_start_fn of
+ * keel/supervisor.h): arg is a const keel_http_child_spec * that must
+ * outlive the child, as must its router. Starts the server and spawns its
+ * owner, a process linked to the supervisor (the child's pid); the server
+ * stops when the owner exits, whether the supervisor shuts it down, it is
+ * killed or the supervisor dies, and a restart starts a new server (on the
+ * same port: the listening socket is closed at once). Connections open at
+ * that moment are told to stop and end on their own. Returns
+ * keel_http_server_start's and keel_spawn's errors. */
+int keel_http_server_child_start(keel_proc *sup, void *arg, keel_term extra,
+                                 keel_term *pid);
+
 #ifdef __cplusplus
 }
 #endif

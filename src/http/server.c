@@ -494,3 +494,37 @@ const char *keel_http_query_get(const keel_http_request *req, const char *name,
   }
   return NULL;
 }
+
+/* ---- as a supervisor's child ------------------------------------------ */
+
+static keel_handler_status owner_handle(keel_proc *self, keel_term msg,
+                                        void *state) {
+  (void)self;
+  (void)msg;
+  (void)state;
+  return KEEL_CONTINUE; /* it only holds the server */
+}
+
+static void owner_terminate(keel_proc *self, keel_term reason, void *state) {
+  (void)self;
+  (void)reason;
+  keel_http_server_stop(state);
+}
+
+int keel_http_server_child_start(keel_proc *sup, void *arg, keel_term extra,
+                                 keel_term *pid) {
+  (void)sup;
+  (void)extra;
+  const keel_http_child_spec *spec = arg;
+  if (spec == NULL)
+    return KEEL_EINVAL;
+  keel_http_server *srv = NULL;
+  int rc = keel_http_server_start(&spec->opts, spec->router, &srv);
+  if (rc != KEEL_OK)
+    return rc;
+  keel_spawn_opts so = {.terminate = owner_terminate, .link = true};
+  rc = keel_spawn(owner_handle, srv, &so, pid);
+  if (rc != KEEL_OK)
+    keel_http_server_stop(srv);
+  return rc;
+}
