@@ -194,6 +194,10 @@ typedef struct keel_via_module {
   int (*register_name)(keel_term name, keel_term pid);
   /* Removes Name: KEEL_OK or a negative KEEL_E*. */
   int (*unregister_name)(keel_term name);
+  /* Optional (NULL: send to whereis_name's pid): sends msg to the process
+   * Name names (Module:send/2). KEEL_OK, KEEL_ENOPROC when Name names no
+   * process, or a negative KEEL_E*. */
+  int (*send)(keel_term name, keel_term msg);
 } keel_via_module;
 
 /* Most via modules. */
@@ -222,7 +226,8 @@ int keel_name_register(keel_term name, keel_term pid);
 int keel_name_unregister(keel_term name);
 
 /* Sends msg to the process name resolves to (erlang:send with a name, or
- * Module:send). Errors: KEEL_ENOPROC (the name resolves to nothing, as
+ * Module:send: the via module's send when it has one, else a send to its
+ * whereis_name's pid). Errors: KEEL_ENOPROC (the name resolves to nothing, as
  * OTP's badarg/exit), KEEL_EBADARG, and keel_send's errors. */
 int keel_name_send(keel_term name, keel_term msg);
 

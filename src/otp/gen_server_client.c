@@ -11,6 +11,7 @@
 #include <stdlib.h>
 
 #include "keel/gen_server.h"
+#include "keel/registry.h"
 #include "keel/signals.h"
 #include "keel/sim.h"
 #include "otp/gen_server_internal.h"
@@ -198,11 +199,18 @@ static bool bad_timeout(int64_t tmo) {
   return tmo < KEEL_INFINITY || (tmo > 0 && (uint64_t)tmo > KEEL_TIMER_MAX_MS);
 }
 
-/* The pid of server (a pid or a registered name): KEEL_OK, KEEL_ENOPROC
- * (no such name) or KEEL_EBADARG. */
+/* Whether name is {via, Module, Name} with an atom Module. */
+static bool is_via_name(keel_term name) {
+  return keel_is_tuple(name) && keel_tuple_arity(name) == 3 &&
+         keel_tuple_get(name, 0) == keel_atom("via") &&
+         keel_is_atom(keel_tuple_get(name, 1));
+}
+
+/* The pid of server (a pid, a registered name or a via name): KEEL_OK,
+ * KEEL_ENOPROC (no such name) or KEEL_EBADARG. */
 static int resolve(keel_term server, keel_term *pid) {
-  if (keel_is_atom(server)) {
-    *pid = keel_whereis(server);
+  if (keel_is_atom(server) || is_via_name(server)) {
+    *pid = keel_name_whereis(server);
     return keel_is_local_pid(*pid) ? KEEL_OK : KEEL_ENOPROC;
   }
   *pid = server;
@@ -285,13 +293,16 @@ int keel_gen_server_call(keel_term server, keel_term request,
 int keel_gen_server_cast(keel_term server, keel_term msg) {
   if (msg == KEEL_NONE)
     return KEEL_EINVAL;
-  if (!keel_is_atom(server) && !keel_is_local_pid(server))
+  bool via = is_via_name(server);
+  if (!keel_is_atom(server) && !keel_is_local_pid(server) && !via)
     return KEEL_EBADARG;
   uint64_t buf[8];
   keel_heap h;
   keel_heap_init_fixed(&h, buf, 8);
   keel_term m = keel_tuple(&h, 2, KEEL_ATOM(CAST), msg);
-  int rc = m == KEEL_NONE ? KEEL_ENOMEM : keel_send(server, m);
+  int rc = m == KEEL_NONE ? KEEL_ENOMEM
+           : via          ? keel_name_send(server, m)
+                          : keel_send(server, m);
   keel_heap_destroy(&h);
   return rc == KEEL_ENOPROC ? KEEL_OK : rc;
 }
@@ -438,7 +449,13 @@ static int spawn_server(start_ctx *c, keel_term parent, keel_term *pid) {
   if (gs == NULL)
     return KEEL_ENOMEM;
   gs->mod = c->mod;
-  gs->name = c->o->name;
+  keel_heap_init(&gs->name_heap);
+  gs->name = keel_term_copy(&gs->name_heap, c->o->name);
+  if (gs->name == KEEL_NONE && c->o->name != KEEL_NONE) {
+    keel_heap_destroy(&gs->name_heap);
+    free(gs);
+    return KEEL_ENOMEM;
+  }
   gs->hibernate_after = c->o->hibernate_after_ms;
   gs->fiber = c->o->fiber;
   gs->trap_exit = c->o->trap_exit;
@@ -452,8 +469,10 @@ static int spawn_server(start_ctx *c, keel_term parent, keel_term *pid) {
                         .monitor_heap = c->o->monitor_heap};
   int rc = gs->fiber ? keel_spawn_fiber(keel__gs_fiber_main, gs, &so, pid)
                      : keel_spawn(keel__gs_handler, gs, &so, pid);
-  if (rc != KEEL_OK)
+  if (rc != KEEL_OK) {
+    keel_heap_destroy(&gs->name_heap);
     free(gs);
+  }
   return rc;
 }
 
@@ -555,7 +574,7 @@ int keel_gen_server_start(const keel_gen_server_module *mod, keel_term arg,
   const keel_gen_server_opts *o = opts != NULL ? opts : &none;
   if (mod == NULL || mod->init == NULL ||
       mod->version != KEEL_GEN_SERVER_MODULE_V1 || arg == KEEL_NONE ||
-      (o->name != KEEL_NONE &&
+      (o->name != KEEL_NONE && !is_via_name(o->name) &&
        (!keel_is_atom(o->name) || o->name == KEEL_ATOM(UNDEFINED))) ||
       bad_timeout(o->timeout_ms) || o->hibernate_after_ms < 0)
     return KEEL_EINVAL;

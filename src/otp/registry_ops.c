@@ -231,6 +231,10 @@ int keel_name_send(keel_term name, keel_term msg) {
   if (!keel_is_local_pid(name) && !keel_is_atom(name) &&
       !(keel_is_tuple(name) && keel_tuple_arity(name) == 3))
     return KEEL_EBADARG;
+  const keel_via_module *m;
+  keel_term n;
+  if (is_via(name, &m, &n) && m != NULL && m->send != NULL)
+    return m->send(n, msg);
   keel_term pid = keel_name_whereis(name);
   if (!keel_is_local_pid(pid))
     return KEEL_ENOPROC;
