@@ -219,6 +219,17 @@ int keel_gen_server_enter_loop(keel_proc *self,
 int keel_gen_server_call(keel_term server, keel_term request,
                          int64_t timeout_ms, keel_heap *h, keel_term *reply);
 
+/* Opt-in call latency events (off by default): while on, every
+ * keel_gen_server_call emits [keel, gen_server, call, stop] on the
+ * caller's thread when it returns, with measurements duration (ns, from
+ * the call's start to its return, waits included) and monotonic_time
+ * (keel_monotonic_ns at the end), and metadata server (as given: a pid or
+ * a name), result (ok | error) and error (the *reply of a failed call:
+ * timeout, noproc, the server's exit reason...; undefined on success).
+ * Off, a call pays one relaxed atomic load. Thread-safe; takes effect for
+ * calls that start after it. */
+void keel_gen_server_call_telemetry(bool on);
+
 /* gen_server:cast: sends {'$gen_cast', msg}. Always KEEL_OK when the
  * server is a pid or a name (even a dead or unknown one, also a via
  * name whose module is not installed), else

@@ -10,10 +10,12 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "keel/clock.h"
 #include "keel/gen_server.h"
 #include "keel/registry.h"
 #include "keel/signals.h"
 #include "keel/sim.h"
+#include "keel/telemetry.h"
 #include "otp/gen_server_internal.h"
 
 /* An atom looked up once (atoms live as long as the OS process). */
@@ -285,9 +287,52 @@ int keel__gs_call(keel_term tag, keel_term server, keel_term request,
   return keel__gs_run_blocking(call_fn, &c);
 }
 
+/* ---- opt-in call latency events ------------------------------------------ */
+
+static atomic_bool call_events;
+static _Atomic(keel_tel_event *) ev_call_stop;
+
+void keel_gen_server_call_telemetry(bool on) {
+  atomic_store_explicit(&call_events, on, memory_order_relaxed);
+}
+
+static keel_tel_event *call_stop_event(void) {
+  keel_tel_event *e = atomic_load_explicit(&ev_call_stop, memory_order_acquire);
+  if (e == NULL) {
+    keel_term a[4] = {keel_atom("keel"), keel_atom("gen_server"),
+                      keel_atom("call"), keel_atom("stop")};
+    if (keel_tel_event_get(a, 4, &e) != KEEL_OK)
+      return NULL;
+    atomic_store_explicit(&ev_call_stop, e, memory_order_release);
+  }
+  return e;
+}
+
+static void report_call(keel_term server, uint64_t t0, uint64_t t1, int rc,
+                        keel_term reply) {
+  keel_tel_measure m[2] = {{keel_atom("duration"), (double)(t1 - t0)},
+                           {keel_atom("monotonic_time"), (double)t1}};
+  keel_tel_meta md[3] = {
+      {keel_atom("server"), server},
+      {keel_atom("result"), rc == KEEL_OK ? KEEL_ATOM(OK) : KEEL_ATOM(ERROR)},
+      {KEEL_ATOM(ERROR),
+       rc == KEEL_OK || reply == KEEL_NONE ? KEEL_ATOM(UNDEFINED) : reply}};
+  keel_tel_execute(call_stop_event(), m, 2, md, 3);
+}
+
 int keel_gen_server_call(keel_term server, keel_term request,
                          int64_t timeout_ms, keel_heap *h, keel_term *reply) {
-  return keel__gs_call(KEEL_ATOM(CALL), server, request, timeout_ms, h, reply);
+  if (!atomic_load_explicit(&call_events, memory_order_relaxed))
+    return keel__gs_call(KEEL_ATOM(CALL), server, request, timeout_ms, h,
+                         reply);
+  if (reply != NULL) /* read after the call whatever path it took */
+    *reply = KEEL_NONE;
+  uint64_t t0 = keel_monotonic_ns();
+  int rc =
+      keel__gs_call(KEEL_ATOM(CALL), server, request, timeout_ms, h, reply);
+  report_call(server, t0, keel_monotonic_ns(), rc,
+              reply != NULL ? *reply : KEEL_NONE);
+  return rc;
 }
 
 int keel_gen_server_cast(keel_term server, keel_term msg) {

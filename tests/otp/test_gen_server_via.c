@@ -8,6 +8,7 @@
 
 #include "keel/gen_server.h"
 #include "keel/registry.h"
+#include "keel/telemetry.h"
 #include "runtime/rt_test.h"
 
 #define TMO 30000
@@ -193,4 +194,59 @@ Test(gen_server_via, custom_via_module_with_send) {
     keel_heap_destroy(&h);
     cr_assert_eq(keel_node_stop(), KEEL_OK);
   }
+}
+
+/* ---- opt-in call latency events ------------------------------------------ */
+
+static atomic_long call_events, call_errors;
+static _Atomic keel_term last_server;
+
+static int on_call(const keel_tel_event *ev, const keel_tel_measure *m,
+                   size_t nm, const keel_tel_meta *md, size_t nmd, void *cfg) {
+  (void)ev;
+  (void)cfg;
+  double d = -1;
+  keel_term res = KEEL_NONE, srv = KEEL_NONE;
+  cr_assert_eq(keel_tel_measure_get(m, nm, keel_atom("duration"), &d), KEEL_OK);
+  cr_assert(d >= 0);
+  cr_assert_eq(keel_tel_meta_get(md, nmd, keel_atom("result"), &res), KEEL_OK);
+  cr_assert_eq(keel_tel_meta_get(md, nmd, keel_atom("server"), &srv), KEEL_OK);
+  if (keel_is_local_pid(srv))
+    atomic_store(&last_server, srv);
+  if (res == KEEL_ATOM(ERROR))
+    atomic_fetch_add(&call_errors, 1);
+  atomic_fetch_add(&call_events, 1);
+  return 0;
+}
+
+Test(gen_server_via, call_latency_events_are_opt_in) {
+  keel_tel_event *ev;
+  cr_assert_eq(keel_tel_event_parse("keel.gen_server.call.stop", &ev), KEEL_OK);
+  cr_assert_eq(keel_tel_attach(keel_atom("lat"), &ev, 1, on_call, NULL),
+               KEEL_OK);
+  for (size_t i = 0; i < NCONF; i++) {
+    start_node(sched_counts[i], 0);
+    keel_term pid;
+    cr_assert_eq(keel_gen_server_start(&cmod, KEEL_NIL, NULL, &pid), KEEL_OK);
+    long e0 = atomic_load(&call_events), x0 = atomic_load(&call_errors);
+    cr_assert_eq(get(pid), 0);
+    cr_assert_eq(atomic_load(&call_events), e0, "off by default");
+    keel_gen_server_call_telemetry(true);
+    cr_assert_eq(get(pid), 0);
+    cr_assert_eq(get(pid), 0);
+    cr_assert_eq(atomic_load(&call_events), e0 + 2);
+    cr_assert_eq(atomic_load(&last_server), pid);
+    cr_assert_eq(keel_gen_server_stop(pid, KEEL_ATOM(NORMAL), TMO), KEEL_OK);
+    keel_heap h;
+    keel_heap_init(&h);
+    keel_term r;
+    cr_assert_eq(keel_gen_server_call(pid, keel_atom("get"), TMO, &h, &r),
+                 KEEL_ENOPROC);
+    keel_heap_destroy(&h);
+    cr_assert_eq(atomic_load(&call_events), e0 + 3);
+    cr_assert_eq(atomic_load(&call_errors), x0 + 1);
+    keel_gen_server_call_telemetry(false);
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+  }
+  cr_assert_eq(keel_tel_detach(keel_atom("lat")), KEEL_OK);
 }
