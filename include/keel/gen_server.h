@@ -141,7 +141,9 @@ typedef struct keel_gen_server_opts {
    * {via, Module, Name} through the via module installed as Module with
    * keel_via_add (keel/registry.h), e.g. {via, registry, {Reg, Key}} for a
    * unique Registry (copied; the server's own process registers, so a
-   * Registry entry goes when it dies). A name taken gives KEEL_EEXIST. */
+   * Registry entry goes when it dies); {global, Name} as a node-local
+   * global name (keel_global_register_name, keel/registry.h). A name
+   * taken gives KEEL_EEXIST. */
   keel_term name;
   /* start_link: link the server to the calling process, its parent (a
    * process caller only; ignored from plain threads, which have none). */
@@ -178,7 +180,8 @@ typedef struct keel_gen_server_opts {
  * the process died: the reason is stored as opts->reason says; with link,
  * an abnormal reason also reaches the caller as an exit signal, as in
  * OTP), KEEL_ETIMEDOUT (the server was killed), KEEL_EINVAL (mod NULL,
- * init NULL, unknown version, name neither an atom nor {via, Atom, _}),
+ * init NULL, unknown version, name neither an atom, {global, _} nor
+ * {via, Atom, _}),
  * or a spawn error.
  * From a handler process it returns KEEL_OK as soon as the server is
  * spawned (init runs later; link to learn of its failure). arg is copied.
@@ -205,8 +208,9 @@ int keel_gen_server_enter_loop(keel_proc *self,
 #define KEEL_GEN_SERVER_CALL_TIMEOUT 5000
 
 /* Every function below that takes a server accepts a local pid, a
- * registered atom or {via, Module, Name} (resolved with keel_name_whereis
- * at each use; a cast to a via name goes through keel_name_send). */
+ * registered atom, {global, Name} or {via, Module, Name} (resolved with
+ * keel_name_whereis at each use; a cast to a via or global name goes
+ * through keel_name_send). */
 
 /* gen_server:call: sends request to server (a pid or a name)
  * and waits at most timeout_ms (KEEL_INFINITY: forever) for the reply,

@@ -201,8 +201,11 @@ static bool bad_timeout(int64_t tmo) {
   return tmo < KEEL_INFINITY || (tmo > 0 && (uint64_t)tmo > KEEL_TIMER_MAX_MS);
 }
 
-/* Whether name is {via, Module, Name} with an atom Module. */
+/* Whether name is {via, Module, Name} with an atom Module, or
+ * {global, Name}. */
 static bool is_via_name(keel_term name) {
+  if (keel_is_tuple(name) && keel_tuple_arity(name) == 2)
+    return keel_tuple_get(name, 0) == keel_atom("global");
   return keel_is_tuple(name) && keel_tuple_arity(name) == 3 &&
          keel_tuple_get(name, 0) == keel_atom("via") &&
          keel_is_atom(keel_tuple_get(name, 1));

@@ -250,3 +250,58 @@ Test(gen_server_via, call_latency_events_are_opt_in) {
   }
   cr_assert_eq(keel_tel_detach(keel_atom("lat")), KEEL_OK);
 }
+
+/* ---- {global, Name}: node-local global names ------------------------------
+ */
+
+static void hold(keel_proc *self, void *arg) {
+  (void)arg;
+  keel_term m;
+  (void)keel_receive(self, NULL, NULL, TMO, &m);
+}
+
+Test(gen_server_via, global_names) {
+  for (size_t i = 0; i < NCONF; i++) {
+    start_node(sched_counts[i], 0);
+    keel_heap h;
+    keel_heap_init(&h);
+    keel_term name = keel_build(&h, "{global, {db, \"main\"}}");
+    keel_gen_server_opts o = {.name = name};
+    keel_term pid, other;
+    cr_assert_eq(keel_gen_server_start(&cmod, KEEL_NIL, &o, &pid), KEEL_OK);
+    cr_assert_eq(keel_global_whereis_name(keel_build(&h, "{db, \"main\"}")),
+                 pid);
+    cr_assert_eq(keel_gen_server_start(&cmod, KEEL_NIL, &o, &other),
+                 KEEL_EEXIST);
+    cr_assert_eq(other, pid);
+    cr_assert_eq(keel_gen_server_cast(name, keel_atom("inc")), KEEL_OK);
+    cr_assert_eq(get(name), 1);
+    keel_term names;
+    cr_assert_eq(keel_global_registered_names(&h, &names), KEEL_OK);
+    cr_assert(keel_eq_exact(names, keel_build(&h, "[{db, \"main\"}]")));
+    cr_assert_eq(keel_gen_server_stop(name, KEEL_ATOM(NORMAL), TMO), KEEL_OK);
+    cr_assert_eq(keel_name_whereis(name), KEEL_ATOM(UNDEFINED),
+                 "gone with its process");
+    /* Any process, several names; a kill removes them all. */
+    keel_term p;
+    cr_assert_eq(keel_spawn_fiber(hold, NULL, NULL, &p), KEEL_OK);
+    cr_assert_eq(keel_global_register_name(keel_atom("g1"), p), KEEL_OK);
+    cr_assert_eq(keel_global_register_name(keel_atom("g2"), p), KEEL_OK);
+    cr_assert_eq(keel_global_register_name(keel_atom("g1"), p), KEEL_EEXIST);
+    cr_assert_eq(keel_name_send(keel_build(&h, "{global, g2}"), KEEL_NIL),
+                 KEEL_OK, "wakes the holder");
+    cr_assert(wait_until(gone, &p));
+    cr_assert_eq(keel_global_whereis_name(keel_atom("g1")),
+                 KEEL_ATOM(UNDEFINED));
+    cr_assert_eq(keel_global_whereis_name(keel_atom("g2")),
+                 KEEL_ATOM(UNDEFINED));
+    cr_assert_eq(keel_global_register_name(keel_atom("g3"), p), KEEL_ENOPROC,
+                 "a dead pid");
+    cr_assert_eq(keel_global_whereis_name(keel_atom("g3")),
+                 KEEL_ATOM(UNDEFINED));
+    cr_assert_eq(keel_global_registered_names(&h, &names), KEEL_OK);
+    cr_assert_eq(names, KEEL_NIL);
+    keel_heap_destroy(&h);
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+  }
+}
