@@ -357,6 +357,18 @@ int keel_application_start(keel_term name, keel_app_type type) {
   return rc;
 }
 
+/* Marks r stopped when its master died without its terminate (killed). */
+static void forget_master(app_rec *r, keel_term master) {
+  pthread_mutex_lock(&keel__app_lock);
+  if (r->master == master && r->state != APP_LOADED) {
+    r->state = APP_LOADED;
+    r->master = r->sup = KEEL_NONE;
+    r->cb_state = NULL;
+    r->stopping = false;
+  }
+  pthread_mutex_unlock(&keel__app_lock);
+}
+
 int keel_application_stop(keel_term name) {
   if (!can_wait())
     return KEEL_ESTATE;
@@ -383,6 +395,8 @@ int keel_application_stop(keel_term name) {
   reason = keel_tuple(&h, 2, KEEL_ATOM(SHUTDOWN), why);
   rc = keel_gen_server_stop(master, reason, KEEL_INFINITY);
   keel_heap_destroy(&h);
+  if (rc == KEEL_ENOPROC) /* a master killed from outside ran no terminate */
+    forget_master(r, master);
   return rc == KEEL_ENOPROC ? KEEL_OK : rc;
 }
 

@@ -79,7 +79,8 @@ static int start_w(keel_proc *sup, void *arg, keel_term extra, keel_term *pid) {
 
 /* ---- the applications ---------------------------------------------------- */
 
-static _Atomic keel_term last_sup; /* the top supervisor last started */
+static _Atomic keel_term last_sup;    /* the top supervisor last started */
+static _Atomic keel_term last_master; /* the process start ran in */
 
 static int app_start(const keel_application *app, keel_app_type type,
                      keel_term *sup, void **st) {
@@ -97,6 +98,7 @@ static int app_start(const keel_application *app, keel_app_type type,
   int rc = keel_sup_start_link(&s, sup);
   if (rc == KEEL_OK)
     atomic_store(&last_sup, *sup);
+  atomic_store(&last_master, keel_self(keel_current()));
   *st = (void *)app;
   return rc;
 }
@@ -555,4 +557,33 @@ Test(application, config_file_errors) {
   keel_heap_init(&h);
   cr_assert(env_is(&h, "port", "7"), "the good file still counts");
   keel_heap_destroy(&h);
+}
+
+/* A master killed from outside: its tree goes by the link; stop then finds
+ * the master gone and marks the application stopped. */
+static bool gone(void *arg) {
+  keel_process_info_t pi;
+  return keel_process_info(*(keel_term *)arg, &pi) == KEEL_ENOPROC;
+}
+
+Test(application, killed_master) {
+  load_all();
+  for (size_t i = 0; i < NCONF; i++) {
+    start_node(sched_counts[i], 0);
+    cr_assert_eq(keel_application_start(A("p"), KEEL_APP_PERMANENT), KEEL_OK);
+    keel_term m = atomic_load(&last_master), sup = atomic_load(&last_sup);
+    cr_assert(keel_is_local_pid(m));
+    cr_assert_eq(keel_exit(m, KEEL_ATOM(KILL)), KEEL_OK);
+    cr_assert(wait_until(gone, &sup), "the tree follows its parent");
+    cr_assert_eq(keel_application_stop(A("p")), KEEL_OK);
+    keel_heap h;
+    keel_heap_init(&h);
+    cr_assert_eq(which(&h), KEEL_NIL);
+    cr_assert_eq(keel_application_start(A("p"), KEEL_APP_PERMANENT), KEEL_OK);
+    cr_assert_eq(keel_application_stop(A("p")), KEEL_OK);
+    cr_assert_eq(which(&h), KEEL_NIL);
+    keel_heap_destroy(&h);
+    cr_assert_eq(keel_application_wait(0, NULL, NULL, NULL), KEEL_ETIMEDOUT);
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+  }
 }
