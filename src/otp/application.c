@@ -403,7 +403,7 @@ int keel_application_stop(keel_term name) {
 /* The running applications' names, the last started first (lock held). */
 static size_t running_by_seq(keel_term *names) {
   size_t n = 0;
-  uint64_t seqs[KEEL_APPLICATION_MAX];
+  uint64_t seqs[KEEL_APPLICATION_MAX] = {0};
   for (size_t i = 0; i < KEEL_APPLICATION_MAX; i++) {
     if (keel__apps[i].state != APP_RUNNING)
       continue;
