@@ -136,8 +136,14 @@ bool keel_gs_timed_out(const keel_gen_server *gs);
 
 /* Options of keel_gen_server_start. Zero-initialise, then set. */
 typedef struct keel_gen_server_opts {
-  /* Register the server under this atom before init ({local, Name});
-   * 0 (KEEL_NONE) for none. */
+  /* Register the server before init under this name; KEEL_NONE for none.
+   * An atom registers it locally ({local, Name}); a tuple
+   * {via, Module, Name} through the via module installed as Module with
+   * keel_via_add (keel/registry.h), e.g. {via, registry, {Reg, Key}} for a
+   * unique Registry (copied; the server's own process registers, so a
+   * Registry entry goes when it dies); {global, Name} as a node-local
+   * global name (keel_global_register_name, keel/registry.h). A name
+   * taken gives KEEL_EEXIST. */
   keel_term name;
   /* start_link: link the server to the calling process, its parent (a
    * process caller only; ignored from plain threads, which have none). */
@@ -174,7 +180,9 @@ typedef struct keel_gen_server_opts {
  * the process died: the reason is stored as opts->reason says; with link,
  * an abnormal reason also reaches the caller as an exit signal, as in
  * OTP), KEEL_ETIMEDOUT (the server was killed), KEEL_EINVAL (mod NULL,
- * init NULL, unknown version, name not an atom), or a spawn error.
+ * init NULL, unknown version, name neither an atom, {global, _} nor
+ * {via, Atom, _}),
+ * or a spawn error.
  * From a handler process it returns KEEL_OK as soon as the server is
  * spawned (init runs later; link to learn of its failure). arg is copied.
  * Thread-safe. */
@@ -199,7 +207,12 @@ int keel_gen_server_enter_loop(keel_proc *self,
 /* Default call timeout (gen_server's 5000 ms). */
 #define KEEL_GEN_SERVER_CALL_TIMEOUT 5000
 
-/* gen_server:call: sends request to server (a pid or a registered name)
+/* Every function below that takes a server accepts a local pid, a
+ * registered atom, {global, Name} or {via, Module, Name} (resolved with
+ * keel_name_whereis at each use; a cast to a via or global name goes
+ * through keel_name_send). */
+
+/* gen_server:call: sends request to server (a pid or a name)
  * and waits at most timeout_ms (KEEL_INFINITY: forever) for the reply,
  * which is copied into h and stored in *reply. Returns KEEL_OK;
  * KEEL_ENOPROC when the server is not alive or dies first (*reply = the
@@ -210,8 +223,20 @@ int keel_gen_server_enter_loop(keel_proc *self,
 int keel_gen_server_call(keel_term server, keel_term request,
                          int64_t timeout_ms, keel_heap *h, keel_term *reply);
 
+/* Opt-in call latency events (off by default): while on, every
+ * keel_gen_server_call emits [keel, gen_server, call, stop] on the
+ * caller's thread when it returns, with measurements duration (ns, from
+ * the call's start to its return, waits included) and monotonic_time
+ * (keel_monotonic_ns at the end), and metadata server (as given: a pid or
+ * a name), result (ok | error) and error (the *reply of a failed call:
+ * timeout, noproc, the server's exit reason...; undefined on success).
+ * Off, a call pays one relaxed atomic load. Thread-safe; takes effect for
+ * calls that start after it. */
+void keel_gen_server_call_telemetry(bool on);
+
 /* gen_server:cast: sends {'$gen_cast', msg}. Always KEEL_OK when the
- * server is a pid or a name (even a dead or unknown one), else
+ * server is a pid or a name (even a dead or unknown one, also a via
+ * name whose module is not installed), else
  * KEEL_EBADARG / KEEL_EINVAL / KEEL_ENOMEM / KEEL_ESTATE. Thread-safe. */
 int keel_gen_server_cast(keel_term server, keel_term msg);
 

@@ -194,6 +194,10 @@ typedef struct keel_via_module {
   int (*register_name)(keel_term name, keel_term pid);
   /* Removes Name: KEEL_OK or a negative KEEL_E*. */
   int (*unregister_name)(keel_term name);
+  /* Optional (NULL: send to whereis_name's pid): sends msg to the process
+   * Name names (Module:send/2). KEEL_OK, KEEL_ENOPROC when Name names no
+   * process, or a negative KEEL_E*. */
+  int (*send)(keel_term name, keel_term msg);
 } keel_via_module;
 
 /* Most via modules. */
@@ -208,12 +212,33 @@ typedef struct keel_via_module {
  * process, which must be pid). Thread-safe. */
 int keel_via_add(keel_term module, const keel_via_module *m);
 
-/* Resolves a process name: a local pid (itself), an atom (keel_whereis)
- * or {via, Module, Name}. Returns the pid or 'undefined' (also for a
- * malformed name or an unknown module). Thread-safe. */
+/* ---- {global, Name} ------------------------------------------------------
+ * OTP's global names, node-local until distribution lands (a deliberate
+ * difference: a name is unique on this node only, and no other node sees
+ * it). Names are any terms (copied); a process may have several. A name
+ * goes when its process dies, before the process's links and monitors are
+ * told. Thread-safe. */
+
+/* global:register_name. KEEL_OK, KEEL_EEXIST (the name is taken),
+ * KEEL_EBADARG (pid not a local pid, name KEEL_NONE), KEEL_ENOPROC (pid
+ * is dead), KEEL_ESYSLIMIT (no exit hook left), KEEL_ENOMEM. */
+int keel_global_register_name(keel_term name, keel_term pid);
+/* global:unregister_name: KEEL_OK, also when the name is not registered. */
+int keel_global_unregister_name(keel_term name);
+/* global:whereis_name: the pid, or 'undefined'. */
+keel_term keel_global_whereis_name(keel_term name);
+/* global:registered_names: a list of the names, built in h. KEEL_OK,
+ * KEEL_EINVAL, KEEL_ENOMEM. */
+int keel_global_registered_names(keel_heap *h, keel_term *out);
+
+/* Resolves a process name: a local pid (itself), an atom (keel_whereis),
+ * {global, Name} (keel_global_whereis_name) or {via, Module, Name}. Returns the
+ * pid or 'undefined' (also for a malformed name or an unknown module).
+ * Thread-safe. */
 keel_term keel_name_whereis(keel_term name);
 
-/* Registers pid under name: an atom (keel_register) or {via, M, Name}.
+/* Registers pid under name: an atom (keel_register), {global, Name} or
+ * {via, M, Name}.
  * Errors: KEEL_EBADARG (malformed name), KEEL_ENOENT (unknown module),
  * and the module's or keel_register's errors. */
 int keel_name_register(keel_term name, keel_term pid);
@@ -222,7 +247,8 @@ int keel_name_register(keel_term name, keel_term pid);
 int keel_name_unregister(keel_term name);
 
 /* Sends msg to the process name resolves to (erlang:send with a name, or
- * Module:send). Errors: KEEL_ENOPROC (the name resolves to nothing, as
+ * Module:send: the via module's send when it has one, else a send to its
+ * whereis_name's pid). Errors: KEEL_ENOPROC (the name resolves to nothing, as
  * OTP's badarg/exit), KEEL_EBADARG, and keel_send's errors. */
 int keel_name_send(keel_term name, keel_term msg);
 

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include "keel/gen_server.h"
+#include "keel/registry.h"
 #include "keel/signals.h"
 #include "keel/telemetry.h"
 #include "otp/gen_server_internal.h"
@@ -253,8 +254,8 @@ static keel_handler_status do_init(keel_gen_server *gs, keel_term msg) {
   gs->deferred = KEEL_NIL;
   gs->compact_at = GS_COMPACT_MIN;
   if (gs->name != KEEL_NONE &&
-      keel_register(gs->name, keel_gs_self(gs)) != KEEL_OK) {
-    keel_term owner = keel_whereis(gs->name);
+      keel_name_register(gs->name, keel_gs_self(gs)) != KEEL_OK) {
+    keel_term owner = keel_name_whereis(gs->name);
     keel_term as = keel_tuple(h, 2, keel_atom("already_started"), owner);
     gs->name = KEEL_NONE;
     ack(to, keel_tuple(h, 2, KEEL_ATOM(ERROR), as));
@@ -273,7 +274,7 @@ static keel_handler_status do_init(keel_gen_server *gs, keel_term msg) {
                                            : keel_atom("bad_return_value");
   /* The name goes before the starter hears of the failure. */
   if (gs->name != KEEL_NONE)
-    (void)keel_unregister(gs->name);
+    (void)keel_name_unregister(gs->name);
   ack(to, ret == KEEL_GS_IGNORE ? KEEL_ATOM(IGNORE)
                                 : keel_tuple(h, 2, KEEL_ATOM(STOP), reason));
   return keel_stop(gs->self, reason);
@@ -476,9 +477,17 @@ void keel__gs_fiber_main(keel_proc *self, void *arg) {
   keel_gen_server *gs = arg;
   gs->self = self;
   keel_term msg;
-  if (!gs->started &&
-      (keel_receive(self, is_init, NULL, KEEL_INFINITY, &msg) != KEEL_OK ||
-       do_init(gs, msg) == KEEL_EXIT))
+  if (gs->started) {
+    keel__gs_loop(self, gs);
+    return;
+  }
+  if (keel_receive(self, is_init, NULL, KEEL_INFINITY, &msg) != KEEL_OK)
+    return;
+  /* Own the init message: init may receive (e.g. start a supervisor),
+   * which frees the received one, and the acknowledgement goes to its
+   * reference afterwards. */
+  msg = keel_term_copy(keel_proc_heap(self), msg);
+  if (msg == KEEL_NONE || do_init(gs, msg) == KEEL_EXIT)
     return;
   keel__gs_loop(self, gs);
 }
@@ -519,5 +528,7 @@ int keel_gen_server_enter_loop(keel_proc *self,
 void keel__gs_free(keel_proc *self, keel_term reason, void *state) {
   (void)self;
   (void)reason;
-  free(state);
+  keel_gen_server *gs = state;
+  keel_heap_destroy(&gs->name_heap);
+  free(gs);
 }

@@ -10,9 +10,12 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "keel/clock.h"
 #include "keel/gen_server.h"
+#include "keel/registry.h"
 #include "keel/signals.h"
 #include "keel/sim.h"
+#include "keel/telemetry.h"
 #include "otp/gen_server_internal.h"
 
 /* An atom looked up once (atoms live as long as the OS process). */
@@ -198,11 +201,21 @@ static bool bad_timeout(int64_t tmo) {
   return tmo < KEEL_INFINITY || (tmo > 0 && (uint64_t)tmo > KEEL_TIMER_MAX_MS);
 }
 
-/* The pid of server (a pid or a registered name): KEEL_OK, KEEL_ENOPROC
- * (no such name) or KEEL_EBADARG. */
+/* Whether name is {via, Module, Name} with an atom Module, or
+ * {global, Name}. */
+static bool is_via_name(keel_term name) {
+  if (keel_is_tuple(name) && keel_tuple_arity(name) == 2)
+    return keel_tuple_get(name, 0) == keel_atom("global");
+  return keel_is_tuple(name) && keel_tuple_arity(name) == 3 &&
+         keel_tuple_get(name, 0) == keel_atom("via") &&
+         keel_is_atom(keel_tuple_get(name, 1));
+}
+
+/* The pid of server (a pid, a registered name or a via name): KEEL_OK,
+ * KEEL_ENOPROC (no such name) or KEEL_EBADARG. */
 static int resolve(keel_term server, keel_term *pid) {
-  if (keel_is_atom(server)) {
-    *pid = keel_whereis(server);
+  if (keel_is_atom(server) || is_via_name(server)) {
+    *pid = keel_name_whereis(server);
     return keel_is_local_pid(*pid) ? KEEL_OK : KEEL_ENOPROC;
   }
   *pid = server;
@@ -277,21 +290,67 @@ int keel__gs_call(keel_term tag, keel_term server, keel_term request,
   return keel__gs_run_blocking(call_fn, &c);
 }
 
+/* ---- opt-in call latency events ------------------------------------------ */
+
+static atomic_bool call_events;
+static _Atomic(keel_tel_event *) ev_call_stop;
+
+void keel_gen_server_call_telemetry(bool on) {
+  atomic_store_explicit(&call_events, on, memory_order_relaxed);
+}
+
+static keel_tel_event *call_stop_event(void) {
+  keel_tel_event *e = atomic_load_explicit(&ev_call_stop, memory_order_acquire);
+  if (e == NULL) {
+    keel_term a[4] = {keel_atom("keel"), keel_atom("gen_server"),
+                      keel_atom("call"), keel_atom("stop")};
+    if (keel_tel_event_get(a, 4, &e) != KEEL_OK)
+      return NULL;
+    atomic_store_explicit(&ev_call_stop, e, memory_order_release);
+  }
+  return e;
+}
+
+static void report_call(keel_term server, uint64_t t0, uint64_t t1, int rc,
+                        keel_term reply) {
+  keel_tel_measure m[2] = {{keel_atom("duration"), (double)(t1 - t0)},
+                           {keel_atom("monotonic_time"), (double)t1}};
+  keel_tel_meta md[3] = {
+      {keel_atom("server"), server},
+      {keel_atom("result"), rc == KEEL_OK ? KEEL_ATOM(OK) : KEEL_ATOM(ERROR)},
+      {KEEL_ATOM(ERROR),
+       rc == KEEL_OK || reply == KEEL_NONE ? KEEL_ATOM(UNDEFINED) : reply}};
+  keel_tel_execute(call_stop_event(), m, 2, md, 3);
+}
+
 int keel_gen_server_call(keel_term server, keel_term request,
                          int64_t timeout_ms, keel_heap *h, keel_term *reply) {
-  return keel__gs_call(KEEL_ATOM(CALL), server, request, timeout_ms, h, reply);
+  if (!atomic_load_explicit(&call_events, memory_order_relaxed))
+    return keel__gs_call(KEEL_ATOM(CALL), server, request, timeout_ms, h,
+                         reply);
+  if (reply != NULL) /* read after the call whatever path it took */
+    *reply = KEEL_NONE;
+  uint64_t t0 = keel_monotonic_ns();
+  int rc =
+      keel__gs_call(KEEL_ATOM(CALL), server, request, timeout_ms, h, reply);
+  report_call(server, t0, keel_monotonic_ns(), rc,
+              reply != NULL ? *reply : KEEL_NONE);
+  return rc;
 }
 
 int keel_gen_server_cast(keel_term server, keel_term msg) {
   if (msg == KEEL_NONE)
     return KEEL_EINVAL;
-  if (!keel_is_atom(server) && !keel_is_local_pid(server))
+  bool via = is_via_name(server);
+  if (!keel_is_atom(server) && !keel_is_local_pid(server) && !via)
     return KEEL_EBADARG;
   uint64_t buf[8];
   keel_heap h;
   keel_heap_init_fixed(&h, buf, 8);
   keel_term m = keel_tuple(&h, 2, KEEL_ATOM(CAST), msg);
-  int rc = m == KEEL_NONE ? KEEL_ENOMEM : keel_send(server, m);
+  int rc = m == KEEL_NONE ? KEEL_ENOMEM
+           : via          ? keel_name_send(server, m)
+                          : keel_send(server, m);
   keel_heap_destroy(&h);
   return rc == KEEL_ENOPROC ? KEEL_OK : rc;
 }
@@ -438,7 +497,13 @@ static int spawn_server(start_ctx *c, keel_term parent, keel_term *pid) {
   if (gs == NULL)
     return KEEL_ENOMEM;
   gs->mod = c->mod;
-  gs->name = c->o->name;
+  keel_heap_init(&gs->name_heap);
+  gs->name = keel_term_copy(&gs->name_heap, c->o->name);
+  if (gs->name == KEEL_NONE && c->o->name != KEEL_NONE) {
+    keel_heap_destroy(&gs->name_heap);
+    free(gs);
+    return KEEL_ENOMEM;
+  }
   gs->hibernate_after = c->o->hibernate_after_ms;
   gs->fiber = c->o->fiber;
   gs->trap_exit = c->o->trap_exit;
@@ -452,8 +517,10 @@ static int spawn_server(start_ctx *c, keel_term parent, keel_term *pid) {
                         .monitor_heap = c->o->monitor_heap};
   int rc = gs->fiber ? keel_spawn_fiber(keel__gs_fiber_main, gs, &so, pid)
                      : keel_spawn(keel__gs_handler, gs, &so, pid);
-  if (rc != KEEL_OK)
+  if (rc != KEEL_OK) {
+    keel_heap_destroy(&gs->name_heap);
     free(gs);
+  }
   return rc;
 }
 
@@ -555,7 +622,7 @@ int keel_gen_server_start(const keel_gen_server_module *mod, keel_term arg,
   const keel_gen_server_opts *o = opts != NULL ? opts : &none;
   if (mod == NULL || mod->init == NULL ||
       mod->version != KEEL_GEN_SERVER_MODULE_V1 || arg == KEEL_NONE ||
-      (o->name != KEEL_NONE &&
+      (o->name != KEEL_NONE && !is_via_name(o->name) &&
        (!keel_is_atom(o->name) || o->name == KEEL_ATOM(UNDEFINED))) ||
       bad_timeout(o->timeout_ms) || o->hibernate_after_ms < 0)
     return KEEL_EINVAL;

@@ -16,9 +16,10 @@ struct keel_gen_server {
   const keel_gen_server_module *mod;
   keel_proc *self;
   keel_term state;
-  keel_term deferred; /* messages held while suspended, newest first */
-  keel_term parent;   /* the linked starter's pid, or KEEL_NONE */
-  keel_term name;     /* registered name, or KEEL_NONE */
+  keel_term deferred;  /* messages held while suspended, newest first */
+  keel_term parent;    /* the linked starter's pid, or KEEL_NONE */
+  keel_term name;      /* registered or via name, or KEEL_NONE */
+  keel_heap name_heap; /* holds a via name (a tuple) */
   int64_t hibernate_after;
   size_t compact_at; /* heap words that trigger an automatic compaction */
   bool fiber, started, suspended, trace, timed_out, hib_timer;

@@ -181,8 +181,21 @@ static const keel_via_module *via_find(keel_term module) {
   return NULL;
 }
 
-/* For {via, M, N}: M's module (or NULL) and N. */
+static const keel_via_module global_via = {
+    .version = KEEL_VIA_MODULE_VERSION,
+    .whereis_name = keel_global_whereis_name,
+    .register_name = keel_global_register_name,
+    .unregister_name = keel_global_unregister_name};
+
+/* For {via, M, N}: M's module (or NULL) and N; {global, N} goes through
+ * the global names. */
 static bool is_via(keel_term name, const keel_via_module **m, keel_term *n) {
+  if (keel_is_tuple(name) && keel_tuple_arity(name) == 2 &&
+      keel_tuple_get(name, 0) == keel_atom("global")) {
+    *m = &global_via;
+    *n = keel_tuple_get(name, 1);
+    return true;
+  }
   if (!keel_is_tuple(name) || keel_tuple_arity(name) != 3 ||
       keel_tuple_get(name, 0) != keel_atom("via"))
     return false;
@@ -229,8 +242,13 @@ int keel_name_unregister(keel_term name) {
 
 int keel_name_send(keel_term name, keel_term msg) {
   if (!keel_is_local_pid(name) && !keel_is_atom(name) &&
-      !(keel_is_tuple(name) && keel_tuple_arity(name) == 3))
+      !(keel_is_tuple(name) &&
+        (keel_tuple_arity(name) == 3 || keel_tuple_arity(name) == 2)))
     return KEEL_EBADARG;
+  const keel_via_module *m;
+  keel_term n;
+  if (is_via(name, &m, &n) && m != NULL && m->send != NULL)
+    return m->send(n, msg);
   keel_term pid = keel_name_whereis(name);
   if (!keel_is_local_pid(pid))
     return KEEL_ENOPROC;

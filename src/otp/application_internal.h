@@ -1,0 +1,55 @@
+/*
+ * application_internal.h - the application controller's table, shared by
+ * the controller (application.c) and the environment (application_env.c).
+ */
+#ifndef KEEL_APPLICATION_INTERNAL_H
+#define KEEL_APPLICATION_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "keel/application.h"
+
+typedef enum app_state {
+  APP_FREE = 0, /* slot unused */
+  APP_LOADED,
+  APP_STARTING,
+  APP_RUNNING,
+  APP_STOPPING
+} app_state;
+
+/* One loaded application. Every field is guarded by keel__app_lock. */
+typedef struct app_rec {
+  const keel_application *app;
+  keel_term name; /* atom */
+  app_state state;
+  keel_app_type type;
+  keel_term master; /* pid of the master while running, else KEEL_NONE */
+  keel_term sup;    /* top supervisor while running */
+  void *cb_state;   /* the start callback's state */
+  bool stopping;    /* keel_application_stop asked the master to stop */
+  int start_rc;     /* the start callback's code when it failed */
+  uint64_t seq;     /* start order */
+  /* Environment layers: lists of {Key, Value}; overrides also holds {Key}
+   * for an unset key. defaults and envvars live in env_heap, overrides in
+   * ov_heap (rebuilt at each set/unset). */
+  keel_heap env_heap, ov_heap;
+  keel_term defaults, envvars, overrides;
+} app_rec;
+
+extern pthread_mutex_t keel__app_lock;
+extern app_rec keel__apps[KEEL_APPLICATION_MAX];
+
+/* The record of name (lock held), or NULL. */
+app_rec *keel__app_find(keel_term name);
+
+/* Fills the environment layers of a record being loaded (lock held):
+ * parses the defaults and reads the environment variables. KEEL_OK,
+ * KEEL_EINVAL (a bad default), KEEL_ENOMEM. */
+int keel__app_env_load(app_rec *r);
+
+/* Frees a record's environment (lock held). */
+void keel__app_env_free(app_rec *r);
+
+#endif /* KEEL_APPLICATION_INTERNAL_H */
