@@ -276,9 +276,13 @@ static keel_handler_status pusher(keel_proc *self, keel_term msg, void *st) {
       chunk[i] = (uint8_t)((h->sent + i) % 251);
     int rc = keel_net_send(h->conn, chunk, sizeof chunk);
     if (rc == KEEL_EBUSY) {
-      if (h->busy++ == 0 && h->reader != 0)
+      /* Only the first refusal sees a queue nobody reads yet: once the
+       * reader runs, the poll thread may drain it at any moment. */
+      bool first = h->busy++ == 0;
+      if (first)
+        CHECK(keel_net_queued(h->conn) > 65536);
+      if (first && h->reader != 0)
         tell(h->reader, "go", keel_self(self));
-      CHECK(keel_net_queued(h->conn) > 65536);
       return KEEL_CONTINUE;
     }
     CHECKV(rc == KEEL_OK, rc);
