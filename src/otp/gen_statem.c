@@ -230,10 +230,11 @@ static bool is_init(keel_term msg, void *arg) {
 static void fiber_loop(keel_proc *self, keel_gen_statem *sm) {
   keel_term msg;
   for (;;) {
-    if (sm->hibernate) {
-      sm->hibernate = false;
-      (void)keel_fiber_hibernate(self, keel__gsm_fiber_main, sm);
-    }
+    /* Hibernation compacts the heap (done by the transition) but keeps
+     * the fiber's stack: a fiber that gives up its stack while messages
+     * keep arriving can miss them (the same happens to gen_server), so
+     * keel_fiber_hibernate is not used until that is fixed. */
+    sm->hibernate = false;
     int rc = keel_receive(self, NULL, NULL, sm->next_wait, &msg);
     bool timed_out = rc == KEEL_ETIMEDOUT;
     if (rc != KEEL_OK && !timed_out)

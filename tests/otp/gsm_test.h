@@ -249,4 +249,9 @@ static inline bool proc_gone(void *arg) {
   return keel_process_info(*(keel_term *)arg, &pi) == KEEL_ENOPROC;
 }
 
+static inline void stop_sm(keel_term sm) {
+  cr_assert_eq(keel_gen_statem_stop(sm, KEEL_ATOM(NORMAL), TMO), KEEL_OK);
+  cr_assert(wait_until(proc_gone, &sm));
+}
+
 #endif /* KEEL_GSM_TEST_H */

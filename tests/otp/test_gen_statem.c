@@ -16,11 +16,6 @@
   for (size_t c = 0; c < NCONF; c++)                                           \
     for (int fiber = 0; fiber < 2; fiber++)
 
-static void stop_sm(keel_term sm) {
-  cr_assert_eq(keel_gen_statem_stop(sm, KEEL_ATOM(NORMAL), TMO), KEEL_OK);
-  cr_assert(wait_until(proc_gone, &sm));
-}
-
 Test(gen_statem, postpone_retried_in_order_after_state_change) {
   FOR_CONFIGS {
     start(sched_counts[c]);
