@@ -254,4 +254,13 @@ static inline void stop_sm(keel_term sm) {
   cr_assert(wait_until(proc_gone, &sm));
 }
 
+static inline keel_term call(keel_term sm, const char *req, int expect_rc,
+                             keel_heap *h) {
+  keel_term r = KEEL_NONE;
+  keel_term q = keel_build(h, req);
+  cr_assert_neq(q, KEEL_NONE, "%s", req);
+  cr_assert_eq(keel_gen_statem_call(sm, q, TMO, h, &r), expect_rc, "%s", req);
+  return r;
+}
+
 #endif /* KEEL_GSM_TEST_H */

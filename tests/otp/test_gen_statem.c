@@ -184,15 +184,6 @@ Test(gen_statem, state_enter_calls) {
   }
 }
 
-static keel_term call(keel_term sm, const char *req, int expect_rc,
-                      keel_heap *h) {
-  keel_term r = KEEL_NONE;
-  keel_term q = keel_build(h, req);
-  cr_assert_neq(q, KEEL_NONE, "%s", req);
-  cr_assert_eq(keel_gen_statem_call(sm, q, TMO, h, &r), expect_rc, "%s", req);
-  return r;
-}
-
 Test(gen_statem, calls_postponed_call_stop_and_reply_timeout) {
   FOR_CONFIGS {
     start(sched_counts[c]);

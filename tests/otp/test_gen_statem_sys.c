@@ -373,3 +373,145 @@ Test(gen_statem_sys, hibernate_and_compaction_keep_everything) {
     cr_assert_eq(keel_node_stop(), KEEL_OK);
   }
 }
+
+/* ---- get_status, format_status, change_code ----------------------------- */
+
+static keel_term hide(keel_gen_statem *sm, keel_term state, keel_term data) {
+  (void)data;
+  return keel_tuple(keel_gsm_heap(sm), 2, state, A("hidden"));
+}
+
+/* The new version: data becomes {v2, OldLogLength}; events are answered
+ * (calls) with v2. */
+static int upgrade(keel_gen_statem *sm, const keel_gen_statem_module *old,
+                   keel_term extra, keel_term *state, keel_term *data) {
+  (void)state;
+  if (extra == A("refuse"))
+    return KEEL_EBADARG;
+  size_t n = 0;
+  (void)keel_list_length(*data, &n);
+  *data = keel_tuple(keel_gsm_heap(sm), 3, A("v2"), keel_small((int64_t)n),
+                     keel_atom(old->name));
+  return KEEL_OK;
+}
+
+static keel_gsm_ret v2_event(keel_gen_statem *sm, keel_term type,
+                             keel_term content, keel_term state,
+                             keel_term *data) {
+  (void)content;
+  (void)state;
+  (void)data;
+  keel_term from;
+  if (keel_gsm_kind_of(type, &from) == KEEL_GSM_CALL)
+    keel_gsm_reply(sm, from, A("v2"));
+  return keel_gsm_keep_state(sm);
+}
+
+static const keel_gen_statem_module v2_mod = {
+    .version = KEEL_GEN_STATEM_MODULE_V1,
+    .name = "gsm_v2",
+    .mode = KEEL_GSM_HANDLE_EVENT_FUNCTION,
+    .init = t_init,
+    .handle_event = v2_event,
+    .code_change = upgrade,
+    .format_status = hide};
+
+Test(gen_statem_sys, get_status_format_status_change_code) {
+  FOR_CONFIGS {
+    start(sched_counts[c]);
+    keel_heap h;
+    keel_heap_init(&h);
+    keel_term sm = start_sm(&plain_mod, fiber, "{a, []}");
+    cast(sm, "{s, one, []}");
+    expect_log(sm, "[{cast,one,a}]");
+    keel_term st;
+    cr_assert_eq(keel_gen_statem_get_status(sm, TMO, &h, &st), KEEL_OK);
+    cr_assert(keel_eq_exact(st, keel_build(&h, "{a, [{cast, one, a}]}")));
+    /* a refused upgrade changes nothing */
+    cr_assert_eq(keel_gen_statem_change_code(sm, &v2_mod, A("refuse"), TMO),
+                 KEEL_EBADARG);
+    cr_assert_eq(call(sm, "{s, c, [{reply, v1}]}", KEEL_OK, &h), A("v1"));
+    cr_assert_eq(keel_gen_statem_change_code(sm, &v2_mod, KEEL_NIL, TMO),
+                 KEEL_OK);
+    cr_assert_eq(call(sm, "{s, c, [{reply, v1}]}", KEEL_OK, &h), A("v2"));
+    cr_assert_eq(keel_gen_statem_get_state(sm, TMO, &h, &st), KEEL_OK);
+    cr_assert(keel_eq_exact(st, keel_build(&h, "{a, {v2, 2, gsm_plain}}")));
+    cr_assert_eq(keel_gen_statem_get_status(sm, TMO, &h, &st), KEEL_OK);
+    cr_assert(keel_eq_exact(st, keel_build(&h, "{a, hidden}")));
+    cr_assert_eq(keel_gen_statem_change_code(sm, NULL, KEEL_NIL, TMO),
+                 KEEL_EINVAL);
+    stop_sm(sm);
+    keel_heap_destroy(&h);
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+  }
+}
+
+/* ---- crash reports --------------------------------------------------------
+ */
+
+static pthread_mutex_t tmu = PTHREAD_MUTEX_INITIALIZER;
+static keel_heap theap;
+static keel_term crash_meta; /* {Reason, State, LastMessage, Module} */
+static long crashes;
+
+static keel_term meta(const keel_tel_meta *md, size_t n, const char *k) {
+  keel_term v = KEEL_NONE;
+  (void)keel_tel_meta_get(md, n, A(k), &v);
+  return v;
+}
+
+static int on_crash(const keel_tel_event *ev, const keel_tel_measure *m,
+                    size_t nm, const keel_tel_meta *md, size_t nmd,
+                    void *config) {
+  (void)ev;
+  (void)m;
+  (void)nm;
+  (void)config;
+  pthread_mutex_lock(&tmu);
+  crashes++;
+  crash_meta = keel_term_copy(
+      &theap,
+      keel_tuple(&theap, 4, meta(md, nmd, "reason"), meta(md, nmd, "state"),
+                 meta(md, nmd, "last_message"), meta(md, nmd, "module")));
+  pthread_mutex_unlock(&tmu);
+  return 0;
+}
+
+Test(gen_statem_sys, crash_report_telemetry) {
+  keel_heap_init(&theap);
+  keel_tel_event *ev;
+  cr_assert_eq(keel_tel_event_parse("keel.gen_statem.crash", &ev), KEEL_OK);
+  cr_assert_eq(keel_tel_attach(A("gsm_test"), &ev, 1, on_crash, NULL), KEEL_OK);
+  FOR_CONFIGS {
+    start(sched_counts[c]);
+    pthread_mutex_lock(&tmu);
+    crashes = 0;
+    crash_meta = KEEL_NONE;
+    pthread_mutex_unlock(&tmu);
+    keel_heap h;
+    keel_heap_init(&h);
+    /* normal, shutdown and {shutdown, _} are not crashes */
+    keel_term sm = start_sm(&plain_mod, fiber, "{a, []}");
+    cr_assert_eq(
+        call(sm, "{s, c, [{stop_reply, {shutdown, x}, ok}]}", KEEL_OK, &h),
+        KEEL_ATOM(OK));
+    cr_assert(wait_until(proc_gone, &sm));
+    sm = start_sm(&plain_mod, fiber, "{a, []}");
+    cr_assert_eq(call(sm, "{s, boom, [{stop, boom}]}", KEEL_ENOPROC, &h),
+                 A("boom"));
+    /* the report is emitted before the process dies */
+    pthread_mutex_lock(&tmu);
+    keel_term cm = crash_meta;
+    long n = crashes;
+    pthread_mutex_unlock(&tmu);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(keel_tuple_get(cm, 0), A("boom"));
+    cr_assert(keel_eq_exact(keel_tuple_get(cm, 1),
+                            keel_build(&h, "{a, [{call, boom, a}]}")));
+    cr_assert(is(keel_tuple_get(cm, 2), "s", 3));
+    cr_assert_eq(keel_tuple_get(cm, 3), A("gsm_plain"));
+    keel_heap_destroy(&h);
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+  }
+  cr_assert_eq(keel_tel_detach(A("gsm_test")), KEEL_OK);
+}
