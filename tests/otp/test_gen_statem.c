@@ -8,8 +8,9 @@
  * inserted one or another timeout), generic timeouts (start, cancel,
  * update, infinity), state enter calls (initial, on change, repeat_state,
  * forbidden results), calls (reply, postponed call, stop_and_reply,
- * timeout). Timer ordering is asserted through timers to the same process,
- * which fire in deadline order, never through elapsed time. */
+ * timeout); the timeouts again in virtual time under the simulation of
+ * keel/sim.h. Timer ordering is asserted through timers to the same
+ * process, which fire in deadline order, never through elapsed time. */
 #include "otp/gsm_test.h"
 
 #define FOR_CONFIGS                                                            \
@@ -219,5 +220,29 @@ Test(gen_statem, calls_postponed_call_stop_and_reply_timeout) {
     cr_assert_eq(call(sm, "{s, x, []}", KEEL_ENOPROC, &h), KEEL_ATOM(NOPROC));
     keel_heap_destroy(&h);
     cr_assert_eq(keel_node_stop(), KEEL_OK);
+  }
+}
+
+/* The same rules in virtual time (keel/sim.h): timeouts of seconds to
+ * minutes, every interleaving the seeds choose. */
+Test(gen_statem, timeouts_in_virtual_time_under_simulation) {
+  for (uint64_t k = 0; k < sim_seed_count(); k++) {
+    uint64_t seed = sim_seed_first() + k;
+    start_sim(seed);
+    atomic_store(&terminated, 0);
+    keel_term sm = start_sm(&plain_mod, seed % 2, "{a, []}");
+    cast(sm, "{s, arm, [{st, 50000, st1}, "
+             "{gt, g1, 20000, {s, g1, [{next, b}, {st, 10000, st2}]}}, "
+             "{gt, g2, 40000, g2}, {et, 5000, et1}]}");
+    expect_log(sm, "[{cast,arm,a},{timeout,et1,a},{{timeout,g1},g1,a},"
+                   "{state_timeout,st2,b},{{timeout,g2},g2,b}]");
+    /* the cancelled state timeout st1 (due at 50 s) never comes: a probe
+     * due after it is the next event */
+    cast(sm, "{s, probe, [{gt, p, 120000, p}]}");
+    expect_log(sm, "[{cast,arm,a},{timeout,et1,a},{{timeout,g1},g1,a},"
+                   "{state_timeout,st2,b},{{timeout,g2},g2,b},"
+                   "{cast,probe,b},{{timeout,p},p,b}]");
+    stop_sm(sm);
+    stop_sim();
   }
 }
