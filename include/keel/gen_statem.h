@@ -169,7 +169,8 @@ int keel_gsm_postpone(keel_gen_statem *sm);
 /* {next_event, Type, Content}: inserted events are handled before any
  * other, in the order they were added. Not in enter calls. */
 int keel_gsm_next_event(keel_gen_statem *sm, keel_term type, keel_term content);
-/* hibernate: the heap is compacted (a fiber also gives up its stack). */
+/* hibernate: the heap is compacted (a fiber machine keeps its stack for
+ * now: see docs/behaviours/gen_statem.md). */
 int keel_gsm_hibernate(keel_gen_statem *sm);
 /* {timeout, Ms, Content}: an event 'timeout' unless an event (any event,
  * even an inserted or retried one) comes first. */

@@ -184,11 +184,12 @@ static inline void start(unsigned n) {
 }
 
 /* Starts mod with init argument text (keel_build syntax). */
-static inline keel_term start_sm(const keel_gen_statem_module *mod, bool fiber,
-                                 const char *init) {
+static inline keel_term start_sm_opts(const keel_gen_statem_module *mod,
+                                      const keel_gen_statem_opts *opts,
+                                      const char *init) {
   keel_heap h;
   keel_heap_init(&h);
-  keel_gen_statem_opts o = {.fiber = fiber};
+  keel_gen_statem_opts o = *opts;
   keel_term pid = KEEL_NONE;
   keel_term arg = keel_build(&h, init);
   cr_assert_neq(arg, KEEL_NONE, "%s", init);
@@ -261,6 +262,13 @@ static inline keel_term call(keel_term sm, const char *req, int expect_rc,
   cr_assert_neq(q, KEEL_NONE, "%s", req);
   cr_assert_eq(keel_gen_statem_call(sm, q, TMO, h, &r), expect_rc, "%s", req);
   return r;
+}
+
+/* Starts mod as a handler or fiber machine, with init argument text. */
+static inline keel_term start_sm(const keel_gen_statem_module *mod, bool fiber,
+                                 const char *init) {
+  keel_gen_statem_opts o = {.fiber = fiber};
+  return start_sm_opts(mod, &o, init);
 }
 
 #endif /* KEEL_GSM_TEST_H */

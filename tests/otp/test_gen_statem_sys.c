@@ -348,7 +348,9 @@ Test(gen_statem_sys, hibernate_and_compaction_keep_everything) {
     start(sched_counts[c]);
     keel_heap h;
     keel_heap_init(&h);
-    keel_term sm = start_sm(&plain_mod, fiber, "{a, []}");
+    /* hibernate_after 1 ms: idle moments compact the heap too */
+    keel_gen_statem_opts o = {.fiber = fiber, .hibernate_after_ms = 1};
+    keel_term sm = start_sm_opts(&plain_mod, &o, "{a, []}");
     /* a pending generic timeout and postponed events survive compaction
      * (the timeout may fire anywhere among the casts) */
     cast(sm, "{s, t, [{gt, late, 200, {kept, [1, 2]}}]}");
