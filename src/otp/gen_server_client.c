@@ -485,36 +485,38 @@ int keel_gen_server_stop(keel_term server, keel_term reason,
 /* ---- start --------------------------------------------------------------- */
 
 typedef struct start_ctx {
-  const keel_gen_server_module *mod;
+  keel__gs_spawn_fn spawn;
+  const void *mod;
   keel_term arg;
   const keel_gen_server_opts *o;
   keel_term *pid;
   bool linked; /* the caller is a process and asked for a link */
 } start_ctx;
 
-static int spawn_server(start_ctx *c, keel_term parent, keel_term *pid) {
+static int spawn_gs(const void *mod, const keel_gen_server_opts *o, bool link,
+                    keel_term parent, keel_term *pid) {
   keel_gen_server *gs = calloc(1, sizeof *gs);
   if (gs == NULL)
     return KEEL_ENOMEM;
-  gs->mod = c->mod;
+  gs->mod = mod;
   keel_heap_init(&gs->name_heap);
-  gs->name = keel_term_copy(&gs->name_heap, c->o->name);
-  if (gs->name == KEEL_NONE && c->o->name != KEEL_NONE) {
+  gs->name = keel_term_copy(&gs->name_heap, o->name);
+  if (gs->name == KEEL_NONE && o->name != KEEL_NONE) {
     keel_heap_destroy(&gs->name_heap);
     free(gs);
     return KEEL_ENOMEM;
   }
-  gs->hibernate_after = c->o->hibernate_after_ms;
-  gs->fiber = c->o->fiber;
-  gs->trap_exit = c->o->trap_exit;
+  gs->hibernate_after = o->hibernate_after_ms;
+  gs->fiber = o->fiber;
+  gs->trap_exit = o->trap_exit;
   gs->parent = parent;
   gs->timeout = -1;
   gs->next_wait = KEEL_INFINITY;
   keel_spawn_opts so = {.terminate = keel__gs_free,
-                        .link = c->linked,
-                        .stack_size = c->o->stack_size,
-                        .monitor_ref = c->o->monitor_ref,
-                        .monitor_heap = c->o->monitor_heap};
+                        .link = link,
+                        .stack_size = o->stack_size,
+                        .monitor_ref = o->monitor_ref,
+                        .monitor_heap = o->monitor_heap};
   int rc = gs->fiber ? keel_spawn_fiber(keel__gs_fiber_main, gs, &so, pid)
                      : keel_spawn(keel__gs_handler, gs, &so, pid);
   if (rc != KEEL_OK) {
@@ -522,6 +524,10 @@ static int spawn_server(start_ctx *c, keel_term parent, keel_term *pid) {
     free(gs);
   }
   return rc;
+}
+
+static int spawn_server(start_ctx *c, keel_term parent, keel_term *pid) {
+  return c->spawn(c->mod, c->o, c->linked, parent, pid);
 }
 
 static int send_init(keel_term pid, keel_term ack, keel_term arg) {
@@ -626,10 +632,15 @@ int keel_gen_server_start(const keel_gen_server_module *mod, keel_term arg,
        (!keel_is_atom(o->name) || o->name == KEEL_ATOM(UNDEFINED))) ||
       bad_timeout(o->timeout_ms) || o->hibernate_after_ms < 0)
     return KEEL_EINVAL;
+  return keel__gs_start(spawn_gs, mod, arg, o, pid);
+}
+
+int keel__gs_start(keel__gs_spawn_fn spawn, const void *mod, keel_term arg,
+                   const keel_gen_server_opts *o, keel_term *pid) {
   keel_proc *cur = keel_current();
   if (o->monitor_ref != NULL && (cur == NULL || o->monitor_heap == NULL))
     return cur == NULL ? KEEL_ESTATE : KEEL_EINVAL;
-  start_ctx c = {mod, arg, o, pid, o->link && cur != NULL};
+  start_ctx c = {spawn, mod, arg, o, pid, o->link && cur != NULL};
   if (cur != NULL && !keel_proc_is_fiber(cur))
     return start_async(&c, cur);
   return keel__gs_run_blocking(start_fn, &c);
@@ -654,9 +665,9 @@ int keel_gen_server_get_status(keel_term server, int64_t timeout_ms,
 
 /* A request {Tag, Ptr, Extra} whose Ptr carries (fn, arg); the answer
  * is ok or {error, Code}. */
-static int sys_ptr(keel_term server, const char *tag, const void *ptag,
-                   keel__gs_fn fn, const void *arg, keel_term extra,
-                   int64_t tmo) {
+int keel__gs_sys_ptr(keel_term server, const char *tag, const void *ptag,
+                     keel__gs_fn fn, const void *arg, keel_term extra,
+                     int64_t tmo) {
   keel_heap h;
   keel_heap_init(&h);
   keel_term p = keel__gs_ptr_term(&h, ptag, fn, arg);
@@ -679,8 +690,8 @@ int keel_gen_server_replace_state(keel_term server, keel_gs_state_fn fn,
                                   void *arg, int64_t timeout_ms) {
   if (fn == NULL)
     return KEEL_EINVAL;
-  return sys_ptr(server, "replace_state", &keel__gs_tag_replace_state,
-                 (keel__gs_fn)fn, arg, KEEL_NIL, timeout_ms);
+  return keel__gs_sys_ptr(server, "replace_state", &keel__gs_tag_replace_state,
+                          (keel__gs_fn)fn, arg, KEEL_NIL, timeout_ms);
 }
 
 static int sys_simple(keel_term server, keel_term req, int64_t tmo) {
@@ -717,6 +728,6 @@ int keel_gen_server_change_code(keel_term server,
   if (new_mod == NULL || new_mod->init == NULL ||
       new_mod->version != KEEL_GEN_SERVER_MODULE_V1 || extra == KEEL_NONE)
     return KEEL_EINVAL;
-  return sys_ptr(server, "change_code", &keel__gs_tag_change_code, NULL,
-                 new_mod, extra, timeout_ms);
+  return keel__gs_sys_ptr(server, "change_code", &keel__gs_tag_change_code,
+                          NULL, new_mod, extra, timeout_ms);
 }

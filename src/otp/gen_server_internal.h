@@ -66,6 +66,22 @@ int keel__gs_call_from(keel_proc *self, keel_term tag, keel_term server,
 int keel__gs_call(keel_term tag, keel_term server, keel_term request,
                   int64_t timeout_ms, keel_heap *h, keel_term *reply);
 
+/* Spawns a behaviour process running mod with the options o (linked to
+ * the caller when link; parent: the linked starter or KEEL_NONE). The
+ * process answers {'$gen_init', Ack, Arg} as a gen_server does. */
+typedef int (*keel__gs_spawn_fn)(const void *mod, const keel_gen_server_opts *o,
+                                 bool link, keel_term parent, keel_term *pid);
+/* keel_gen_server_start after its argument checks, for any behaviour whose
+ * process spawn makes (gen_statem too). */
+int keel__gs_start(keel__gs_spawn_fn spawn, const void *mod, keel_term arg,
+                   const keel_gen_server_opts *o, keel_term *pid);
+
+/* A sys request {Tag, Ptr, Extra} whose Ptr carries (fn, arg) with tag
+ * ptag; the answer ok is KEEL_OK, {error, Code} is Code. */
+int keel__gs_sys_ptr(keel_term server, const char *tag, const void *ptag,
+                     keel__gs_fn fn, const void *arg, keel_term extra,
+                     int64_t tmo);
+
 /* Body of a fiber server, and the handler of a handler server. */
 void keel__gs_fiber_main(keel_proc *self, void *arg);
 keel_handler_status keel__gs_handler(keel_proc *self, keel_term msg,
