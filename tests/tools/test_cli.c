@@ -386,7 +386,7 @@ Test(cli, encode_matches_erlang) {
 
 Test(cli, run_with_duration_restarts_and_stops) {
   result r = KEEL(NULL, 0, "run", "--duration", "2", "--workers", "2",
-                  "--crash-every", "0.5", "--port", "0");
+                  "--crash-every", "0.5", "--port", "0", "--rate", "200");
   cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
   cr_assert(strstr(r.out, "worker 1: ") != NULL, "%s", r.out);
   cr_assert(strstr(r.out, " round-trips\n") != NULL, "%s", r.out);
@@ -398,7 +398,7 @@ Test(cli, run_with_duration_restarts_and_stops) {
 
 Test(cli, run_gives_up_after_too_many_restarts) {
   result r = KEEL(NULL, 0, "run", "--duration", "60", "--crash-every", "0.02",
-                  "--port", "0");
+                  "--port", "0", "--rate", "200");
   cr_assert_eq(r.status, 1, "stdout: %s\nstderr: %s", r.out, r.err);
   cr_assert(strstr(r.out, "giving up") != NULL, "%s", r.out);
   cr_assert(strstr(r.out, "(3 restarts in the last 5 s)") != NULL, "%s", r.out);
@@ -433,7 +433,8 @@ static void check_stops_on(int sig, const char *name) {
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, p[1], 1);
   posix_spawn_file_actions_addclose(&fa, p[0]);
-  char *argv[] = {(char *)keel_path(), "run", "--port", "0", NULL};
+  char *argv[] = {
+      (char *)keel_path(), "run", "--port", "0", "--rate", "200", NULL};
   pid_t pid;
   posix_spawnattr_t sa;
   posix_spawnattr_init(&sa);
