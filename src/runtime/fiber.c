@@ -387,6 +387,16 @@ void keel__rt_fiber_run(rt_node *n, rt_sched *s, keel_proc *p) {
       stack_put(n, f->cls, f->stack);
       f->stack = NULL;
       f->why = RT_FB_NEW;
+      keel__rt_publish(p, used);
+      used = 0;
+      if (s->slice <= 0) {
+        keel__rt_requeue(n, s, p);
+        break;
+      }
+      /* The loop's top decides: idle only if nothing is queued, inner
+       * queue included (messages fetched before the hibernation must
+       * wake the continuation, not wait for the next send). */
+      continue;
     }
     /* Blocked in receive: idle unless mail came meanwhile. */
     keel__rt_publish(p, used); /* before p may run elsewhere */

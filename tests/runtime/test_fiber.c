@@ -1092,3 +1092,36 @@ Test(fiber, spent_receive_marks_are_swept) {
   cr_assert_leq(left, 64, "%ld marks left", left);
   cr_assert_eq(keel_node_stop(), KEEL_OK);
 }
+
+/* ---- hibernation with messages already fetched ---------------------- */
+
+static _Atomic long hib_seen;
+
+/* Takes one message, then hibernates; the continuation is itself. */
+static void hib_one(keel_proc *self, void *arg) {
+  keel_term m;
+  if (keel_receive(self, NULL, NULL, KEEL_INFINITY, &m) != KEEL_OK)
+    return;
+  atomic_fetch_add(&hib_seen, 1);
+  signal_event();
+  (void)keel_fiber_hibernate(self, hib_one, arg);
+}
+
+/* A burst sent while the fiber runs lands in its inner queue; each
+ * hibernation must then wake the continuation at once rather than wait
+ * for the next send (a lost wake-up once left the rest unread). */
+Test(fiber, hibernate_with_fetched_messages_keeps_going) {
+  for (size_t k = 0; k < NCONF; k++) {
+    start(sched_counts[k]);
+    atomic_store(&hib_seen, 0);
+    reset_events();
+    keel_term pid;
+    cr_assert_eq(keel_spawn_fiber(hib_one, NULL, NULL, &pid), KEEL_OK);
+    enum { BURST = 2000 };
+    for (int i = 0; i < BURST; i++)
+      cr_assert_eq(keel_send(pid, keel_small(i)), KEEL_OK);
+    cr_assert(wait_events(BURST), "%ld of %d taken on %u schedulers",
+              atomic_load(&hib_seen), BURST, sched_counts[k]);
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+  }
+}
