@@ -230,11 +230,12 @@ static bool is_init(keel_term msg, void *arg) {
 static void fiber_loop(keel_proc *self, keel_gen_statem *sm) {
   keel_term msg;
   for (;;) {
-    /* Hibernation compacts the heap (done by the transition) but keeps
-     * the fiber's stack: a fiber that gives up its stack while messages
-     * keep arriving can miss them (the same happens to gen_server), so
-     * keel_fiber_hibernate is not used until that is fixed. */
-    sm->hibernate = false;
+    /* Hibernation: the transition compacted the heap; the fiber also
+     * gives up its stack and resumes in keel__gsm_fiber_main. */
+    if (sm->hibernate) {
+      sm->hibernate = false;
+      (void)keel_fiber_hibernate(self, keel__gsm_fiber_main, sm);
+    }
     int rc = keel_receive(self, NULL, NULL, sm->next_wait, &msg);
     bool timed_out = rc == KEEL_ETIMEDOUT;
     if (rc != KEEL_OK && !timed_out)
