@@ -11,30 +11,6 @@
 #include "keel/signals.h"
 #include "runtime/rt_test.h"
 
-/* Configuration c: the NCONF threaded ones, then the simulated seeds
- * (keel/sim.h); describes it in cfg. False past the last one. */
-static bool start_config(size_t c, char *cfg, size_t len) {
-  uint64_t first = sim_seed_first(), count = sim_seed_count();
-  if (c < NCONF) {
-    start_node(sched_counts[c], 0);
-    snprintf(cfg, len, "%u schedulers", sched_counts[c]);
-    return true;
-  }
-  if (c >= NCONF + count)
-    return false;
-  start_sim(first + (c - NCONF));
-  snprintf(cfg, len, "simulation, KEEL_SEED=%llu",
-           (unsigned long long)(first + (c - NCONF)));
-  return true;
-}
-
-static void stop_config(void) {
-  if (sim_mode)
-    stop_sim();
-  else
-    cr_assert_eq(keel_node_stop(), KEEL_OK);
-}
-
 /* How many times pid appears in the list l. */
 static int occurrences(keel_term l, keel_term pid) {
   int n = 0;

@@ -14,30 +14,6 @@
 
 static const unsigned part_counts[] = {1, 8};
 
-/* Configuration c: the NCONF threaded ones, then the simulated seeds
- * (keel/sim.h); describes it in cfg. False past the last one. */
-static bool start_config(size_t c, char *cfg, size_t len) {
-  uint64_t first = sim_seed_first(), count = sim_seed_count();
-  if (c < NCONF) {
-    start_node(sched_counts[c], 0);
-    snprintf(cfg, len, "%u schedulers", sched_counts[c]);
-    return true;
-  }
-  if (c >= NCONF + count)
-    return false;
-  start_sim(first + (c - NCONF));
-  snprintf(cfg, len, "simulation, KEEL_SEED=%llu",
-           (unsigned long long)(first + (c - NCONF)));
-  return true;
-}
-
-static void stop_config(void) {
-  if (sim_mode)
-    stop_sim();
-  else
-    cr_assert_eq(keel_node_stop(), KEEL_OK);
-}
-
 /* ---- cleanup before 'DOWN' ---------------------------------------------- */
 
 typedef struct death_case {

@@ -12,6 +12,7 @@
 #include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -124,6 +125,31 @@ static inline void start_sim(uint64_t seed) {
 static inline void stop_sim(void) {
   cr_assert_eq(keel_node_stop(), KEEL_OK);
   sim_mode = false;
+}
+
+/* Configuration c of a scenario run: the NCONF threaded ones, then the
+ * simulated seeds (keel/sim.h); describes it in cfg. False past the last
+ * one. Stop each one with stop_config. */
+static inline bool start_config(size_t c, char *cfg, size_t len) {
+  uint64_t first = sim_seed_first(), count = sim_seed_count();
+  if (c < NCONF) {
+    start_node(sched_counts[c], 0);
+    snprintf(cfg, len, "%u schedulers", sched_counts[c]);
+    return true;
+  }
+  if (c >= NCONF + count)
+    return false;
+  start_sim(first + (c - NCONF));
+  snprintf(cfg, len, "simulation, KEEL_SEED=%llu",
+           (unsigned long long)(first + (c - NCONF)));
+  return true;
+}
+
+static inline void stop_config(void) {
+  if (sim_mode)
+    stop_sim();
+  else
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
 }
 
 #endif /* KEEL_RT_TEST_H */

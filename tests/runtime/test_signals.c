@@ -86,9 +86,6 @@ static bool pings(keel_proc *self, keel_term pid) {
  * deterministic simulation for each seed (see rt_test.h); fn reports with
  * signal_event() and check() asserts on o afterwards, given a description
  * of the configuration (a failing seed replays with KEEL_SEED=<n>). */
-static bool start_config(size_t c, char *cfg, size_t len);
-static void stop_config(void);
-
 static void each_config(keel_fiber_fn fn, void (*check)(obs *, const char *)) {
   char cfg[96];
   for (size_t c = 0; start_config(c, cfg, sizeof cfg); c++) {
@@ -520,28 +517,6 @@ static bool procs_are(void *arg) {
 
 /* Starts configuration c of NCONF threaded ones then the simulated seeds;
  * describes it in cfg. Returns false past the last one. */
-static bool start_config(size_t c, char *cfg, size_t len) {
-  uint64_t first = sim_seed_first(), count = sim_seed_count();
-  if (c < NCONF) {
-    start_node(sched_counts[c], 0);
-    snprintf(cfg, len, "%u schedulers", sched_counts[c]);
-    return true;
-  }
-  if (c >= NCONF + count)
-    return false;
-  start_sim(first + (c - NCONF));
-  snprintf(cfg, len, "simulation, KEEL_SEED=%llu",
-           (unsigned long long)(first + (c - NCONF)));
-  return true;
-}
-
-static void stop_config(void) {
-  if (sim_mode)
-    stop_sim();
-  else
-    cr_assert_eq(keel_node_stop(), KEEL_OK);
-}
-
 Test(signals, g12_links_are_idempotent_one_death_one_exit) {
   char cfg[96];
   for (size_t c = 0; start_config(c, cfg, sizeof cfg); c++) {

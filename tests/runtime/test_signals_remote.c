@@ -261,21 +261,6 @@ static void conductor(keel_proc *self, void *arg) {
   signal_event();
 }
 
-static bool start_config(size_t c, char *cfg, size_t len) {
-  uint64_t first = sim_seed_first(), count = sim_seed_count();
-  if (c < NCONF) {
-    start_node(sched_counts[c], 0);
-    snprintf(cfg, len, "%u schedulers", sched_counts[c]);
-    return true;
-  }
-  if (c >= NCONF + count)
-    return false;
-  start_sim(first + (c - NCONF));
-  snprintf(cfg, len, "simulation, KEEL_SEED=%llu",
-           (unsigned long long)(first + (c - NCONF)));
-  return true;
-}
-
 Test(signals_remote, g18_connection_loss_gives_noconnection) {
   make_pids();
   keel_term nc = atom("noconnection");
