@@ -342,6 +342,12 @@ void keel__rt_fiber_run(rt_node *n, rt_sched *s, keel_proc *p) {
   keel__rt_tl_proc = p;
   int32_t used = 0;
   for (;;) {
+    /* Once the node stops the fiber is not resumed again: node stop
+     * terminates it (see sched_main). */
+    if (atomic_load_explicit(&n->stopping, memory_order_acquire)) {
+      keel__rt_publish(p, used);
+      break;
+    }
     if (f->why == RT_FB_NEW && f->stack == NULL) {
       /* Hibernating: signals are handled here, on the scheduler's stack;
        * only a message wakes the continuation. */

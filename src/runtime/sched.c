@@ -672,6 +672,12 @@ run_process(rt_node *n, rt_sched *s, keel_proc *p, bool inherit) {
     return;
   }
   for (;;) {
+    /* Once the node stops no more user code runs (see sched_main). */
+    if (atomic_load_explicit(&n->stopping, memory_order_acquire)) {
+      left = p->budget;
+      keel__rt_publish(p, start - left);
+      break;
+    }
     bool die = false;
     rt_msg *m = next_msg(n, p, &die);
     if (die) {
@@ -734,6 +740,12 @@ static void *sched_main(void *arg) {
     bool inherit;
     keel_proc *p = find_runnable(n, s, &inherit);
     if (p == NULL)
+      break;
+    /* p may have been made runnable by work that already saw the stop (a
+     * dirty job ending because the node stops): once stopping is set no
+     * more user code runs here; node stop terminates p with the rest. The
+     * acquire pairs with the stopping store through whoever queued p. */
+    if (atomic_load_explicit(&n->stopping, memory_order_acquire))
       break;
     run_process(n, s, p, inherit);
   }

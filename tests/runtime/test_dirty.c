@@ -45,9 +45,15 @@ static bool gate_wait(void) {
 
 static _Atomic int failures;
 
-static void check(bool ok) {
-  if (!ok)
+/* Checks that run off the test thread (where Criterion cannot assert)
+ * count failures and keep the line of the last one for the report. */
+static _Atomic int failed_line;
+#define check(ok) check_at((ok), __LINE__)
+static void check_at(bool ok, int line) {
+  if (!ok) {
+    atomic_store(&failed_line, line);
     atomic_fetch_add(&failures, 1);
+  }
 }
 
 /* Sum of 1..n, on a dirty thread: not a scheduler, no current process. */
@@ -318,7 +324,8 @@ Test(dirty, node_stop_waits_for_dirty_work) {
     cr_assert_eq(keel_node_stop(), KEEL_OK);
     cr_assert_eq(atomic_load(&finished), 2 + 5, "every job ran to its end");
     cr_assert_eq(atomic_load(&terminated), 2);
-    cr_assert_eq(atomic_load(&failures), 0);
+    cr_assert_eq(atomic_load(&failures), 0, "check at line %d failed (%zu)",
+                 atomic_load(&failed_line), c);
     cr_assert_eq(keel__rt_fiber_stacks_left, 0);
   }
 }
