@@ -228,7 +228,7 @@ static void watcher_body(keel_proc *self, void *arg) {
 
 Test(pg, members_gone_before_down) {
   char cfg[96];
-  for (size_t k = 0; start_config(k, cfg, sizeof cfg); k++) {
+  for (size_t k = 0; config_start(k, cfg, sizeof cfg); k++) {
     death_case c = {0};
     cr_assert_eq(keel_pg_scope_new(KEEL_NONE, &c.s), KEEL_OK);
     cr_assert_eq(keel_spawn_fiber(watcher_body, &c, NULL, NULL), KEEL_OK);
@@ -243,7 +243,7 @@ Test(pg, members_gone_before_down) {
     cr_assert(wait_events(2));
     cr_assert_eq(c.seen_at_down, 0, "%s", cfg);
     cr_assert_eq(c.groups_at_down, 0);
-    stop_config();
+    config_stop();
     cr_assert_eq(keel_pg_scope_delete(c.s), KEEL_OK);
   }
 }
@@ -297,7 +297,7 @@ static bool churn_done(void *arg) {
 
 Test(pg, many_join_and_die_at_once) {
   char cfg[96];
-  for (size_t k = 0; start_config(k, cfg, sizeof cfg); k++) {
+  for (size_t k = 0; config_start(k, cfg, sizeof cfg); k++) {
     churn_case c = {0};
     cr_assert_eq(keel_pg_scope_new(KEEL_NONE, &c.s), KEEL_OK);
     cr_assert_eq(keel_spawn_fiber(churn_monitor, &c, NULL, &c.monitor),
@@ -324,7 +324,7 @@ Test(pg, many_join_and_die_at_once) {
     cr_assert(keel_is_nil(l), "every group empty");
     keel_heap_destroy(&h);
     cr_assert_eq(keel_send(c.monitor, KEEL_ATOM(OK)), KEEL_OK);
-    stop_config();
+    config_stop();
     cr_assert_eq(keel_pg_scope_delete(c.s), KEEL_OK);
   }
 }
@@ -455,7 +455,7 @@ static bool replay_done(void *arg) {
  * below zero and must end at zero for everyone. */
 Test(pg, notifications_replay_to_the_true_membership) {
   char cfg[96];
-  for (size_t k = 0; start_config(k, cfg, sizeof cfg); k++) {
+  for (size_t k = 0; config_start(k, cfg, sizeof cfg); k++) {
     static replay_case c;
     memset(&c, 0, sizeof c);
     atomic_store(&c.notes_left, NV);
@@ -477,7 +477,7 @@ Test(pg, notifications_replay_to_the_true_membership) {
     cr_assert(wait_until(replay_done, &c), "%s", cfg);
     cr_assert_eq(atomic_load(&c.negative), 0, "leave before join (%s)", cfg);
     cr_assert_eq(keel_send(mon, KEEL_ATOM(OK)), KEEL_OK);
-    stop_config();
+    config_stop();
     for (int i = 0; i < NV; i++)
       cr_assert_eq(c.count[i], 0, "%s", cfg);
     cr_assert_eq(keel_pg_scope_delete(c.s), KEEL_OK);

@@ -54,11 +54,11 @@ static void watcher_body(keel_proc *self, void *arg) {
 
 Test(registry_death, entries_gone_before_down) {
   char cfg[96];
-  for (size_t k = 0; start_config(k, cfg, sizeof cfg); k++)
+  for (size_t k = 0; config_start(k, cfg, sizeof cfg); k++)
     for (size_t p = 0; p < 2; p++)
       for (int kind = 0; kind < 3; kind++) {
         if (p + kind > 0)
-          cr_assert(start_config(k, cfg, sizeof cfg));
+          cr_assert(config_start(k, cfg, sizeof cfg));
         keel_registry_opts o = {.keys = (keel_registry_kind)kind,
                                 .partitions = part_counts[p]};
         death_case c = {0};
@@ -73,7 +73,7 @@ Test(registry_death, entries_gone_before_down) {
                      part_counts[p], kind);
         cr_assert_eq(c.where_at_down, KEEL_ATOM(UNDEFINED));
         cr_assert_eq(c.keys_at_down, 0);
-        stop_config();
+        config_stop();
         cr_assert_eq(keel_registry_delete(c.reg), KEEL_OK);
       }
 }
@@ -229,7 +229,7 @@ static bool all_gone(void *arg) {
 
 Test(registry_death, many_register_and_die_at_once) {
   char cfg[96];
-  for (size_t k = 0; start_config(k, cfg, sizeof cfg); k++) {
+  for (size_t k = 0; config_start(k, cfg, sizeof cfg); k++) {
     churn_case c = {0};
     keel_registry_opts ou = {.partitions = 8};
     keel_registry_opts od = {.keys = KEEL_REGISTRY_DUPLICATE, .partitions = 8};
@@ -254,7 +254,7 @@ Test(registry_death, many_register_and_die_at_once) {
     cr_assert(wait_until(all_gone, &c), "%s", cfg);
     cr_assert_eq(keel_registry_whereis(c.uniq, keel_atom("leader")),
                  KEEL_ATOM(UNDEFINED));
-    stop_config();
+    config_stop();
     cr_assert_eq(keel_registry_delete(c.uniq), KEEL_OK);
     cr_assert_eq(keel_registry_delete(c.dup), KEEL_OK);
   }

@@ -129,8 +129,8 @@ static inline void stop_sim(void) {
 
 /* Configuration c of a scenario run: the NCONF threaded ones, then the
  * simulated seeds (keel/sim.h); describes it in cfg. False past the last
- * one. Stop each one with stop_config. */
-static inline bool start_config(size_t c, char *cfg, size_t len) {
+ * one. Stop each one with config_stop. */
+static inline bool config_start(size_t c, char *cfg, size_t len) {
   uint64_t first = sim_seed_first(), count = sim_seed_count();
   if (c < NCONF) {
     start_node(sched_counts[c], 0);
@@ -145,7 +145,7 @@ static inline bool start_config(size_t c, char *cfg, size_t len) {
   return true;
 }
 
-static inline void stop_config(void) {
+static inline void config_stop(void) {
   if (sim_mode)
     stop_sim();
   else

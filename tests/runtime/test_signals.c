@@ -88,13 +88,13 @@ static bool pings(keel_proc *self, keel_term pid) {
  * of the configuration (a failing seed replays with KEEL_SEED=<n>). */
 static void each_config(keel_fiber_fn fn, void (*check)(obs *, const char *)) {
   char cfg[96];
-  for (size_t c = 0; start_config(c, cfg, sizeof cfg); c++) {
+  for (size_t c = 0; config_start(c, cfg, sizeof cfg); c++) {
     obs o;
     memset(&o, 0, sizeof o);
     cr_assert_eq(keel_spawn_fiber(fn, &o, NULL, NULL), KEEL_OK);
     cr_assert(wait_events(1), "scenario finished (%s)", cfg);
     check(&o, cfg);
-    stop_config();
+    config_stop();
   }
 }
 
@@ -519,7 +519,7 @@ static bool procs_are(void *arg) {
  * describes it in cfg. Returns false past the last one. */
 Test(signals, g12_links_are_idempotent_one_death_one_exit) {
   char cfg[96];
-  for (size_t c = 0; start_config(c, cfg, sizeof cfg); c++) {
+  for (size_t c = 0; config_start(c, cfg, sizeof cfg); c++) {
     obs o;
     memset(&o, 0, sizeof o);
     keel_term pid;
@@ -532,7 +532,7 @@ Test(signals, g12_links_are_idempotent_one_death_one_exit) {
     cr_assert(wait_events(2), "%s", cfg);
     cr_assert(atomic_load(&o.flag), "one link entry (%s)", cfg);
     cr_assert_eq(atomic_load(&o.bad), 0, "%s", cfg);
-    stop_config();
+    config_stop();
   }
 }
 
@@ -647,7 +647,7 @@ static bool views_set(void *arg) {
 
 Test(signals, g15_link_protocol_sides_agree) {
   char cfg[96];
-  for (size_t c = 0; start_config(c, cfg, sizeof cfg); c++) {
+  for (size_t c = 0; config_start(c, cfg, sizeof cfg); c++) {
     uint32_t rounds = sim_mode ? 10 : 100;
     for (uint32_t seed = 1; seed <= rounds; seed++) {
       g15_arg ab[2] = {{.seed = seed, .view = -2},
@@ -669,7 +669,7 @@ Test(signals, g15_link_protocol_sides_agree) {
       size_t zero = 0;
       cr_assert(wait_until(procs_are, &zero), "%s", cfg);
     }
-    stop_config();
+    config_stop();
   }
 }
 
@@ -1028,7 +1028,7 @@ static void chain_watch(keel_proc *self, void *arg) {
 
 Test(signals, crash_propagates_along_links_until_a_trapping_process) {
   char cfg[96];
-  for (size_t c = 0; start_config(c, cfg, sizeof cfg); c++) {
+  for (size_t c = 0; config_start(c, cfg, sizeof cfg); c++) {
     /* 0 - 1 - 2 (traps) - 3 - 4 - 5: 5 crashes with 'boom'. 3, 4 and 5
      * die with 'boom'; 2 gets {'EXIT', 3, boom} and lives, so 0 and 1
      * never hear of it. */
@@ -1069,7 +1069,7 @@ Test(signals, crash_propagates_along_links_until_a_trapping_process) {
                    cfg);
     cr_assert_eq(watch[CHAIN + 0], KEEL_ATOM(KILLED), "%s", cfg);
     cr_assert_eq(watch[CHAIN + 1], KEEL_ATOM(KILLED), "%s", cfg);
-    stop_config();
+    config_stop();
   }
 }
 

@@ -266,7 +266,7 @@ Test(signals_remote, g18_connection_loss_gives_noconnection) {
   keel_term nc = atom("noconnection");
   char cfg[96];
   size_t c = 0;
-  for (; start_config(c, cfg, sizeof cfg); c++) {
+  for (; config_start(c, cfg, sizeof cfg); c++) {
     memset(&far_seen, 0, sizeof far_seen);
     keel_set_remote_router(far_router, NULL);
     keel_set_dist_signal_hook(far_hook, NULL);
@@ -398,7 +398,7 @@ static void far_sender(keel_proc *self, void *arg) {
 Test(signals_remote, g18_exits_and_downs_from_the_other_node) {
   make_pids();
   char cfg[96];
-  for (size_t c = 0; start_config(c, cfg, sizeof cfg); c++) {
+  for (size_t c = 0; config_start(c, cfg, sizeof cfg); c++) {
     from_far_obs o;
     memset(&o, 0, sizeof o);
     cr_assert_eq(keel_spawn_fiber(far_sender, &o, NULL, NULL), KEEL_OK);
