@@ -30,40 +30,16 @@ static inline keel_term atom(const char *s) {
   return keel_atom(s);
 }
 
-/* Starts configuration c (NCONF threaded ones, then simulated seeds) and
- * describes it; false past the last one. sim: include simulated ones. */
-static inline bool start_config(size_t c, bool sim, char *cfg, size_t len) {
-  uint64_t first = sim_seed_first(), count = sim ? sim_seed_count() : 0;
-  if (c < NCONF) {
-    start_node(sched_counts[c], 0);
-    snprintf(cfg, len, "%u schedulers", sched_counts[c]);
-    return true;
-  }
-  if (c >= NCONF + count)
-    return false;
-  start_sim(first + (c - NCONF));
-  snprintf(cfg, len, "simulation, KEEL_SEED=%llu",
-           (unsigned long long)(first + (c - NCONF)));
-  return true;
-}
-
-static inline void stop_config(void) {
-  if (sim_mode)
-    stop_sim();
-  else
-    cr_assert_eq(keel_node_stop(), KEEL_OK);
-}
-
 /* Runs the fiber scenario fn in every configuration; fn ends with
  * signal_event(). */
 static inline void each_config(keel_fiber_fn fn, bool sim) {
   char cfg[96];
-  for (size_t c = 0; start_config(c, sim, cfg, sizeof cfg); c++) {
+  for (size_t c = 0; config_start_sim(c, sim, cfg, sizeof cfg); c++) {
     atomic_store(&failures, 0);
     cr_assert_eq(keel_spawn_fiber(fn, NULL, NULL, NULL), KEEL_OK);
     cr_assert(wait_events(1), "scenario finished (%s)", cfg);
     cr_assert_eq(atomic_load(&failures), 0, "checks failed (%s)", cfg);
-    stop_config();
+    config_stop();
   }
 }
 

@@ -8,6 +8,7 @@
 
 #include "keel/gen_server.h"
 #include "keel/registry.h"
+#include "keel/signals.h"
 #include "keel/telemetry.h"
 #include "runtime/rt_test.h"
 
@@ -260,6 +261,26 @@ static void hold(keel_proc *self, void *arg) {
   (void)keel_receive(self, NULL, NULL, TMO, &m);
 }
 
+/* Monitors the holder, wakes it through its global name and, once its
+ * 'DOWN' arrives (exit hooks run before it), records whether both names
+ * were gone. */
+static atomic_int names_gone_at_down;
+
+static void watch_holder(keel_proc *self, void *arg) {
+  keel_term p = *(keel_term *)arg, ref, m;
+  keel_heap h;
+  keel_heap_init(&h);
+  bool ok =
+      keel_monitor(self, p, 0, &h, &ref) == KEEL_OK &&
+      keel_name_send(keel_build(&h, "{global, g2}"), KEEL_NIL) == KEEL_OK &&
+      keel_receive(self, NULL, NULL, TMO, &m) == KEEL_OK &&
+      keel_global_whereis_name(keel_atom("g1")) == KEEL_ATOM(UNDEFINED) &&
+      keel_global_whereis_name(keel_atom("g2")) == KEEL_ATOM(UNDEFINED);
+  atomic_store(&names_gone_at_down, ok ? 1 : -1);
+  keel_heap_destroy(&h);
+  signal_event();
+}
+
 Test(gen_server_via, global_names) {
   for (size_t i = 0; i < NCONF; i++) {
     start_node(sched_counts[i], 0);
@@ -288,13 +309,13 @@ Test(gen_server_via, global_names) {
     cr_assert_eq(keel_global_register_name(keel_atom("g1"), p), KEEL_OK);
     cr_assert_eq(keel_global_register_name(keel_atom("g2"), p), KEEL_OK);
     cr_assert_eq(keel_global_register_name(keel_atom("g1"), p), KEEL_EEXIST);
-    cr_assert_eq(keel_name_send(keel_build(&h, "{global, g2}"), KEEL_NIL),
-                 KEEL_OK, "wakes the holder");
+    reset_events();
+    atomic_store(&names_gone_at_down, 0);
+    cr_assert_eq(keel_spawn_fiber(watch_holder, &p, NULL, NULL), KEEL_OK);
+    cr_assert(wait_events(1));
+    cr_assert_eq(atomic_load(&names_gone_at_down), 1,
+                 "both names gone before the holder's 'DOWN'");
     cr_assert(wait_until(gone, &p));
-    cr_assert_eq(keel_global_whereis_name(keel_atom("g1")),
-                 KEEL_ATOM(UNDEFINED));
-    cr_assert_eq(keel_global_whereis_name(keel_atom("g2")),
-                 KEEL_ATOM(UNDEFINED));
     cr_assert_eq(keel_global_register_name(keel_atom("g3"), p), KEEL_ENOPROC,
                  "a dead pid");
     cr_assert_eq(keel_global_whereis_name(keel_atom("g3")),

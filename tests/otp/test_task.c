@@ -246,12 +246,12 @@ static void sc_errors_main(keel_proc *self, void *arg) {
 
 Test(task, errors_are_codes) {
   char cfg[96];
-  for (size_t c = 0; start_config(c, false, cfg, sizeof cfg); c++) {
+  for (size_t c = 0; config_start_sim(c, false, cfg, sizeof cfg); c++) {
     atomic_store(&failures, 0);
     cr_assert_eq(keel_spawn_fiber(sc_errors_main, NULL, NULL, NULL), KEEL_OK);
     cr_assert(wait_events(1), "%s", cfg);
     cr_assert_eq(atomic_load(&failures), 0, "%s", cfg);
-    stop_config();
+    config_stop();
   }
 }
 
@@ -297,7 +297,7 @@ static void handler_end(keel_proc *self, keel_term reason, void *state) {
 
 Test(task, TK1_handler_owner_matches_replies) {
   char cfg[96];
-  for (size_t c = 0; start_config(c, true, cfg, sizeof cfg); c++) {
+  for (size_t c = 0; config_start_sim(c, true, cfg, sizeof cfg); c++) {
     atomic_store(&failures, 0);
     hstate *s = calloc(1, sizeof *s);
     cr_assert_not_null(s);
@@ -308,7 +308,7 @@ Test(task, TK1_handler_owner_matches_replies) {
     cr_assert_eq(keel_send(pid, atom("go")), KEEL_OK);
     cr_assert(wait_events(1), "%s", cfg);
     cr_assert_eq(atomic_load(&failures), 0, "%s", cfg);
-    stop_config();
+    config_stop();
   }
 }
 
@@ -324,7 +324,7 @@ static keel_term reporter(keel_proc *self, void *arg, keel_term input,
 
 Test(task, TK3_start_fire_and_forget) {
   char cfg[96];
-  for (size_t c = 0; start_config(c, true, cfg, sizeof cfg); c++) {
+  for (size_t c = 0; config_start_sim(c, true, cfg, sizeof cfg); c++) {
     atomic_long sum = 0;
     for (int i = 1; i <= 20; i++)
       cr_assert_eq(keel_task_start(reporter, &sum, keel_small(i), false, NULL),
@@ -333,7 +333,7 @@ Test(task, TK3_start_fire_and_forget) {
                  KEEL_ESTATE, "link needs a process");
     cr_assert(wait_events(20), "%s", cfg);
     cr_assert_eq(atomic_load(&sum), 20 * 21 / 2, "%s", cfg);
-    stop_config();
+    config_stop();
   }
 }
 
@@ -349,7 +349,7 @@ static keel_term blocker_pid(keel_proc *self, void *arg, keel_term input,
 
 Test(task, run_from_plain_thread) {
   char cfg[96];
-  for (size_t c = 0; start_config(c, false, cfg, sizeof cfg); c++) {
+  for (size_t c = 0; config_start_sim(c, false, cfg, sizeof cfg); c++) {
     keel_heap h;
     keel_heap_init(&h);
     keel_task_result r;
@@ -368,7 +368,7 @@ Test(task, run_from_plain_thread) {
     cr_assert_eq(keel_process_info((keel_term)atomic_load(&run_pid), &pi),
                  KEEL_ENOPROC, "killed before the call returned");
     keel_heap_destroy(&h);
-    stop_config();
+    config_stop();
   }
   keel_heap h;
   keel_heap_init(&h);

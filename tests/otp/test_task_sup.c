@@ -156,7 +156,7 @@ Test(task_sup, TK5_supervisor_follows_its_parent) {
 /* TK3/TK5: start_child and children from a plain thread (proxy). */
 Test(task_sup, TK5_start_child_from_plain_thread) {
   char cfg[96];
-  for (size_t c = 0; start_config(c, false, cfg, sizeof cfg); c++) {
+  for (size_t c = 0; config_start_sim(c, false, cfg, sizeof cfg); c++) {
     keel_term sup, p;
     atomic_long sum = 0;
     cr_assert_eq(keel_task_sup_start(NULL, &sup), KEEL_OK);
@@ -178,7 +178,7 @@ Test(task_sup, TK5_start_child_from_plain_thread) {
     cr_assert_eq(keel_task_sup_children(NULL, keel_small(1), &h, &kids),
                  KEEL_EBADARG);
     keel_heap_destroy(&h);
-    stop_config();
+    config_stop();
   }
 }
 

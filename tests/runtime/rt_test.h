@@ -127,11 +127,11 @@ static inline void stop_sim(void) {
   sim_mode = false;
 }
 
-/* Configuration c of a scenario run: the NCONF threaded ones, then the
- * simulated seeds (keel/sim.h); describes it in cfg. False past the last
- * one. Stop each one with config_stop. */
-static inline bool config_start(size_t c, char *cfg, size_t len) {
-  uint64_t first = sim_seed_first(), count = sim_seed_count();
+/* Configuration c of a scenario run: the NCONF threaded ones, then (when
+ * sim) the simulated seeds (keel/sim.h); describes it in cfg. False past
+ * the last one. Stop each one with config_stop. */
+static inline bool config_start_sim(size_t c, bool sim, char *cfg, size_t len) {
+  uint64_t first = sim_seed_first(), count = sim ? sim_seed_count() : 0;
   if (c < NCONF) {
     start_node(sched_counts[c], 0);
     snprintf(cfg, len, "%u schedulers", sched_counts[c]);
@@ -143,6 +143,11 @@ static inline bool config_start(size_t c, char *cfg, size_t len) {
   snprintf(cfg, len, "simulation, KEEL_SEED=%llu",
            (unsigned long long)(first + (c - NCONF)));
   return true;
+}
+
+/* Threaded configurations, then simulated seeds. */
+static inline bool config_start(size_t c, char *cfg, size_t len) {
+  return config_start_sim(c, true, cfg, len);
 }
 
 static inline void config_stop(void) {
