@@ -72,11 +72,11 @@ test: build
 # SEEDS seeded simulations (KEEL_SEED=<n> replays one) and on 1, 2 and 8
 # scheduler threads; then the same on TSan threads (fewer seeds).
 SEEDS ?= 500
-GUARANTEES := runtime_test_(signals|signals_remote|sim|sim_props)$$
+GUARANTEES := runtime_test_(signals|signals_lazy|signals_remote|sim|sim_props)$$
 test-guarantees: build
 	KEEL_SIM_SEEDS=$(SEEDS) ctest --test-dir build --output-on-failure -R '$(GUARANTEES)'
 	$(call configure,build-tsan,-DCMAKE_BUILD_TYPE=Debug -DKEEL_SANITIZE=thread)
-	ninja -C build-tsan -j$(JOBS) runtime_test_signals runtime_test_signals_remote runtime_test_sim runtime_test_sim_props base_test_version
+	ninja -C build-tsan -j$(JOBS) runtime_test_signals runtime_test_signals_lazy runtime_test_signals_remote runtime_test_sim runtime_test_sim_props base_test_version
 	KEEL_SIM_SEEDS=20 bash scripts/tsan-run.sh build-tsan ctest --test-dir build-tsan \
 	  --output-on-failure -R '$(GUARANTEES)'
 

@@ -342,9 +342,13 @@ typedef struct keel_process_info_t {
                              NULL; lives as long as the program */
 } keel_process_info_t;
 
-/* Fills *out with a snapshot of the process pid, without stopping or
- * signalling it. Errors: KEEL_ENOPROC (dead), KEEL_EBADARG (not a local
- * pid), KEEL_EINVAL (out NULL), KEEL_ESTATE (no node). Thread-safe. */
+/* Fills *out with a snapshot of the process pid, without stopping it. Its
+ * links/monitors/monitored_by counts are those of the signals it has
+ * handled; an idle process handles monitor and demonitor signals lazily
+ * (docs/semantics.md), and this call makes it handle those it holds, so a
+ * later call sees every monitor made before this one. Errors: KEEL_ENOPROC
+ * (dead), KEEL_EBADARG (not a local pid), KEEL_EINVAL (out NULL), KEEL_ESTATE
+ * (no node). Thread-safe. */
 int keel_process_info(keel_term pid, keel_process_info_t *out);
 
 /* What keel_process_info_ex may skip, for callers that read many

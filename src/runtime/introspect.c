@@ -168,7 +168,11 @@ int keel_process_info_ex(keel_term pid, unsigned skip,
   keel_proc *p = keel__rt_pin(n, num);
   if (p == NULL)
     return KEEL_ENOPROC;
-  /* Pinned: p cannot finish dying (nor be reused) until we unpin. */
+  /* Pinned: p cannot finish dying (nor be reused) until we unpin. Lazy
+   * monitor signals it holds are handled soon after: the figures below
+   * may predate them, a later call sees them (as OTP's, which is itself a
+   * signal queued behind them). */
+  keel__rt_nudge(n, p);
   uint64_t ctl = atomic_load_explicit(&p->ctl, memory_order_acquire);
   uint64_t pub = atomic_load_explicit(&p->pub, memory_order_relaxed);
   *out = (keel_process_info_t){0};

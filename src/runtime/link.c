@@ -13,6 +13,17 @@ static bool is_caller(const keel_proc *self) {
   return self != NULL && self == keel__rt_tl_proc && keel__rt != NULL;
 }
 
+/* Charges self (may be NULL) for a signal it sent, as keel_send charges
+ * a message: a fiber whose slice is used up gives way (a process looping
+ * on monitor/demonitor or link/unlink is preempted as BEAM's would be). */
+static void charge(keel_proc *self) {
+  if (self == NULL)
+    return;
+  self->budget -= KEEL_COST_SEND;
+  if (self->fiber != NULL && self->budget <= 0)
+    keel__rt_fiber_budget_yield(self);
+}
+
 /* ---- exit signals ------------------------------------------------------ */
 
 int keel_exit(keel_term pid, keel_term reason) {
@@ -33,6 +44,7 @@ int keel_exit(keel_term pid, keel_term reason) {
   if (sig == NULL)
     return KEEL_ENOMEM;
   (void)keel__rt_sig_send(n, to, sig);
+  charge(self);
   return KEEL_OK;
 }
 
@@ -93,8 +105,10 @@ int keel_link(keel_proc *self, keel_term pid) {
     return KEEL_ENOMEM;
   }
   e->state = RT_LINK_ACTIVE;
-  if (keel__rt_sig_send(n, to, sig))
+  if (keel__rt_sig_send(n, to, sig)) {
+    charge(self);
     return KEEL_OK;
+  }
   /* A dead pid (G11). An unlink of ours still in flight keeps its state:
    * signals the peer sent before dying (its acknowledgement, an old link
    * request) may still arrive, and must find us unlinking, not unlinked,
@@ -131,6 +145,7 @@ int keel_unlink(keel_proc *self, keel_term pid) {
    * (G13) nor re-create the link. It goes with the exit signal, or with
    * this process. */
   (void)keel__rt_sig_send(n, to, sig);
+  charge(self);
   return KEEL_OK;
 }
 
@@ -216,9 +231,10 @@ int keel_monitor(keel_proc *self, keel_term pid, unsigned flags, keel_heap *h,
       (alias ? RT_MONF_ALIAS : 0) |
       ((flags & KEEL_MONITOR_REPLY_DEMONITOR) && alias ? RT_MONF_REPLY_DEMON
                                                        : 0);
-  if (!keel__rt_sig_send(n, target, sig))
+  if (!keel__rt_sig_send_lazy(n, target, sig))
     keel__rt_send_down_noproc(n, self, target, num, alias); /* G16 */
   *ref = r;
+  charge(self);
   return KEEL_OK;
 }
 
@@ -244,13 +260,14 @@ int keel_demonitor(keel_proc *self, keel_term ref, unsigned flags) {
     /* Without memory the target keeps a stale entry; its 'DOWN' will be
      * dropped here, so the guarantee holds either way. */
     if (sig != NULL)
-      (void)keel__rt_sig_send(keel__rt, target, sig);
+      (void)keel__rt_sig_send_lazy(keel__rt, target, sig);
     active = 1;
   } else if (keel__rt_remote_demonitor(self, num)) {
     active = 1;
   }
   if (flags & KEEL_DEMONITOR_FLUSH)
     (void)inner_remove(self, is_down_of, ref);
+  charge(self);
   return active;
 }
 

@@ -215,16 +215,30 @@ static bool alive_as(uint64_t ctl, uint64_t gen) {
          (ctl & RT_EXITING) == 0;
 }
 
+/* The control word after a lazy delivery to ctl: one more in the lazy
+ * count, or, at the RT_LAZY_WAKE-th, the count cleared and RT_SIGPEND set
+ * (*lazy false: wake as for any signal). */
+static inline uint64_t lazy_count(uint64_t ctl, bool *lazy) {
+  uint64_t k = (ctl & RT_LAZY_MASK) / RT_LAZY_ONE + 1;
+  *lazy = k < RT_LAZY_WAKE;
+  return *lazy ? ctl + RT_LAZY_ONE : (ctl & ~RT_LAZY_MASK) | RT_SIGPEND;
+}
+
 /* Drops our pin and, if the process was idle, makes it runnable (returns
- * true: the caller must queue it). flags: RT_SIGPEND for a signal. */
+ * true: the caller must queue it). flags: RT_SIGPEND for a signal,
+ * RT_LAZY for a lazy one. */
 static bool unpin_and_wake(keel_proc *p, uint64_t flags) {
   uint64_t ctl = atomic_load_explicit(&p->ctl, memory_order_relaxed);
   uint64_t nctl;
   bool wake;
   do {
-    nctl = (ctl - RT_PIN_ONE) | flags;
     wake = false;
-    if ((ctl & RT_EXITING) == 0) {
+    bool lazy = false; /* queued, nobody woken */
+    if (flags & RT_LAZY)
+      nctl = lazy_count(ctl - RT_PIN_ONE, &lazy);
+    else
+      nctl = (ctl - RT_PIN_ONE) | flags;
+    if (!lazy && (ctl & RT_EXITING) == 0) {
       uint64_t st = ctl & RT_ST_MASK;
       if (st == RT_ST_IDLE) {
         nctl = (nctl & ~RT_ST_MASK) | RT_ST_SCHEDULED;
@@ -331,6 +345,33 @@ bool keel__rt_deliver_signal(rt_node *n, uint64_t num, rt_msg *m) {
   if (p == NULL || gen > RT_GEN_MASK)
     return false;
   return deliver_to(n, keel__rt_tl_sched, p, gen, m, false, RT_SIGPEND);
+}
+
+bool keel__rt_deliver_lazy(rt_node *n, uint64_t num, rt_msg *m) {
+  uint64_t gen = num >> RT_IDX_BITS;
+  keel_proc *p = keel__rt_slot(n, (uint32_t)(num & RT_IDX_MASK));
+  if (p == NULL || gen > RT_GEN_MASK)
+    return false;
+  return deliver_to(n, keel__rt_tl_sched, p, gen, m, false, RT_LAZY);
+}
+
+void keel__rt_nudge(rt_node *n, keel_proc *p) {
+  uint64_t ctl = atomic_load_explicit(&p->ctl, memory_order_relaxed);
+  uint64_t nctl;
+  bool wake;
+  do {
+    if ((ctl & RT_LAZY_MASK) == 0 || (ctl & RT_EXITING))
+      return;
+    nctl = (ctl & ~RT_LAZY_MASK) | RT_SIGPEND;
+    wake = (ctl & RT_ST_MASK) == RT_ST_IDLE;
+    if (wake)
+      nctl = (nctl & ~RT_ST_MASK) | RT_ST_SCHEDULED;
+    else if ((ctl & RT_ST_MASK) == RT_ST_SCHEDULED)
+      nctl |= RT_NEWMAIL;
+  } while (!atomic_compare_exchange_weak_explicit(
+      &p->ctl, &ctl, nctl, memory_order_acq_rel, memory_order_relaxed));
+  if (wake)
+    keel__rt_make_runnable(n, p);
 }
 
 keel_proc *keel__rt_pin(rt_node *n, uint64_t num) {

@@ -9,8 +9,10 @@
  *                SCHEDULED (checked before the process goes idle)
  *   bit   4      EXITING: the process is dying; senders drop their message
  *   bit   5      SIGPEND: a non-message signal was delivered (signal.h)
- *   bits  8..31  pins: senders currently between their generation check and
+ *   bits  8..23  pins: senders currently between their generation check and
  *                the end of their mailbox push
+ *   bits 24..31  lazy count: signals queued without waking the process
+ *                (monitor and demonitor, see keel__rt_deliver_lazy)
  *   bits 32..61  generation of the slot (30 bits, part of the pid)
  *
  * A sender adds a pin (fetch_add), checks generation and state, pushes its
@@ -44,8 +46,16 @@
 /* Not a control-word bit: a delivery flag asking the simulation not to
  * hold the entry back (sim.c). */
 #define RT_DIRECT (UINT64_C(1) << 63)
+/* Not a control-word bit: a delivery flag for a signal that need not wake
+ * its receiver (keel__rt_deliver_lazy). */
+#define RT_LAZY (UINT64_C(1) << 62)
 #define RT_PIN_ONE (UINT64_C(1) << 8)
-#define RT_PIN_MASK (UINT64_C(0xffffff) << 8)
+#define RT_PIN_MASK (UINT64_C(0xffff) << 8)
+#define RT_LAZY_ONE (UINT64_C(1) << 24)
+#define RT_LAZY_MASK (UINT64_C(0xff) << 24)
+/* Every RT_LAZY_WAKE-th lazy signal wakes its receiver, which bounds how
+ * many an idle process holds unhandled. */
+#define RT_LAZY_WAKE 32
 #define RT_GEN_SHIFT 32
 #define RT_GEN_BITS 30
 #define RT_GEN_MASK ((UINT64_C(1) << RT_GEN_BITS) - 1)
@@ -285,6 +295,18 @@ bool keel__rt_deliver_direct(rt_node *n, uint64_t num, rt_msg *m, bool count,
                              uint64_t flags);
 /* keel__rt_deliver for a signal record: also sets RT_SIGPEND. */
 bool keel__rt_deliver_signal(rt_node *n, uint64_t num, rt_msg *m);
+/* keel__rt_deliver_signal for a signal whose handling nobody waits for
+ * (a monitor or demonitor: only the receiver's death, or introspection,
+ * reads what it changes). An idle receiver is not woken; the signal waits
+ * in its mailbox, in order, until the process runs for another reason,
+ * until every RT_LAZY_WAKE-th lazy signal, or until keel__rt_nudge. A
+ * dying process handles the ones left as if they had come while it was
+ * alive (signal.c). Saves the receiver a wake-up (and its cache lines a
+ * round trip between cores) per signal. */
+bool keel__rt_deliver_lazy(rt_node *n, uint64_t num, rt_msg *m);
+/* Makes pinned process p handle the lazy signals it holds: if any, sets
+ * RT_SIGPEND and wakes it when idle. Any thread. */
+void keel__rt_nudge(rt_node *n, keel_proc *p);
 /* The process numbered num if it is alive (not exiting), else NULL. A
  * snapshot: it may start dying right after. */
 keel_proc *keel__rt_lookup(rt_node *n, uint64_t num);

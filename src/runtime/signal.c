@@ -50,6 +50,13 @@ bool keel__rt_sig_send(rt_node *n, uint64_t to, rt_sig *sig) {
   return false;
 }
 
+bool keel__rt_sig_send_lazy(rt_node *n, uint64_t to, rt_sig *sig) {
+  if (keel__rt_deliver_lazy(n, to, (rt_msg *)sig))
+    return true;
+  keel__rt_sig_free(sig);
+  return false;
+}
+
 /* ---- the messages signals become --------------------------------------- */
 
 /* Words enough for a 5-tuple and a pid ref (the reason is referenced, and
@@ -356,9 +363,8 @@ static void on_signal_dying(rt_node *n, keel_proc *p, rt_sig *sig,
     case RT_SIG_UNLINK_ACK:
       on_unlink_ack(p, sig);
       break;
-    case RT_SIG_MONITOR:
-      send_down(n, p->pid_number, sig->from, sig->key,
-                (sig->flags & RT_SIGF_ALIAS) != 0, KEEL_ATOM(NOPROC));
+    case RT_SIG_MONITOR: /* came while p was alive: 'DOWN' with p's reason */
+      on_monitor(n, p, sig);
       break;
     case RT_SIG_DEMONITOR:
       on_demonitor(p, sig);

@@ -191,6 +191,9 @@ void keel__rt_sig_on_death(rt_node *n, keel_proc *p);
 /* Sends a signal from the calling context. Returns true when delivered,
  * false when the receiver is dead (sig is then freed by this call). */
 bool keel__rt_sig_send(rt_node *n, uint64_t to, rt_sig *sig);
+/* keel__rt_sig_send for a monitor or demonitor: an idle receiver is not
+ * woken for it (keel__rt_deliver_lazy). */
+bool keel__rt_sig_send_lazy(rt_node *n, uint64_t to, rt_sig *sig);
 /* A new signal record; msg (may be KEEL_NONE) is copied into sig->msg.
  * NULL on out-of-memory. */
 rt_sig *keel__rt_sig_new(rt_node *n, unsigned kind, unsigned flags,

@@ -161,7 +161,7 @@ static void release_one(rt_node *n) {
   held_unlink(S, prev, h);
   mix(S, h->to ^ UINT64_C(0x5eed));
   if (!keel__rt_deliver_direct(n, h->to, h->m, h->count,
-                               h->flags & RT_SIGPEND)) {
+                               h->flags & (RT_SIGPEND | RT_LAZY))) {
     if (rt_entry_is_signal(h->m))
       keel__rt_sig_refused(n, h->to, (rt_sig *)h->m);
     else
