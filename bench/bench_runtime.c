@@ -587,6 +587,70 @@ static int beam_idle(bool quick, char *buf, size_t size) {
   return snprintf(buf, size, "idle %ld", idle_ms(quick));
 }
 
+/* ---- wake -------------------------------------------------------------- */
+
+/* wake: with the node idle (schedulers parked), a thread outside it sends
+ * a process its send time every 2 ms; the process records how long after
+ * the send it ran. Percentiles of that delay over n sends. */
+static long wake_n(bool quick) {
+  return quick ? 200 : 2000;
+}
+
+static uint64_t *wake_delays;
+static long wake_got, wake_want;
+
+static keel_handler_status wake_rx(keel_proc *self, keel_term msg, void *st) {
+  (void)self;
+  (void)st;
+  uint64_t now = keel_monotonic_ns();
+  wake_delays[wake_got] = now - (uint64_t)keel_small_value(msg);
+  if (++wake_got == wake_want)
+    done_signal();
+  return KEEL_CONTINUE;
+}
+
+static int cmp_u64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+static double pct_us(const uint64_t *sorted, long n, double p) {
+  long i = (long)(p * (double)(n - 1) + 0.5);
+  return (double)sorted[i] / 1e3;
+}
+
+static int run_wake(bool quick, double *out) {
+  long n = wake_n(quick);
+  wake_delays = calloc((size_t)n, sizeof *wake_delays);
+  if (wake_delays == NULL || node_up(64) != KEEL_OK) {
+    free(wake_delays);
+    return -1;
+  }
+  wake_got = 0;
+  wake_want = n;
+  keel_term rx;
+  int rc = keel_spawn(wake_rx, NULL, NULL, &rx);
+  for (long i = 0; rc == KEEL_OK && i < n; i++) {
+    struct timespec ts = {0, 2000000};
+    while (nanosleep(&ts, &ts) != 0)
+      ;
+    rc = keel_send(rx, keel_small((int64_t)keel_monotonic_ns()));
+  }
+  bool ok = rc == KEEL_OK && done_wait(NULL);
+  keel_node_stop();
+  if (ok) {
+    qsort(wake_delays, (size_t)n, sizeof *wake_delays, cmp_u64);
+    out[0] = pct_us(wake_delays, n, 0.5);
+    out[1] = pct_us(wake_delays, n, 0.99);
+  }
+  free(wake_delays);
+  return ok ? 0 : -1;
+}
+
+static int beam_wake(bool quick, char *buf, size_t size) {
+  return snprintf(buf, size, "wake %ld", wake_n(quick));
+}
+
 /* ---- spawn_fiber ------------------------------------------------------- */
 
 /* Idle fiber processes (16 KiB stacks), 100k alive at once, spawned by a
@@ -1004,6 +1068,11 @@ static const workload workloads[] = {
      {{"backlog_calls_per_s", "calls/s", true, 0}},
      1},
     {"idle", run_idle, beam_idle, {{"idle_cpu_pct", "%", false, 0.01}}, 1},
+    {"wake",
+     run_wake,
+     beam_wake,
+     {{"wake_p50_us", "us", false, 0.01}, {"wake_p99_us", "us", false, 0.01}},
+     2},
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
 
@@ -1071,10 +1140,11 @@ static const workload *find_workload(const char *name) {
 }
 
 static void usage(void) {
-  fprintf(stderr, "usage: keel bench runtime "
-                  "[spawn|spawn_fiber|ring|pingpong|cast|fanout|fanin|timers|"
-                  "switch|link_exit|monitor|down|call_backlog|idle|all]... "
-                  "[--quick] [--runs N] [--no-beam]\n");
+  fprintf(stderr,
+          "usage: keel bench runtime "
+          "[spawn|spawn_fiber|ring|pingpong|cast|fanout|fanin|timers|"
+          "switch|link_exit|monitor|down|call_backlog|idle|wake|all]... "
+          "[--quick] [--runs N] [--no-beam]\n");
 }
 
 int keel_bench_runtime(int argc, char **argv) {

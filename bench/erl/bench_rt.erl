@@ -30,7 +30,8 @@ run("call_backlog", [Backlog, Calls]) -> call_backlog_bench(Backlog, Calls);
 run("link_exit", [N]) -> link_exit_bench(N);
 run("monitor", [N]) -> monitor_bench(N);
 run("down", [N]) -> down_bench(N);
-run("idle", [Ms]) -> idle_bench(Ms).
+run("idle", [Ms]) -> idle_bench(Ms);
+run("wake", [N]) -> wake_bench(N).
 
 now_ns() -> erlang:monotonic_time(nanosecond).
 
@@ -334,3 +335,25 @@ down_bench(N) ->
 
 down_wait(0) -> ok;
 down_wait(K) -> receive {'DOWN', _, process, _, _} -> down_wait(K - 1) end.
+
+%% wake: a process sleeping 2 ms between sends sends its send time to an
+%% idle receiver N times; the receiver records how late it ran.
+wake_bench(N) ->
+    Parent = self(),
+    Rx = spawn(fun() -> wake_rx(N, [], Parent) end),
+    wake_send(Rx, N),
+    Ds = receive {wake_delays, L} -> lists:sort(L) end,
+    [{wake_p50_us, pct_us(Ds, N, 0.5)}, {wake_p99_us, pct_us(Ds, N, 0.99)}].
+
+wake_send(_Rx, 0) -> ok;
+wake_send(Rx, K) ->
+    receive after 2 -> ok end,
+    Rx ! {wake, now_ns()},
+    wake_send(Rx, K - 1).
+
+wake_rx(0, Acc, Parent) -> Parent ! {wake_delays, Acc};
+wake_rx(K, Acc, Parent) ->
+    receive {wake, T0} -> wake_rx(K - 1, [now_ns() - T0 | Acc], Parent) end.
+
+pct_us(Sorted, N, P) ->
+    lists:nth(round(P * (N - 1)) + 1, Sorted) / 1000.
