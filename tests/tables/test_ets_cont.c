@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "keel/ets.h"
+#include "tables/ets_internal.h"
 
 static const keel_ets_type types[] = {KEEL_ETS_SET, KEEL_ETS_ORDERED_SET,
                                       KEEL_ETS_BAG, KEEL_ETS_DUPLICATE_BAG};
@@ -476,4 +477,32 @@ Test(ets_cont, property_chunks_union_is_select_without_repeats) {
       for (unsigned round = 0; round < 6; round++)
         prop_round(types[ti], round);
   }
+}
+
+/* The hashed store's key order on equal hashes (forced here; real
+ * collisions of == keys are rare): a strict total order, 0 only for =:=. */
+Test(ets_cont, equal_hash_keys_have_a_total_order) {
+  keel_heap h;
+  keel_heap_init(&h);
+  const char *src[] = {"1",           "1.0",     "{1, 2.0}", "{1, 2}",
+                       "[1 | 2.0]",   "[1 | 2]", "[1.0, 2]", "#{1 => a}",
+                       "#{1.0 => a}", "0.0",     "-0.0",     "abc"};
+  size_t n = sizeof src / sizeof src[0];
+  keel_term t[16];
+  for (size_t i = 0; i < n; i++)
+    t[i] = spec_of(&h, src[i]);
+  for (size_t i = 0; i < n; i++)
+    for (size_t j = 0; j < n; j++) {
+      int a = keel__ets_hkey_cmp(7, t[i], 7, t[j]);
+      int b = keel__ets_hkey_cmp(7, t[j], 7, t[i]);
+      cr_assert_eq(a == 0, keel_eq_exact(t[i], t[j]), "%s vs %s", src[i],
+                   src[j]);
+      cr_assert_eq(a, -b, "antisymmetric: %s vs %s", src[i], src[j]);
+      for (size_t k = 0; k < n; k++)
+        if (a < 0 && keel__ets_hkey_cmp(7, t[j], 7, t[k]) < 0)
+          cr_assert_lt(keel__ets_hkey_cmp(7, t[i], 7, t[k]), 0,
+                       "transitive: %s < %s < %s", src[i], src[j], src[k]);
+    }
+  cr_assert_lt(keel__ets_hkey_cmp(1, t[11], 2, t[0]), 0, "hash first");
+  keel_heap_destroy(&h);
 }
