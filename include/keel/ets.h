@@ -43,7 +43,10 @@
  * visible together for ordered_set; for the hashed types every object of
  * the list is inserted while all the stripes it touches are locked).
  * Traversals (first/next/last/prev, tab2list, match, select) see no
- * consistent snapshot under concurrent writes; see docs/tables.md.
+ * consistent snapshot under concurrent writes, but a traversal by
+ * first/next or by a continuation never fails, never repeats a key and
+ * visits every object present throughout exactly once; see
+ * docs/tables.md.
  *
  * Errors are negative KEEL_E* codes, Erlang's badarg being KEEL_EBADARG
  * (a stale id, a non-tuple object, a tuple shorter than keypos, an access
@@ -57,6 +60,7 @@
 #ifndef KEEL_ETS_H
 #define KEEL_ETS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -235,8 +239,11 @@ int keel_ets_member(keel_ets_tab tab, keel_term key);
  * the table (*out = '$end_of_table'). set types iterate in hash order,
  * ordered_set in term order. next/prev of a key that is not in the table:
  * ordered_set continues from its place in term order; the hashed types
- * continue from its hash position (keys sharing its bucket may be
- * skipped). prev/last on hashed types behave as next/first, as in ETS. */
+ * continue from its place in their fixed hash order. So a traversal never
+ * fails (no badarg for a key deleted meanwhile) and visits each key that
+ * stays in the table exactly once, under any concurrent writes and
+ * whether or not the table is fixed (keel_ets_safe_fixtable).
+ * prev/last on hashed types behave as next/first, as in ETS. */
 int keel_ets_first(keel_ets_tab tab, keel_heap *h, keel_term *out);
 int keel_ets_last(keel_ets_tab tab, keel_heap *h, keel_term *out);
 int keel_ets_next(keel_ets_tab tab, keel_term key, keel_heap *h,
@@ -303,6 +310,85 @@ int keel_ets_match(keel_ets_tab tab, keel_term pattern, keel_heap *h,
 /* ets:match_object/2: the matching objects. */
 int keel_ets_match_object(keel_ets_tab tab, keel_term pattern, keel_heap *h,
                           keel_term *out);
+
+/* ---- Continuations (select/3, select/1, match/3, match/1, ...) -------- */
+
+/* A continuation: the rest of a chunked select. Owned by the caller, who
+ * frees it with keel_ets_cont_free (also after the table is deleted). One
+ * thread at a time uses it; keel_ets_select_next advances it in place (an
+ * Erlang continuation is a value that can be replayed; this one cannot).
+ *
+ * Resumption: a continuation remembers the last key it delivered and the
+ * next chunk starts strictly after it in the table's order (term order
+ * for ordered_set, a fixed hash order for the other types; see
+ * docs/tables.md). So under concurrent inserts and deletes a chunked
+ * select never fails and never delivers a key twice, and every object
+ * present from the first call to the last is delivered exactly once
+ * (objects inserted or deleted meanwhile may or may not be); this holds
+ * for every type, with or without keel_ets_safe_fixtable.
+ *
+ * Chunks: at most `limit` results, except that the objects of one key of
+ * a bag or duplicate_bag always come in the same chunk (a chunk may exceed
+ * limit by the rest of one key's objects). */
+typedef struct keel_ets_cont keel_ets_cont;
+
+/* ets:select/3: the first chunk of the results of spec (a term; see
+ * keel_ets_select). Returns 1 with *out a non-empty list built in h and
+ * *cont a new continuation (pass it to keel_ets_select_next, free it with
+ * keel_ets_cont_free), or 0 when nothing matches: *out = '$end_of_table'
+ * and *cont = NULL. Errors (nothing allocated, *cont = NULL): KEEL_EBADARG
+ * (stale id, malformed spec, limit 0, no read access), KEEL_ELIMIT,
+ * KEEL_ENOMEM, KEEL_EINVAL (a NULL pointer). */
+int keel_ets_select_limit(keel_ets_tab tab, keel_term spec, size_t limit,
+                          keel_heap *h, keel_term *out, keel_ets_cont **cont);
+
+/* ets:select_reverse/3: as keel_ets_select_limit, in reverse term order
+ * for an ordered_set (the same as keel_ets_select_limit for the other
+ * types, as in ETS). */
+int keel_ets_select_reverse_limit(keel_ets_tab tab, keel_term spec,
+                                  size_t limit, keel_heap *h, keel_term *out,
+                                  keel_ets_cont **cont);
+
+/* ets:match/3 and ets:match_object/3: as keel_ets_select_limit with the
+ * spec [{Pattern, [], ['$$']}] and [{Pattern, [], ['$_']}]. */
+int keel_ets_match_limit(keel_ets_tab tab, keel_term pattern, size_t limit,
+                         keel_heap *h, keel_term *out, keel_ets_cont **cont);
+int keel_ets_match_object_limit(keel_ets_tab tab, keel_term pattern,
+                                size_t limit, keel_heap *h, keel_term *out,
+                                keel_ets_cont **cont);
+
+/* ets:select/1, match/1, match_object/1: the next chunk. Returns 1 with
+ * *out a non-empty list built in h (cont advanced), or 0 at the end
+ * (*out = '$end_of_table'; every later call returns 0 too). Errors:
+ * KEEL_EBADARG when the table was deleted (also when a new table took its
+ * slot: ids are generation-counted) or the caller lost read access;
+ * KEEL_ENOMEM (cont unchanged). cont stays valid and must still be freed. */
+int keel_ets_select_next(keel_ets_cont *cont, keel_heap *h, keel_term *out);
+
+/* Frees a continuation (NULL is ignored). */
+void keel_ets_cont_free(keel_ets_cont *cont);
+
+/* ---- safe_fixtable ------------------------------------------------------ */
+
+/* ets:safe_fixtable/2. fix true: the calling process fixes the table once
+ * more; false: releases one of its fixations (nothing if it holds none).
+ * Fixations are counted per process (N fixes need N releases) and all of
+ * a process's fixations are released when it dies. Threads that run no
+ * process share one fixer, shown as the atom undefined; they must release
+ * explicitly. Needs read access. KEEL_OK, or KEEL_EBADARG (stale id, no
+ * access), KEEL_ENOMEM.
+ *
+ * Keel's traversals (first/next, continuations) already visit every
+ * object present throughout exactly once, fixed or not (see above and
+ * docs/tables.md), and deletions are never deferred; a fixation is kept
+ * for compatibility and introspection. */
+int keel_ets_safe_fixtable(keel_ets_tab tab, bool fix);
+
+/* ets:info(Tab, safe_fixed_monotonic_time): false when the table is not
+ * fixed, else {FixedAt, [{Pid, Count}, ...]} built in h, FixedAt being
+ * keel_monotonic_ns() when the first current fixation was taken. Any
+ * caller may ask. KEEL_OK, KEEL_EBADARG (stale id), KEEL_ENOMEM. */
+int keel_ets_safe_fixed(keel_ets_tab tab, keel_heap *h, keel_term *out);
 
 #ifdef __cplusplus
 }

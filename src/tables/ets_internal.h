@@ -54,6 +54,19 @@ typedef struct ets_ordered {
   size_t n; /* objects */
 } ets_ordered;
 
+/* safe_fixtable state (ets_fix.c): fixations counted per process. */
+typedef struct ets_fixer {
+  keel_term pid; /* or the atom undefined: threads that run no process */
+  uint64_t n;
+} ets_fixer;
+
+typedef struct ets_fix {
+  pthread_mutex_t lock;
+  ets_fixer *v;
+  size_t n, cap;
+  uint64_t since_ns; /* keel_monotonic_ns() of the first fixation */
+} ets_fix;
+
 typedef struct keel__ets_table {
   keel_ets_type type;
   keel_ets_access access;
@@ -65,6 +78,7 @@ typedef struct keel__ets_table {
   keel_ets_tab id;
   _Atomic size_t size;  /* objects */
   _Atomic size_t words; /* object words */
+  ets_fix fix;
   union {
     ets_stripe *stripes; /* ETS_STRIPES of them */
     ets_ordered ord;
@@ -120,6 +134,17 @@ static inline uint64_t keel__ets_hash(keel_term key) {
 static inline unsigned keel__ets_stripe_of(uint64_t h) {
   return (unsigned)(h >> 58);
 }
+/* Bucket of a hash in a stripe of nb (a power of two, at most 2^58)
+ * buckets: the bits after the stripe's, so that bucket order is hash
+ * order and doubling splits bucket b into 2b and 2b + 1. */
+static inline size_t keel__ets_bucket_of(uint64_t h, size_t nb) {
+  unsigned k = (unsigned)__builtin_ctzll((unsigned long long)nb);
+  return k == 0 ? 0 : (size_t)((h << 6) >> (64 - k));
+}
+/* The hashed store's total order of keys: by hash, then (equal hashes)
+ * by term order, then an order that separates == terms that are not =:=.
+ * 0 exactly when the keys are =:=. */
+int keel__ets_hkey_cmp(uint64_t ha, keel_term a, uint64_t hb, keel_term b);
 /* Write-locks the stripes in mask (ascending), or the ordered lock. */
 void keel__ets_lock_mask(keel__ets_table *t, uint64_t mask);
 void keel__ets_unlock_mask(keel__ets_table *t, uint64_t mask);
@@ -146,6 +171,21 @@ extern _Atomic uint64_t keel__ets_scans;
 int keel__ets_scan(keel__ets_table *t, bool write, keel__ets_visit_fn fn,
                    void *arg);
 
+/* Called by keel__ets_walk just before it releases a lock, while the
+ * objects visited under it are still valid. */
+typedef void (*keel__ets_unlock_fn)(void *arg);
+
+/* Visits the objects strictly after key `from` (KEEL_NONE: from the
+ * start) in table order: term order for ordered_set (dir -1: reverse), the
+ * hashed store's order (keel__ets_hkey_cmp; dir ignored) otherwise. fn
+ * returns 0 to go on, anything else to stop; that value is returned (0 at
+ * the end of the table). Read locks only, one stripe at a time for the
+ * hashed types (a key that stays in the table is visited exactly once by
+ * a sequence of walks each resuming after the last key visited). */
+int keel__ets_walk(keel__ets_table *t, keel_term from, int dir,
+                   keel__ets_visit_fn fn, keel__ets_unlock_fn unlocking,
+                   void *arg);
+
 /* Removes every object (all locks taken at once, so the table is empty
  * for every observer at one instant) and frees them. */
 void keel__ets_clear(keel__ets_table *t);
@@ -167,6 +207,10 @@ int keel__ord_scan(ets_ordered *o, bool write, keel__ets_visit_fn fn, void *arg,
 /* The object after `from` (dir 1) or before it (dir -1); from KEEL_NONE:
  * the first / last. NULL at the end. */
 keel__ets_obj *keel__ord_step(const ets_ordered *o, keel_term from, int dir);
+/* Visits the objects after `from` (KEEL_NONE: from the start) in
+ * direction dir, as keel__ets_walk. */
+int keel__ord_walk(const ets_ordered *o, keel_term from, int dir,
+                   keel__ets_visit_fn fn, void *arg);
 /* Unlinks every object into a list through `next`; the store is empty. */
 keel__ets_obj *keel__ord_detach_all(ets_ordered *o);
 /* Frees every object and the chunks (not the lock). */
@@ -191,6 +235,23 @@ int keel__ets_check(const keel__ets_table *t, bool write);
  * hook; any thread. A table whose heir is pid itself, or whose transfer
  * message cannot be sent, is deleted. */
 void keel__ets_owner_exit(keel_term pid);
+
+/* Arms the layer's exit hook for pid (owner or fixer): its death runs
+ * keel__ets_fix_exit and keel__ets_owner_exit. KEEL_OK also when there is
+ * nothing to arm (no node, not a local pid); KEEL_ENOPROC (pid is dead),
+ * KEEL_ESYSLIMIT (no hook slot). */
+int keel__ets_arm(keel_term pid);
+/* The calling process's pid, or KEEL_NONE on a thread that runs none. */
+keel_term keel__ets_caller(void);
+/* Calls fn on every live table, each pinned for the call. */
+void keel__ets_each_table(void (*fn)(keel__ets_table *t, void *arg), void *arg);
+
+/* ---- safe_fixtable (ets_fix.c) ---- */
+
+int keel__ets_fix_init(ets_fix *f);
+void keel__ets_fix_destroy(ets_fix *f);
+/* Releases every fixation pid holds (the exit hook; any thread). */
+void keel__ets_fix_exit(keel_term pid);
 
 /* Atoms used by the layer. */
 keel_term keel__ets_atom_eot(void);

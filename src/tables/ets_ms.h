@@ -29,4 +29,8 @@ keel_term keel__ms_run(const keel_ets_ms *ms, keel_term obj, keel_heap *h);
 /* true when a compiled head subterm holds no variable. */
 bool keel__ms_ground(keel_term p);
 
+/* The key of a one-clause spec whose head binds element keypos with no
+ * variable in it (a single-key lookup), or KEEL_NONE. */
+keel_term keel__ets_bound_key(const keel_ets_ms *ms, unsigned keypos);
+
 #endif /* KEEL_TABLES_ETS_MS_H */

@@ -199,6 +199,36 @@ keel__ets_obj *keel__ord_step(const ets_ordered *o, keel_term from, int dir) {
   return ch->v[ch->n - 1];
 }
 
+int keel__ord_walk(const ets_ordered *o, keel_term from, int dir,
+                   keel__ets_visit_fn fn, void *arg) {
+  if (o->nc == 0)
+    return 0;
+  if (dir > 0) {
+    pos p = from == KEEL_NONE ? (pos){0, 0} : bound(o, from, true);
+    for (size_t c = p.c, i = p.i; c < o->nc; c++, i = 0)
+      for (; i < o->c[c]->n; i++) {
+        int r = fn(o->c[c]->v[i], arg);
+        if (r != 0)
+          return r;
+      }
+    return 0;
+  }
+  /* Backwards from the last position before `from`. */
+  pos p = from == KEEL_NONE ? (pos){o->nc, 0} : bound(o, from, false);
+  size_t c = p.c, i = p.i;
+  for (;;) {
+    if (i == 0) {
+      if (c == 0)
+        return 0;
+      c--;
+      i = o->c[c]->n;
+    }
+    int r = fn(o->c[c]->v[--i], arg);
+    if (r != 0)
+      return r;
+  }
+}
+
 keel__ets_obj *keel__ord_detach_all(ets_ordered *o) {
   keel__ets_obj *all = NULL;
   for (size_t c = 0; c < o->nc; c++) {

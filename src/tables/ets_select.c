@@ -53,8 +53,7 @@ static int visit(keel__ets_obj *o, void *arg) {
   return rc;
 }
 
-/* The bound key of a one-clause spec, or KEEL_NONE. */
-static keel_term bound_key(const keel_ets_ms *ms, unsigned keypos) {
+keel_term keel__ets_bound_key(const keel_ets_ms *ms, unsigned keypos) {
   if (ms->n != 1 || !keel_is_tuple(ms->c[0].head) ||
       keel_tuple_arity(ms->c[0].head) < keypos)
     return KEEL_NONE;
@@ -85,7 +84,7 @@ static int run(keel_ets_tab tab, const keel_ets_ms *ms, sel *s) {
   if (rc == KEEL_OK) {
     s->ms = ms;
     keel_term key =
-        s->mode == SEL_DELETE ? KEEL_NONE : bound_key(ms, t->keypos);
+        s->mode == SEL_DELETE ? KEEL_NONE : keel__ets_bound_key(ms, t->keypos);
     if (key != KEEL_NONE)
       rc = visit_key(t, key, s);
     else

@@ -3,7 +3,13 @@
  *
  * Hashed types (set, bag, duplicate_bag): ETS_STRIPES independent chained
  * hash tables, each under its own rwlock; a key's stripe is the top 6 bits
- * of keel__ets_hash(key), its bucket the low bits. Objects with one key are
+ * of keel__ets_hash(key), its bucket the next log2(nbuckets) bits. Chains
+ * are sorted by (hash, key) (keel__ets_hkey_cmp), so the whole table is
+ * kept in one fixed total order of its keys: stripe by stripe, bucket by
+ * bucket, chain by chain is ascending hash. Doubling a stripe splits
+ * bucket b into 2b and 2b + 1 and keeps that order, so a traversal that
+ * resumes "after key K" never misses or repeats a key that stays in the
+ * table, however the table grows meanwhile. Objects with one key are
  * adjacent in their chain (bags keep insertion order). A stripe doubles
  * its buckets when it holds more than two objects per bucket.
  *
@@ -12,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "keel/buf.h"
+#include "keel/etf.h"
 #include "tables/ets_internal.h"
 
 #define ETS_INIT_BUCKETS 8
@@ -92,6 +100,63 @@ size_t keel__ets_obj_cost(const keel__ets_obj *o) {
 
 bool keel__ets_key_eq(const keel__ets_table *t, keel_term a, keel_term b) {
   return keel__ets_hashed(t) ? keel_eq_exact(a, b) : keel_cmp(a, b) == 0;
+}
+
+/* ---- the hashed store's key order ---- */
+
+/* Order of two terms that are == but not =:= (an integer and a float
+ * somewhere in them, or 0.0 and -0.0): integers first, then structure by
+ * structure; anything else by its external encoding. Consistent with =:=:
+ * 0 only for =:= terms. */
+static int exact_tiebreak(keel_term a, keel_term b) {
+  for (;;) {
+    if (keel_eq_exact(a, b))
+      return 0;
+    if (keel_is_number(a) && keel_is_number(b) &&
+        keel_is_float(a) != keel_is_float(b))
+      return keel_is_float(a) ? 1 : -1;
+    if (keel_is_tuple(a) && keel_is_tuple(b) &&
+        keel_tuple_arity(a) == keel_tuple_arity(b)) {
+      size_t i = 0;
+      while (keel_eq_exact(keel_tuple_get(a, i), keel_tuple_get(b, i)))
+        i++; /* a and b differ, so some element does */
+      a = keel_tuple_get(a, i);
+      b = keel_tuple_get(b, i);
+      continue;
+    }
+    if (keel_is_cons(a) && keel_is_cons(b)) {
+      if (keel_eq_exact(keel_hd(a), keel_hd(b))) {
+        a = keel_tl(a), b = keel_tl(b);
+      } else {
+        a = keel_hd(a), b = keel_hd(b);
+      }
+      continue;
+    }
+    break;
+  }
+  keel_buf ea, eb;
+  keel_buf_init(&ea);
+  keel_buf_init(&eb);
+  int rc = keel_etf_encode(&ea, a, NULL) | keel_etf_encode(&eb, b, NULL);
+  int c = 0;
+  if (rc == 0) {
+    size_t n = ea.len < eb.len ? ea.len : eb.len;
+    c = n ? memcmp(ea.data, eb.data, n) : 0;
+    if (c == 0)
+      c = ea.len < eb.len ? -1 : ea.len > eb.len;
+  }
+  keel_buf_free(&ea);
+  keel_buf_free(&eb);
+  return c != 0 ? (c < 0 ? -1 : 1) : (a < b ? -1 : 1);
+}
+
+int keel__ets_hkey_cmp(uint64_t ha, keel_term a, uint64_t hb, keel_term b) {
+  if (ha != hb)
+    return ha < hb ? -1 : 1;
+  if (keel_eq_exact(a, b))
+    return 0;
+  int c = keel_cmp(a, b);
+  return c != 0 ? c : exact_tiebreak(a, b);
 }
 
 /* ---- store set-up ---- */
@@ -175,12 +240,12 @@ static void stripe_grow(ets_stripe *s) {
   if (b == NULL)
     return; /* keep the longer chains */
   for (size_t i = 0; i < s->nbuckets; i++) {
-    /* Move chain i in order, keeping objects of one key adjacent: the
-     * tail of each new chain is appended to. */
+    /* Move chain i in order to chains 2i and 2i + 1 (appending to their
+     * tails), which keeps both sorted. */
     keel__ets_obj *o = s->buckets[i];
     while (o != NULL) {
       keel__ets_obj *next = o->next;
-      keel__ets_obj **pp = &b[o->hash & (nb - 1)];
+      keel__ets_obj **pp = &b[keel__ets_bucket_of(o->hash, nb)];
       while (*pp != NULL)
         pp = &(*pp)->next;
       o->next = NULL;
@@ -197,8 +262,8 @@ static int hash_group_set(keel__ets_table *t, keel_term key, uint64_t h,
                           keel__ets_obj *const *nv, size_t n,
                           ets_vec *removed) {
   ets_stripe *s = &t->u.stripes[keel__ets_stripe_of(h)];
-  keel__ets_obj **pp = &s->buckets[h & (s->nbuckets - 1)];
-  while (*pp != NULL && !((*pp)->hash == h && keel_eq_exact((*pp)->key, key)))
+  keel__ets_obj **pp = &s->buckets[keel__ets_bucket_of(h, s->nbuckets)];
+  while (*pp != NULL && keel__ets_hkey_cmp((*pp)->hash, (*pp)->key, h, key) < 0)
     pp = &(*pp)->next;
   /* Room in removed for the whole group first, so that the unlinking
    * below cannot fail half-way. */
@@ -221,8 +286,12 @@ static int hash_group_set(keel__ets_table *t, keel_term key, uint64_t h,
   }
   *pp = rest;
   s->count = s->count + n - old;
-  if (s->count > 2 * s->nbuckets)
+  while (s->count > 2 * s->nbuckets) {
+    size_t nb = s->nbuckets;
     stripe_grow(s);
+    if (s->nbuckets == nb)
+      break; /* out of memory: keep the longer chains */
+  }
   return KEEL_OK;
 }
 
@@ -232,8 +301,8 @@ int keel__ets_group_get(keel__ets_table *t, keel_term key, uint64_t h,
     return keel__ord_group_get(&t->u.ord, key, out);
   }
   ets_stripe *s = &t->u.stripes[keel__ets_stripe_of(h)];
-  keel__ets_obj *o = s->buckets[h & (s->nbuckets - 1)];
-  while (o != NULL && !(o->hash == h && keel_eq_exact(o->key, key)))
+  keel__ets_obj *o = s->buckets[keel__ets_bucket_of(h, s->nbuckets)];
+  while (o != NULL && keel__ets_hkey_cmp(o->hash, o->key, h, key) < 0)
     o = o->next;
   for (; o != NULL && o->hash == h && keel_eq_exact(o->key, key); o = o->next)
     if (keel__ets_vec_push(out, o) != KEEL_OK)
@@ -348,36 +417,58 @@ static int step_ordered(keel__ets_table *t, keel_term from, int dir,
   return rc;
 }
 
-/* First object at or after bucket b of stripe si whose key differs from
- * skip (KEEL_NONE: none), scanning on through the following stripes. */
-static int step_hashed(keel__ets_table *t, unsigned si, size_t b,
-                       keel_term skip, uint64_t skiph, keel_heap *hp,
-                       keel_term *out) {
-  for (; si < ETS_STRIPES; si++, b = 0, skip = KEEL_NONE) {
+/* Visits, stripe by stripe under its read lock, the objects after
+ * (fh, fk) in the store's order (every object when fk is KEEL_NONE). */
+static int hash_walk(keel__ets_table *t, uint64_t fh, keel_term fk,
+                     keel__ets_visit_fn fn, keel__ets_unlock_fn unlocking,
+                     void *arg) {
+  bool from = fk != KEEL_NONE;
+  for (unsigned si = from ? keel__ets_stripe_of(fh) : 0; si < ETS_STRIPES;
+       si++) {
     ets_stripe *s = &t->u.stripes[si];
     pthread_rwlock_rdlock(&s->lock);
-    if (skip != KEEL_NONE)
-      b = skiph & (s->nbuckets - 1);
-    for (; b < s->nbuckets; b++) {
+    size_t b = from ? keel__ets_bucket_of(fh, s->nbuckets) : 0;
+    int r = 0;
+    for (; b < s->nbuckets && r == 0; b++) {
       keel__ets_obj *o = s->buckets[b];
-      if (skip != KEEL_NONE) {
-        /* Past the group of `skip` in its own bucket; if it is gone,
-         * continue with the next bucket. */
-        while (o != NULL && !(o->hash == skiph && keel_eq_exact(o->key, skip)))
+      if (from) /* only the first bucket holds objects at or before it */
+        while (o != NULL && keel__ets_hkey_cmp(o->hash, o->key, fh, fk) <= 0)
           o = o->next;
-        while (o != NULL && o->hash == skiph && keel_eq_exact(o->key, skip))
-          o = o->next;
-        skip = KEEL_NONE;
-      }
-      if (o != NULL) {
-        int rc = copy_key(hp, o->key, out);
-        pthread_rwlock_unlock(&s->lock);
-        return rc;
-      }
+      from = false;
+      for (; o != NULL && r == 0; o = o->next)
+        r = fn(o, arg);
     }
+    if (unlocking != NULL)
+      unlocking(arg);
     pthread_rwlock_unlock(&s->lock);
+    if (r != 0)
+      return r;
   }
   return 0;
+}
+
+int keel__ets_walk(keel__ets_table *t, keel_term from, int dir,
+                   keel__ets_visit_fn fn, keel__ets_unlock_fn unlocking,
+                   void *arg) {
+  if (keel__ets_hashed(t))
+    return hash_walk(t, from == KEEL_NONE ? 0 : keel__ets_hash(from), from, fn,
+                     unlocking, arg);
+  pthread_rwlock_rdlock(&t->u.ord.lock);
+  int r = keel__ord_walk(&t->u.ord, from, dir, fn, arg);
+  if (unlocking != NULL)
+    unlocking(arg);
+  pthread_rwlock_unlock(&t->u.ord.lock);
+  return r;
+}
+
+typedef struct step_arg {
+  keel_heap *hp;
+  keel_term *out;
+} step_arg;
+
+static int step_visit(keel__ets_obj *o, void *arg) {
+  step_arg *a = arg;
+  return copy_key(a->hp, o->key, a->out);
 }
 
 int keel__ets_step(keel__ets_table *t, keel_term from, int dir, keel_heap *hp,
@@ -385,10 +476,8 @@ int keel__ets_step(keel__ets_table *t, keel_term from, int dir, keel_heap *hp,
   *out = keel__ets_atom_eot();
   if (!keel__ets_hashed(t))
     return step_ordered(t, from, dir, hp, out);
-  if (from == KEEL_NONE)
-    return step_hashed(t, 0, 0, KEEL_NONE, 0, hp, out);
-  uint64_t h = keel__ets_hash(from);
-  return step_hashed(t, keel__ets_stripe_of(h), 0, from, h, hp, out);
+  step_arg a = {hp, out};
+  return keel__ets_walk(t, from, 1, step_visit, NULL, &a);
 }
 
 void keel__ets_free_removed(ets_vec *removed, keel__ets_obj *const *keep,

@@ -117,6 +117,7 @@ static int hook_id = -1;
 
 static void on_owner_exit(keel_term pid, keel_term reason, void *arg) {
   (void)reason, (void)arg;
+  keel__ets_fix_exit(pid);
   keel__ets_owner_exit(pid);
 }
 
@@ -124,9 +125,7 @@ static void hook_init(void) {
   hook_id = keel_exit_hook_add(on_owner_exit, NULL);
 }
 
-/* Arms the owner hook for pid. KEEL_ENOPROC when pid is dead; KEEL_OK
- * also when there is nothing to arm (no node running, or not a pid). */
-static int arm_owner(keel_term pid) {
+int keel__ets_arm(keel_term pid) {
   if (!keel_is_local_pid(pid))
     return KEEL_OK;
   (void)pthread_once(&hook_once, hook_init);
@@ -136,13 +135,13 @@ static int arm_owner(keel_term pid) {
   return rc == KEEL_ESTATE ? KEEL_OK : rc;
 }
 
-static keel_term caller_pid(void) {
+keel_term keel__ets_caller(void) {
   keel_proc *p = keel_current();
   return p == NULL ? KEEL_NONE : keel_self(p);
 }
 
 int keel__ets_check(const keel__ets_table *t, bool write) {
-  keel_term me = caller_pid();
+  keel_term me = keel__ets_caller();
   if (me == KEEL_NONE || t->access == KEEL_ETS_PUBLIC)
     return KEEL_OK;
   if (me == atomic_load_explicit(&t->owner, memory_order_relaxed))
@@ -219,6 +218,7 @@ static int check_opts(const keel_ets_opts *o) {
 
 static void table_free(keel__ets_table *t) {
   keel__ets_store_destroy(t);
+  keel__ets_fix_destroy(&t->fix);
   keel__ets_obj_free(t->heir_data);
   free(t);
 }
@@ -234,7 +234,7 @@ static keel__ets_table *table_make(const keel_ets_opts *o, int *rc) {
   t->keypos = o->keypos ? o->keypos : 1;
   t->name = o->name;
   t->heir = o->heir;
-  atomic_init(&t->owner, o->owner != KEEL_NONE ? o->owner : caller_pid());
+  atomic_init(&t->owner, o->owner != KEEL_NONE ? o->owner : keel__ets_caller());
   if (o->heir != KEEL_NONE) {
     keel_term d = o->heir_data ? o->heir_data : KEEL_ATOM(UNDEFINED);
     t->heir_data = keel__ets_obj_new(d, 0, false);
@@ -244,7 +244,12 @@ static keel__ets_table *table_make(const keel_ets_opts *o, int *rc) {
       return NULL;
     }
   }
-  *rc = keel__ets_store_init(t);
+  *rc = keel__ets_fix_init(&t->fix);
+  if (*rc == KEEL_OK) {
+    *rc = keel__ets_store_init(t);
+    if (*rc != KEEL_OK)
+      keel__ets_fix_destroy(&t->fix);
+  }
   if (*rc != KEEL_OK) {
     keel__ets_obj_free(t->heir_data);
     free(t);
@@ -264,7 +269,7 @@ int keel_ets_new(const keel_ets_opts *opts, keel_ets_tab *out) {
   keel__ets_table *t = table_make(o, &rc);
   if (t == NULL)
     return rc;
-  rc = arm_owner(atomic_load_explicit(&t->owner, memory_order_relaxed));
+  rc = keel__ets_arm(atomic_load_explicit(&t->owner, memory_order_relaxed));
   if (rc != KEEL_OK) { /* a dead owner would never delete it */
     table_free(t);
     return rc == KEEL_ENOPROC ? KEEL_EBADARG : rc;
@@ -334,7 +339,7 @@ static int lock_live(keel_ets_tab id, ets_slot **sp, uint32_t *idxp) {
 }
 
 static bool is_owner(const keel__ets_table *t) {
-  keel_term me = caller_pid();
+  keel_term me = keel__ets_caller();
   return me == KEEL_NONE ||
          me == atomic_load_explicit(&t->owner, memory_order_relaxed);
 }
@@ -383,6 +388,24 @@ int keel_ets_all(keel_heap *h, keel_term *out) {
     return KEEL_ENOMEM;
   *out = l;
   return KEEL_OK;
+}
+
+void keel__ets_each_table(void (*fn)(keel__ets_table *t, void *arg),
+                          void *arg) {
+  pthread_mutex_lock(&reg.lock);
+  uint32_t n = reg.nslots;
+  pthread_mutex_unlock(&reg.lock);
+  for (uint32_t i = 0; i < n; i++) {
+    uint64_t v = atomic_load_explicit(&slot_at(i)->ctl, memory_order_acquire);
+    if (!(v & ETS_LIVE))
+      continue;
+    keel_ets_tab id = (v >> 32) << ETS_IDX_BITS | i;
+    keel__ets_table *t;
+    if (keel__ets_acquire(id, &t) != KEEL_OK)
+      continue;
+    fn(t, arg);
+    keel__ets_release(id);
+  }
 }
 
 size_t keel_ets_count(void) {
@@ -508,7 +531,7 @@ int keel_ets_give_away(keel_ets_tab tab, keel_term pid, keel_term data) {
     pthread_mutex_unlock(&reg.lock);
     return KEEL_EBADARG;
   }
-  if (arm_owner(pid) != KEEL_OK) { /* a dead receiver: badarg */
+  if (keel__ets_arm(pid) != KEEL_OK) { /* a dead receiver: badarg */
     pthread_mutex_unlock(&reg.lock);
     return KEEL_EBADARG;
   }
@@ -538,9 +561,10 @@ static void owner_exit_slot(uint32_t i, keel_term pid) {
   keel_term heir = t->heir;
   keel_heap h;
   keel_heap_init(&h);
-  keel_term msg = heir != KEEL_NONE && heir != pid && arm_owner(heir) == KEEL_OK
-                      ? transfer_msg(&h, t, pid, t->heir_data->term)
-                      : KEEL_NONE;
+  keel_term msg =
+      heir != KEEL_NONE && heir != pid && keel__ets_arm(heir) == KEEL_OK
+          ? transfer_msg(&h, t, pid, t->heir_data->term)
+          : KEEL_NONE;
   if (msg == KEEL_NONE) {
     retire_unlock(s, i);
     keel_heap_destroy(&h);
