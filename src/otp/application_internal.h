@@ -29,8 +29,11 @@ typedef struct app_rec {
   keel_term sup;    /* top supervisor while running */
   void *cb_state;   /* the start callback's state */
   bool stopping;    /* keel_application_stop asked the master to stop */
-  int start_rc;     /* the start callback's code when it failed */
-  uint64_t seq;     /* start order */
+  /* Included applications: while its includer's tree runs it, with its
+   * top supervisor in sup and the start state in cb_state. */
+  bool inc_running;
+  int start_rc; /* the start callback's code when it failed */
+  uint64_t seq; /* start order */
   /* Environment layers: lists of {Key, Value}; overrides also holds {Key}
    * for an unset key. defaults and envvars live in env_heap, overrides in
    * ov_heap (rebuilt at each set/unset). */
@@ -39,10 +42,8 @@ typedef struct app_rec {
   /* V2: the start phases, a list of {Phase, Arg} in order (env_heap). */
   keel_term phases;
   /* Included applications: the including one's name (KEEL_NONE: not
-   * included); while its includer's tree runs it, inc_running with its
-   * top supervisor in sup and the start state in cb_state. */
+   * included). */
   keel_term included_by;
-  bool inc_running;
 } app_rec;
 
 extern pthread_mutex_t keel__app_lock;
