@@ -67,14 +67,17 @@
 #include <stdint.h>
 
 #include "keel/error.h"
+#include "keel/runtime.h"
 #include "keel/term.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* Layout version of keel_application. */
+/* Layout versions of keel_application: V2 adds start phases and included
+ * applications (the fields after `stop`); a V1 descriptor has neither. */
 #define KEEL_APPLICATION_V1 1u
+#define KEEL_APPLICATION_V2 2u
 
 /* Most applications loaded at once. */
 #define KEEL_APPLICATION_MAX 64u
@@ -94,6 +97,13 @@ typedef struct keel_app_env_default {
   const char *key;
   const char *value;
 } keel_app_env_default;
+
+/* One start phase (OTP's {Phase, PhaseArgs} of start_phases): the phase's
+ * atom name and its argument in Erlang syntax (NULL: []). */
+typedef struct keel_app_phase {
+  const char *name;
+  const char *arg;
+} keel_app_phase;
 
 /* An application (OTP's .app file and callback module). Static storage:
  * it must outlive its use (until keel_application_unload). */
@@ -118,6 +128,29 @@ typedef struct keel_application {
   void (*prep_stop)(const struct keel_application *app, void *state);
   /* Called once the tree is gone, however it ended. May be NULL. */
   void (*stop)(const struct keel_application *app, void *state);
+  /* ---- KEEL_APPLICATION_V2 ----
+   * Start phases (OTP's start_phases and Module:start_phase/3): once the
+   * top supervisor has started, start_phase runs in the application
+   * master for each phase in order, with the phase's atom, the start
+   * type, the parsed argument and start's *state. A code other than
+   * KEEL_OK fails the start with that code: the tree is stopped and stop
+   * is called. The application is listed as running only after its last
+   * phase. start_phase is required when nphases > 0. */
+  const keel_app_phase *start_phases;
+  size_t nphases;
+  int (*start_phase)(const struct keel_application *app, keel_term phase,
+                     keel_app_type type, keel_term arg, void *state);
+  /* Included applications (OTP's included_applications): descriptors,
+   * NULL-terminated, or NULL. Loading this application loads them (an
+   * application is included by at most one other); they are never
+   * started on their own: the including application's tree starts each
+   * one's top supervisor with keel_application_start_included as a
+   * supervisor child. They are not listed by which_applications; their
+   * start phases run within the including application's (see
+   * keel_application_start_included); ensure_all_started also starts
+   * the applications they depend on. Their stop and prep_stop are not
+   * called (as OTP's: only the including application's module is). */
+  const struct keel_application *const *included_applications;
 } keel_application;
 
 /* Loads app (application:load): checks the descriptor, parses its
@@ -127,9 +160,17 @@ typedef struct keel_application {
  * loaded), KEEL_ESYSLIMIT (KEEL_APPLICATION_MAX loaded), KEEL_ENOMEM. */
 int keel_application_load(const keel_application *app);
 
+/* V2: also KEEL_EINVAL for a phase without a name or an argument that
+ * does not parse, phases without start_phase, or a bad included
+ * descriptor; KEEL_EEXIST when an included application is already
+ * included by another one; KEEL_ESTATE when it is running. Included
+ * applications not loaded yet are loaded first (they stay loaded if this
+ * load then fails). */
+
 /* Unloads a loaded application that is not running, forgetting its
- * set_env values. Errors: KEEL_ENOENT (not loaded), KEEL_ESTATE (running
- * or starting). */
+ * set_env values (its included applications stay loaded, no longer
+ * included). Errors: KEEL_ENOENT (not loaded), KEEL_ESTATE (running or
+ * starting, or included in an application that is). */
 int keel_application_unload(keel_term name);
 
 /* Starts the loaded application name (an atom) with type: spawns its
@@ -137,7 +178,8 @@ int keel_application_unload(keel_term name);
  * it depends on must be running. Returns KEEL_OK; KEEL_ENOENT (not
  * loaded); KEEL_EEXIST (already running); KEEL_EBUSY (being started or
  * stopped by another caller); KEEL_ESTATE (a dependency is not running,
- * or called from a handler process); KEEL_EINVAL (bad type); the start
+ * an included application (its includer starts it), or called from a
+ * handler process); KEEL_EINVAL (bad type); the start
  * callback's negative code; KEEL_ENOPROC (the master died during start). */
 int keel_application_start(keel_term name, keel_app_type type);
 
@@ -159,6 +201,28 @@ int keel_application_ensure_all_started(keel_term name, keel_app_type type,
  * Errors: KEEL_ENOENT (not loaded), KEEL_ESTATE (not running, or called
  * from a handler process), KEEL_EBUSY (being started or stopped). */
 int keel_application_stop(keel_term name);
+
+/* Starts the top supervisor of an included application, as a child of
+ * the including application's tree: a keel_sup_start_fn (keel/supervisor.h)
+ * whose arg is the included application's descriptor, e.g.
+ *   {.id = keel_atom("billing"), .start = keel_application_start_included,
+ *    .arg = (void *)&billing_app, .type = KEEL_SUP_SUPERVISOR,
+ *    .shutdown = KEEL_INFINITY}
+ * It runs the included application's start callback in the calling
+ * supervisor (its top supervisor is linked to that one) with the
+ * including application's start type, and returns its code (*pid the
+ * top supervisor). Start phases: for each phase of the including
+ * application, after its own start_phase, each included application
+ * that lists a phase of that name runs its start_phase with its own
+ * argument and start state, in the order of included_applications, and
+ * recursively for the applications it includes (OTP's
+ * application_starter rule, here for every application). A phase an
+ * included application lists and its includer does not never runs.
+ * Errors: KEEL_ENOENT (not loaded), KEEL_ESTATE (not included in an
+ * application being started or running), KEEL_EINVAL (arg NULL or pid
+ * NULL), the start callback's code, KEEL_EBADARG (it returned no pid). */
+int keel_application_start_included(keel_proc *sup, void *arg, keel_term extra,
+                                    keel_term *pid);
 
 /* Stops every running application, the last started first. Returns
  * KEEL_OK or the first error of keel_application_stop. */

@@ -9,8 +9,9 @@
  * process (opts.fiber), registered names, start_link / start_monitor, the
  * same call protocol (calls through monitor aliases, a reply arriving after
  * the caller gave up is dropped), the same sys requests (stop, get_state,
- * get_status, change_code) and crash reports as telemetry. State and data
- * live in the process heap; every term the machine keeps must be reachable
+ * get_status, change_code, replace_state, suspend/resume, trace), an
+ * enter_loop for fiber processes, and crash reports as telemetry. State and
+ * data live in the process heap; every term the machine keeps must be reachable
  * from them (the heap is compacted with the state, the data, the queued
  * and postponed events and the timer contents as roots).
  *
@@ -182,6 +183,23 @@ int keel_gsm_state_timeout(keel_gen_statem *sm, int64_t ms, keel_term content);
  * a cancel, 'infinity' or its expiry ends it. */
 int keel_gsm_generic_timeout(keel_gen_statem *sm, keel_term name, int64_t ms,
                              keel_term content);
+/* The same three timeouts with {abs, true}: at_ms is an absolute time of
+ * keel_gsm_monotonic_ms's clock. A time already reached starts a timer of
+ * 0, whose event comes through the mailbox (after the messages already
+ * there), never the queue of zero timeouts. KEEL_INFINITY cancels as the
+ * relative forms; KEEL_EINVAL for a negative time or one further than
+ * KEEL_TIMER_MAX_MS away. Under keel/sim.h the delay is taken against the
+ * real monotonic clock when the action runs (then measured in virtual
+ * time). */
+int keel_gsm_event_timeout_at(keel_gen_statem *sm, int64_t at_ms,
+                              keel_term content);
+int keel_gsm_state_timeout_at(keel_gen_statem *sm, int64_t at_ms,
+                              keel_term content);
+int keel_gsm_generic_timeout_at(keel_gen_statem *sm, keel_term name,
+                                int64_t at_ms, keel_term content);
+/* The clock of the *_at timeouts (erlang:monotonic_time(millisecond)):
+ * keel_monotonic_ns() in milliseconds. Thread-safe. */
+int64_t keel_gsm_monotonic_ms(void);
 /* {state_timeout | {timeout, Name}, cancel}: name KEEL_NONE for the state
  * timeout. */
 int keel_gsm_cancel_timeout(keel_gen_statem *sm, keel_term name);
@@ -214,6 +232,24 @@ typedef keel_gen_server_opts keel_gen_statem_opts;
  * handle_event_function module without handle_event. Thread-safe. */
 int keel_gen_statem_start(const keel_gen_statem_module *mod, keel_term arg,
                           const keel_gen_statem_opts *opts, keel_term *pid);
+
+/* gen_statem:enter_loop: turns the calling fiber process into a machine
+ * running mod in state `state` with `data` (both copied into the process
+ * heap), as if init had returned them without actions: the initial
+ * transition runs (the enter call with state_enter, which may set
+ * timeouts), then the machine serves events; returns only when it stops
+ * (its exit reason is then recorded: the fiber should return). Of opts
+ * (may be NULL) only name, hibernate_after_ms and trap_exit are used: a
+ * name must already be registered to the caller (KEEL_ENOENT otherwise,
+ * OTP's process_not_registered), and serves in reports. The machine has no
+ * parent; hibernation compacts the heap but keeps the fiber's stack.
+ * Returns KEEL_OK once it stopped; KEEL_ESTATE (not called from the
+ * running fiber process self), KEEL_EINVAL (bad module, state, data or
+ * options), KEEL_ENOMEM. */
+int keel_gen_statem_enter_loop(keel_proc *self,
+                               const keel_gen_statem_module *mod,
+                               keel_term state, keel_term data,
+                               const keel_gen_statem_opts *opts);
 
 /* gen_statem:call: the event {call, From} with content request; as
  * keel_gen_server_call (timeout, late replies dropped, errors). */
@@ -249,6 +285,33 @@ int keel_gen_statem_get_status(keel_term server, int64_t timeout_ms,
 int keel_gen_statem_change_code(keel_term server,
                                 const keel_gen_statem_module *new_mod,
                                 keel_term extra, int64_t timeout_ms);
+
+/* ---- sys-like debugging (blocking: fibers and plain threads) -----------
+ * As gen_server's, with the same errors (those of keel_gen_server_call);
+ * served even while the machine is suspended. */
+
+/* sys:replace_state: fn(h, {State, Data}, arg) runs inside the machine (h
+ * is its heap) and returns the new {State, Data}. Only the pair changes:
+ * a new state is no state change (no enter call, postponed events stay,
+ * the state timeout runs on). fn returning KEEL_NONE keeps the pair (ok);
+ * a term that is not a 2-tuple keeps it and gives KEEL_EINVAL. arg must
+ * stay valid until this returns. */
+int keel_gen_statem_replace_state(keel_term server, keel_gs_state_fn fn,
+                                  void *arg, int64_t timeout_ms);
+/* sys:suspend / sys:resume: a suspended machine handles only system
+ * requests (and its parent's exit); every other message (calls, casts,
+ * infos, the messages of its own timeouts) waits, in order, and is handled
+ * on resume, as if it had just arrived. Timers keep running meanwhile: a
+ * timeout that expires while suspended is delivered after resume, in
+ * arrival order. Suspending twice is one suspension; resume of a running
+ * machine does nothing. */
+int keel_gen_statem_suspend(keel_term server, int64_t timeout_ms);
+int keel_gen_statem_resume(keel_term server, int64_t timeout_ms);
+/* sys:trace on/off: when on, the machine emits [keel, gen_statem, trace]
+ * for each event it handles (inserted, retried and timeout events too),
+ * before the callback, with metadata pid, type (the event type term),
+ * content and state (the state it is handled in). */
+int keel_gen_statem_trace(keel_term server, bool on, int64_t timeout_ms);
 
 /* Crash reports: a machine stopping with a reason other than normal,
  * shutdown or {shutdown, _} emits [keel, gen_statem, crash] after

@@ -180,12 +180,21 @@ static keel_gs_ret m_init(keel_gen_server *gs, keel_term name,
     rc = KEEL_EBADARG;
   if (rc == KEEL_OK)
     rc = keel_link(keel_gs_proc(gs), sup);
+  bool started = rc == KEEL_OK;
+  if (started)
+    rc = keel__app_run_phases(name, type, cb);
   if (rc != KEEL_OK) {
+    if (started) { /* a phase failed: the tree goes in order, then stop */
+      (void)keel_sup_stop(sup);
+      if (app->stop != NULL)
+        app->stop(app, cb);
+    } else if (keel_is_local_pid(sup)) {
+      (void)keel_exit(sup, KEEL_ATOM(KILL));
+    }
     pthread_mutex_lock(&keel__app_lock);
     r->start_rc = rc;
+    keel__app_included_stopped(name);
     pthread_mutex_unlock(&keel__app_lock);
-    if (keel_is_local_pid(sup))
-      (void)keel_exit(sup, KEEL_ATOM(KILL));
     return keel_gs_stop(gs, keel_atom("start_failed"));
   }
   pthread_mutex_lock(&keel__app_lock);
@@ -235,6 +244,7 @@ static void m_terminate(keel_gen_server *gs, keel_term reason,
   r->master = r->sup = KEEL_NONE;
   r->cb_state = NULL;
   r->stopping = false;
+  keel__app_included_stopped(name);
   pthread_mutex_unlock(&keel__app_lock);
   bool stops_node =
       !requested &&
@@ -260,14 +270,16 @@ static bool can_wait(void) {
   return p == NULL || keel_proc_is_fiber(p);
 }
 
-int keel_application_load(const keel_application *app) {
-  if (app == NULL || app->version != KEEL_APPLICATION_V1 || app->name == NULL ||
-      app->start == NULL || (app->nenv > 0 && app->env == NULL))
+int keel__app_load_locked(const keel_application *app) {
+  if (app == NULL ||
+      (app->version != KEEL_APPLICATION_V1 &&
+       app->version != KEEL_APPLICATION_V2) ||
+      app->name == NULL || app->start == NULL ||
+      (app->nenv > 0 && app->env == NULL) || keel__app_check_v2(app) != KEEL_OK)
     return KEEL_EINVAL;
   keel_term name = keel_atom(app->name);
   if (name == KEEL_NONE)
     return KEEL_EINVAL;
-  pthread_mutex_lock(&keel__app_lock);
   app_rec *r = NULL;
   int rc = keel__app_find(name) != NULL ? KEEL_EEXIST : KEEL_ESYSLIMIT;
   for (size_t i = 0; rc == KEEL_ESYSLIMIT && i < KEEL_APPLICATION_MAX; i++)
@@ -275,15 +287,29 @@ int keel_application_load(const keel_application *app) {
       r = &keel__apps[i];
       rc = KEEL_OK;
     }
-  if (rc == KEEL_OK) {
-    memset(r, 0, sizeof *r);
-    r->app = app;
-    r->name = name;
-    r->master = r->sup = KEEL_NONE;
-    rc = keel__app_env_load(r);
-    if (rc == KEEL_OK)
-      r->state = APP_LOADED;
+  if (rc != KEEL_OK)
+    return rc;
+  memset(r, 0, sizeof *r);
+  r->app = app;
+  r->name = name;
+  r->master = r->sup = KEEL_NONE;
+  r->included_by = KEEL_NONE;
+  rc = keel__app_env_load(r);
+  if (rc != KEEL_OK)
+    return rc;
+  /* Loaded before its included applications: a cycle finds it. */
+  r->state = APP_LOADED;
+  rc = keel__app_load_v2(r);
+  if (rc != KEEL_OK) {
+    keel__app_env_free(r);
+    r->state = APP_FREE;
   }
+  return rc;
+}
+
+int keel_application_load(const keel_application *app) {
+  pthread_mutex_lock(&keel__app_lock);
+  int rc = keel__app_load_locked(app);
   pthread_mutex_unlock(&keel__app_lock);
   return rc;
 }
@@ -291,10 +317,11 @@ int keel_application_load(const keel_application *app) {
 int keel_application_unload(keel_term name) {
   pthread_mutex_lock(&keel__app_lock);
   app_rec *r = keel__app_find(name);
-  int rc = r == NULL                ? KEEL_ENOENT
-           : r->state != APP_LOADED ? KEEL_ESTATE
-                                    : KEEL_OK;
+  int rc = r == NULL                                           ? KEEL_ENOENT
+           : r->state != APP_LOADED || !keel__app_unload_ok(r) ? KEEL_ESTATE
+                                                               : KEEL_OK;
   if (rc == KEEL_OK) {
+    keel__app_unload_v2(r->name);
     keel__app_env_free(r);
     r->state = APP_FREE;
   }
@@ -321,7 +348,7 @@ static int claim_start(app_rec *r, keel_app_type type) {
     return KEEL_EEXIST;
   if (r->state != APP_LOADED)
     return KEEL_EBUSY;
-  if (!deps_running(r))
+  if (!deps_running(r) || !keel__app_startable(r))
     return KEEL_ESTATE;
   r->state = APP_STARTING;
   r->type = type;
@@ -464,6 +491,27 @@ typedef struct ensure_ctx {
   size_t n;
 } ensure_ctx;
 
+static int ensure(ensure_ctx *c, keel_term name, unsigned depth);
+
+/* The dependencies of app and of the applications it includes. */
+static int ensure_deps(ensure_ctx *c, const keel_application *app,
+                       unsigned depth) {
+  if (depth > KEEL_APPLICATION_MAX)
+    return KEEL_ELIMIT;
+  for (const char *const *d = app->applications; d != NULL && *d != NULL; d++) {
+    int rc = ensure(c, keel_atom(*d), depth + 1);
+    if (rc != KEEL_OK)
+      return rc;
+  }
+  const keel_application *const *inc = keel__app_included(app);
+  for (; inc != NULL && *inc != NULL; inc++) {
+    int rc = ensure_deps(c, *inc, depth + 1);
+    if (rc != KEEL_OK)
+      return rc;
+  }
+  return KEEL_OK;
+}
+
 static int ensure(ensure_ctx *c, keel_term name, unsigned depth) {
   if (depth > KEEL_APPLICATION_MAX)
     return KEEL_ELIMIT;
@@ -476,12 +524,10 @@ static int ensure(ensure_ctx *c, keel_term name, unsigned depth) {
     return KEEL_ENOENT;
   if (running)
     return KEEL_OK;
-  for (const char *const *d = app->applications; d != NULL && *d != NULL; d++) {
-    int rc = ensure(c, keel_atom(*d), depth + 1);
-    if (rc != KEEL_OK)
-      return rc;
-  }
-  int rc = keel_application_start(name, c->type);
+  int rc = ensure_deps(c, app, depth);
+  if (rc != KEEL_OK)
+    return rc;
+  rc = keel_application_start(name, c->type);
   if (rc == KEEL_OK && c->n < KEEL_APPLICATION_MAX)
     c->started[c->n++] = name;
   return rc == KEEL_EEXIST ? KEEL_OK : rc;

@@ -15,6 +15,7 @@
 #include "otp/gen_statem_internal.h"
 
 const char keel__gsm_tag_change_code = 's';
+const char keel__gsm_tag_replace_state = 'R';
 
 static gsm_atoms atoms;
 static atomic_bool atoms_ready;
@@ -62,7 +63,7 @@ static keel_handler_status do_init(keel_gen_statem *sm, keel_term msg) {
   keel_heap *h = keel_gsm_heap(sm);
   sm->started = true;
   sm->state = sm->data = KEEL_ATOM(UNDEFINED);
-  sm->queue = sm->postponed = KEEL_NIL;
+  sm->queue = sm->postponed = sm->deferred = sm->replay = KEEL_NIL;
   sm->fn_state = KEEL_NONE;
   if (sm->name != KEEL_NONE &&
       keel_register(sm->name, keel_gsm_self(sm)) != KEEL_OK) {
@@ -125,13 +126,69 @@ static keel_term change_code(keel_gen_statem *sm, keel_term req) {
   return KEEL_ATOM(OK);
 }
 
+/* sys:replace_state: fn(h, {State, Data}, arg) gives the new pair. */
+static keel_term replace_state(keel_gen_statem *sm, keel_term req) {
+  keel__gs_fn fn;
+  const void *arg;
+  if (!keel__gs_ptr_get(keel_tuple_get(req, 1), &keel__gsm_tag_replace_state,
+                        &fn, &arg))
+    return error_term(sm, KEEL_EBADARG);
+  keel_heap *h = keel_gsm_heap(sm);
+  keel_term sd = keel_tuple(h, 2, sm->state, sm->data);
+  if (sd == KEEL_NONE)
+    return error_term(sm, KEEL_ENOMEM);
+  keel_term n = ((keel_gs_state_fn)fn)(h, sd, (void *)(uintptr_t)arg);
+  if (n == KEEL_NONE)
+    return KEEL_ATOM(OK);
+  if (!keel_is_tuple(n) || keel_tuple_arity(n) != 2)
+    return error_term(sm, KEEL_EINVAL);
+  sm->state = keel_tuple_get(n, 0);
+  sm->data = keel_tuple_get(n, 1);
+  return KEEL_ATOM(OK);
+}
+
+static keel_handler_status dispatch(keel_gen_statem *sm, keel_term msg);
+
+/* Handles the messages held while suspended, oldest first. The list being
+ * handled is a compaction root (sm->replay). */
+static keel_handler_status resume(keel_gen_statem *sm) {
+  sm->suspended = false;
+  keel_term rev = KEEL_NIL;
+  for (keel_term l = sm->deferred; keel_is_cons(l); l = keel_tl(l))
+    rev = keel_cons(keel_gsm_heap(sm), keel_hd(l), rev);
+  if (rev == KEEL_NONE)
+    return keel__gsm_terminate(sm, KEEL_ATOM(SYSTEM_LIMIT));
+  sm->deferred = KEEL_NIL;
+  sm->replay = rev;
+  while (keel_is_cons(sm->replay)) {
+    keel_term m = keel_hd(sm->replay);
+    sm->replay = keel_tl(sm->replay);
+    if (dispatch(sm, m) == KEEL_EXIT)
+      return KEEL_EXIT;
+  }
+  return KEEL_CONTINUE;
+}
+
+static bool is_req(keel_term req, const char *tag, size_t arity) {
+  return tagged(req, keel_atom(tag), arity);
+}
+
 static keel_handler_status sys_request(keel_gen_statem *sm, keel_term from,
                                        keel_term req) {
-  keel_term r;
+  keel_term r = KEEL_ATOM(OK);
+  bool resumed = false;
   if (req == keel_atom("get_state")) {
     r = keel_tuple(keel_gsm_heap(sm), 2, sm->state, sm->data);
   } else if (req == keel_atom("get_status")) {
     r = keel__gsm_status(sm);
+  } else if (req == keel_atom("suspend")) {
+    sm->suspended = true;
+  } else if (req == keel_atom("resume")) {
+    resumed = sm->suspended;
+  } else if (is_req(req, "trace", 2)) {
+    sm->trace = keel_tuple_get(req, 1) == KEEL_ATOM(TRUE);
+  } else if (is_req(req, "replace_state", 3)) {
+    r = replace_state(sm, req);
   } else if (tagged(req, keel_atom("terminate"), 2)) {
     sm->last = KEEL_NONE;
     return keel__gsm_terminate(sm, keel_tuple_get(req, 1));
@@ -142,7 +199,7 @@ static keel_handler_status sys_request(keel_gen_statem *sm, keel_term from,
                    keel_atom("unknown_system_msg"));
   }
   (void)keel_gen_server_reply(from, r != KEEL_NONE ? r : KEEL_ATOM(ERROR));
-  return KEEL_CONTINUE;
+  return resumed ? resume(sm) : KEEL_CONTINUE;
 }
 
 /* ---- dispatch ------------------------------------------------------------ */
@@ -156,6 +213,14 @@ static keel_handler_status dispatch(keel_gen_statem *sm, keel_term msg) {
       keel_tuple_get(msg, 1) == sm->parent) {
     sm->last = msg;
     return keel__gsm_terminate(sm, keel_tuple_get(msg, 2));
+  }
+  if (sm->suspended) { /* held, timer messages too, until resume */
+    keel_term c = keel_term_copy(h, msg);
+    keel_term l = c == KEEL_NONE ? KEEL_NONE : keel_cons(h, c, sm->deferred);
+    if (l == KEEL_NONE)
+      return keel__gsm_terminate(sm, KEEL_ATOM(SYSTEM_LIMIT));
+    sm->deferred = l;
+    return KEEL_CONTINUE;
   }
   if (tagged(msg, a->gen_timeout, 2)) {
     int64_t gen = 0;
@@ -234,7 +299,8 @@ static void fiber_loop(keel_proc *self, keel_gen_statem *sm) {
      * gives up its stack and resumes in keel__gsm_fiber_main. */
     if (sm->hibernate) {
       sm->hibernate = false;
-      (void)keel_fiber_hibernate(self, keel__gsm_fiber_main, sm);
+      if (!sm->keep_stack)
+        (void)keel_fiber_hibernate(self, keel__gsm_fiber_main, sm);
     }
     int rc = keel_receive(self, NULL, NULL, sm->next_wait, &msg);
     bool timed_out = rc == KEEL_ETIMEDOUT;
@@ -261,6 +327,56 @@ void keel__gsm_fiber_main(keel_proc *self, void *arg) {
       return;
   }
   fiber_loop(self, sm);
+}
+
+static bool bad_module(const keel_gen_statem_module *mod);
+
+int keel_gen_statem_enter_loop(keel_proc *self,
+                               const keel_gen_statem_module *mod,
+                               keel_term state, keel_term data,
+                               const keel_gen_statem_opts *opts) {
+  if (self == NULL || self != keel_current() || !keel_proc_is_fiber(self))
+    return KEEL_ESTATE;
+  if (bad_module(mod) || state == KEEL_NONE || data == KEEL_NONE ||
+      (opts != NULL && opts->hibernate_after_ms < 0))
+    return KEEL_EINVAL;
+  keel_term name = opts != NULL ? opts->name : KEEL_NONE;
+  if (name != KEEL_NONE &&
+      (!keel_is_atom(name) || keel_whereis(name) != keel_self(self)))
+    return KEEL_ENOENT; /* OTP's process_not_registered */
+  keel_gen_statem sm = {.mod = mod,
+                        .self = self,
+                        .parent = KEEL_NONE,
+                        .name = name,
+                        .last = KEEL_NONE,
+                        .fiber = true,
+                        .started = true,
+                        .keep_stack = true,
+                        .queue = KEEL_NIL,
+                        .postponed = KEEL_NIL,
+                        .deferred = KEEL_NIL,
+                        .replay = KEEL_NIL,
+                        .fn_state = KEEL_NONE,
+                        .next_wait = KEEL_INFINITY};
+  if (opts != NULL) {
+    sm.hibernate_after = opts->hibernate_after_ms;
+    if (opts->trap_exit)
+      (void)keel_trap_exit(self, true);
+  }
+  keel_heap *h = keel_proc_heap(self);
+  sm.state = keel_term_copy(h, state);
+  sm.data = sm.state == KEEL_NONE ? KEEL_NONE : keel_term_copy(h, data);
+  int rc = KEEL_ENOMEM;
+  if (sm.data != KEEL_NONE) {
+    rc = KEEL_OK;
+    if (keel__gsm_initial(&sm) == KEEL_CONTINUE) {
+      arm_wait(&sm);
+      fiber_loop(self, &sm);
+    }
+  }
+  free(sm.timers);
+  free(sm.acts);
+  return rc;
 }
 
 void keel__gsm_free(keel_proc *self, keel_term reason, void *state) {
@@ -379,4 +495,24 @@ int keel_gen_statem_change_code(keel_term server,
     return KEEL_EINVAL;
   return keel__gs_sys_ptr(server, "change_code", &keel__gsm_tag_change_code,
                           NULL, new_mod, extra, timeout_ms);
+}
+
+int keel_gen_statem_replace_state(keel_term server, keel_gs_state_fn fn,
+                                  void *arg, int64_t timeout_ms) {
+  if (fn == NULL)
+    return KEEL_EINVAL;
+  return keel__gs_sys_ptr(server, "replace_state", &keel__gsm_tag_replace_state,
+                          (keel__gs_fn)fn, arg, KEEL_NIL, timeout_ms);
+}
+
+int keel_gen_statem_suspend(keel_term server, int64_t timeout_ms) {
+  return keel_gen_server_suspend(server, timeout_ms);
+}
+
+int keel_gen_statem_resume(keel_term server, int64_t timeout_ms) {
+  return keel_gen_server_resume(server, timeout_ms);
+}
+
+int keel_gen_statem_trace(keel_term server, bool on, int64_t timeout_ms) {
+  return keel_gen_server_trace(server, on, timeout_ms);
 }

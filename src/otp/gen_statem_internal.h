@@ -34,7 +34,8 @@ typedef enum gsm_act_kind {
 typedef struct gsm_action {
   gsm_act_kind kind;
   keel_term a, b;
-  int64_t ms;
+  int64_t ms; /* relative, or absolute monotonic ms when abs */
+  bool abs;
 } gsm_action;
 
 struct keel_gen_statem {
@@ -46,6 +47,8 @@ struct keel_gen_statem {
   keel_term parent;    /* the linked starter's pid, or KEEL_NONE */
   keel_term name;      /* registered name, or KEEL_NONE */
   keel_term last;      /* content of the event being handled (reports) */
+  keel_term deferred;  /* messages held while suspended, newest first */
+  keel_term replay;    /* held messages being handled on resume, in order */
   gsm_timer *timers;
   size_t ntimers, tcap;
   uint64_t gen; /* last timer generation used */
@@ -60,6 +63,8 @@ struct keel_gen_statem {
   int64_t hibernate_after;
   size_t compact_at;
   bool fiber, started, trap_exit, hib_timer, hibernate;
+  bool suspended, trace;
+  bool keep_stack;   /* enter_loop: the block lives on the fiber's stack */
   int64_t next_wait; /* fiber: timeout of the next receive */
 };
 
@@ -94,7 +99,11 @@ bool keel__gsm_take_timer(keel_gen_statem *sm, uint64_t gen, keel_term *type,
 /* format_status's view. */
 keel_term keel__gsm_status(keel_gen_statem *sm);
 
-/* Tag of the change_code request's pointer. */
+/* sys trace: emits [keel, gen_statem, trace] for the event when on. */
+void keel__gsm_trace(keel_gen_statem *sm, keel_term type, keel_term content);
+
+/* Tags of the change_code and replace_state requests' pointers. */
 extern const char keel__gsm_tag_change_code;
+extern const char keel__gsm_tag_replace_state;
 
 #endif /* KEEL_GEN_STATEM_INTERNAL_H */

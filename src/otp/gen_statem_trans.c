@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "keel/clock.h"
 #include "keel/gen_server.h"
 #include "keel/gen_statem.h"
 #include "keel/telemetry.h"
@@ -69,7 +70,7 @@ static int add(keel_gen_statem *sm, gsm_act_kind k, keel_term a, keel_term b,
     sm->acts = n;
     sm->acap = cap;
   }
-  sm->acts[sm->nacts++] = (gsm_action){k, a, b, ms};
+  sm->acts[sm->nacts++] = (gsm_action){k, a, b, ms, false};
   return KEEL_OK;
 }
 
@@ -103,6 +104,32 @@ int keel_gsm_state_timeout(keel_gen_statem *sm, int64_t ms, keel_term content) {
   return add_timeout(sm, keel__gsm_atoms()->state_timeout, ms, content);
 }
 
+int64_t keel_gsm_monotonic_ms(void) {
+  return (int64_t)(keel_monotonic_ns() / 1000000u);
+}
+
+/* {abs, true}: at is a time of keel_gsm_monotonic_ms. */
+static int add_timeout_at(keel_gen_statem *sm, keel_term type, int64_t at,
+                          keel_term content) {
+  if (at == KEEL_INFINITY)
+    return add(sm, GSM_A_CANCEL, type, KEEL_NONE, 0);
+  if (at < 0 || at - keel_gsm_monotonic_ms() > (int64_t)KEEL_TIMER_MAX_MS)
+    return KEEL_EINVAL;
+  int rc = add(sm, GSM_A_TIMEOUT, type, content, at);
+  if (rc == KEEL_OK)
+    sm->acts[sm->nacts - 1].abs = true;
+  return rc;
+}
+
+int keel_gsm_event_timeout_at(keel_gen_statem *sm, int64_t at_ms,
+                              keel_term content) {
+  return add_timeout_at(sm, KEEL_ATOM(TIMEOUT), at_ms, content);
+}
+int keel_gsm_state_timeout_at(keel_gen_statem *sm, int64_t at_ms,
+                              keel_term content) {
+  return add_timeout_at(sm, keel__gsm_atoms()->state_timeout, at_ms, content);
+}
+
 /* The event type of a generic timeout Name, or of the state timeout. */
 static keel_term timer_type(keel_gen_statem *sm, keel_term name) {
   if (name == KEEL_NONE)
@@ -114,6 +141,11 @@ int keel_gsm_generic_timeout(keel_gen_statem *sm, keel_term name, int64_t ms,
                              keel_term content) {
   keel_term t = name == KEEL_NONE ? KEEL_NONE : timer_type(sm, name);
   return t == KEEL_NONE ? KEEL_EINVAL : add_timeout(sm, t, ms, content);
+}
+int keel_gsm_generic_timeout_at(keel_gen_statem *sm, keel_term name,
+                                int64_t at_ms, keel_term content) {
+  keel_term t = name == KEEL_NONE ? KEEL_NONE : timer_type(sm, name);
+  return t == KEEL_NONE ? KEEL_EINVAL : add_timeout_at(sm, t, at_ms, content);
 }
 int keel_gsm_cancel_timeout(keel_gen_statem *sm, keel_term name) {
   keel_term t = timer_type(sm, name);
@@ -161,18 +193,27 @@ keel_gsm_kind keel_gsm_kind_of(keel_term type, keel_term *from) {
 
 /* ---- reports and the end ------------------------------------------------- */
 
-static _Atomic(keel_tel_event *) ev_crash;
+static _Atomic(keel_tel_event *) ev_crash, ev_trace;
 
-static keel_tel_event *crash_event(void) {
-  keel_tel_event *e = atomic_load_explicit(&ev_crash, memory_order_acquire);
+static keel_tel_event *event(_Atomic(keel_tel_event *) *slot,
+                             const char *last) {
+  keel_tel_event *e = atomic_load_explicit(slot, memory_order_acquire);
   if (e == NULL) {
     keel_term a[3] = {keel_atom("keel"), keel_atom("gen_statem"),
-                      keel_atom("crash")};
+                      keel_atom(last)};
     if (keel_tel_event_get(a, 3, &e) != KEEL_OK)
       return NULL;
-    atomic_store_explicit(&ev_crash, e, memory_order_release);
+    atomic_store_explicit(slot, e, memory_order_release);
   }
   return e;
+}
+
+void keel__gsm_trace(keel_gen_statem *sm, keel_term type, keel_term content) {
+  keel_tel_meta md[4] = {{keel_atom("pid"), keel_gsm_self(sm)},
+                         {keel_atom("type"), type},
+                         {keel_atom("content"), content},
+                         {keel_atom("state"), sm->state}};
+  keel_tel_execute(event(&ev_trace, "trace"), NULL, 0, md, 4);
 }
 
 keel_term keel__gsm_status(keel_gen_statem *sm) {
@@ -203,7 +244,7 @@ static void crash_report(keel_gen_statem *sm, keel_term reason) {
       {keel_atom("state"), keel__gsm_status(sm)},
       {keel_atom("reason"), reason}};
   keel_tel_measure m = {keel_atom("count"), 1.0};
-  keel_tel_execute(crash_event(), &m, 1, md, 6);
+  keel_tel_execute(event(&ev_crash, "crash"), &m, 1, md, 6);
 }
 
 static void cancel_all_timers(keel_gen_statem *sm) {
@@ -231,26 +272,27 @@ static keel_handler_status stop_with(keel_gen_statem *sm, const char *tag,
 /* ---- compaction ------------------------------------------------------------
  */
 
+/* Terms of the control block kept across compaction, besides the timers'. */
+#define GSM_ROOTS 6
+
 void keel__gsm_compact(keel_gen_statem *sm) {
-  size_t n = 4 + 2 * sm->ntimers;
+  size_t n = GSM_ROOTS + 2 * sm->ntimers;
   keel_term *roots = malloc(n * sizeof *roots);
   if (roots != NULL) {
-    roots[0] = sm->state;
-    roots[1] = sm->data;
-    roots[2] = sm->queue;
-    roots[3] = sm->postponed;
+    keel_term *fixed[GSM_ROOTS] = {&sm->state,     &sm->data,     &sm->queue,
+                                   &sm->postponed, &sm->deferred, &sm->replay};
+    for (size_t i = 0; i < GSM_ROOTS; i++)
+      roots[i] = *fixed[i];
     for (size_t i = 0; i < sm->ntimers; i++) {
-      roots[4 + 2 * i] = sm->timers[i].type;
-      roots[5 + 2 * i] = sm->timers[i].content;
+      roots[GSM_ROOTS + 2 * i] = sm->timers[i].type;
+      roots[GSM_ROOTS + 1 + 2 * i] = sm->timers[i].content;
     }
     if (keel_proc_compact(sm->self, roots, n) == KEEL_OK) {
-      sm->state = roots[0];
-      sm->data = roots[1];
-      sm->queue = roots[2];
-      sm->postponed = roots[3];
+      for (size_t i = 0; i < GSM_ROOTS; i++)
+        *fixed[i] = roots[i];
       for (size_t i = 0; i < sm->ntimers; i++) {
-        sm->timers[i].type = roots[4 + 2 * i];
-        sm->timers[i].content = roots[5 + 2 * i];
+        sm->timers[i].type = roots[GSM_ROOTS + 2 * i];
+        sm->timers[i].content = roots[GSM_ROOTS + 1 + 2 * i];
       }
       sm->fn_state = KEEL_NONE;
     }
@@ -436,8 +478,18 @@ static void collect(keel_gen_statem *sm, trans *t, bool enter, bool init,
 static int apply_timeouts(keel_gen_statem *sm, trans *t) {
   const gsm_action *ev = NULL;
   keel_term zero = KEEL_NIL; /* newest first */
+  int64_t now = keel_gsm_monotonic_ms();
   for (size_t i = 0; i < t->ntmo; i++) {
     gsm_action *a = &t->tmo[i];
+    if (a->abs) { /* a timer even when due: it fires through the mailbox */
+      a->ms = a->ms > now ? a->ms - now : 0;
+      a->abs = false;
+      if (a->ms == 0 && a->a != KEEL_ATOM(TIMEOUT)) {
+        if (start_timer(sm, a->a, 0, a->b) != KEEL_OK)
+          return KEEL_ENOMEM;
+        continue;
+      }
+    }
     if (a->a == KEEL_ATOM(TIMEOUT)) {
       ev = a->kind == GSM_A_TIMEOUT ? a : NULL;
       continue;
@@ -554,6 +606,8 @@ static keel_handler_status one_event(keel_gen_statem *sm, keel_term type,
                                      keel_term content) {
   cancel_timer_of(sm, KEEL_ATOM(TIMEOUT));
   sm->last = content;
+  if (sm->trace)
+    keel__gsm_trace(sm, type, content);
   bool undef;
   keel_gsm_ret r = call_state(sm, type, content, &undef);
   if (undef)

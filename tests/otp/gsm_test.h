@@ -8,6 +8,8 @@
  *   {next, S} | repeat | {stop, R} | {stop_reply, R, Reply} | {reply, R}
  *   | postpone | {ins, Type, Content} | hibernate
  *   | {et, Ms, C} | {st, Ms, C} | {gt, Name, Ms, C}   (Ms: int | infinity)
+ *   | {aet, At, C} | {ast, At, C} | {agt, Name, At, C} (absolute: At is a
+ *     time of keel_gsm_monotonic_ms, or infinity)
  *   | {cancel, Name | state} | {update, Name | state, C}
  *   | {in, S, Actions} (Actions only in state S)
  * A state {Name, Actions} runs Actions in its enter calls. init(Arg): Arg
@@ -81,6 +83,13 @@ static inline void run_action(keel_gen_statem *sm, keel_term a, keel_term from,
     cr_assert_eq(keel_gsm_state_timeout(sm, ms_of(ARG(1)), ARG(2)), KEEL_OK);
   else if (is(a, "gt", 4))
     cr_assert_eq(keel_gsm_generic_timeout(sm, ARG(1), ms_of(ARG(2)), ARG(3)),
+                 KEEL_OK);
+  else if (is(a, "aet", 3))
+    cr_assert_eq(keel_gsm_event_timeout_at(sm, ms_of(ARG(1)), ARG(2)), KEEL_OK);
+  else if (is(a, "ast", 3))
+    cr_assert_eq(keel_gsm_state_timeout_at(sm, ms_of(ARG(1)), ARG(2)), KEEL_OK);
+  else if (is(a, "agt", 4))
+    cr_assert_eq(keel_gsm_generic_timeout_at(sm, ARG(1), ms_of(ARG(2)), ARG(3)),
                  KEEL_OK);
   else if (is(a, "cancel", 2))
     cr_assert_eq(keel_gsm_cancel_timeout(sm, tname(ARG(1))), KEEL_OK);

@@ -406,10 +406,12 @@ Test(cli, run_gives_up_after_too_many_restarts) {
   result_free(&r);
 }
 
-/* Reads from fd until a newline has arrived (or EOF); returns the text. */
-static size_t read_line(int fd, char *buf, size_t size) {
+/* Reads from fd until the text read contains needle (or EOF); returns the
+ * text's length. */
+static size_t read_until(int fd, char *buf, size_t size, const char *needle) {
   size_t n = 0;
-  while (n + 1 < size) {
+  buf[0] = '\0';
+  while (n + 1 < size && strstr(buf, needle) == NULL) {
     ssize_t r = read(fd, buf + n, size - 1 - n);
     if (r < 0 && errno == EINTR)
       continue;
@@ -417,16 +419,14 @@ static size_t read_line(int fd, char *buf, size_t size) {
       break;
     n += (size_t)r;
     buf[n] = '\0';
-    if (strchr(buf, '\n'))
-      break;
   }
-  buf[n] = '\0';
   return n;
 }
 
-/* Starts `keel run` (with no signal blocked), waits for its first line of
- * output, sends sig and expects a clean stop. */
-static void check_stops_on(int sig, const char *name) {
+/* Starts `keel run` (with no signal blocked) with 3 workers that never
+ * crash, waits until the node has started, sends sig and expects a clean
+ * stop. Returns the whole output (caller frees). */
+static char *run_and_signal(int sig, const char *name) {
   int p[2];
   cr_assert_eq(pipe(p), 0);
   posix_spawn_file_actions_t fa;
@@ -434,7 +434,8 @@ static void check_stops_on(int sig, const char *name) {
   posix_spawn_file_actions_adddup2(&fa, p[1], 1);
   posix_spawn_file_actions_addclose(&fa, p[0]);
   char *argv[] = {
-      (char *)keel_path(), "run", "--port", "0", "--rate", "200", NULL};
+      (char *)keel_path(), "run", "--port",        "0", "--rate", "200",
+      "--workers",         "3",   "--crash-every", "0", NULL};
   pid_t pid;
   posix_spawnattr_t sa;
   posix_spawnattr_init(&sa);
@@ -447,19 +448,28 @@ static void check_stops_on(int sig, const char *name) {
   posix_spawn_file_actions_destroy(&fa);
   cr_assert_eq(rc, 0);
   close(p[1]);
-  char first[512];
-  cr_assert_gt(read_line(p[0], first, sizeof first), 0);
+  char first[4096];
+  size_t n = read_until(p[0], first, sizeof first, "keel: node started");
   cr_assert(strstr(first, "keel: node started") != NULL, "%s", first);
   cr_assert_eq(kill(pid, sig), 0);
   size_t len;
   char *rest = slurp(p[0], &len);
   close(p[0]);
-  cr_assert_eq(wait_status(pid), 0, "output: %s", rest);
+  char *all = malloc(n + len + 1);
+  cr_assert_not_null(all);
+  memcpy(all, first, n);
+  memcpy(all + n, rest, len + 1);
+  free(rest);
+  cr_assert_eq(wait_status(pid), 0, "output: %s", all);
   char want[64];
   snprintf(want, sizeof want, "keel: received %s\n", name);
-  cr_assert(strstr(rest, want) != NULL, "%s", rest);
-  cr_assert(strstr(rest, "keel: stopped\n") != NULL, "%s", rest);
-  free(rest);
+  cr_assert(strstr(all, want) != NULL, "%s", all);
+  cr_assert(strstr(all, "keel: stopped\n") != NULL, "%s", all);
+  return all;
+}
+
+static void check_stops_on(int sig, const char *name) {
+  free(run_and_signal(sig, name));
 }
 
 Test(cli, run_stops_cleanly_on_sigterm) {
@@ -468,6 +478,39 @@ Test(cli, run_stops_cleanly_on_sigterm) {
 
 Test(cli, run_stops_cleanly_on_sigint) {
   check_stops_on(SIGINT, "SIGINT");
+}
+
+/* The demo is an application: SIGTERM stops it in order (application
+ * stop, then demo_sup's children in reverse start order, the workers'
+ * supervisor its workers in reverse order too) before the node stops. */
+Test(cli, run_sigterm_ordered_application_shutdown) {
+  char *out = run_and_signal(SIGTERM, "SIGTERM");
+  static const char *const order[] = {"demo: started demo_aggregator\n",
+                                      "demo: started demo_worker_0\n",
+                                      "demo: started demo_worker_1\n",
+                                      "demo: started demo_worker_2\n",
+                                      "demo: started demo_producer\n",
+                                      "keel: node started",
+                                      "demo: application stopping\n",
+                                      "demo: stopped demo_producer\n",
+                                      "demo: stopped demo_worker_2\n",
+                                      "demo: stopped demo_worker_1\n",
+                                      "demo: stopped demo_worker_0\n",
+                                      "demo: stopped demo_aggregator\n",
+                                      "demo: application stopped\n",
+                                      "keel: received SIGTERM\n",
+                                      "keel: stopped\n"};
+  const char *at = out;
+  for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+    const char *f = strstr(at, order[i]);
+    cr_assert_not_null(f, "'%s' missing or out of order in:\n%s", order[i],
+                       out);
+    at = f + strlen(order[i]);
+  }
+  /* each stop line once */
+  const char *again = strstr(at, "demo: stopped");
+  cr_assert_null(again, "%s", out);
+  free(out);
 }
 
 /* ---- documentation ------------------------------------------------------ */

@@ -7,8 +7,10 @@
  * reports (telemetry events) are printed as they happen: worker 0 crashes
  * on purpose every --crash-every seconds and is restarted; a supervisor
  * that exceeds its restart intensity gives up and its parent restarts it;
- * if the root supervisor gives up, the node stops with status 1.
- * SIGINT/SIGTERM, or --duration running out, stop the node (status 0).
+ * if the root supervisor gives up, the permanent application `demo`
+ * exits and the node stops with status 1. SIGINT/SIGTERM, or --duration
+ * running out, stop the application (ordered shutdown: its servers print
+ * their stop in reverse start order), then the node (status 0).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -21,6 +23,7 @@
 
 #include "cli.h"
 #include "demo_node.h"
+#include "keel/application.h"
 #include "keel/error.h"
 #include "keel/http.h"
 #include "keel/runtime.h"
@@ -131,10 +134,6 @@ static int on_sup_event(const keel_tel_event *ev, const keel_tel_measure *m,
     bool root = n->demo != NULL && sup == keel_demo_root(n->demo);
     printf("supervisor: %s: more than %d restarts in %.0f s, giving up\n",
            root ? "demo_sup" : "demo_workers", RESTART_MAX, RESTART_PERIOD);
-    if (root) {
-      n->gave_up = true;
-      pthread_cond_broadcast(&n->cond);
-    }
   }
   pthread_mutex_unlock(&n->lock);
   return 0;
@@ -152,6 +151,18 @@ static int attach_reports(run_node *n) {
   keel_tel_event *evs[] = {n->ev_terminated, n->ev_restart, n->ev_shutdown};
   return keel_tel_attach(keel_atom("keel_run_reports"), evs, 3, on_sup_event,
                          n);
+}
+
+/* The permanent application `demo` exited by itself (its root supervisor
+ * gave up): the node stops. */
+static void on_app_exit(keel_term app, keel_term reason, void *arg) {
+  (void)app;
+  (void)reason;
+  run_node *n = arg;
+  pthread_mutex_lock(&n->lock);
+  n->gave_up = true;
+  pthread_cond_broadcast(&n->cond);
+  pthread_mutex_unlock(&n->lock);
 }
 
 /* ---- the main loop ---------------------------------------------------- */
@@ -278,6 +289,7 @@ static int node_up(run_node *n, const run_args *a, keel_web **web) {
     return 1;
   }
   int rc = attach_reports(n);
+  keel_application_set_exit_handler(on_app_exit, n);
   if (rc == KEEL_OK)
     rc = keel_demo_start(&n->o, &n->demo);
   if (rc != KEEL_OK) {
@@ -327,7 +339,9 @@ int keel_cmd_run(int argc, char **argv) {
   int status = node_up(&n, &a, &web);
   bool ok = status == 0 && watch(&n, a.duration);
   keel_web_stop(web);
-  keel_demo_stop(n.demo);
+  keel_demo_stop(n.demo); /* the ordered shutdown */
+  keel_application_set_exit_handler(NULL, NULL);
+  keel_application_clear_exit();
   (void)keel_tel_detach(keel_atom("keel_run_reports"));
   (void)keel_node_stop();
   pthread_mutex_lock(&n.lock);

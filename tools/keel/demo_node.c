@@ -1,13 +1,16 @@
 /*
- * demo_node.c - the supervised pipeline of `keel run` (see demo_node.h).
+ * demo_node.c - the supervised pipeline of `keel run` (see demo_node.h),
+ * declared as the application `demo`.
  */
 #include "demo_node.h"
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "demo.h"
+#include "keel/application.h"
 #include "keel/clock.h"
 #include "keel/error.h"
 #include "keel/gen_server.h"
@@ -30,6 +33,10 @@ struct keel_demo {
   _Atomic uint64_t crash_at_ns; /* worker 0's next crash, 0: none */
   uint64_t last_tick_ns;        /* producer only */
   double owed;                  /* jobs due, not yet cast */
+  /* Whether each child printed its first start: the workers, then the
+   * aggregator and the producer. Written only by that child's processes,
+   * one after the other. */
+  bool announced[KEEL_DEMO_MAX_WORKERS + 2];
 };
 
 static keel_term atom_job, atom_done, atom_tick, name_aggregator;
@@ -39,11 +46,51 @@ static keel_demo *the_demo;
 
 /* ---- workers ------------------------------------------------------------- */
 
+/* Slots of announced[] of the aggregator and the producer. */
+#define SLOT_AGGREGATOR KEEL_DEMO_MAX_WORKERS
+#define SLOT_PRODUCER (KEEL_DEMO_MAX_WORKERS + 1)
+
+/* The registered name of the server in slot i. */
+static const char *slot_name(const keel_demo *d, unsigned i, char *buf,
+                             size_t size) {
+  if (i == SLOT_AGGREGATOR)
+    return "demo_aggregator";
+  if (i == SLOT_PRODUCER)
+    return "demo_producer";
+  const char *n = keel_atom_name(d->worker_names[i], NULL);
+  snprintf(buf, size, "%s", n != NULL ? n : "?");
+  return buf;
+}
+
+/* Prints "demo: started NAME" the first time the server of slot i starts
+ * (restarts are reported by the supervisor). */
+static void announce(unsigned i) {
+  keel_demo *d = the_demo;
+  if (d == NULL || d->announced[i])
+    return;
+  d->announced[i] = true;
+  char buf[40];
+  printf("demo: started %s\n", slot_name(d, i, buf, sizeof buf));
+}
+
 /* Workers, aggregator and producer: the state is a small integer (the
- * worker's index; 0 for the others). */
+ * worker's index, or the slot of the others). */
 static keel_gs_ret s_init(keel_gen_server *gs, keel_term arg, keel_term *st) {
   *st = arg;
+  announce((unsigned)keel_small_value(arg));
   return keel_gs_ok(gs);
+}
+
+/* They trap exits, so the supervisor's shutdown runs terminate: the
+ * ordered shutdown is printed (a crash is reported by the supervisor). */
+static void s_terminate(keel_gen_server *gs, keel_term reason, keel_term st) {
+  (void)gs;
+  keel_demo *d = the_demo;
+  if (d == NULL || reason != KEEL_ATOM(SHUTDOWN))
+    return;
+  char buf[40];
+  printf("demo: stopped %s\n",
+         slot_name(d, (unsigned)keel_small_value(st), buf, sizeof buf));
 }
 
 static keel_gs_ret w_cast(keel_gen_server *gs, keel_term msg, keel_term *st) {
@@ -74,6 +121,7 @@ static const keel_gen_server_module worker_mod = {
     .name = "demo_worker",
     .init = s_init,
     .handle_cast = w_cast,
+    .terminate = s_terminate,
 };
 
 static int start_worker(keel_proc *sup, void *arg, keel_term extra,
@@ -81,8 +129,8 @@ static int start_worker(keel_proc *sup, void *arg, keel_term extra,
   (void)sup;
   (void)extra;
   worker_arg *wa = arg;
-  keel_gen_server_opts o = {.name = wa->demo->worker_names[wa->idx],
-                            .link = true};
+  keel_gen_server_opts o = {
+      .name = wa->demo->worker_names[wa->idx], .link = true, .trap_exit = true};
   return keel_gen_server_start(&worker_mod, keel_small(wa->idx), &o, pid);
 }
 
@@ -108,12 +156,14 @@ static const keel_gen_server_module aggregator_mod = {
     .name = "demo_aggregator",
     .init = s_init,
     .handle_cast = a_cast,
+    .terminate = s_terminate,
 };
 
 /* ---- producer ------------------------------------------------------------ */
 
 static keel_gs_ret p_init(keel_gen_server *gs, keel_term arg, keel_term *st) {
   *st = arg;
+  announce((unsigned)keel_small_value(arg));
   keel_timer_ref t;
   (void)keel_send_after(keel_gs_self(gs), atom_tick, TICK_MS, &t);
   return keel_gs_ok(gs);
@@ -147,6 +197,7 @@ static const keel_gen_server_module producer_mod = {
     .name = "demo_producer",
     .init = p_init,
     .handle_info = p_info,
+    .terminate = s_terminate,
 };
 
 /* ---- the tree ------------------------------------------------------------ */
@@ -154,18 +205,22 @@ static const keel_gen_server_module producer_mod = {
 typedef struct named_server {
   const keel_gen_server_module *mod;
   const char *name;
+  unsigned slot;
 } named_server;
 
-static const named_server aggregator = {&aggregator_mod, "demo_aggregator"};
-static const named_server producer = {&producer_mod, "demo_producer"};
+static const named_server aggregator = {&aggregator_mod, "demo_aggregator",
+                                        SLOT_AGGREGATOR};
+static const named_server producer = {&producer_mod, "demo_producer",
+                                      SLOT_PRODUCER};
 
 static int start_named(keel_proc *sup, void *arg, keel_term extra,
                        keel_term *pid) {
   (void)sup;
   (void)extra;
   const named_server *ns = arg;
-  keel_gen_server_opts o = {.name = keel_atom(ns->name), .link = true};
-  return keel_gen_server_start(ns->mod, keel_small(0), &o, pid);
+  keel_gen_server_opts o = {
+      .name = keel_atom(ns->name), .link = true, .trap_exit = true};
+  return keel_gen_server_start(ns->mod, keel_small(ns->slot), &o, pid);
 }
 
 static int start_workers_sup(keel_proc *sup, void *arg, keel_term extra,
@@ -184,6 +239,64 @@ static int start_workers_sup(keel_proc *sup, void *arg, keel_term extra,
   spec.nchildren = d->o.workers;
   spec.name = keel_atom("demo_workers");
   return keel_sup_start_link(&spec, pid);
+}
+
+/* The application's start: the root supervisor, linked to its master. */
+static int demo_app_start(const keel_application *app, keel_app_type type,
+                          keel_term *sup, void **state) {
+  (void)app;
+  (void)type;
+  keel_demo *d = the_demo;
+  keel_sup_child_spec ch[] = {
+      {.id = keel_atom("demo_aggregator"),
+       .start = start_named,
+       .arg = (void *)&aggregator},
+      {.id = keel_atom("demo_workers"),
+       .start = start_workers_sup,
+       .arg = d,
+       .type = KEEL_SUP_SUPERVISOR,
+       .shutdown = KEEL_INFINITY},
+      {.id = keel_atom("demo_producer"),
+       .start = start_named,
+       .arg = (void *)&producer},
+  };
+  keel_sup_spec spec = KEEL_SUP_SPEC_INIT;
+  spec.children = ch;
+  spec.nchildren = sizeof ch / sizeof ch[0];
+  spec.name = keel_atom("demo_sup");
+  int rc = keel_sup_start_link(&spec, sup);
+  if (rc == KEEL_OK)
+    d->root = *sup;
+  *state = d;
+  return rc;
+}
+
+static void demo_app_prep_stop(const keel_application *app, void *state) {
+  (void)app;
+  (void)state;
+  printf("demo: application stopping\n");
+}
+
+static void demo_app_stop(const keel_application *app, void *state) {
+  (void)app;
+  (void)state;
+  printf("demo: application stopped\n");
+}
+
+static const keel_application demo_app = {.version = KEEL_APPLICATION_V1,
+                                          .name = "demo",
+                                          .vsn = "1.0.0",
+                                          .description =
+                                              "the keel run demo pipeline",
+                                          .start = demo_app_start,
+                                          .prep_stop = demo_app_prep_stop,
+                                          .stop = demo_app_stop};
+
+static void demo_free(keel_demo *d) {
+  (void)keel_ets_delete(d->table);
+  if (the_demo == d)
+    the_demo = NULL;
+  free(d);
 }
 
 int keel_demo_start(const keel_demo_opts *opts, keel_demo **out) {
@@ -217,26 +330,13 @@ int keel_demo_start(const keel_demo_opts *opts, keel_demo **out) {
     return rc;
   }
   the_demo = d;
-  keel_sup_child_spec ch[] = {
-      {.id = keel_atom("demo_aggregator"),
-       .start = start_named,
-       .arg = (void *)&aggregator},
-      {.id = keel_atom("demo_workers"),
-       .start = start_workers_sup,
-       .arg = d,
-       .type = KEEL_SUP_SUPERVISOR},
-      {.id = keel_atom("demo_producer"),
-       .start = start_named,
-       .arg = (void *)&producer},
-  };
-  keel_sup_spec spec = KEEL_SUP_SPEC_INIT;
-  spec.children = ch;
-  spec.nchildren = sizeof ch / sizeof ch[0];
-  spec.name = keel_atom("demo_sup");
-  rc = keel_sup_start_link(&spec, &d->root);
+  rc = keel_application_load(&demo_app);
+  if (rc == KEEL_OK || rc == KEEL_EEXIST)
+    rc = keel_application_ensure_all_started(keel_atom("demo"),
+                                             KEEL_APP_PERMANENT, NULL, NULL);
   if (rc != KEEL_OK) {
-    (void)keel_ets_delete(d->table);
-    free(d);
+    (void)keel_application_unload(keel_atom("demo"));
+    demo_free(d);
     return rc;
   }
   *out = d;
@@ -263,9 +363,9 @@ uint64_t keel_demo_done(const keel_demo *d, unsigned i) {
 void keel_demo_stop(keel_demo *d) {
   if (d == NULL)
     return;
-  (void)keel_sup_stop(d->root);
-  (void)keel_ets_delete(d->table);
-  if (the_demo == d)
-    the_demo = NULL;
-  free(d);
+  /* prep_stop, the tree in reverse start order, stop; nothing to do when
+   * the tree already ended (the root gave up) */
+  (void)keel_application_stop(keel_atom("demo"));
+  (void)keel_application_unload(keel_atom("demo"));
+  demo_free(d);
 }
