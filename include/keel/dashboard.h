@@ -45,6 +45,8 @@ extern "C" {
 /* Default and largest number of rows of the processes page. */
 #define KEEL_DASHBOARD_ROWS 50u
 #define KEEL_DASHBOARD_MAX_ROWS 1000u
+/* Most pids listed per relation kind in a process's detail. */
+#define KEEL_DASHBOARD_RELATIONS 32u
 /* Most supervision roots, and deepest supervision tree walked. */
 #define KEEL_DASHBOARD_MAX_ROOTS 16u
 #define KEEL_DASHBOARD_MAX_DEPTH 16u

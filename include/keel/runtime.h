@@ -365,6 +365,28 @@ int keel_process_info(keel_term pid, keel_process_info_t *out);
 int keel_process_info_ex(keel_term pid, unsigned skip,
                          keel_process_info_t *out);
 
+/* The relations of a process (its links and monitors, by pid). */
+typedef struct keel_process_relations_t {
+  size_t nlinks, nmonitors, nmonitored_by; /* how many there are */
+  keel_term links;        /* the pids it is linked to (at most max) */
+  keel_term monitors;     /* the pids it monitors, one per monitor */
+  keel_term monitored_by; /* the pids monitoring it, one per monitor */
+} keel_process_relations_t;
+
+/* Lists the links and monitors of the local process pid (OTP's
+ * process_info(Pid, [links, monitors, monitored_by])), at most max pids
+ * per list (the counts are complete), built in h. Asked through a signal
+ * the process answers when it next handles its signals, so the answer
+ * includes every link and monitor made before the call. Relations with
+ * pids of other nodes are not listed. The caller waits (at most 5 s): a
+ * fiber process or a thread that is not a process.
+ * Errors: KEEL_ENOPROC (dead), KEEL_EBADARG (not a local pid), KEEL_EINVAL
+ * (h or out NULL, max 0 or huge), KEEL_ESTATE (no node, or called from a
+ * handler process), KEEL_ETIMEDOUT (no answer in 5 s), KEEL_ENOMEM.
+ * Thread-safe. */
+int keel_process_relations(keel_term pid, size_t max, keel_heap *h,
+                           keel_process_relations_t *out);
+
 /* The pids of the live processes (erlang:processes): stores up to max of
  * them in out (may be NULL when max is 0) and returns how many are alive
  * (so a caller can size its array and call again). A snapshot taken

@@ -304,6 +304,9 @@ const char *keel_atom_name(keel_term atom, size_t *len);
 /* Number of atoms in the table; and its capacity (the atom limit). */
 size_t keel_atom_count(void);
 size_t keel_atom_limit(void);
+/* Bytes the atom table uses (its index, chunks and entries; atoms are
+ * never freed, so it only grows). Lock-free. */
+size_t keel_atom_memory(void);
 
 /* Node identity used for local pids/refs/ports when they are encoded or
  * compared with remote ones. Defaults to 'nonode@nohost', creation 0.
@@ -424,6 +427,12 @@ keel_term keel_binary(keel_heap *h, const void *data, size_t len);
 /* A binary of `len` bytes whose contents the caller writes through *data
  * before the term is used anywhere else (shared or not). */
 keel_term keel_binary_new(keel_heap *h, size_t len, uint8_t **data);
+
+/* Bytes held by the live reference-counted (large, shared) binaries of the
+ * whole program, and in *count (may be NULL) how many there are; binaries
+ * of at most KEEL_HEAP_BIN_MAX bytes live inside heaps and are not
+ * counted. A relaxed snapshot. Lock-free. */
+size_t keel_binary_memory(size_t *count);
 
 /* A bitstring of `nbits` bits from data (the last byte's low bits unused).
  * Unused trailing bits are cleared in the stored copy. */

@@ -353,10 +353,15 @@ static keel_term memory_term(keel_heap *h, uint64_t procs, int64_t msgs) {
       }
     }
   keel_heap_destroy(&th);
-  static const char *const k[] = {"processes", "tables", "messages", "total"};
-  keel_term v[] = {keel_uint(h, procs), keel_uint(h, tables),
-                   keel_small(msgs > 0 ? msgs : 0), keel_uint(h, rss_bytes())};
-  return keel__dash_map(h, 4, k, v);
+  static const char *const k[] = {"processes", "tables", "binaries",
+                                  "atoms",     "messages", "total"};
+  keel_term v[] = {keel_uint(h, procs),
+                   keel_uint(h, tables),
+                   keel_uint(h, keel_binary_memory(NULL)),
+                   keel_uint(h, keel_atom_memory()),
+                   keel_small(msgs > 0 ? msgs : 0),
+                   keel_uint(h, rss_bytes())};
+  return keel__dash_map(h, sizeof k / sizeof *k, k, v);
 }
 
 int keel__dash_home(keel_dashboard *d, keel_heap *h, keel_term *out) {

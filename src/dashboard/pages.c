@@ -270,6 +270,26 @@ keel_term keel__dash_parse_pid(keel_term t) {
   return parse_pid(t);
 }
 
+/* The printed pids of list l (at most KEEL_DASHBOARD_RELATIONS). */
+static keel_term printed_list(keel_heap *h, keel_term l) {
+  if (!keel_is_cons(l))
+    return KEEL_NIL;
+  keel_term rest = printed_list(h, keel_tl(l));
+  return keel_cons(h, keel__dash_printed(h, keel_hd(l)), rest);
+}
+
+/* The link, monitor and monitored-by pid lists of pid (empty when the
+ * caller cannot wait for them, or the process is gone meanwhile). */
+static void relation_lists(keel_heap *h, keel_term pid, keel_term out[3]) {
+  keel_process_relations_t r;
+  out[0] = out[1] = out[2] = KEEL_NIL;
+  if (keel_process_relations(pid, KEEL_DASHBOARD_RELATIONS, h, &r) != KEEL_OK)
+    return;
+  out[0] = printed_list(h, r.links);
+  out[1] = printed_list(h, r.monitors);
+  out[2] = printed_list(h, r.monitored_by);
+}
+
 /* The detail map of pid (a printed pid); alive false when it is dead. */
 static keel_term detail_term(keel_heap *h, keel_term p) {
   keel_term pid = parse_pid(p);
@@ -296,7 +316,12 @@ static keel_term detail_term(keel_heap *h, keel_term p) {
                                   "message_queue_len",
                                   "links",
                                   "monitors",
-                                  "monitored_by"};
+                                  "monitored_by",
+                                  "link_pids",
+                                  "monitor_pids",
+                                  "monitored_by_pids"};
+  keel_term rel[3];
+  relation_lists(h, pid, rel);
   keel_term v[] = {
       id,
       id,
@@ -311,7 +336,10 @@ static keel_term detail_term(keel_heap *h, keel_term p) {
       queue_term(h, pi.message_queue_len),
       keel_uint(h, pi.links),
       keel_uint(h, pi.monitors),
-      keel_uint(h, pi.monitored_by)};
+      keel_uint(h, pi.monitored_by),
+      rel[0],
+      rel[1],
+      rel[2]};
   return keel__dash_map(h, sizeof k / sizeof *k, k, v);
 }
 

@@ -85,6 +85,31 @@ uint64_t keel__rt_inner_count(const keel_proc *p) {
   return k;
 }
 
+void keel__rt_info_relations(rt_info_req *req, const keel_proc *p) {
+  const rt_ext *x = p->ext;
+  if (req->cap == 0 || x == NULL)
+    return;
+  for (uint32_t i = 0; i < x->cap; i++) {
+    const rt_ent *e = &x->tab[i];
+    uint64_t kind = e->key >> RT_EK_SHIFT, pid;
+    int k;
+    if (e->key == 0 || kind == RT_EK_ALIAS)
+      continue;
+    if (kind == RT_EK_LINK) {
+      if (e->state != RT_LINK_ACTIVE)
+        continue;
+      k = 0;
+      pid = e->key & RT_EK_VAL_MASK;
+    } else {
+      k = kind == RT_EK_MON ? 1 : 2;
+      pid = e->peer;
+    }
+    if (req->count[k] < req->cap)
+      req->rel[(size_t)k * req->cap + req->count[k]] = pid;
+    req->count[k]++;
+  }
+}
+
 /* The caller's own queue: the inner queue and what the mailbox holds (the
  * owner may walk its mailbox; a push still in progress is missed). */
 static uint64_t own_queue_len(keel_proc *p) {
@@ -118,7 +143,7 @@ static bool await_answer(rt_info_req *req) {
  * INFO signal (OTP's process_info is a signal too): it answers when it
  * next handles its signals. KEEL_ENOPROC, KEEL_ETIMEDOUT (5 s). */
 static int ask_queue_len(rt_node *n, uint64_t num, uint64_t *out) {
-  rt_info_req *req = malloc(sizeof *req);
+  rt_info_req *req = calloc(1, sizeof *req);
   if (req == NULL)
     return KEEL_ENOMEM;
   atomic_init(&req->state, 0);
@@ -139,6 +164,62 @@ static int ask_queue_len(rt_node *n, uint64_t num, uint64_t *out) {
              ? KEEL_OK
              : KEEL_ENOPROC;
     *out = req->qlen;
+  }
+  keel__rt_info_release(req);
+  return rc;
+}
+
+/* The list of the first n pid numbers of nums, built in h. */
+static keel_term pid_list(keel_heap *h, const uint64_t *nums, uint32_t n) {
+  keel_term l = KEEL_NIL;
+  for (uint32_t i = n; i-- > 0 && l != KEEL_NONE;)
+    l = keel_cons(h, keel_pid_local(nums[i]), l);
+  return l;
+}
+
+int keel_process_relations(keel_term pid, size_t max, keel_heap *h,
+                           keel_process_relations_t *out) {
+  rt_node *n = keel__rt;
+  if (n == NULL)
+    return KEEL_ESTATE;
+  if (!keel_is_local_pid(pid))
+    return KEEL_EBADARG;
+  if (h == NULL || out == NULL || max == 0 || max > UINT32_MAX / 4)
+    return KEEL_EINVAL;
+  keel_proc *self = keel__rt_tl_proc;
+  if (self != NULL && self->fiber == NULL)
+    return KEEL_ESTATE; /* a handler cannot wait for the answer */
+  uint64_t num = keel_pid_local_number(pid);
+  rt_info_req *req = calloc(1, sizeof *req + 3 * max * sizeof(uint64_t));
+  if (req == NULL)
+    return KEEL_ENOMEM;
+  atomic_init(&req->state, 0);
+  atomic_init(&req->refs, 2);
+  req->cap = (uint32_t)max;
+  rt_sig *sig = keel__rt_sig_new(n, RT_SIG_INFO, 0,
+                                 self != NULL ? self->pid_number : RT_NO_PID,
+                                 (uint64_t)(uintptr_t)req, KEEL_NONE);
+  if (sig == NULL) {
+    free(req);
+    return KEEL_ENOMEM;
+  }
+  (void)keel__rt_sig_send(n, num, sig); /* refused: answered "gone" */
+  int rc = KEEL_ETIMEDOUT;
+  if (await_answer(req)) {
+    rc = atomic_load_explicit(&req->state, memory_order_acquire) == 1
+             ? KEEL_OK
+             : KEEL_ENOPROC;
+  }
+  if (rc == KEEL_OK) {
+    keel_term l[3];
+    for (int k = 0; k < 3; k++) {
+      uint32_t c = req->count[k] < req->cap ? req->count[k] : req->cap;
+      l[k] = pid_list(h, req->rel + (size_t)k * req->cap, c);
+      if (l[k] == KEEL_NONE)
+        rc = KEEL_ENOMEM;
+    }
+    *out = (keel_process_relations_t){
+        req->count[0], req->count[1], req->count[2], l[0], l[1], l[2]};
   }
   keel__rt_info_release(req);
   return rc;

@@ -299,6 +299,7 @@ rt_msg *keel__rt_sig_handle(rt_node *n, keel_proc *p, rt_sig *sig, bool *die) {
     keel__rt_remote_nodedown(n, p, sig, die);
     break;
   case RT_SIG_INFO: /* the messages before the question are all fetched */
+    keel__rt_info_relations((rt_info_req *)(uintptr_t)sig->key, p);
     keel__rt_info_answer((rt_info_req *)(uintptr_t)sig->key,
                          keel__rt_inner_count(p), false);
     sig->key = 0;

@@ -57,7 +57,17 @@ typedef struct rt_info_req {
   _Atomic uint32_t state; /* 0 pending, 1 answered, 2 the process is gone */
   _Atomic uint32_t refs;  /* 2 at first: asker and answerer */
   uint64_t qlen;
+  /* keel_process_relations: room for cap pid numbers per kind in rel
+   * (links, then monitors, then monitored_by; cap 0: not asked), and how
+   * many of each the process has (the first cap of each are stored). */
+  uint32_t cap;
+  uint32_t count[3];
+  uint64_t rel[];
 } rt_info_req;
+
+/* Fills req's relation lists from p's table (owner, handling the INFO
+ * signal). */
+void keel__rt_info_relations(rt_info_req *req, const keel_proc *p);
 
 /* Answers req (qlen; dead: the process is gone) and lets go of it. */
 void keel__rt_info_answer(rt_info_req *req, uint64_t qlen, bool dead);

@@ -144,6 +144,16 @@ int keel_atom_find(const char *name, size_t len, keel_term *out) {
   return KEEL_OK;
 }
 
+/* Bytes of the atom entries made so far (names and headers). */
+static _Atomic size_t entry_bytes;
+
+size_t keel_atom_memory(void) {
+  size_t count = keel_atom_count();
+  size_t chunks = (count + CHUNK_SIZE - 1) / CHUNK_SIZE;
+  return sizeof table + chunks * sizeof(atom_chunk) +
+         atomic_load_explicit(&entry_bytes, memory_order_relaxed);
+}
+
 static int insert_locked(const char *name, size_t len, uint64_t h,
                          uint32_t slot, keel_term *out) {
   uint32_t index = atomic_load_explicit(&table.count, memory_order_relaxed);
@@ -162,6 +172,8 @@ static int insert_locked(const char *name, size_t len, uint64_t h,
   atom_entry *e = malloc(sizeof *e + len + 1);
   if (e == NULL)
     return KEEL_ENOMEM;
+  atomic_fetch_add_explicit(&entry_bytes, sizeof *e + len + 1,
+                            memory_order_relaxed);
   e->hash = h;
   e->len = (uint32_t)len;
   memcpy(e->name, name, len);

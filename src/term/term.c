@@ -238,6 +238,9 @@ keel_term keel_string(keel_heap *h, const char *utf8) {
 
 /* ---- binaries ------------------------------------------------------------ */
 
+/* Live reference-counted binaries: how many, and their bytes. */
+static _Atomic size_t binobj_count, binobj_bytes;
+
 keel_binobj *keel__binobj_new(size_t size) {
   if (size > SIZE_MAX - sizeof(keel_binobj))
     return NULL;
@@ -246,14 +249,25 @@ keel_binobj *keel__binobj_new(size_t size) {
     return NULL;
   atomic_init(&b->refc, 1);
   b->size = size;
+  atomic_fetch_add_explicit(&binobj_count, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&binobj_bytes, size, memory_order_relaxed);
   return b;
 }
 
 void keel__binobj_release(keel_binobj *b) {
   /* acq_rel: the last owner must see every other owner's accesses before
    * freeing (release by them, acquire here). */
-  if (atomic_fetch_sub_explicit(&b->refc, 1, memory_order_acq_rel) == 1)
+  if (atomic_fetch_sub_explicit(&b->refc, 1, memory_order_acq_rel) == 1) {
+    atomic_fetch_sub_explicit(&binobj_count, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&binobj_bytes, b->size, memory_order_relaxed);
     free(b);
+  }
+}
+
+size_t keel_binary_memory(size_t *count) {
+  if (count != NULL)
+    *count = atomic_load_explicit(&binobj_count, memory_order_relaxed);
+  return atomic_load_explicit(&binobj_bytes, memory_order_relaxed);
 }
 
 /* A REFCBIN box that adopts one reference to obj (the caller's). */

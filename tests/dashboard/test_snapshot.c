@@ -74,6 +74,18 @@ static keel_term spawn_idle(void) {
   return pid;
 }
 
+/* Links to and monitors the pid at arg, then waits. */
+static void link_and_monitor(keel_proc *self, void *arg) {
+  keel_heap h;
+  keel_heap_init(&h);
+  keel_term ref, m;
+  (void)keel_link(self, *(keel_term *)arg);
+  (void)keel_monitor(self, *(keel_term *)arg, 0, &h, &ref);
+  signal_event();
+  (void)keel_receive(self, NULL, NULL, KEEL_INFINITY, &m);
+  keel_heap_destroy(&h);
+}
+
 static keel_dashboard *dash(const keel_term *roots, size_t n, keel_metrics *m) {
   keel_dashboard_opts o = {
       .sup_roots = roots, .nsup_roots = n, .metrics = m, .history = 4};
@@ -145,6 +157,17 @@ Test(dashboard_snapshot, processes_rows_sort_and_detail) {
     cr_assert_eq(field(sel, "alive"), keel_atom("true"));
     cr_assert(bin_is(field(sel, "name"), "dash_probe"));
     cr_assert_eq(int_field(sel, "links"), 0);
+    cr_assert_eq(field(sel, "link_pids"), KEEL_NIL);
+    /* a process that links to it and monitors it: listed by pid */
+    keel_term watcher;
+    cr_assert_eq(keel_spawn_fiber(link_and_monitor, &busy, NULL, &watcher),
+                 KEEL_OK);
+    cr_assert(wait_events(201));
+    sel = field(snap(d, "processes", params, &h), "selected");
+    keel_term want = keel_cons(&h, printed(&h, watcher), KEEL_NIL);
+    cr_assert(keel_eq_exact(field(sel, "link_pids"), want));
+    cr_assert(keel_eq_exact(field(sel, "monitored_by_pids"), want));
+    cr_assert_eq(field(sel, "monitor_pids"), KEEL_NIL);
     keel_term one = field(snap(d, "process", params, &h), "process");
     cr_assert(keel_eq_exact(field(one, "id"), printed(&h, busy)));
     keel_term bad = keel_build(&h, "#{sort => nope}"), out;

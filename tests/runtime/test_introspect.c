@@ -336,3 +336,132 @@ Test(introspect, long_message_queue_events_on_and_off) {
   cr_assert_eq(keel_node_stop(), KEEL_OK);
   cr_assert_eq(keel_tel_detach(keel_atom("lmq_test")), KEEL_OK);
 }
+
+/* ---- keel_process_relations ---------------------------------------------- */
+
+static atomic_long rel_bad;
+
+static void rel_check(bool ok, long bit) {
+  if (!ok)
+    atomic_fetch_or(&rel_bad, bit);
+}
+
+static bool has_pid(keel_term l, keel_term pid, size_t times) {
+  size_t k = 0;
+  for (; keel_is_cons(l); l = keel_tl(l))
+    k += keel_hd(l) == pid;
+  return k == times;
+}
+
+static size_t list_len(keel_term l) {
+  size_t len = 0;
+  for (; keel_is_cons(l); l = keel_tl(l))
+    len++;
+  return len;
+}
+
+/* A second monitor of the target, from another process. */
+static void other_monitor(keel_proc *self, void *arg) {
+  keel_heap h;
+  keel_heap_init(&h);
+  keel_term ref, m;
+  rel_check(keel_monitor(self, *(keel_term *)arg, 0, &h, &ref) == KEEL_OK, 1);
+  signal_event();
+  (void)keel_receive(self, NULL, NULL, KEEL_INFINITY, &m);
+  keel_heap_destroy(&h);
+}
+
+static keel_handler_status rel_handler(keel_proc *self, keel_term msg,
+                                       void *st) {
+  (void)msg;
+  (void)st;
+  keel_heap h;
+  keel_heap_init(&h);
+  keel_process_relations_t r;
+  rel_check(keel_process_relations(keel_self(self), 4, &h, &r) == KEEL_ESTATE,
+            2); /* a handler cannot wait */
+  keel_heap_destroy(&h);
+  signal_event();
+  return keel_stop(self, KEEL_ATOM(NORMAL));
+}
+
+static void relations_scenario(keel_proc *self, void *arg) {
+  keel_term target = *(keel_term *)arg, other, r1, r2;
+  keel_heap h;
+  keel_heap_init(&h);
+  keel_term me = keel_self(self);
+  rel_check(keel_link(self, target) == KEEL_OK, 4);
+  rel_check(keel_monitor(self, target, 0, &h, &r1) == KEEL_OK, 4);
+  rel_check(keel_monitor(self, target, 0, &h, &r2) == KEEL_OK, 4);
+  rel_check(keel_spawn_fiber(other_monitor, arg, NULL, &other) == KEEL_OK, 4);
+  keel_process_relations_t r;
+  /* The target, asked right away: the monitor signals are idle-lazy but
+   * the question comes after them. The other monitor is waited for. */
+  keel_term m;
+  for (int i = 0; i < 5000; i++) {
+    rel_check(keel_process_relations(target, 8, &h, &r) == KEEL_OK, 8);
+    if (r.nmonitored_by == 3)
+      break;
+    (void)keel_receive(self, NULL, NULL, 1, &m);
+  }
+  rel_check(r.nlinks == 1 && has_pid(r.links, me, 1) && r.nmonitors == 0 &&
+                r.monitors == KEEL_NIL,
+            16);
+  rel_check(r.nmonitored_by == 3 && has_pid(r.monitored_by, me, 2) &&
+                has_pid(r.monitored_by, other, 1),
+            32);
+  /* Our own view, and a short list with complete counts. */
+  rel_check(keel_process_relations(me, 1, &h, &r) == KEEL_OK && r.nlinks == 1 &&
+                r.nmonitors == 2 && list_len(r.monitors) == 1 &&
+                has_pid(r.monitors, target, 1) && r.nmonitored_by == 0,
+            64);
+  (void)keel_demonitor(self, r1, 0);
+  rel_check(keel_unlink(self, target) == KEEL_OK, 128);
+  rel_check(keel_process_relations(target, 8, &h, &r) == KEEL_OK &&
+                r.nlinks == 0 && r.nmonitored_by == 2 &&
+                has_pid(r.monitored_by, me, 1),
+            256);
+  keel_heap_destroy(&h);
+  (void)keel_exit(other, KEEL_ATOM(KILL));
+  signal_event();
+}
+
+static bool gone_pid(void *arg) {
+  keel_process_info_t pi;
+  return keel_process_info(*(keel_term *)arg, &pi) == KEEL_ENOPROC;
+}
+
+Test(introspect, relations_list_links_and_monitors) {
+  for (size_t c = 0; c < NCONF; c++) {
+    start_node(sched_counts[c], 0);
+    atomic_store(&rel_bad, 0);
+    keel_term target, h_pid;
+    cr_assert_eq(keel_spawn(idle_handler, NULL, NULL, &target), KEEL_OK);
+    cr_assert_eq(keel_spawn_fiber(relations_scenario, &target, NULL, NULL),
+                 KEEL_OK);
+    cr_assert(wait_events(2), "scenario finished");
+    cr_assert_eq(atomic_load(&rel_bad), 0, "violations %#lx (%u schedulers)",
+                 atomic_load(&rel_bad), sched_counts[c]);
+    /* From a plain thread, and the errors. */
+    keel_heap h;
+    keel_heap_init(&h);
+    keel_process_relations_t r;
+    cr_assert_eq(keel_process_relations(target, 8, &h, &r), KEEL_OK);
+    cr_assert_eq(r.nlinks, 0);
+    cr_assert_eq(keel_process_relations(keel_atom("x"), 8, &h, &r),
+                 KEEL_EBADARG);
+    cr_assert_eq(keel_process_relations(target, 0, &h, &r), KEEL_EINVAL);
+    cr_assert_eq(keel_process_relations(target, 8, NULL, &r), KEEL_EINVAL);
+    cr_assert_eq(keel_send(target, KEEL_ATOM(STOP)), KEEL_OK);
+    cr_assert(wait_until(gone_pid, &target));
+    cr_assert_eq(keel_process_relations(target, 8, &h, &r), KEEL_ENOPROC);
+    reset_events();
+    cr_assert_eq(keel_spawn(rel_handler, NULL, NULL, &h_pid), KEEL_OK);
+    cr_assert_eq(keel_send(h_pid, KEEL_ATOM(OK)), KEEL_OK);
+    cr_assert(wait_events(1));
+    cr_assert_eq(atomic_load(&rel_bad), 0, "handler: %#lx",
+                 atomic_load(&rel_bad));
+    keel_heap_destroy(&h);
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+  }
+}

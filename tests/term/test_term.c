@@ -244,3 +244,33 @@ Test(term, local_node_identity) {
   cr_assert_eq(c, 5);
   keel_term_set_local_node(old, 0);
 }
+
+Test(term, binary_and_atom_memory_are_counted) {
+  size_t n0, n1, n2;
+  size_t b0 = keel_binary_memory(&n0);
+  keel_heap own;
+  keel_heap_init(&own);
+  uint8_t *data;
+  keel_term big = keel_binary_new(&own, 10000, &data);
+  cr_assert_neq(big, KEEL_NONE);
+  keel_term small = keel_binary_new(&own, 10, &data); /* in the heap */
+  cr_assert_neq(small, KEEL_NONE);
+  size_t b1 = keel_binary_memory(&n1);
+  cr_assert_eq(b1 - b0, 10000);
+  cr_assert_eq(n1 - n0, 1);
+  keel_heap h2;
+  keel_heap_init(&h2);
+  keel_term shared = keel_term_copy(&h2, big); /* shares the bytes */
+  cr_assert_neq(shared, KEEL_NONE);
+  cr_assert_eq(keel_binary_memory(NULL), b1);
+  keel_heap_destroy(&own);
+  cr_assert_eq(keel_binary_memory(NULL), b1, "still referenced");
+  keel_heap_destroy(&h2);
+  cr_assert_eq(keel_binary_memory(&n2), b0);
+  cr_assert_eq(n2, n0);
+  size_t a0 = keel_atom_memory();
+  cr_assert_neq(keel_atom("an_atom_made_for_the_memory_test"), KEEL_NONE);
+  cr_assert_geq(keel_atom_memory(),
+                a0 + strlen("an_atom_made_for_the_memory_test"));
+  cr_assert_gt(a0, 0);
+}

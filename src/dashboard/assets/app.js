@@ -140,15 +140,15 @@
   function renderHome(s) {
     var mem = s.memory || {};
     var total = mem.total || 1;
-    var parts = [["processes", mem.processes], ["tables", mem.tables], ["messages", mem.messages]];
+    var parts = [["processes", mem.processes], ["tables", mem.tables], ["binaries", mem.binaries], ["atoms", mem.atoms]];
     var other = Math.max(0, total - parts.reduce(function (a, p) { return a + (p[1] || 0); }, 0));
     parts.push(["other", other]);
     var bar = parts.map(function (p, i) {
       return '<span class="c' + i + '" style="width:' + (100 * (p[1] || 0) / total).toFixed(2) + '%"></span>';
     }).join("");
     var legend = parts.map(function (p, i) {
-      return '<span><i class="c' + i + '"></i>' + esc(p[0]) + " " + bytes(p[1] || 0) + "</span>";
-    }).join("");
+      return '<span data-testid="memory-' + esc(p[0]) + '"><i class="c' + i + '"></i>' + esc(p[0]) + " " + bytes(p[1] || 0) + "</span>";
+    }).join("") + '<span class="muted" data-testid="memory-messages">' + num(mem.messages || 0) + " messages live</span>";
     var scheds = (s.schedulers || []).map(function (r) {
       return '<tr data-testid="scheduler-row"><td>' + r.id + '</td><td><div class="bar"><span style="width:' +
         pct(r.utilisation) + '"></span></div></td><td class="num">' + pct(r.utilisation) +
@@ -208,6 +208,15 @@
     renderModal(s.selected);
   }
 
+  /* A relation count and its pids, each a link to that process's detail. */
+  function pids(count, list) {
+    var items = (list || []).map(function (p) {
+      return '<a href="#" class="mono pid-link" data-select="' + esc(p) + '">' + esc(p) + "</a>";
+    });
+    var more = count > items.length ? ' <span class="muted">and ' + num(count - items.length) + " more</span>" : "";
+    return num(count) + (items.length ? ': ' + items.join(", ") + more : "");
+  }
+
   function renderModal(sel) {
     if (!sel || sel === null || page !== "processes") { $modal.hidden = true; return; }
     $modal.hidden = false;
@@ -223,8 +232,8 @@
       ["Status", '<span class="pill">' + esc(sel.status) + "</span>"], ["Kind", esc(sel.kind)],
       ["Current function", '<span class="mono">' + esc(sel.current_function) + "</span>"],
       ["Memory", bytes(sel.memory)], ["Heap", bytes(sel.heap_bytes)], ["Reductions", num(sel.reductions)],
-      ["Message queue", num(sel.message_queue_len)], ["Links", num(sel.links)],
-      ["Monitors", num(sel.monitors)], ["Monitored by", num(sel.monitored_by)]];
+      ["Message queue", num(sel.message_queue_len)], ["Links", pids(sel.links, sel.link_pids)],
+      ["Monitors", pids(sel.monitors, sel.monitor_pids)], ["Monitored by", pids(sel.monitored_by, sel.monitored_by_pids)]];
     $detail.innerHTML = '<dl class="kv">' + kv.map(function (p) {
       return "<dt>" + p[0] + '</dt><dd data-testid="detail-' + p[0].toLowerCase().replace(/ /g, "-") + '">' + p[1] + "</dd>";
     }).join("") + "</dl>";
@@ -340,6 +349,12 @@
     if (ev.target.matches("[data-testid=process-limit]")) send({ event: "limit", limit: Number(ev.target.value) });
   });
   $modal.addEventListener("click", function (ev) {
+    var link = ev.target.closest("[data-select]");
+    if (link) {
+      ev.preventDefault();
+      send({ event: "select", pid: link.getAttribute("data-select") });
+      return;
+    }
     var act = ev.target.closest("[data-action]");
     if (ev.target === $modal || (act && act.getAttribute("data-action") === "close")) {
       delete params.processes.pid;

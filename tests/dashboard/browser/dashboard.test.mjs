@@ -72,6 +72,10 @@ async function runStatic(page) {
   await feed(frames.homeDiff);
   check(await intText(page, "[data-testid=process-count]") === 131, "a diff updates the process count");
   check(await page.locator("[data-testid=scheduler-row]").count() === 2, "one row per scheduler");
+  check((await page.locator("[data-testid=memory-binaries]").innerText()).includes("binaries"),
+    "memory shows binaries");
+  check((await page.locator("[data-testid=memory-messages]").innerText()).startsWith("12"),
+    "messages in flight are a count");
   await shot(page, "static-home");
   for (const name of ["processes", "supervision", "tables", "metrics", "presence"]) {
     await page.click(`[data-testid=nav-${name}]`);
@@ -83,7 +87,9 @@ async function runStatic(page) {
       check(await page.locator("[data-testid=process-row]").count() === 3, "three process rows");
       await feed(frames.processesSelect);
       await page.locator("[data-testid=kill-button]").waitFor({ state: "visible" });
-      check(await page.locator("[data-testid=detail-links]").innerText() === "1", "detail shows links");
+      check(await page.locator("[data-testid=detail-links]").innerText() === "1: <0.10.0>", "detail lists links");
+      check(await page.locator("[data-testid=detail-links] [data-select]").getAttribute("data-select") === "<0.10.0>",
+        "a linked pid opens its own detail");
       await shot(page, "static-process-detail");
       await page.click("[data-testid=modal-close]");
     }

@@ -14,7 +14,7 @@ export const frames = {
         { id: 2, utilisation: 0.13, run_queue: 0 },
       ],
       run_queue: 0, process_count: 128, process_limit: 4194304, spawned: 400,
-      memory: { processes: 2400000, tables: 900000, messages: 12, total: 48000000 },
+      memory: { processes: 2400000, tables: 900000, binaries: 300000, atoms: 120000, messages: 12, total: 48000000 },
       messages_per_s: 5230.5, reductions_per_s: 99000.0, messages_sent: 100000,
       ets_tables: 3, restarts: 7, atoms: 900, atom_limit: 1048576, long_schedules: 0,
     },
@@ -34,7 +34,7 @@ export const frames = {
   },
   processesSelect: {
     page: "processes",
-    diff: { m: { selected: { v: { id: "<0.11.0>", pid: "<0.11.0>", alive: true, name: "", status: "runnable", kind: "fiber", current_function: "worker_main", memory: 2048, heap_bytes: 1024, reductions: 5000, message_queue_len: 2, links: 1, monitors: 0, monitored_by: 0 } } } },
+    diff: { m: { selected: { v: { id: "<0.11.0>", pid: "<0.11.0>", alive: true, name: "", status: "runnable", kind: "fiber", current_function: "worker_main", memory: 2048, heap_bytes: 1024, reductions: 5000, message_queue_len: 2, links: 1, monitors: 0, monitored_by: 0, link_pids: ["<0.10.0>"], monitor_pids: [], monitored_by_pids: [] } } } },
   },
   supervision: {
     page: "supervision",
