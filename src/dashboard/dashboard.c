@@ -353,7 +353,7 @@ static keel_term memory_term(keel_heap *h, uint64_t procs, int64_t msgs) {
       }
     }
   keel_heap_destroy(&th);
-  static const char *const k[] = {"processes", "tables", "binaries",
+  static const char *const k[] = {"processes", "tables",   "binaries",
                                   "atoms",     "messages", "total"};
   keel_term v[] = {keel_uint(h, procs),
                    keel_uint(h, tables),
