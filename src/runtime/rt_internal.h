@@ -86,12 +86,19 @@ typedef struct rt_msg {
   uint64_t words[];
 } rt_msg;
 
-/* Messages whose copy needs at most this many words share one size class
- * and are recycled through per-scheduler caches (a 3-tuple such as
- * {'EXIT', From, Reason} fits; so do signal records, signal.h). */
+/* Messages whose copy needs at most RT_POOL_WORDS words share the small
+ * size class, and those needing at most RT_POOL_MED_WORDS the medium one;
+ * both are recycled through per-scheduler caches (a 3-tuple such as
+ * {'EXIT', From, Reason} and signal records (signal.h) are small; a
+ * gen_server call {'$gen_call', {Pid, Alias}, Req} or its reply {Alias,
+ * Reply} is medium). */
 #define RT_POOL_WORDS 4
+#define RT_POOL_MED_WORDS 16
+#define RT_POOL_CLASSES 2
 #define RT_POOL_BATCH 256u
 #define RT_POOL_BYTES (sizeof(rt_msg) + RT_POOL_WORDS * sizeof(uint64_t))
+#define RT_POOL_MED_BYTES                                                      \
+  (sizeof(rt_msg) + RT_POOL_MED_WORDS * sizeof(uint64_t))
 
 /* ---- process control block --------------------------------------------- */
 
@@ -193,8 +200,8 @@ typedef struct rt_sched {
   _Atomic int64_t msg_free;
   _Atomic uint64_t msg_sent;
   /* Owner-only cache of free pooled messages. */
-  rt_msg *pool, *pool_spare;
-  uint32_t pool_n;
+  rt_msg *pool[RT_POOL_CLASSES], *pool_spare[RT_POOL_CLASSES];
+  uint32_t pool_n[RT_POOL_CLASSES];
   struct rt_wheel *wheel; /* its timer wheel (timer.h) */
   /* Owner-only block of reference numbers (ref.c). */
   uint64_t ref_cur, ref_end;
@@ -248,8 +255,8 @@ typedef struct rt_node {
   /* Batches of RT_POOL_BATCH free pooled messages handed from schedulers
    * that free more than they allocate to those that allocate more. */
   pthread_mutex_t pool_lock;
-  rt_msg *pool_batches;
-  _Atomic size_t pool_nbatches;
+  rt_msg *pool_batches[RT_POOL_CLASSES];
+  _Atomic size_t pool_nbatches[RT_POOL_CLASSES];
   /* Timer table and per-scheduler wheels (timer.c). */
   struct rt_timers *timers;
   /* Stack pools of fiber processes (fiber.c). */
