@@ -46,8 +46,9 @@ keel_term keel_make_ref(keel_heap *h);
  *     sender: exit(self(), normal) ends it with 'normal'), and any other
  *     reason ends it with that reason.
  * From is the calling process's pid, or the atom 'undefined' when called
- * from a thread that is not a process. A dead pid: nothing happens.
- * Errors: KEEL_ESTATE (no node), KEEL_EBADARG (pid is not a local pid),
+ * from a thread that is not a process. A dead pid: nothing happens. A pid
+ * of another node: see "Pids of other nodes" below.
+ * Errors: KEEL_ESTATE (no node), KEEL_EBADARG (pid is not a pid),
  * KEEL_EINVAL (reason is KEEL_NONE), KEEL_ENOMEM (nothing was sent). */
 int keel_exit(keel_term pid, keel_term reason);
 
@@ -191,7 +192,10 @@ int keel_exit_hook_arm(keel_term pid, int id);
  *     'noconnection' (a trapping caller gets {'EXIT', Pid, noconnection},
  *     another one dies with that reason);
  *   - when a node goes down, every local process linked to or monitoring a
- *     pid of that node gets the same, once per link or monitor. */
+ *     pid of that node gets the same, once per link or monitor.
+ * keel_exit to a pid of another node goes to the layer too
+ * (KEEL_DIST_EXIT2) when that node is up; to a node that is not up it
+ * does nothing (OTP tries to connect first and drops it if it cannot). */
 
 /* What the runtime asks the distribution layer to send to a remote pid. */
 typedef enum keel_dist_signal {
@@ -199,7 +203,8 @@ typedef enum keel_dist_signal {
   KEEL_DIST_UNLINK,    /* from drops its link to `to` */
   KEEL_DIST_MONITOR,   /* from monitors `to` with `ref` */
   KEEL_DIST_DEMONITOR, /* from ends its monitor `ref` of `to` */
-  KEEL_DIST_EXIT       /* from died with `reason`, linked to `to` */
+  KEEL_DIST_EXIT,      /* from died with `reason`, linked to `to` */
+  KEEL_DIST_EXIT2      /* from calls exit(to, reason) (keel_exit) */
 } keel_dist_signal;
 
 /* Called on the calling process's thread; the terms live until it

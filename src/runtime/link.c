@@ -30,11 +30,13 @@ int keel_exit(keel_term pid, keel_term reason) {
   rt_node *n = keel__rt;
   if (n == NULL)
     return KEEL_ESTATE;
-  if (!keel_is_local_pid(pid))
+  if (!keel_is_local_pid(pid) && !keel_is_pid(pid))
     return KEEL_EBADARG;
   if (reason == KEEL_NONE)
     return KEEL_EINVAL;
   keel_proc *self = keel__rt_tl_proc;
+  if (!keel_is_local_pid(pid))
+    return keel__rt_remote_exit(self, pid, reason);
   uint64_t from = self != NULL ? self->pid_number : RT_NO_PID;
   uint64_t to = keel_pid_local_number(pid);
   if (keel__rt_lookup(n, to) == NULL)

@@ -79,7 +79,8 @@ static void tell(keel_dist_signal kind, uint64_t from, const keel_pid_parts *to,
   keel_term r = kind == KEEL_DIST_MONITOR || kind == KEEL_DIST_DEMONITOR
                     ? keel__rt_ref_term(&h, ref, RT_NO_PID)
                     : KEEL_NONE;
-  fn(kind, keel_pid_local(from), pid, r, reason, atomic_load(&hook_arg));
+  keel_term f = from != RT_NO_PID ? keel_pid_local(from) : KEEL_ATOM(UNDEFINED);
+  fn(kind, f, pid, r, reason, atomic_load(&hook_arg));
 }
 
 /* ---- connections ------------------------------------------------------ */
@@ -311,6 +312,16 @@ int keel__rt_remote_link(keel_proc *self, keel_term pid) {
   if (record(x, &parts, true, 0, conn) == NULL)
     return KEEL_ENOMEM;
   tell(KEEL_DIST_LINK, self->pid_number, &parts, 0, KEEL_NONE);
+  return KEEL_OK;
+}
+
+int keel__rt_remote_exit(keel_proc *self, keel_term pid, keel_term reason) {
+  keel_pid_parts parts;
+  if (!remote_parts(pid, &parts))
+    return KEEL_EBADARG;
+  if (keel_dist_is_up(parts.node))
+    tell(KEEL_DIST_EXIT2, self != NULL ? self->pid_number : RT_NO_PID, &parts,
+         0, reason);
   return KEEL_OK;
 }
 

@@ -228,6 +228,8 @@ void keel__rt_send_down_noproc(rt_node *n, keel_proc *self, uint64_t target,
  * calling process) with pid a pid that is not local. */
 int keel__rt_remote_link(keel_proc *self, keel_term pid);
 int keel__rt_remote_unlink(keel_proc *self, keel_term pid);
+/* keel_exit to a pid of another node (self may be NULL: not a process). */
+int keel__rt_remote_exit(keel_proc *self, keel_term pid, keel_term reason);
 /* Records (or, the node being down, answers at once with 'DOWN') monitor
  * number num of pid; the ref term is already built. */
 int keel__rt_remote_monitor(keel_proc *self, keel_term pid, uint64_t num);

@@ -15,8 +15,9 @@
 /* ---- the fake remote node ------------------------------------------------ */
 
 static struct {
-  atomic_int sent, link, unlink, monitor, demonitor, exit;
+  atomic_int sent, link, unlink, monitor, demonitor, exit, exit2;
   _Atomic keel_term exit_reason; /* an atom */
+  _Atomic keel_term exit2_from, exit2_reason;
 } far_seen;
 
 static int far_router(keel_term pid, keel_term msg, void *arg) {
@@ -45,6 +46,11 @@ static void far_hook(keel_dist_signal kind, keel_term from, keel_term to,
   case KEEL_DIST_EXIT:
     atomic_fetch_add(&far_seen.exit, 1);
     atomic_store(&far_seen.exit_reason, reason);
+    break;
+  case KEEL_DIST_EXIT2:
+    atomic_fetch_add(&far_seen.exit2, 1);
+    atomic_store(&far_seen.exit2_from, from); /* local pid or undefined */
+    atomic_store(&far_seen.exit2_reason, reason);
     break;
   }
 }
@@ -432,6 +438,46 @@ Test(signals_remote, g18_api_errors) {
   cr_assert_eq(keel_dist_exit(far_pid, local, KEEL_NONE, true), KEEL_EINVAL);
   cr_assert_eq(keel_dist_down(far_pid, local, KEEL_ATOM(OK), KEEL_ATOM(NORMAL)),
                KEEL_EBADARG);
+  keel_heap_destroy(&pid_heap);
+  cr_assert_eq(keel_node_stop(), KEEL_OK);
+}
+
+/* exit(Pid, Reason) to a pid of another node goes to the layer when the
+ * node is up, and nowhere when it is not. */
+static void exit2_sender(keel_proc *self, void *arg) {
+  atomic_int *rc = arg;
+  int a = keel_exit(far_pid, atom("go_away"));
+  atomic_store(rc, a == KEEL_OK && keel_self(self) != KEEL_NONE ? 1 : -1);
+  signal_event();
+}
+
+Test(signals_remote, g18_exit_to_a_pid_of_another_node) {
+  make_pids();
+  start_node(2, 0);
+  memset(&far_seen, 0, sizeof far_seen);
+  keel_set_dist_signal_hook(far_hook, NULL);
+  /* Not up: nothing is sent. */
+  cr_assert_eq(keel_exit(far_pid, atom("go_away")), KEEL_OK);
+  cr_assert_eq(atomic_load(&far_seen.exit2), 0);
+  cr_assert_eq(keel_dist_nodeup(atom("far@host")), KEEL_OK);
+  /* From a thread: From is 'undefined'. */
+  cr_assert_eq(keel_exit(far_pid, KEEL_ATOM(KILL)), KEEL_OK);
+  cr_assert_eq(atomic_load(&far_seen.exit2), 1);
+  cr_assert_eq(atomic_load(&far_seen.exit2_from), KEEL_ATOM(UNDEFINED));
+  cr_assert_eq(atomic_load(&far_seen.exit2_reason), KEEL_ATOM(KILL));
+  /* From a process: From is its pid. */
+  atomic_int rc = 0;
+  keel_term sender;
+  cr_assert_eq(keel_spawn_fiber(exit2_sender, &rc, NULL, &sender), KEEL_OK);
+  cr_assert(wait_events(1));
+  cr_assert_eq(atomic_load(&rc), 1);
+  cr_assert_eq(atomic_load(&far_seen.exit2), 2);
+  cr_assert_eq(atomic_load(&far_seen.exit2_from), sender);
+  cr_assert_eq(atomic_load(&far_seen.exit2_reason), atom("go_away"));
+  cr_assert_eq(keel_exit(keel_small(3), KEEL_ATOM(KILL)), KEEL_EBADARG);
+  cr_assert_eq(keel_exit(far_pid, KEEL_NONE), KEEL_EINVAL);
+  cr_assert_eq(keel_dist_nodedown(atom("far@host")), 0);
+  keel_set_dist_signal_hook(NULL, NULL);
   keel_heap_destroy(&pid_heap);
   cr_assert_eq(keel_node_stop(), KEEL_OK);
 }
