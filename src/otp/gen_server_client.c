@@ -236,6 +236,10 @@ static int mark_and_monitor(keel_proc *self, keel_term pid, keel_heap *h,
 
 /* ---- call --------------------------------------------------------------- */
 
+/* Words of a call's own terms: an alias ref, {Pid, Ref} and {Tag, From,
+ * Request}. */
+#define CALL_SCRATCH_WORDS 24
+
 int keel__gs_call_from(keel_proc *self, keel_term tag, keel_term server,
                        keel_term request, int64_t timeout_ms, keel_heap *h,
                        keel_term *reply) {
@@ -249,8 +253,11 @@ int keel__gs_call_from(keel_proc *self, keel_term tag, keel_term server,
     *reply = keel_atom("calling_self");
     return KEEL_ESTATE;
   }
+  /* The alias ref and two tuples (the request is referenced, not copied):
+   * a fixed buffer on the stack, no allocation. */
+  uint64_t words[CALL_SCRATCH_WORDS];
   keel_heap scratch;
-  keel_heap_init(&scratch);
+  keel_heap_init_fixed(&scratch, words, CALL_SCRATCH_WORDS);
   keel_term ref;
   rc = mark_and_monitor(self, pid, &scratch, &ref);
   keel_term msg = KEEL_NONE;
