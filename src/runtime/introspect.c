@@ -139,16 +139,12 @@ static bool await_answer(rt_info_req *req) {
   return true;
 }
 
-/* The queue length of a process that is not the caller, asked through an
- * INFO signal (OTP's process_info is a signal too): it answers when it
- * next handles its signals. KEEL_ENOPROC, KEEL_ETIMEDOUT (5 s). */
-static int ask_queue_len(rt_node *n, uint64_t num, uint64_t *out) {
-  rt_info_req *req = calloc(1, sizeof *req);
-  if (req == NULL)
-    return KEEL_ENOMEM;
-  atomic_init(&req->state, 0);
-  atomic_init(&req->refs, 2);
-  req->qlen = 0;
+/* Asks the process numbered num the question req (made with refs 2 and
+ * cap set) through an INFO signal (OTP's process_info is a signal too): it
+ * answers when it next handles its signals. On KEEL_OK the caller reads
+ * req, then lets go of it with keel__rt_info_release; on any error req is
+ * already let go of. KEEL_ENOPROC, KEEL_ETIMEDOUT (5 s), KEEL_ENOMEM. */
+static int ask(rt_node *n, uint64_t num, rt_info_req *req) {
   keel_proc *self = keel__rt_tl_proc;
   rt_sig *sig = keel__rt_sig_new(n, RT_SIG_INFO, 0,
                                  self != NULL ? self->pid_number : RT_NO_PID,
@@ -159,13 +155,36 @@ static int ask_queue_len(rt_node *n, uint64_t num, uint64_t *out) {
   }
   (void)keel__rt_sig_send(n, num, sig); /* refused: answered "gone" */
   int rc = KEEL_ETIMEDOUT;
-  if (await_answer(req)) {
+  if (await_answer(req))
     rc = atomic_load_explicit(&req->state, memory_order_acquire) == 1
              ? KEEL_OK
              : KEEL_ENOPROC;
-    *out = req->qlen;
+  if (rc != KEEL_OK)
+    keel__rt_info_release(req);
+  return rc;
+}
+
+/* A question with room for cap relations of each kind. */
+static rt_info_req *req_new(size_t cap) {
+  rt_info_req *req = calloc(1, sizeof *req + 3 * cap * sizeof(uint64_t));
+  if (req != NULL) {
+    atomic_init(&req->state, 0);
+    atomic_init(&req->refs, 2);
+    req->cap = (uint32_t)cap;
   }
-  keel__rt_info_release(req);
+  return req;
+}
+
+/* The queue length of a process that is not the caller. */
+static int ask_queue_len(rt_node *n, uint64_t num, uint64_t *out) {
+  rt_info_req *req = req_new(0);
+  if (req == NULL)
+    return KEEL_ENOMEM;
+  int rc = ask(n, num, req);
+  if (rc == KEEL_OK) {
+    *out = req->qlen;
+    keel__rt_info_release(req);
+  }
   return rc;
 }
 
@@ -189,27 +208,10 @@ int keel_process_relations(keel_term pid, size_t max, keel_heap *h,
   keel_proc *self = keel__rt_tl_proc;
   if (self != NULL && self->fiber == NULL)
     return KEEL_ESTATE; /* a handler cannot wait for the answer */
-  uint64_t num = keel_pid_local_number(pid);
-  rt_info_req *req = calloc(1, sizeof *req + 3 * max * sizeof(uint64_t));
+  rt_info_req *req = req_new(max);
   if (req == NULL)
     return KEEL_ENOMEM;
-  atomic_init(&req->state, 0);
-  atomic_init(&req->refs, 2);
-  req->cap = (uint32_t)max;
-  rt_sig *sig = keel__rt_sig_new(n, RT_SIG_INFO, 0,
-                                 self != NULL ? self->pid_number : RT_NO_PID,
-                                 (uint64_t)(uintptr_t)req, KEEL_NONE);
-  if (sig == NULL) {
-    free(req);
-    return KEEL_ENOMEM;
-  }
-  (void)keel__rt_sig_send(n, num, sig); /* refused: answered "gone" */
-  int rc = KEEL_ETIMEDOUT;
-  if (await_answer(req)) {
-    rc = atomic_load_explicit(&req->state, memory_order_acquire) == 1
-             ? KEEL_OK
-             : KEEL_ENOPROC;
-  }
+  int rc = ask(n, keel_pid_local_number(pid), req);
   if (rc == KEEL_OK) {
     keel_term l[3];
     for (int k = 0; k < 3; k++) {
@@ -220,8 +222,8 @@ int keel_process_relations(keel_term pid, size_t max, keel_heap *h,
     }
     *out = (keel_process_relations_t){
         req->count[0], req->count[1], req->count[2], l[0], l[1], l[2]};
+    keel__rt_info_release(req);
   }
-  keel__rt_info_release(req);
   return rc;
 }
 

@@ -80,17 +80,21 @@ static void own_reason_scenario(keel_proc *self, void *arg) {
   signal_event();
 }
 
-Test(signals_lazy, monitor_of_process_ending_by_itself_gets_its_reason) {
+/* Runs scenario fn (it ends with signal_event) in every configuration. */
+static void each_config(keel_fiber_fn fn) {
   char cfg[96];
   for (size_t c = 0; config_start(c, cfg, sizeof cfg); c++) {
     atomic_store(&bad, 0);
-    cr_assert_eq(keel_spawn_fiber(own_reason_scenario, NULL, NULL, NULL),
-                 KEEL_OK);
+    cr_assert_eq(keel_spawn_fiber(fn, NULL, NULL, NULL), KEEL_OK);
     cr_assert(wait_events(1), "scenario finished (%s)", cfg);
     cr_assert_eq(atomic_load(&bad), 0, "violations %#lx (%s)",
                  atomic_load(&bad), cfg);
     config_stop();
   }
+}
+
+Test(signals_lazy, monitor_of_process_ending_by_itself_gets_its_reason) {
+  each_config(own_reason_scenario);
 }
 
 /* Handler that ignores everything but 'stop'. */
@@ -134,16 +138,7 @@ static void introspect_scenario(keel_proc *self, void *arg) {
 }
 
 Test(signals_lazy, process_info_sees_every_monitor_sent_before_it) {
-  char cfg[96];
-  for (size_t c = 0; config_start(c, cfg, sizeof cfg); c++) {
-    atomic_store(&bad, 0);
-    cr_assert_eq(keel_spawn_fiber(introspect_scenario, NULL, NULL, NULL),
-                 KEEL_OK);
-    cr_assert(wait_events(1), "scenario finished (%s)", cfg);
-    cr_assert_eq(atomic_load(&bad), 0, "violations %#lx (%s)",
-                 atomic_load(&bad), cfg);
-    config_stop();
-  }
+  each_config(introspect_scenario);
 }
 
 /* The control word of the live process pid. */
