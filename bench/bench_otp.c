@@ -6,7 +6,8 @@
  * Every Keel workload runs on a fresh node of 2 schedulers; the BEAM side
  * is bench/erl/bench_otp.erl on `erl +S 2:2` (calls, restarts, idle
  * servers) and bench/erl/bench_otp_registry.exs on `elixir --erl "+S 2:2"`
- * (Elixir's Registry). Both sides get the same sizes, from otp_sizes_of.
+ * (Elixir's Registry). Both sides get the same sizes: otp_sizes_of, then
+ * any --size NAME=N.
  *
  * calls: handler-process servers whose handle_call answers with a counter
  *   it increments, called by client fibers through keel_gen_server_call
@@ -30,6 +31,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +55,8 @@ otp_sizes otp_sizes_of(bool quick) {
                        .restarts = 2000,
                        .idle = 10000,
                        .regs = 20000,
+                       .per_proc = 10,
+                       .regs1 = 1000,
                        .dups = 100,
                        .rounds = 20};
   return (otp_sizes){.calls = 1000000,
@@ -60,6 +64,8 @@ otp_sizes otp_sizes_of(bool quick) {
                      .restarts = 100000,
                      .idle = 1000000,
                      .regs = 1000000,
+                     .per_proc = 10,
+                     .regs1 = 5000,
                      .dups = 1000,
                      .rounds = 1000};
 }
@@ -428,6 +434,7 @@ static const otp_metric metrics[M_COUNT] = {
     [M_REG_REGISTER] = {"registry_register_per_s", "ops/s", true},
     [M_REG_LOOKUP] = {"registry_lookup_per_s", "ops/s", true},
     [M_REG_DISPATCH] = {"registry_dispatch_per_s", "dispatches/s", true},
+    [M_REG_REGISTER_1P] = {"registry_register_1p_per_s", "ops/s", true},
 };
 
 static int run_keel(const otp_sizes *z, double *out) {
@@ -453,15 +460,52 @@ static int run_keel(const otp_sizes *z, double *out) {
 typedef struct otp_args {
   bool quick, beam;
   int runs;
+  otp_sizes z;
 } otp_args;
+
+/* --size name=N: overrides one size of otp_sizes. 0 or -1. */
+static int set_size(otp_sizes *z, const char *arg) {
+  static const struct {
+    const char *name;
+    size_t off;
+  } fields[] = {{"calls", offsetof(otp_sizes, calls)},
+                {"calls8", offsetof(otp_sizes, calls8)},
+                {"restarts", offsetof(otp_sizes, restarts)},
+                {"idle", offsetof(otp_sizes, idle)},
+                {"regs", offsetof(otp_sizes, regs)},
+                {"per_proc", offsetof(otp_sizes, per_proc)},
+                {"regs1", offsetof(otp_sizes, regs1)},
+                {"dups", offsetof(otp_sizes, dups)},
+                {"rounds", offsetof(otp_sizes, rounds)}};
+  const char *eq = strchr(arg, '=');
+  if (eq == NULL)
+    return -1;
+  char *end;
+  long v = strtol(eq + 1, &end, 10);
+  if (*end != '\0' || v < 1 || v > 100000000)
+    return -1;
+  for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+    if (strlen(fields[i].name) == (size_t)(eq - arg) &&
+        strncmp(arg, fields[i].name, (size_t)(eq - arg)) == 0) {
+      *(long *)((char *)z + fields[i].off) = v;
+      return 0;
+    }
+  return -1;
+}
 
 static int parse_args(int argc, char **argv, otp_args *a) {
   *a = (otp_args){.beam = true, .runs = -1};
+  for (int i = 0; i < argc; i++) /* --quick first: --size overrides it */
+    a->quick |= strcmp(argv[i], "--quick") == 0;
+  a->z = otp_sizes_of(a->quick);
   for (int i = 0; i < argc; i++) {
     if (i == 0 && strcmp(argv[i], "otp") == 0)
       continue;
     if (strcmp(argv[i], "--quick") == 0) {
-      a->quick = true;
+      continue;
+    } else if (strcmp(argv[i], "--size") == 0 && i + 1 < argc) {
+      if (set_size(&a->z, argv[++i]) != 0)
+        return -1;
     } else if (strcmp(argv[i], "--no-beam") == 0) {
       a->beam = false;
     } else if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc) {
@@ -494,7 +538,8 @@ static int run_beam(const beam_side *b, const otp_sizes *z, double *out) {
     fprintf(stderr, "keel bench otp: erl failed\n");
     return -1;
   }
-  snprintf(args, sizeof args, "%ld %ld %ld", z->regs, z->dups, z->rounds);
+  snprintf(args, sizeof args, "%ld %ld %ld %ld %ld", z->regs, z->per_proc,
+           z->dups, z->rounds, z->regs1);
   if (keel_bench_exs_run(b->exs, args, names + M_REG_REGISTER,
                          M_COUNT - M_REG_REGISTER, out + M_REG_REGISTER) != 0) {
     fprintf(stderr, "keel bench otp: elixir failed\n");
@@ -523,10 +568,13 @@ static void print_medians(double (*k)[KEEL_BENCH_SUITE_RUNS],
 int keel_bench_otp(int argc, char **argv) {
   otp_args a;
   if (parse_args(argc, argv, &a) != 0) {
-    fprintf(stderr, "usage: keel bench otp [--quick] [--runs N] [--no-beam]\n");
+    fprintf(stderr, "usage: keel bench otp [--quick] [--runs N] [--no-beam] "
+                    "[--size NAME=N]...\n");
     return 2;
   }
-  otp_sizes z = otp_sizes_of(a.quick);
+  if (a.z.per_proc > a.z.regs)
+    a.z.per_proc = a.z.regs;
+  const otp_sizes z = a.z;
   beam_side bs;
   if (a.beam && (keel_bench_erl_prepare("bench_otp", bs.erl_dir,
                                         sizeof bs.erl_dir) != 0 ||

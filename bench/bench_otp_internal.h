@@ -17,6 +17,8 @@ typedef struct otp_sizes {
   long restarts; /* supervisor restarts */
   long idle;     /* idle hibernated servers */
   long regs;     /* unique registrations, then as many lookups */
+  long per_proc; /* keys each registering process registers */
+  long regs1;    /* registrations by one process alone */
   long dups;     /* processes under the one duplicate key */
   long rounds;   /* dispatches to them */
 } otp_sizes;
@@ -24,7 +26,7 @@ typedef struct otp_sizes {
 /* quick: the CI smoke sizes; else the sizes. */
 otp_sizes otp_sizes_of(bool quick);
 
-/* Metric slots, in print order. The Elixir script prints the last three. */
+/* Metric slots, in print order. The Elixir script prints the M_REG_* ones. */
 enum {
   M_CALL_1,
   M_CALL_8,
@@ -40,6 +42,7 @@ enum {
   M_REG_REGISTER,
   M_REG_LOOKUP,
   M_REG_DISPATCH,
+  M_REG_REGISTER_1P,
   M_COUNT
 };
 
