@@ -58,7 +58,7 @@ init(count) -> {ok, 0};
 init({child, Driver}) -> {ok, Driver, {continue, notify}};
 init(idle) -> {ok, idle, hibernate};
 init({sup, Driver, Intensity}) ->
-    {ok, {#{strategy => one_for_one, intensity => Intensity, period => 3600},
+    {ok, {#{strategy => one_for_one, intensity => Intensity, period => 1},
           [#{id => child, start => {?MODULE, start_child, [Driver]}}]}}.
 
 handle_call(get, _From, N) -> {reply, N, N + 1}.
