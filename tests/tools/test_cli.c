@@ -621,6 +621,36 @@ Test(cli, bench_dispatches_to_suites) {
   result_free(&r);
 }
 
+/* `keel bench otp` measures every metric of the OTP table (tiny sizes,
+ * Keel only) and rejects an unknown size. */
+Test(cli, bench_otp_prints_every_metric) {
+  static const char *const names[] = {"gen_server_call_per_s_1",
+                                      "call_1c_calls_per_s",
+                                      "call_1c_p50_us",
+                                      "call_1c_p99_us",
+                                      "call_100c_1s_calls_per_s",
+                                      "call_100c_100s_calls_per_s",
+                                      "restart_per_s",
+                                      "restart_latency_us",
+                                      "idle_server_mem",
+                                      "registry_register_per_s",
+                                      "registry_lookup_per_s",
+                                      "registry_dispatch_per_s"};
+  result r = KEEL(NULL, 0, "bench", "otp", "--quick", "--no-beam", "--size",
+                  "calls=2000", "--size", "restarts=200", "--size", "idle=500",
+                  "--size", "regs=1000", "--size", "regs1=100");
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    char line[128];
+    snprintf(line, sizeof line, "keel %s ", names[i]);
+    cr_assert(strstr(r.out, line) != NULL, "no %s in %s", names[i], r.out);
+  }
+  result_free(&r);
+  r = KEEL(NULL, 0, "bench", "otp", "--size", "nonsense=3");
+  cr_assert_eq(r.status, 2, "%s", r.out);
+  result_free(&r);
+}
+
 /* The README example runs and prints what it promises: the term (as the
  * library prints the same term parsed from text), then an exact ETF round
  * trip whose size is the library's own encoding size. */
