@@ -206,9 +206,11 @@ static double run_calls(int c, int s, long n, otp_hist *hist) {
   if (otp_node_up((size_t)c + (size_t)s + 64) != 0)
     return -1;
   call_run *cr = calloc(1, sizeof *cr);
+  if (cr == NULL) {
+    (void)keel_node_stop();
+    return -1;
+  }
   double v = -1;
-  if (cr == NULL)
-    goto out;
   cr->nservers = s;
   cr->per_client = n / c;
   cr->hist = hist;
@@ -230,9 +232,6 @@ static double run_calls(int c, int s, long n, otp_hist *hist) {
   (void)keel_node_stop();
   otp_done_destroy(&cr->done);
   free(cr);
-  return v;
-out:
-  (void)keel_node_stop();
   return v;
 }
 
@@ -578,14 +577,17 @@ int keel_bench_otp(int argc, char **argv) {
     a.z.per_proc = a.z.regs;
   const otp_sizes z = a.z;
   beam_side bs;
-  if (a.beam && (keel_bench_erl_prepare("bench_otp", bs.erl_dir,
-                                        sizeof bs.erl_dir) != 0 ||
-                 keel_bench_exs_prepare("bench_otp_registry", bs.exs,
-                                        sizeof bs.exs) != 0))
+  if (a.beam &&
+      keel_bench_erl_prepare("bench_otp", bs.erl_dir, sizeof bs.erl_dir) != 0)
     return 1;
+  if (a.beam && keel_bench_exs_prepare("bench_otp_registry", bs.exs,
+                                       sizeof bs.exs) != 0) {
+    keel_bench_erl_cleanup("bench_otp", bs.erl_dir);
+    return 1;
+  }
   static double k[M_COUNT][KEEL_BENCH_SUITE_RUNS],
       b[M_COUNT][KEEL_BENCH_SUITE_RUNS];
-  double tmp[M_COUNT];
+  double tmp[M_COUNT] = {0};
   int rc = 0;
   for (int r = 0; r < a.runs && rc == 0; r++) {
     rc = run_keel(&z, tmp) != 0 ? 1 : 0;
