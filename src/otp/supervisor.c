@@ -285,17 +285,21 @@ static void terminate_all(keel_proc *self, sup *s) {
 
 /* ---- restarts ------------------------------------------------------------ */
 
-/* Records a restart; false when it exceeds the intensity. */
+/* Records a restart; false when it exceeds the intensity. The times are
+ * a ring, oldest at thead: the clock never goes back, so the restarts
+ * that left the period are the oldest ones, each dropped once (a restart
+ * costs O(1), not a scan of the period's restarts). */
 static bool add_restart(sup *s) {
   uint64_t now = now_ms();
-  size_t j = 0;
-  for (size_t i = 0; i < s->ntimes; i++)
-    if (now - s->times[i] < s->period_ms)
-      s->times[j++] = s->times[i];
-  s->ntimes = j;
+  size_t cap = (size_t)s->intensity + 1;
+  while (s->ntimes > 0 && now - s->times[s->thead] >= s->period_ms) {
+    s->thead = (s->thead + 1) % cap;
+    s->ntimes--;
+  }
   if (s->ntimes >= s->intensity)
     return false;
-  s->times[s->ntimes++] = now;
+  s->times[(s->thead + s->ntimes) % cap] = now;
+  s->ntimes++;
   return true;
 }
 

@@ -51,8 +51,8 @@ typedef struct keel__sup {
   keel__sup_child **kids; /* start order */
   size_t n, cap;
   uint64_t next_key;
-  uint64_t *times; /* restart times (ms), at most intensity + 1 */
-  size_t ntimes;
+  uint64_t *times;      /* restart times (ms): a ring of intensity + 1 */
+  size_t ntimes, thead; /* how many, where the oldest is */
   keel_term parent;     /* pid of the starter, or KEEL_NONE */
   keel_term ack_alias;  /* where to report the start (fiber starter) */
   keel__sup_sync *sync; /* or this (thread starter) */

@@ -50,7 +50,7 @@ static int start_one(stream *s, slot *sl) {
 
 /* Stores {ok, V} / {exit, R} for sl's input and frees the slot. */
 static int emit(stream *s, slot *sl, keel_task_status st, keel_term v) {
-  keel_term tag = st == KEEL_TASK_REPLY ? KEEL_ATOM(OK) : KEEL_ATOM(EXIT);
+  keel_term tag = st == KEEL_TASK_REPLY ? KEEL_ATOM(OK) : keel_atom("exit");
   keel_term val = keel_term_copy(s->h, v);
   if (val != KEEL_NONE && st != KEEL_TASK_REPLY && s->o.zip_input_on_exit)
     val = keel_tuple(s->h, 2, keel_term_copy(s->h, s->inputs[sl->idx]), val);

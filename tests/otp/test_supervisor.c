@@ -183,6 +183,42 @@ Test(supervisor, intensity_window_exact_on_virtual_time) {
   }
 }
 
+/* Intensity 3 in 1000 ms on virtual time: restarts at 0, 400 and 800 ms
+ * fill the window; at 1100 ms the one of 0 ms has left it, so one more
+ * restart is allowed (the window wraps its ring of 4 slots) and a fifth
+ * at the same time, the fourth within 1000 ms, ends the supervisor. */
+Test(supervisor, intensity_window_drops_only_expired_restarts) {
+  for (uint64_t seed = sim_seed_first(), e = seed + sim_seed_count(); seed < e;
+       seed++) {
+    start_sim(seed);
+    log_reset();
+    tel_attach();
+    wcfg w = {.tag = 'a'};
+    keel_sup_child_spec cs = worker_spec(&w);
+    keel_sup_spec s = KEEL_SUP_SPEC_INIT;
+    s.intensity = 3;
+    s.period_ms = 1000;
+    s.children = &cs;
+    s.nchildren = 1;
+    keel_term sup;
+    cr_assert_eq(keel_sup_start_link(&s, &sup), KEEL_OK);
+    static const uint64_t gaps[4] = {0, 400, 400, 300}; /* 0, 400, 800, 1100 */
+    for (int i = 0; i < 4; i++) {
+      cr_assert_eq(keel_sim_advance(gaps[i]), KEEL_OK);
+      keel_send(pid_of(sup, "a"), keel_atom("crash"));
+      w.want = i + 2;
+      cr_assert(wait_until(starts_reached, &w), "restart %d", i);
+    }
+    cr_assert(!sup_dead(&sup));
+    keel_send(pid_of(sup, "a"), keel_atom("crash"));
+    cr_assert(wait_until(sup_dead, &sup));
+    cr_assert_eq(atomic_load(&w.starts), 5);
+    cr_assert_eq(tel_last_reason(), keel_atom("reached_max_restart_intensity"));
+    tel_detach();
+    stop_sim();
+  }
+}
+
 Test(supervisor, intensity_exceeded_stops_children_and_supervisor) {
   for (size_t k = 0; k < NCONF; k++) {
     start_node(sched_counts[k], 0);

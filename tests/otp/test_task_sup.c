@@ -335,8 +335,8 @@ static void sc_stream_timeout(keel_proc *self, void *arg) {
     keel_term boom = keel_tuple(&h, 2, atom("boom"), keel_small(2));
     if (o.zip_input_on_exit)
       boom = keel_tuple(&h, 2, keel_small(2), boom);
-    CHECK(keel_eq_exact(out[1], keel_tuple(&h, 2, KEEL_ATOM(EXIT), to)));
-    CHECK(keel_eq_exact(out[2], keel_tuple(&h, 2, KEEL_ATOM(EXIT), boom)));
+    CHECK(keel_eq_exact(out[1], keel_tuple(&h, 2, atom("exit"), to)));
+    CHECK(keel_eq_exact(out[2], keel_tuple(&h, 2, atom("exit"), boom)));
     for (int i = 0; i < 5; i++)
       if (i != 1 && i != 2)
         CHECK(keel_eq_exact(

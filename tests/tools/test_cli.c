@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "keel/error.h"
 #include "keel/etf.h"
 #include "keel/term.h"
 #include "keel/version.h"
@@ -568,6 +569,72 @@ Test(docs, readme_counter_is_examples_counter_and_runs) {
   result_free(&r);
 }
 
+/* Runs build/example_<name> and returns what it did. */
+static result run_example(const char *name) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/example_%s", getenv("KEEL_BINARY_DIR"), name);
+  char *argv[] = {path, NULL};
+  result r = {0};
+  cr_assert(run_prog(path, argv, NULL, 0, &r), "cannot run %s", path);
+  cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+  return r;
+}
+
+/* Primes below n, by trial division (the examples' figures). */
+static long primes_below(long n) {
+  long count = 0;
+  for (long k = 2; k < n; k++) {
+    long d = 2;
+    while (d * d <= k && k % d != 0)
+      d++;
+    count += d * d > k;
+  }
+  return count;
+}
+
+/* The worker pool hands jobs out round-robin, survives worker_2's crash
+ * (restarted with a fresh state) and stops its children in reverse. */
+Test(docs, worker_pool_example_runs) {
+  result r = run_example("worker_pool");
+  char want[2048];
+  size_t off = 0;
+  for (long job = 1; job <= 6; job++)
+    off += (size_t)snprintf(
+        want + off, sizeof want - off, "worker_%ld: %ld primes below %ld\n",
+        (job - 1) % 3 + 1, primes_below(job * 1000), job * 1000);
+  off += (size_t)snprintf(want + off, sizeof want - off,
+                          "worker_2 stops: boom\ncrash worker_2: %s\n"
+                          "worker_1 has done 2 jobs\n"
+                          "worker_2 has done 0 jobs\n"
+                          "worker_3 has done 2 jobs\n",
+                          keel_strerror(KEEL_ENOPROC));
+  for (long job = 7; job <= 9; job++)
+    off += (size_t)snprintf(
+        want + off, sizeof want - off, "worker_%ld: %ld primes below %ld\n",
+        (job - 1) % 3 + 1, primes_below(job * 1000), job * 1000);
+  snprintf(want + off, sizeof want - off,
+           "stopping the pool\nworker_3 stops: shutdown\n"
+           "worker_2 stops: shutdown\nworker_1 stops: shutdown\n");
+  cr_assert_str_eq(r.out, want);
+  result_free(&r);
+}
+
+/* async_stream: results in input order, the stuck input 4 killed on its
+ * timeout ({exit, timeout}), the others counted. */
+Test(docs, async_stream_example_runs) {
+  result r = run_example("async_stream");
+  char want[512];
+  size_t off = 0;
+  for (long n = 1; n <= 6; n++)
+    off += n == 4
+               ? (size_t)snprintf(want + off, sizeof want - off,
+                                  "4: {exit,timeout}\n")
+               : (size_t)snprintf(want + off, sizeof want - off,
+                                  "%ld: {ok,%ld}\n", n, primes_below(n * 1000));
+  cr_assert_str_eq(r.out, want);
+  result_free(&r);
+}
+
 /* ---- benchmarks ---------------------------------------------------------- */
 
 Test(cli, bench_dispatches_to_suites) {
@@ -594,6 +661,36 @@ Test(cli, bench_dispatches_to_suites) {
   cr_assert_eq(r.status, 0, "%s", r.err);
   cr_assert(strstr(r.out, "keel pubsub_deliveries_per_s ") != NULL, "%s",
             r.out);
+  result_free(&r);
+}
+
+/* `keel bench otp` measures every metric of the OTP table (tiny sizes,
+ * Keel only) and rejects an unknown size. */
+Test(cli, bench_otp_prints_every_metric) {
+  static const char *const names[] = {"gen_server_call_per_s_1",
+                                      "call_1c_calls_per_s",
+                                      "call_1c_p50_us",
+                                      "call_1c_p99_us",
+                                      "call_100c_1s_calls_per_s",
+                                      "call_100c_100s_calls_per_s",
+                                      "restart_per_s",
+                                      "restart_latency_us",
+                                      "idle_server_mem",
+                                      "registry_register_per_s",
+                                      "registry_lookup_per_s",
+                                      "registry_dispatch_per_s"};
+  result r = KEEL(NULL, 0, "bench", "otp", "--quick", "--no-beam", "--size",
+                  "calls=2000", "--size", "restarts=200", "--size", "idle=500",
+                  "--size", "regs=1000", "--size", "regs1=100");
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    char line[128];
+    snprintf(line, sizeof line, "keel %s ", names[i]);
+    cr_assert(strstr(r.out, line) != NULL, "no %s in %s", names[i], r.out);
+  }
+  result_free(&r);
+  r = KEEL(NULL, 0, "bench", "otp", "--size", "nonsense=3");
+  cr_assert_eq(r.status, 2, "%s", r.out);
   result_free(&r);
 }
 
