@@ -254,26 +254,6 @@ static bool unpin_and_wake(keel_proc *p, uint64_t flags) {
   return wake;
 }
 
-/* Drops our pin after pushing a message (flags 0): one fetch_sub, never a
- * retry loop however many senders contend. Only when the process was idle
- * do we try to make it runnable (returns true: the caller must queue it).
- * seq_cst: with the push before it, one side of the Dekker pair with
- * keel__rt_try_idle (its IDLE store, then its load of the mailbox head):
- * either we see IDLE here, or it sees our message there. */
-static bool unpin_message(keel_proc *p) {
-  uint64_t ctl =
-      atomic_fetch_sub_explicit(&p->ctl, RT_PIN_ONE, memory_order_seq_cst) -
-      RT_PIN_ONE;
-  while ((ctl & RT_ST_MASK) == RT_ST_IDLE && (ctl & RT_EXITING) == 0) {
-    uint64_t nctl = (ctl & ~RT_ST_MASK) | RT_ST_SCHEDULED;
-    /* acq_rel: on success the queueing is ordered after it. */
-    if (atomic_compare_exchange_weak_explicit(
-            &p->ctl, &ctl, nctl, memory_order_acq_rel, memory_order_relaxed))
-      return true;
-  }
-  return false; /* running or queued already (or dying): it will see it */
-}
-
 /* The exit signal that kills a process whose queue overflowed (reason
  * 'killed'), or NULL without memory (the message is then just dropped). */
 static rt_msg *queue_full_kill(rt_node *n, keel_proc *p) {
@@ -328,7 +308,7 @@ static inline bool deliver_to(rt_node *n, rt_sched *s, keel_proc *p,
     }
   }
   keel__mbox_push(p, m);
-  bool wake = flags == 0 ? unpin_message(p) : unpin_and_wake(p, flags);
+  bool wake = unpin_and_wake(p, flags);
   if (count && s != NULL)
     atomic_store_explicit(
         &s->msg_sent,

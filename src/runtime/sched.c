@@ -524,46 +524,19 @@ static keel_proc *find_runnable(rt_node *n, rt_sched *s, bool *inherit) {
 
 /* ---- running a process ------------------------------------------------- */
 
-/* After p went idle: whether a push began since its mailbox was last seen
- * empty (the consumer re-pushes the stub when it takes the last entry, so
- * an empty mailbox's head is the stub). Reads only the producers' head:
- * p may already run elsewhere. seq_cst: the other side of the Dekker pair
- * with unpin_message (proc.c). */
-static bool mail_since_idle(keel_proc *p) {
-  return atomic_load_explicit(&p->mb_head, memory_order_seq_cst) != &p->mb_stub;
-}
-
-/* Goes idle unless mail arrived meanwhile (then returns false). A message
- * sender only drops its pin (unpin_message) and wakes p if it finds it
- * IDLE; so after going IDLE p looks at its mailbox head once more and, if
- * something came, takes itself back unless a sender already has. Signal
- * senders still set NEWMAIL. */
+/* Goes idle unless mail arrived meanwhile (then returns false). */
 bool keel__rt_try_idle(keel_proc *p) {
   uint64_t ctl = atomic_load_explicit(&p->ctl, memory_order_acquire);
-  uint64_t idle;
   for (;;) {
     if (ctl & RT_NEWMAIL) {
       atomic_fetch_and_explicit(&p->ctl, ~RT_NEWMAIL, memory_order_acq_rel);
       return false;
     }
-    idle = (ctl & ~RT_ST_MASK) | RT_ST_IDLE;
+    uint64_t nctl = (ctl & ~RT_ST_MASK) | RT_ST_IDLE;
     if (atomic_compare_exchange_weak_explicit(
-            &p->ctl, &ctl, idle, memory_order_seq_cst, memory_order_acquire))
-      break;
+            &p->ctl, &ctl, nctl, memory_order_acq_rel, memory_order_acquire))
+      return true;
   }
-  if (!mail_since_idle(p))
-    return true;
-  /* Take p back, unless a sender made it runnable first (then it is
-   * queued, and no longer ours). Pins may change the word meanwhile. */
-  uint64_t gen = rt_gen(idle);
-  ctl = idle;
-  while ((ctl & RT_ST_MASK) == RT_ST_IDLE && rt_gen(ctl) == gen) {
-    uint64_t back = (ctl & ~RT_ST_MASK) | RT_ST_SCHEDULED;
-    if (atomic_compare_exchange_weak_explicit(
-            &p->ctl, &ctl, back, memory_order_acq_rel, memory_order_acquire))
-      return false;
-  }
-  return true;
 }
 
 #define try_idle keel__rt_try_idle
