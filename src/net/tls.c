@@ -152,10 +152,12 @@ static int write_plain(net_sock *s, const uint8_t *p, size_t len) {
     int chunk = len > (1u << 20) ? (1 << 20) : (int)len;
     ERR_clear_error();
     int n = SSL_write(t->ssl, p, chunk);
-    if (n <= 0) {
+    if (n <= 0) { /* no renegotiation: a write never waits for a read */
       int rc = ssl_failure(s, n);
       drain(s);
-      return rc == KEEL_EBUSY ? KEEL_EIO : KEEL_ECLOSED;
+      if (rc == KEEL_EBUSY)
+        fail(s, KEEL_ETLS, "write refused");
+      return KEEL_ECLOSED;
     }
     p += n;
     len -= (size_t)n;
