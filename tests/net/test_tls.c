@@ -197,19 +197,22 @@ static uint8_t pattern(size_t i, unsigned seed) {
   return (uint8_t)(x >> (8 * (i % 4)));
 }
 
+/* Reads BIG bytes and compares them with the pattern. (The buffer is the
+ * fiber's own: a fiber may resume on another thread after a wait.) */
 static bool check_in(keel_socket s, unsigned seed) {
-  static _Thread_local uint8_t buf[65536];
+  uint8_t *buf = malloc(65536);
   size_t have = 0;
-  while (have < BIG) {
-    int64_t n = keel_net_recv(s, buf, sizeof buf, LONG_MS);
-    if (n <= 0)
-      return false;
-    for (int64_t k = 0; k < n; k++)
-      if (buf[k] != pattern(have + (size_t)k, seed))
-        return false;
-    have += (size_t)n;
+  bool ok = buf != NULL;
+  while (ok && have < BIG) {
+    int64_t n = keel_net_recv(s, buf, 65536, LONG_MS);
+    ok = n > 0;
+    for (int64_t k = 0; ok && k < n; k++)
+      ok = buf[k] == pattern(have + (size_t)k, seed);
+    if (ok)
+      have += (size_t)n;
   }
-  return true;
+  free(buf);
+  return ok;
 }
 
 static bool send_out(keel_socket s, unsigned seed) {
