@@ -228,6 +228,8 @@ int keel_bench_tls(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--quick") == 0) {
       quick = true;
+    } else if (strcmp(argv[i], "--no-beam") == 0) {
+      continue; /* Keel only anyway */
     } else if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc) {
       runs = atoi(argv[++i]);
     } else {

@@ -14,7 +14,8 @@
  *   tls_mb_per_s / tcp_mb_per_s   64 MiB one way, 1 connection
  * Prints `keel <metric> <value> <unit>` (medians of --runs N, default 3)
  * and `ratio tls_vs_tcp_rr <x>`, `ratio tls_vs_tcp_mb <x>`. Arguments
- * (argv[0] = "tls"): --quick, --runs N. Returns 0, 2 on a usage error, 1
+ * (argv[0] = "tls"): --quick, --runs N, --no-beam (accepted, no BEAM
+ * side anyway). Returns 0, 2 on a usage error, 1
  * on a failure. */
 int keel_bench_tls(int argc, char **argv);
 
