@@ -117,7 +117,8 @@ static int fail(net_sock *s, int rc, const char *why) {
   if (t->fail != 0)
     return t->fail;
   long vr = SSL_get_verify_result(t->ssl);
-  if (rc == KEEL_ETLS && !t->done && vr != X509_V_OK) {
+  /* (Without verification OpenSSL still records a result: ignored.) */
+  if (rc == KEEL_ETLS && !t->done && t->ctx->verify && vr != X509_V_OK) {
     rc = KEEL_EVERIFY;
     why = X509_verify_cert_error_string(vr);
   } else if (rc == KEEL_ETLS && why == NULL) {
