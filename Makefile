@@ -130,6 +130,7 @@ bench: release
 	build-release/keel bench ws $(ARGS)
 	build-release/keel bench pubsub $(ARGS)
 	build-release/keel bench net $(ARGS)
+	build-release/keel bench tls $(ARGS)
 
 fuzz-build: deps
 	@bash $(DEPS) san

@@ -38,7 +38,9 @@ extern "C" {
   X(EBUSY, -20, "busy: queue above its high watermark, retry later")           \
   X(ENOTOWNER, -21, "caller is not the owner")                                 \
   X(ECONNREFUSED, -22, "connection refused")                                   \
-  X(EADDRINUSE, -23, "address already in use")
+  X(EADDRINUSE, -23, "address already in use")                                 \
+  X(ETLS, -24, "TLS handshake or protocol failure")                            \
+  X(EVERIFY, -25, "peer certificate verification failed")
 
 enum keel_err {
 #define KEEL_ERR_ENUM_(name, value, msg) KEEL_##name = (value),

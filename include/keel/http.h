@@ -32,6 +32,7 @@
 #include "keel/buf.h"
 #include "keel/runtime.h"
 #include "keel/term.h"
+#include "keel/tls.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -207,6 +208,12 @@ typedef struct keel_http_server_opts {
   size_t max_ws_message;     /* 0: 1 MiB */
   uint32_t max_connections;  /* 0: no limit */
   const char *server_header; /* NULL: "keel" */
+  /* HTTPS and WSS: a server context of keel/tls.h (borrowed: it must
+   * outlive the server). Every connection is then TLS; its handshake
+   * runs in the connection process (or the poll thread) as the bytes
+   * come, and must end, with the first request head, within
+   * head_timeout_ms. NULL: plain HTTP. */
+  keel_tls_ctx *tls;
 } keel_http_server_opts;
 
 typedef struct keel_http_server keel_http_server;

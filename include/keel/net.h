@@ -38,6 +38,11 @@
  *                                retried (queue at or below low watermark)
  *   {tcp_handoff, Sock}          acceptor pool: the socket is now yours
  *
+ * TLS: keel/tls.h turns a connected socket into a TLS socket; the calls
+ * here then carry plaintext (send encrypts, recv decrypts and may also
+ * fail with KEEL_ETLS or KEEL_EVERIFY, close sends close_notify) and the
+ * active messages are ssl's ({ssl, S, Data}, {ssl_closed, S}, ...).
+ *
  * Simulation: a simulated node (keel/sim.h) has no poller and no real I/O;
  * every call here returns KEEL_EUNSUPPORTED on it.
  *

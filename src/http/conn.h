@@ -71,6 +71,7 @@ struct keel_http_server {
   keel_http_server_opts o;
   char server_name[64];
   keel_term tcp, tcp_closed, tcp_error, tcp_handoff, tcp_writable;
+  keel_term ssl, ssl_closed, ssl_error; /* the same on HTTPS */
   _Atomic size_t nconns;
   _Atomic int refs; /* the owner's, plus one per connection */
   pthread_mutex_t lock;

@@ -278,16 +278,16 @@ static bool on_tcp(keel__http_conn *c, keel_term data) {
 
 static bool handle(keel__http_conn *c, keel_term msg) {
   struct keel_http_server *s = c->srv;
-  if (is_tagged(msg, s->tcp, 3)) {
+  if (is_tagged(msg, s->tcp, 3) || is_tagged(msg, s->ssl, 3)) {
     c->armed = false; /* active once delivered: the socket is passive */
     return on_tcp(c, keel_tuple_get(msg, 2));
   }
-  if (is_tagged(msg, s->tcp_closed, 2)) {
+  if (is_tagged(msg, s->tcp_closed, 2) || is_tagged(msg, s->ssl_closed, 2)) {
     if (c->mode == CONN_WS)
       keel__ws_end(c, c->close_received ? c->close_code : 1006);
     return false;
   }
-  if (is_tagged(msg, s->tcp_error, 3))
+  if (is_tagged(msg, s->tcp_error, 3) || is_tagged(msg, s->ssl_error, 3))
     return true; /* {tcp_closed, S} follows */
   if (is_tagged(msg, s->tcp_writable, 2)) {
     c->busy = false;
@@ -295,7 +295,9 @@ static bool handle(keel__http_conn *c, keel_term msg) {
   }
   if (is_tagged(msg, s->tcp_handoff, 2)) {
     (void)keel_net_set_nodelay(c->sock, true);
-    keel__conn_set_deadline(c, s->o.idle_timeout_ms);
+    /* On HTTPS the handshake comes first: bounded as a head is. */
+    keel__conn_set_deadline(c, s->o.tls != NULL ? s->o.head_timeout_ms
+                                                : s->o.idle_timeout_ms);
     return true;
   }
   if (c->mode == CONN_WS)
@@ -331,6 +333,11 @@ static int conn_start(keel_socket sock, void *arg, keel_term *pid) {
   uint32_t max = s->o.max_connections;
   if (max != 0 && atomic_load(&s->nconns) >= max)
     return KEEL_ESYSLIMIT;
+  if (s->o.tls != NULL) { /* HTTPS: the handshake starts with the reads */
+    int rc = keel_tls_upgrade(sock, s->o.tls, NULL);
+    if (rc != KEEL_OK)
+      return rc;
+  }
   keel__http_conn *c = calloc(1, sizeof *c);
   if (c == NULL)
     return KEEL_ENOMEM;
@@ -400,6 +407,9 @@ int keel_http_server_start(const keel_http_server_opts *opts,
   s->tcp_error = keel_atom("tcp_error");
   s->tcp_handoff = keel_atom("tcp_handoff");
   s->tcp_writable = keel_atom("tcp_writable");
+  s->ssl = keel_atom("ssl");
+  s->ssl_closed = keel_atom("ssl_closed");
+  s->ssl_error = keel_atom("ssl_error");
   atomic_init(&s->refs, 1);
   pthread_mutex_init(&s->lock, NULL);
   pthread_cond_init(&s->cond, NULL);

@@ -34,18 +34,20 @@ static uint8_t *rbuf(void) {
   return b;
 }
 
-static keel_term atom_tcp;
+static keel_term atom_tcp, atom_ssl;
 static pthread_once_t atom_once = PTHREAD_ONCE_INIT;
 
 static void atoms_init(void) {
   atom_tcp = keel_atom("tcp");
+  atom_ssl = keel_atom("ssl");
 }
 
 static keel_term build_data(keel_heap *h, net_sock *s, const uint8_t *data,
                             size_t len) {
   keel_term port = keel_net_port(h, s->h);
   keel_term bin = port != KEEL_NONE ? keel_binary(h, data, len) : KEEL_NONE;
-  return bin != KEEL_NONE ? keel_tuple(h, 3, atom_tcp, port, bin) : KEEL_NONE;
+  keel_term tag = s->tls != NULL ? atom_ssl : atom_tcp;
+  return bin != KEEL_NONE ? keel_tuple(h, 3, tag, port, bin) : KEEL_NONE;
 }
 
 /* {tcp, S, Data} to the owner: built on the stack (a binary above
@@ -73,11 +75,45 @@ static void count_active(net_sock *s) {
   } else if (s->active == KEEL_NET_ACTIVE_N && --s->active_n <= 0) {
     s->active = KEEL_NET_PASSIVE;
     s->active_n = 0;
-    keel__net_notify(s->owner, "tcp_passive", s->h, KEEL_NONE);
+    keel__net_notify(s->owner, keel__net_tag(s, "tcp_passive"), s->h,
+                     KEEL_NONE);
   }
 }
 
+/* Active delivery of a TLS socket: decrypted records while the mode
+ * allows; a failed session reports {ssl_error, S, Reason} first. */
+static bool deliver_tls_locked(net_sock *s) {
+  while (s->active != KEEL_NET_PASSIVE && (s->flags & NS_RREADY) &&
+         !(s->flags & NS_EOF)) {
+    uint8_t *buf = rbuf();
+    if (buf == NULL)
+      return false;
+    int64_t n = keel__tls_read_locked(s, buf, NET_RBUF);
+    if (n > 0) {
+      send_data(s, buf, (size_t)n);
+      count_active(s);
+      continue;
+    }
+    if (n == 0)
+      break;
+    if (n != KEEL_ECLOSED) {
+      uint64_t words[64];
+      keel_heap h;
+      keel_heap_init_fixed(&h, words, 64);
+      keel__net_notify(s->owner, "ssl_error", s->h, keel__tls_reason(&h, s));
+      keel_heap_destroy(&h);
+    }
+    keel__net_notify(s->owner, "ssl_closed", s->h, KEEL_NONE);
+    /* The alert or close_notify reply is flushed before the close. */
+    return keel__net_close_locked(s);
+  }
+  return false;
+}
+
 bool keel__net_deliver_active_locked(net_sock *s) {
+  pthread_once(&atom_once, atoms_init);
+  if (s->tls != NULL)
+    return deliver_tls_locked(s);
   int fd = keel__io_fd(s->h);
   while (s->active != KEEL_NET_PASSIVE && (s->flags & NS_RREADY) &&
          !(s->flags & NS_EOF)) {

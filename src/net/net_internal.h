@@ -46,8 +46,11 @@ typedef struct net_chunk {
   uint8_t data[];
 } net_chunk;
 
+struct net_tls; /* tls.c: the TLS session of a TLS socket */
+
 typedef struct net_sock {
   uint64_t h;             /* handle (the keel_socket) */
+  struct net_tls *tls;    /* NULL: plain TCP */
   keel_term owner;        /* local pid term, or 0: none */
   struct net_sock *onext; /* chain of the owner's bucket */
   uint8_t flags;
@@ -113,5 +116,32 @@ void keel__net_notify(keel_term to, const char *tag, keel_socket s,
                       keel_term extra);
 /* The errno atom of e (econnreset, ...). */
 keel_term keel__net_errno_atom(int e);
+/* The tag of a message about s: tcp_tag ("tcp", "tcp_closed", ...) as is,
+ * or its ssl_ counterpart on a TLS socket. */
+const char *keel__net_tag(const net_sock *s, const char *tcp_tag);
+
+/* tcp.c: writes bytes to the descriptor as far as the kernel takes them,
+ * queues the rest (no watermark check). KEEL_OK, KEEL_ECLOSED (writing
+ * failed: the socket is marked broken), KEEL_ENOMEM. */
+int keel__net_send_raw_locked(net_sock *s, const uint8_t *p, size_t len);
+/* Whether the caller may wait timeout_ms (KEEL_OK, KEEL_EINVAL,
+ * KEEL_ESTATE: a handler process with timeout != 0). */
+int keel__net_may_wait(int64_t timeout_ms);
+
+/* tls.c: the TLS session of a socket (all with the socket locked). */
+void keel__tls_free(struct net_tls *t);
+/* Sends plaintext: encrypted and written/queued, or kept until the
+ * handshake is done. KEEL_OK, KEEL_ECLOSED, KEEL_ENOMEM. */
+int keel__tls_send_locked(net_sock *s, const uint8_t *p, size_t len);
+/* Reads plaintext (advancing the handshake): > 0 bytes; 0 none for now
+ * (NS_RREADY cleared); KEEL_ECLOSED (the peer closed: close_notify or
+ * EOF); KEEL_ETLS / KEEL_EVERIFY / KEEL_EIO (the session failed; its
+ * reason is keel__tls_reason's). */
+int64_t keel__tls_read_locked(net_sock *s, uint8_t *buf, size_t cap);
+/* The Reason of {ssl_error, S, Reason} for the failure of s, built in h. */
+keel_term keel__tls_reason(keel_heap *h, const net_sock *s);
+/* Sends close_notify once (a session whose handshake is done and that
+ * has not failed), before a close or a write shutdown. */
+void keel__tls_close_notify_locked(net_sock *s);
 
 #endif /* KEEL_NET_INTERNAL_H */

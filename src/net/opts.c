@@ -61,7 +61,8 @@ int keel_net_set_active(keel_socket h, keel_net_active mode, int32_t n) {
     if (sum <= 0) {
       s->active = KEEL_NET_PASSIVE;
       s->active_n = 0;
-      keel__net_notify(s->owner, "tcp_passive", s->h, KEEL_NONE);
+      keel__net_notify(s->owner, keel__net_tag(s, "tcp_passive"), s->h,
+                       KEEL_NONE);
     } else {
       s->active = KEEL_NET_ACTIVE_N;
       s->active_n = (int16_t)sum;

@@ -159,6 +159,8 @@ void keel__net_sock_free(void *obj) {
   }
   free(s->rw.v);
   free(s->ww.v);
+  if (s->tls != NULL)
+    keel__tls_free(s->tls);
   free(s);
 }
 
@@ -245,6 +247,8 @@ void keel__net_close_now_locked(net_sock *s) {
 }
 
 bool keel__net_close_locked(net_sock *s) {
+  if (s->tls != NULL && !(s->flags & NS_SHUT_WR))
+    keel__tls_close_notify_locked(s); /* queued: flushed before the close */
   if (s->qhead == NULL || (s->flags & (NS_BROKEN | NS_LISTEN))) {
     keel__net_close_now_locked(s);
     return true;
@@ -375,6 +379,20 @@ void keel__net_notify(keel_term to, const char *tag, keel_socket s,
   if (t != KEEL_NONE)
     keel__io_send(to, t);
   keel_heap_destroy(&h);
+}
+
+const char *keel__net_tag(const net_sock *s, const char *tcp_tag) {
+  if (s->tls == NULL)
+    return tcp_tag;
+  if (strcmp(tcp_tag, "tcp") == 0)
+    return "ssl";
+  if (strcmp(tcp_tag, "tcp_closed") == 0)
+    return "ssl_closed";
+  if (strcmp(tcp_tag, "tcp_error") == 0)
+    return "ssl_error";
+  if (strcmp(tcp_tag, "tcp_passive") == 0)
+    return "ssl_passive";
+  return tcp_tag;
 }
 
 keel_term keel__net_errno_atom(int e) {

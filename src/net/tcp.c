@@ -45,7 +45,7 @@ static int map_errno(int e) {
 }
 
 /* Whether the caller may wait: a thread or a fiber, or timeout 0. */
-static int may_wait(int64_t timeout_ms) {
+int keel__net_may_wait(int64_t timeout_ms) {
   if (timeout_ms < KEEL_INFINITY)
     return KEEL_EINVAL;
   keel_proc *p = keel_current();
@@ -113,7 +113,7 @@ int keel_net_accept(keel_socket listen, int64_t timeout_ms, keel_socket *out) {
   if (rc == KEEL_OK && out == NULL)
     rc = KEEL_EINVAL;
   if (rc == KEEL_OK)
-    rc = may_wait(timeout_ms);
+    rc = keel__net_may_wait(timeout_ms);
   if (rc != KEEL_OK)
     return rc;
   uint64_t deadline = keel__net_deadline(timeout_ms);
@@ -201,7 +201,7 @@ int keel_net_connect(const char *ip, uint16_t port, int64_t timeout_ms,
   if (rc == KEEL_OK && (ip == NULL || out == NULL))
     rc = KEEL_EINVAL;
   if (rc == KEEL_OK)
-    rc = may_wait(timeout_ms);
+    rc = keel__net_may_wait(timeout_ms);
   if (rc != KEEL_OK)
     return rc;
   struct sockaddr_storage sa;
@@ -245,8 +245,7 @@ static int enqueue(net_sock *s, const uint8_t *p, size_t len) {
   return KEEL_OK;
 }
 
-/* Writes what the kernel takes, queues the rest. */
-static int send_locked(net_sock *s, const uint8_t *p, size_t len) {
+int keel__net_send_raw_locked(net_sock *s, const uint8_t *p, size_t len) {
   if (s->qhead == NULL) {
     int fd = keel__io_fd(s->h);
     while (len > 0) {
@@ -292,7 +291,8 @@ int keel_net_send(keel_socket h, const void *data, size_t len) {
       if (p != NULL)
         keel__net_wl_add(&s->ww, keel_self(p) | NW_NOTIFY << NW_KIND_SHIFT);
     } else if (len > 0) {
-      rc = send_locked(s, data, len);
+      rc = s->tls != NULL ? keel__tls_send_locked(s, data, len)
+                          : keel__net_send_raw_locked(s, data, len);
     }
     keel__net_unlock(s);
     return rc;
@@ -305,7 +305,7 @@ int64_t keel_net_recv(keel_socket h, void *buf, size_t cap,
   if (rc == KEEL_OK && (buf == NULL || cap == 0))
     rc = KEEL_EINVAL;
   if (rc == KEEL_OK)
-    rc = may_wait(timeout_ms);
+    rc = keel__net_may_wait(timeout_ms);
   if (rc != KEEL_OK)
     return rc;
   uint64_t deadline = keel__net_deadline(timeout_ms);
@@ -323,6 +323,18 @@ int64_t keel_net_recv(keel_socket h, void *buf, size_t cap,
     if (rc != KEEL_OK) {
       keel__net_unlock(s);
       return rc;
+    }
+    if (s->tls != NULL) {
+      int64_t n = keel__tls_read_locked(s, buf, cap);
+      if (n < 0)
+        s->flags |= NS_EOF;
+      if (n != 0 || timeout_ms == 0) {
+        keel__net_unlock(s);
+        return n != 0 ? n : KEEL_ETIMEDOUT;
+      }
+      if ((rc = keel__net_wait(s, false, deadline)) != KEEL_OK)
+        return rc;
+      continue;
     }
     ssize_t n = recv(keel__io_fd(h), buf, cap, MSG_DONTWAIT);
     if (n > 0) {
@@ -379,6 +391,8 @@ int keel_net_shutdown(keel_socket h, keel_net_how how) {
     if (how != KEEL_NET_SHUT_WRITE)
       shutdown(fd, SHUT_RD);
     if (how != KEEL_NET_SHUT_READ) {
+      if (s->tls != NULL && !(s->flags & NS_SHUT_WR))
+        keel__tls_close_notify_locked(s);
       s->flags |= NS_SHUT_WR;
       if (s->qhead == NULL)
         shutdown(fd, SHUT_WR); /* else once the queue is flushed */

@@ -11,6 +11,7 @@
 #include "bench_runtime.h"
 #include "bench_tables.h"
 #include "bench_telemetry.h"
+#include "bench_tls.h"
 #include "bench_ws.h"
 #include "cli.h"
 
@@ -34,6 +35,8 @@ static const keel_cli_cmd bench_suites[] = {
      "PubSub broadcast to 10k subscribers; with Elixir's Registry.dispatch"},
     {"net", keel_bench_net,
      "TCP request/response round trips (1, 50 connections); with BEAM"},
+    {"tls", keel_bench_tls,
+     "TLS handshakes/s, round trips and MB/s beside plain TCP (Keel only)"},
     {NULL, NULL, NULL}};
 
 int keel_cmd_bench(int argc, char **argv) {
