@@ -25,7 +25,8 @@ fi
 
 BUILD_PKGS=(build-essential cmake ninja-build pkg-config zlib1g-dev
   libcriterion-dev libssl-dev libhttp-parser-dev)
-TEST_PKGS=(erlang-base elixir python3 python3-prometheus-client curl)
+TEST_PKGS=(erlang-base elixir python3 python3-prometheus-client curl
+  qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
 BENCH_PKGS=(wrk nginx-light)
 SAN_PKGS=(clang clang-14 libclang-rt-14-dev)
 DEV_PKGS=(clang-format clang-tidy cppcheck gcovr)
