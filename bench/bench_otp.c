@@ -125,7 +125,8 @@ static int run_keel(bool quick, double *out) {
 /* ---- driver ---- */
 
 int keel_bench_otp(int argc, char **argv) {
-  static const keel_bench_suite suite = {
-      "otp", "bench_otp", metric_names, NMETRICS, "calls/s", run_keel, false};
+  static const keel_bench_suite suite = {"otp",    "bench_otp", metric_names,
+                                         NMETRICS, "calls/s",   run_keel,
+                                         false,    NULL};
   return keel_bench_suite_main(&suite, argc, argv);
 }
