@@ -29,6 +29,9 @@ typedef struct keel__ets_obj {
   keel_term key;              /* element keypos, or KEEL_NONE */
   size_t words;               /* copied words */
   unsigned mark;              /* scratch, under the key's write lock */
+  unsigned flat;              /* 1: term is a tuple of immediates laid out
+                                 at data[0..words), no counted refs: it is
+                                 copied out with one memcpy */
   uint64_t data[];
 } keel__ets_obj;
 
@@ -105,6 +108,9 @@ keel__ets_obj *keel__ets_obj_new(keel_term t, unsigned keypos, bool hashed);
 void keel__ets_obj_free(keel__ets_obj *o);
 /* Words an object costs in info(memory). */
 size_t keel__ets_obj_cost(const keel__ets_obj *o);
+/* A copy of o's term in hp (one memcpy for flat objects); KEEL_NONE on
+ * out-of-memory. */
+keel_term keel__ets_obj_copy(const keel__ets_obj *o, keel_heap *hp);
 
 /* ---- stores (ets_store.c) ---- */
 
@@ -121,10 +127,13 @@ bool keel__ets_key_eq(const keel__ets_table *t, keel_term a, keel_term b);
 /* Lock of the store part holding key (hash h for hashed types). */
 pthread_rwlock_t *keel__ets_key_lock(keel__ets_table *t, uint64_t h);
 /* The hash the stores use: keel_hash with a 64-bit finaliser (splitmix64's)
- * on top, since stripes take the top bits and buckets the low bits and
- * keel_hash's low bits are not uniform for small integers. */
+ * on top, since stripes take the top bits and buckets the next bits and
+ * keel_hash's low bits are not uniform for small integers; a small
+ * integer key skips keel_hash (its word is canonical; the finaliser is a
+ * bijection, so distinct small keys never share a hash). */
 static inline uint64_t keel__ets_hash(keel_term key) {
-  uint64_t z = keel_hash(key);
+  /* A small integer is one canonical word: the finaliser alone mixes it. */
+  uint64_t z = keel_is_small(key) ? (uint64_t)key : keel_hash(key);
   z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
   z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
   return z ^ (z >> 31);
@@ -148,6 +157,16 @@ int keel__ets_hkey_cmp(uint64_t ha, keel_term a, uint64_t hb, keel_term b);
 /* Write-locks the stripes in mask (ascending), or the ordered lock. */
 void keel__ets_lock_mask(keel__ets_table *t, uint64_t mask);
 void keel__ets_unlock_mask(keel__ets_table *t, uint64_t mask);
+
+/* Hashed store, the key's lock held: the first object with key (hash h)
+ * in its chain (the others of a bag follow it through `next`), or NULL. */
+keel__ets_obj *keel__ets_hash_find(keel__ets_table *t, keel_term key,
+                                   uint64_t h);
+/* Set tables (hashed), the key's write lock held: puts o in place of the
+ * object with o's key, or adds it. Returns the replaced object (the
+ * caller frees it, after unlocking if it likes), or NULL. Keeps the size
+ * and memory counters. Never fails (a failed growth keeps longer chains). */
+keel__ets_obj *keel__ets_set_put(keel__ets_table *t, keel__ets_obj *o);
 
 /* With the key's lock held: the objects with that key, in store order. */
 int keel__ets_group_get(keel__ets_table *t, keel_term key, uint64_t h,

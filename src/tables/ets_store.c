@@ -11,7 +11,7 @@
  * resumes "after key K" never misses or repeats a key that stays in the
  * table, however the table grows meanwhile. Objects with one key are
  * adjacent in their chain (bags keep insertion order). A stripe doubles
- * its buckets when it holds more than two objects per bucket.
+ * its buckets when it holds more than GROW_LOAD objects per bucket.
  *
  * ordered_set: a two-level sorted array under one rwlock (ets_ordered.c).
  */
@@ -23,6 +23,10 @@
 #include "tables/ets_internal.h"
 
 #define ETS_INIT_BUCKETS 8
+/* A stripe doubles its buckets above this many objects per bucket: 1
+ * keeps the expected chain walk before a key under half an object (a
+ * cache miss each in a large table) for 8 bytes per object. */
+#define GROW_LOAD 1
 
 /* ---- vectors ---- */
 
@@ -64,6 +68,23 @@ void keel__ets_vec_free(ets_vec *v) {
 
 /* ---- objects ---- */
 
+/* A tuple of immediates (small integers, atoms, local pids, ...: tag bit
+ * 1 set) whose header and elements are the whole of data[], with no
+ * counted reference: it holds no pointer, so a memcpy is a copy. */
+static unsigned is_flat(const keel__ets_obj *o) {
+  if (o->off != NULL || !keel_is_tuple(o->term) ||
+      o->term != (keel_term)(uintptr_t)o->data)
+    return 0;
+  size_t n = keel_tuple_arity(o->term);
+  if (o->words != n + 1)
+    return 0;
+  const keel_term *e = keel_tuple_elems(o->term);
+  for (size_t i = 0; i < n; i++)
+    if ((e[i] & 2u) == 0) /* boxed or cons */
+      return 0;
+  return 1;
+}
+
 keel__ets_obj *keel__ets_obj_new(keel_term t, unsigned keypos, bool hashed) {
   size_t words = keel_term_copy_words(t);
   keel__ets_obj *o = malloc(sizeof *o + words * sizeof(uint64_t));
@@ -82,9 +103,20 @@ keel__ets_obj *keel__ets_obj_new(keel_term t, unsigned keypos, bool hashed) {
   o->words = words;
   o->next = NULL;
   o->mark = 0;
+  o->flat = is_flat(o);
   o->key = keypos > 0 ? keel_tuple_get(c, keypos - 1) : KEEL_NONE;
   o->hash = hashed && keypos > 0 ? keel__ets_hash(o->key) : 0;
   return o;
+}
+
+keel_term keel__ets_obj_copy(const keel__ets_obj *o, keel_heap *hp) {
+  if (!o->flat)
+    return keel_term_copy(hp, o->term);
+  uint64_t *w = keel_heap_alloc(hp, o->words);
+  if (w == NULL)
+    return KEEL_NONE;
+  memcpy(w, o->data, o->words * sizeof(uint64_t));
+  return (keel_term)(uintptr_t)w; /* a boxed term is its header's address */
 }
 
 void keel__ets_obj_free(keel__ets_obj *o) {
@@ -286,13 +318,62 @@ static int hash_group_set(keel__ets_table *t, keel_term key, uint64_t h,
   }
   *pp = rest;
   s->count = s->count + n - old;
-  while (s->count > 2 * s->nbuckets) {
+  while (s->count > GROW_LOAD * s->nbuckets) {
     size_t nb = s->nbuckets;
     stripe_grow(s);
     if (s->nbuckets == nb)
       break; /* out of memory: keep the longer chains */
   }
   return KEEL_OK;
+}
+
+/* The link in key's chain where key is or would be inserted. */
+static keel__ets_obj **chain_at(ets_stripe *s, keel_term key, uint64_t h) {
+  keel__ets_obj **pp = &s->buckets[keel__ets_bucket_of(h, s->nbuckets)];
+  for (keel__ets_obj *o; (o = *pp) != NULL; pp = &o->next) {
+    if (o->hash > h)
+      break;
+    if (o->hash == h && keel__ets_hkey_cmp(h, o->key, h, key) >= 0)
+      break;
+  }
+  return pp;
+}
+
+static void stripe_added(ets_stripe *s) {
+  s->count++;
+  while (s->count > GROW_LOAD * s->nbuckets) {
+    size_t nb = s->nbuckets;
+    stripe_grow(s);
+    if (s->nbuckets == nb)
+      break; /* out of memory: keep the longer chains */
+  }
+}
+
+keel__ets_obj *keel__ets_hash_find(keel__ets_table *t, keel_term key,
+                                   uint64_t h) {
+  keel__ets_obj *o = *chain_at(&t->u.stripes[keel__ets_stripe_of(h)], key, h);
+  return o != NULL && o->hash == h && keel_eq_exact(o->key, key) ? o : NULL;
+}
+
+keel__ets_obj *keel__ets_set_put(keel__ets_table *t, keel__ets_obj *o) {
+  ets_stripe *s = &t->u.stripes[keel__ets_stripe_of(o->hash)];
+  keel__ets_obj **pp = chain_at(s, o->key, o->hash);
+  keel__ets_obj *old = *pp;
+  size_t add = keel__ets_obj_cost(o);
+  if (old != NULL && old->hash == o->hash && keel_eq_exact(old->key, o->key)) {
+    o->next = old->next;
+    *pp = o;
+    size_t sub = keel__ets_obj_cost(old);
+    if (add != sub)
+      atomic_fetch_add_explicit(&t->words, add - sub, memory_order_relaxed);
+    return old;
+  }
+  o->next = old;
+  *pp = o;
+  atomic_fetch_add_explicit(&t->size, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&t->words, add, memory_order_relaxed);
+  stripe_added(s);
+  return NULL;
 }
 
 int keel__ets_group_get(keel__ets_table *t, keel_term key, uint64_t h,
