@@ -333,8 +333,9 @@ static keel__ets_obj **chain_at(ets_stripe *s, keel_term key, uint64_t h) {
   for (keel__ets_obj *o; (o = *pp) != NULL; pp = &o->next) {
     if (o->hash > h)
       break;
-    if (o->hash == h && keel__ets_hkey_cmp(h, o->key, h, key) >= 0)
-      break;
+    if (o->hash == h &&
+        (o->key == key || keel__ets_hkey_cmp(h, o->key, h, key) >= 0))
+      break; /* the same word is the same key (the common hit) */
   }
   return pp;
 }
@@ -352,7 +353,10 @@ static void stripe_added(ets_stripe *s) {
 keel__ets_obj *keel__ets_hash_find(keel__ets_table *t, keel_term key,
                                    uint64_t h) {
   keel__ets_obj *o = *chain_at(&t->u.stripes[keel__ets_stripe_of(h)], key, h);
-  return o != NULL && o->hash == h && keel_eq_exact(o->key, key) ? o : NULL;
+  return o != NULL && o->hash == h &&
+                 (o->key == key || keel_eq_exact(o->key, key))
+             ? o
+             : NULL;
 }
 
 keel__ets_obj *keel__ets_set_put(keel__ets_table *t, keel__ets_obj *o) {
@@ -360,7 +364,8 @@ keel__ets_obj *keel__ets_set_put(keel__ets_table *t, keel__ets_obj *o) {
   keel__ets_obj **pp = chain_at(s, o->key, o->hash);
   keel__ets_obj *old = *pp;
   size_t add = keel__ets_obj_cost(o);
-  if (old != NULL && old->hash == o->hash && keel_eq_exact(old->key, o->key)) {
+  if (old != NULL && old->hash == o->hash &&
+      (old->key == o->key || keel_eq_exact(old->key, o->key))) {
     o->next = old->next;
     *pp = o;
     size_t sub = keel__ets_obj_cost(old);

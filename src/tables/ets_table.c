@@ -141,8 +141,10 @@ keel_term keel__ets_caller(void) {
 }
 
 int keel__ets_check(const keel__ets_table *t, bool write) {
+  if (t->access == KEEL_ETS_PUBLIC)
+    return KEEL_OK;
   keel_term me = keel__ets_caller();
-  if (me == KEEL_NONE || t->access == KEEL_ETS_PUBLIC)
+  if (me == KEEL_NONE)
     return KEEL_OK;
   if (me == atomic_load_explicit(&t->owner, memory_order_relaxed))
     return KEEL_OK;
