@@ -20,20 +20,33 @@
 
 #include "keel/ets.h"
 
-/* One stored term: a flat copy in one allocation. */
+/* One stored term: a flat copy in one allocation, with a 4-word header
+ * (a 3-tuple of immediates takes 56 bytes, one malloc size class of 64).
+ * The term's root is at data[0] (keel_term_copy allocates the root
+ * first), so it is data's address with the root's tag (boxed or cons), or
+ * for an immediate the word in data[0]. A copy holding counted references
+ * (large binaries, resources) keeps their chain in data[words]. */
 typedef struct keel__ets_obj {
   struct keel__ets_obj *next; /* hash chain */
   uint64_t hash;              /* hash of key (hashed stores) */
-  keel_offheap *off;          /* counted references of the copy */
-  keel_term term;             /* the object */
   keel_term key;              /* element keypos, or KEEL_NONE */
-  size_t words;               /* copied words */
-  unsigned mark;              /* scratch, under the key's write lock */
-  unsigned flat;              /* 1: term is a tuple of immediates laid out
-                                 at data[0..words), no counted refs: it is
-                                 copied out with one memcpy */
+  uint32_t words;             /* copied words */
+  uint8_t mark;               /* scratch, under the key's write lock */
+  uint8_t flat;    /* 1: a tuple of immediates filling data[0..words), no
+                      counted refs: copied out with one memcpy */
+  uint8_t root;    /* the root's tag bits, or ETS_ROOT_IMM */
+  uint8_t has_off; /* data[words] holds a keel_offheap chain */
   uint64_t data[];
 } keel__ets_obj;
+
+#define ETS_ROOT_IMM 0xffu
+
+/* The stored term. */
+static inline keel_term keel__ets_obj_term(const keel__ets_obj *o) {
+  if (o->root == ETS_ROOT_IMM)
+    return (keel_term)o->data[0];
+  return (keel_term)(uintptr_t)o->data | o->root;
+}
 
 #define ETS_STRIPES 64
 

@@ -105,7 +105,7 @@ static int insert_locked(keel__ets_table *t, keel__ets_obj *o) {
   if (t->type == KEEL_ETS_BAG || t->type == KEEL_ETS_DUPLICATE_BAG) {
     rc = keel__ets_group_get(t, o->key, o->hash, &g);
     for (size_t i = 0; rc == KEEL_OK && t->type == KEEL_ETS_BAG && i < g.n; i++)
-      if (keel_eq_exact(g.v[i]->term, o->term)) {
+      if (keel_eq_exact(keel__ets_obj_term(g.v[i]), keel__ets_obj_term(o))) {
         keel__ets_vec_free(&g);
         keel__ets_obj_free(o); /* already there */
         return KEEL_OK;
@@ -352,7 +352,7 @@ static int element_group(keel__ets_table *t, ets_vec *g, void *arg) {
   tvec tv = {0};
   int rc = KEEL_OK;
   for (size_t i = 0; i < g->n && rc == KEEL_OK; i++) {
-    keel_term o = g->v[i]->term;
+    keel_term o = keel__ets_obj_term(g->v[i]);
     if (a->pos > keel_tuple_arity(o))
       rc = KEEL_EBADARG;
     else
@@ -417,7 +417,7 @@ static int delete_group(keel__ets_table *t, ets_vec *g, void *arg) {
   keel__ets_vec_init(&removed);
   int rc = KEEL_OK;
   for (size_t i = 0; i < g->n && rc == KEEL_OK; i++)
-    if (obj != KEEL_NONE && !keel_eq_exact(g->v[i]->term, obj))
+    if (obj != KEEL_NONE && !keel_eq_exact(keel__ets_obj_term(g->v[i]), obj))
       rc = keel__ets_vec_push(&keep, g->v[i]);
   if (rc == KEEL_OK && keep.n < g->n)
     rc = keel__ets_group_set(t, g->v[0]->key, g->v[0]->hash, keep.v, keep.n,
@@ -497,7 +497,7 @@ typedef struct list_arg {
 
 static int list_visit(keel__ets_obj *o, void *arg) {
   list_arg *a = arg;
-  return tvec_push(&a->tv, keel_term_copy(a->hp, o->term));
+  return tvec_push(&a->tv, keel_term_copy(a->hp, keel__ets_obj_term(o)));
 }
 
 int keel_ets_tab2list(keel_ets_tab tab, keel_heap *h, keel_term *out) {

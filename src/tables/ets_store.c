@@ -71,14 +71,14 @@ void keel__ets_vec_free(ets_vec *v) {
 /* A tuple of immediates (small integers, atoms, local pids, ...: tag bit
  * 1 set) whose header and elements are the whole of data[], with no
  * counted reference: it holds no pointer, so a memcpy is a copy. */
-static unsigned is_flat(const keel__ets_obj *o) {
-  if (o->off != NULL || !keel_is_tuple(o->term) ||
-      o->term != (keel_term)(uintptr_t)o->data)
+static uint8_t is_flat(const keel__ets_obj *o) {
+  keel_term t = keel__ets_obj_term(o);
+  if (o->has_off || o->root != 0 || !keel_is_tuple(t))
     return 0;
-  size_t n = keel_tuple_arity(o->term);
+  size_t n = keel_tuple_arity(t);
   if (o->words != n + 1)
     return 0;
-  const keel_term *e = keel_tuple_elems(o->term);
+  const keel_term *e = keel_tuple_elems(t);
   for (size_t i = 0; i < n; i++)
     if ((e[i] & 2u) == 0) /* boxed or cons */
       return 0;
@@ -87,20 +87,33 @@ static unsigned is_flat(const keel__ets_obj *o) {
 
 keel__ets_obj *keel__ets_obj_new(keel_term t, unsigned keypos, bool hashed) {
   size_t words = keel_term_copy_words(t);
-  keel__ets_obj *o = malloc(sizeof *o + words * sizeof(uint64_t));
+  if (words > UINT32_MAX - 1)
+    return NULL;
+  /* Room for an immediate, and for the counted-reference chain. */
+  size_t room = words > 0 ? words + 1 : 1;
+  keel__ets_obj *o = malloc(sizeof *o + room * sizeof(uint64_t));
   if (o == NULL)
     return NULL;
   keel_heap hp;
   keel_heap_init_fixed(&hp, o->data, words);
-  keel_term c = keel_term_copy(&hp, t);
-  if (c == KEEL_NONE) {
-    keel_heap_destroy(&hp);
+  keel_term c = words > 0 ? keel_term_copy(&hp, t) : t;
+  uint64_t base = (uint64_t)(uintptr_t)o->data;
+  if (c == KEEL_NONE || (words > 0 && (c & ~(uint64_t)KEEL_TAG_MASK) != base)) {
+    keel_heap_destroy(&hp); /* (a root not at data[0] cannot happen) */
     free(o);
     return NULL;
   }
-  o->off = keel_heap_take_offheap(&hp);
-  o->term = c;
-  o->words = words;
+  keel_offheap *off = keel_heap_take_offheap(&hp);
+  o->has_off = off != NULL;
+  if (off != NULL)
+    o->data[words] = (uint64_t)(uintptr_t)off;
+  if (words == 0) {
+    o->root = ETS_ROOT_IMM;
+    o->data[0] = c;
+  } else {
+    o->root = (uint8_t)(c & KEEL_TAG_MASK);
+  }
+  o->words = (uint32_t)words;
   o->next = NULL;
   o->mark = 0;
   o->flat = is_flat(o);
@@ -111,7 +124,7 @@ keel__ets_obj *keel__ets_obj_new(keel_term t, unsigned keypos, bool hashed) {
 
 keel_term keel__ets_obj_copy(const keel__ets_obj *o, keel_heap *hp) {
   if (!o->flat)
-    return keel_term_copy(hp, o->term);
+    return keel_term_copy(hp, keel__ets_obj_term(o));
   uint64_t *w = keel_heap_alloc(hp, o->words);
   if (w == NULL)
     return KEEL_NONE;
@@ -122,7 +135,8 @@ keel_term keel__ets_obj_copy(const keel__ets_obj *o, keel_heap *hp) {
 void keel__ets_obj_free(keel__ets_obj *o) {
   if (o == NULL)
     return;
-  keel_offheap_release(o->off);
+  if (o->has_off)
+    keel_offheap_release((keel_offheap *)(uintptr_t)o->data[o->words]);
   free(o);
 }
 

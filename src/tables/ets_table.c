@@ -565,7 +565,7 @@ static void owner_exit_slot(uint32_t i, keel_term pid) {
   keel_heap_init(&h);
   keel_term msg =
       heir != KEEL_NONE && heir != pid && keel__ets_arm(heir) == KEEL_OK
-          ? transfer_msg(&h, t, pid, t->heir_data->term)
+          ? transfer_msg(&h, t, pid, keel__ets_obj_term(t->heir_data))
           : KEEL_NONE;
   if (msg == KEEL_NONE) {
     retire_unlock(s, i);

@@ -81,7 +81,7 @@ static int base_object(const keel__ets_table *t, const ets_vec *g,
                        keel_term key, keel_term dflt, keel_heap *tmp,
                        keel_term *out) {
   if (g->n > 0) {
-    *out = g->v[0]->term;
+    *out = keel__ets_obj_term(g->v[0]);
     return KEEL_OK;
   }
   if (dflt == KEEL_NONE)
@@ -166,7 +166,8 @@ static int counter_store(keel__ets_table *t, uint64_t h, upd *u,
   for (size_t i = 0; i < u->nops && inplace; i++)
     inplace = keel_is_small(el[u->ops[i].pos - 1]);
   if (inplace) {
-    keel_term *dst = (keel_term *)(uintptr_t)keel_tuple_elems(g->v[0]->term);
+    keel_term *dst =
+        (keel_term *)(uintptr_t)keel_tuple_elems(keel__ets_obj_term(g->v[0]));
     for (size_t i = 0; i < u->nops; i++)
       dst[u->ops[i].pos - 1] = el[u->ops[i].pos - 1];
     return KEEL_OK;
