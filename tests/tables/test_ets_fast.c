@@ -241,3 +241,46 @@ Test(ets_fast, readers_never_see_half_written_objects) {
   }
   cr_assert_eq(size_of(t), KEYS);
 }
+
+static keel_term counter(keel_ets_tab t, const char *key, int64_t incr,
+                         int *rc) {
+  keel_term r = KEEL_NONE;
+  *rc = keel_ets_update_counter(t, T(key), keel_small(incr), KEEL_NONE, &H, &r);
+  return r;
+}
+
+Test(ets_fast, counter_in_place_and_its_limits) {
+  keel_ets_tab t = new_tab(KEEL_ETS_SET, 1);
+  int rc;
+  cr_assert_eq(keel_ets_insert(t, T("{k, 5, x}")), KEEL_OK);
+  assert_term(counter(t, "k", 3, &rc), "8");
+  cr_assert_eq(rc, KEEL_OK);
+  assert_term(counter(t, "k", -10, &rc), "-2");
+  assert_term(lookup(t, "k"), "[{k, -2, x}]");
+  /* Past the immediate range: a bignum (general path), and back. */
+  cr_assert_eq(keel_ets_insert(t, T("{b, 2305843009213693951}")), KEEL_OK);
+  assert_term(counter(t, "b", 1, &rc), "2305843009213693952");
+  assert_term(lookup(t, "b"), "[{b, 2305843009213693952}]");
+  assert_term(counter(t, "b", -1, &rc), "2305843009213693951");
+  assert_term(lookup(t, "b"), "[{b, 2305843009213693951}]");
+  /* Not an integer, no element after the key, no key: errors, nothing
+   * changed. */
+  cr_assert_eq(keel_ets_insert(t, T("{a, x}")), KEEL_OK);
+  counter(t, "a", 1, &rc);
+  cr_assert_eq(rc, KEEL_EBADARG);
+  assert_term(lookup(t, "a"), "[{a, x}]");
+  cr_assert_eq(keel_ets_insert(t, T("{s}")), KEEL_OK);
+  counter(t, "s", 1, &rc);
+  cr_assert_eq(rc, KEEL_EBADARG);
+  counter(t, "missing", 1, &rc);
+  cr_assert_eq(rc, KEEL_ENOENT);
+  /* A float counter is not flat: general path. */
+  cr_assert_eq(keel_ets_insert(t, T("{f, 1.5}")), KEEL_OK);
+  counter(t, "f", 1, &rc);
+  cr_assert_eq(rc, KEEL_EBADARG);
+  /* keypos 2: the counter is element 3. */
+  keel_ets_tab t2 = new_tab(KEEL_ETS_SET, 2);
+  cr_assert_eq(keel_ets_insert(t2, T("{1, k, 10}")), KEEL_OK);
+  assert_term(counter(t2, "k", 5, &rc), "15");
+  assert_term(lookup(t2, "k"), "[{1, k, 15}]");
+}
