@@ -118,6 +118,10 @@ void keel__ets_vec_free(ets_vec *v);
 
 /* Copies t into a new object; keypos 0: no key. NULL on out-of-memory. */
 keel__ets_obj *keel__ets_obj_new(keel_term t, unsigned keypos, bool hashed);
+/* keel__ets_obj_new for a tuple t of `arity` immediates and keypos >= 1
+ * (hashed stores): one memcpy. NULL on out-of-memory. */
+keel__ets_obj *keel__ets_obj_new_flat(keel_term t, size_t arity,
+                                      unsigned keypos);
 void keel__ets_obj_free(keel__ets_obj *o);
 /* Words an object costs in info(memory). */
 size_t keel__ets_obj_cost(const keel__ets_obj *o);

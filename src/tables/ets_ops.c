@@ -171,7 +171,7 @@ static int insert_set_one(keel__ets_table *t, keel_term obj) {
       pthread_rwlock_unlock(l);
       return KEEL_OK;
     }
-    o = keel__ets_obj_new(obj, t->keypos, true);
+    o = keel__ets_obj_new_flat(obj, arity, t->keypos);
   } else {
     o = keel__ets_obj_new(obj, t->keypos, true);
     pthread_rwlock_wrlock(l);

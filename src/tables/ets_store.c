@@ -122,6 +122,27 @@ keel__ets_obj *keel__ets_obj_new(keel_term t, unsigned keypos, bool hashed) {
   return o;
 }
 
+keel__ets_obj *keel__ets_obj_new_flat(keel_term t, size_t arity,
+                                      unsigned keypos) {
+  size_t words = arity + 1;
+  if (words > UINT32_MAX - 1)
+    return NULL;
+  keel__ets_obj *o = malloc(sizeof *o + words * sizeof(uint64_t));
+  if (o == NULL)
+    return NULL;
+  /* A boxed term is its header's address: header and elements in a row. */
+  memcpy(o->data, (const void *)(uintptr_t)t, words * sizeof(uint64_t));
+  o->next = NULL;
+  o->words = (uint32_t)words;
+  o->mark = 0;
+  o->flat = 1;
+  o->root = 0;
+  o->has_off = 0;
+  o->key = o->data[keypos]; /* element keypos - 1 */
+  o->hash = keel__ets_hash(o->key);
+  return o;
+}
+
 keel_term keel__ets_obj_copy(const keel__ets_obj *o, keel_heap *hp) {
   if (!o->flat)
     return keel_term_copy(hp, keel__ets_obj_term(o));
