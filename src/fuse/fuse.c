@@ -365,14 +365,22 @@ static bool injected(keel_fuses *fs, const fuse *f) {
   return (x >> 11) < atomic_load_explicit(&f->threshold, memory_order_relaxed);
 }
 
-/* ask on a found fuse whose state bits were s. */
-static int ask_fuse(keel_fuses *fs, fuse *f, uint32_t s) {
+/* ask on a fuse whose state word was w (generation and ST_* bits). A
+ * fuse removed by then, or removed while a due heal is applied (its
+ * generation moved on), answers not found. */
+static int ask_fuse(keel_fuses *fs, fuse *f, uint64_t w) {
+  uint32_t s = (uint32_t)w;
+  if (s & ST_REMOVED)
+    return KEEL_ENOENT;
   if (s & ST_BLOWN) {
     if (!(s & ST_TIMER) || now_ns(fs) < atomic_load(&f->heal_at))
       return KEEL_FUSE_BLOWN;
     if (locked(fs, f, NULL) != KEEL_OK)
       return KEEL_ENOENT;
-    s = (uint32_t)atomic_load_explicit(&f->state, memory_order_acquire);
+    uint64_t w2 = atomic_load_explicit(&f->state, memory_order_acquire);
+    if ((w2 >> 32) != (w >> 32) || ((uint32_t)w2 & ST_REMOVED))
+      return KEEL_ENOENT;
+    s = (uint32_t)w2;
     if (s & ST_BLOWN)
       return KEEL_FUSE_BLOWN;
   }
@@ -385,8 +393,7 @@ int keel_fuse_ask(keel_fuses *fs, keel_term name) {
   fuse *f = find(fs, name);
   if (f == NULL)
     return KEEL_ENOENT;
-  return ask_fuse(
-      fs, f, (uint32_t)atomic_load_explicit(&f->state, memory_order_acquire));
+  return ask_fuse(fs, f, atomic_load_explicit(&f->state, memory_order_acquire));
 }
 
 int keel_fuse_handle_get(keel_fuses *fs, keel_term name,
@@ -408,9 +415,9 @@ int keel_fuse_ask_h(keel_fuses *fs, keel_fuse_handle h) {
   if (fs == NULL || f == NULL)
     return KEEL_ENOENT;
   uint64_t w = atomic_load_explicit(&f->state, memory_order_acquire);
-  if ((uint32_t)(w >> 32) != h.gen || ((uint32_t)w & ST_REMOVED))
+  if ((uint32_t)(w >> 32) != h.gen)
     return KEEL_ENOENT;
-  return ask_fuse(fs, f, (uint32_t)w);
+  return ask_fuse(fs, f, w);
 }
 
 int keel_fuse_melt(keel_fuses *fs, keel_term name) {
