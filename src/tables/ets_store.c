@@ -307,18 +307,16 @@ static void stripe_grow(ets_stripe *s) {
   if (b == NULL)
     return; /* keep the longer chains */
   for (size_t i = 0; i < s->nbuckets; i++) {
-    /* Move chain i in order to chains 2i and 2i + 1 (appending to their
-     * tails), which keeps both sorted. */
-    keel__ets_obj *o = s->buckets[i];
-    while (o != NULL) {
-      keel__ets_obj *next = o->next;
-      keel__ets_obj **pp = &b[keel__ets_bucket_of(o->hash, nb)];
-      while (*pp != NULL)
-        pp = &(*pp)->next;
-      o->next = NULL;
-      *pp = o;
-      o = next;
+    /* Split chain i in order into chains 2i and 2i + 1 (appending at
+     * their tails), which keeps both sorted. */
+    keel__ets_obj **tail[2] = {&b[2 * i], &b[2 * i + 1]};
+    for (keel__ets_obj *o = s->buckets[i]; o != NULL; o = o->next) {
+      size_t k = keel__ets_bucket_of(o->hash, nb) - 2 * i; /* 0 or 1 */
+      *tail[k] = o;
+      tail[k] = &o->next;
     }
+    *tail[0] = NULL;
+    *tail[1] = NULL;
   }
   free(s->buckets);
   s->buckets = b;
