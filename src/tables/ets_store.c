@@ -311,7 +311,8 @@ static void stripe_grow(ets_stripe *s) {
      * their tails), which keeps both sorted. */
     keel__ets_obj **tail[2] = {&b[2 * i], &b[2 * i + 1]};
     for (keel__ets_obj *o = s->buckets[i]; o != NULL; o = o->next) {
-      size_t k = keel__ets_bucket_of(o->hash, nb) - 2 * i; /* 0 or 1 */
+      /* Its new bucket is 2i or 2i + 1: the low bit tells which. */
+      size_t k = keel__ets_bucket_of(o->hash, nb) & 1;
       *tail[k] = o;
       tail[k] = &o->next;
     }
