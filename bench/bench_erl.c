@@ -167,15 +167,19 @@ int keel_bench_suite_main(const keel_bench_suite *s, int argc, char **argv) {
     for (int i = 0; beam && i < s->nmetrics; i++)
       b[i][r] = tmp[i];
   }
+  double km[KEEL_BENCH_SUITE_METRICS], bm[KEEL_BENCH_SUITE_METRICS];
   for (int i = 0; i < s->nmetrics && rc == 0; i++) {
-    double kv = keel_bench_median(k[i], runs);
+    double kv = km[i] = keel_bench_median(k[i], runs);
     printf("keel %s %.0f %s\n", s->metrics[i], kv, s->unit);
     if (!beam)
       continue;
-    double bv = keel_bench_median(b[i], runs);
+    double bv = bm[i] = keel_bench_median(b[i], runs);
     printf("beam %s %.0f %s\n", s->metrics[i], bv, s->unit);
     printf("ratio %s %.2f\n", s->metrics[i], bv > 0 ? kv / bv : 0.0);
   }
+  if (rc == 0 && s->derived != NULL)
+    s->derived(km, beam ? bm : NULL);
+  fflush(stdout);
   if (beam && !s->elixir)
     keel_bench_erl_cleanup(s->module, dir);
   return rc;

@@ -50,6 +50,10 @@ typedef struct keel_bench_suite {
   /* The BEAM side is an Elixir script, bench/erl/<module>.exs, run by
    * `elixir` (instead of an Erlang module compiled by erlc). */
   bool elixir;
+  /* Optional: prints figures derived from the medians (e.g. a scaling
+   * ratio), after the keel/beam/ratio lines; beam is NULL with --no-beam.
+   * Both arrays hold nmetrics values in the order of metrics. */
+  void (*derived)(const double *keel, const double *beam);
 } keel_bench_suite;
 
 /* The command of such a suite: parses [--quick] [--runs N] [--no-beam]

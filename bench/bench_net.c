@@ -145,7 +145,8 @@ static int run_keel(bool quick, double *out) {
 }
 
 int keel_bench_net(int argc, char **argv) {
-  static const keel_bench_suite suite = {
-      "net", "bench_net", metric_names, NMETRICS, "req/s", run_keel, false};
+  static const keel_bench_suite suite = {"net",    "bench_net", metric_names,
+                                         NMETRICS, "req/s",     run_keel,
+                                         false,    NULL};
   return keel_bench_suite_main(&suite, argc, argv);
 }

@@ -4,14 +4,18 @@
 #ifndef KEEL_BENCH_TABLES_H
 #define KEEL_BENCH_TABLES_H
 
-/* Measures lookup, insert and update_counter throughput on a public set
- * (100,000 keys) with 1 and 2 threads, and the same on BEAM's ETS with 1
- * and 2 processes (bench/erl/bench_ets.erl on `erl +S 2:2`), interleaved,
- * and prints for each figure
+/* Measures on a public set of 100,000 keys: lookups from 1 thread
+ * (ets_lookups_per_s) and from 2 at once (ets_mt_lookups_per_s), inserts
+ * overwriting (ets_inserts_per_s), 1M inserts of new keys into an empty
+ * set (ets_inserts_new_per_s) and update_counter, and the same on BEAM's
+ * ETS (bench/erl/bench_ets.erl on `erl +S 2:2`), interleaved, and prints
+ * for each figure
  *   keel <metric> <value> ops/s
  *   beam <metric> <value> ops/s
  *   ratio <metric> <value>        (> 1 means Keel is faster)
- * Arguments (argv[0] is the suite name, as dispatched):
+ * then `keel ets_mt_scaling <x> x` (and beam's): the 2-thread lookup rate
+ * over the 1-thread rate. Arguments (argv[0] is the suite name, as
+ * dispatched):
  *   --quick     short runs (a smoke test);
  *   --runs N    runs per side (median; default 3, quick 1);
  *   --no-beam   Keel only.

@@ -100,6 +100,28 @@ int keel_fuse_install(keel_fuses *fs, keel_term name, const keel_fuse_opts *o);
  * Thread-safe. */
 int keel_fuse_ask(keel_fuses *fs, keel_term name);
 
+/* A handle on an installed fuse, for asks without the name's hash probe.
+ * Its fields are private. It stays valid while the fuse stays installed
+ * (melts, resets, reinstalls, circuit_disable/enable keep it); once the
+ * fuse is removed the handle is stale for good (removes count a
+ * generation), even if the name is installed again: take a new one. */
+typedef struct keel_fuse_handle {
+  void *fuse;   /* private */
+  uint32_t gen; /* private */
+} keel_fuse_handle;
+
+/* Takes a handle on fuse `name`. KEEL_OK, KEEL_ENOENT (no such fuse, or
+ * fs NULL), KEEL_EINVAL (out NULL). The handle holds no reference: it is
+ * valid for fs only and only until keel_fuses_destroy. Thread-safe. */
+int keel_fuse_handle_get(keel_fuses *fs, keel_term name, keel_fuse_handle *out);
+
+/* keel_fuse_ask through a handle from keel_fuse_handle_get on the same
+ * fs: KEEL_FUSE_OK, KEEL_FUSE_BLOWN, or KEEL_ENOENT (the fuse was removed
+ * since the handle was taken, also when reinstalled; fs NULL; a zeroed
+ * handle). One atomic load on an ok fuse; lock-free unless it applies a
+ * due heal. Thread-safe. */
+int keel_fuse_ask_h(keel_fuses *fs, keel_fuse_handle h);
+
 /* Melts a fuse once, at the set's current time. Returns KEEL_OK, also for
  * an unknown name (as fuse:melt/1); KEEL_EINVAL for fs NULL. Thread-safe,
  * linearizable. */

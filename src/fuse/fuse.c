@@ -34,7 +34,9 @@ enum {
 #define NS_PER_MS UINT64_C(1000000)
 
 typedef struct fuse {
-  _Atomic uint32_t state;
+  /* generation << 32 | ST_* bits; the generation counts removes, so a
+   * handle taken before a remove never answers for a reinstall. */
+  _Atomic uint64_t state;
   _Atomic uint64_t heal_at;   /* ns; meaningful with ST_TIMER */
   _Atomic uint64_t threshold; /* fault injection: blown if r53 < this */
   uint64_t hash;
@@ -141,6 +143,18 @@ static bool same_term(keel_term a, keel_term b) {
          ((keel_is_boxed(a) || keel_is_cons(a)) && keel_eq_exact(a, b));
 }
 
+/* The hash of a name in the slot table: an immediate (an atom, a small
+ * integer: one canonical word) is mixed by splitmix64's finaliser alone,
+ * anything else goes through keel_hash. */
+static uint64_t name_hash(keel_term name) {
+  if (keel_is_boxed(name) || keel_is_cons(name))
+    return keel_hash(name);
+  uint64_t z = name;
+  z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+  z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+  return z ^ (z >> 31);
+}
+
 /* The slot of name (a fuse, possibly REMOVED), or NULL. Lock-free. */
 static fuse *lookup(const keel_fuses *fs, keel_term name, uint64_t hash) {
   size_t mask = fs->cap - 1;
@@ -172,7 +186,7 @@ static fuse *fuse_new(keel_term name, uint64_t hash) {
 
 /* Finds or inserts the slot of name. */
 static int slot_get(keel_fuses *fs, keel_term name, fuse **out) {
-  uint64_t hash = keel_hash(name);
+  uint64_t hash = name_hash(name);
   int rc = KEEL_OK;
   pthread_mutex_lock(&fs->mu);
   fuse *f = lookup(fs, name, hash);
@@ -198,11 +212,13 @@ static int slot_get(keel_fuses *fs, keel_term name, fuse **out) {
  */
 
 static uint32_t st(const fuse *f) {
-  return atomic_load_explicit(&f->state, memory_order_relaxed);
+  return (uint32_t)atomic_load_explicit(&f->state, memory_order_relaxed);
 }
 
+/* Sets the ST_* bits, keeping the generation. */
 static void st_set(fuse *f, uint32_t s) {
-  atomic_store_explicit(&f->state, s, memory_order_release);
+  uint64_t gen = atomic_load_explicit(&f->state, memory_order_relaxed) >> 32;
+  atomic_store_explicit(&f->state, gen << 32 | s, memory_order_release);
 }
 
 /* fuse_server's fix: back to the strategy's ok state, no melts, no timer;
@@ -312,9 +328,10 @@ int keel_fuse_install(keel_fuses *fs, keel_term name, const keel_fuse_opts *o) {
 static fuse *find(const keel_fuses *fs, keel_term name) {
   if (fs == NULL || name == KEEL_NONE)
     return NULL;
-  fuse *f = lookup(fs, name, keel_hash(name));
+  fuse *f = lookup(fs, name, name_hash(name));
   if (f == NULL ||
-      (atomic_load_explicit(&f->state, memory_order_acquire) & ST_REMOVED))
+      ((uint32_t)atomic_load_explicit(&f->state, memory_order_acquire) &
+       ST_REMOVED))
     return NULL;
   return f;
 }
@@ -348,23 +365,59 @@ static bool injected(keel_fuses *fs, const fuse *f) {
   return (x >> 11) < atomic_load_explicit(&f->threshold, memory_order_relaxed);
 }
 
-int keel_fuse_ask(keel_fuses *fs, keel_term name) {
-  fuse *f = find(fs, name);
-  if (f == NULL)
+/* ask on a fuse whose state word was w (generation and ST_* bits). A
+ * fuse removed by then, or removed while a due heal is applied (its
+ * generation moved on), answers not found. */
+static int ask_fuse(keel_fuses *fs, fuse *f, uint64_t w) {
+  uint32_t s = (uint32_t)w;
+  if (s & ST_REMOVED)
     return KEEL_ENOENT;
-  uint32_t s = atomic_load_explicit(&f->state, memory_order_acquire);
   if (s & ST_BLOWN) {
     if (!(s & ST_TIMER) || now_ns(fs) < atomic_load(&f->heal_at))
       return KEEL_FUSE_BLOWN;
     if (locked(fs, f, NULL) != KEEL_OK)
       return KEEL_ENOENT;
-    s = atomic_load_explicit(&f->state, memory_order_acquire);
+    uint64_t w2 = atomic_load_explicit(&f->state, memory_order_acquire);
+    if ((w2 >> 32) != (w >> 32) || ((uint32_t)w2 & ST_REMOVED))
+      return KEEL_ENOENT;
+    s = (uint32_t)w2;
     if (s & ST_BLOWN)
       return KEEL_FUSE_BLOWN;
   }
   if ((s & ST_GRADUAL) && injected(fs, f))
     return KEEL_FUSE_BLOWN;
   return KEEL_FUSE_OK;
+}
+
+int keel_fuse_ask(keel_fuses *fs, keel_term name) {
+  fuse *f = find(fs, name);
+  if (f == NULL)
+    return KEEL_ENOENT;
+  return ask_fuse(fs, f, atomic_load_explicit(&f->state, memory_order_acquire));
+}
+
+int keel_fuse_handle_get(keel_fuses *fs, keel_term name,
+                         keel_fuse_handle *out) {
+  if (out == NULL)
+    return KEEL_EINVAL;
+  fuse *f = find(fs, name);
+  if (f == NULL)
+    return KEEL_ENOENT;
+  uint64_t w = atomic_load_explicit(&f->state, memory_order_acquire);
+  if ((uint32_t)w & ST_REMOVED)
+    return KEEL_ENOENT;
+  *out = (keel_fuse_handle){.fuse = f, .gen = (uint32_t)(w >> 32)};
+  return KEEL_OK;
+}
+
+int keel_fuse_ask_h(keel_fuses *fs, keel_fuse_handle h) {
+  fuse *f = h.fuse;
+  if (fs == NULL || f == NULL)
+    return KEEL_ENOENT;
+  uint64_t w = atomic_load_explicit(&f->state, memory_order_acquire);
+  if ((uint32_t)(w >> 32) != h.gen)
+    return KEEL_ENOENT;
+  return ask_fuse(fs, f, w);
 }
 
 int keel_fuse_melt(keel_fuses *fs, keel_term name) {
@@ -412,7 +465,11 @@ static change op_enable(fuse *f, uint64_t now) {
 
 static change op_remove(fuse *f, uint64_t now) {
   (void)now;
-  st_set(f, ST_REMOVED);
+  uint64_t gen = atomic_load_explicit(&f->state, memory_order_relaxed) >> 32;
+  /* A new generation: handles taken so far are stale for good. */
+  atomic_store_explicit(&f->state,
+                        (uint64_t)(uint32_t)(gen + 1) << 32 | ST_REMOVED,
+                        memory_order_release);
   f->hlen = 0;
   f->hhead = 0;
   return NONE;
@@ -468,7 +525,7 @@ int keel_fuses_monitor(keel_fuses *fs) {
     fuse *f = atomic_load_explicit(&fs->slots[i], memory_order_acquire);
     if (f == NULL || locked(fs, f, NULL) != KEEL_OK)
       continue; /* empty or removed; a due heal is applied first */
-    bool blown = atomic_load(&f->state) & ST_BLOWN;
+    bool blown = (uint32_t)atomic_load(&f->state) & ST_BLOWN;
     keel_tel_event *ev = monitor_one(fs, f, blown);
     if (ev != NULL) {
       keel_tel_meta md[1] = {{fs->a_name, f->name}};

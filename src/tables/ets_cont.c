@@ -42,7 +42,7 @@ typedef struct chunk {
 static keel_term last_key(const chunk *k) {
   if (k->cur != NULL)
     return k->cur->key;
-  return k->saved != NULL ? k->saved->term : KEEL_NONE;
+  return k->saved != NULL ? keel__ets_obj_term(k->saved) : KEEL_NONE;
 }
 
 static int push(chunk *k, keel_term x) {
@@ -64,7 +64,7 @@ static int push(chunk *k, keel_term x) {
 static int consume(chunk *k, keel__ets_obj *o) {
   keel_heap tmp;
   keel_heap_init(&tmp);
-  keel_term r = keel__ms_run(k->c->ms, o->term, &tmp);
+  keel_term r = keel__ms_run(k->c->ms, keel__ets_obj_term(o), &tmp);
   int rc = r != KEEL_NONE ? push(k, keel_term_copy(k->hp, r)) : KEEL_OK;
   keel_heap_destroy(&tmp);
   return rc;
@@ -130,7 +130,7 @@ static int chunk_fill(chunk *k, bool *end) {
     *end = true;
     return chunk_key(k);
   }
-  keel_term from = c->last != NULL ? c->last->term : KEEL_NONE;
+  keel_term from = c->last != NULL ? keel__ets_obj_term(c->last) : KEEL_NONE;
   int r = keel__ets_walk(k->t, from, c->dir, chunk_visit, chunk_unlocking, k);
   if (r < 0)
     return r;

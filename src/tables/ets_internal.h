@@ -20,17 +20,33 @@
 
 #include "keel/ets.h"
 
-/* One stored term: a flat copy in one allocation. */
+/* One stored term: a flat copy in one allocation, with a 4-word header
+ * (a 3-tuple of immediates takes 56 bytes, one malloc size class of 64).
+ * The term's root is at data[0] (keel_term_copy allocates the root
+ * first), so it is data's address with the root's tag (boxed or cons), or
+ * for an immediate the word in data[0]. A copy holding counted references
+ * (large binaries, resources) keeps their chain in data[words]. */
 typedef struct keel__ets_obj {
   struct keel__ets_obj *next; /* hash chain */
   uint64_t hash;              /* hash of key (hashed stores) */
-  keel_offheap *off;          /* counted references of the copy */
-  keel_term term;             /* the object */
   keel_term key;              /* element keypos, or KEEL_NONE */
-  size_t words;               /* copied words */
-  unsigned mark;              /* scratch, under the key's write lock */
+  uint32_t words;             /* copied words */
+  uint8_t mark;               /* scratch, under the key's write lock */
+  uint8_t flat;    /* 1: a tuple of immediates filling data[0..words), no
+                      counted refs: copied out with one memcpy */
+  uint8_t root;    /* the root's tag bits, or ETS_ROOT_IMM */
+  uint8_t has_off; /* data[words] holds a keel_offheap chain */
   uint64_t data[];
 } keel__ets_obj;
+
+#define ETS_ROOT_IMM 0xffu
+
+/* The stored term. */
+static inline keel_term keel__ets_obj_term(const keel__ets_obj *o) {
+  if (o->root == ETS_ROOT_IMM)
+    return (keel_term)o->data[0];
+  return (keel_term)(uintptr_t)o->data | o->root;
+}
 
 #define ETS_STRIPES 64
 
@@ -102,9 +118,16 @@ void keel__ets_vec_free(ets_vec *v);
 
 /* Copies t into a new object; keypos 0: no key. NULL on out-of-memory. */
 keel__ets_obj *keel__ets_obj_new(keel_term t, unsigned keypos, bool hashed);
+/* keel__ets_obj_new for a tuple t of `arity` immediates and keypos >= 1
+ * (hashed stores): one memcpy. NULL on out-of-memory. */
+keel__ets_obj *keel__ets_obj_new_flat(keel_term t, size_t arity,
+                                      unsigned keypos);
 void keel__ets_obj_free(keel__ets_obj *o);
 /* Words an object costs in info(memory). */
 size_t keel__ets_obj_cost(const keel__ets_obj *o);
+/* A copy of o's term in hp (one memcpy for flat objects); KEEL_NONE on
+ * out-of-memory. */
+keel_term keel__ets_obj_copy(const keel__ets_obj *o, keel_heap *hp);
 
 /* ---- stores (ets_store.c) ---- */
 
@@ -121,10 +144,13 @@ bool keel__ets_key_eq(const keel__ets_table *t, keel_term a, keel_term b);
 /* Lock of the store part holding key (hash h for hashed types). */
 pthread_rwlock_t *keel__ets_key_lock(keel__ets_table *t, uint64_t h);
 /* The hash the stores use: keel_hash with a 64-bit finaliser (splitmix64's)
- * on top, since stripes take the top bits and buckets the low bits and
- * keel_hash's low bits are not uniform for small integers. */
+ * on top, since stripes take the top bits and buckets the next bits and
+ * keel_hash's low bits are not uniform for small integers; a small
+ * integer key skips keel_hash (its word is canonical; the finaliser is a
+ * bijection, so distinct small keys never share a hash). */
 static inline uint64_t keel__ets_hash(keel_term key) {
-  uint64_t z = keel_hash(key);
+  /* A small integer is one canonical word: the finaliser alone mixes it. */
+  uint64_t z = keel_is_small(key) ? (uint64_t)key : keel_hash(key);
   z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
   z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
   return z ^ (z >> 31);
@@ -148,6 +174,16 @@ int keel__ets_hkey_cmp(uint64_t ha, keel_term a, uint64_t hb, keel_term b);
 /* Write-locks the stripes in mask (ascending), or the ordered lock. */
 void keel__ets_lock_mask(keel__ets_table *t, uint64_t mask);
 void keel__ets_unlock_mask(keel__ets_table *t, uint64_t mask);
+
+/* Hashed store, the key's lock held: the first object with key (hash h)
+ * in its chain (the others of a bag follow it through `next`), or NULL. */
+keel__ets_obj *keel__ets_hash_find(keel__ets_table *t, keel_term key,
+                                   uint64_t h);
+/* Set tables (hashed), the key's write lock held: puts o in place of the
+ * object with o's key, or adds it. Returns the replaced object (the
+ * caller frees it, after unlocking if it likes), or NULL. Keeps the size
+ * and memory counters. Never fails (a failed growth keeps longer chains). */
+keel__ets_obj *keel__ets_set_put(keel__ets_table *t, keel__ets_obj *o);
 
 /* With the key's lock held: the objects with that key, in store order. */
 int keel__ets_group_get(keel__ets_table *t, keel_term key, uint64_t h,

@@ -105,7 +105,7 @@ static int insert_locked(keel__ets_table *t, keel__ets_obj *o) {
   if (t->type == KEEL_ETS_BAG || t->type == KEEL_ETS_DUPLICATE_BAG) {
     rc = keel__ets_group_get(t, o->key, o->hash, &g);
     for (size_t i = 0; rc == KEEL_OK && t->type == KEEL_ETS_BAG && i < g.n; i++)
-      if (keel_eq_exact(g.v[i]->term, o->term)) {
+      if (keel_eq_exact(keel__ets_obj_term(g.v[i]), keel__ets_obj_term(o))) {
         keel__ets_vec_free(&g);
         keel__ets_obj_free(o); /* already there */
         return KEEL_OK;
@@ -139,11 +139,63 @@ static bool any_key_taken(keel__ets_table *t, const ets_vec *v) {
   return false;
 }
 
+/* true when obj is a tuple of immediates only (it holds no pointer). */
+static bool flat_tuple(keel_term obj, size_t arity) {
+  const keel_term *e = keel_tuple_elems(obj);
+  for (size_t i = 0; i < arity; i++)
+    if ((e[i] & 2u) == 0) /* boxed or cons */
+      return false;
+  return true;
+}
+
+/* insert/2 of one object into a set, under the stripe's write lock: a
+ * tuple of immediates replacing a flat object of the same arity is
+ * written over it (no allocation); otherwise the object is copied (under
+ * the lock when it is such a small tuple, before it otherwise) and put in
+ * place with one chain walk, and the replaced one freed after the lock is
+ * released. Out of memory inserts nothing. */
+static int insert_set_one(keel__ets_table *t, keel_term obj) {
+  if (!valid_obj(t, obj))
+    return KEEL_EBADARG;
+  size_t arity = keel_tuple_arity(obj);
+  keel_term key = keel_tuple_get(obj, t->keypos - 1);
+  bool flat = flat_tuple(obj, arity);
+  uint64_t h = keel__ets_hash(key);
+  pthread_rwlock_t *l = keel__ets_key_lock(t, h);
+  keel__ets_obj *o = NULL;
+  if (flat) { /* small: copied under the lock if need be */
+    pthread_rwlock_wrlock(l);
+    keel__ets_obj *old = keel__ets_hash_find(t, key, h);
+    if (old != NULL && old->flat && old->words == arity + 1) {
+      memcpy(old->data + 1, keel_tuple_elems(obj), arity * sizeof(keel_term));
+      pthread_rwlock_unlock(l);
+      return KEEL_OK;
+    }
+    o = keel__ets_obj_new_flat(obj, arity, t->keypos);
+  } else {
+    o = keel__ets_obj_new(obj, t->keypos, true);
+    pthread_rwlock_wrlock(l);
+  }
+  if (o == NULL) {
+    pthread_rwlock_unlock(l);
+    return KEEL_ENOMEM;
+  }
+  keel__ets_obj *old = keel__ets_set_put(t, o);
+  pthread_rwlock_unlock(l);
+  keel__ets_obj_free(old);
+  return KEEL_OK;
+}
+
 static int do_insert(keel_ets_tab tab, keel_term objs, bool only_new) {
   keel__ets_table *t;
   int rc = enter(tab, true, &t);
   if (rc != KEEL_OK)
     return rc;
+  if (!only_new && t->type == KEEL_ETS_SET && keel_is_tuple(objs)) {
+    rc = insert_set_one(t, objs);
+    keel__ets_release(tab);
+    return rc;
+  }
   ets_vec v;
   keel__ets_vec_init(&v);
   uint64_t mask;
@@ -184,6 +236,22 @@ int keel_ets_insert_new(keel_ets_tab tab, keel_term objs) {
 /* Runs fn over the objects with key under the key's read lock. */
 typedef int (*group_fn)(keel__ets_table *t, ets_vec *g, void *arg);
 
+/* with_group's work on a pinned table t. */
+static int group_locked(keel__ets_table *t, keel_term key, bool write,
+                        group_fn fn, void *arg) {
+  uint64_t h = key_hash(t, key);
+  pthread_rwlock_t *l = keel__ets_key_lock(t, h);
+  write ? pthread_rwlock_wrlock(l) : pthread_rwlock_rdlock(l);
+  ets_vec g;
+  keel__ets_vec_init(&g);
+  int rc = keel__ets_group_get(t, key, h, &g);
+  if (rc == KEEL_OK)
+    rc = fn(t, &g, arg);
+  pthread_rwlock_unlock(l);
+  keel__ets_vec_free(&g);
+  return rc;
+}
+
 static int with_group(keel_ets_tab tab, keel_term key, bool write, group_fn fn,
                       void *arg) {
   keel__ets_table *t;
@@ -192,18 +260,29 @@ static int with_group(keel_ets_tab tab, keel_term key, bool write, group_fn fn,
   int rc = enter(tab, write, &t);
   if (rc != KEEL_OK)
     return rc;
-  uint64_t h = key_hash(t, key);
-  pthread_rwlock_t *l = keel__ets_key_lock(t, h);
-  write ? pthread_rwlock_wrlock(l) : pthread_rwlock_rdlock(l);
-  ets_vec g;
-  keel__ets_vec_init(&g);
-  rc = keel__ets_group_get(t, key, h, &g);
-  if (rc == KEEL_OK)
-    rc = fn(t, &g, arg);
-  pthread_rwlock_unlock(l);
-  keel__ets_vec_free(&g);
+  rc = group_locked(t, key, write, fn, arg);
   keel__ets_release(tab);
   return rc;
+}
+
+/* lookup/2 on a set: the object (if any) copied straight from its chain
+ * under the stripe's read lock, no group vector. */
+static int lookup_set(keel__ets_table *t, keel_term key, keel_heap *hp,
+                      keel_term *out) {
+  uint64_t h = keel__ets_hash(key);
+  pthread_rwlock_t *l = keel__ets_key_lock(t, h);
+  pthread_rwlock_rdlock(l);
+  keel__ets_obj *o = keel__ets_hash_find(t, key, h);
+  keel_term r = KEEL_NIL;
+  if (o != NULL) {
+    keel_term c = keel__ets_obj_copy(o, hp);
+    r = c == KEEL_NONE ? KEEL_NONE : keel_cons(hp, c, KEEL_NIL);
+  }
+  pthread_rwlock_unlock(l);
+  if (r == KEEL_NONE)
+    return KEEL_ENOMEM;
+  *out = r;
+  return KEEL_OK;
 }
 
 typedef struct copy_arg {
@@ -219,7 +298,7 @@ static int copy_group(keel__ets_table *t, ets_vec *g, void *arg) {
   copy_arg *a = arg;
   keel_term l = KEEL_NIL;
   for (size_t i = g->n; i-- > 0 && l != KEEL_NONE;) {
-    keel_term c = keel_term_copy(a->hp, g->v[i]->term);
+    keel_term c = keel__ets_obj_copy(g->v[i], a->hp);
     l = c == KEEL_NONE ? KEEL_NONE : keel_cons(a->hp, c, l);
   }
   int rc = l == KEEL_NONE ? KEEL_ENOMEM : KEEL_OK;
@@ -238,8 +317,20 @@ int keel_ets_lookup(keel_ets_tab tab, keel_term key, keel_heap *h,
                     keel_term *out) {
   if (h == NULL || out == NULL)
     return KEEL_EINVAL;
-  copy_arg a = {.hp = h, .out = out, .key = key};
-  return with_group(tab, key, false, copy_group, &a);
+  if (key == KEEL_NONE)
+    return KEEL_EBADARG;
+  keel__ets_table *t;
+  int rc = enter(tab, false, &t);
+  if (rc != KEEL_OK)
+    return rc;
+  if (t->type == KEEL_ETS_SET) {
+    rc = lookup_set(t, key, h, out);
+  } else {
+    copy_arg a = {.hp = h, .out = out, .key = key};
+    rc = group_locked(t, key, false, copy_group, &a);
+  }
+  keel__ets_release(tab);
+  return rc;
 }
 
 int keel_ets_take(keel_ets_tab tab, keel_term key, keel_heap *h,
@@ -261,7 +352,7 @@ static int element_group(keel__ets_table *t, ets_vec *g, void *arg) {
   tvec tv = {0};
   int rc = KEEL_OK;
   for (size_t i = 0; i < g->n && rc == KEEL_OK; i++) {
-    keel_term o = g->v[i]->term;
+    keel_term o = keel__ets_obj_term(g->v[i]);
     if (a->pos > keel_tuple_arity(o))
       rc = KEEL_EBADARG;
     else
@@ -296,7 +387,23 @@ static int member_group(keel__ets_table *t, ets_vec *g, void *arg) {
 }
 
 int keel_ets_member(keel_ets_tab tab, keel_term key) {
-  return with_group(tab, key, false, member_group, NULL);
+  if (key == KEEL_NONE)
+    return KEEL_EBADARG;
+  keel__ets_table *t;
+  int rc = enter(tab, false, &t);
+  if (rc != KEEL_OK)
+    return rc;
+  if (keel__ets_hashed(t)) { /* the first object of the key suffices */
+    uint64_t h = keel__ets_hash(key);
+    pthread_rwlock_t *l = keel__ets_key_lock(t, h);
+    pthread_rwlock_rdlock(l);
+    rc = keel__ets_hash_find(t, key, h) != NULL;
+    pthread_rwlock_unlock(l);
+  } else {
+    rc = group_locked(t, key, false, member_group, NULL);
+  }
+  keel__ets_release(tab);
+  return rc;
 }
 
 /* ---- deleting ---- */
@@ -310,7 +417,7 @@ static int delete_group(keel__ets_table *t, ets_vec *g, void *arg) {
   keel__ets_vec_init(&removed);
   int rc = KEEL_OK;
   for (size_t i = 0; i < g->n && rc == KEEL_OK; i++)
-    if (obj != KEEL_NONE && !keel_eq_exact(g->v[i]->term, obj))
+    if (obj != KEEL_NONE && !keel_eq_exact(keel__ets_obj_term(g->v[i]), obj))
       rc = keel__ets_vec_push(&keep, g->v[i]);
   if (rc == KEEL_OK && keep.n < g->n)
     rc = keel__ets_group_set(t, g->v[0]->key, g->v[0]->hash, keep.v, keep.n,
@@ -390,7 +497,7 @@ typedef struct list_arg {
 
 static int list_visit(keel__ets_obj *o, void *arg) {
   list_arg *a = arg;
-  return tvec_push(&a->tv, keel_term_copy(a->hp, o->term));
+  return tvec_push(&a->tv, keel_term_copy(a->hp, keel__ets_obj_term(o)));
 }
 
 int keel_ets_tab2list(keel_ets_tab tab, keel_heap *h, keel_term *out) {

@@ -41,7 +41,7 @@ static int visit(keel__ets_obj *o, void *arg) {
   sel *s = arg;
   keel_heap tmp;
   keel_heap_init(&tmp);
-  keel_term r = keel__ms_run(s->ms, o->term, &tmp);
+  keel_term r = keel__ms_run(s->ms, keel__ets_obj_term(o), &tmp);
   int rc = 0;
   if (r != KEEL_NONE && s->mode == SEL_LIST) {
     rc = push(s, keel_term_copy(s->hp, r));

@@ -11,7 +11,7 @@
  * resumes "after key K" never misses or repeats a key that stays in the
  * table, however the table grows meanwhile. Objects with one key are
  * adjacent in their chain (bags keep insertion order). A stripe doubles
- * its buckets when it holds more than two objects per bucket.
+ * its buckets when it holds more than GROW_LOAD objects per bucket.
  *
  * ordered_set: a two-level sorted array under one rwlock (ets_ordered.c).
  */
@@ -23,6 +23,10 @@
 #include "tables/ets_internal.h"
 
 #define ETS_INIT_BUCKETS 8
+/* A stripe doubles its buckets above this many objects per bucket: 1
+ * keeps the expected chain walk before a key under half an object (a
+ * cache miss each in a large table) for 8 bytes per object. */
+#define GROW_LOAD 1
 
 /* ---- vectors ---- */
 
@@ -64,33 +68,96 @@ void keel__ets_vec_free(ets_vec *v) {
 
 /* ---- objects ---- */
 
+/* A tuple of immediates (small integers, atoms, local pids, ...: tag bit
+ * 1 set) whose header and elements are the whole of data[], with no
+ * counted reference: it holds no pointer, so a memcpy is a copy. */
+static uint8_t is_flat(const keel__ets_obj *o) {
+  keel_term t = keel__ets_obj_term(o);
+  if (o->has_off || o->root != 0 || !keel_is_tuple(t))
+    return 0;
+  size_t n = keel_tuple_arity(t);
+  if (o->words != n + 1)
+    return 0;
+  const keel_term *e = keel_tuple_elems(t);
+  for (size_t i = 0; i < n; i++)
+    if ((e[i] & 2u) == 0) /* boxed or cons */
+      return 0;
+  return 1;
+}
+
 keel__ets_obj *keel__ets_obj_new(keel_term t, unsigned keypos, bool hashed) {
   size_t words = keel_term_copy_words(t);
-  keel__ets_obj *o = malloc(sizeof *o + words * sizeof(uint64_t));
+  if (words > UINT32_MAX - 1)
+    return NULL;
+  /* Room for an immediate, and for the counted-reference chain. */
+  size_t room = words > 0 ? words + 1 : 1;
+  keel__ets_obj *o = malloc(sizeof *o + room * sizeof(uint64_t));
   if (o == NULL)
     return NULL;
   keel_heap hp;
   keel_heap_init_fixed(&hp, o->data, words);
-  keel_term c = keel_term_copy(&hp, t);
-  if (c == KEEL_NONE) {
-    keel_heap_destroy(&hp);
+  keel_term c = words > 0 ? keel_term_copy(&hp, t) : t;
+  uint64_t base = (uint64_t)(uintptr_t)o->data;
+  if (c == KEEL_NONE || (words > 0 && (c & ~(uint64_t)KEEL_TAG_MASK) != base)) {
+    keel_heap_destroy(&hp); /* (a root not at data[0] cannot happen) */
     free(o);
     return NULL;
   }
-  o->off = keel_heap_take_offheap(&hp);
-  o->term = c;
-  o->words = words;
+  keel_offheap *off = keel_heap_take_offheap(&hp);
+  o->has_off = off != NULL;
+  if (off != NULL)
+    o->data[words] = (uint64_t)(uintptr_t)off;
+  if (words == 0) {
+    o->root = ETS_ROOT_IMM;
+    o->data[0] = c;
+  } else {
+    o->root = (uint8_t)(c & KEEL_TAG_MASK);
+  }
+  o->words = (uint32_t)words;
   o->next = NULL;
   o->mark = 0;
+  o->flat = is_flat(o);
   o->key = keypos > 0 ? keel_tuple_get(c, keypos - 1) : KEEL_NONE;
   o->hash = hashed && keypos > 0 ? keel__ets_hash(o->key) : 0;
   return o;
 }
 
+keel__ets_obj *keel__ets_obj_new_flat(keel_term t, size_t arity,
+                                      unsigned keypos) {
+  size_t words = arity + 1;
+  if (words > UINT32_MAX - 1)
+    return NULL;
+  keel__ets_obj *o = malloc(sizeof *o + words * sizeof(uint64_t));
+  if (o == NULL)
+    return NULL;
+  /* A boxed term is its header's address: header and elements in a row. */
+  memcpy(o->data, (const void *)(uintptr_t)t, words * sizeof(uint64_t));
+  o->next = NULL;
+  o->words = (uint32_t)words;
+  o->mark = 0;
+  o->flat = 1;
+  o->root = 0;
+  o->has_off = 0;
+  o->key = o->data[keypos]; /* element keypos - 1 */
+  o->hash = keel__ets_hash(o->key);
+  return o;
+}
+
+keel_term keel__ets_obj_copy(const keel__ets_obj *o, keel_heap *hp) {
+  if (!o->flat)
+    return keel_term_copy(hp, keel__ets_obj_term(o));
+  uint64_t *w = keel_heap_alloc(hp, o->words);
+  if (w == NULL)
+    return KEEL_NONE;
+  memcpy(w, o->data, o->words * sizeof(uint64_t));
+  return (keel_term)(uintptr_t)w; /* a boxed term is its header's address */
+}
+
 void keel__ets_obj_free(keel__ets_obj *o) {
   if (o == NULL)
     return;
-  keel_offheap_release(o->off);
+  if (o->has_off)
+    keel_offheap_release((keel_offheap *)(uintptr_t)o->data[o->words]);
   free(o);
 }
 
@@ -240,18 +307,17 @@ static void stripe_grow(ets_stripe *s) {
   if (b == NULL)
     return; /* keep the longer chains */
   for (size_t i = 0; i < s->nbuckets; i++) {
-    /* Move chain i in order to chains 2i and 2i + 1 (appending to their
-     * tails), which keeps both sorted. */
-    keel__ets_obj *o = s->buckets[i];
-    while (o != NULL) {
-      keel__ets_obj *next = o->next;
-      keel__ets_obj **pp = &b[keel__ets_bucket_of(o->hash, nb)];
-      while (*pp != NULL)
-        pp = &(*pp)->next;
-      o->next = NULL;
-      *pp = o;
-      o = next;
+    /* Split chain i in order into chains 2i and 2i + 1 (appending at
+     * their tails), which keeps both sorted. */
+    keel__ets_obj **tail[2] = {&b[2 * i], &b[2 * i + 1]};
+    for (keel__ets_obj *o = s->buckets[i]; o != NULL; o = o->next) {
+      /* Its new bucket is 2i or 2i + 1: the low bit tells which. */
+      size_t k = keel__ets_bucket_of(o->hash, nb) & 1;
+      *tail[k] = o;
+      tail[k] = &o->next;
     }
+    *tail[0] = NULL;
+    *tail[1] = NULL;
   }
   free(s->buckets);
   s->buckets = b;
@@ -286,13 +352,67 @@ static int hash_group_set(keel__ets_table *t, keel_term key, uint64_t h,
   }
   *pp = rest;
   s->count = s->count + n - old;
-  while (s->count > 2 * s->nbuckets) {
+  while (s->count > GROW_LOAD * s->nbuckets) {
     size_t nb = s->nbuckets;
     stripe_grow(s);
     if (s->nbuckets == nb)
       break; /* out of memory: keep the longer chains */
   }
   return KEEL_OK;
+}
+
+/* The link in key's chain where key is or would be inserted. */
+static keel__ets_obj **chain_at(ets_stripe *s, keel_term key, uint64_t h) {
+  keel__ets_obj **pp = &s->buckets[keel__ets_bucket_of(h, s->nbuckets)];
+  for (keel__ets_obj *o; (o = *pp) != NULL; pp = &o->next) {
+    if (o->hash > h)
+      break;
+    if (o->hash == h &&
+        (o->key == key || keel__ets_hkey_cmp(h, o->key, h, key) >= 0))
+      break; /* the same word is the same key (the common hit) */
+  }
+  return pp;
+}
+
+static void stripe_added(ets_stripe *s) {
+  s->count++;
+  while (s->count > GROW_LOAD * s->nbuckets) {
+    size_t nb = s->nbuckets;
+    stripe_grow(s);
+    if (s->nbuckets == nb)
+      break; /* out of memory: keep the longer chains */
+  }
+}
+
+keel__ets_obj *keel__ets_hash_find(keel__ets_table *t, keel_term key,
+                                   uint64_t h) {
+  keel__ets_obj *o = *chain_at(&t->u.stripes[keel__ets_stripe_of(h)], key, h);
+  return o != NULL && o->hash == h &&
+                 (o->key == key || keel_eq_exact(o->key, key))
+             ? o
+             : NULL;
+}
+
+keel__ets_obj *keel__ets_set_put(keel__ets_table *t, keel__ets_obj *o) {
+  ets_stripe *s = &t->u.stripes[keel__ets_stripe_of(o->hash)];
+  keel__ets_obj **pp = chain_at(s, o->key, o->hash);
+  keel__ets_obj *old = *pp;
+  size_t add = keel__ets_obj_cost(o);
+  if (old != NULL && old->hash == o->hash &&
+      (old->key == o->key || keel_eq_exact(old->key, o->key))) {
+    o->next = old->next;
+    *pp = o;
+    size_t sub = keel__ets_obj_cost(old);
+    if (add != sub)
+      atomic_fetch_add_explicit(&t->words, add - sub, memory_order_relaxed);
+    return old;
+  }
+  o->next = old;
+  *pp = o;
+  atomic_fetch_add_explicit(&t->size, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&t->words, add, memory_order_relaxed);
+  stripe_added(s);
+  return NULL;
 }
 
 int keel__ets_group_get(keel__ets_table *t, keel_term key, uint64_t h,

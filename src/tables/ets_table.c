@@ -141,8 +141,10 @@ keel_term keel__ets_caller(void) {
 }
 
 int keel__ets_check(const keel__ets_table *t, bool write) {
+  if (t->access == KEEL_ETS_PUBLIC)
+    return KEEL_OK;
   keel_term me = keel__ets_caller();
-  if (me == KEEL_NONE || t->access == KEEL_ETS_PUBLIC)
+  if (me == KEEL_NONE)
     return KEEL_OK;
   if (me == atomic_load_explicit(&t->owner, memory_order_relaxed))
     return KEEL_OK;
@@ -563,7 +565,7 @@ static void owner_exit_slot(uint32_t i, keel_term pid) {
   keel_heap_init(&h);
   keel_term msg =
       heir != KEEL_NONE && heir != pid && keel__ets_arm(heir) == KEEL_OK
-          ? transfer_msg(&h, t, pid, t->heir_data->term)
+          ? transfer_msg(&h, t, pid, keel__ets_obj_term(t->heir_data))
           : KEEL_NONE;
   if (msg == KEEL_NONE) {
     retire_unlock(s, i);

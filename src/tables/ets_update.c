@@ -81,7 +81,7 @@ static int base_object(const keel__ets_table *t, const ets_vec *g,
                        keel_term key, keel_term dflt, keel_heap *tmp,
                        keel_term *out) {
   if (g->n > 0) {
-    *out = g->v[0]->term;
+    *out = keel__ets_obj_term(g->v[0]);
     return KEEL_OK;
   }
   if (dflt == KEEL_NONE)
@@ -166,7 +166,8 @@ static int counter_store(keel__ets_table *t, uint64_t h, upd *u,
   for (size_t i = 0; i < u->nops && inplace; i++)
     inplace = keel_is_small(el[u->ops[i].pos - 1]);
   if (inplace) {
-    keel_term *dst = (keel_term *)(uintptr_t)keel_tuple_elems(g->v[0]->term);
+    keel_term *dst =
+        (keel_term *)(uintptr_t)keel_tuple_elems(keel__ets_obj_term(g->v[0]));
     for (size_t i = 0; i < u->nops; i++)
       dst[u->ops[i].pos - 1] = el[u->ops[i].pos - 1];
     return KEEL_OK;
@@ -244,6 +245,35 @@ static int build_results(const int64_t *res, size_t n, bool many, keel_heap *hp,
 
 #define OPS_STACK 8
 
+/* update_counter(Key, Incr) on a set whose object is a flat tuple with a
+ * small integer after the key and a small result: added in place under
+ * the stripe's write lock. 1 when done (*out set), 0 to take the general
+ * path (nothing changed). */
+static int counter_fast(keel__ets_table *t, keel_term key, keel_term incr,
+                        keel_term *out) {
+  uint64_t h = keel__ets_hash(key);
+  pthread_rwlock_t *l = keel__ets_key_lock(t, h);
+  pthread_rwlock_wrlock(l);
+  keel__ets_obj *o = keel__ets_hash_find(t, key, h);
+  int done = 0;
+  if (o != NULL && o->flat) {
+    keel_term obj = keel__ets_obj_term(o);
+    keel_term *el = (keel_term *)(uintptr_t)keel_tuple_elems(obj);
+    size_t pos = t->keypos; /* 0-based index of element keypos + 1 */
+    int64_t v;
+    if (pos < keel_tuple_arity(obj) && keel_is_small(el[pos]) &&
+        !__builtin_add_overflow(keel_small_value(el[pos]),
+                                keel_small_value(incr), &v) &&
+        v >= KEEL_SMALL_MIN && v <= KEEL_SMALL_MAX) {
+      el[pos] = keel_small(v);
+      *out = el[pos];
+      done = 1;
+    }
+  }
+  pthread_rwlock_unlock(l);
+  return done;
+}
+
 int keel_ets_update_counter(keel_ets_tab tab, keel_term key, keel_term ops,
                             keel_term dflt, keel_heap *h, keel_term *out) {
   if (h == NULL || out == NULL)
@@ -258,6 +288,11 @@ int keel_ets_update_counter(keel_ets_tab tab, keel_term key, keel_term ops,
   if (rc == KEEL_OK && t->type != KEEL_ETS_SET &&
       t->type != KEEL_ETS_ORDERED_SET)
     rc = KEEL_EBADARG;
+  if (rc == KEEL_OK && t->type == KEEL_ETS_SET && keel_is_small(ops) &&
+      counter_fast(t, key, ops, out)) {
+    keel__ets_release(tab);
+    return KEEL_OK;
+  }
   cop stack[OPS_STACK], *cv = stack;
   int64_t rstack[OPS_STACK], *res = rstack;
   size_t n = 0;
