@@ -20,7 +20,7 @@
 #define WORKERS 3
 
 static keel_term worker_name(int64_t i) {
-  char name[16];
+  char name[32]; /* "worker_" and any int64 */
   snprintf(name, sizeof name, "worker_%lld", (long long)i);
   return keel_atom(name);
 }
