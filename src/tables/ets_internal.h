@@ -185,6 +185,13 @@ keel__ets_obj *keel__ets_hash_find(keel__ets_table *t, keel_term key,
  * and memory counters. Never fails (a failed growth keeps longer chains). */
 keel__ets_obj *keel__ets_set_put(keel__ets_table *t, keel__ets_obj *o);
 
+/* Bag and duplicate_bag tables, the key's write lock held: adds o as the
+ * last object of its key (insertion order), unless dedupe (a bag) and an
+ * equal object is there already: then returns false and o stays the
+ * caller's. One walk of the key's objects, no allocation. Keeps the size
+ * and memory counters. */
+bool keel__ets_bag_add(keel__ets_table *t, keel__ets_obj *o, bool dedupe);
+
 /* With the key's lock held: the objects with that key, in store order. */
 int keel__ets_group_get(keel__ets_table *t, keel_term key, uint64_t h,
                         ets_vec *out);

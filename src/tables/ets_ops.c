@@ -102,6 +102,12 @@ static int insert_locked(keel__ets_table *t, keel__ets_obj *o) {
   keel__ets_vec_init(&g);
   keel__ets_vec_init(&removed);
   int rc = KEEL_OK;
+  if ((t->type == KEEL_ETS_BAG || t->type == KEEL_ETS_DUPLICATE_BAG) &&
+      keel__ets_hashed(t)) {
+    if (!keel__ets_bag_add(t, o, t->type == KEEL_ETS_BAG))
+      keel__ets_obj_free(o); /* already there */
+    return KEEL_OK;
+  }
   if (t->type == KEEL_ETS_BAG || t->type == KEEL_ETS_DUPLICATE_BAG) {
     rc = keel__ets_group_get(t, o->key, o->hash, &g);
     for (size_t i = 0; rc == KEEL_OK && t->type == KEEL_ETS_BAG && i < g.n; i++)

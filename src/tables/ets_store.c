@@ -415,6 +415,42 @@ keel__ets_obj *keel__ets_set_put(keel__ets_table *t, keel__ets_obj *o) {
   return NULL;
 }
 
+/* Whether a and b (the objects of one key) certainly differ without a
+ * full comparison: tuples of one arity with a pair of unequal immediate
+ * elements (a registry's {Pid, Key} rows, say). */
+static bool quick_differs(keel_term a, keel_term b) {
+  size_t n = keel_tuple_arity(a);
+  if (n != keel_tuple_arity(b))
+    return true;
+  for (size_t i = 0; i < n; i++) {
+    keel_term x = keel_tuple_get(a, i), y = keel_tuple_get(b, i);
+    if (x != y && !keel_is_boxed(x) && !keel_is_cons(x) && !keel_is_boxed(y) &&
+        !keel_is_cons(y))
+      return true; /* immediates are equal only as the same word */
+  }
+  return false;
+}
+
+bool keel__ets_bag_add(keel__ets_table *t, keel__ets_obj *o, bool dedupe) {
+  ets_stripe *s = &t->u.stripes[keel__ets_stripe_of(o->hash)];
+  keel__ets_obj **pp = chain_at(s, o->key, o->hash);
+  /* Past the key's group, comparing (a bag keeps one of equal objects). */
+  for (keel__ets_obj *g; (g = *pp) != NULL && g->hash == o->hash &&
+                         (g->key == o->key || keel_eq_exact(g->key, o->key));
+       pp = &g->next)
+    if (dedupe &&
+        !quick_differs(keel__ets_obj_term(g), keel__ets_obj_term(o)) &&
+        keel_eq_exact(keel__ets_obj_term(g), keel__ets_obj_term(o)))
+      return false;
+  o->next = *pp;
+  *pp = o; /* last of its group: insertion order */
+  atomic_fetch_add_explicit(&t->size, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&t->words, keel__ets_obj_cost(o),
+                            memory_order_relaxed);
+  stripe_added(s);
+  return true;
+}
+
 int keel__ets_group_get(keel__ets_table *t, keel_term key, uint64_t h,
                         ets_vec *out) {
   if (!keel__ets_hashed(t)) {
