@@ -204,7 +204,8 @@ int keel_dist_nodedown(keel_term node) {
     free(sigs);
     return KEEL_ENOMEM;
   }
-  memcpy(to, D.procs, k * sizeof *to);
+  if (k != 0) /* D.procs may be NULL when nobody relates to the node */
+    memcpy(to, D.procs, k * sizeof *to);
   e->up = false;
   pthread_mutex_unlock(&D.mu);
   int told = 0;
