@@ -46,6 +46,11 @@ typedef struct net_chunk {
   uint8_t data[];
 } net_chunk;
 
+/* Appends a copy of p[0..len) as a new chunk to the list *head..*tail.
+ * KEEL_OK or KEEL_ENOMEM (the list is unchanged). */
+int keel__net_chunk_append(net_chunk **head, net_chunk **tail, const uint8_t *p,
+                           size_t len);
+
 struct net_tls; /* tls.c: the TLS session of a TLS socket */
 
 typedef struct net_sock {

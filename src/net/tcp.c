@@ -228,21 +228,28 @@ int keel_net_connect(const char *ip, uint16_t port, int64_t timeout_ms,
   return KEEL_OK;
 }
 
-/* Appends data to the output queue. */
-static int enqueue(net_sock *s, const uint8_t *p, size_t len) {
+int keel__net_chunk_append(net_chunk **head, net_chunk **tail, const uint8_t *p,
+                           size_t len) {
   net_chunk *c = malloc(sizeof *c + len);
   if (c == NULL)
     return KEEL_ENOMEM;
   c->next = NULL;
   c->len = len;
   memcpy(c->data, p, len);
-  if (s->qtail != NULL)
-    s->qtail->next = c;
+  if (*tail != NULL)
+    (*tail)->next = c;
   else
-    s->qhead = c;
-  s->qtail = c;
-  s->qbytes += len;
+    *head = c;
+  *tail = c;
   return KEEL_OK;
+}
+
+/* Appends data to the output queue. */
+static int enqueue(net_sock *s, const uint8_t *p, size_t len) {
+  int rc = keel__net_chunk_append(&s->qhead, &s->qtail, p, len);
+  if (rc == KEEL_OK)
+    s->qbytes += len;
+  return rc;
 }
 
 int keel__net_send_raw_locked(net_sock *s, const uint8_t *p, size_t len) {

@@ -170,18 +170,7 @@ static int write_plain(net_sock *s, const uint8_t *p, size_t len) {
 }
 
 static int pend(net_tls *t, const uint8_t *p, size_t len) {
-  net_chunk *c = malloc(sizeof *c + len);
-  if (c == NULL)
-    return KEEL_ENOMEM;
-  c->next = NULL;
-  c->len = len;
-  memcpy(c->data, p, len);
-  if (t->ptail != NULL)
-    t->ptail->next = c;
-  else
-    t->phead = c;
-  t->ptail = c;
-  return KEEL_OK;
+  return keel__net_chunk_append(&t->phead, &t->ptail, p, len);
 }
 
 int keel__tls_send_locked(net_sock *s, const uint8_t *p, size_t len) {
