@@ -31,6 +31,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,7 +48,7 @@
 #include "keel/http.h"
 #include "keel/pubsub.h"
 
-enum { NCHILD = 2, UPDATE_BYTES = 512, PERIOD_MS = 500 };
+enum { NCHILD = 2, UPDATE_BYTES = 512, PERIOD_MS = 500, MAX_PENDING = 256 };
 
 /* ---- the clients (child processes) ------------------------------------ */
 
@@ -68,19 +69,41 @@ typedef struct child_report {
   double p99_ms;
 } child_report;
 
-static int client_open(uint16_t port, int idx) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0)
-    return -1;
+/* Source addresses: 127.<run>.<idx / 40000 + 1>.1, ports 10000 + idx %
+ * 40000, bound explicitly (bind or connect picking a free port searches
+ * the ports in use: quadratic over 20,000 connections). <run> changes
+ * from run to run so that the TIME_WAIT sockets of the last run do not
+ * collide; a port that is taken anyway falls back to a kernel choice. */
+static uint32_t run_net;
+
+static int client_bind(int fd, int idx, bool explicit_port) {
   struct sockaddr_in src = {.sin_family = AF_INET};
-  src.sin_addr.s_addr = htonl(0x7F000002u + (uint32_t)(idx / 20000));
+  src.sin_addr.s_addr =
+      htonl(0x7F000001u | run_net << 16 | (uint32_t)(idx / 40000 + 1) << 8);
+  if (explicit_port) {
+    src.sin_port = htons((uint16_t)(10000 + idx % 40000));
+    return bind(fd, (struct sockaddr *)&src, sizeof src);
+  }
+  int one = 1;
+  (void)setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+  return bind(fd, (struct sockaddr *)&src, sizeof src);
+}
+
+static int client_open(uint16_t port, int idx) {
   struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons(port)};
   dst.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (bind(fd, (struct sockaddr *)&src, sizeof src) != 0 ||
-      connect(fd, (struct sockaddr *)&dst, sizeof dst) != 0) {
-    close(fd);
-    return -1;
+  int fd = -1;
+  for (int attempt = 0; attempt < 2 && fd < 0; attempt++) {
+    if ((fd = socket(AF_INET, SOCK_STREAM, 0)) < 0)
+      return -1;
+    if (client_bind(fd, idx, attempt == 0) != 0 ||
+        connect(fd, (struct sockaddr *)&dst, sizeof dst) != 0) {
+      close(fd);
+      fd = -1;
+    }
   }
+  if (fd < 0)
+    return -1;
   static const char req[] = "GET /live HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                             "Upgrade: websocket\r\nConnection: Upgrade\r\n"
                             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -166,16 +189,26 @@ static void child_main(int in, int out, int first, int nconn, int updates) {
   int ep = epoll_create1(0);
   if (x.cl == NULL || x.hist == NULL || ep < 0)
     _exit(1);
+  struct epoll_event evs[256];
+  uint64_t t0 = keel_monotonic_ns();
+  uint32_t opened = 0;
   for (int i = 0; i < nconn; i++) {
+    /* At most MAX_PENDING handshakes in flight: a burst of connects
+     * overflows the listen backlog and costs SYN retransmissions. */
+    while (opened - x.open >= MAX_PENDING &&
+           keel_monotonic_ns() - t0 < 60000000000u) {
+      int n = epoll_wait(ep, evs, 256, 100);
+      for (int k = 0; k < n; k++)
+        client_read(&x, evs[k].data.ptr);
+    }
     client *c = &x.cl[i];
     c->fd = client_open(port, first + i);
     if (c->fd < 0)
       continue;
+    opened++;
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
     epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
   }
-  struct epoll_event evs[256];
-  uint64_t t0 = keel_monotonic_ns();
   while (x.open < (uint32_t)nconn && keel_monotonic_ns() - t0 < 60000000000u) {
     int n = epoll_wait(ep, evs, 256, 100);
     for (int i = 0; i < n; i++)
@@ -284,6 +317,7 @@ int keel_bench_ws(int argc, char **argv) {
     users = (int)cap;
   }
   signal(SIGPIPE, SIG_IGN);
+  run_net = 1 + (uint32_t)(getpid() ^ time(NULL)) % 250u;
   int to_child[NCHILD][2], from_child[NCHILD][2];
   pid_t kids[NCHILD];
   int per = users / NCHILD;
