@@ -246,11 +246,13 @@ static void child_main(int in, int out, int first, int nconn, int updates) {
 static keel_pubsub ps;
 static keel_term topic;
 
+static bool fastlane = true;
+
 static int live_init(keel_ws *ws, const keel_http_request *req, void **st) {
-  (void)ws;
   (void)req;
   (void)st;
-  return keel_pubsub_subscribe(ps, topic, KEEL_NIL);
+  return fastlane ? keel_ws_fastlane_subscribe(ws, ps, topic, KEEL_WS_TEXT)
+                  : keel_pubsub_subscribe(ps, topic, KEEL_NIL);
 }
 
 static int live_info(keel_ws *ws, keel_term msg, void *st) {
@@ -272,7 +274,16 @@ static void broadcast(void) {
   keel_heap h;
   keel_heap_init(&h);
   keel_term bin = keel_binary(&h, text, sizeof text);
-  (void)keel_pubsub_local_broadcast(ps, topic, bin, NULL);
+  struct timespec c0, c1;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
+  uint64_t t0 = keel_monotonic_ns();
+  int64_t sent = keel_pubsub_local_broadcast(ps, topic, bin, NULL);
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
+  if (getenv("KEEL_BENCH_WS_TRACE") != NULL)
+    fprintf(stderr, "broadcast: %lld sent in %.1f ms (%.1f ms cpu)\n",
+            (long long)sent, (double)(keel_monotonic_ns() - t0) / 1e6,
+            (double)(c1.tv_sec - c0.tv_sec) * 1e3 +
+                (double)(c1.tv_nsec - c0.tv_nsec) / 1e6);
   keel_heap_destroy(&h);
 }
 
@@ -299,10 +310,13 @@ int keel_bench_ws(int argc, char **argv) {
     if (strcmp(argv[i], "--quick") == 0) {
       users = 2000;
       updates = 4;
+    } else if (strcmp(argv[i], "--no-fastlane") == 0) {
+      fastlane = false;
     } else if (strcmp(argv[i], "--users") == 0 && i + 1 < argc) {
       users = atoi(argv[++i]);
     } else {
-      fprintf(stderr, "usage: keel bench ws [--quick] [--users N]\n");
+      fprintf(stderr,
+              "usage: keel bench ws [--quick] [--users N] [--no-fastlane]\n");
       return 2;
     }
   }

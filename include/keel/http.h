@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "keel/buf.h"
+#include "keel/pubsub.h"
 #include "keel/runtime.h"
 #include "keel/term.h"
 #include "keel/tls.h"
@@ -160,6 +161,41 @@ keel_term keel_ws_pid(const keel_ws *ws);
 /* The connection process itself, for keel_proc_heap and friends. */
 keel_proc *keel_ws_proc(keel_ws *ws);
 
+/* ---- WebSocket fastlane ----------------------------------------------------
+ */
+
+/* Subscribes the connection to topic of ps (keel/pubsub.h) through its
+ * fastlane, as Phoenix channels' fastlane: a broadcast to topic whose
+ * message is a binary is encoded once per broadcast into one complete
+ * frame of `kind` (text must be valid UTF-8), shared by every fastlane
+ * subscriber, and written to each connection's socket by the
+ * broadcasting thread, without waking or scheduling the connection
+ * process. Other messages (not a binary, text that is not UTF-8) reach
+ * the process as with keel_pubsub_subscribe (on_info).
+ *
+ * Order: broadcast frames and the connection's own output (keel_ws_send,
+ * pongs, the close frame) reach the peer in the order they were sent:
+ * while the process is in a callback, or its output waits for the socket,
+ * frames queue in the connection and follow what it sent before them.
+ * After the connection sent its close frame no broadcast frame is sent.
+ *
+ * Slow consumers: a broadcast frame the socket cannot take (its output
+ * queue above the high watermark) is queued; when a connection's queued
+ * broadcast frames (or its pending output with them) would exceed the
+ * server's ws_lane_max_bytes, the connection is closed with code 1008
+ * (policy violation) and the frames queued for it are dropped; the
+ * broadcast counts it as not sent. A slow connection never blocks the
+ * broadcaster or the other subscribers.
+ *
+ * The subscription belongs to the connection process: remove it with
+ * keel_pubsub_unsubscribe(ps, topic) from a callback; it goes when the
+ * connection ends. Call from a callback of ws (init included) in the
+ * connection process. KEEL_OK; KEEL_EINVAL (ws NULL, bad kind, topic
+ * KEEL_NONE); KEEL_ESTATE (not in ws's callback, or closing); the errors
+ * of keel_pubsub_subscribe; KEEL_ENOMEM. */
+int keel_ws_fastlane_subscribe(keel_ws *ws, keel_pubsub ps, keel_term topic,
+                               keel_ws_kind kind);
+
 /* ---- routing ------------------------------------------------------------- */
 
 typedef struct keel_http_router keel_http_router;
@@ -198,14 +234,18 @@ int keel_http_route_ws(keel_http_router *r, const char *pattern,
 /* ---- server -------------------------------------------------------------- */
 
 typedef struct keel_http_server_opts {
-  const char *bind;          /* NULL: "127.0.0.1" */
-  uint16_t port;             /* 0: an ephemeral port (see _port) */
-  unsigned acceptors;        /* 0: 4 */
-  size_t max_head_bytes;     /* request line + headers; 0: 16 KiB */
-  size_t max_body_bytes;     /* 0: 1 MiB */
-  uint32_t head_timeout_ms;  /* first byte to end of head; 0: 10 s */
-  uint32_t idle_timeout_ms;  /* keep-alive idle; 0: 60 s */
-  size_t max_ws_message;     /* 0: 1 MiB */
+  const char *bind;         /* NULL: "127.0.0.1" */
+  uint16_t port;            /* 0: an ephemeral port (see _port) */
+  unsigned acceptors;       /* 0: 4 */
+  size_t max_head_bytes;    /* request line + headers; 0: 16 KiB */
+  size_t max_body_bytes;    /* 0: 1 MiB */
+  uint32_t head_timeout_ms; /* first byte to end of head; 0: 10 s */
+  uint32_t idle_timeout_ms; /* keep-alive idle; 0: 60 s */
+  size_t max_ws_message;    /* 0: 1 MiB */
+  /* Fastlane bound (keel_ws_fastlane_subscribe): the bytes of broadcast
+   * frames one connection may hold unsent beyond its socket's output
+   * queue; 0: 256 KiB. */
+  size_t ws_lane_max_bytes;
   uint32_t max_connections;  /* 0: no limit */
   const char *server_header; /* NULL: "keel" */
   /* HTTPS and WSS: a server context of keel/tls.h (borrowed: it must

@@ -137,6 +137,13 @@ int keel_net_connect(const char *ip, uint16_t port, int64_t timeout_ms,
  * KEEL_EUNSUPPORTED. */
 int keel_net_send(keel_socket s, const void *data, size_t len);
 
+/* keel_net_send that never waits and registers nobody: over the high
+ * watermark it returns KEEL_EBUSY (nothing queued, no {tcp_writable, S}
+ * for the caller) whatever the caller is, fiber included. For writers
+ * that push to sockets they do not own (a broadcast writing to many
+ * connections). Errors as keel_net_send. */
+int keel_net_try_send(keel_socket s, const void *data, size_t len);
+
 /* Receives up to cap bytes into buf (gen_tcp:recv(S, 0) in passive mode),
  * waiting at most timeout_ms for at least one. Returns the number of
  * bytes (> 0). Owner only, passive sockets only. Errors: KEEL_ECLOSED

@@ -154,6 +154,44 @@ int keel_pubsub_whereis(keel_term name, keel_pubsub *out);
  * (topic KEEL_NONE), KEEL_EBADARG (stale handle), KEEL_ENOMEM. */
 int keel_pubsub_subscribe(keel_pubsub ps, keel_term topic, keel_term value);
 
+/* A lane class: how pubsub delivers a broadcast to a lane subscription
+ * (keel_pubsub_subscribe_lane) without going through the subscriber's
+ * process, e.g. by writing to its socket (keel/http.h's WebSocket
+ * fastlane). Static storage, or at least outliving its subscriptions.
+ * Every function runs on the broadcasting thread (or fiber) with no pubsub
+ * lock held, except lane_ref and lane_unref, which may run under a
+ * partition lock and must neither block nor call into pubsub. */
+typedef struct keel_pubsub_lane_class {
+  /* Encodes msg once per broadcast for every lane of this class: returns
+   * a payload (freed with payload_free after the broadcast's last
+   * deliver), or NULL when msg has no lane form (or on out-of-memory):
+   * this broadcast then sends msg to those subscribers' pids as to plain
+   * subscribers. */
+  void *(*encode)(keel_term msg, void *cls_arg);
+  /* Delivers a payload to one lane. KEEL_OK counts as a message sent; a
+   * negative KEEL_E* is not counted (what a failure means for the
+   * subscriber is the lane's business: a closed lane, say). */
+  int (*deliver)(void *lane, void *payload);
+  void (*payload_free)(void *payload);
+  /* Reference counting of a lane: pubsub holds one reference per
+   * subscription and one per broadcast delivering to it. */
+  void (*lane_ref)(void *lane);
+  void (*lane_unref)(void *lane);
+  void *cls_arg;
+} keel_pubsub_lane_class;
+
+/* Subscribes the calling process to topic through a lane: a broadcast
+ * (any dispatcher, local or forwarded from another node) encodes its
+ * message once per lane class and hands the payload to cls->deliver(lane)
+ * instead of sending the message to the process. The subscription is the
+ * process's as any other: keel_pubsub_unsubscribe and the process's death
+ * remove it (dropping pubsub's reference on lane), broadcast_from skips
+ * it, count and subscribers include it (its value is 'lane'). Takes a
+ * reference on lane (cls->lane_ref) on success. Errors: as subscribe,
+ * KEEL_EINVAL (cls, one of its functions, or lane NULL). */
+int keel_pubsub_subscribe_lane(keel_pubsub ps, keel_term topic,
+                               const keel_pubsub_lane_class *cls, void *lane);
+
 /* Removes every subscription of the calling process to topic; KEEL_OK also
  * when there is none. O(the caller's subscriptions in the topic's
  * partition), whatever the topic's size. Errors as subscribe. */

@@ -28,6 +28,7 @@
 typedef enum conn_mode { CONN_HTTP, CONN_WS, CONN_CLOSING } conn_mode;
 
 typedef struct keel__http_conn keel__http_conn;
+typedef struct keel__ws_lane keel__ws_lane; /* ws_lane.c */
 
 /* An entry of the server's list of open connections (for stop). */
 typedef struct conn_link {
@@ -48,6 +49,7 @@ struct keel__http_conn {
   conn_mode mode;
   bool busy;         /* output waits for {tcp_writable, S} */
   bool armed;        /* active once is set and no {tcp, S, _} came since */
+  bool shut_wr;      /* CLOSING: the write side was shut down */
   uint64_t deadline; /* monotonic ns of the pending timeout, 0: none */
   keel_buf out;      /* bytes the socket has not taken yet */
   /* HTTP */
@@ -61,6 +63,7 @@ struct keel__http_conn {
   void *ws_state;
   bool close_sent, close_received;
   uint16_t close_code; /* for terminate */
+  keel__ws_lane *lane; /* the fastlane, once subscribed through it */
   conn_link link;      /* the server's list entry */
 };
 
@@ -98,5 +101,24 @@ bool keel__ws_on_info(keel__http_conn *c, keel_term msg);
 
 /* WebSocket mode: the connection is gone; runs terminate once. */
 void keel__ws_end(keel__http_conn *c, uint16_t code);
+
+/* WebSocket mode: sends a close frame with code, runs terminate and
+ * closes once the output is flushed. */
+void keel__ws_fail(keel__http_conn *c, uint16_t code);
+
+/* The fastlane (ws_lane.c), all no-ops without one. hold: at the start
+ * of every handler call, makes broadcasts queue in the lane and moves
+ * what it queued to c->out. release: at the end, after c->out was
+ * flushed, flushes what the lane queued meanwhile and frees the lane
+ * (unless the socket is busy); an error means the peer is gone. close:
+ * no frame is accepted any more (our close frame was sent, or the
+ * connection ends). free: close and drop the connection's reference. */
+void keel__ws_lane_hold(keel__http_conn *c);
+int keel__ws_lane_release(keel__http_conn *c);
+void keel__ws_lane_close(keel__http_conn *c);
+void keel__ws_lane_free(keel__http_conn *c);
+/* A lane's own message to the connection process: handles it and
+ * returns true, or returns false (not a lane message). */
+bool keel__ws_lane_msg(keel__http_conn *c, keel_term msg);
 
 #endif /* KEEL_HTTP_CONN_H */

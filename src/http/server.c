@@ -39,6 +39,7 @@ static void conn_terminate(keel_proc *self, keel_term reason, void *state) {
   keel__http_conn *c = state;
   struct keel_http_server *s = c->srv;
   c->self = self;
+  keel__ws_lane_close(c); /* no broadcast frame after this */
   if (c->mode == CONN_WS && c->sock != KEEL_SOCKET_NONE && !c->close_sent) {
     c->out.len = 0; /* best effort: tell the peer why, if it fits */
     if (keel__ws_encode_close(&c->out, KEEL__WS_CLOSE_GOING_AWAY, NULL, NULL) ==
@@ -47,6 +48,7 @@ static void conn_terminate(keel_proc *self, keel_term reason, void *state) {
   }
   if (c->mode == CONN_WS)
     keel__ws_end(c, KEEL__WS_CLOSE_GOING_AWAY);
+  keel__ws_lane_free(c);
   if (c->sock != KEEL_SOCKET_NONE)
     (void)keel_net_close(c->sock);
   pthread_mutex_lock(&s->lock);
@@ -97,12 +99,22 @@ static void arm_timeout(keel__http_conn *c) {
   (void)keel_proc_set_timeout(c->self, left);
 }
 
+/* CLOSING: shuts the write side down once c->out went to the socket (a
+ * shutdown while the socket is busy would refuse the bytes still in
+ * c->out, a WebSocket close frame among them). */
+static void closing_shutdown(keel__http_conn *c) {
+  if (c->mode != CONN_CLOSING || c->busy || c->shut_wr)
+    return;
+  c->shut_wr = true;
+  (void)keel_net_shutdown(c->sock, KEEL_NET_SHUT_WRITE);
+}
+
 void keel__conn_close_after_flush(keel__http_conn *c) {
   if (c->mode == CONN_CLOSING)
     return;
   c->mode = CONN_CLOSING;
   (void)keel__conn_flush(c);
-  (void)keel_net_shutdown(c->sock, KEEL_NET_SHUT_WRITE);
+  closing_shutdown(c);
   keel__conn_set_deadline(c, LINGER_MS);
 }
 
@@ -291,7 +303,9 @@ static bool handle(keel__http_conn *c, keel_term msg) {
     return true; /* {tcp_closed, S} follows */
   if (is_tagged(msg, s->tcp_writable, 2)) {
     c->busy = false;
-    return keel__conn_flush(c) == KEEL_OK || c->mode == CONN_CLOSING;
+    bool ok = keel__conn_flush(c) == KEEL_OK;
+    closing_shutdown(c);
+    return ok || c->mode == CONN_CLOSING;
   }
   if (is_tagged(msg, s->tcp_handoff, 2)) {
     (void)keel_net_set_nodelay(c->sock, true);
@@ -310,6 +324,7 @@ static keel_handler_status conn_handler(keel_proc *self, keel_term msg,
   keel__http_conn *c = state;
   c->self = self;
   bool go_on = true;
+  keel__ws_lane_hold(c);
   if (keel_proc_timed_out(self))
     on_timeout(c);
   else
@@ -318,6 +333,8 @@ static keel_handler_status conn_handler(keel_proc *self, keel_term msg,
     return KEEL_EXIT;
   if (keel__conn_flush(c) != KEEL_OK && c->mode != CONN_CLOSING)
     return KEEL_EXIT; /* the peer is gone */
+  if (keel__ws_lane_release(c) != KEEL_OK && c->mode != CONN_CLOSING)
+    return KEEL_EXIT;
   if (!c->busy && !c->armed) {
     if (keel_net_set_active(c->sock, KEEL_NET_ONCE, 0) != KEEL_OK)
       return KEEL_EXIT;
@@ -387,6 +404,8 @@ static void defaults(keel_http_server_opts *o) {
     o->idle_timeout_ms = 60000;
   if (o->max_ws_message == 0)
     o->max_ws_message = 1024 * 1024;
+  if (o->ws_lane_max_bytes == 0)
+    o->ws_lane_max_bytes = 256 * 1024;
 }
 
 int keel_http_server_start(const keel_http_server_opts *opts,

@@ -30,11 +30,12 @@ static void send_close(keel__http_conn *c, uint16_t code, const char *why) {
   if (c->close_sent)
     return;
   c->close_sent = true;
+  keel__ws_lane_close(c); /* no data frame after our close */
   (void)keel__ws_encode_close(&c->out, code, why, NULL);
 }
 
 /* Ends the connection after a violation or a failed callback. */
-static void fail(keel__http_conn *c, uint16_t code) {
+void keel__ws_fail(keel__http_conn *c, uint16_t code) {
   send_close(c, code, NULL);
   keel__ws_end(c, code);
   keel__conn_close_after_flush(c);
@@ -49,7 +50,7 @@ static int on_msg(const keel__ws_msg *m, void *arg) {
       return 0; /* after our close: dropped, as the RFC allows */
     if (c->wsh->on_message(&c->ws, (keel_ws_kind)m->op, m->data, m->len,
                            c->ws_state) < 0) {
-      fail(c, KEEL__WS_CLOSE_ERROR);
+      keel__ws_fail(c, KEEL__WS_CLOSE_ERROR);
       return KEEL_ESTATE;
     }
     return 0;
@@ -76,7 +77,7 @@ static int on_msg(const keel__ws_msg *m, void *arg) {
 
 bool keel__ws_on_data(keel__http_conn *c, const uint8_t *data, size_t len) {
   if (keel_buf_append(&c->in, data, len) != KEEL_OK) {
-    fail(c, KEEL__WS_CLOSE_ERROR);
+    keel__ws_fail(c, KEEL__WS_CLOSE_ERROR);
     return true;
   }
   uint16_t code = 0;
@@ -84,7 +85,7 @@ bool keel__ws_on_data(keel__http_conn *c, const uint8_t *data, size_t len) {
       keel__ws_decode(&c->wsd, c->in.data, c->in.len, on_msg, c, &code, NULL);
   if (n < 0) {
     if (c->mode == CONN_WS) /* a decode error, not a close we handled */
-      fail(c, code != 0 ? code : KEEL__WS_CLOSE_ERROR);
+      keel__ws_fail(c, code != 0 ? code : KEEL__WS_CLOSE_ERROR);
     keel_buf_free(&c->in);
     return true;
   }
@@ -99,10 +100,12 @@ bool keel__ws_on_data(keel__http_conn *c, const uint8_t *data, size_t len) {
 }
 
 bool keel__ws_on_info(keel__http_conn *c, keel_term msg) {
+  if (keel__ws_lane_msg(c, msg))
+    return true;
   if (c->wsh == NULL || c->wsh->on_info == NULL || c->close_sent)
     return true;
   if (c->wsh->on_info(&c->ws, msg, c->ws_state) < 0)
-    fail(c, KEEL__WS_CLOSE_ERROR);
+    keel__ws_fail(c, KEEL__WS_CLOSE_ERROR);
   return true;
 }
 

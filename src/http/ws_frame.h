@@ -43,6 +43,7 @@ enum {
   KEEL__WS_CLOSE_PROTOCOL = 1002,
   KEEL__WS_CLOSE_NO_STATUS = 1005, /* never sent: an empty close frame */
   KEEL__WS_CLOSE_BAD_DATA = 1007,
+  KEEL__WS_CLOSE_POLICY = 1008,
   KEEL__WS_CLOSE_TOO_BIG = 1009,
   KEEL__WS_CLOSE_ERROR = 1011,
 };

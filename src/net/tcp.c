@@ -273,13 +273,15 @@ int keel__net_send_raw_locked(net_sock *s, const uint8_t *p, size_t len) {
   return len > 0 ? enqueue(s, p, len) : KEEL_OK;
 }
 
-int keel_net_send(keel_socket h, const void *data, size_t len) {
+/* keel_net_send; wait: a fiber caller may block and a process caller is
+ * told {tcp_writable, S} later (false: neither, KEEL_EBUSY at once). */
+static int send_common(keel_socket h, const void *data, size_t len, bool wait) {
   int rc = keel__net_check();
   if (rc != KEEL_OK)
     return rc;
   if (data == NULL && len > 0)
     return KEEL_EINVAL;
-  keel_proc *p = keel_current();
+  keel_proc *p = wait ? keel_current() : NULL;
   bool fiber = p != NULL && keel_proc_is_fiber(p);
   for (;;) {
     net_sock *s = keel__net_lock(h);
@@ -304,6 +306,14 @@ int keel_net_send(keel_socket h, const void *data, size_t len) {
     keel__net_unlock(s);
     return rc;
   }
+}
+
+int keel_net_send(keel_socket h, const void *data, size_t len) {
+  return send_common(h, data, len, true);
+}
+
+int keel_net_try_send(keel_socket h, const void *data, size_t len) {
+  return send_common(h, data, len, false);
 }
 
 int64_t keel_net_recv(keel_socket h, void *buf, size_t cap,

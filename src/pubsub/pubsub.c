@@ -145,6 +145,9 @@ static void sub_remove(ps_part *p, ps_sub *s) {
   ps_topic *t = s->topic;
   size_t last = t->n - 1;
   t->nboxed -= s->val.words != NULL;
+  t->nlanes -= s->lane_cls != NULL;
+  if (s->lane_cls != NULL)
+    s->lane_cls->lane_unref(s->lane);
   t->subs[s->idx] = t->subs[last];
   t->back[s->idx] = t->back[last];
   t->back[s->idx]->idx = s->idx;
@@ -194,10 +197,12 @@ static int sub_add(ps_ctx *c, keel_term pid, keel_term topic, keel_term v,
   t->subs[t->n] = (keel_pubsub_entry){.pid = pid, .value = v};
   t->back[t->n++] = s;
   t->nboxed += s->val.words != NULL;
+  t->nlanes += s->lane_cls != NULL;
   return KEEL_OK;
 }
 
-int keel_pubsub_subscribe(keel_pubsub ps, keel_term topic, keel_term value) {
+static int subscribe(keel_pubsub ps, keel_term topic, keel_term value,
+                     const keel_pubsub_lane_class *cls, void *lane) {
   keel_proc *self = keel_current();
   if (self == NULL)
     return KEEL_ESTATE;
@@ -215,16 +220,35 @@ int keel_pubsub_subscribe(keel_pubsub ps, keel_term topic, keel_term value) {
     free(s);
     return KEEL_ENOMEM;
   }
+  s->lane_cls = cls;
+  s->lane = lane;
+  if (cls != NULL)
+    cls->lane_ref(lane); /* dropped by sub_remove, or below */
   ps_ctx c;
   if ((rc = ps_enter(ps, topic, true, &c)) == KEEL_OK) {
     rc = sub_add(&c, pid, topic, v, s);
     ps_exit(&c);
   }
   if (rc != KEEL_OK) {
+    if (cls != NULL)
+      cls->lane_unref(lane);
     ps_disown(&s->val);
     free(s);
   }
   return rc;
+}
+
+int keel_pubsub_subscribe(keel_pubsub ps, keel_term topic, keel_term value) {
+  return subscribe(ps, topic, value, NULL, NULL);
+}
+
+int keel_pubsub_subscribe_lane(keel_pubsub ps, keel_term topic,
+                               const keel_pubsub_lane_class *cls, void *lane) {
+  if (cls == NULL || lane == NULL || cls->encode == NULL ||
+      cls->deliver == NULL || cls->payload_free == NULL ||
+      cls->lane_ref == NULL || cls->lane_unref == NULL)
+    return KEEL_EINVAL;
+  return subscribe(ps, topic, keel_atom("lane"), cls, lane);
 }
 
 int keel_pubsub_unsubscribe(keel_pubsub ps, keel_term topic) {

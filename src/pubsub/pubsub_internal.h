@@ -61,6 +61,7 @@ typedef struct ps_topic {
   ps_owned own;
   size_t n, cap;
   size_t nboxed; /* entries whose value is not an immediate */
+  size_t nlanes; /* entries that are lane subscriptions */
   keel_pubsub_entry *subs;
   ps_sub **back;
 } ps_topic;
@@ -78,6 +79,8 @@ struct ps_sub {
   ps_proc *proc;
   ps_sub *pnext, *pprev;
   ps_owned val;
+  const keel_pubsub_lane_class *lane_cls; /* NULL: a plain subscription */
+  void *lane;
 };
 
 typedef struct ps_part {
