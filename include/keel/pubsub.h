@@ -61,6 +61,7 @@ typedef struct keel_pubsub {
 #define KEEL_PUBSUB_MAX 64u
 #define KEEL_PUBSUB_MAX_PARTITIONS 64u
 #define KEEL_PUBSUB_DEFAULT_PARTITIONS 8u
+#define KEEL_PUBSUB_MAX_LANE_WRITERS 64u
 
 /* One subscription as a dispatcher sees it. */
 typedef struct keel_pubsub_entry {
@@ -123,16 +124,25 @@ typedef struct keel_pubsub_opts {
   unsigned partitions;
   /* Node adapter; NULL: local only. Copied. */
   const keel_pubsub_adapter *adapter;
+  /* Lane writers: threads of the instance that share the deliveries of a
+   * broadcast to many lane subscriptions (keel_pubsub_subscribe_lane)
+   * with the broadcasting thread, which waits for them (so one sender's
+   * broadcasts still reach each lane in order). A broadcast splits when
+   * it has at least 256 lanes per part and the writers are idle. 0: none,
+   * the broadcaster delivers alone. At most KEEL_PUBSUB_MAX_LANE_WRITERS. */
+  unsigned lane_writers;
 } keel_pubsub_opts;
 
-/* Starts a standalone instance (opts NULL: unnamed, default partitions).
- * It lives until keel_pubsub_stop. Errors: KEEL_EINVAL (bad opts, out
- * NULL), KEEL_EEXIST (name taken), KEEL_ESYSLIMIT (KEEL_PUBSUB_MAX
- * instances alive, or no exit hook left), KEEL_ENOMEM. Thread-safe. */
+/* Starts a standalone instance (opts NULL: unnamed, default partitions,
+ * no lane writers). It lives until keel_pubsub_stop. Errors: KEEL_EINVAL
+ * (bad opts, out NULL), KEEL_EEXIST (name taken), KEEL_ESYSLIMIT
+ * (KEEL_PUBSUB_MAX instances alive, no exit hook left, no writer thread
+ * could be started), KEEL_ENOMEM. Thread-safe. */
 int keel_pubsub_start(const keel_pubsub_opts *opts, keel_pubsub *out);
 
 /* Stops an instance: drops every subscription (nobody is told) and makes
- * the handle stale. Waits for broadcasts in progress on it. KEEL_OK, or
+ * the handle stale. Waits for broadcasts in progress on it, then stops
+ * its lane writers (so never call it from a lane's deliver). KEEL_OK, or
  * KEEL_EBADARG (stale or unknown handle). Thread-safe. */
 int keel_pubsub_stop(keel_pubsub ps);
 

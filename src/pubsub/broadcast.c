@@ -99,13 +99,6 @@ enum { REMOTE_NONE, REMOTE_ALL };
 /* Entries copied onto the stack below this many subscribers. */
 #define SNAP_STACK 64
 
-/* A lane subscription in a snapshot (it holds a reference on lane). */
-typedef struct snap_lane {
-  const keel_pubsub_lane_class *cls;
-  void *lane;
-  keel_term pid;
-} snap_lane;
-
 /* A copy of a topic's subscribers taken under the partition's read lock,
  * so the dispatcher runs with no lock held: keel_send may switch a fiber
  * out, and a lock must never be held across that. Boxed values are
@@ -115,7 +108,7 @@ typedef struct snap {
   keel_pubsub_entry stack[SNAP_STACK];
   keel_pubsub_entry *e;
   size_t n;
-  snap_lane *lanes;
+  ps_lane *lanes;
   size_t nl;
   keel_heap h;
 } snap;
@@ -135,7 +128,7 @@ static int snap_split(snap *s, const ps_topic *t) {
       continue;
     }
     b->lane_cls->lane_ref(b->lane);
-    s->lanes[s->nl++] = (snap_lane){b->lane_cls, b->lane, t->subs[i].pid};
+    s->lanes[s->nl++] = (ps_lane){b->lane_cls, b->lane, t->subs[i].pid};
   }
   return KEEL_OK;
 }
@@ -169,54 +162,6 @@ static void snap_free(snap *s) {
   keel_heap_destroy(&s->h);
 }
 
-/* Lane classes of one broadcast, each with its payload encoded once. */
-enum { LANE_CLASSES = 8 };
-typedef struct lane_payloads {
-  const keel_pubsub_lane_class *cls[LANE_CLASSES];
-  void *payload[LANE_CLASSES];
-  unsigned n;
-} lane_payloads;
-
-/* The payload of cls for msg (NULL: none), encoded on first use. With
- * more than LANE_CLASSES classes in one topic, the others are encoded
- * per lane (*own set: the caller frees it). */
-static void *payload_of(lane_payloads *lp, const keel_pubsub_lane_class *cls,
-                        keel_term msg, bool *own) {
-  *own = false;
-  for (unsigned i = 0; i < lp->n; i++)
-    if (lp->cls[i] == cls)
-      return lp->payload[i];
-  void *p = cls->encode(msg, cls->cls_arg);
-  if (lp->n == LANE_CLASSES) {
-    *own = p != NULL;
-    return p;
-  }
-  lp->cls[lp->n] = cls;
-  lp->payload[lp->n++] = p;
-  return p;
-}
-
-/* Delivers msg to the lanes of a snapshot; returns the messages sent. */
-static int64_t dispatch_lanes(const snap *s, keel_term from, keel_term msg) {
-  lane_payloads lp = {.n = 0};
-  int64_t sent = 0;
-  for (size_t i = 0; i < s->nl; i++) {
-    const snap_lane *l = &s->lanes[i];
-    if (l->pid == from)
-      continue;
-    bool own;
-    void *p = payload_of(&lp, l->cls, msg, &own);
-    int rc = p != NULL ? l->cls->deliver(l->lane, p) : keel_send(l->pid, msg);
-    sent += rc == KEEL_OK;
-    if (own)
-      l->cls->payload_free(p);
-  }
-  for (unsigned i = 0; i < lp.n; i++)
-    if (lp.payload[i] != NULL)
-      lp.cls[i]->payload_free(lp.payload[i]);
-  return sent;
-}
-
 static int64_t dispatch(keel_pubsub ps, keel_term from, keel_term topic,
                         keel_term msg, const keel_pubsub_dispatcher *d,
                         int remote) {
@@ -233,12 +178,14 @@ static int64_t dispatch(keel_pubsub ps, keel_term from, keel_term topic,
   snap s;
   keel_heap_init(&s.h);
   rc = snap_take(&s, ps_topic_find(&c, topic));
+  ps_writers *w = s.nl > 0 ? ps_writers_get(&c) : NULL;
   ps_exit(&c);
   int64_t n = rc;
   if (rc == KEEL_OK)
     n = s.n > 0 ? d->fn(s.e, s.n, from, msg, d->arg) : 0;
   if (n >= 0 && s.nl > 0)
-    n += dispatch_lanes(&s, from, msg);
+    n += ps_deliver_lanes(w, s.lanes, s.nl, from, msg);
+  ps_writers_put(ps, w);
   snap_free(&s);
   if (n >= 0 && remote == REMOTE_ALL && has && ad.broadcast != NULL) {
     rc = ad.broadcast(ps, topic, msg, from, dispatcher_name(d), ad.arg);

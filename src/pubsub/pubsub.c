@@ -9,6 +9,7 @@
  * write locks to empty the partitions. A slot is reused only once its
  * stop has emptied every partition.
  */
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -387,6 +388,7 @@ static keel_pubsub handle_of(ps_inst *in) {
 
 static int check_opts(const keel_pubsub_opts *o) {
   if (o->partitions > KEEL_PUBSUB_MAX_PARTITIONS ||
+      o->lane_writers > KEEL_PUBSUB_MAX_LANE_WRITERS ||
       (o->name != KEEL_NONE && !keel_is_atom(o->name)))
     return KEEL_EINVAL;
   return KEEL_OK;
@@ -418,10 +420,14 @@ int keel_pubsub_start(const keel_pubsub_opts *opts, keel_pubsub *out) {
   pthread_once(&hook_once, hook_init);
   if (hook_id < 0)
     return KEEL_ESYSLIMIT;
-  int rc = KEEL_OK;
+  ps_writers *w = NULL;
+  int rc = ps_writers_start(o->lane_writers, &w);
+  if (rc != KEEL_OK)
+    return rc;
   pthread_mutex_lock(&insts_mu);
   ps_inst *in = slot_take_locked(o, &rc);
   if (in != NULL) {
+    in->writers = w;
     in->name = o->name;
     in->has_adapter = o->adapter != NULL;
     in->adapter = o->adapter != NULL ? *o->adapter : (keel_pubsub_adapter){0};
@@ -434,6 +440,8 @@ int keel_pubsub_start(const keel_pubsub_opts *opts, keel_pubsub *out) {
     *out = handle_of(in);
   }
   pthread_mutex_unlock(&insts_mu);
+  if (in == NULL)
+    ps_writers_stop(w);
   return rc;
 }
 
@@ -463,6 +471,11 @@ int keel_pubsub_stop(keel_pubsub ps) {
     part_clear(&in->parts[k]);
     pthread_rwlock_unlock(&in->parts[k].lock);
   }
+  /* No new broadcast gets the writers now; wait for those using them. */
+  while (atomic_load_explicit(&in->busy, memory_order_acquire) > 0)
+    sched_yield();
+  ps_writers_stop(in->writers);
+  in->writers = NULL;
   pthread_mutex_lock(&insts_mu);
   in->used = false;
   in->name = KEEL_NONE;
@@ -479,6 +492,20 @@ int keel_pubsub_whereis(keel_term name, keel_pubsub *out) {
     *out = handle_of(in);
   pthread_mutex_unlock(&insts_mu);
   return in != NULL ? KEEL_OK : KEEL_ENOENT;
+}
+
+ps_writers *ps_writers_get(const ps_ctx *c) {
+  ps_writers *w = c->inst->writers;
+  if (w != NULL)
+    atomic_fetch_add_explicit(&c->inst->busy, 1, memory_order_acquire);
+  return w;
+}
+
+void ps_writers_put(keel_pubsub ps, ps_writers *w) {
+  uint32_t gen;
+  ps_inst *in = inst_of(ps, &gen);
+  if (w != NULL && in != NULL)
+    atomic_fetch_sub_explicit(&in->busy, 1, memory_order_release);
 }
 
 /* Copies the adapter of c's live instance (the caller holds c's lock, so

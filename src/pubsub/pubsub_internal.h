@@ -52,6 +52,8 @@ void ps_disown(ps_owned *o);
 /* ---- pubsub instances ---- */
 
 typedef struct ps_sub ps_sub;
+/* An instance's lane writers (keel_pubsub_opts.lane_writers; lanes.c). */
+typedef struct ps_writers ps_writers;
 
 /* A topic: its subscribers in a dense array (swap-remove), and for each
  * entry the subscription that owns it. */
@@ -94,6 +96,8 @@ typedef struct ps_inst {
   keel_term name; /* under the instances' mutex */
   ps_part *parts; /* KEEL_PUBSUB_MAX_PARTITIONS, allocated once */
   keel_pubsub_adapter adapter;
+  ps_writers *writers;   /* set before open, cleared after stop's clear */
+  _Atomic uint32_t busy; /* broadcasts using writers */
   _Atomic uint32_t gen;
   _Atomic unsigned nparts;
   _Atomic bool open;
@@ -117,6 +121,40 @@ void ps_exit(ps_ctx *c);
 ps_topic *ps_topic_find(ps_ctx *c, keel_term topic);
 /* Copies the node adapter of c's instance; false when it has none. */
 bool ps_adapter(const ps_ctx *c, keel_pubsub_adapter *out);
+/* The lane writers of c's live instance (NULL: none), taken while c is
+ * held; they stay valid (keel_pubsub_stop waits) until ps_writers_put,
+ * which the caller must call once it is done with them (NULL: no-op). */
+ps_writers *ps_writers_get(const ps_ctx *c);
+void ps_writers_put(keel_pubsub ps, ps_writers *w);
+
+/* ---- lanes (lanes.c) ---- */
+
+/* A lane subscription as a broadcast delivers to it (holding a reference
+ * on lane). */
+typedef struct ps_lane {
+  const keel_pubsub_lane_class *cls;
+  void *lane;
+  keel_term pid;
+} ps_lane;
+
+/* The payloads of one broadcast, one per lane class. */
+enum { PS_LANE_CLASSES = 8 };
+typedef struct ps_payloads {
+  const keel_pubsub_lane_class *cls[PS_LANE_CLASSES];
+  void *payload[PS_LANE_CLASSES];
+  unsigned n;
+} ps_payloads;
+
+/* Starts n writer threads (*out NULL when n is 0). KEEL_OK, KEEL_ENOMEM,
+ * KEEL_ESYSLIMIT (no thread could be started). */
+int ps_writers_start(unsigned n, ps_writers **out);
+/* Stops and joins them (NULL: no-op); no broadcast may be using them. */
+void ps_writers_stop(ps_writers *w);
+
+/* Delivers msg to lanes[0..n) except from's (w NULL: on the calling
+ * thread alone); returns the number delivered. */
+int64_t ps_deliver_lanes(ps_writers *w, const ps_lane *lanes, size_t n,
+                         keel_term from, keel_term msg);
 
 /* Arms the shared exit hook for a local pid (keel_exit_hook_arm's
  * errors, or KEEL_ESYSLIMIT when no hook could be added). When the pid
