@@ -298,25 +298,24 @@ static long rss_bytes(void) {
   return res * sysconf(_SC_PAGESIZE);
 }
 
-static void sleep_ms(long ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-  }
-}
 
 int keel_bench_ws(int argc, char **argv) {
   int users = 20000, updates = 10;
+  unsigned writers = 1;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--quick") == 0) {
       users = 2000;
       updates = 4;
+    } else if (strcmp(argv[i], "--writers") == 0 && i + 1 < argc) {
+      writers = (unsigned)atoi(argv[++i]);
     } else if (strcmp(argv[i], "--no-fastlane") == 0) {
       fastlane = false;
     } else if (strcmp(argv[i], "--users") == 0 && i + 1 < argc) {
       users = atoi(argv[++i]);
     } else {
       fprintf(stderr,
-              "usage: keel bench ws [--quick] [--users N] [--no-fastlane]\n");
+              "usage: keel bench ws [--quick] [--users N] [--no-fastlane] "
+                      "[--writers N]\n");
       return 2;
     }
   }
@@ -343,6 +342,7 @@ int keel_bench_ws(int argc, char **argv) {
       child_main(to_child[k][0], from_child[k][1], k * per, per, updates);
   }
   keel_node_opts no = {.schedulers = 2};
+  keel_pubsub_opts pso = {.name = KEEL_NONE, .lane_writers = writers};
   keel_http_router *r = keel_http_router_new();
   keel_http_server *srv = NULL;
   keel_http_server_opts so = {.acceptors = 8};
@@ -350,7 +350,7 @@ int keel_bench_ws(int argc, char **argv) {
   keel_heap_init(&th);
   topic = keel_binary(&th, "updates", 7);
   if (keel_node_start(&no) != KEEL_OK || r == NULL ||
-      keel_pubsub_start(NULL, &ps) != KEEL_OK ||
+      keel_pubsub_start(&pso, &ps) != KEEL_OK ||
       keel_http_route_ws(r, "/live", &live, NULL) != KEEL_OK ||
       keel_http_server_start(&so, r, &srv) != KEEL_OK)
     return 1;
@@ -370,8 +370,17 @@ int keel_bench_ws(int argc, char **argv) {
   for (int k = 0; k < NCHILD; k++)
     if (write(to_child[k][1], "g", 1) != 1)
       return 1;
+  /* One update per period at fixed times (a broadcast that takes longer
+   * than the period delays the next one, as a dashboard's ticker would). */
+  struct timespec next;
+  clock_gettime(CLOCK_MONOTONIC, &next);
   for (int u = 0; u < updates; u++) {
-    sleep_ms(PERIOD_MS); /* the update period itself, not a wait for work */
+    next.tv_nsec += PERIOD_MS * 1000000L;
+    next.tv_sec += next.tv_nsec / 1000000000L;
+    next.tv_nsec %= 1000000000L;
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL) ==
+           EINTR) {
+    }
     broadcast();
   }
   uint32_t complete = 0;
