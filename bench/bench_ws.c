@@ -3,14 +3,18 @@
  * update every 500 ms: how many, how late, how much memory each.
  *
  * The server is this process: a node of 2 schedulers, Keel's HTTP server
- * with a WebSocket route whose connections subscribe to a PubSub topic;
- * every 500 ms one local broadcast sends each connection process an
- * update stamped with the monotonic clock, which the connection pushes as
- * a text frame (the dashboard's refresh path). The clients are child processes
- * (forked before the node starts), each holding its share of the connections in
- * one epoll loop and recording, for every update, now - stamp. Clients bind
- * source addresses 127.0.0.2, 127.0.0.3, ... so that more connections than one
- * address's ephemeral ports fit.
+ * with a WebSocket route whose connections subscribe to a PubSub topic
+ * through the WebSocket fastlane (keel_ws_fastlane_subscribe; with
+ * --no-fastlane as plain subscribers whose process pushes each update
+ * with keel_ws_send). Every 500 ms, at fixed times, one local broadcast
+ * sends the update, stamped with the monotonic clock: on the fastlane the
+ * broadcasting thread and the instance's lane writers (--writers, default
+ * 1) write one shared frame to every socket. The clients are child
+ * processes (forked before the node starts), each holding its share of
+ * the connections in one epoll loop and recording, for every update, now
+ * - stamp. Clients bind source addresses 127.<run>.1.1, 127.<run>.2.1,
+ * ... with explicit ports, so that more connections than one address's
+ * ephemeral ports fit and no port search is needed.
  *
  * Printed:
  *   keel ws_users <n> users            connections that got every update
@@ -18,7 +22,9 @@
  *   keel ws_mem_per_conn <v> B         server RSS growth per idle
  *                                      connection (after the handshakes,
  *                                      before any update)
- * The number of users is capped by the open-file limit of the processes.
+ * The number of users is capped by the open-file limit, which is raised
+ * first (up to fs.nr_open when permitted, else to the hard limit).
+ * KEEL_BENCH_WS_TRACE=1 prints each broadcast's wall and CPU time.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -48,7 +54,13 @@
 #include "keel/http.h"
 #include "keel/pubsub.h"
 
-enum { NCHILD = 2, UPDATE_BYTES = 512, PERIOD_MS = 500, MAX_PENDING = 256 };
+enum {
+  NCHILD = 2,
+  UPDATE_BYTES = 512,
+  PERIOD_MS = 500,
+  MAX_PENDING = 256,
+  FD_SPARE = 200 /* the server's descriptors besides its connections */
+};
 
 /* ---- the clients (child processes) ------------------------------------ */
 
@@ -298,6 +310,39 @@ static long rss_bytes(void) {
   return res * sysconf(_SC_PAGESIZE);
 }
 
+/* fs.nr_open: the most a hard RLIMIT_NOFILE may be raised to (root). */
+static rlim_t nr_open(void) {
+  FILE *f = fopen("/proc/sys/fs/nr_open", "r");
+  unsigned long long v = 0;
+  if (f != NULL) {
+    if (fscanf(f, "%llu", &v) != 1)
+      v = 0;
+    fclose(f);
+  }
+  return (rlim_t)v;
+}
+
+/* Raises the open-file limit towards want: both limits up to fs.nr_open
+ * when permitted (root), else the soft limit up to the hard one. Returns
+ * the soft limit now in force; the client processes, forked later,
+ * inherit it. */
+static long raise_nofile(rlim_t want) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+    return 1024;
+  rlim_t top = nr_open();
+  if (want > rl.rlim_max && top > rl.rlim_max) {
+    struct rlimit up = {want < top ? want : top, want < top ? want : top};
+    if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+      rl = up;
+  }
+  if (rl.rlim_cur < rl.rlim_max && rl.rlim_cur < want) {
+    rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
+    (void)setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  (void)getrlimit(RLIMIT_NOFILE, &rl);
+  return (long)rl.rlim_cur;
+}
 
 int keel_bench_ws(int argc, char **argv) {
   int users = 20000, updates = 10;
@@ -315,15 +360,11 @@ int keel_bench_ws(int argc, char **argv) {
     } else {
       fprintf(stderr,
               "usage: keel bench ws [--quick] [--users N] [--no-fastlane] "
-                      "[--writers N]\n");
+              "[--writers N]\n");
       return 2;
     }
   }
-  struct rlimit rl;
-  getrlimit(RLIMIT_NOFILE, &rl);
-  rl.rlim_cur = rl.rlim_max;
-  setrlimit(RLIMIT_NOFILE, &rl);
-  long cap = (long)rl.rlim_cur - 200;
+  long cap = raise_nofile((rlim_t)users + FD_SPARE) - FD_SPARE;
   if (users > cap) {
     fprintf(stderr, "bench ws: %d users capped to %ld by the open-file limit\n",
             users, cap);
