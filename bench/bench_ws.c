@@ -22,6 +22,9 @@
  *   keel ws_mem_per_conn <v> B         server RSS growth per idle
  *                                      connection (after the handshakes,
  *                                      before any update)
+ *   keel ws_server_cpu_per_push <v> us server CPU time (all threads) over
+ *                                      the update phase per update received
+ *   keel ws_client_cpu_per_push <v> us the same for the client processes
  * The number of users is capped by the open-file limit, which is raised
  * first (up to fs.nr_open when permitted, else to the hard limit).
  * KEEL_BENCH_WS_TRACE=1 prints each broadcast's wall and CPU time.
@@ -79,7 +82,16 @@ typedef struct child_report {
   uint32_t connected, complete;
   uint64_t samples;
   double p99_ms;
+  double cpu_ms; /* the process's CPU time (user + system) so far */
 } child_report;
+
+static double cpu_ms(int who) {
+  struct rusage ru;
+  if (getrusage(who, &ru) != 0)
+    return 0;
+  return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
+         (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
+}
 
 /* Source addresses: 127.<run>.<idx / 40000 + 1>.1, ports 10000 + idx %
  * 40000, bound explicitly (bind or connect picking a free port searches
@@ -226,7 +238,7 @@ static void child_main(int in, int out, int first, int nconn, int updates) {
     for (int i = 0; i < n; i++)
       client_read(&x, evs[i].data.ptr);
   }
-  child_report r = {.connected = x.open};
+  child_report r = {.connected = x.open, .cpu_ms = cpu_ms(RUSAGE_SELF)};
   char go;
   if (write(out, &r, sizeof r) != sizeof r || read(in, &go, 1) != 1)
     _exit(1);
@@ -245,6 +257,7 @@ static void child_main(int in, int out, int first, int nconn, int updates) {
       r.complete++;
   r.samples = x.samples;
   r.p99_ms = hist_p99(x.hist, x.samples);
+  r.cpu_ms = cpu_ms(RUSAGE_SELF) - r.cpu_ms;
   if (write(out, &r, sizeof r) != sizeof r)
     _exit(1);
   _exit(0);
@@ -408,6 +421,7 @@ int keel_bench_ws(int argc, char **argv) {
     connected += rep[k].connected;
   }
   long rss1 = rss_bytes();
+  double cpu0 = cpu_ms(RUSAGE_SELF);
   for (int k = 0; k < NCHILD; k++)
     if (write(to_child[k][1], "g", 1) != 1)
       return 1;
@@ -425,15 +439,19 @@ int keel_bench_ws(int argc, char **argv) {
     broadcast();
   }
   uint32_t complete = 0;
-  double p99 = 0;
+  double p99 = 0, client_ms = 0;
+  uint64_t pushes = 0;
   for (int k = 0; k < NCHILD; k++) {
     if (read(from_child[k][0], &rep[k], sizeof rep[k]) != sizeof rep[k])
       return 1;
     complete += rep[k].complete;
+    pushes += rep[k].samples;
+    client_ms += rep[k].cpu_ms;
     if (rep[k].p99_ms > p99)
       p99 = rep[k].p99_ms;
     waitpid(kids[k], NULL, 0);
   }
+  double server_ms = cpu_ms(RUSAGE_SELF) - cpu0;
   keel_http_server_stop(srv);
   (void)keel_pubsub_stop(ps);
   keel_node_stop();
@@ -444,5 +462,13 @@ int keel_bench_ws(int argc, char **argv) {
   printf("keel ws_push_p99_ms %.2f ms\n", p99);
   printf("keel ws_mem_per_conn %.0f B\n",
          connected > 0 ? (double)(rss1 - rss0) / connected : 0.0);
+  /* CPU per update received, over the update phase: what the load on the
+   * machine does not change much (the latency above it does). */
+  if (pushes > 0) {
+    printf("keel ws_server_cpu_per_push %.2f us\n",
+           server_ms * 1e3 / (double)pushes);
+    printf("keel ws_client_cpu_per_push %.2f us\n",
+           client_ms * 1e3 / (double)pushes);
+  }
   return complete > 0 ? 0 : 1;
 }
