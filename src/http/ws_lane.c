@@ -128,7 +128,7 @@ static int queue_locked(keel__ws_lane *l, lane_frame *f) {
   }
   if (l->qn == l->qcap) {
     size_t cap = l->qcap != 0 ? 2 * l->qcap : 4;
-    lane_frame **q = realloc(l->q, cap * sizeof *q);
+    lane_frame **q = realloc(l->q, cap * sizeof(lane_frame *));
     if (q == NULL)
       return KEEL_ENOMEM; /* this frame is lost; the lane goes on */
     l->q = q;

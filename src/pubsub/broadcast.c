@@ -113,44 +113,54 @@ typedef struct snap {
   keel_heap h;
 } snap;
 
+/* Copies a boxed value of e into s's heap. */
+static int snap_own(snap *s, keel_pubsub_entry *e) {
+  if (keel_term_copy_words(e->value) > 0 &&
+      (e->value = keel_term_copy(&s->h, e->value)) == KEEL_NONE)
+    return KEEL_ENOMEM;
+  return KEEL_OK;
+}
+
 /* Splits t's entries into plain ones (s->e) and lanes (s->lanes). */
 static int snap_split(snap *s, const ps_topic *t) {
-  s->n = t->n - t->nlanes;
-  if (s->n > SNAP_STACK && (s->e = malloc(s->n * sizeof *s->e)) == NULL)
+  size_t plain = t->n - t->nlanes;
+  if (plain > SNAP_STACK && (s->e = malloc(plain * sizeof *s->e)) == NULL)
     return KEEL_ENOMEM;
   if ((s->lanes = malloc(t->nlanes * sizeof *s->lanes)) == NULL)
     return KEEL_ENOMEM;
-  size_t k = 0;
   for (size_t i = 0; i < t->n; i++) {
     const ps_sub *b = t->back[i];
-    if (b->lane_cls == NULL) {
-      s->e[k++] = t->subs[i];
-      continue;
+    if (b->lane_cls != NULL) {
+      b->lane_cls->lane_ref(b->lane);
+      s->lanes[s->nl++] = (ps_lane){b->lane_cls, b->lane, t->subs[i].pid};
+    } else if (s->n < plain) {
+      s->e[s->n] = t->subs[i];
+      if (t->nboxed > 0 && snap_own(s, &s->e[s->n]) != KEEL_OK)
+        return KEEL_ENOMEM;
+      s->n++;
     }
-    b->lane_cls->lane_ref(b->lane);
-    s->lanes[s->nl++] = (ps_lane){b->lane_cls, b->lane, t->subs[i].pid};
   }
   return KEEL_OK;
 }
 
 static int snap_take(snap *s, const ps_topic *t) {
   s->e = s->stack;
-  s->n = t != NULL ? t->n : 0;
+  s->n = 0;
   s->lanes = NULL;
   s->nl = 0;
-  int rc = KEEL_OK;
-  if (t != NULL && t->nlanes > 0)
-    rc = snap_split(s, t);
-  else if (s->n > SNAP_STACK && (s->e = malloc(s->n * sizeof *s->e)) == NULL)
-    rc = KEEL_ENOMEM;
-  else if (s->n > 0)
-    memcpy(s->e, t->subs, s->n * sizeof *s->e);
-  for (size_t i = 0; rc == KEEL_OK && t != NULL && t->nboxed > 0 && i < s->n;
-       i++)
-    if (keel_term_copy_words(s->e[i].value) > 0 &&
-        (s->e[i].value = keel_term_copy(&s->h, s->e[i].value)) == KEEL_NONE)
-      rc = KEEL_ENOMEM;
-  return rc;
+  if (t == NULL)
+    return KEEL_OK;
+  if (t->nlanes > 0)
+    return snap_split(s, t);
+  if (t->n > SNAP_STACK && (s->e = malloc(t->n * sizeof *s->e)) == NULL)
+    return KEEL_ENOMEM;
+  if (t->n > 0)
+    memcpy(s->e, t->subs, t->n * sizeof *s->e);
+  s->n = t->n;
+  for (size_t i = 0; t->nboxed > 0 && i < s->n; i++)
+    if (snap_own(s, &s->e[i]) != KEEL_OK)
+      return KEEL_ENOMEM;
+  return KEEL_OK;
 }
 
 static void snap_free(snap *s) {

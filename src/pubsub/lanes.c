@@ -192,6 +192,8 @@ static bool shared(ps_writers *w, const ps_lane *lanes, size_t n,
     return false;
   }
   pthread_cond_init(&j.done, NULL);
+  /* j lives on this stack until every part is done (waited for below). */
+  /* cppcheck-suppress autoVariables */
   w->job = &j;
   pthread_cond_broadcast(&w->work);
   pthread_mutex_unlock(&w->mu);
