@@ -180,12 +180,12 @@ keel_proc *keel_ws_proc(keel_ws *ws);
  * After the connection sent its close frame no broadcast frame is sent.
  *
  * Slow consumers: a broadcast frame the socket cannot take (its output
- * queue above the high watermark) is queued; when a connection's queued
- * broadcast frames (or its pending output with them) would exceed the
- * server's ws_lane_max_bytes, the connection is closed with code 1008
- * (policy violation) and the frames queued for it are dropped; the
- * broadcast counts it as not sent. A slow connection never blocks the
- * broadcaster or the other subscribers.
+ * queue above the high watermark) is queued; when the broadcast frames
+ * a connection holds that its socket has not taken yet (the connection's
+ * own output not counted) would exceed the server's ws_lane_max_bytes, the
+ * connection is closed with code 1008 (policy violation) and the frames queued
+ * for it are dropped; the broadcast counts it as not sent. A slow connection
+ * never blocks the broadcaster or the other subscribers.
  *
  * The subscription belongs to the connection process: remove it with
  * keel_pubsub_unsubscribe(ps, topic) from a callback; it goes when the

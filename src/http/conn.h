@@ -52,6 +52,7 @@ struct keel__http_conn {
   bool shut_wr;      /* CLOSING: the write side was shut down */
   uint64_t deadline; /* monotonic ns of the pending timeout, 0: none */
   keel_buf out;      /* bytes the socket has not taken yet */
+  size_t lane_out;   /* bytes of fastlane frames among them */
   /* HTTP */
   keel__http_reader rd;
   keel_http_response resp;

@@ -82,6 +82,7 @@ int keel__conn_flush(keel__http_conn *c) {
   if (c->out.cap > 64 * 1024)
     keel_buf_free(&c->out); /* do not keep a big buffer around */
   c->out.len = 0;
+  c->lane_out = 0;
   return rc;
 }
 

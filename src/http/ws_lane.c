@@ -15,10 +15,10 @@
  *
  * Slow consumers: a frame the socket refuses (its output queue above the
  * high watermark) is queued and the process is woken once to take over
- * (it then waits for {tcp_writable, S}). A lane whose queue, or whose
- * connection's pending output, would exceed the server's
- * ws_lane_max_bytes is closed: its frames are dropped and the connection
- * is closed with 1008 (policy violation).
+ * (it then waits for {tcp_writable, S}). A lane whose frames not yet
+ * taken by the socket (queued, or moved to the connection's output:
+ * c->lane_out) would exceed the server's ws_lane_max_bytes is closed: its
+ * frames are dropped and the connection is closed with 1008 (policy violation).
  *
  * Locking: the lane's mutex is taken before the socket's (never the other
  * way), and nothing that can switch a fiber out runs under it.
@@ -155,7 +155,8 @@ static int lane_deliver(void *arg, void *payload) {
      * after what the callback sent before, and before what it sends
      * next (its own order as a sender). */
     rc = keel_buf_append(&l->conn->out, f->data, f->len);
-    if (rc == KEEL_OK && l->conn->out.len > l->max) {
+    l->conn->lane_out += f->len;
+    if (rc == KEEL_OK && l->conn->lane_out > l->max) {
       l->closed = true;
       queue_drop_locked(l);
       rc = KEEL_EBUSY;
@@ -209,9 +210,11 @@ void keel__ws_lane_hold(keel__http_conn *c) {
   l->held = true;
   l->kicked = false;
   bool over = false;
-  for (size_t i = 0; i < l->qn && !over; i++)
+  for (size_t i = 0; i < l->qn && !over; i++) {
+    c->lane_out += l->q[i]->len;
     over = keel_buf_append(&c->out, l->q[i]->data, l->q[i]->len) != KEEL_OK ||
-           c->out.len > l->max;
+           c->lane_out > l->max;
+  }
   queue_drop_locked(l);
   if (over)
     l->closed = true;
@@ -235,8 +238,10 @@ int keel__ws_lane_release(keel__http_conn *c) {
       return KEEL_OK;
     }
     int rc = KEEL_OK;
-    for (size_t i = 0; i < l->qn && rc == KEEL_OK; i++)
+    for (size_t i = 0; i < l->qn && rc == KEEL_OK; i++) {
+      c->lane_out += l->q[i]->len;
       rc = keel_buf_append(&c->out, l->q[i]->data, l->q[i]->len);
+    }
     queue_drop_locked(l);
     pthread_mutex_unlock(&l->mu);
     if (rc != KEEL_OK || (rc = keel__conn_flush(c)) != KEEL_OK)
