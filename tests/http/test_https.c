@@ -1,7 +1,8 @@
 /*
  * test_https.c - the HTTP server over TLS (keel_http_server_opts.tls):
  * curl with --cacert, Keel's own TLS client for HTTPS and a WSS echo (1, 2
- * and 8 schedulers), plain bytes and silent clients on the HTTPS port.
+ * and 8 schedulers), WSS fastlane broadcasts, plain bytes and silent
+ * clients on the HTTPS port.
  * The PKI is made at test time.
  */
 #include "http_test.h" /* first: it defines _GNU_SOURCE */
@@ -12,6 +13,7 @@
 
 #include "http/ws_frame.h"
 #include "keel/http.h"
+#include "keel/pubsub.h"
 #include "keel/runtime.h"
 #include "keel/tls.h"
 #include "net/tls_test.h"
@@ -37,6 +39,15 @@ static int ws_msg(keel_ws *ws, keel_ws_kind kind, const uint8_t *data,
 
 static const keel_ws_handler ws_h = {NULL, ws_msg, NULL, NULL};
 
+/* /fl: subscribes through the fastlane to "live" of ps. */
+static keel_pubsub ps;
+static int fl_init(keel_ws *ws, const keel_http_request *req, void **state) {
+  (void)req;
+  (void)state;
+  return keel_ws_fastlane_subscribe(ws, ps, keel_atom("live"), KEEL_WS_TEXT);
+}
+static const keel_ws_handler fl_h = {fl_init, NULL, NULL, NULL};
+
 static void start(unsigned nsched, uint32_t head_timeout_ms) {
   cr_assert(pki_make(&pki), "test PKI");
   keel_node_opts no = {.schedulers = nsched};
@@ -53,6 +64,8 @@ static void start(unsigned nsched, uint32_t head_timeout_ms) {
   router = keel_http_router_new();
   cr_assert_eq(keel_http_route(router, "GET", "/", hello, NULL), KEEL_OK);
   cr_assert_eq(keel_http_route_ws(router, "/ws", &ws_h, NULL), KEEL_OK);
+  cr_assert_eq(keel_http_route_ws(router, "/fl", &fl_h, NULL), KEEL_OK);
+  cr_assert_eq(keel_pubsub_start(NULL, &ps), KEEL_OK);
   keel_http_server_opts o = {.tls = srv_ctx,
                              .head_timeout_ms = head_timeout_ms};
   cr_assert_eq(keel_http_server_start(&o, router, &srv), KEEL_OK);
@@ -62,6 +75,7 @@ static void start(unsigned nsched, uint32_t head_timeout_ms) {
 
 static void stop(void) {
   keel_http_server_stop(srv);
+  cr_assert_eq(keel_pubsub_stop(ps), KEEL_OK);
   cr_assert_eq(keel_node_stop(), KEEL_OK);
   keel_http_router_free(router);
   keel_tls_ctx_destroy(srv_ctx);
@@ -195,6 +209,64 @@ Test(https, keel_client_https_and_wss, .timeout = 120) {
     for (int k = 0; k < 4; k++)
       cr_assert_eq(keel_spawn_fiber(client, NULL, &so, NULL), KEEL_OK);
     cr_assert_eq(wait_clients(4), 4, "%u schedulers", scheds[i]);
+    cr_assert_eq(atomic_load(&fails), 0, "%u schedulers: %s", scheds[i],
+                 fail_msg);
+    stop();
+  }
+}
+
+/* A WSS client that broadcasts to its own connection's topic through
+ * the fastlane: the frames come encrypted, whole and in order. */
+static void fl_client(keel_proc *self, void *arg) {
+  (void)self;
+  (void)arg;
+  keel_socket s;
+  char buf[2048];
+  CHECK(keel_tls_connect("127.0.0.1", port, cli_ctx, NULL, 20000, &s) ==
+        KEEL_OK);
+  const char *up = "GET /fl HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                   "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                   "Sec-WebSocket-Version: 13\r\n\r\n";
+  CHECK(keel_net_send(s, up, strlen(up)) == KEEL_OK);
+  size_t n = read_until(s, buf, sizeof buf, "\r\n\r\n", 0);
+  CHECK(strncmp(buf, "HTTP/1.1 101 ", 13) == 0);
+  CHECK(n == (size_t)(strstr(buf, "\r\n\r\n") + 4 - buf));
+  keel_heap h;
+  keel_heap_init(&h);
+  for (int k = 0; k < 5; k++) {
+    char t[8];
+    snprintf(t, sizeof t, "wss-%d", k);
+    CHECK(keel_pubsub_local_broadcast(ps, keel_atom("live"),
+                                      keel_binary(&h, t, 5), NULL) == 1);
+  }
+  keel_heap_destroy(&h);
+  n = read_until(s, buf, sizeof buf, NULL, 5 * 7);
+  CHECK(n == 5 * 7);
+  for (int k = 0; k < 5 && n == 5 * 7; k++) {
+    char t[8];
+    snprintf(t, sizeof t, "wss-%d", k);
+    CHECK((uint8_t)buf[7 * k] == 0x81 && buf[7 * k + 1] == 5 &&
+          memcmp(buf + 7 * k + 2, t, 5) == 0);
+  }
+  keel_net_close(s);
+  pthread_mutex_lock(&mu);
+  finished++;
+  pthread_cond_broadcast(&cv);
+  pthread_mutex_unlock(&mu);
+}
+
+Test(https, wss_fastlane_broadcasts, .timeout = 120) {
+  static const unsigned scheds[] = {1, 2, 8};
+  for (unsigned i = 0; i < 3; i++) {
+    start(scheds[i], 0);
+    atomic_store(&fails, 0);
+    pthread_mutex_lock(&mu);
+    finished = 0;
+    pthread_mutex_unlock(&mu);
+    keel_spawn_opts so = {.stack_size = 256 * 1024};
+    cr_assert_eq(keel_spawn_fiber(fl_client, NULL, &so, NULL), KEEL_OK);
+    cr_assert_eq(wait_clients(1), 1, "%u schedulers", scheds[i]);
     cr_assert_eq(atomic_load(&fails), 0, "%u schedulers: %s", scheds[i],
                  fail_msg);
     stop();
