@@ -477,6 +477,56 @@ Test(tcp, options_and_async_accept_error) {
   }
 }
 
+/* keel_net_try_send from a fiber: over the high watermark it returns
+ * KEEL_EBUSY instead of blocking, and registers nobody for
+ * {tcp_writable, S}. */
+static void try_send_body(keel_proc *self, void *arg) {
+  (void)arg;
+  keel_socket s, c;
+  CHECK(keel_net_connect("127.0.0.1", sc.port, LONG_MS, &s) == KEEL_OK);
+  CHECK(keel_net_accept(sc.listen, LONG_MS, &c) == KEEL_OK);
+  CHECK(keel_net_set_watermarks(s, 1, 2) == KEEL_OK);
+  static char chunk[64 * 1024];
+  memset(chunk, 'z', sizeof chunk);
+  size_t sent = 0;
+  int rc = KEEL_OK;
+  for (int i = 0; i < 100000 && rc == KEEL_OK; i++)
+    if ((rc = keel_net_try_send(s, chunk, sizeof chunk)) == KEEL_OK)
+      sent += sizeof chunk;
+  CHECKV(rc == KEEL_EBUSY, rc);
+  CHECK(keel_net_try_send(s, NULL, 1) == KEEL_EINVAL);
+  CHECK(keel_net_try_send(sc.listen, "x", 1) == KEEL_EINVAL);
+  /* Drain everything; the queue empties and no tcp_writable comes. */
+  char *buf = malloc(sizeof chunk);
+  for (size_t got = 0; got < sent;) {
+    int64_t n = keel_net_recv(c, buf, sizeof chunk, LONG_MS);
+    CHECKV(n > 0, n);
+    if (n <= 0)
+      break;
+    got += (size_t)n;
+  }
+  free(buf);
+  CHECK(keel_net_queued(s) == 0);
+  keel_term m;
+  CHECK(keel_receive(self, NULL, NULL, 0, &m) == KEEL_ETIMEDOUT);
+  CHECK(keel_net_try_send(s, "ok", 2) == KEEL_OK);
+  keel_net_close(s);
+  CHECK(keel_net_try_send(s, "x", 1) == KEEL_ECLOSED);
+  keel_net_close(c);
+  mark_done();
+}
+
+Test(tcp, try_send_never_blocks) {
+  for (size_t k = 0; k < NCONF; k++) {
+    start_node(sched_counts[k]);
+    listen_any();
+    spawn_f(try_send_body, NULL);
+    cr_assert(wait_done(1));
+    cr_assert_eq(keel_net_close(sc.listen), KEEL_OK);
+    stop_node(sched_counts[k], 1);
+  }
+}
+
 /* The pool's acceptors end with its stop; its memory goes with the last. */
 static int never_start(keel_socket s, void *arg, keel_term *pid) {
   (void)s;
