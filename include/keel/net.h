@@ -111,11 +111,19 @@ int keel_net_accept(keel_socket listen, int64_t timeout_ms, keel_socket *out);
  * pid), KEEL_ENOMEM, KEEL_EUNSUPPORTED. */
 int keel_net_accept_async(keel_socket listen, keel_term dest);
 
-/* Connects to ip:port (gen_tcp:connect), waiting at most timeout_ms. The
- * new socket is passive and owned by the caller. Errors: KEEL_ETIMEDOUT,
- * KEEL_ECONNREFUSED, KEEL_EINVAL (ip not a numeric address, out NULL),
- * KEEL_ESTATE (handler process, timeout != 0), KEEL_ESYSLIMIT, KEEL_EIO,
- * KEEL_EUNSUPPORTED. */
+/* Connects to ip:port (gen_tcp:connect), waiting at most timeout_ms. ip
+ * is a numeric IPv4/IPv6 address or a host name ("localhost"): a name is
+ * resolved with getaddrinfo, never on a scheduler thread (a fiber has it
+ * run on the node's dirty I/O pool and is suspended meanwhile; a thread
+ * calls it itself; a handler process cannot wait for it: KEEL_ESTATE),
+ * and its addresses are tried in getaddrinfo's order until one connects
+ * (the timeout covers them all). The new socket is passive and owned by
+ * the caller. Errors: KEEL_ETIMEDOUT, KEEL_ECONNREFUSED (the last address
+ * tried refused), KEEL_ENOENT (the name does not resolve), KEEL_EINVAL
+ * (ip NULL, out NULL, ip neither a numeric address nor a host name:
+ * empty, over 253 bytes, a character other than letters, digits, '-',
+ * '_', '.'), KEEL_ESTATE (handler process with timeout != 0, or with a
+ * host name), KEEL_ESYSLIMIT, KEEL_EIO, KEEL_EUNSUPPORTED. */
 int keel_net_connect(const char *ip, uint16_t port, int64_t timeout_ms,
                      keel_socket *out);
 

@@ -5,13 +5,16 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "keel/dirty.h"
 #include "net/net_internal.h"
 #include "runtime/io.h"
 
@@ -195,37 +198,115 @@ static int connect_wait(keel_socket h, uint64_t deadline, bool poll_only) {
   }
 }
 
-int keel_net_connect(const char *ip, uint16_t port, int64_t timeout_ms,
-                     keel_socket *out) {
-  int rc = keel__net_check();
-  if (rc == KEEL_OK && (ip == NULL || out == NULL))
-    rc = KEEL_EINVAL;
-  if (rc == KEEL_OK)
-    rc = keel__net_may_wait(timeout_ms);
-  if (rc != KEEL_OK)
-    return rc;
-  struct sockaddr_storage sa;
-  socklen_t len;
-  if (keel__net_parse_addr(ip, port, &sa, &len) != KEEL_OK)
-    return KEEL_EINVAL;
-  int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+/* Connects to one address: the new socket in *out. */
+static int connect_one(const struct sockaddr *sa, socklen_t len,
+                       uint64_t deadline, bool poll_only, keel_socket *out) {
+  int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0)
     return keel__net_map_errno(errno);
-  if (connect(fd, (struct sockaddr *)&sa, len) != 0 && errno != EINPROGRESS) {
-    rc = keel__net_map_errno(errno);
+  if (connect(fd, sa, len) != 0 && errno != EINPROGRESS) {
+    int rc = keel__net_map_errno(errno);
     close(fd);
     return rc;
   }
   keel_socket h;
-  if ((rc = keel__net_sock_new(fd, false, keel__net_caller(), &h)) != KEEL_OK)
+  int rc = keel__net_sock_new(fd, false, keel__net_caller(), &h);
+  if (rc != KEEL_OK)
     return rc;
-  rc = connect_wait(h, keel__net_deadline(timeout_ms), timeout_ms == 0);
+  rc = connect_wait(h, deadline, poll_only);
   if (rc != KEEL_OK) {
     keel_net_close(h);
     return rc;
   }
   *out = h;
   return KEEL_OK;
+}
+
+typedef struct resolve_job {
+  const char *host;
+  uint16_t port;
+  struct addrinfo *res;
+  int gai; /* getaddrinfo's result */
+} resolve_job;
+
+/* Runs getaddrinfo (on a dirty I/O thread for a fiber). */
+static int resolve_fn(void *arg) {
+  resolve_job *j = arg;
+  char ps[8];
+  snprintf(ps, sizeof ps, "%u", (unsigned)j->port);
+  struct addrinfo hints;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  j->gai = getaddrinfo(j->host, ps, &hints, &j->res);
+  return 0;
+}
+
+/* The addresses of a host name, never resolved on a scheduler thread: a
+ * fiber has it done on the dirty I/O pool, a thread does it itself, a
+ * handler process cannot wait (KEEL_ESTATE). */
+static int resolve(const char *host, uint16_t port, struct addrinfo **out) {
+  resolve_job j = {.host = host, .port = port};
+  keel_proc *p = keel_current();
+  if (p == NULL)
+    (void)resolve_fn(&j);
+  else if (!keel_proc_is_fiber(p))
+    return KEEL_ESTATE;
+  else {
+    int rc = keel_dirty_io(p, resolve_fn, &j);
+    if (rc != KEEL_OK)
+      return rc;
+  }
+  if (j.gai == EAI_MEMORY)
+    return KEEL_ENOMEM;
+  if (j.gai == EAI_SYSTEM)
+    return KEEL_EIO;
+  if (j.gai != 0 || j.res == NULL)
+    return KEEL_ENOENT; /* no such name, or none for TCP */
+  *out = j.res;
+  return KEEL_OK;
+}
+
+/* Whether name can be a host name (letters, digits, '-', '_', '.'; at
+ * most 253 bytes): anything else is refused without a lookup. */
+static bool host_name_ok(const char *name) {
+  size_t n = 0;
+  for (const char *c = name; *c != '\0'; c++, n++)
+    if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+          (*c >= '0' && *c <= '9') || *c == '-' || *c == '_' || *c == '.'))
+      return false;
+  return n > 0 && n <= 253;
+}
+
+int keel_net_connect(const char *ip, uint16_t port, int64_t timeout_ms,
+                     keel_socket *out) {
+  int rc = keel__net_check();
+  if (rc == KEEL_OK && (ip == NULL || out == NULL || ip[0] == '\0'))
+    rc = KEEL_EINVAL;
+  if (rc == KEEL_OK)
+    rc = keel__net_may_wait(timeout_ms);
+  if (rc != KEEL_OK)
+    return rc;
+  uint64_t deadline = keel__net_deadline(timeout_ms);
+  struct sockaddr_storage sa;
+  socklen_t len;
+  if (keel__net_parse_addr(ip, port, &sa, &len) == KEEL_OK)
+    return connect_one((struct sockaddr *)&sa, len, deadline, timeout_ms == 0,
+                       out);
+  if (!host_name_ok(ip))
+    return KEEL_EINVAL;
+  struct addrinfo *res;
+  if ((rc = resolve(ip, port, &res)) != KEEL_OK)
+    return rc;
+  /* Each address in getaddrinfo's order until one connects. */
+  rc = KEEL_ENOENT;
+  for (struct addrinfo *a = res; a != NULL; a = a->ai_next) {
+    rc = connect_one(a->ai_addr, a->ai_addrlen, deadline, timeout_ms == 0, out);
+    if (rc == KEEL_OK || rc == KEEL_ETIMEDOUT)
+      break;
+  }
+  freeaddrinfo(res);
+  return rc;
 }
 
 int keel__net_chunk_append(net_chunk **head, net_chunk **tail, const uint8_t *p,
