@@ -1,5 +1,7 @@
 /*
- * keel/net.h - TCP sockets modelled on gen_tcp and inet (layer: net).
+ * keel/net.h - TCP and UDP sockets modelled on gen_tcp, gen_udp and inet
+ * (layer: net). UDP sockets have their own section below; what follows
+ * holds for both unless it says TCP.
  *
  * A socket is a keel_socket: a 64-bit handle naming a slot of the node's
  * I/O table and its generation. Once a socket is closed its handle names

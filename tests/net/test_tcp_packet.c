@@ -402,3 +402,58 @@ Test(tcp_packet, send_timeout_thread) {
   keel_net_close(listen_s);
   stop_node(2, 0);
 }
+
+/* ---- a python3 peer speaking {packet, 4} --------------------------------- */
+
+/* Echoes three frames, each received as one active-once message. */
+static void py_echo(keel_proc *self, void *arg) {
+  (void)arg;
+  keel_socket c = accept_here();
+  CHECK(keel_net_set_packet(c, KEEL_NET_PACKET_4, 0) == KEEL_OK);
+  static char buf[100000];
+  for (int i = 0; i < 3; i++) {
+    CHECK(keel_net_set_active(c, KEEL_NET_ONCE, 0) == KEEL_OK);
+    int64_t n = recv_frame_msg(self, c, buf, sizeof buf, LONG_MS);
+    CHECKV(n >= 0, n);
+    if (n < 0)
+      break;
+    CHECK(keel_net_send(c, buf, (size_t)n) == KEEL_OK);
+  }
+  keel_net_close(c);
+  mark_done();
+}
+
+Test(tcp_packet, python_peer_packet_4) {
+  for (size_t k = 0; k < NCONF; k++) {
+    start_node(sched_counts[k]);
+    listen_any();
+    spawn_f(py_echo, NULL);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "python3 -c \"import socket,struct\n"
+             "s=socket.create_connection(('127.0.0.1',%u),timeout=30)\n"
+             "f=lambda b: struct.pack('>I',len(b))+b\n"
+             "big=bytes(range(256))*300\n"
+             "w=f(b'one')+f(b'')+f(big)\n"
+             "s.sendall(w[:9]);s.sendall(w[9:])\n"
+             "def rd(n):\n"
+             "  d=b''\n"
+             "  while len(d)<n:\n"
+             "    x=s.recv(n-len(d))\n"
+             "    assert x\n"
+             "    d+=x\n"
+             "  return d\n"
+             "got=[rd(struct.unpack('>I',rd(4))[0]) for i in range(3)]\n"
+             "print('ok' if got==[b'one',b'',big] else 'bad')\"",
+             port);
+    FILE *py = popen(cmd, "r");
+    cr_assert_not_null(py);
+    char line[16] = "";
+    char *got = fgets(line, sizeof line, py);
+    int st = pclose(py);
+    stop_node(sched_counts[k], 1);
+    cr_assert_not_null(got);
+    cr_assert_eq(st, 0);
+    cr_assert_str_eq(line, "ok\n");
+  }
+}
