@@ -5,7 +5,12 @@
  * Checks: the reader never consumes more than it is given, a request is
  * never both complete and in error, errors carry a 4xx/5xx status, a
  * request view's pointers stay inside the reader's buffers, and answers
- * are well-formed status lines. */
+ * are well-formed status lines.
+ *
+ * Bits 0x40 and 0x80 of the first byte choose the body mode of every
+ * request, as the server sets it from its head callback: buffered whole,
+ * streamed (the window is emptied after each read, as a handler reading
+ * it all would), or streamed then dropped (as after an early answer). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,14 +78,25 @@ static void answer(keel__http_reader *rd, keel_buf *out) {
   check(out->len > 12 && memcmp(out->data, "HTTP/1.1 ", 9) == 0);
 }
 
+/* The head callback: streams every body. */
+static int stream_all(keel__http_reader *r, void *ctx) {
+  (void)ctx;
+  if (!r->parser.upgrade)
+    r->stream = true;
+  return 0;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size == 0)
     return 0;
-  size_t step = (size_t)data[0] % 17 + 1;
+  size_t step = (size_t)(data[0] & 0x3f) % 17 + 1;
+  int mode = data[0] >> 6; /* 0 whole, 1 streamed, 2-3 streamed, dropped */
   data++;
   size--;
   keel__http_reader rd;
   keel__http_reader_init(&rd, 2048, 4096);
+  if (mode != 0)
+    rd.on_head = stream_all;
   keel_buf out;
   keel_buf_init(&out);
   size_t off = 0;
@@ -91,8 +107,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     off += n;
     check(!(rd.complete && rd.status != 0));
     if (rd.status != 0) {
-      check(rd.status >= 400 && rd.status <= 599);
+      /* -1: a dropped body over the limit */
+      check((rd.status >= 400 && rd.status <= 599) ||
+            (rd.status == -1 && rd.discard));
+      check(rd.status != 413 || !rd.stream);
       break;
+    }
+    if (rd.stream) {
+      check(rd.body.len <= step); /* the window holds one read at most */
+      check(!rd.discard || rd.body.len == 0);
+      rd.body.len = 0; /* read by the handler */
+      if (mode >= 2 && rd.started)
+        rd.discard = true;
     }
     if (rd.complete) {
       out.len = 0;

@@ -208,6 +208,17 @@ int keel_gsm_cancel_timeout(keel_gen_statem *sm, keel_term name);
  * timeout of 0 with that content. name KEEL_NONE for the state timeout. */
 int keel_gsm_update_timeout(keel_gen_statem *sm, keel_term name,
                             keel_term content);
+/* {timeout, cancel}: cancels the event timeout set earlier in the same
+ * transition (any event already cancels a running one). */
+int keel_gsm_cancel_event_timeout(keel_gen_statem *sm);
+/* {timeout, update, Content}: the event timeout set earlier in the same
+ * transition keeps its time with the new content; without one, an event
+ * timeout of 0 with that content is set. */
+int keel_gsm_update_event_timeout(keel_gen_statem *sm, keel_term content);
+/* Cancels every generic timeout {timeout, Name} at once, running or set
+ * earlier in the same transition (a Keel extension: OTP cancels them one
+ * name at a time). Later actions of the list may start new ones. */
+int keel_gsm_cancel_generic_timeouts(keel_gen_statem *sm);
 
 /* ---- inside callbacks ---------------------------------------------------- */
 
@@ -250,6 +261,24 @@ int keel_gen_statem_enter_loop(keel_proc *self,
                                const keel_gen_statem_module *mod,
                                keel_term state, keel_term data,
                                const keel_gen_statem_opts *opts);
+
+/* Adds the initial actions of keel_gen_statem_enter_actions with the
+ * transition-action verbs above (keel_gsm_reply, keel_gsm_next_event,
+ * timeouts, hibernate; postpone is refused as from init). */
+typedef void (*keel_gsm_actions_fn)(keel_gen_statem *sm, void *arg);
+
+/* gen_statem:enter_loop/6: as keel_gen_statem_enter_loop, and actions (may
+ * be NULL) runs once in the new machine before its initial transition to
+ * add that transition's actions, as init's would be: inserted events are
+ * handled first, timeouts start, then the enter call runs with its own
+ * actions. A refused action stops the machine with
+ * {bad_action_from_state_function, Action}. Same results as
+ * keel_gen_statem_enter_loop. */
+int keel_gen_statem_enter_actions(keel_proc *self,
+                                  const keel_gen_statem_module *mod,
+                                  keel_term state, keel_term data,
+                                  const keel_gen_statem_opts *opts,
+                                  keel_gsm_actions_fn actions, void *arg);
 
 /* gen_statem:call: the event {call, From} with content request; as
  * keel_gen_server_call (timeout, late replies dropped, errors). */

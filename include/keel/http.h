@@ -73,6 +73,10 @@ typedef struct keel_http_request {
   const keel_http_param *params;
   size_t nparams;
   keel_term peer; /* the connection process's pid */
+  /* Streaming routes (keel_http_route_stream) only, else NULL: */
+  struct keel_http_body *stream; /* for keel_http_read_body */
+  void **state; /* a slot kept across the calls of one request (NULL at
+                   the first); the handler frees what it holds */
 } keel_http_request;
 
 /* The value of the first header named `name` (case-insensitive), with its
@@ -118,6 +122,43 @@ int keel_http_respond_json(keel_http_response *resp, int status,
  * for long: it holds up every pipelined request behind it. */
 typedef int (*keel_http_handler_fn)(const keel_http_request *req,
                                     keel_http_response *resp, void *arg);
+
+/* ---- streaming request bodies (as Plug's read_body) ---------------------- */
+
+/* A handler of a streaming route returns this to say "not answered yet:
+ * call me again when more of the body has arrived". */
+#define KEEL_HTTP_SUSPEND 1
+
+/* Results of keel_http_read_body. */
+typedef enum keel_http_body_status {
+  KEEL_HTTP_BODY_DONE = 0, /* {ok, Data}: Data is the rest of the body */
+  KEEL_HTTP_BODY_MORE = 1, /* {more, Data}: Data (non-empty), more follows */
+  KEEL_HTTP_BODY_WAIT = 2  /* nothing buffered now: return
+                              KEEL_HTTP_SUSPEND and read again when called
+                              again */
+} keel_http_body_status;
+
+typedef struct keel_http_read_opts {
+  size_t length; /* most bytes returned by one call; 0: 8,000,000 */
+} keel_http_read_opts;
+
+/* Reads the next part of the request body in a handler of a streaming
+ * route (Plug's read_body/2): stores a pointer to up to opts->length
+ * de-chunked bytes in *data (valid until the handler returns) and their
+ * count in *len, and returns KEEL_HTTP_BODY_DONE (the body ends with
+ * them; later calls return DONE with 0 bytes), KEEL_HTTP_BODY_MORE (more
+ * follows) or KEEL_HTTP_BODY_WAIT (no byte buffered now). It never
+ * blocks: the connection process reads the socket between the handler's
+ * calls, one read (at most 64 KiB) at a time, and calls the handler again
+ * after each. opts may be NULL. Unlike Plug there is no read_length and no
+ * read_timeout: the head timeout of the server bounds the time between
+ * two reads. Connection process only, during the handler call. Errors:
+ * KEEL_EINVAL (req, data or len NULL, or not a streaming request),
+ * KEEL_ECLOSED (the connection is ending: this is the handler's last
+ * call, to free its state; its answer is ignored). */
+int keel_http_read_body(const keel_http_request *req,
+                        const keel_http_read_opts *opts, const uint8_t **data,
+                        size_t *len);
 
 /* ---- WebSocket ----------------------------------------------------------- */
 
@@ -213,6 +254,28 @@ void keel_http_router_free(keel_http_router *r);
  * with '/', more than KEEL_HTTP_MAX_PARAMS parameters), KEEL_ENOMEM. */
 int keel_http_route(keel_http_router *r, const char *method,
                     const char *pattern, keel_http_handler_fn fn, void *arg);
+
+/* Adds a route whose request bodies are streamed (Plug's read_body):
+ * fn is called as soon as the request head has arrived, with req->body
+ * NULL, and reads the body with keel_http_read_body. It answers as any
+ * handler (fill resp, return KEEL_OK; negative: 500) or returns
+ * KEEL_HTTP_SUSPEND to be called again (with a fresh req; *req->state
+ * kept) once more body bytes have arrived; it may answer before reading
+ * the whole body. Limits: the body has no total limit, but the bytes
+ * not yet read by the handler may not exceed max_body_bytes (413 and the
+ * connection closes). When the handler answers before the end of the
+ * body, the server drops the rest as it comes and keeps the connection
+ * alive, unless the rest is known (Content-Length) or turns out (chunked)
+ * to be over max_body_bytes: then the answer says Connection: close and
+ * the connection closes. A malformed body (a bad chunk size, ...) ends
+ * the request with 400 and closes, the handler first being called one
+ * last time (keel_http_read_body returns KEEL_ECLOSED), as when the peer
+ * goes away or the head timeout passes. A handler that returns
+ * KEEL_HTTP_SUSPEND after the whole body was read gets 500. Errors: those
+ * of keel_http_route. */
+int keel_http_route_stream(keel_http_router *r, const char *method,
+                           const char *pattern, keel_http_handler_fn fn,
+                           void *arg);
 
 /* Adds a GET route serving the files under directory `dir` (copied) at
  * `prefix` (e.g. "/static": /static/css/a.css is dir/css/a.css). Paths

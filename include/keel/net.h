@@ -1,5 +1,7 @@
 /*
- * keel/net.h - TCP sockets modelled on gen_tcp and inet (layer: net).
+ * keel/net.h - TCP and UDP sockets modelled on gen_tcp, gen_udp and inet
+ * (layer: net). UDP sockets have their own section below; what follows
+ * holds for both unless it says TCP.
  *
  * A socket is a keel_socket: a 64-bit handle naming a slot of the node's
  * I/O table and its generation. Once a socket is closed its handle names
@@ -111,11 +113,19 @@ int keel_net_accept(keel_socket listen, int64_t timeout_ms, keel_socket *out);
  * pid), KEEL_ENOMEM, KEEL_EUNSUPPORTED. */
 int keel_net_accept_async(keel_socket listen, keel_term dest);
 
-/* Connects to ip:port (gen_tcp:connect), waiting at most timeout_ms. The
- * new socket is passive and owned by the caller. Errors: KEEL_ETIMEDOUT,
- * KEEL_ECONNREFUSED, KEEL_EINVAL (ip not a numeric address, out NULL),
- * KEEL_ESTATE (handler process, timeout != 0), KEEL_ESYSLIMIT, KEEL_EIO,
- * KEEL_EUNSUPPORTED. */
+/* Connects to ip:port (gen_tcp:connect), waiting at most timeout_ms. ip
+ * is a numeric IPv4/IPv6 address or a host name ("localhost"): a name is
+ * resolved with getaddrinfo, never on a scheduler thread (a fiber has it
+ * run on the node's dirty I/O pool and is suspended meanwhile; a thread
+ * calls it itself; a handler process cannot wait for it: KEEL_ESTATE),
+ * and its addresses are tried in getaddrinfo's order until one connects
+ * (the timeout covers them all). The new socket is passive and owned by
+ * the caller. Errors: KEEL_ETIMEDOUT, KEEL_ECONNREFUSED (the last address
+ * tried refused), KEEL_ENOENT (the name does not resolve), KEEL_EINVAL
+ * (ip NULL, out NULL, ip neither a numeric address nor a host name:
+ * empty, over 253 bytes, a character other than letters, digits, '-',
+ * '_', '.'), KEEL_ESTATE (handler process with timeout != 0, or with a
+ * host name), KEEL_ESYSLIMIT, KEEL_EIO, KEEL_EUNSUPPORTED. */
 int keel_net_connect(const char *ip, uint16_t port, int64_t timeout_ms,
                      keel_socket *out);
 
@@ -139,7 +149,8 @@ int keel_net_send(keel_socket s, const void *data, size_t len);
 
 /* keel_net_send that never waits and registers nobody: over the high
  * watermark it returns KEEL_EBUSY (nothing queued, no {tcp_writable, S}
- * for the caller) whatever the caller is, fiber included. For writers
+ * for the caller) whatever the caller is (a fiber, or a thread with a
+ * send_timeout, included). For writers
  * that push to sockets they do not own (a broadcast writing to many
  * connections). Errors as keel_net_send. */
 int keel_net_try_send(keel_socket s, const void *data, size_t len);
@@ -215,6 +226,52 @@ int keel_net_set_nodelay(keel_socket s, bool on);
  * KEEL_EINVAL, KEEL_EUNSUPPORTED. */
 int keel_net_set_watermarks(keel_socket s, size_t low, size_t high);
 
+/* Framing of a TCP socket's data (inet's packet option). */
+typedef enum keel_net_packet {
+  KEEL_NET_PACKET_RAW = 0, /* {packet, raw}: a byte stream (the default) */
+  KEEL_NET_PACKET_1 = 1,   /* {packet, 1}: a 1-byte big-endian length */
+  KEEL_NET_PACKET_2 = 2,   /* {packet, 2}: a 2-byte big-endian length */
+  KEEL_NET_PACKET_4 = 4,   /* {packet, 4}: a 4-byte big-endian length */
+  KEEL_NET_PACKET_LINE = 5 /* {packet, line}: up to and with each '\n' */
+} keel_net_packet;
+
+/* The largest frame a framing socket accepts when max_size is 0. */
+#define KEEL_NET_PACKET_MAX_DEFAULT ((size_t)64 * 1024 * 1024)
+
+/* Sets the framing of s (inet:setopts(S, [{packet, P}, {packet_size,
+ * Max}])), for both directions:
+ *   - keel_net_send prefixes each call's bytes with their length as a
+ *     1, 2 or 4-byte big-endian header (so one send is one frame; a
+ *     zero-length send is an empty frame); line mode sends as is;
+ *   - keel_net_recv returns exactly one frame's payload (without the
+ *     header; a line with its '\n'), possibly 0 bytes, and active modes
+ *     deliver one frame per {tcp, S, Data} message, counted one each
+ *     against once/N. Bytes read that do not make a whole frame yet are
+ *     kept by the socket; a partial frame at EOF is dropped.
+ * max_size bounds a frame's payload (a line's length); 0 means
+ * KEEL_NET_PACKET_MAX_DEFAULT. A header announcing more (or a line
+ * growing past it without its '\n') makes recv fail with KEEL_ELIMIT
+ * (every later recv too: the stream cannot be resynchronised), and an
+ * active socket sends {tcp_error, S, emsgsize} then {tcp_closed, S} and
+ * closes. Works on TLS sockets (framing of the plaintext). Changing the
+ * framing affects the bytes not delivered yet. Errors: KEEL_ECLOSED,
+ * KEEL_EINVAL (type out of range, max_size over 4 GiB - 1, a listening
+ * or UDP socket), KEEL_EUNSUPPORTED. */
+int keel_net_set_packet(keel_socket s, keel_net_packet type, size_t max_size);
+
+/* Sets inet's send_timeout and send_timeout_close: a keel_net_send that
+ * has to wait for the output queue to drain below the low watermark
+ * (the peer does not read) waits at most timeout_ms (KEEL_INFINITY, the
+ * default: forever), then fails with KEEL_ETIMEDOUT, its bytes not
+ * queued. With close_on_timeout the socket is then closed at once, its
+ * queued bytes dropped (the handle is stale; the peer sees the close).
+ * With a finite timeout a thread (not a process) waits too, instead of
+ * getting KEEL_EBUSY; a handler process still gets KEEL_EBUSY (it never
+ * waits). Errors: KEEL_ECLOSED, KEEL_EINVAL (timeout_ms < -1, listening
+ * or UDP socket), KEEL_EUNSUPPORTED. */
+int keel_net_set_send_timeout(keel_socket s, int64_t timeout_ms,
+                              bool close_on_timeout);
+
 /* Bytes in the output queue (written by send, not yet taken by the
  * kernel). Errors: KEEL_ECLOSED, KEEL_EUNSUPPORTED. */
 int64_t keel_net_queued(keel_socket s);
@@ -227,6 +284,56 @@ keel_term keel_net_port(keel_heap *h, keel_socket s);
  * (not a port, or a port that is no socket of this node). Does not check
  * that the socket is still open. */
 int keel_net_socket_of(keel_term port, keel_socket *out);
+
+/* ------------------------------------------------------------------------ */
+/* UDP (as gen_udp)                                                          */
+/* ------------------------------------------------------------------------ */
+
+/* A UDP socket is a keel_socket like a TCP one: generation-counted handle,
+ * an owner (closed when the owner dies), keel_net_close,
+ * keel_net_controlling_process, keel_net_sockname and keel_net_set_active
+ * work on it as on TCP sockets. keel_net_send/recv/shutdown/set_nodelay
+ * and the packet options refuse it (KEEL_EINVAL). Active messages:
+ *   {udp, Sock, Ip, PortNo, Data}  Ip {A,B,C,D} (or the eight 16-bit
+ *                                  groups of an IPv6 address), PortNo an
+ *                                  integer, Data a binary (may be empty)
+ *   {udp_passive, Sock}            an active N count reached 0
+ * A datagram is never split nor merged; there is no udp_closed message. */
+
+/* Options of keel_net_udp_open. Zero-initialise, then set what you need. */
+typedef struct keel_net_udp_opts {
+  const char *ip; /* numeric address to bind; NULL = "127.0.0.1" */
+  uint16_t port;  /* 0 = an ephemeral port (read it with sockname) */
+  bool reuseaddr; /* SO_REUSEADDR */
+} keel_net_udp_opts;
+
+/* Opens a UDP socket bound to ip:port (gen_udp:open, active false), owned
+ * by the calling process (or none from a thread). On success stores it in
+ * *out. Errors: KEEL_EINVAL (opts or out NULL, ip not a numeric address),
+ * KEEL_EADDRINUSE, KEEL_ESTATE (no node), KEEL_EUNSUPPORTED (simulated
+ * node), KEEL_ESYSLIMIT, KEEL_ENOMEM, KEEL_EIO. */
+int keel_net_udp_open(const keel_net_udp_opts *opts, keel_socket *out);
+
+/* Sends one datagram of len bytes (0 allowed) to ip:port (numeric) from
+ * socket s (gen_udp:send/4). Anyone may send. When the kernel's send
+ * buffer is full a fiber or a thread waits for room; a handler process
+ * gets KEEL_EBUSY. Errors: KEEL_ECLOSED (closed or stale), KEEL_EINVAL (ip
+ * NULL or not numeric, data NULL with len > 0, not a UDP socket, address
+ * family other than the socket's), KEEL_ELIMIT (datagram too large:
+ * emsgsize), KEEL_EBUSY, KEEL_EUNSUPPORTED, KEEL_EIO. */
+int keel_net_udp_send(keel_socket s, const char *ip, uint16_t port,
+                      const void *data, size_t len);
+
+/* Receives one datagram into buf (gen_udp:recv in passive mode), waiting
+ * at most timeout_ms for it (blocking rules as keel_net_recv). Returns its
+ * length (>= 0; a datagram longer than cap is truncated to cap, the rest
+ * is lost, as recv(2)) and, when from is not NULL, the sender's address.
+ * Owner only, passive sockets only. Errors: KEEL_ETIMEDOUT, KEEL_ECLOSED,
+ * KEEL_ENOTOWNER, KEEL_EINVAL (buf NULL with cap > 0, active socket, not a
+ * UDP socket), KEEL_ESTATE (handler process, timeout != 0),
+ * KEEL_EUNSUPPORTED. */
+int64_t keel_net_udp_recv(keel_socket s, void *buf, size_t cap,
+                          int64_t timeout_ms, keel_net_addr *from);
 
 /* ------------------------------------------------------------------------ */
 /* Acceptor pool (as ranch)                                                  */

@@ -41,6 +41,11 @@ struct keel_ws {
   keel__http_conn *conn;
 };
 
+/* What keel_http_request.stream points to. */
+struct keel_http_body {
+  keel__http_conn *conn;
+};
+
 struct keel__http_conn {
   struct keel_http_server *srv;
   keel_proc *self; /* during a handler call */
@@ -56,6 +61,14 @@ struct keel__http_conn {
   /* HTTP */
   keel__http_reader rd;
   keel_http_response resp;
+  /* A request of a streaming route (stream.c) */
+  bool streaming;   /* its handler has not answered yet */
+  bool answered;    /* it answered before the end of the body (dropped) */
+  bool aborted;     /* the handler's last call: read_body says closed */
+  bool close_after; /* the answer closes the connection */
+  void *sstate;     /* *req->state */
+  size_t body_off;  /* bytes of rd.body the handler has read */
+  struct keel_http_body body;
   /* WebSocket */
   keel_buf in; /* received bytes not yet decoded */
   keel__ws_decoder wsd;
@@ -88,6 +101,18 @@ struct keel_http_server {
 int keel__conn_flush(keel__http_conn *c);
 void keel__conn_close_after_flush(keel__http_conn *c);
 void keel__conn_set_deadline(keel__http_conn *c, uint32_t ms);
+
+/* stream.c: the reader's head callback (routes the head; a streaming
+ * route starts streaming). */
+int keel__stream_on_head(keel__http_reader *r, void *ctx);
+
+/* stream.c: body bytes arrived or the body ended: runs the handler of
+ * the streaming request; once it answers, writes the response. */
+void keel__stream_step(keel__http_conn *c);
+
+/* stream.c: the connection ends during a streaming request: the handler
+ * is called one last time (read_body: KEEL_ECLOSED), its answer dropped. */
+void keel__stream_abort(keel__http_conn *c);
 
 /* Switches an upgraded connection to WebSocket mode: `rest` holds the
  * bytes that followed the request head. KEEL_OK or an error (the

@@ -41,6 +41,7 @@ typedef struct keel__http_match {
   keel_http_handler_fn fn;   /* NULL for a WebSocket route */
   const keel_ws_handler *ws; /* NULL for a plain route */
   void *arg;
+  bool stream; /* a route of keel_http_route_stream */
   keel_http_param params[KEEL_HTTP_MAX_PARAMS];
   size_t nparams;
 } keel__http_match;
@@ -50,6 +51,9 @@ typedef struct keel__http_match {
 int keel__http_route_find(const keel_http_router *r, const char *method,
                           const char *path, size_t path_len,
                           keel__http_match *m);
+
+/* Whether some route of r streams its request bodies. */
+bool keel__http_router_streams(const keel_http_router *r);
 
 /* Makes the router free p (with free()) when it is freed: memory a route's
  * arg needs. KEEL_OK or KEEL_ENOMEM (p is not kept then). */

@@ -84,7 +84,15 @@ static int on_header_value(http_parser *p, const char *at, size_t n) {
 
 static int on_headers_complete(http_parser *p) {
   keel__http_reader *r = reader_of(p);
-  if ((p->flags & F_CONTENTLENGTH) != 0 && p->content_length > r->max_body) {
+  if (r->on_head != NULL) {
+    int st = r->on_head(r, r->head_ctx);
+    if (st != 0) {
+      r->status = st;
+      return -1;
+    }
+  }
+  if (!r->stream && (p->flags & F_CONTENTLENGTH) != 0 &&
+      p->content_length > r->max_body) {
     r->status = 413;
     return -1;
   }
@@ -93,7 +101,14 @@ static int on_headers_complete(http_parser *p) {
 
 static int on_body(http_parser *p, const char *at, size_t n) {
   keel__http_reader *r = reader_of(p);
-  if (r->body.len + n > r->max_body) {
+  if (r->discard) {
+    r->discarded += n;
+    if (r->discarded <= r->max_body)
+      return 0;
+    r->status = -1; /* too much to drop: close */
+    return -1;
+  }
+  if (!r->stream && r->body.len + n > r->max_body) {
     r->status = 413;
     return -1;
   }
@@ -227,6 +242,9 @@ void keel__http_reader_next(keel__http_reader *r, bool trim) {
   r->started = false;
   r->complete = false;
   r->upgrade = false;
+  r->stream = false;
+  r->discard = false;
+  r->discarded = 0;
   if (trim) {
     keel_buf_free(&r->head);
     keel_buf_free(&r->body);

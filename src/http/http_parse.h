@@ -8,6 +8,11 @@
  * copied into two buffers that are reused from one request to the next and
  * released when the connection is idle or upgraded.
  *
+ * Streaming: with an on_head callback, the connection decides at each
+ * head whether the body is buffered whole (with its limit) or streamed
+ * (kept in `body` as a window the handler reads and the connection
+ * empties), and may later drop the rest of a body (discard).
+ *
  * Errors carry the HTTP status to answer before closing: 400 (malformed),
  * 413 (body over the limit, checked from Content-Length before reading it),
  * 414 (URL over the head limit), 431 (head over the limit), 501 (a
@@ -28,7 +33,15 @@ typedef struct keel__http_hdr {
   uint32_t name_off, name_len, value_off, value_len;
 } keel__http_hdr;
 
-typedef struct keel__http_reader {
+typedef struct keel__http_reader keel__http_reader;
+
+/* Called when a request head is complete, before its body: returns 0 to
+ * go on, or the HTTP status to answer before closing. It may set
+ * r->stream to have the body kept in r->body without the body limit (the
+ * caller bounds it). */
+typedef int (*keel__http_head_fn)(keel__http_reader *r, void *ctx);
+
+struct keel__http_reader {
   http_parser parser;
   size_t max_head, max_body;
   keel_buf head;          /* URL bytes, then each header's name and value */
@@ -36,13 +49,20 @@ typedef struct keel__http_reader {
   keel__http_hdr *hdrs;   /* offsets into head */
   keel_http_header *view; /* the request's header array, built on demand */
   uint32_t nhdrs, cap;
-  uint32_t url_len; /* the URL is head[0..url_len) */
-  bool in_value;    /* the last header callback was a value */
-  bool started;     /* a request has begun (its first byte arrived) */
-  bool complete;    /* a whole request is ready */
-  bool upgrade;     /* ... and it asks for a protocol upgrade */
-  int status;       /* an error's HTTP status, 0 when none */
-} keel__http_reader;
+  uint32_t url_len;           /* the URL is head[0..url_len) */
+  bool in_value;              /* the last header callback was a value */
+  bool started;               /* a request has begun (its first byte arrived) */
+  bool complete;              /* a whole request is ready */
+  bool upgrade;               /* ... and it asks for a protocol upgrade */
+  int status;                 /* an error's HTTP status, 0 when none; -1: close
+                                 without an answer (a discarded body over the
+                                 limit) */
+  keel__http_head_fn on_head; /* NULL: none */
+  void *head_ctx;
+  bool stream;        /* this request's body is streamed (see on_head) */
+  bool discard;       /* this request's body is dropped as it comes */
+  uint64_t discarded; /* bytes dropped so far */
+};
 
 /* Prepares a reader with limits on the head and the body (bytes). */
 void keel__http_reader_init(keel__http_reader *r, size_t max_head,

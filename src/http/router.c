@@ -25,6 +25,7 @@ typedef struct route {
   keel_http_handler_fn fn;
   const keel_ws_handler *ws;
   void *arg;
+  bool stream; /* the body is read by the handler (keel_http_read_body) */
 } route;
 
 struct keel_http_router {
@@ -32,6 +33,7 @@ struct keel_http_router {
   size_t n, cap;
   void **kept; /* freed with the router */
   size_t nkept;
+  bool has_stream; /* some route streams its request bodies */
 };
 
 keel_http_router *keel_http_router_new(void) {
@@ -90,10 +92,11 @@ static int parse_pattern(const char *pattern, route *rt) {
 }
 
 static int add(keel_http_router *r, const char *method, const char *pattern,
-               keel_http_handler_fn fn, const keel_ws_handler *ws, void *arg) {
+               keel_http_handler_fn fn, const keel_ws_handler *ws, void *arg,
+               bool stream) {
   if (r == NULL || method == NULL || strlen(method) >= sizeof(route){0}.method)
     return KEEL_EINVAL;
-  route rt = {.fn = fn, .ws = ws, .arg = arg};
+  route rt = {.fn = fn, .ws = ws, .arg = arg, .stream = stream};
   strcpy(rt.method, method);
   int rc = parse_pattern(pattern, &rt);
   if (rc == KEEL_OK && r->n == r->cap) {
@@ -111,6 +114,7 @@ static int add(keel_http_router *r, const char *method, const char *pattern,
     return rc;
   }
   r->routes[r->n++] = rt;
+  r->has_stream |= stream;
   return KEEL_OK;
 }
 
@@ -127,14 +131,26 @@ int keel_http_route(keel_http_router *r, const char *method,
                     const char *pattern, keel_http_handler_fn fn, void *arg) {
   if (fn == NULL)
     return KEEL_EINVAL;
-  return add(r, method, pattern, fn, NULL, arg);
+  return add(r, method, pattern, fn, NULL, arg, false);
+}
+
+int keel_http_route_stream(keel_http_router *r, const char *method,
+                           const char *pattern, keel_http_handler_fn fn,
+                           void *arg) {
+  if (fn == NULL)
+    return KEEL_EINVAL;
+  return add(r, method, pattern, fn, NULL, arg, true);
+}
+
+bool keel__http_router_streams(const keel_http_router *r) {
+  return r->has_stream;
 }
 
 int keel_http_route_ws(keel_http_router *r, const char *pattern,
                        const keel_ws_handler *h, void *arg) {
   if (h == NULL)
     return KEEL_EINVAL;
-  return add(r, "GET", pattern, NULL, h, arg);
+  return add(r, "GET", pattern, NULL, h, arg, false);
 }
 
 /* Matches path against rt's segments, binding parameters into m. */
@@ -187,6 +203,7 @@ int keel__http_route_find(const keel_http_router *r, const char *method,
     m->fn = rt->fn;
     m->ws = rt->ws;
     m->arg = rt->arg;
+    m->stream = rt->stream;
     return 200;
   }
   return path_seen ? 405 : 404;

@@ -49,6 +49,8 @@ static void conn_terminate(keel_proc *self, keel_term reason, void *state) {
   if (c->mode == CONN_WS)
     keel__ws_end(c, KEEL__WS_CLOSE_GOING_AWAY);
   keel__ws_lane_free(c);
+  if (c->mode != CONN_WS)
+    keel__stream_abort(c); /* a streaming handler frees its state */
   if (c->sock != KEEL_SOCKET_NONE)
     (void)keel_net_close(c->sock);
   pthread_mutex_lock(&s->lock);
@@ -215,16 +217,49 @@ static int serve_request(keel__http_conn *c) {
   return req.keep_alive ? 0 : 200;
 }
 
+/* After a feed during a request of a streaming route: runs its handler.
+ * Returns 1 when the connection closes, 0 to read more bytes, 2 when the
+ * request is done and the next may follow. */
+static int http_stream(keel__http_conn *c) {
+  if (c->streaming)
+    keel__stream_step(c);
+  if (c->close_after) {
+    keel__conn_close_after_flush(c);
+    return 1;
+  }
+  if (c->streaming || !c->rd.complete)
+    return 0; /* more body to read, or to drop */
+  keel__http_reader_next(&c->rd, false);
+  c->answered = false;
+  return 2;
+}
+
+/* A reader error: answered with its status unless the request was
+ * answered already (or -1: close without a word). */
+static void http_failed(keel__http_conn *c) {
+  keel__stream_abort(c);
+  if (!c->answered && c->rd.status > 0)
+    (void)keel__http_write_status(&c->out, c->rd.status, false,
+                                  c->srv->server_name);
+  keel__conn_close_after_flush(c);
+}
+
 /* HTTP mode: feeds bytes to the reader and answers each request. */
 static void http_on_data(keel__http_conn *c, const uint8_t *data, size_t len) {
   size_t off = 0;
   while (c->mode == CONN_HTTP) {
     off += keel__http_reader_feed(&c->rd, (const char *)data + off, len - off);
     if (c->rd.status != 0) {
-      (void)keel__http_write_status(&c->out, c->rd.status, false,
-                                    c->srv->server_name);
-      keel__conn_close_after_flush(c);
+      http_failed(c);
       return;
+    }
+    if (c->rd.stream) {
+      int st = http_stream(c);
+      if (st == 1)
+        return;
+      if (st == 0 || off == len)
+        break;
+      continue;
     }
     if (!c->rd.complete)
       break;
@@ -260,7 +295,9 @@ static bool is_tagged(keel_term msg, keel_term tag, size_t arity) {
 
 static void on_timeout(keel__http_conn *c) {
   if (c->mode == CONN_HTTP && c->rd.started) {
-    (void)keel__http_write_status(&c->out, 408, false, c->srv->server_name);
+    keel__stream_abort(c);
+    if (!c->answered)
+      (void)keel__http_write_status(&c->out, 408, false, c->srv->server_name);
     keel__conn_close_after_flush(c);
     return;
   }
@@ -363,6 +400,10 @@ static int conn_start(keel_socket sock, void *arg, keel_term *pid) {
   c->sock = sock;
   c->mode = CONN_HTTP;
   keel__http_reader_init(&c->rd, s->o.max_head_bytes, s->o.max_body_bytes);
+  if (keel__http_router_streams(s->router)) {
+    c->rd.on_head = keel__stream_on_head;
+    c->rd.head_ctx = c;
+  }
   keel_buf_init(&c->out);
   keel_buf_init(&c->in);
   keel_spawn_opts so = {.terminate = conn_terminate};

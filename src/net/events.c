@@ -16,7 +16,7 @@
 #include "runtime/io.h"
 
 /* Bytes read at most per read in active mode. */
-#define NET_RBUF (64u * 1024u)
+#define NET_RBUF KEEL__NET_RBUF
 
 static pthread_key_t rbuf_key;
 static pthread_once_t rbuf_once = PTHREAD_ONCE_INIT;
@@ -26,7 +26,7 @@ static void rbuf_init(void) {
 }
 
 /* The calling thread's read buffer (freed when the thread ends). */
-static uint8_t *rbuf(void) {
+uint8_t *keel__net_rbuf(void) {
   pthread_once(&rbuf_once, rbuf_init);
   uint8_t *b = pthread_getspecific(rbuf_key);
   if (b == NULL && (b = malloc(NET_RBUF)) != NULL)
@@ -68,8 +68,7 @@ static void send_data(net_sock *s, const uint8_t *data, size_t len) {
   keel_heap_destroy(&h);
 }
 
-/* One chunk delivered: count it against the active mode. */
-static void count_active(net_sock *s) {
+void keel__net_count_active(net_sock *s) {
   if (s->active == KEEL_NET_ONCE) {
     s->active = KEEL_NET_PASSIVE;
   } else if (s->active == KEEL_NET_ACTIVE_N && --s->active_n <= 0) {
@@ -80,22 +79,12 @@ static void count_active(net_sock *s) {
   }
 }
 
-/* Active delivery of a TLS socket: decrypted records while the mode
- * allows; a failed session reports {ssl_error, S, Reason} first. */
-static bool deliver_tls_locked(net_sock *s) {
-  while (s->active != KEEL_NET_PASSIVE && (s->flags & NS_RREADY) &&
-         !(s->flags & NS_EOF)) {
-    uint8_t *buf = rbuf();
-    if (buf == NULL)
-      return false;
-    int64_t n = keel__tls_read_locked(s, buf, NET_RBUF);
-    if (n > 0) {
-      send_data(s, buf, (size_t)n);
-      count_active(s);
-      continue;
-    }
-    if (n == 0)
-      break;
+/* The read failed (n: KEEL_ECLOSED at EOF, else an error; err its errno
+ * on TCP): {tcp_error, S, Reason} unless EOF, then {tcp_closed, S}, and
+ * the socket closes (as Erlang's exit_on_close). A TLS socket flushes its
+ * alert or close_notify reply first. Returns true when it is closed. */
+static bool read_failed(net_sock *s, int64_t n, int err) {
+  if (s->tls != NULL) {
     if (n != KEEL_ECLOSED) {
       uint64_t words[64];
       keel_heap h;
@@ -104,46 +93,73 @@ static bool deliver_tls_locked(net_sock *s) {
       keel_heap_destroy(&h);
     }
     keel__net_notify(s->owner, "ssl_closed", s->h, KEEL_NONE);
-    /* The alert or close_notify reply is flushed before the close. */
     return keel__net_close_locked(s);
   }
-  return false;
+  if (n != KEEL_ECLOSED)
+    keel__net_notify(s->owner, "tcp_error", s->h, keel__net_errno_atom(err));
+  keel__net_notify(s->owner, "tcp_closed", s->h, KEEL_NONE);
+  keel__net_close_now_locked(s);
+  return true;
+}
+
+/* Delivers the complete frames buffered in s->rx while the mode allows.
+ * Returns 1 when it closed the socket (a frame over the limit), else 0. */
+static int deliver_frames(net_sock *s) {
+  while (s->active != KEEL_NET_PASSIVE) {
+    size_t hdr = 0, len = 0;
+    int r = keel__net_frame_next(s, &hdr, &len);
+    if (r == 0)
+      return 0;
+    if (r < 0) {
+      keel__net_notify(s->owner, keel__net_tag(s, "tcp_error"), s->h,
+                       keel_atom("emsgsize"));
+      keel__net_notify(s->owner, keel__net_tag(s, "tcp_closed"), s->h,
+                       KEEL_NONE);
+      if (s->tls != NULL)
+        return keel__net_close_locked(s) ? 1 : 2;
+      keel__net_close_now_locked(s);
+      return 1;
+    }
+    send_data(s, s->rx + hdr, len);
+    keel__net_rx_consume(s, hdr + len);
+    keel__net_count_active(s);
+  }
+  return 0;
 }
 
 bool keel__net_deliver_active_locked(net_sock *s) {
   pthread_once(&atom_once, atoms_init);
-  if (s->tls != NULL)
-    return deliver_tls_locked(s);
-  int fd = keel__io_fd(s->h);
-  while (s->active != KEEL_NET_PASSIVE && (s->flags & NS_RREADY) &&
-         !(s->flags & NS_EOF)) {
-    uint8_t *buf = rbuf();
+  if (s->kind == NK_UDP) {
+    keel__udp_deliver_active_locked(s);
+    return false;
+  }
+  bool framing = s->packet != KEEL_NET_PACKET_RAW;
+  while (s->active != KEEL_NET_PASSIVE) {
+    if (framing || s->rxlen > 0) {
+      int d = deliver_frames(s);
+      if (d != 0)
+        return d == 1;
+      if (s->active == KEEL_NET_PASSIVE)
+        break;
+    }
+    if (!(s->flags & NS_RREADY) || (s->flags & NS_EOF))
+      break;
+    uint8_t *buf = keel__net_rbuf();
     if (buf == NULL)
       return false; /* retried at the next event or re-arm */
-    ssize_t n = recv(fd, buf, NET_RBUF, MSG_DONTWAIT);
-    if (n > 0) {
-      /* A short read drained the socket; anything arriving later brings
-       * a new edge. Not so a FIN already reported with the data (the
-       * event had EPOLLRDHUP): only a read sees it, so RREADY stays. */
-      if ((size_t)n < NET_RBUF && !(s->flags & NS_RDHUP))
-        s->flags &= (uint8_t)~NS_RREADY;
-      send_data(s, buf, (size_t)n);
-      count_active(s);
-      continue;
-    }
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      s->flags &= (uint8_t)~NS_RREADY;
+    int err;
+    int64_t n = keel__net_read_some_locked(s, buf, NET_RBUF, &err);
+    if (n == 0)
       break;
-    }
-    /* EOF or an error: as Erlang's exit_on_close, the socket closes. */
     if (n < 0)
-      keel__net_notify(s->owner, "tcp_error", s->h,
-                       keel__net_errno_atom(errno));
-    keel__net_notify(s->owner, "tcp_closed", s->h, KEEL_NONE);
-    keel__net_close_now_locked(s);
-    return true;
+      return read_failed(s, n, err);
+    if (framing) {
+      if (keel__net_rx_append(s, buf, (size_t)n) != KEEL_OK)
+        return read_failed(s, KEEL_EIO, ENOMEM);
+      continue;
+    }
+    send_data(s, buf, (size_t)n);
+    keel__net_count_active(s);
   }
   return false;
 }

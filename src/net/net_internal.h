@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "keel/net.h"
 
@@ -53,6 +54,10 @@ int keel__net_chunk_append(net_chunk **head, net_chunk **tail, const uint8_t *p,
 
 struct net_tls; /* tls.c: the TLS session of a TLS socket */
 
+/* Kinds of socket. */
+#define NK_TCP 0
+#define NK_UDP 1
+
 typedef struct net_sock {
   uint64_t h;             /* handle (the keel_socket) */
   struct net_tls *tls;    /* NULL: plain TCP */
@@ -61,6 +66,13 @@ typedef struct net_sock {
   uint8_t flags;
   uint8_t active; /* keel_net_active */
   int16_t active_n;
+  uint8_t kind;            /* NK_TCP, NK_UDP */
+  uint8_t packet;          /* keel_net_packet: framing of recv and send */
+  bool send_timeout_close; /* close when a send times out */
+  uint32_t packet_max;     /* largest frame accepted (bytes) */
+  int64_t send_timeout;    /* ms a send may wait; KEEL_INFINITY: forever */
+  uint8_t *rx;             /* framing: bytes read, not yet delivered */
+  size_t rxlen, rxcap;
   uint32_t low, high; /* watermarks */
   net_wlist rw, ww;   /* waiting to read/accept, to write */
   net_chunk *qhead, *qtail;
@@ -76,6 +88,9 @@ int keel__net_check(void); /* KEEL_OK, KEEL_ESTATE, KEEL_EUNSUPPORTED */
 /* Creates the state of a registered socket for fd, owned by owner (0:
  * none), stores its handle. On error closes fd. */
 int keel__net_sock_new(int fd, bool listen, keel_term owner, keel_socket *out);
+/* The same for a socket of a given kind (NK_TCP, NK_UDP). */
+int keel__net_sock_new_kind(int fd, bool listen, uint8_t kind, keel_term owner,
+                            keel_socket *out);
 /* Locks s's slot; NULL when stale or closed. */
 net_sock *keel__net_lock(keel_socket h);
 void keel__net_unlock(net_sock *s);
@@ -105,6 +120,13 @@ void keel__net_wake_all(net_sock *s, net_wlist *l);
 /* Reads and delivers active messages while the mode allows and data is
  * there; returns true when it closed the socket (EOF or error). */
 bool keel__net_deliver_active_locked(net_sock *s);
+/* One message delivered: counts it against the active mode (once turns
+ * passive; N counts down and sends {tcp_passive, S} at 0). */
+void keel__net_count_active(net_sock *s);
+/* The calling thread's read buffer of KEEL__NET_RBUF bytes; NULL when out
+ * of memory. */
+#define KEEL__NET_RBUF (64u * 1024u)
+uint8_t *keel__net_rbuf(void);
 /* Writes what the queue holds; wakes writers at the low watermark. */
 void keel__net_flush_locked(net_sock *s);
 /* Serves the queued asynchronous accepts of a listening socket. */
@@ -129,6 +151,39 @@ const char *keel__net_tag(const net_sock *s, const char *tcp_tag);
  * queues the rest (no watermark check). KEEL_OK, KEEL_ECLOSED (writing
  * failed: the socket is marked broken), KEEL_ENOMEM. */
 int keel__net_send_raw_locked(net_sock *s, const uint8_t *p, size_t len);
+/* packet.c: framing (all with the socket locked). The next complete
+ * frame in s->rx: 1 with its header length and payload length, 0 when
+ * more bytes are needed, KEEL_ELIMIT when the frame is over packet_max.
+ * In raw mode the buffered bytes (if any) are one frame. */
+int keel__net_frame_next(const net_sock *s, size_t *hdr, size_t *len);
+/* Drops n bytes from the head of s->rx. */
+void keel__net_rx_consume(net_sock *s, size_t n);
+/* Appends bytes to s->rx. KEEL_OK or KEEL_ENOMEM. */
+int keel__net_rx_append(net_sock *s, const uint8_t *p, size_t n);
+/* Reads plain bytes (TCP or TLS): > 0 bytes, 0 none for now (NS_RREADY
+ * cleared), KEEL_ECLOSED (EOF: NS_EOF set), or an error (NS_EOF set;
+ * *err the errno of a TCP failure, 0 for TLS: see keel__tls_reason). */
+int64_t keel__net_read_some_locked(net_sock *s, uint8_t *buf, size_t cap,
+                                   int *err);
+/* Passive recv of a framing socket (or one holding buffered bytes): the
+ * frame's length, KEEL_ETIMEDOUT when none is complete yet (wait and
+ * retry), KEEL_ENOSPC (frame longer than cap: it stays), KEEL_ELIMIT,
+ * KEEL_ECLOSED, KEEL_ENOMEM or a TLS error. */
+int64_t keel__net_recv_framed_locked(net_sock *s, uint8_t *buf, size_t cap);
+/* Sends data framed as s->packet says (a 1, 2 or 4-byte length first).
+ * KEEL_OK, KEEL_ELIMIT (longer than the header can tell), KEEL_ECLOSED,
+ * KEEL_ENOMEM. */
+int keel__net_send_framed_locked(net_sock *s, const uint8_t *p, size_t len);
+
+/* udp.c: active delivery of datagrams ({udp, S, Ip, Port, Data}) while
+ * the mode allows (keel__net_deliver_active_locked calls it). */
+void keel__udp_deliver_active_locked(net_sock *s);
+/* tcp.c: a numeric address text and port as a sockaddr. KEEL_OK or
+ * KEEL_EINVAL. */
+int keel__net_parse_addr(const char *ip, uint16_t port,
+                         struct sockaddr_storage *sa, socklen_t *len);
+/* tcp.c: the KEEL_E* code of an errno value. */
+int keel__net_map_errno(int e);
 /* Whether the caller may wait timeout_ms (KEEL_OK, KEEL_EINVAL,
  * KEEL_ESTATE: a handler process with timeout != 0). */
 int keel__net_may_wait(int64_t timeout_ms);

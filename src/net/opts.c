@@ -88,7 +88,7 @@ int keel_net_set_nodelay(keel_socket h, bool on) {
   if (s == NULL)
     return KEEL_ECLOSED;
   int v = on ? 1 : 0;
-  if (s->flags & NS_LISTEN)
+  if ((s->flags & NS_LISTEN) || s->kind != NK_TCP)
     rc = KEEL_EINVAL;
   else if (setsockopt(keel__io_fd(h), IPPROTO_TCP, TCP_NODELAY, &v, sizeof v) !=
            0)

@@ -159,6 +159,7 @@ void keel__net_sock_free(void *obj) {
   }
   free(s->rw.v);
   free(s->ww.v);
+  free(s->rx);
   if (s->tls != NULL)
     keel__tls_free(s->tls);
   free(s);
@@ -173,11 +174,19 @@ static void sock_free_at_stop(void *obj) {
 }
 
 int keel__net_sock_new(int fd, bool listen, keel_term owner, keel_socket *out) {
+  return keel__net_sock_new_kind(fd, listen, NK_TCP, owner, out);
+}
+
+int keel__net_sock_new_kind(int fd, bool listen, uint8_t kind, keel_term owner,
+                            keel_socket *out) {
   net_sock *s = calloc(1, sizeof *s);
   if (s == NULL) {
     close(fd);
     return KEEL_ENOMEM;
   }
+  s->kind = kind;
+  s->send_timeout = KEEL_INFINITY;
+  s->packet_max = KEEL_NET_PACKET_MAX_DEFAULT;
   s->flags = listen ? NS_LISTEN : NS_RREADY;
   s->low = KEEL_NET_LOW_WATERMARK_DEFAULT;
   s->high = KEEL_NET_HIGH_WATERMARK_DEFAULT;
@@ -382,6 +391,8 @@ void keel__net_notify(keel_term to, const char *tag, keel_socket s,
 }
 
 const char *keel__net_tag(const net_sock *s, const char *tcp_tag) {
+  if (s->kind == NK_UDP && strcmp(tcp_tag, "tcp_passive") == 0)
+    return "udp_passive";
   if (s->tls == NULL)
     return tcp_tag;
   if (strcmp(tcp_tag, "tcp") == 0)

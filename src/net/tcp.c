@@ -5,19 +5,22 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "keel/dirty.h"
 #include "net/net_internal.h"
 #include "runtime/io.h"
 
 #define PORT_TAG (UINT64_C(1) << 63)
 
-static int map_errno(int e) {
+int keel__net_map_errno(int e) {
   switch (e) {
   case EMFILE:
   case ENFILE:
@@ -54,8 +57,8 @@ int keel__net_may_wait(int64_t timeout_ms) {
   return KEEL_OK;
 }
 
-static int parse_addr(const char *ip, uint16_t port,
-                      struct sockaddr_storage *sa, socklen_t *len) {
+int keel__net_parse_addr(const char *ip, uint16_t port,
+                         struct sockaddr_storage *sa, socklen_t *len) {
   memset(sa, 0, sizeof *sa);
   struct sockaddr_in *a4 = (struct sockaddr_in *)sa;
   struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)sa;
@@ -86,18 +89,18 @@ int keel__net_listen_as(const keel_net_listen_opts *o, keel_term owner,
     return KEEL_EINVAL;
   struct sockaddr_storage sa;
   socklen_t len;
-  if (parse_addr(o->ip != NULL ? o->ip : "127.0.0.1", o->port, &sa, &len) !=
-      KEEL_OK)
+  if (keel__net_parse_addr(o->ip != NULL ? o->ip : "127.0.0.1", o->port, &sa,
+                           &len) != KEEL_OK)
     return KEEL_EINVAL;
   int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0)
-    return map_errno(errno);
+    return keel__net_map_errno(errno);
   int one = 1;
   if ((o->reuseaddr &&
        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) ||
       bind(fd, (struct sockaddr *)&sa, len) != 0 ||
       listen(fd, o->backlog != 0 ? o->backlog : 1024) != 0) {
-    rc = map_errno(errno);
+    rc = keel__net_map_errno(errno);
     close(fd);
     return rc;
   }
@@ -138,7 +141,7 @@ int keel_net_accept(keel_socket listen, int64_t timeout_ms, keel_socket *out) {
     }
     if (e != EAGAIN && e != EWOULDBLOCK) {
       keel__net_unlock(s);
-      return map_errno(e);
+      return keel__net_map_errno(e);
     }
     if (timeout_ms == 0) {
       keel__net_unlock(s);
@@ -179,7 +182,7 @@ static int connect_wait(keel_socket h, uint64_t deadline, bool poll_only) {
     socklen_t pl = sizeof peer;
     if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) == 0 && err != 0) {
       keel__net_unlock(s);
-      return map_errno(err);
+      return keel__net_map_errno(err);
     }
     if (getpeername(fd, (struct sockaddr *)&peer, &pl) == 0) {
       keel__net_unlock(s);
@@ -195,37 +198,115 @@ static int connect_wait(keel_socket h, uint64_t deadline, bool poll_only) {
   }
 }
 
-int keel_net_connect(const char *ip, uint16_t port, int64_t timeout_ms,
-                     keel_socket *out) {
-  int rc = keel__net_check();
-  if (rc == KEEL_OK && (ip == NULL || out == NULL))
-    rc = KEEL_EINVAL;
-  if (rc == KEEL_OK)
-    rc = keel__net_may_wait(timeout_ms);
-  if (rc != KEEL_OK)
-    return rc;
-  struct sockaddr_storage sa;
-  socklen_t len;
-  if (parse_addr(ip, port, &sa, &len) != KEEL_OK)
-    return KEEL_EINVAL;
-  int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+/* Connects to one address: the new socket in *out. */
+static int connect_one(const struct sockaddr *sa, socklen_t len,
+                       uint64_t deadline, bool poll_only, keel_socket *out) {
+  int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0)
-    return map_errno(errno);
-  if (connect(fd, (struct sockaddr *)&sa, len) != 0 && errno != EINPROGRESS) {
-    rc = map_errno(errno);
+    return keel__net_map_errno(errno);
+  if (connect(fd, sa, len) != 0 && errno != EINPROGRESS) {
+    int rc = keel__net_map_errno(errno);
     close(fd);
     return rc;
   }
   keel_socket h;
-  if ((rc = keel__net_sock_new(fd, false, keel__net_caller(), &h)) != KEEL_OK)
+  int rc = keel__net_sock_new(fd, false, keel__net_caller(), &h);
+  if (rc != KEEL_OK)
     return rc;
-  rc = connect_wait(h, keel__net_deadline(timeout_ms), timeout_ms == 0);
+  rc = connect_wait(h, deadline, poll_only);
   if (rc != KEEL_OK) {
     keel_net_close(h);
     return rc;
   }
   *out = h;
   return KEEL_OK;
+}
+
+typedef struct resolve_job {
+  const char *host;
+  uint16_t port;
+  struct addrinfo *res;
+  int gai; /* getaddrinfo's result */
+} resolve_job;
+
+/* Runs getaddrinfo (on a dirty I/O thread for a fiber). */
+static int resolve_fn(void *arg) {
+  resolve_job *j = arg;
+  char ps[8];
+  snprintf(ps, sizeof ps, "%u", (unsigned)j->port);
+  struct addrinfo hints;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  j->gai = getaddrinfo(j->host, ps, &hints, &j->res);
+  return 0;
+}
+
+/* The addresses of a host name, never resolved on a scheduler thread: a
+ * fiber has it done on the dirty I/O pool, a thread does it itself, a
+ * handler process cannot wait (KEEL_ESTATE). */
+static int resolve(const char *host, uint16_t port, struct addrinfo **out) {
+  resolve_job j = {.host = host, .port = port};
+  keel_proc *p = keel_current();
+  if (p == NULL)
+    (void)resolve_fn(&j);
+  else if (!keel_proc_is_fiber(p))
+    return KEEL_ESTATE;
+  else {
+    int rc = keel_dirty_io(p, resolve_fn, &j);
+    if (rc != KEEL_OK)
+      return rc;
+  }
+  if (j.gai == EAI_MEMORY)
+    return KEEL_ENOMEM;
+  if (j.gai == EAI_SYSTEM)
+    return KEEL_EIO;
+  if (j.gai != 0 || j.res == NULL)
+    return KEEL_ENOENT; /* no such name, or none for TCP */
+  *out = j.res;
+  return KEEL_OK;
+}
+
+/* Whether name can be a host name (letters, digits, '-', '_', '.'; at
+ * most 253 bytes): anything else is refused without a lookup. */
+static bool host_name_ok(const char *name) {
+  size_t n = 0;
+  for (const char *c = name; *c != '\0'; c++, n++)
+    if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+          (*c >= '0' && *c <= '9') || *c == '-' || *c == '_' || *c == '.'))
+      return false;
+  return n > 0 && n <= 253;
+}
+
+int keel_net_connect(const char *ip, uint16_t port, int64_t timeout_ms,
+                     keel_socket *out) {
+  int rc = keel__net_check();
+  if (rc == KEEL_OK && (ip == NULL || out == NULL || ip[0] == '\0'))
+    rc = KEEL_EINVAL;
+  if (rc == KEEL_OK)
+    rc = keel__net_may_wait(timeout_ms);
+  if (rc != KEEL_OK)
+    return rc;
+  uint64_t deadline = keel__net_deadline(timeout_ms);
+  struct sockaddr_storage sa;
+  socklen_t len;
+  if (keel__net_parse_addr(ip, port, &sa, &len) == KEEL_OK)
+    return connect_one((struct sockaddr *)&sa, len, deadline, timeout_ms == 0,
+                       out);
+  if (!host_name_ok(ip))
+    return KEEL_EINVAL;
+  struct addrinfo *res;
+  if ((rc = resolve(ip, port, &res)) != KEEL_OK)
+    return rc;
+  /* Each address in getaddrinfo's order until one connects. */
+  rc = KEEL_ENOENT;
+  for (struct addrinfo *a = res; a != NULL; a = a->ai_next) {
+    rc = connect_one(a->ai_addr, a->ai_addrlen, deadline, timeout_ms == 0, out);
+    if (rc == KEEL_OK || rc == KEEL_ETIMEDOUT)
+      break;
+  }
+  freeaddrinfo(res);
+  return rc;
 }
 
 int keel__net_chunk_append(net_chunk **head, net_chunk **tail, const uint8_t *p,
@@ -273,8 +354,24 @@ int keel__net_send_raw_locked(net_sock *s, const uint8_t *p, size_t len) {
   return len > 0 ? enqueue(s, p, len) : KEEL_OK;
 }
 
-/* keel_net_send; wait: a fiber caller may block and a process caller is
- * told {tcp_writable, S} later (false: neither, KEEL_EBUSY at once). */
+/* The send_timeout ran out: KEEL_ETIMEDOUT, and the socket is closed at
+ * once if it says so (send_timeout_close). */
+static int send_timed_out(keel_socket h) {
+  net_sock *s = keel__net_lock(h);
+  if (s == NULL)
+    return KEEL_ETIMEDOUT;
+  bool close_it = s->send_timeout_close;
+  if (close_it)
+    keel__net_close_now_locked(s);
+  keel__net_unlock(s);
+  if (close_it)
+    keel__net_sock_free(s);
+  return KEEL_ETIMEDOUT;
+}
+
+/* keel_net_send; wait: a fiber (or a thread with a send_timeout) may
+ * block and a process caller is told {tcp_writable, S} later (false:
+ * neither, KEEL_EBUSY at once). */
 static int send_common(keel_socket h, const void *data, size_t len, bool wait) {
   int rc = keel__net_check();
   if (rc != KEEL_OK)
@@ -283,22 +380,31 @@ static int send_common(keel_socket h, const void *data, size_t len, bool wait) {
     return KEEL_EINVAL;
   keel_proc *p = wait ? keel_current() : NULL;
   bool fiber = p != NULL && keel_proc_is_fiber(p);
+  uint64_t deadline = 0; /* set at the first wait */
   for (;;) {
     net_sock *s = keel__net_lock(h);
     if (s == NULL)
       return KEEL_ECLOSED;
-    if (s->flags & NS_LISTEN)
+    bool may_wait = wait && (fiber || (p == NULL && s->send_timeout >= 0));
+    if ((s->flags & NS_LISTEN) || s->kind != NK_TCP)
       rc = KEEL_EINVAL;
     else if (s->flags & (NS_BROKEN | NS_SHUT_WR))
       rc = KEEL_ECLOSED;
-    else if (s->qbytes > s->high && fiber) {
-      if ((rc = keel__net_wait(s, true, UINT64_MAX)) != KEEL_OK)
+    else if (s->qbytes > s->high && may_wait) {
+      if (deadline == 0)
+        deadline = keel__net_deadline(s->send_timeout);
+      rc = keel__net_wait(s, true, deadline);
+      if (rc == KEEL_ETIMEDOUT)
+        return send_timed_out(h);
+      if (rc != KEEL_OK)
         return rc;
       continue;
     } else if (s->qbytes > s->high) {
       rc = KEEL_EBUSY;
       if (p != NULL)
         keel__net_wl_add(&s->ww, keel_self(p) | NW_NOTIFY << NW_KIND_SHIFT);
+    } else if (s->packet != KEEL_NET_PACKET_RAW) {
+      rc = keel__net_send_framed_locked(s, data, len);
     } else if (len > 0) {
       rc = s->tls != NULL ? keel__tls_send_locked(s, data, len)
                           : keel__net_send_raw_locked(s, data, len);
@@ -316,6 +422,22 @@ int keel_net_try_send(keel_socket h, const void *data, size_t len) {
   return send_common(h, data, len, false);
 }
 
+/* One step of a passive recv on a locked socket: > 0 (or 0 for an empty
+ * frame) bytes, KEEL_ETIMEDOUT when nothing is there yet, or an error. */
+static int64_t recv_step(net_sock *s, uint8_t *buf, size_t cap) {
+  if (s->packet != KEEL_NET_PACKET_RAW || s->rxlen > 0)
+    return keel__net_recv_framed_locked(s, buf, cap);
+  if (s->flags & NS_EOF)
+    return KEEL_ECLOSED;
+  int err;
+  int64_t n = keel__net_read_some_locked(s, buf, cap, &err);
+  if (n == 0)
+    return KEEL_ETIMEDOUT;
+  if (n == KEEL_EIO && s->tls == NULL)
+    return KEEL_ECLOSED; /* reset and the like */
+  return n;
+}
+
 int64_t keel_net_recv(keel_socket h, void *buf, size_t cap,
                       int64_t timeout_ms) {
   int rc = keel__net_check();
@@ -331,47 +453,19 @@ int64_t keel_net_recv(keel_socket h, void *buf, size_t cap,
     net_sock *s = keel__net_lock(h);
     if (s == NULL)
       return KEEL_ECLOSED;
-    if ((s->flags & NS_LISTEN) || s->active != KEEL_NET_PASSIVE)
+    if ((s->flags & NS_LISTEN) || s->kind != NK_TCP ||
+        s->active != KEEL_NET_PASSIVE)
       rc = KEEL_EINVAL;
     else if (s->owner != me)
       rc = KEEL_ENOTOWNER;
-    else if (s->flags & NS_EOF)
-      rc = KEEL_ECLOSED;
     if (rc != KEEL_OK) {
       keel__net_unlock(s);
       return rc;
     }
-    if (s->tls != NULL) {
-      int64_t n = keel__tls_read_locked(s, buf, cap);
-      if (n < 0)
-        s->flags |= NS_EOF;
-      if (n != 0 || timeout_ms == 0) {
-        keel__net_unlock(s);
-        return n != 0 ? n : KEEL_ETIMEDOUT;
-      }
-      if ((rc = keel__net_wait(s, false, deadline)) != KEEL_OK)
-        return rc;
-      continue;
-    }
-    ssize_t n = recv(keel__io_fd(h), buf, cap, MSG_DONTWAIT);
-    if (n > 0) {
+    int64_t n = recv_step(s, buf, cap);
+    if (n != KEEL_ETIMEDOUT || timeout_ms == 0) {
       keel__net_unlock(s);
       return n;
-    }
-    int e = errno;
-    if (n < 0 && e == EINTR) {
-      keel__net_unlock(s);
-      continue;
-    }
-    if (n == 0 || (e != EAGAIN && e != EWOULDBLOCK)) {
-      s->flags |= NS_EOF;
-      keel__net_unlock(s);
-      return KEEL_ECLOSED;
-    }
-    s->flags &= (uint8_t)~NS_RREADY;
-    if (timeout_ms == 0) {
-      keel__net_unlock(s);
-      return KEEL_ETIMEDOUT;
     }
     if ((rc = keel__net_wait(s, false, deadline)) != KEEL_OK)
       return rc;
@@ -402,7 +496,7 @@ int keel_net_shutdown(keel_socket h, keel_net_how how) {
   if (s == NULL)
     return KEEL_ECLOSED;
   int fd = keel__io_fd(h);
-  if (s->flags & NS_LISTEN) {
+  if ((s->flags & NS_LISTEN) || s->kind != NK_TCP) {
     rc = KEEL_EINVAL;
   } else {
     if (how != KEEL_NET_SHUT_WRITE)

@@ -335,7 +335,7 @@ int keel_tls_upgrade(keel_socket h, keel_tls_ctx *ctx,
   net_sock *s = keel__net_lock(h);
   if (s == NULL)
     return KEEL_ECLOSED;
-  if (s->flags & NS_LISTEN)
+  if ((s->flags & NS_LISTEN) || s->kind != NK_TCP)
     rc = KEEL_EINVAL;
   else if (s->tls != NULL)
     rc = KEEL_ESTATE;

@@ -335,6 +335,15 @@ int keel_gen_statem_enter_loop(keel_proc *self,
                                const keel_gen_statem_module *mod,
                                keel_term state, keel_term data,
                                const keel_gen_statem_opts *opts) {
+  return keel_gen_statem_enter_actions(self, mod, state, data, opts, NULL,
+                                       NULL);
+}
+
+int keel_gen_statem_enter_actions(keel_proc *self,
+                                  const keel_gen_statem_module *mod,
+                                  keel_term state, keel_term data,
+                                  const keel_gen_statem_opts *opts,
+                                  keel_gsm_actions_fn actions, void *arg) {
   if (self == NULL || self != keel_current() || !keel_proc_is_fiber(self))
     return KEEL_ESTATE;
   if (bad_module(mod) || state == KEEL_NONE || data == KEEL_NONE ||
@@ -369,6 +378,10 @@ int keel_gen_statem_enter_loop(keel_proc *self,
   int rc = KEEL_ENOMEM;
   if (sm.data != KEEL_NONE) {
     rc = KEEL_OK;
+    sm.next = KEEL_NONE;
+    sm.reason = KEEL_ATOM(NORMAL);
+    if (actions != NULL)
+      actions(&sm, arg);
     if (keel__gsm_initial(&sm) == KEEL_CONTINUE) {
       arm_wait(&sm);
       fiber_loop(self, &sm);

@@ -25,10 +25,11 @@ typedef enum gsm_act_kind {
   GSM_A_POSTPONE,
   GSM_A_NEXT_EVENT,
   GSM_A_HIBERNATE,
-  GSM_A_TIMEOUT, /* a: the event type ('timeout', 'state_timeout',
-                    {timeout, Name}); b: content; ms */
-  GSM_A_CANCEL,  /* a: the event type */
-  GSM_A_UPDATE   /* a: the event type; b: content */
+  GSM_A_TIMEOUT,   /* a: the event type ('timeout', 'state_timeout',
+                      {timeout, Name}); b: content; ms */
+  GSM_A_CANCEL,    /* a: the event type */
+  GSM_A_UPDATE,    /* a: the event type; b: content */
+  GSM_A_CANCEL_ALL /* every generic timeout */
 } gsm_act_kind;
 
 typedef struct gsm_action {

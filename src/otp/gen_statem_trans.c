@@ -156,6 +156,15 @@ int keel_gsm_update_timeout(keel_gen_statem *sm, keel_term name,
   keel_term t = timer_type(sm, name);
   return t == KEEL_NONE ? KEEL_ENOMEM : add(sm, GSM_A_UPDATE, t, content, 0);
 }
+int keel_gsm_cancel_event_timeout(keel_gen_statem *sm) {
+  return add(sm, GSM_A_CANCEL, KEEL_ATOM(TIMEOUT), KEEL_NONE, 0);
+}
+int keel_gsm_update_event_timeout(keel_gen_statem *sm, keel_term content) {
+  return add(sm, GSM_A_UPDATE, KEEL_ATOM(TIMEOUT), content, 0);
+}
+int keel_gsm_cancel_generic_timeouts(keel_gen_statem *sm) {
+  return add(sm, GSM_A_CANCEL_ALL, KEEL_NONE, KEEL_NONE, 0);
+}
 
 /* ---- accessors ----------------------------------------------------------- */
 
@@ -471,13 +480,111 @@ static void collect(keel_gen_statem *sm, trans *t, bool enter, bool init,
   }
 }
 
+/* A zero timeout of this transition, in the order the actions set it. */
+typedef struct gsm_zero {
+  keel_term type, content;
+} gsm_zero;
+
+typedef struct gsm_zeros {
+  gsm_zero z[16]; /* at most one per timeout action (trans.tmo) */
+  size_t n;
+} gsm_zeros;
+
+static gsm_zero *zero_find(gsm_zeros *zs, keel_term type) {
+  for (size_t i = 0; i < zs->n; i++)
+    if (keel_eq_exact(zs->z[i].type, type))
+      return &zs->z[i];
+  return NULL;
+}
+
+/* Drops the zero timeouts of type (every generic one for KEEL_NONE),
+ * keeping the order of the others. */
+static void zero_drop(gsm_zeros *zs, keel_term type) {
+  size_t k = 0;
+  for (size_t i = 0; i < zs->n; i++) {
+    bool drop = type == KEEL_NONE
+                    ? keel_gsm_kind_of(zs->z[i].type, NULL) == KEEL_GSM_GENERIC
+                    : keel_eq_exact(zs->z[i].type, type);
+    if (!drop)
+      zs->z[k++] = zs->z[i];
+  }
+  zs->n = k;
+}
+
+static void cancel_generic_timers(keel_gen_statem *sm) {
+  for (size_t i = sm->ntimers; i-- > 0;)
+    if (keel_gsm_kind_of(sm->timers[i].type, NULL) == KEEL_GSM_GENERIC)
+      drop_timer(sm, &sm->timers[i]);
+}
+
+/* The event timeout's actions: the last one set wins; an update changes
+ * the content of the one set earlier in the list, or sets one of 0. */
+static void event_action(gsm_action *ev, bool *have, const gsm_action *a) {
+  if (a->kind == GSM_A_TIMEOUT) {
+    *ev = *a;
+    *have = true;
+  } else if (a->kind == GSM_A_UPDATE && *have) {
+    ev->b = a->b;
+  } else if (a->kind == GSM_A_UPDATE) {
+    *ev = (gsm_action){GSM_A_TIMEOUT, a->a, a->b, 0, false};
+    *have = true;
+  } else {
+    *have = false; /* cancel */
+  }
+}
+
+/* queue ++ the zero timeouts' events; KEEL_ENOMEM. */
+static int queue_zeros(keel_gen_statem *sm, const gsm_zeros *zs) {
+  keel_term z = KEEL_NIL;
+  for (size_t i = zs->n; i-- > 0 && z != KEEL_NONE;) {
+    keel_term e = event_term(sm, zs->z[i].type, zs->z[i].content);
+    z = e == KEEL_NONE ? KEEL_NONE : keel_cons(keel_gsm_heap(sm), e, z);
+  }
+  keel_term rq = rev_append(sm, sm->queue, KEEL_NIL);
+  keel_term q =
+      rq == KEEL_NONE || z == KEEL_NONE ? KEEL_NONE : rev_append(sm, rq, z);
+  if (q == KEEL_NONE)
+    return KEEL_ENOMEM;
+  sm->queue = q;
+  return KEEL_OK;
+}
+
+/* One state or generic timeout action (not the event timeout's). */
+static int timer_action(keel_gen_statem *sm, gsm_zeros *zs,
+                        const gsm_action *a) {
+  if (a->kind == GSM_A_CANCEL_ALL) {
+    cancel_generic_timers(sm);
+    zero_drop(zs, KEEL_NONE);
+    return KEEL_OK;
+  }
+  if (a->kind == GSM_A_UPDATE) {
+    gsm_timer *run = find_timer(sm, a->a);
+    gsm_zero *z = run == NULL ? zero_find(zs, a->a) : NULL;
+    if (run != NULL || z != NULL) {
+      *(run != NULL ? &run->content : &z->content) = a->b;
+      return KEEL_OK;
+    }
+  }
+  cancel_timer_of(sm, a->a);
+  zero_drop(zs, a->a);
+  if (a->kind == GSM_A_CANCEL)
+    return KEEL_OK;
+  if (a->kind == GSM_A_UPDATE || a->ms == 0) {
+    zs->z[zs->n++] = (gsm_zero){a->a, a->b};
+    return KEEL_OK;
+  }
+  return start_timer(sm, a->a, a->ms, a->b);
+}
+
 /* Applies the timeout actions in order; zero timeouts are queued after
- * the machine's events. The event timeout (the last one set) starts only
- * if no event is queued; 0 goes through the mailbox so that a message
- * already there comes first and cancels it. */
+ * the machine's events (a later cancel, restart or update in the same
+ * transition reaches them too). The event timeout (the last one set)
+ * starts only if no event is queued; 0 goes through the mailbox so that a
+ * message already there comes first and cancels it. */
 static int apply_timeouts(keel_gen_statem *sm, trans *t) {
-  const gsm_action *ev = NULL;
-  keel_term zero = KEEL_NIL; /* newest first */
+  gsm_action ev = {0};
+  bool have_ev = false;
+  gsm_zeros zs = {.n = 0};
   int64_t now = keel_gsm_monotonic_ms();
   for (size_t i = 0; i < t->ntmo; i++) {
     gsm_action *a = &t->tmo[i];
@@ -485,43 +592,21 @@ static int apply_timeouts(keel_gen_statem *sm, trans *t) {
       a->ms = a->ms > now ? a->ms - now : 0;
       a->abs = false;
       if (a->ms == 0 && a->a != KEEL_ATOM(TIMEOUT)) {
+        zero_drop(&zs, a->a);
         if (start_timer(sm, a->a, 0, a->b) != KEEL_OK)
           return KEEL_ENOMEM;
         continue;
       }
     }
-    if (a->a == KEEL_ATOM(TIMEOUT)) {
-      ev = a->kind == GSM_A_TIMEOUT ? a : NULL;
-      continue;
-    }
-    gsm_timer *run = find_timer(sm, a->a);
-    if (a->kind == GSM_A_UPDATE && run != NULL) {
-      run->content = a->b;
-      continue;
-    }
-    cancel_timer_of(sm, a->a);
-    if (a->kind == GSM_A_CANCEL)
-      continue;
-    if (a->kind == GSM_A_UPDATE || a->ms == 0) {
-      keel_term e = event_term(sm, a->a, a->b);
-      zero = e == KEEL_NONE ? KEEL_NONE : keel_cons(keel_gsm_heap(sm), e, zero);
-      if (zero == KEEL_NONE)
-        return KEEL_ENOMEM;
-    } else if (start_timer(sm, a->a, a->ms, a->b) != KEEL_OK) {
+    if (a->a == KEEL_ATOM(TIMEOUT))
+      event_action(&ev, &have_ev, a);
+    else if (timer_action(sm, &zs, a) != KEEL_OK)
       return KEEL_ENOMEM;
-    }
   }
-  if (zero != KEEL_NIL) { /* queue ++ rev(zero) */
-    keel_term rq = rev_append(sm, sm->queue, KEEL_NIL);
-    keel_term z = rev_append(sm, zero, KEEL_NIL);
-    keel_term q =
-        rq == KEEL_NONE || z == KEEL_NONE ? KEEL_NONE : rev_append(sm, rq, z);
-    if (q == KEEL_NONE)
-      return KEEL_ENOMEM;
-    sm->queue = q;
-  }
-  if (ev != NULL && sm->queue == KEEL_NIL &&
-      start_timer(sm, KEEL_ATOM(TIMEOUT), ev->ms, ev->b) != KEEL_OK)
+  if (zs.n > 0 && queue_zeros(sm, &zs) != KEEL_OK)
+    return KEEL_ENOMEM;
+  if (have_ev && sm->queue == KEEL_NIL &&
+      start_timer(sm, KEEL_ATOM(TIMEOUT), ev.ms, ev.b) != KEEL_OK)
     return KEEL_ENOMEM;
   return KEEL_OK;
 }

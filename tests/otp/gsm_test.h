@@ -10,7 +10,8 @@
  *   | {et, Ms, C} | {st, Ms, C} | {gt, Name, Ms, C}   (Ms: int | infinity)
  *   | {aet, At, C} | {ast, At, C} | {agt, Name, At, C} (absolute: At is a
  *     time of keel_gsm_monotonic_ms, or infinity)
- *   | {cancel, Name | state} | {update, Name | state, C}
+ *   | {cancel, Name | state | event} | {update, Name | state | event, C}
+ *   | cancel_generic (every generic timeout)
  *   | {in, S, Actions} (Actions only in state S)
  * A state {Name, Actions} runs Actions in its enter calls. init(Arg): Arg
  * is {State, Actions} (ok with those actions), ignore, or {stop, R}.
@@ -91,6 +92,12 @@ static inline void run_action(keel_gen_statem *sm, keel_term a, keel_term from,
   else if (is(a, "agt", 4))
     cr_assert_eq(keel_gsm_generic_timeout_at(sm, ARG(1), ms_of(ARG(2)), ARG(3)),
                  KEEL_OK);
+  else if (is(a, "cancel", 2) && ARG(1) == A("event"))
+    cr_assert_eq(keel_gsm_cancel_event_timeout(sm), KEEL_OK);
+  else if (is(a, "update", 3) && ARG(1) == A("event"))
+    cr_assert_eq(keel_gsm_update_event_timeout(sm, ARG(2)), KEEL_OK);
+  else if (a == A("cancel_generic"))
+    cr_assert_eq(keel_gsm_cancel_generic_timeouts(sm), KEEL_OK);
   else if (is(a, "cancel", 2))
     cr_assert_eq(keel_gsm_cancel_timeout(sm, tname(ARG(1))), KEEL_OK);
   else if (is(a, "update", 3))

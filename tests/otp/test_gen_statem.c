@@ -246,3 +246,57 @@ Test(gen_statem, timeouts_in_virtual_time_under_simulation) {
     stop_sim();
   }
 }
+
+Test(gen_statem, event_timeout_update_and_cancel) {
+  FOR_CONFIGS {
+    start(sched_counts[c]);
+    keel_term sm = start_sm(&plain_mod, fiber, "{a, []}");
+    /* update keeps the time set earlier in the list, with new content */
+    cast(sm, "{s, u, [{et, 20, old}, {update, event, new}, "
+             "{gt, probe, 60, p}]}");
+    expect_log(sm, "[{cast,u,a},{timeout,new,a},{{timeout,probe},p,a}]");
+    /* with none set, an update is an event timeout of 0 */
+    cast(sm, "{s, u2, [{update, event, z}]}");
+    expect_log(sm, "[{cast,u,a},{timeout,new,a},{{timeout,probe},p,a},"
+                   "{cast,u2,a},{timeout,z,a}]");
+    /* cancel */
+    cast(sm, "{s, u3, [{et, 10, no}, {cancel, event}, {gt, probe, 40, p2}]}");
+    expect_log(sm, "[{cast,u,a},{timeout,new,a},{{timeout,probe},p,a},"
+                   "{cast,u2,a},{timeout,z,a},{cast,u3,a},"
+                   "{{timeout,probe},p2,a}]");
+    stop_sm(sm);
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+  }
+}
+
+Test(gen_statem, cancel_every_generic_timeout) {
+  FOR_CONFIGS {
+    start(sched_counts[c]);
+    keel_term sm = start_sm(&plain_mod, fiber, "{a, []}");
+    /* running ones (g4, started by the previous transition) and ones set
+     * earlier in the list, of 0 (g2) or not (g1); the state timeout and
+     * generic timeouts set after stay */
+    cast(sm, "{s, arm, [{gt, g4, 30, no4}, {ins, internal, {s, ca, "
+             "[{gt, g1, 10, no1}, {gt, g2, 0, no2}, {st, 30, st_ok}, "
+             "cancel_generic, {gt, g3, 20, yes}]}}]}");
+    expect_log(sm, "[{cast,arm,a},{internal,ca,a},{{timeout,g3},yes,a},"
+                   "{state_timeout,st_ok,a}]");
+    stop_sm(sm);
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+  }
+}
+
+/* A zero timeout set earlier in the same action list is cancelled,
+ * updated or restarted by a later action, as OTP's queue of zero
+ * timeouts is. */
+Test(gen_statem, zero_timeouts_changed_later_in_the_list) {
+  FOR_CONFIGS {
+    start(sched_counts[c]);
+    keel_term sm = start_sm(&plain_mod, fiber, "{a, []}");
+    cast(sm, "{s, z, [{st, 0, s0}, {cancel, state}, {gt, g, 0, g0}, "
+             "{update, g, g1}, {gt, h, 0, h0}, {gt, h, 10, h10}]}");
+    expect_log(sm, "[{cast,z,a},{{timeout,g},g1,a},{{timeout,h},h10,a}]");
+    stop_sm(sm);
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+  }
+}

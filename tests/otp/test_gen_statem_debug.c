@@ -322,6 +322,52 @@ Test(gen_statem_debug, enter_loop_turns_a_fiber_into_a_machine) {
   }
 }
 
+/* enter_loop/6's initial actions: an inserted event handled first (after
+ * the enter call), a generic timeout; a postpone is refused. */
+static void initial_actions(keel_gen_statem *sm, void *arg) {
+  if (arg != NULL) {
+    cr_assert_eq(keel_gsm_postpone(sm), KEEL_OK);
+    return;
+  }
+  cr_assert_eq(keel_gsm_next_event(sm, A("internal"), A("first")), KEEL_OK);
+  cr_assert_eq(keel_gsm_generic_timeout(sm, A("g"), 50, A("gfired")), KEEL_OK);
+}
+
+static void actions_looper(keel_proc *self, void *arg) {
+  looper_arg *la = arg;
+  keel_heap h;
+  keel_heap_init(&h);
+  keel_term st = keel_build(&h, "{s0, [{st, 1, tick}]}");
+  int rc = keel_gen_statem_enter_actions(self, &enter_mod, st, KEEL_NIL, NULL,
+                                         initial_actions,
+                                         la->name != NULL ? la : NULL);
+  keel_heap_destroy(&h);
+  atomic_store(&la->rc, rc);
+  signal_event();
+}
+
+Test(gen_statem_debug, enter_loop_with_initial_actions) {
+  for (size_t c = 0; c < NCONF; c++) {
+    start(sched_counts[c]);
+    looper_arg la = {.rc = 99};
+    keel_term pid;
+    long ev0 = 0; /* start() reset the counter */
+    cr_assert_eq(keel_spawn_fiber(actions_looper, &la, NULL, &pid), KEEL_OK);
+    expect_log(pid, "[{enter,s0,s0},{internal,first,s0},"
+                    "{state_timeout,tick,s0},{{timeout,g},gfired,s0}]");
+    cr_assert_eq(keel_gen_statem_stop(pid, A("done"), TMO), KEEL_OK);
+    cr_assert(wait_events(ev0 + 2));
+    cr_assert_eq(atomic_load(&la.rc), KEEL_OK);
+    /* postpone is refused in the initial actions, as from init */
+    looper_arg bad = {.name = "postpone", .rc = 99};
+    cr_assert_eq(keel_spawn_fiber(actions_looper, &bad, NULL, &pid), KEEL_OK);
+    cr_assert(wait_events(ev0 + 4)); /* terminate, then the fiber's return */
+    cr_assert_eq(atomic_load(&bad.rc), KEEL_OK);
+    cr_assert_eq(atomic_load(&last_reason), A("other"));
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+  }
+}
+
 static void bad_looper(keel_proc *self, void *arg) {
   looper_arg *la = arg;
   static const keel_gen_statem_module nomod = {.version = 0};

@@ -1,0 +1,76 @@
+/* libFuzzer target for the gen_tcp packet framing of src/net/packet.c.
+ *
+ * The first byte chooses the framing (raw, 1, 2, 4, line) and how the
+ * rest is cut into reads, the second the frame size limit. The bytes go
+ * through the socket's receive buffer as reads would put them, and every
+ * complete frame is taken out. Checks: a frame lies inside the buffer,
+ * never exceeds the limit, and its bytes are exactly the input's at the
+ * expected place (nothing lost, duplicated or reordered); a header over
+ * the limit stops the stream for good. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "keel/error.h"
+#include "net/net_internal.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void check(int cond) {
+  if (!cond)
+    abort();
+}
+
+static const keel_net_packet types[] = {KEEL_NET_PACKET_RAW, KEEL_NET_PACKET_1,
+                                        KEEL_NET_PACKET_2, KEEL_NET_PACKET_4,
+                                        KEEL_NET_PACKET_LINE};
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  if (size < 2)
+    return 0;
+  net_sock s;
+  memset(&s, 0, sizeof s);
+  s.packet = (uint8_t)types[data[0] % 5];
+  size_t step = (size_t)(data[0] / 5) % 23 + 1;
+  s.packet_max = data[1] == 0 ? 0xffffffffu : data[1];
+  data += 2;
+  size -= 2;
+  size_t hw = s.packet == KEEL_NET_PACKET_1   ? 1
+              : s.packet == KEEL_NET_PACKET_2 ? 2
+              : s.packet == KEEL_NET_PACKET_4 ? 4
+                                              : 0;
+  size_t taken = 0; /* input bytes consumed as frames (headers included) */
+  size_t off = 0;
+  bool stuck = false;
+  while (off < size && !stuck) {
+    size_t n = size - off < step ? size - off : step;
+    check(keel__net_rx_append(&s, data + off, n) == KEEL_OK);
+    off += n;
+    for (;;) {
+      size_t hdr = 0, len = 0;
+      int r = keel__net_frame_next(&s, &hdr, &len);
+      if (r == KEEL_ELIMIT) {
+        check(s.packet != KEEL_NET_PACKET_RAW);
+        /* It stays so however many bytes follow. */
+        check(keel__net_frame_next(&s, &hdr, &len) == KEEL_ELIMIT);
+        stuck = true;
+        break;
+      }
+      check(r == 0 || r == 1);
+      if (r == 0)
+        break;
+      check(hdr == hw);
+      check(hdr + len <= s.rxlen);
+      check(s.packet == KEEL_NET_PACKET_RAW || len <= s.packet_max);
+      check(memcmp(s.rx, data + taken, hdr + len) == 0);
+      if (s.packet == KEEL_NET_PACKET_LINE)
+        check(len > 0 && s.rx[len - 1] == '\n' &&
+              memchr(s.rx, '\n', len - 1) == NULL);
+      keel__net_rx_consume(&s, hdr + len);
+      taken += hdr + len;
+    }
+    check(stuck || taken + s.rxlen == off);
+  }
+  free(s.rx);
+  return 0;
+}
