@@ -3,8 +3,10 @@
  * through their fastlane (keel_ws_fastlane_subscribe), with real clients
  * on loopback, on 1, 2 and 8 schedulers: every subscriber gets every
  * frame once and in order, also interleaved with the connection's own
- * frames; unsubscribing and death remove the lane; a consumer that does
- * not read is closed with 1008 while the others go on.
+ * frames and behind the connection's own output while its socket is
+ * busy (which does not count against the lane bound); unsubscribing and
+ * death remove the lane; a consumer that does not read is closed with
+ * 1008 while the others go on.
  */
 #include "http_test.h" /* first: it defines _GNU_SOURCE */
 
@@ -25,6 +27,9 @@ static keel_pubsub ps;
 static keel_heap th;
 static keel_term topic;
 static _Atomic int terms, last_code;
+static _Atomic int bigs_queued;
+
+enum { BIG_OWN = 60000 };
 
 /* ---- the route ---------------------------------------------------------- */
 
@@ -60,6 +65,18 @@ static int fl_msg(keel_ws *ws, keel_ws_kind kind, const uint8_t *data,
   if (strncmp(text, "echo:", 5) == 0)
     return keel_ws_send(ws, KEEL_WS_TEXT, text + 5, strlen(text + 5));
   int n = 0;
+  if (sscanf(text, "big:%d", &n) == 1) {
+    static char big[BIG_OWN];
+    for (int k = 0; k < n; k++) {
+      memset(big, 'b', sizeof big);
+      snprintf(big, 16, "big-%d", k);
+      int rc = keel_ws_send(ws, KEEL_WS_BINARY, big, sizeof big);
+      if (rc != KEEL_OK)
+        return rc;
+    }
+    atomic_fetch_add(&bigs_queued, 1);
+    return KEEL_OK;
+  }
   if (sscanf(text, "mix:%d", &n) != 1)
     return KEEL_OK;
   for (int k = 0; k < n; k++) {
@@ -107,6 +124,7 @@ static void start(unsigned nsched, const keel_http_server_opts *o) {
   port = keel_http_server_port(srv);
   atomic_store(&terms, 0);
   atomic_store(&last_code, 0);
+  atomic_store(&bigs_queued, 0);
 }
 
 static void stop(void) {
@@ -412,4 +430,100 @@ static void slow_consumer(unsigned nsched) {
 Test(ws_fastlane, a_slow_consumer_is_closed_with_1008_and_blocks_nobody) {
   for (size_t i = 0; i < 3; i++)
     slow_consumer(scheds[i]);
+}
+
+/* ---- behind the connection's own output on a busy socket ---------------- */
+
+enum { NBATCH = 2, BATCH_BIG = 60, NSMALL = 3 };
+
+static bool bigs_done(int n) {
+  struct timespec t0, t;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  while (atomic_load(&bigs_queued) < n) {
+    sched_yield();
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    if (t.tv_sec - t0.tv_sec > CLIENT_TIMEOUT_S)
+      return false;
+  }
+  return true;
+}
+
+/* A WebSocket client with a small receive buffer (so the server's socket
+ * backs up after a few MB rather than tens). */
+static int ws_connect_small(void) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  cr_assert_geq(fd, 0);
+  int rcv = 4096;
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
+  struct timeval tv = {CLIENT_TIMEOUT_S, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0, "connect");
+  cli_sends(fd, "GET /fl HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n");
+  char head[1024];
+  size_t n = 0;
+  while (n < sizeof head - 1) {
+    cr_assert_eq(cli_read(fd, head + n, 1), 1, "handshake cut");
+    n++;
+    if (n >= 4 && memcmp(head + n - 4, "\r\n\r\n", 4) == 0)
+      break;
+  }
+  head[n] = '\0';
+  cr_assert(strncmp(head, "HTTP/1.1 101 ", 13) == 0, "%s", head);
+  return fd;
+}
+
+static void behind_own_output(unsigned nsched) {
+  /* The connection's own output does not count against the lane bound:
+   * the first command's messages fill the socket's queue, the second's
+   * wait in the connection (its socket busy) when the broadcasts come. */
+  keel_http_server_opts o = {.ws_lane_max_bytes = 64 * 1024};
+  start(nsched, &o);
+  int fd = ws_connect_small();
+  cr_assert(count_reaches(1));
+  static const int batch[NBATCH] = {BATCH_BIG, BATCH_BIG};
+  for (int b = 0; b < NBATCH; b++) { /* one read, one callback each */
+    char cmd[16];
+    snprintf(cmd, sizeof cmd, "big:%d", batch[b]);
+    ws_send(fd, KEEL__WS_TEXT, true, cmd, strlen(cmd));
+    cr_assert(bigs_done(b + 1));
+  }
+  char text[64];
+  for (int k = 0; k < NSMALL; k++) {
+    snprintf(text, sizeof text, "small-%d", k);
+    cr_assert_eq(bcast(text), 1);
+  }
+  ws_frame_in *f = malloc(sizeof *f);
+  for (int b = 0; b < NBATCH; b++)
+    for (int k = 0; k < batch[b]; k++) {
+      char want[16];
+      snprintf(want, sizeof want, "big-%d", k);
+      cr_assert(ws_recv(fd, f), "closed before big-%d", k);
+      cr_assert_eq(f->op, KEEL__WS_BINARY, "big-%d: op %d code %d", k, f->op,
+                   f->code);
+      cr_assert_eq(f->len, BIG_OWN);
+      cr_assert_str_eq(f->data, want);
+    }
+  for (int k = 0; k < NSMALL; k++) {
+    char want[16];
+    snprintf(want, sizeof want, "small-%d", k);
+    recv_text(fd, f, text, sizeof text);
+    cr_assert_str_eq(text, want);
+  }
+  ws_send(fd, KEEL__WS_TEXT, true, "echo:after", 10);
+  recv_text(fd, f, text, sizeof text);
+  cr_assert_str_eq(text, "after");
+  close(fd);
+  cr_assert(count_reaches(0));
+  free(f);
+  stop();
+}
+
+Test(ws_fastlane, broadcasts_wait_behind_the_connections_own_output) {
+  for (size_t i = 0; i < 3; i++)
+    behind_own_output(scheds[i]);
 }
