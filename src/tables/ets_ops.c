@@ -5,8 +5,10 @@
  * Every call pins the table (keel__ets_acquire), checks the caller's
  * access, then works under the lock of the key's stripe (or of the
  * ordered store). Objects are copied in before the lock is taken and
- * copied out while it is held; replaced objects are freed before the
- * lock is released (no reader can still see them).
+ * copied out while it is held. The exception: lookup and member of an
+ * immediate key in a set read without pin or lock (lookup_fast: a read
+ * section and the stripe's seqlock), which is why objects that leave a
+ * set's store are retired (keel__ets_retire) rather than freed.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -123,7 +125,7 @@ static int insert_locked(keel__ets_table *t, keel__ets_obj *o) {
     rc = keel__ets_group_set(t, o->key, o->hash, g.v, g.n, &removed);
   if (rc != KEEL_OK)
     keel__ets_obj_free(o);
-  keel__ets_free_removed(&removed, g.v, rc == KEEL_OK ? g.n : 0);
+  keel__ets_free_removed(t, &removed, g.v, rc == KEEL_OK ? g.n : 0);
   keel__ets_vec_free(&g);
   return rc;
 }
@@ -167,28 +169,29 @@ static int insert_set_one(keel__ets_table *t, keel_term obj) {
   keel_term key = keel_tuple_get(obj, t->keypos - 1);
   bool flat = flat_tuple(obj, arity);
   uint64_t h = keel__ets_hash(key);
-  pthread_rwlock_t *l = keel__ets_key_lock(t, h);
   keel__ets_obj *o = NULL;
   if (flat) { /* small: copied under the lock if need be */
-    pthread_rwlock_wrlock(l);
+    keel__ets_wrlock(t, h);
     keel__ets_obj *old = keel__ets_hash_find(t, key, h);
     if (old != NULL && old->flat && old->words == arity + 1) {
-      memcpy(old->data + 1, keel_tuple_elems(obj), arity * sizeof(keel_term));
-      pthread_rwlock_unlock(l);
+      const keel_term *e = keel_tuple_elems(obj);
+      for (size_t i = 0; i < arity; i++) /* (lock-free readers) */
+        ETS_ST(&old->data[1 + i], e[i]);
+      keel__ets_wrunlock(t, h);
       return KEEL_OK;
     }
     o = keel__ets_obj_new_flat(obj, arity, t->keypos);
   } else {
     o = keel__ets_obj_new(obj, t->keypos, true);
-    pthread_rwlock_wrlock(l);
+    keel__ets_wrlock(t, h);
   }
   if (o == NULL) {
-    pthread_rwlock_unlock(l);
+    keel__ets_wrunlock(t, h);
     return KEEL_ENOMEM;
   }
   keel__ets_obj *old = keel__ets_set_put(t, o);
-  pthread_rwlock_unlock(l);
-  keel__ets_obj_free(old);
+  keel__ets_wrunlock(t, h);
+  keel__ets_retire(t, old);
   return KEEL_OK;
 }
 
@@ -247,13 +250,13 @@ static int group_locked(keel__ets_table *t, keel_term key, bool write,
                         group_fn fn, void *arg) {
   uint64_t h = key_hash(t, key);
   pthread_rwlock_t *l = keel__ets_key_lock(t, h);
-  write ? pthread_rwlock_wrlock(l) : pthread_rwlock_rdlock(l);
+  write ? keel__ets_wrlock(t, h) : (void)pthread_rwlock_rdlock(l);
   ets_vec g;
   keel__ets_vec_init(&g);
   int rc = keel__ets_group_get(t, key, h, &g);
   if (rc == KEEL_OK)
     rc = fn(t, &g, arg);
-  pthread_rwlock_unlock(l);
+  write ? keel__ets_wrunlock(t, h) : (void)pthread_rwlock_unlock(l);
   keel__ets_vec_free(&g);
   return rc;
 }
@@ -314,9 +317,63 @@ static int copy_group(keel__ets_table *t, ets_vec *g, void *arg) {
     ets_vec removed;
     keel__ets_vec_init(&removed);
     rc = keel__ets_group_set(t, a->key, g->v[0]->hash, NULL, 0, &removed);
-    keel__ets_free_removed(&removed, NULL, 0);
+    keel__ets_free_removed(t, &removed, NULL, 0);
   }
   return rc;
+}
+
+/* Words of an object a lock-free lookup copies through the stack. */
+#define PEEK_WORDS 32
+
+/* Whether key is one word equal only to itself (no pointer to follow). */
+static bool immediate_key(keel_term key) {
+  return !keel_is_boxed(key) && !keel_is_cons(key);
+}
+
+/* lookup/2 or member/2 (out NULL) on a set without locks or pins, for an
+ * immediate key: 1 done (*rc set), 0 to take the locked path. The object
+ * is copied to the stack inside the read section and to the heap after
+ * it (so no allocation happens inside it). */
+static int lookup_fast(keel_ets_tab tab, keel_term key, keel_heap *hp,
+                       keel_term *out, int *rc) {
+  keel__ets_reader *r = keel__ets_reader_get();
+  if (r == NULL)
+    return 0;
+  uint64_t buf[PEEK_WORDS];
+  size_t words = 0;
+  keel__ets_table *t;
+  keel__ets_read_enter(r);
+  int found = keel__ets_peek_table(tab, &t);
+  if (found != KEEL_OK) {
+    keel__ets_read_exit(r);
+    *rc = found;
+    return 1;
+  }
+  if (t->type != KEEL_ETS_SET || keel__ets_check(t, false) != KEEL_OK) {
+    keel__ets_read_exit(r); /* (the locked path reports badarg) */
+    return 0;
+  }
+  found = keel__ets_set_peek(t, key, keel__ets_hash(key),
+                             out != NULL ? buf : NULL, PEEK_WORDS, &words);
+  keel__ets_read_exit(r);
+  if (found < 0)
+    return 0;
+  if (out == NULL) {
+    *rc = found;
+    return 1;
+  }
+  keel_term l = KEEL_NIL;
+  if (found) {
+    uint64_t *w = keel_heap_alloc(hp, words);
+    if (w != NULL)
+      memcpy(w, buf, words * sizeof *w);
+    /* a flat object is a boxed tuple: its term is its header's address */
+    l = w == NULL ? KEEL_NONE : keel_cons(hp, (keel_term)(uintptr_t)w, l);
+  }
+  *rc = l == KEEL_NONE ? KEEL_ENOMEM : KEEL_OK;
+  if (l != KEEL_NONE)
+    *out = l;
+  return 1;
 }
 
 int keel_ets_lookup(keel_ets_tab tab, keel_term key, keel_heap *h,
@@ -325,8 +382,11 @@ int keel_ets_lookup(keel_ets_tab tab, keel_term key, keel_heap *h,
     return KEEL_EINVAL;
   if (key == KEEL_NONE)
     return KEEL_EBADARG;
+  int rc;
+  if (immediate_key(key) && lookup_fast(tab, key, h, out, &rc))
+    return rc;
   keel__ets_table *t;
-  int rc = enter(tab, false, &t);
+  rc = enter(tab, false, &t);
   if (rc != KEEL_OK)
     return rc;
   if (t->type == KEEL_ETS_SET) {
@@ -395,8 +455,11 @@ static int member_group(keel__ets_table *t, ets_vec *g, void *arg) {
 int keel_ets_member(keel_ets_tab tab, keel_term key) {
   if (key == KEEL_NONE)
     return KEEL_EBADARG;
+  int rc;
+  if (immediate_key(key) && lookup_fast(tab, key, NULL, NULL, &rc))
+    return rc;
   keel__ets_table *t;
-  int rc = enter(tab, false, &t);
+  rc = enter(tab, false, &t);
   if (rc != KEEL_OK)
     return rc;
   if (keel__ets_hashed(t)) { /* the first object of the key suffices */
@@ -428,7 +491,7 @@ static int delete_group(keel__ets_table *t, ets_vec *g, void *arg) {
   if (rc == KEEL_OK && keep.n < g->n)
     rc = keel__ets_group_set(t, g->v[0]->key, g->v[0]->hash, keep.v, keep.n,
                              &removed);
-  keel__ets_free_removed(&removed, keep.v, keep.n);
+  keel__ets_free_removed(t, &removed, keep.v, keep.n);
   keel__ets_vec_free(&keep);
   return rc;
 }
