@@ -294,9 +294,21 @@ static inline void keel__ets_read_exit(keel__ets_reader *r) {
   atomic_store_explicit(&r->ctr, 0, memory_order_release);
 }
 
-/* Waits until every read section entered before the call has ended. Any
- * thread not in a read section. */
+/* Enters a read section and finds the table id names, unpinned (a
+ * deleted table is freed only after the section ends). KEEL_OK: in the
+ * section, *t set; KEEL_EBADARG (stale id) or KEEL_ENOMEM (no reader
+ * record: pin instead): not in a section. Writers may run in a section
+ * instead of pinning (it cannot deadlock: nothing waits for the readers
+ * while holding a store lock). */
+int keel__ets_section_enter(keel_ets_tab id, keel__ets_reader **r,
+                            keel__ets_table **t);
+
+/* Waits until every read section entered before the call has ended. Call
+ * outside any read section, holding no store lock (table deletion). */
 void keel__ets_synchronize(void);
+/* Blocks keel__ets_defer_free could not queue (out of memory) and left
+ * unfreed. */
+extern _Atomic uint64_t keel__ets_leaked;
 /* free(p) once the read sections that may see p have ended (batched; does
  * not wait). */
 void keel__ets_defer_free(void *p);

@@ -195,9 +195,28 @@ static int insert_set_one(keel__ets_table *t, keel_term obj) {
   return KEEL_OK;
 }
 
+/* insert/2 of one tuple into a set in a read section instead of a pin
+ * (no atomic read-modify-write for it): 1 done (*rc set), 0 to take the
+ * general path. */
+static int insert_fast(keel_ets_tab tab, keel_term obj, int *rc) {
+  keel__ets_reader *r;
+  keel__ets_table *t;
+  *rc = keel__ets_section_enter(tab, &r, &t);
+  if (*rc != KEEL_OK)
+    return *rc != KEEL_ENOMEM;
+  int done = t->type == KEEL_ETS_SET && keel__ets_check(t, true) == KEEL_OK;
+  if (done)
+    *rc = insert_set_one(t, obj);
+  keel__ets_read_exit(r);
+  return done;
+}
+
 static int do_insert(keel_ets_tab tab, keel_term objs, bool only_new) {
   keel__ets_table *t;
-  int rc = enter(tab, true, &t);
+  int rc;
+  if (!only_new && keel_is_tuple(objs) && insert_fast(tab, objs, &rc))
+    return rc;
+  rc = enter(tab, true, &t);
   if (rc != KEEL_OK)
     return rc;
   if (!only_new && t->type == KEEL_ETS_SET && keel_is_tuple(objs)) {
@@ -336,19 +355,15 @@ static bool immediate_key(keel_term key) {
  * it (so no allocation happens inside it). */
 static int lookup_fast(keel_ets_tab tab, keel_term key, keel_heap *hp,
                        keel_term *out, int *rc) {
-  keel__ets_reader *r = keel__ets_reader_get();
-  if (r == NULL)
-    return 0;
+  keel__ets_reader *r;
+  keel__ets_table *t;
+  int found = keel__ets_section_enter(tab, &r, &t);
+  if (found != KEEL_OK) {
+    *rc = found;
+    return found != KEEL_ENOMEM; /* no record: the locked path */
+  }
   uint64_t buf[PEEK_WORDS];
   size_t words = 0;
-  keel__ets_table *t;
-  keel__ets_read_enter(r);
-  int found = keel__ets_peek_table(tab, &t);
-  if (found != KEEL_OK) {
-    keel__ets_read_exit(r);
-    *rc = found;
-    return 1;
-  }
   if (t->type != KEEL_ETS_SET || keel__ets_check(t, false) != KEEL_OK) {
     keel__ets_read_exit(r); /* (the locked path reports badarg) */
     return 0;

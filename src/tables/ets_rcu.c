@@ -40,6 +40,7 @@
 #define LIMBO_BATCH 64
 
 _Atomic uint64_t keel__ets_epoch = 1;
+_Atomic uint64_t keel__ets_leaked;
 bool keel__ets_fast_barrier;
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -197,10 +198,23 @@ void keel__ets_defer_free(void *p) {
   if (rc == KEEL_OK && limbo.cur.n >= LIMBO_BATCH)
     reclaim();
   pthread_mutex_unlock(&limbo.lock);
-  if (rc != KEEL_OK) { /* no room to wait: wait here instead */
-    keel__ets_synchronize();
-    free(p);
-  }
+  /* No room in the limbo (out of memory): p is leaked, since waiting for
+   * the readers here could wait on the caller's own read section or on a
+   * writer blocked behind a lock the caller holds. */
+  if (rc != KEEL_OK)
+    atomic_fetch_add_explicit(&keel__ets_leaked, 1, memory_order_relaxed);
+}
+
+int keel__ets_section_enter(keel_ets_tab id, keel__ets_reader **r,
+                            keel__ets_table **t) {
+  *r = keel__ets_reader_get();
+  if (*r == NULL)
+    return KEEL_ENOMEM;
+  keel__ets_read_enter(*r);
+  int rc = keel__ets_peek_table(id, t);
+  if (rc != KEEL_OK)
+    keel__ets_read_exit(*r);
+  return rc;
 }
 
 void keel__ets_retire(const keel__ets_table *t, keel__ets_obj *o) {

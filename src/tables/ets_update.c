@@ -279,18 +279,27 @@ int keel_ets_update_counter(keel_ets_tab tab, keel_term key, keel_term ops,
   if (key == KEEL_NONE || ops == KEEL_NONE)
     return KEEL_EBADARG;
   keel__ets_table *t;
-  int rc = keel__ets_acquire(tab, &t);
+  keel__ets_reader *r;
+  int rc;
+  /* The in-place fast path runs in a read section instead of a pin. */
+  if (keel_is_small(ops) &&
+      (rc = keel__ets_section_enter(tab, &r, &t)) != KEEL_ENOMEM) {
+    if (rc != KEEL_OK)
+      return rc;
+    bool done = t->type == KEEL_ETS_SET &&
+                keel__ets_check(t, true) == KEEL_OK &&
+                counter_fast(t, key, ops, out);
+    keel__ets_read_exit(r);
+    if (done)
+      return KEEL_OK;
+  }
+  rc = keel__ets_acquire(tab, &t);
   if (rc != KEEL_OK)
     return rc;
   rc = keel__ets_check(t, true);
   if (rc == KEEL_OK && t->type != KEEL_ETS_SET &&
       t->type != KEEL_ETS_ORDERED_SET)
     rc = KEEL_EBADARG;
-  if (rc == KEEL_OK && t->type == KEEL_ETS_SET && keel_is_small(ops) &&
-      counter_fast(t, key, ops, out)) {
-    keel__ets_release(tab);
-    return KEEL_OK;
-  }
   cop stack[OPS_STACK], *cv = stack;
   int64_t rstack[OPS_STACK], *res = rstack;
   size_t n = 0;

@@ -239,15 +239,21 @@ Test(ets_lockfree, readers_race_writers_8_schedulers) {
   race(8);
 }
 
-/* Readers that loop until the table goes. */
+/* Readers (and writers) that loop until the table goes. */
 static void reader_until_gone(keel_proc *self, void *arg) {
   (void)self;
   shared *s = arg;
-  uint64_t buf[64];
+  uint64_t buf[256];
   keel_heap h;
   for (long i = 0; i < 100000000L; i++) {
-    keel_heap_init_fixed(&h, buf, 64);
+    keel_heap_init_fixed(&h, buf, 256);
     int rc = check_lookup(s, i % STABLE, &h);
+    if (rc == KEEL_OK && i % 3 == 0) { /* writes race the delete too */
+      rc = write_stable(s->tab, i % STABLE, (uint64_t)i * 0x9E3779B97F4A7C15ull,
+                        &h);
+      if (rc != KEEL_OK && rc != KEEL_EBADARG)
+        note(s, &s->other_rc, "write rc", i % STABLE);
+    }
     keel_heap_destroy(&h);
     atomic_fetch_add(&s->reads, 1);
     if (rc == KEEL_EBADARG) {
