@@ -18,6 +18,7 @@
 #define STABLE 256   /* keys 0..STABLE-1: always present */
 #define VOLATILE 256 /* keys STABLE..: inserted and deleted */
 #define GROWTH 4096  /* keys 100000..: inserted in bulk, then deleted */
+#define HOT 8        /* stable keys rewritten most */
 #define NREADERS 4
 #define READS 20000
 #define NWRITERS 2
@@ -85,7 +86,9 @@ static void reader(keel_proc *self, void *arg) {
   for (int i = 0; i < READS; i++) {
     x ^= x << 13, x ^= x >> 7, x ^= x << 17;
     keel_heap_init_fixed(&h, buf, 512);
-    int rc = check_lookup(s, (int64_t)(x % (STABLE + VOLATILE)), &h);
+    /* half the reads on the few keys writer 0 rewrites most */
+    int64_t k = (int64_t)(x & 1 ? (x >> 1) % HOT : x % (STABLE + VOLATILE));
+    int rc = check_lookup(s, k, &h);
     keel_heap_destroy(&h);
     atomic_fetch_add(&s->reads, 1);
     if (rc == KEEL_EBADARG) {
@@ -140,7 +143,8 @@ static void *writer(void *p) {
     x ^= x << 13, x ^= x >> 7, x ^= x << 17;
     int rc;
     if (w->id == 0) {
-      rc = write_stable(s->tab, (int64_t)(x % STABLE), x, &h);
+      int64_t k = (int64_t)((x >> 3) & 3 ? (x >> 5) % HOT : x % STABLE);
+      rc = write_stable(s->tab, k, x, &h);
     } else if (round % 4096 < 2048) { /* volatile keys come and go */
       int64_t k = STABLE + (int64_t)(x % VOLATILE);
       rc = x & 1 ? keel_ets_delete_key(s->tab, keel_small(k))
