@@ -53,19 +53,22 @@ static inline keel_term keel__ets_obj_term(const keel__ets_obj *o) {
 /* A stripe of the hashed store. Writers hold `lock` for writing and keep
  * `seq` odd meanwhile (keel__ets_wrlock), so a set table's lock-free
  * reader that sees the same even `seq` before and after its reads read a
- * consistent state (a seqlock). The bucket array is allocated with one
- * word before buckets[0] holding its length, so a lock-free reader loads
- * one pointer and finds the length with it. Chain links and bucket slots
+ * consistent state (a seqlock). `view` packs the bucket array's address
+ * and length in one word, so a lock-free reader loads one word for both.
+ * Stripes are cache-line aligned, one or more lines each. Chain links and
+ * bucket slots
  * are written with release stores and read by lock-free readers with
  * acquire loads (ETS_LD / ETS_ST). */
 typedef struct ets_stripe {
-  pthread_rwlock_t lock;
-  _Atomic uint64_t seq;
-  keel__ets_obj **buckets; /* written with ETS_ST */
-  size_t nbuckets;         /* power of two; writers only */
+  /* What a lock-free reader loads, on the stripe's first cache line. */
+  _Alignas(64) _Atomic uint64_t seq;
+  uintptr_t view; /* buckets | log2(nbuckets) (arrays are 64-byte aligned);
+                     ETS_ST / ETS_LD */
+  keel__ets_obj **buckets; /* writers */
+  size_t nbuckets;         /* power of two; writers */
   size_t count;
   bool defer; /* a set's stripe: old bucket arrays wait a grace period */
-  char pad[64];
+  pthread_rwlock_t lock;
 } ets_stripe;
 
 /* Loads and stores of words a lock-free reader may read concurrently. */

@@ -237,23 +237,18 @@ int keel__ets_hkey_cmp(uint64_t ha, keel_term a, uint64_t hb, keel_term b) {
 
 /* ---- store set-up ---- */
 
-/* A bucket array of nb empty buckets with its length in the word before
- * buckets[0]; NULL on out-of-memory. */
+/* A 64-byte aligned array of nb (>= 8, a power of two) empty buckets;
+ * NULL on out-of-memory. */
 static keel__ets_obj **barr_new(size_t nb) {
-  keel__ets_obj **b = calloc(nb + 1, sizeof(keel__ets_obj *));
-  if (b == NULL)
-    return NULL;
-  b[0] = (keel__ets_obj *)(uintptr_t)nb;
-  return b + 1;
-}
-
-static size_t barr_len(keel__ets_obj **b) {
-  return (size_t)(uintptr_t)b[-1];
-}
-
-static void barr_free(keel__ets_obj **b) {
+  keel__ets_obj **b = aligned_alloc(64, nb * sizeof(keel__ets_obj *));
   if (b != NULL)
-    free(b - 1);
+    memset(b, 0, nb * sizeof(keel__ets_obj *));
+  return b;
+}
+
+/* The stripe's view of array b of nb buckets. */
+static uintptr_t barr_view(keel__ets_obj **b, size_t nb) {
+  return (uintptr_t)b | (uintptr_t)__builtin_ctzll((unsigned long long)nb);
 }
 
 int keel__ets_store_init(keel__ets_table *t) {
@@ -262,17 +257,19 @@ int keel__ets_store_init(keel__ets_table *t) {
     return pthread_rwlock_init(&t->u.ord.lock, NULL) == 0 ? KEEL_OK
                                                           : KEEL_ENOMEM;
   }
-  ets_stripe *s = calloc(ETS_STRIPES, sizeof *s);
+  ets_stripe *s = aligned_alloc(64, ETS_STRIPES * sizeof *s);
   if (s == NULL)
     return KEEL_ENOMEM;
+  memset(s, 0, ETS_STRIPES * sizeof *s);
   for (unsigned i = 0; i < ETS_STRIPES; i++) {
     s[i].buckets = barr_new(ETS_INIT_BUCKETS);
     s[i].nbuckets = ETS_INIT_BUCKETS;
+    s[i].view = barr_view(s[i].buckets, ETS_INIT_BUCKETS);
     s[i].defer = t->type == KEEL_ETS_SET;
     atomic_init(&s[i].seq, 0);
     if (s[i].buckets == NULL || pthread_rwlock_init(&s[i].lock, NULL) != 0) {
       for (unsigned j = 0; j <= i; j++)
-        barr_free(s[j].buckets);
+        free(s[j].buckets);
       for (unsigned j = 0; j < i; j++)
         pthread_rwlock_destroy(&s[j].lock);
       free(s);
@@ -299,7 +296,7 @@ void keel__ets_store_destroy(keel__ets_table *t) {
         o = next;
       }
     }
-    barr_free(s[i].buckets);
+    free(s[i].buckets);
     pthread_rwlock_destroy(&s[i].lock);
   }
   free(s);
@@ -379,12 +376,13 @@ static void stripe_grow(ets_stripe *s) {
     ETS_ST(tail[1], NULL);
   }
   keel__ets_obj **old = s->buckets;
-  ETS_ST(&s->buckets, b);
+  s->buckets = b;
   s->nbuckets = nb;
+  ETS_ST(&s->view, barr_view(b, nb));
   if (s->defer) /* a lock-free reader may be in the old array */
-    keel__ets_defer_free(old - 1);
+    keel__ets_defer_free(old);
   else
-    barr_free(old);
+    free(old);
 }
 
 static int hash_group_set(keel__ets_table *t, keel_term key, uint64_t h,
@@ -466,8 +464,10 @@ keel__ets_obj *keel__ets_hash_find(keel__ets_table *t, keel_term key,
  * -1 not readable without the lock. */
 static int peek_once(ets_stripe *s, keel_term key, uint64_t h, uint64_t *buf,
                      size_t cap, size_t *words) {
-  keel__ets_obj **b = ETS_LD(&s->buckets);
-  keel__ets_obj *o = ETS_LD(&b[keel__ets_bucket_of(h, barr_len(b))]);
+  uintptr_t v = ETS_LD(&s->view);
+  keel__ets_obj **b = (keel__ets_obj **)(v & ~(uintptr_t)63);
+  unsigned k = (unsigned)(v & 63); /* log2 of the bucket count */
+  keel__ets_obj *o = ETS_LD(&b[k == 0 ? 0 : (size_t)((h << 6) >> (64 - k))]);
   /* hash and key are set before an object is published, never after. */
   for (unsigned n = 0; o != NULL && o->hash < h; n++) {
     if (n == PEEK_STEPS)
