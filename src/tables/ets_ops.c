@@ -349,34 +349,16 @@ static bool immediate_key(keel_term key) {
   return !keel_is_boxed(key) && !keel_is_cons(key);
 }
 
-/* lookup/2 or member/2 (out NULL) on a set without locks or pins, for an
- * immediate key: 1 done (*rc set), 0 to take the locked path. The object
- * is copied to the stack inside the read section and to the heap after
- * it (so no allocation happens inside it). */
-static int lookup_fast(keel_ets_tab tab, keel_term key, keel_heap *hp,
-                       keel_term *out, int *rc) {
-  keel__ets_reader *r;
-  keel__ets_table *t;
-  int found = keel__ets_section_enter(tab, &r, &t);
-  if (found != KEEL_OK) {
-    *rc = found;
-    return found != KEEL_ENOMEM; /* no record: the locked path */
-  }
-  uint64_t buf[PEEK_WORDS];
-  size_t words = 0;
-  if (t->type != KEEL_ETS_SET || keel__ets_check(t, false) != KEEL_OK) {
-    keel__ets_read_exit(r); /* (the locked path reports badarg) */
-    return 0;
-  }
-  found = keel__ets_set_peek(t, key, keel__ets_hash(key),
-                             out != NULL ? buf : NULL, PEEK_WORDS, &words);
-  keel__ets_read_exit(r);
-  if (found < 0)
-    return 0;
-  if (out == NULL) {
-    *rc = found;
-    return 1;
-  }
+static int member_group(keel__ets_table *t, ets_vec *g, void *arg) {
+  (void)t;
+  (void)arg;
+  return g->n > 0 ? 1 : 0;
+}
+
+/* The object a lock-free read copied to buf[0..words) (found: 1), as the
+ * list lookup/2 returns, in hp. */
+static int finish_peek(int found, const uint64_t *buf, size_t words,
+                       keel_heap *hp, keel_term *out) {
   keel_term l = KEEL_NIL;
   if (found) {
     uint64_t *w = keel_heap_alloc(hp, words);
@@ -385,10 +367,75 @@ static int lookup_fast(keel_ets_tab tab, keel_term key, keel_heap *hp,
     /* a flat object is a boxed tuple: its term is its header's address */
     l = w == NULL ? KEEL_NONE : keel_cons(hp, (keel_term)(uintptr_t)w, l);
   }
-  *rc = l == KEEL_NONE ? KEEL_ENOMEM : KEEL_OK;
-  if (l != KEEL_NONE)
-    *out = l;
-  return 1;
+  if (l == KEEL_NONE)
+    return KEEL_ENOMEM;
+  *out = l;
+  return KEEL_OK;
+}
+
+/* lookup/2 (member/2 when out is NULL) on the table t, which the caller
+ * keeps alive (a pin or a read section). A set and an immediate key: the
+ * lock-free read, then the locks if it gives up. *peeked: how many words
+ * of buf the lock-free read filled (the caller copies them to the heap
+ * after leaving its section), or -1 when the result is already in *out. */
+static int read_key(keel__ets_table *t, keel_term key, keel_heap *hp,
+                    keel_term *out, uint64_t *buf, int *peeked) {
+  *peeked = -1;
+  int rc = keel__ets_check(t, false);
+  if (rc != KEEL_OK)
+    return rc;
+  bool set = t->type == KEEL_ETS_SET;
+  if (set && immediate_key(key)) {
+    size_t words = 0;
+    int found =
+        keel__ets_set_peek(t, key, keel__ets_hash(key),
+                           out != NULL ? buf : NULL, PEEK_WORDS, &words);
+    if (found >= 0 && out == NULL)
+      return found;
+    if (found >= 0) {
+      *peeked = found ? (int)words : 0;
+      return KEEL_OK;
+    }
+  }
+  if (out == NULL && keel__ets_hashed(t)) { /* the first object suffices */
+    uint64_t h = keel__ets_hash(key);
+    pthread_rwlock_t *l = keel__ets_key_lock(t, h);
+    pthread_rwlock_rdlock(l);
+    rc = keel__ets_hash_find(t, key, h) != NULL;
+    pthread_rwlock_unlock(l);
+    return rc;
+  }
+  if (out == NULL)
+    return group_locked(t, key, false, member_group, NULL);
+  if (set)
+    return lookup_set(t, key, hp, out);
+  copy_arg a = {.hp = hp, .out = out, .key = key};
+  return group_locked(t, key, false, copy_group, &a);
+}
+
+/* lookup/2 and member/2: in a read section rather than pinning the table
+ * (no atomic read-modify-write at all for a set's immediate key), or
+ * pinned when the thread has no reader record. */
+static int lookup_any(keel_ets_tab tab, keel_term key, keel_heap *hp,
+                      keel_term *out) {
+  keel__ets_reader *r;
+  keel__ets_table *t;
+  uint64_t buf[PEEK_WORDS];
+  int peeked;
+  int rc = keel__ets_section_enter(tab, &r, &t);
+  if (rc == KEEL_OK) {
+    rc = read_key(t, key, hp, out, buf, &peeked);
+    keel__ets_read_exit(r);
+  } else if (rc == KEEL_ENOMEM) {
+    rc = enter(tab, false, &t);
+    if (rc != KEEL_OK)
+      return rc;
+    rc = read_key(t, key, hp, out, buf, &peeked);
+    keel__ets_release(tab);
+  }
+  if (rc == KEEL_OK && peeked >= 0)
+    rc = finish_peek(peeked > 0, buf, (size_t)peeked, hp, out);
+  return rc;
 }
 
 int keel_ets_lookup(keel_ets_tab tab, keel_term key, keel_heap *h,
@@ -397,21 +444,7 @@ int keel_ets_lookup(keel_ets_tab tab, keel_term key, keel_heap *h,
     return KEEL_EINVAL;
   if (key == KEEL_NONE)
     return KEEL_EBADARG;
-  int rc;
-  if (immediate_key(key) && lookup_fast(tab, key, h, out, &rc))
-    return rc;
-  keel__ets_table *t;
-  rc = enter(tab, false, &t);
-  if (rc != KEEL_OK)
-    return rc;
-  if (t->type == KEEL_ETS_SET) {
-    rc = lookup_set(t, key, h, out);
-  } else {
-    copy_arg a = {.hp = h, .out = out, .key = key};
-    rc = group_locked(t, key, false, copy_group, &a);
-  }
-  keel__ets_release(tab);
-  return rc;
+  return lookup_any(tab, key, h, out);
 }
 
 int keel_ets_take(keel_ets_tab tab, keel_term key, keel_heap *h,
@@ -461,33 +494,10 @@ int keel_ets_lookup_element(keel_ets_tab tab, keel_term key, size_t pos,
   return with_group(tab, key, false, element_group, &a);
 }
 
-static int member_group(keel__ets_table *t, ets_vec *g, void *arg) {
-  (void)t;
-  (void)arg;
-  return g->n > 0 ? 1 : 0;
-}
-
 int keel_ets_member(keel_ets_tab tab, keel_term key) {
   if (key == KEEL_NONE)
     return KEEL_EBADARG;
-  int rc;
-  if (immediate_key(key) && lookup_fast(tab, key, NULL, NULL, &rc))
-    return rc;
-  keel__ets_table *t;
-  rc = enter(tab, false, &t);
-  if (rc != KEEL_OK)
-    return rc;
-  if (keel__ets_hashed(t)) { /* the first object of the key suffices */
-    uint64_t h = keel__ets_hash(key);
-    pthread_rwlock_t *l = keel__ets_key_lock(t, h);
-    pthread_rwlock_rdlock(l);
-    rc = keel__ets_hash_find(t, key, h) != NULL;
-    pthread_rwlock_unlock(l);
-  } else {
-    rc = group_locked(t, key, false, member_group, NULL);
-  }
-  keel__ets_release(tab);
-  return rc;
+  return lookup_any(tab, key, NULL, NULL);
 }
 
 /* ---- deleting ---- */

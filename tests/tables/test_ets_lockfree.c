@@ -33,6 +33,7 @@ typedef struct shared {
   _Atomic int missing;  /* stable keys not found */
   _Atomic int badarg;   /* readers that saw the table go */
   _Atomic int other_rc; /* any other return code */
+  bool with_writes;     /* reader_until_gone writes too (sets) */
   char why[160];
 } shared;
 
@@ -172,9 +173,9 @@ static bool writes_started(void *arg) {
   return atomic_load(&((shared *)arg)->writes) >= 500;
 }
 
-static shared *setup(void) {
+static shared *setup_type(keel_ets_type type) {
   shared *s = calloc(1, sizeof *s);
-  keel_ets_opts o = {.type = KEEL_ETS_SET, .access = KEEL_ETS_PUBLIC};
+  keel_ets_opts o = {.type = type, .access = KEEL_ETS_PUBLIC};
   cr_assert_eq(keel_ets_new(&o, &s->tab), KEEL_OK);
   keel_heap h;
   keel_heap_init(&h);
@@ -185,6 +186,10 @@ static shared *setup(void) {
         KEEL_OK);
   keel_heap_destroy(&h);
   return s;
+}
+
+static shared *setup(void) {
+  return setup_type(KEEL_ETS_SET);
 }
 
 static void race(unsigned nsched) {
@@ -252,7 +257,8 @@ static void reader_until_gone(keel_proc *self, void *arg) {
   for (long i = 0; i < 100000000L; i++) {
     keel_heap_init_fixed(&h, buf, 256);
     int rc = check_lookup(s, i % STABLE, &h);
-    if (rc == KEEL_OK && i % 3 == 0) { /* writes race the delete too */
+    /* on a set, writes race the delete too */
+    if (rc == KEEL_OK && s->with_writes && i % 3 == 0) {
       rc = write_stable(s->tab, i % STABLE, (uint64_t)i * 0x9E3779B97F4A7C15ull,
                         &h);
       if (rc != KEEL_OK && rc != KEEL_EBADARG)
@@ -272,16 +278,20 @@ static bool reads_started(void *arg) {
   return atomic_load(&((shared *)arg)->reads) >= 2000;
 }
 
-static void delete_under_readers(unsigned nsched) {
+/* Readers (lock-free on a set, with locks but no pin on the others) and,
+ * on a set, writers, while the table is deleted. */
+static void delete_under_readers_of(unsigned nsched, keel_ets_type type) {
   start_node(nsched, 0);
-  shared *s = setup();
+  shared *s = setup_type(type);
+  s->with_writes = type == KEEL_ETS_SET;
   keel_term p;
   for (int i = 0; i < NREADERS; i++)
     cr_assert_eq(keel_spawn_fiber(reader_until_gone, s, NULL, &p), KEEL_OK);
   cr_assert(wait_until(reads_started, s), "readers ran");
   cr_assert_eq(keel_ets_delete(s->tab), KEEL_OK);
   cr_assert(wait_events(NREADERS), "%u schedulers: the readers ended", nsched);
-  cr_assert_eq(atomic_load(&s->badarg), NREADERS, "each saw badarg");
+  cr_assert_eq(atomic_load(&s->badarg), NREADERS, "type %d: each saw badarg",
+               (int)type);
   cr_assert_eq(atomic_load(&s->torn), 0, "%s", s->why);
   cr_assert_eq(atomic_load(&s->missing), 0, "%s", s->why);
   cr_assert_eq(atomic_load(&s->other_rc), 0, "%s", s->why);
@@ -301,6 +311,12 @@ static void delete_under_readers(unsigned nsched) {
   cr_assert_eq(keel_ets_delete(t2), KEEL_OK);
   cr_assert_eq(keel_node_stop(), KEEL_OK);
   free(s);
+}
+
+static void delete_under_readers(unsigned nsched) {
+  delete_under_readers_of(nsched, KEEL_ETS_SET);
+  delete_under_readers_of(nsched, KEEL_ETS_BAG);
+  delete_under_readers_of(nsched, KEEL_ETS_ORDERED_SET);
 }
 
 Test(ets_lockfree, delete_under_readers_1_scheduler) {
