@@ -4,9 +4,13 @@
  * for ordered_set), tables and the registry hooks.
  *
  * Locking: a table's objects are guarded by its store's locks (one rwlock
- * per stripe of the hash, one rwlock for the ordered store). Callers pin
+ * per stripe of the hash, one rwlock for the ordered store), except that
+ * sets are also read without locks (a per-stripe seqlock; whatever leaves
+ * a set's store is freed after a grace period, ets_rcu.c). Callers pin
  * the table through its registry slot (ets_table.c) for the duration of a
- * call; keel_ets_delete waits for the pins to drain before freeing it.
+ * call, or hold a read section instead (lookups, member, single set
+ * inserts, in-place counters); keel_ets_delete waits for the pins to
+ * drain and then for a grace period before freeing it.
  * Owner, heir and name change only under the registry lock.
  */
 #ifndef KEEL_TABLES_ETS_INTERNAL_H

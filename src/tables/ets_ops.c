@@ -5,10 +5,12 @@
  * Every call pins the table (keel__ets_acquire), checks the caller's
  * access, then works under the lock of the key's stripe (or of the
  * ordered store). Objects are copied in before the lock is taken and
- * copied out while it is held. The exception: lookup and member of an
- * immediate key in a set read without pin or lock (lookup_fast: a read
- * section and the stripe's seqlock), which is why objects that leave a
- * set's store are retired (keel__ets_retire) rather than freed.
+ * copied out while it is held. The exceptions: lookup and member hold a
+ * read section (ets_rcu.c) instead of a pin, and for an immediate key in
+ * a set read without any lock (read_key: the stripe's seqlock), which is
+ * why objects that leave a set's store are retired (keel__ets_retire)
+ * rather than freed; single inserts into a set and update_counter's
+ * in-place path also hold a read section instead of a pin.
  */
 #include <stdlib.h>
 #include <string.h>
