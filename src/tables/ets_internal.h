@@ -4,9 +4,13 @@
  * for ordered_set), tables and the registry hooks.
  *
  * Locking: a table's objects are guarded by its store's locks (one rwlock
- * per stripe of the hash, one rwlock for the ordered store). Callers pin
+ * per stripe of the hash, one rwlock for the ordered store), except that
+ * sets are also read without locks (a per-stripe seqlock; whatever leaves
+ * a set's store is freed after a grace period, ets_rcu.c). Callers pin
  * the table through its registry slot (ets_table.c) for the duration of a
- * call; keel_ets_delete waits for the pins to drain before freeing it.
+ * call, or hold a read section instead (lookups, member, single set
+ * inserts, in-place counters); keel_ets_delete waits for the pins to
+ * drain and then for a grace period before freeing it.
  * Owner, heir and name change only under the registry lock.
  */
 #ifndef KEEL_TABLES_ETS_INTERNAL_H
@@ -50,13 +54,30 @@ static inline keel_term keel__ets_obj_term(const keel__ets_obj *o) {
 
 #define ETS_STRIPES 64
 
+/* A stripe of the hashed store. Writers hold `lock` for writing and keep
+ * `seq` odd meanwhile (keel__ets_wrlock), so a set table's lock-free
+ * reader that sees the same even `seq` before and after its reads read a
+ * consistent state (a seqlock). `view` packs the bucket array's address
+ * and length in one word, so a lock-free reader loads one word for both.
+ * Stripes are cache-line aligned, one or more lines each. Chain links and
+ * bucket slots
+ * are written with release stores and read by lock-free readers with
+ * acquire loads (ETS_LD / ETS_ST). */
 typedef struct ets_stripe {
-  pthread_rwlock_t lock;
-  keel__ets_obj **buckets;
-  size_t nbuckets; /* power of two */
+  /* What a lock-free reader loads, on the stripe's first cache line. */
+  _Alignas(64) _Atomic uint64_t seq;
+  uintptr_t view; /* buckets | log2(nbuckets) (arrays are 64-byte aligned);
+                     ETS_ST / ETS_LD */
+  keel__ets_obj **buckets; /* writers */
+  size_t nbuckets;         /* power of two; writers */
   size_t count;
-  char pad[64];
+  bool defer; /* a set's stripe: old bucket arrays wait a grace period */
+  pthread_rwlock_t lock;
 } ets_stripe;
+
+/* Loads and stores of words a lock-free reader may read concurrently. */
+#define ETS_LD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define ETS_ST(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 
 /* Objects per chunk of the ordered store (ets_ordered.c). */
 #define ORD_CHUNK 128
@@ -141,8 +162,14 @@ static inline bool keel__ets_hashed(const keel__ets_table *t) {
 /* Key equality of the table: =:= for hashed types, == for ordered_set. */
 bool keel__ets_key_eq(const keel__ets_table *t, keel_term a, keel_term b);
 
-/* Lock of the store part holding key (hash h for hashed types). */
+/* Lock of the store part holding key (hash h for hashed types). Writers
+ * take it through keel__ets_wrlock. */
 pthread_rwlock_t *keel__ets_key_lock(keel__ets_table *t, uint64_t h);
+/* Write-locks the part holding hash h (hashed stores: the stripe, with
+ * its seq made odd until keel__ets_wrunlock); the ordered store's lock
+ * for ordered_set. */
+void keel__ets_wrlock(keel__ets_table *t, uint64_t h);
+void keel__ets_wrunlock(keel__ets_table *t, uint64_t h);
 /* The hash the stores use: keel_hash with a 64-bit finaliser (splitmix64's)
  * on top, since stripes take the top bits and buckets the next bits and
  * keel_hash's low bits are not uniform for small integers; a small
@@ -233,11 +260,77 @@ int keel__ets_walk(keel__ets_table *t, keel_term from, int dir,
  * for every observer at one instant) and frees them. */
 void keel__ets_clear(keel__ets_table *t);
 
-/* Frees the objects of removed that are not in keep[0..n) (objects put
- * back into the store) and removed's storage. Call with the write lock
- * still held (it uses the objects' marks). */
-void keel__ets_free_removed(ets_vec *removed, keel__ets_obj *const *keep,
-                            size_t n);
+/* Frees (keel__ets_retire) the objects of removed that are not in
+ * keep[0..n) (objects put back into the store) and removed's storage.
+ * Call with the write lock still held (it uses the objects' marks). */
+void keel__ets_free_removed(const keel__ets_table *t, ets_vec *removed,
+                            keel__ets_obj *const *keep, size_t n);
+
+/* ---- lock-free reads of set tables (ets_rcu.c, ets_store.c) ---- */
+
+/* A thread's reader record (one cache line). ctr: 0 outside a read
+ * section, else the epoch at entry. */
+typedef struct keel__ets_reader {
+  _Atomic uint64_t ctr;
+  _Atomic bool used;
+  struct keel__ets_reader *next;
+  char pad[40];
+} keel__ets_reader;
+
+extern _Atomic uint64_t keel__ets_epoch;
+/* true when grace periods run membarrier(2), so that readers need only a
+ * compiler barrier; set once, before the first record is handed out. */
+extern bool keel__ets_fast_barrier;
+
+/* The calling thread's record, or NULL (out of memory: read with locks). */
+keel__ets_reader *keel__ets_reader_get(void);
+
+/* Enters a read section: until keel__ets_read_exit, nothing retired
+ * (keel__ets_retire, keel__ets_defer_free) after this point, nor any
+ * table deleted, is freed. Sections do not nest. */
+static inline void keel__ets_read_enter(keel__ets_reader *r) {
+  uint64_t e = atomic_load_explicit(&keel__ets_epoch, memory_order_acquire);
+  atomic_store_explicit(&r->ctr, e, memory_order_release);
+  if (keel__ets_fast_barrier)
+    atomic_signal_fence(memory_order_seq_cst);
+  else
+    atomic_thread_fence(memory_order_seq_cst);
+}
+
+static inline void keel__ets_read_exit(keel__ets_reader *r) {
+  atomic_store_explicit(&r->ctr, 0, memory_order_release);
+}
+
+/* Enters a read section and finds the table id names, unpinned (a
+ * deleted table is freed only after the section ends). KEEL_OK: in the
+ * section, *t set; KEEL_EBADARG (stale id) or KEEL_ENOMEM (no reader
+ * record: pin instead): not in a section. Writers may run in a section
+ * instead of pinning (it cannot deadlock: nothing waits for the readers
+ * while holding a store lock). */
+int keel__ets_section_enter(keel_ets_tab id, keel__ets_reader **r,
+                            keel__ets_table **t);
+
+/* Waits until every read section entered before the call has ended. Call
+ * outside any read section, holding no store lock (table deletion). */
+void keel__ets_synchronize(void);
+/* Blocks keel__ets_defer_free could not queue (out of memory) and left
+ * unfreed. */
+extern _Atomic uint64_t keel__ets_leaked;
+/* free(p) once the read sections that may see p have ended (batched; does
+ * not wait). */
+void keel__ets_defer_free(void *p);
+/* Frees an object that left t's store: at once unless t is a set (read
+ * without locks), else its counted references at once and its memory
+ * after a grace period. */
+void keel__ets_retire(const keel__ets_table *t, keel__ets_obj *o);
+
+/* Inside a read section, a set table t: looks for key (an immediate, hash
+ * h) without locks. 1: found, its words copied into buf[0..*words) when
+ * buf is not NULL (cap words of room); 0: absent; -1: read it with the
+ * lock instead (a writer kept the stripe busy, the object is not a flat
+ * tuple or does not fit). */
+int keel__ets_set_peek(keel__ets_table *t, keel_term key, uint64_t h,
+                       uint64_t *buf, size_t cap, size_t *words);
 
 /* ---- the ordered store (ets_ordered.c; its lock held) ---- */
 
@@ -268,6 +361,9 @@ int keel__ets_step(keel__ets_table *t, keel_term from, int dir, keel_heap *hp,
 
 /* Pins the table named by id; KEEL_EBADARG when stale. */
 int keel__ets_acquire(keel_ets_tab id, keel__ets_table **out);
+/* Inside a read section: the table named by id without pinning it (it
+ * stays valid until the section ends); KEEL_EBADARG when stale. */
+int keel__ets_peek_table(keel_ets_tab id, keel__ets_table **out);
 void keel__ets_release(keel_ets_tab id);
 
 /* The caller's right: KEEL_OK or KEEL_EBADARG. */

@@ -5,8 +5,12 @@
  * Every call pins the table (keel__ets_acquire), checks the caller's
  * access, then works under the lock of the key's stripe (or of the
  * ordered store). Objects are copied in before the lock is taken and
- * copied out while it is held; replaced objects are freed before the
- * lock is released (no reader can still see them).
+ * copied out while it is held. The exceptions: lookup and member hold a
+ * read section (ets_rcu.c) instead of a pin, and for an immediate key in
+ * a set read without any lock (read_key: the stripe's seqlock), which is
+ * why objects that leave a set's store are retired (keel__ets_retire)
+ * rather than freed; single inserts into a set and update_counter's
+ * in-place path also hold a read section instead of a pin.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -123,7 +127,7 @@ static int insert_locked(keel__ets_table *t, keel__ets_obj *o) {
     rc = keel__ets_group_set(t, o->key, o->hash, g.v, g.n, &removed);
   if (rc != KEEL_OK)
     keel__ets_obj_free(o);
-  keel__ets_free_removed(&removed, g.v, rc == KEEL_OK ? g.n : 0);
+  keel__ets_free_removed(t, &removed, g.v, rc == KEEL_OK ? g.n : 0);
   keel__ets_vec_free(&g);
   return rc;
 }
@@ -167,34 +171,54 @@ static int insert_set_one(keel__ets_table *t, keel_term obj) {
   keel_term key = keel_tuple_get(obj, t->keypos - 1);
   bool flat = flat_tuple(obj, arity);
   uint64_t h = keel__ets_hash(key);
-  pthread_rwlock_t *l = keel__ets_key_lock(t, h);
   keel__ets_obj *o = NULL;
   if (flat) { /* small: copied under the lock if need be */
-    pthread_rwlock_wrlock(l);
+    keel__ets_wrlock(t, h);
     keel__ets_obj *old = keel__ets_hash_find(t, key, h);
     if (old != NULL && old->flat && old->words == arity + 1) {
-      memcpy(old->data + 1, keel_tuple_elems(obj), arity * sizeof(keel_term));
-      pthread_rwlock_unlock(l);
+      const keel_term *e = keel_tuple_elems(obj);
+      for (size_t i = 0; i < arity; i++) /* (lock-free readers) */
+        ETS_ST(&old->data[1 + i], e[i]);
+      keel__ets_wrunlock(t, h);
       return KEEL_OK;
     }
     o = keel__ets_obj_new_flat(obj, arity, t->keypos);
   } else {
     o = keel__ets_obj_new(obj, t->keypos, true);
-    pthread_rwlock_wrlock(l);
+    keel__ets_wrlock(t, h);
   }
   if (o == NULL) {
-    pthread_rwlock_unlock(l);
+    keel__ets_wrunlock(t, h);
     return KEEL_ENOMEM;
   }
   keel__ets_obj *old = keel__ets_set_put(t, o);
-  pthread_rwlock_unlock(l);
-  keel__ets_obj_free(old);
+  keel__ets_wrunlock(t, h);
+  keel__ets_retire(t, old);
   return KEEL_OK;
+}
+
+/* insert/2 of one tuple into a set in a read section instead of a pin
+ * (no atomic read-modify-write for it): 1 done (*rc set), 0 to take the
+ * general path. */
+static int insert_fast(keel_ets_tab tab, keel_term obj, int *rc) {
+  keel__ets_reader *r;
+  keel__ets_table *t;
+  *rc = keel__ets_section_enter(tab, &r, &t);
+  if (*rc != KEEL_OK)
+    return *rc != KEEL_ENOMEM;
+  int done = t->type == KEEL_ETS_SET && keel__ets_check(t, true) == KEEL_OK;
+  if (done)
+    *rc = insert_set_one(t, obj);
+  keel__ets_read_exit(r);
+  return done;
 }
 
 static int do_insert(keel_ets_tab tab, keel_term objs, bool only_new) {
   keel__ets_table *t;
-  int rc = enter(tab, true, &t);
+  int rc;
+  if (!only_new && keel_is_tuple(objs) && insert_fast(tab, objs, &rc))
+    return rc;
+  rc = enter(tab, true, &t);
   if (rc != KEEL_OK)
     return rc;
   if (!only_new && t->type == KEEL_ETS_SET && keel_is_tuple(objs)) {
@@ -247,13 +271,13 @@ static int group_locked(keel__ets_table *t, keel_term key, bool write,
                         group_fn fn, void *arg) {
   uint64_t h = key_hash(t, key);
   pthread_rwlock_t *l = keel__ets_key_lock(t, h);
-  write ? pthread_rwlock_wrlock(l) : pthread_rwlock_rdlock(l);
+  write ? keel__ets_wrlock(t, h) : (void)pthread_rwlock_rdlock(l);
   ets_vec g;
   keel__ets_vec_init(&g);
   int rc = keel__ets_group_get(t, key, h, &g);
   if (rc == KEEL_OK)
     rc = fn(t, &g, arg);
-  pthread_rwlock_unlock(l);
+  write ? keel__ets_wrunlock(t, h) : (void)pthread_rwlock_unlock(l);
   keel__ets_vec_free(&g);
   return rc;
 }
@@ -314,8 +338,105 @@ static int copy_group(keel__ets_table *t, ets_vec *g, void *arg) {
     ets_vec removed;
     keel__ets_vec_init(&removed);
     rc = keel__ets_group_set(t, a->key, g->v[0]->hash, NULL, 0, &removed);
-    keel__ets_free_removed(&removed, NULL, 0);
+    keel__ets_free_removed(t, &removed, NULL, 0);
   }
+  return rc;
+}
+
+/* Words of an object a lock-free lookup copies through the stack. */
+#define PEEK_WORDS 32
+
+/* Whether key is one word equal only to itself (no pointer to follow). */
+static bool immediate_key(keel_term key) {
+  return !keel_is_boxed(key) && !keel_is_cons(key);
+}
+
+static int member_group(keel__ets_table *t, ets_vec *g, void *arg) {
+  (void)t;
+  (void)arg;
+  return g->n > 0 ? 1 : 0;
+}
+
+/* The object a lock-free read copied to buf[0..words) (found: 1), as the
+ * list lookup/2 returns, in hp. */
+static int finish_peek(int found, const uint64_t *buf, size_t words,
+                       keel_heap *hp, keel_term *out) {
+  keel_term l = KEEL_NIL;
+  if (found) {
+    uint64_t *w = keel_heap_alloc(hp, words);
+    if (w != NULL)
+      memcpy(w, buf, words * sizeof *w);
+    /* a flat object is a boxed tuple: its term is its header's address */
+    l = w == NULL ? KEEL_NONE : keel_cons(hp, (keel_term)(uintptr_t)w, l);
+  }
+  if (l == KEEL_NONE)
+    return KEEL_ENOMEM;
+  *out = l;
+  return KEEL_OK;
+}
+
+/* lookup/2 (member/2 when out is NULL) on the table t, which the caller
+ * keeps alive (a pin or a read section). A set and an immediate key: the
+ * lock-free read, then the locks if it gives up. *peeked: how many words
+ * of buf the lock-free read filled (the caller copies them to the heap
+ * after leaving its section), or -1 when the result is already in *out. */
+static int read_key(keel__ets_table *t, keel_term key, keel_heap *hp,
+                    keel_term *out, uint64_t *buf, int *peeked) {
+  *peeked = -1;
+  int rc = keel__ets_check(t, false);
+  if (rc != KEEL_OK)
+    return rc;
+  bool set = t->type == KEEL_ETS_SET;
+  if (set && immediate_key(key)) {
+    size_t words = 0;
+    int found =
+        keel__ets_set_peek(t, key, keel__ets_hash(key),
+                           out != NULL ? buf : NULL, PEEK_WORDS, &words);
+    if (found >= 0 && out == NULL)
+      return found;
+    if (found >= 0) {
+      *peeked = found ? (int)words : 0;
+      return KEEL_OK;
+    }
+  }
+  if (out == NULL && keel__ets_hashed(t)) { /* the first object suffices */
+    uint64_t h = keel__ets_hash(key);
+    pthread_rwlock_t *l = keel__ets_key_lock(t, h);
+    pthread_rwlock_rdlock(l);
+    rc = keel__ets_hash_find(t, key, h) != NULL;
+    pthread_rwlock_unlock(l);
+    return rc;
+  }
+  if (out == NULL)
+    return group_locked(t, key, false, member_group, NULL);
+  if (set)
+    return lookup_set(t, key, hp, out);
+  copy_arg a = {.hp = hp, .out = out, .key = key};
+  return group_locked(t, key, false, copy_group, &a);
+}
+
+/* lookup/2 and member/2: in a read section rather than pinning the table
+ * (no atomic read-modify-write at all for a set's immediate key), or
+ * pinned when the thread has no reader record. */
+static int lookup_any(keel_ets_tab tab, keel_term key, keel_heap *hp,
+                      keel_term *out) {
+  keel__ets_reader *r;
+  keel__ets_table *t;
+  uint64_t buf[PEEK_WORDS];
+  int peeked;
+  int rc = keel__ets_section_enter(tab, &r, &t);
+  if (rc == KEEL_OK) {
+    rc = read_key(t, key, hp, out, buf, &peeked);
+    keel__ets_read_exit(r);
+  } else if (rc == KEEL_ENOMEM) {
+    rc = enter(tab, false, &t);
+    if (rc != KEEL_OK)
+      return rc;
+    rc = read_key(t, key, hp, out, buf, &peeked);
+    keel__ets_release(tab);
+  }
+  if (rc == KEEL_OK && peeked >= 0)
+    rc = finish_peek(peeked > 0, buf, (size_t)peeked, hp, out);
   return rc;
 }
 
@@ -325,18 +446,7 @@ int keel_ets_lookup(keel_ets_tab tab, keel_term key, keel_heap *h,
     return KEEL_EINVAL;
   if (key == KEEL_NONE)
     return KEEL_EBADARG;
-  keel__ets_table *t;
-  int rc = enter(tab, false, &t);
-  if (rc != KEEL_OK)
-    return rc;
-  if (t->type == KEEL_ETS_SET) {
-    rc = lookup_set(t, key, h, out);
-  } else {
-    copy_arg a = {.hp = h, .out = out, .key = key};
-    rc = group_locked(t, key, false, copy_group, &a);
-  }
-  keel__ets_release(tab);
-  return rc;
+  return lookup_any(tab, key, h, out);
 }
 
 int keel_ets_take(keel_ets_tab tab, keel_term key, keel_heap *h,
@@ -386,30 +496,10 @@ int keel_ets_lookup_element(keel_ets_tab tab, keel_term key, size_t pos,
   return with_group(tab, key, false, element_group, &a);
 }
 
-static int member_group(keel__ets_table *t, ets_vec *g, void *arg) {
-  (void)t;
-  (void)arg;
-  return g->n > 0 ? 1 : 0;
-}
-
 int keel_ets_member(keel_ets_tab tab, keel_term key) {
   if (key == KEEL_NONE)
     return KEEL_EBADARG;
-  keel__ets_table *t;
-  int rc = enter(tab, false, &t);
-  if (rc != KEEL_OK)
-    return rc;
-  if (keel__ets_hashed(t)) { /* the first object of the key suffices */
-    uint64_t h = keel__ets_hash(key);
-    pthread_rwlock_t *l = keel__ets_key_lock(t, h);
-    pthread_rwlock_rdlock(l);
-    rc = keel__ets_hash_find(t, key, h) != NULL;
-    pthread_rwlock_unlock(l);
-  } else {
-    rc = group_locked(t, key, false, member_group, NULL);
-  }
-  keel__ets_release(tab);
-  return rc;
+  return lookup_any(tab, key, NULL, NULL);
 }
 
 /* ---- deleting ---- */
@@ -428,7 +518,7 @@ static int delete_group(keel__ets_table *t, ets_vec *g, void *arg) {
   if (rc == KEEL_OK && keep.n < g->n)
     rc = keel__ets_group_set(t, g->v[0]->key, g->v[0]->hash, keep.v, keep.n,
                              &removed);
-  keel__ets_free_removed(&removed, keep.v, keep.n);
+  keel__ets_free_removed(t, &removed, keep.v, keep.n);
   keel__ets_vec_free(&keep);
   return rc;
 }

@@ -13,6 +13,15 @@
  * adjacent in their chain (bags keep insertion order). A stripe doubles
  * its buckets when it holds more than GROW_LOAD objects per bucket.
  *
+ * Set tables are also read without locks (keel__ets_set_peek): a
+ * stripe's seq is odd while a writer holds its lock, chain links and
+ * bucket slots are stored with release semantics, and whatever leaves a
+ * set's store (objects, old bucket arrays) is freed only after a grace
+ * period (ets_rcu.c). Every link a reader can follow points to an object
+ * that is not yet freed, and along a chain the (hash, key) order only
+ * grows, so a walk racing with a writer ends; the seq check then sends
+ * it round again.
+ *
  * ordered_set: a two-level sorted array under one rwlock (ets_ordered.c).
  */
 #include <stdlib.h>
@@ -228,18 +237,36 @@ int keel__ets_hkey_cmp(uint64_t ha, keel_term a, uint64_t hb, keel_term b) {
 
 /* ---- store set-up ---- */
 
+/* A 64-byte aligned array of nb (>= 8, a power of two) empty buckets;
+ * NULL on out-of-memory. */
+static keel__ets_obj **barr_new(size_t nb) {
+  keel__ets_obj **b = aligned_alloc(64, nb * sizeof(keel__ets_obj *));
+  if (b != NULL)
+    memset(b, 0, nb * sizeof(keel__ets_obj *));
+  return b;
+}
+
+/* The stripe's view of array b of nb buckets. */
+static uintptr_t barr_view(keel__ets_obj **b, size_t nb) {
+  return (uintptr_t)b | (uintptr_t)__builtin_ctzll((unsigned long long)nb);
+}
+
 int keel__ets_store_init(keel__ets_table *t) {
   if (!keel__ets_hashed(t)) {
     memset(&t->u.ord, 0, sizeof t->u.ord);
     return pthread_rwlock_init(&t->u.ord.lock, NULL) == 0 ? KEEL_OK
                                                           : KEEL_ENOMEM;
   }
-  ets_stripe *s = calloc(ETS_STRIPES, sizeof *s);
+  ets_stripe *s = aligned_alloc(64, ETS_STRIPES * sizeof *s);
   if (s == NULL)
     return KEEL_ENOMEM;
+  memset(s, 0, ETS_STRIPES * sizeof *s);
   for (unsigned i = 0; i < ETS_STRIPES; i++) {
-    s[i].buckets = calloc(ETS_INIT_BUCKETS, sizeof(keel__ets_obj *));
+    s[i].buckets = barr_new(ETS_INIT_BUCKETS);
     s[i].nbuckets = ETS_INIT_BUCKETS;
+    s[i].view = barr_view(s[i].buckets, ETS_INIT_BUCKETS);
+    s[i].defer = t->type == KEEL_ETS_SET;
+    atomic_init(&s[i].seq, 0);
     if (s[i].buckets == NULL || pthread_rwlock_init(&s[i].lock, NULL) != 0) {
       for (unsigned j = 0; j <= i; j++)
         free(s[j].buckets);
@@ -281,13 +308,42 @@ pthread_rwlock_t *keel__ets_key_lock(keel__ets_table *t, uint64_t h) {
   return &t->u.stripes[keel__ets_stripe_of(h)].lock;
 }
 
+/* A stripe's write lock, its seq odd while held. */
+static void stripe_wrlock(ets_stripe *s) {
+  pthread_rwlock_wrlock(&s->lock);
+  uint64_t v = atomic_load_explicit(&s->seq, memory_order_relaxed);
+  atomic_store_explicit(&s->seq, v + 1, memory_order_relaxed);
+  /* (every store a lock-free reader may see is a release store after
+   * this one, so a reader that sees one of them sees the odd seq) */
+}
+
+static void stripe_wrunlock(ets_stripe *s) {
+  uint64_t v = atomic_load_explicit(&s->seq, memory_order_relaxed);
+  atomic_store_explicit(&s->seq, v + 1, memory_order_release);
+  pthread_rwlock_unlock(&s->lock);
+}
+
+void keel__ets_wrlock(keel__ets_table *t, uint64_t h) {
+  if (!keel__ets_hashed(t))
+    pthread_rwlock_wrlock(&t->u.ord.lock);
+  else
+    stripe_wrlock(&t->u.stripes[keel__ets_stripe_of(h)]);
+}
+
+void keel__ets_wrunlock(keel__ets_table *t, uint64_t h) {
+  if (!keel__ets_hashed(t))
+    pthread_rwlock_unlock(&t->u.ord.lock);
+  else
+    stripe_wrunlock(&t->u.stripes[keel__ets_stripe_of(h)]);
+}
+
 void keel__ets_lock_mask(keel__ets_table *t, uint64_t mask) {
   if (!keel__ets_hashed(t)) {
     pthread_rwlock_wrlock(&t->u.ord.lock);
     return;
   }
   for (uint64_t m = mask; m != 0; m &= m - 1) /* ascending: no deadlock */
-    pthread_rwlock_wrlock(&t->u.stripes[__builtin_ctzll(m)].lock);
+    stripe_wrlock(&t->u.stripes[__builtin_ctzll(m)]);
 }
 
 void keel__ets_unlock_mask(keel__ets_table *t, uint64_t mask) {
@@ -296,14 +352,14 @@ void keel__ets_unlock_mask(keel__ets_table *t, uint64_t mask) {
     return;
   }
   for (uint64_t m = mask; m != 0; m &= m - 1)
-    pthread_rwlock_unlock(&t->u.stripes[__builtin_ctzll(m)].lock);
+    stripe_wrunlock(&t->u.stripes[__builtin_ctzll(m)]);
 }
 
 /* ---- hashed store ---- */
 
 static void stripe_grow(ets_stripe *s) {
   size_t nb = s->nbuckets * 2;
-  keel__ets_obj **b = calloc(nb, sizeof(keel__ets_obj *));
+  keel__ets_obj **b = barr_new(nb);
   if (b == NULL)
     return; /* keep the longer chains */
   for (size_t i = 0; i < s->nbuckets; i++) {
@@ -313,15 +369,20 @@ static void stripe_grow(ets_stripe *s) {
     for (keel__ets_obj *o = s->buckets[i]; o != NULL; o = o->next) {
       /* Its new bucket is 2i or 2i + 1: the low bit tells which. */
       size_t k = keel__ets_bucket_of(o->hash, nb) & 1;
-      *tail[k] = o;
+      ETS_ST(tail[k], o);
       tail[k] = &o->next;
     }
-    *tail[0] = NULL;
-    *tail[1] = NULL;
+    ETS_ST(tail[0], NULL);
+    ETS_ST(tail[1], NULL);
   }
-  free(s->buckets);
+  keel__ets_obj **old = s->buckets;
   s->buckets = b;
   s->nbuckets = nb;
+  ETS_ST(&s->view, barr_view(b, nb));
+  if (s->defer) /* a lock-free reader may be in the old array */
+    keel__ets_defer_free(old);
+  else
+    free(old);
 }
 
 static int hash_group_set(keel__ets_table *t, keel_term key, uint64_t h,
@@ -343,14 +404,15 @@ static int hash_group_set(keel__ets_table *t, keel_term key, uint64_t h,
   for (size_t k = 0; k < old; k++) {
     keel__ets_obj *o = *pp;
     removed->v[removed->n++] = o;
-    *pp = o->next;
+    ETS_ST(pp, o->next);
   }
   keel__ets_obj *rest = *pp;
-  for (size_t k = 0; k < n; k++) {
-    *pp = nv[k];
-    pp = &nv[k]->next;
-  }
-  *pp = rest;
+  /* Link the new group's tail first, then its head: a lock-free reader
+   * never finds a link to an unfinished group. */
+  for (size_t k = n; k-- > 0;)
+    ETS_ST(&nv[k]->next, k + 1 < n ? nv[k + 1] : rest);
+  if (n > 0)
+    ETS_ST(pp, nv[0]);
   s->count = s->count + n - old;
   while (s->count > GROW_LOAD * s->nbuckets) {
     size_t nb = s->nbuckets;
@@ -393,6 +455,57 @@ keel__ets_obj *keel__ets_hash_find(keel__ets_table *t, keel_term key,
              : NULL;
 }
 
+/* Lock-free tries before keel__ets_set_peek gives up; steps along one
+ * chain before a try counts as failed (a walk racing with writers). */
+#define PEEK_TRIES 16
+#define PEEK_STEPS 4096
+
+/* One optimistic read of the stripe at seq v1 (even): 1 found, 0 absent,
+ * -1 not readable without the lock. */
+static int peek_once(ets_stripe *s, keel_term key, uint64_t h, uint64_t *buf,
+                     size_t cap, size_t *words) {
+  uintptr_t v = ETS_LD(&s->view);
+  keel__ets_obj **b = (keel__ets_obj **)(v & ~(uintptr_t)63);
+  unsigned k = (unsigned)(v & 63); /* log2 of the bucket count */
+  keel__ets_obj *o = ETS_LD(&b[k == 0 ? 0 : (size_t)((h << 6) >> (64 - k))]);
+  /* hash and key are set before an object is published, never after. */
+  for (unsigned n = 0; o != NULL && o->hash < h; n++) {
+    if (n == PEEK_STEPS)
+      return -2;
+    o = ETS_LD(&o->next);
+  }
+  while (o != NULL && o->hash == h && o->key != key)
+    o = ETS_LD(&o->next); /* (colliding hashes: an immediate key is one
+                             word, equal only to itself) */
+  if (o == NULL || o->hash != h)
+    return 0;
+  if (buf == NULL)
+    return 1;
+  size_t n = o->words;
+  if (!o->flat || n > cap)
+    return -1;
+  for (size_t i = 0; i < n; i++)
+    buf[i] = ETS_LD(&o->data[i]);
+  *words = n;
+  return 1;
+}
+
+int keel__ets_set_peek(keel__ets_table *t, keel_term key, uint64_t h,
+                       uint64_t *buf, size_t cap, size_t *words) {
+  ets_stripe *s = &t->u.stripes[keel__ets_stripe_of(h)];
+  for (unsigned i = 0; i < PEEK_TRIES; i++) {
+    uint64_t v1 = atomic_load_explicit(&s->seq, memory_order_acquire);
+    if (v1 & 1)
+      continue; /* a writer holds the stripe: look again, then lock */
+    int r = peek_once(s, key, h, buf, cap, words);
+    /* The reads above are acquire loads: this load comes after them. */
+    uint64_t v2 = atomic_load_explicit(&s->seq, memory_order_acquire);
+    if (v1 == v2)
+      return r < -1 ? -1 : r;
+  }
+  return -1;
+}
+
 keel__ets_obj *keel__ets_set_put(keel__ets_table *t, keel__ets_obj *o) {
   ets_stripe *s = &t->u.stripes[keel__ets_stripe_of(o->hash)];
   keel__ets_obj **pp = chain_at(s, o->key, o->hash);
@@ -400,15 +513,15 @@ keel__ets_obj *keel__ets_set_put(keel__ets_table *t, keel__ets_obj *o) {
   size_t add = keel__ets_obj_cost(o);
   if (old != NULL && old->hash == o->hash &&
       (old->key == o->key || keel_eq_exact(old->key, o->key))) {
-    o->next = old->next;
-    *pp = o;
+    ETS_ST(&o->next, old->next);
+    ETS_ST(pp, o);
     size_t sub = keel__ets_obj_cost(old);
     if (add != sub)
       atomic_fetch_add_explicit(&t->words, add - sub, memory_order_relaxed);
     return old;
   }
-  o->next = old;
-  *pp = o;
+  ETS_ST(&o->next, old);
+  ETS_ST(pp, o);
   atomic_fetch_add_explicit(&t->size, 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&t->words, add, memory_order_relaxed);
   stripe_added(s);
@@ -499,9 +612,9 @@ static void account_removed(keel__ets_table *t, ets_vec *dead) {
   atomic_fetch_sub_explicit(&t->words, sub, memory_order_relaxed);
 }
 
-static void free_all(ets_vec *dead) {
+static void free_all(const keel__ets_table *t, ets_vec *dead) {
   for (size_t k = 0; k < dead->n; k++)
-    keel__ets_obj_free(dead->v[k]);
+    keel__ets_retire(t, dead->v[k]);
   keel__ets_vec_free(dead);
 }
 
@@ -515,7 +628,7 @@ static int scan_stripe(ets_stripe *s, bool write, keel__ets_visit_fn fn,
       if (r < 0)
         return r;
       if (r == 1 && write && keel__ets_vec_push(dead, o) == KEEL_OK) {
-        *pp = o->next;
+        ETS_ST(pp, o->next);
         s->count--;
         continue;
       }
@@ -539,17 +652,17 @@ int keel__ets_scan(keel__ets_table *t, bool write, keel__ets_visit_fn fn,
     rc = keel__ord_scan(&t->u.ord, write, fn, arg, &dead);
     account_removed(t, &dead);
     pthread_rwlock_unlock(l);
-    free_all(&dead);
+    free_all(t, &dead);
     return rc;
   }
   rc = KEEL_OK;
   for (unsigned i = 0; i < ETS_STRIPES && rc >= 0; i++) {
     ets_stripe *s = &t->u.stripes[i];
-    write ? pthread_rwlock_wrlock(&s->lock) : pthread_rwlock_rdlock(&s->lock);
+    write ? stripe_wrlock(s) : (void)pthread_rwlock_rdlock(&s->lock);
     rc = scan_stripe(s, write, fn, arg, &dead);
     account_removed(t, &dead);
-    pthread_rwlock_unlock(&s->lock);
-    free_all(&dead);
+    write ? stripe_wrunlock(s) : (void)pthread_rwlock_unlock(&s->lock);
+    free_all(t, &dead);
   }
   return rc;
 }
@@ -636,13 +749,13 @@ int keel__ets_step(keel__ets_table *t, keel_term from, int dir, keel_heap *hp,
   return keel__ets_walk(t, from, 1, step_visit, NULL, &a);
 }
 
-void keel__ets_free_removed(ets_vec *removed, keel__ets_obj *const *keep,
-                            size_t n) {
+void keel__ets_free_removed(const keel__ets_table *t, ets_vec *removed,
+                            keel__ets_obj *const *keep, size_t n) {
   for (size_t k = 0; k < n; k++)
     keep[k]->mark = 1;
   for (size_t k = 0; k < removed->n; k++)
     if (!removed->v[k]->mark)
-      keel__ets_obj_free(removed->v[k]);
+      keel__ets_retire(t, removed->v[k]);
   for (size_t k = 0; k < n; k++)
     keep[k]->mark = 0;
   keel__ets_vec_free(removed);
@@ -660,11 +773,11 @@ void keel__ets_clear(keel__ets_table *t) {
         keel__ets_obj *o = s->buckets[b];
         while (o != NULL) {
           keel__ets_obj *next = o->next;
-          o->next = all;
+          ETS_ST(&o->next, all);
           all = o;
           o = next;
         }
-        s->buckets[b] = NULL;
+        ETS_ST(&s->buckets[b], NULL);
       }
       s->count = 0;
     }
@@ -674,7 +787,7 @@ void keel__ets_clear(keel__ets_table *t) {
   keel__ets_unlock_mask(t, ~UINT64_C(0));
   while (all != NULL) {
     keel__ets_obj *next = all->next;
-    keel__ets_obj_free(all);
+    keel__ets_retire(t, all);
     all = next;
   }
 }

@@ -13,6 +13,8 @@
  * mismatch unpins and fails with KEEL_EBADARG). Delete clears LIVE under
  * the registry lock, waits until every lane drains, frees the table and
  * then moves the generation on, so a stale id never reaches a new table.
+ * Lock-free readers of set tables do not pin: they run in a read section
+ * (ets_rcu.c) and delete waits for a grace period after clearing LIVE.
  * Increment-then-check against clear-then-wait is Dekker's pattern: both
  * sides use sequentially consistent operations.
  * The id is generation << ETS_IDX_BITS | index, generation >= 1, so it is
@@ -98,6 +100,19 @@ int keel__ets_acquire(keel_ets_tab id, keel__ets_table **out) {
   }
   *out = atomic_load_explicit(&s->tab, memory_order_acquire);
   return KEEL_OK;
+}
+
+int keel__ets_peek_table(keel_ets_tab id, keel__ets_table **out) {
+  uint32_t idx = (uint32_t)(id & ((1u << ETS_IDX_BITS) - 1));
+  uint64_t gen = id >> ETS_IDX_BITS;
+  ets_slot *s = gen == 0 || gen > UINT32_MAX ? NULL : slot_at(idx);
+  if (s == NULL)
+    return KEEL_EBADARG;
+  uint64_t v = atomic_load_explicit(&s->ctl, memory_order_acquire);
+  if ((v >> 32) != gen || !(v & ETS_LIVE))
+    return KEEL_EBADARG;
+  *out = atomic_load_explicit(&s->tab, memory_order_acquire);
+  return *out != NULL ? KEEL_OK : KEEL_EBADARG;
 }
 
 void keel__ets_release(keel_ets_tab id) {
@@ -310,6 +325,7 @@ static void retire_unlock(ets_slot *s, uint32_t idx) {
   for (unsigned i = 0; i < ETS_LANES; i++)
     while (atomic_load_explicit(&s->lanes[i].pins, memory_order_seq_cst) != 0)
       sched_yield();
+  keel__ets_synchronize(); /* lock-free readers (keel__ets_peek_table) */
   table_free(t);
   pthread_mutex_lock(&reg.lock);
   uint64_t gen = (atomic_load_explicit(&s->ctl, memory_order_relaxed) >> 32);

@@ -120,7 +120,7 @@ static int replace(keel__ets_table *t, keel_term key, uint64_t h,
   int rc = keel__ets_group_set(t, key, h, &o, 1, &removed);
   if (rc != KEEL_OK)
     keel__ets_obj_free(o);
-  keel__ets_free_removed(&removed, NULL, 0);
+  keel__ets_free_removed(t, &removed, NULL, 0);
   return rc;
 }
 
@@ -168,8 +168,8 @@ static int counter_store(keel__ets_table *t, uint64_t h, upd *u,
   if (inplace) {
     keel_term *dst =
         (keel_term *)(uintptr_t)keel_tuple_elems(keel__ets_obj_term(g->v[0]));
-    for (size_t i = 0; i < u->nops; i++)
-      dst[u->ops[i].pos - 1] = el[u->ops[i].pos - 1];
+    for (size_t i = 0; i < u->nops; i++) /* (lock-free readers) */
+      ETS_ST(&dst[u->ops[i].pos - 1], el[u->ops[i].pos - 1]);
     return KEEL_OK;
   }
   keel_term nt = keel_tuple_from(tmp, n, el);
@@ -219,10 +219,9 @@ static int locked_update(keel_ets_tab tab, keel_term key,
     rc = KEEL_EBADARG;
   if (rc == KEEL_OK) {
     uint64_t h = keel__ets_hashed(t) ? keel__ets_hash(key) : 0;
-    pthread_rwlock_t *l = keel__ets_key_lock(t, h);
-    pthread_rwlock_wrlock(l);
+    keel__ets_wrlock(t, h);
     rc = fn(t, h, u);
-    pthread_rwlock_unlock(l);
+    keel__ets_wrunlock(t, h);
   }
   keel__ets_release(tab);
   return rc;
@@ -252,8 +251,7 @@ static int build_results(const int64_t *res, size_t n, bool many, keel_heap *hp,
 static int counter_fast(keel__ets_table *t, keel_term key, keel_term incr,
                         keel_term *out) {
   uint64_t h = keel__ets_hash(key);
-  pthread_rwlock_t *l = keel__ets_key_lock(t, h);
-  pthread_rwlock_wrlock(l);
+  keel__ets_wrlock(t, h);
   keel__ets_obj *o = keel__ets_hash_find(t, key, h);
   int done = 0;
   if (o != NULL && o->flat) {
@@ -265,12 +263,12 @@ static int counter_fast(keel__ets_table *t, keel_term key, keel_term incr,
         !__builtin_add_overflow(keel_small_value(el[pos]),
                                 keel_small_value(incr), &v) &&
         v >= KEEL_SMALL_MIN && v <= KEEL_SMALL_MAX) {
-      el[pos] = keel_small(v);
-      *out = el[pos];
+      ETS_ST(&el[pos], keel_small(v)); /* (lock-free readers) */
+      *out = keel_small(v);
       done = 1;
     }
   }
-  pthread_rwlock_unlock(l);
+  keel__ets_wrunlock(t, h);
   return done;
 }
 
@@ -281,18 +279,27 @@ int keel_ets_update_counter(keel_ets_tab tab, keel_term key, keel_term ops,
   if (key == KEEL_NONE || ops == KEEL_NONE)
     return KEEL_EBADARG;
   keel__ets_table *t;
-  int rc = keel__ets_acquire(tab, &t);
+  keel__ets_reader *r;
+  int rc;
+  /* The in-place fast path runs in a read section instead of a pin. */
+  if (keel_is_small(ops) &&
+      (rc = keel__ets_section_enter(tab, &r, &t)) != KEEL_ENOMEM) {
+    if (rc != KEEL_OK)
+      return rc;
+    bool done = t->type == KEEL_ETS_SET &&
+                keel__ets_check(t, true) == KEEL_OK &&
+                counter_fast(t, key, ops, out);
+    keel__ets_read_exit(r);
+    if (done)
+      return KEEL_OK;
+  }
+  rc = keel__ets_acquire(tab, &t);
   if (rc != KEEL_OK)
     return rc;
   rc = keel__ets_check(t, true);
   if (rc == KEEL_OK && t->type != KEEL_ETS_SET &&
       t->type != KEEL_ETS_ORDERED_SET)
     rc = KEEL_EBADARG;
-  if (rc == KEEL_OK && t->type == KEEL_ETS_SET && keel_is_small(ops) &&
-      counter_fast(t, key, ops, out)) {
-    keel__ets_release(tab);
-    return KEEL_OK;
-  }
   cop stack[OPS_STACK], *cv = stack;
   int64_t rstack[OPS_STACK], *res = rstack;
   size_t n = 0;
@@ -306,10 +313,9 @@ int keel_ets_update_counter(keel_ets_tab tab, keel_term key, keel_term ops,
   if (rc == KEEL_OK) {
     upd u = {.key = key, .dflt = dflt, .ops = cv, .nops = n, .res = res};
     uint64_t hh = keel__ets_hashed(t) ? keel__ets_hash(key) : 0;
-    pthread_rwlock_t *l = keel__ets_key_lock(t, hh);
-    pthread_rwlock_wrlock(l);
+    keel__ets_wrlock(t, hh);
     rc = counter_locked(t, hh, &u);
-    pthread_rwlock_unlock(l);
+    keel__ets_wrunlock(t, hh);
   }
   keel__ets_release(tab);
   if (rc == KEEL_OK)
