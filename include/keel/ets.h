@@ -248,6 +248,16 @@ int keel_ets_lookup_element(keel_ets_tab tab, keel_term key, size_t pos,
 int keel_ets_lookup_elements(keel_ets_tab tab, keel_term key, size_t pos,
                              size_t n, keel_heap *h, keel_term *out);
 
+/* Deletes the objects with that key whose element pos (1-based) is =:=
+ * value, in one pass over the key's objects (objects shorter than pos
+ * stay): delete_object on one element, for a bag's key holding objects of
+ * many owners, say (a Keel extension). Returns how many were deleted, or
+ * KEEL_EINVAL (value KEEL_NONE), KEEL_EBADARG (stale table, no write
+ * right, key KEEL_NONE, pos 0), KEEL_ENOMEM (nothing deleted).
+ * Thread-safe. */
+int64_t keel_ets_delete_by_element(keel_ets_tab tab, keel_term key, size_t pos,
+                                   keel_term value);
+
 /* 1 when an object with that key exists, 0 otherwise. */
 int keel_ets_member(keel_ets_tab tab, keel_term key);
 

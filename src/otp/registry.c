@@ -58,55 +58,13 @@ static void notify(const keel_registry *reg, keel_term key, keel_term pid,
   keel_heap_destroy(&h);
 }
 
-/* Removes pid's entry under a unique key: one read of its pid, then the
- * key deleted if it is pid's (only pid writes its own entry, so it cannot
- * change in between). Returns 1, 0 (none) or a negative error. */
-static int64_t drop_unique(keel_ets_tab t, keel_term key, keel_term pid) {
-  uint64_t buf[8];
-  keel_heap h;
-  keel_heap_init_fixed(&h, buf, 8);
-  keel_term l;
-  int rc = keel_ets_lookup_elements(t, key, 2, 1, &h, &l);
-  if (rc != KEEL_OK)
-    return rc;
-  if (!keel_is_cons(l) || keel_tuple_get(keel_hd(l), 0) != pid)
-    return 0;
-  rc = keel_ets_delete_key(t, key);
-  return rc == KEEL_OK ? 1 : rc;
-}
-
-/* Removes pid's entries under a duplicate key: one delete_object per
- * value (it removes every identical copy). Returns how many entries. */
-static int64_t drop_duplicate(keel_ets_tab t, keel_term key, keel_term pid) {
-  keel_heap h;
-  keel_heap_init(&h);
-  keel_term l, last = KEEL_NONE;
-  int64_t n = 0;
-  int rc = keel_ets_lookup_elements(t, key, 2, 2, &h, &l);
-  for (; rc == KEEL_OK && keel_is_cons(l); l = keel_tl(l)) {
-    keel_term pv = keel_hd(l);
-    if (keel_tuple_get(pv, 0) != pid)
-      continue;
-    n++;
-    keel_term v = keel_tuple_get(pv, 1);
-    if (last != KEEL_NONE && keel_eq_exact(v, last))
-      continue; /* deleted with the previous one */
-    keel_term o = keel_tuple(&h, 3, key, pid, v);
-    rc = o == KEEL_NONE ? KEEL_ENOMEM : keel_ets_delete_object(t, o);
-    last = v;
-  }
-  keel_heap_destroy(&h);
-  return rc == KEEL_OK ? n : rc;
-}
-
 /* Removes pid's entries under key (pid is the caller or the dying
  * process), and with rows its {Pid, Key} objects of the pid index;
  * returns how many entries, or a negative error. */
 static int64_t drop_key(keel_registry *reg, keel_term key, keel_term pid,
                         bool tell, bool rows) {
-  keel_ets_tab t = part_of(reg, key, pid);
-  int64_t n = reg->keys == KEEL_REGISTRY_UNIQUE ? drop_unique(t, key, pid)
-                                                : drop_duplicate(t, key, pid);
+  /* One pass over the key's entries, whoever else has some there. */
+  int64_t n = keel_ets_delete_by_element(part_of(reg, key, pid), key, 2, pid);
   if (n < 0)
     return n;
   if (rows) {

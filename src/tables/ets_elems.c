@@ -1,7 +1,8 @@
 /*
- * ets_elems.c - keel_ets_lookup_elements: some elements of a key's
- * objects, copied straight from the store into the caller's heap under
- * the key's read lock (no copy of whole objects, no scratch heap).
+ * ets_elems.c - by element: keel_ets_lookup_elements (some elements of a
+ * key's objects, copied straight from the store into the caller's heap
+ * under the key's read lock: no copy of whole objects, no scratch heap)
+ * and keel_ets_delete_by_element (one pass over the key's objects).
  */
 #include "tables/ets_internal.h"
 
@@ -81,4 +82,52 @@ int keel_ets_lookup_elements(keel_ets_tab tab, keel_term key, size_t pos,
   }
   keel__ets_release(tab);
   return rc;
+}
+
+/* The key's lock held for writing: deletes the objects whose element pos
+ * is value; returns how many. */
+static int64_t delete_locked(keel__ets_table *t, keel_term key, uint64_t h,
+                             size_t pos, keel_term value) {
+  ets_vec g, keep, removed;
+  keel__ets_vec_init(&g);
+  keel__ets_vec_init(&keep);
+  keel__ets_vec_init(&removed);
+  int rc = keel__ets_group_get(t, key, h, &g);
+  for (size_t i = 0; i < g.n && rc == KEEL_OK; i++) {
+    keel_term ot = keel__ets_obj_term(g.v[i]);
+    keel_term e = keel_is_tuple(ot) && keel_tuple_arity(ot) >= pos
+                      ? keel_tuple_get(ot, pos - 1)
+                      : KEEL_NONE;
+    if (e == KEEL_NONE || (e != value && !keel_eq_exact(e, value)))
+      rc = keel__ets_vec_push(&keep, g.v[i]);
+  }
+  int64_t n = (int64_t)(g.n - keep.n);
+  if (rc == KEEL_OK && n > 0)
+    rc = keel__ets_group_set(t, key, h, keep.v, keep.n, &removed);
+  keel__ets_free_removed(&removed, keep.v, keep.n);
+  keel__ets_vec_free(&keep);
+  keel__ets_vec_free(&g);
+  return rc == KEEL_OK ? n : rc;
+}
+
+int64_t keel_ets_delete_by_element(keel_ets_tab tab, keel_term key, size_t pos,
+                                   keel_term value) {
+  if (value == KEEL_NONE)
+    return KEEL_EINVAL;
+  if (key == KEEL_NONE || pos == 0)
+    return KEEL_EBADARG;
+  keel__ets_table *t;
+  int rc = keel__ets_acquire(tab, &t);
+  if (rc != KEEL_OK)
+    return rc;
+  int64_t n = keel__ets_check(t, true);
+  if (n == KEEL_OK) {
+    uint64_t hash = keel__ets_hashed(t) ? keel__ets_hash(key) : 0;
+    pthread_rwlock_t *l = keel__ets_key_lock(t, hash);
+    pthread_rwlock_wrlock(l);
+    n = delete_locked(t, key, hash, pos, value);
+    pthread_rwlock_unlock(l);
+  }
+  keel__ets_release(tab);
+  return n;
 }
