@@ -18,10 +18,10 @@ static keel_term project(const keel__ets_obj *o, size_t pos, size_t n,
   if (r == KEEL_NONE)
     return KEEL_NONE;
   const keel_term *src = keel_tuple_elems(ot) + (pos - 1);
+  for (size_t i = 0; i < n; i++) /* immediates as they are */
+    e[i] = keel_is_boxed(src[i]) || keel_is_cons(src[i]) ? KEEL_NIL : src[i];
   for (size_t i = 0; i < n; i++)
-    e[i] = KEEL_NIL; /* a valid tuple while its elements are copied */
-  for (size_t i = 0; i < n; i++)
-    if ((e[i] = keel_term_copy(hp, src[i])) == KEEL_NONE)
+    if (e[i] != src[i] && (e[i] = keel_term_copy(hp, src[i])) == KEEL_NONE)
       return KEEL_NONE;
   return r;
 }
