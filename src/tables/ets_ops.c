@@ -222,11 +222,15 @@ static int insert_new_set_one(keel__ets_table *t, keel_term obj) {
 }
 
 /* insert/2 of one object into a bag or duplicate_bag (hashed): the copy
- * made before the lock, added under it with one keel__ets_bag_add. */
+ * (one memcpy for a tuple of immediates) made before the lock, added
+ * under it with one keel__ets_bag_add. */
 static int insert_bag_one(keel__ets_table *t, keel_term obj) {
   if (!valid_obj(t, obj))
     return KEEL_EBADARG;
-  keel__ets_obj *o = keel__ets_obj_new(obj, t->keypos, true);
+  size_t arity = keel_tuple_arity(obj);
+  keel__ets_obj *o = flat_tuple(obj, arity)
+                         ? keel__ets_obj_new_flat(obj, arity, t->keypos)
+                         : keel__ets_obj_new(obj, t->keypos, true);
   if (o == NULL)
     return KEEL_ENOMEM;
   pthread_rwlock_t *l = keel__ets_key_lock(t, o->hash);
