@@ -119,7 +119,7 @@ int keel_registry_lookup(keel_registry *reg, keel_term key, keel_heap *h,
                          keel_term *out);
 
 /* The pid registered under a unique key, or 'undefined' (also for a
- * duplicate registry: its first entry's pid). Never a dead process once
+ * duplicate registry: the pid of one of its entries). Never a dead process once
  * the process's 'DOWN' could have been seen. */
 keel_term keel_registry_whereis(keel_registry *reg, keel_term key);
 
