@@ -2,9 +2,11 @@
  * order of a key's objects through growth, deletes and re-inserts, as
  * Erlang's ets documents), duplicate_bag with any_order (every object
  * kept, any order, many objects under one key), the one-object insert
- * paths and keel_ets_lookup_elements. Called from the test thread, which
- * runs no process. */
+ * paths, keel_ets_lookup_elements and keel_ets_delete_by_element, and
+ * threads appending under one key at once (also under TSan). Called
+ * from threads that run no process. */
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -278,4 +280,52 @@ Test(ets_dupbag, delete_by_element) {
     cr_assert_eq(keel_ets_delete_by_element(t, T("k"), 1, T("k")), KEEL_EBADARG,
                  "stale table");
   }
+}
+
+/* ---- threads appending under one key of an any_order duplicate_bag ---- */
+
+#define APPENDERS 4
+#define APPENDS 10000
+
+typedef struct appender {
+  keel_ets_tab t;
+  int id;
+  int failed;
+} appender;
+
+static void *append_many(void *arg) {
+  appender *a = arg;
+  uint64_t buf[8];
+  for (int i = 0; i < APPENDS && !a->failed; i++) {
+    keel_heap h;
+    keel_heap_init_fixed(&h, buf, 8);
+    keel_term o =
+        keel_tuple(&h, 3, keel_atom("hot"), keel_small(a->id), keel_small(i));
+    a->failed = keel_ets_insert(a->t, o) != KEEL_OK;
+  }
+  return NULL;
+}
+
+Test(ets_dupbag, any_order_concurrent_appends_to_one_key) {
+  keel_ets_tab t = mk(KEEL_ETS_DUPLICATE_BAG, true);
+  pthread_t th[APPENDERS];
+  appender a[APPENDERS];
+  for (int i = 0; i < APPENDERS; i++) {
+    a[i] = (appender){.t = t, .id = i};
+    cr_assert_eq(pthread_create(&th[i], NULL, append_many, &a[i]), 0);
+  }
+  for (int i = 0; i < APPENDERS; i++) {
+    cr_assert_eq(pthread_join(th[i], NULL), 0);
+    cr_assert_eq(a[i].failed, 0);
+  }
+  cr_assert_eq(size_of(t), APPENDERS * APPENDS);
+  /* each thread's objects all there, once each */
+  for (int i = 0; i < APPENDERS; i++) {
+    keel_term spec = keel_build(&H, "[{{hot, ~i, '_'}, [], [true]}]", i);
+    cr_assert_eq(keel_ets_select_count(t, spec), APPENDS, "thread %d", i);
+    cr_assert_eq(
+        keel_ets_delete_by_element(t, keel_atom("hot"), 2, keel_small(i)),
+        APPENDS);
+  }
+  cr_assert_eq(size_of(t), 0);
 }
