@@ -102,6 +102,13 @@ typedef struct keel_ets_opts {
    * copied into the table (KEEL_NONE means the atom undefined). */
   keel_term heir;
   keel_term heir_data;
+  /* duplicate_bag only (a Keel extension; KEEL_EINVAL with another type):
+   * the objects of one key are kept in no particular order (lookup, take,
+   * select and traversal may return them in any order; today newest
+   * first), so that an insert costs O(1) however many objects share its
+   * key. false (the default): insertion order, as ETS documents, and an
+   * insert walks the objects of its key. */
+  bool any_order;
 } keel_ets_opts;
 
 /* What keel_ets_info reports. */
@@ -231,6 +238,25 @@ int keel_ets_lookup(keel_ets_tab tab, keel_term key, keel_heap *h,
  * beyond an object's size, pos 0). */
 int keel_ets_lookup_element(keel_ets_tab tab, keel_term key, size_t pos,
                             keel_term dflt, keel_heap *h, keel_term *out);
+
+/* Elements pos..pos + n - 1 (1-based, n >= 1) of each object with that
+ * key, each as an n-tuple built in h, in a list in lookup's order ([] when
+ * none): lookup_element of several elements at once, without copying the
+ * rest of the objects (a Keel extension). Errors: KEEL_EINVAL (h or out
+ * NULL), KEEL_EBADARG (stale table, no read right, pos or n 0, an object
+ * shorter than pos + n - 1), KEEL_ENOMEM. Thread-safe. */
+int keel_ets_lookup_elements(keel_ets_tab tab, keel_term key, size_t pos,
+                             size_t n, keel_heap *h, keel_term *out);
+
+/* Deletes the objects with that key whose element pos (1-based) is =:=
+ * value, in one pass over the key's objects (objects shorter than pos
+ * stay): delete_object on one element, for a bag's key holding objects of
+ * many owners, say (a Keel extension). Returns how many were deleted, or
+ * KEEL_EINVAL (value KEEL_NONE), KEEL_EBADARG (stale table, no write
+ * right, key KEEL_NONE, pos 0), KEEL_ENOMEM (nothing deleted).
+ * Thread-safe. */
+int64_t keel_ets_delete_by_element(keel_ets_tab tab, keel_term key, size_t pos,
+                                   keel_term value);
 
 /* 1 when an object with that key exists, 0 otherwise. */
 int keel_ets_member(keel_ets_tab tab, keel_term key);

@@ -9,8 +9,12 @@
  *   duplicate_key   many entries per key, partitioned by key hash
  *                   ({:duplicate, :key}: a lookup reads one partition).
  * Each partition is one ETS table of {Key, Pid, Value} objects (a set for
- * unique keys, a duplicate_bag otherwise) plus one bag {Pid, Key} that
- * indexes the keys of every registered pid. Reads (lookup, match,
+ * unique keys, a duplicate_bag otherwise) plus one duplicate_bag of
+ * {Pid, Key}, one object per entry, that indexes the keys of every
+ * registered pid. A registration costs O(1) however many entries the
+ * process or the key already has; the cleanup at a process's death costs
+ * O(its entries) (plus, for a duplicate key, the other entries under
+ * it). Reads (lookup, match,
  * select, count, ...) go straight to the tables from the calling thread;
  * no process is involved.
  *
@@ -109,12 +113,13 @@ int64_t keel_registry_unregister_match(keel_registry *reg, keel_term key,
                                        keel_term pattern, keel_term guards);
 
 /* The entries under key as a list of {Pid, Value}, built in h ([] when
- * none). Errors: KEEL_EINVAL (NULL argument), KEEL_EBADARG, KEEL_ENOMEM. */
+ * none), in no particular order for duplicate keys (as Elixir's). Errors:
+ * KEEL_EINVAL (NULL argument), KEEL_EBADARG, KEEL_ENOMEM. */
 int keel_registry_lookup(keel_registry *reg, keel_term key, keel_heap *h,
                          keel_term *out);
 
 /* The pid registered under a unique key, or 'undefined' (also for a
- * duplicate registry: its first entry's pid). Never a dead process once
+ * duplicate registry: the pid of one of its entries). Never a dead process once
  * the process's 'DOWN' could have been seen. */
 keel_term keel_registry_whereis(keel_registry *reg, keel_term key);
 
@@ -139,7 +144,11 @@ int64_t keel_registry_count_match(keel_registry *reg, keel_term key,
                                   keel_term pattern, keel_term guards);
 int64_t keel_registry_count_select(keel_registry *reg, keel_term spec);
 
-/* The keys pid is registered under (each once), as a list built in h. */
+/* The keys pid is registered under, as a list built in h, in no
+ * particular order: a key comes as many times as pid has entries under
+ * it (Elixir's Registry.keys; only a duplicate registry has several).
+ * Errors: KEEL_EINVAL (NULL argument), KEEL_EBADARG (pid not a local
+ * pid, tables gone), KEEL_ENOMEM. */
 int keel_registry_keys(keel_registry *reg, keel_term pid, keel_heap *h,
                        keel_term *out);
 

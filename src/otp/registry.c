@@ -2,11 +2,15 @@
  * registry.c - Elixir's Registry on ETS tables and a runtime exit hook.
  *
  * Per partition: a table of {Key, Pid, Value} (set for unique keys,
- * duplicate_bag otherwise). Per registry: a bag {Pid, Key} (which keys a
- * pid holds) and a set for metadata. Only a process writes its own
- * entries (register/unregister/update_value act on self, and the exit
- * hook runs on the dying process's own thread), so the two writes of a
- * registration need no lock: nobody else touches those objects.
+ * duplicate_bag otherwise). Per registry: a duplicate_bag {Pid, Key} with
+ * one object per entry (which keys a pid holds, each as many times as it
+ * has entries under it, as Elixir's pid table) and a set for metadata.
+ * The duplicate_bags keep their objects in any order, so that adding one
+ * costs O(1) however many a pid or a key already has (Elixir leaves the
+ * order of lookup, keys and dispatch unspecified). Only a process writes its
+ * own entries (register/unregister/update_value act on self, and the exit hook
+ * runs on the dying process's own thread), so the two writes of a registration
+ * need no lock: nobody else touches those objects.
  *
  * Registries are kept in a list guarded by a read-write lock: the exit
  * hook walks it under the read lock (short table operations only), and
@@ -55,32 +59,31 @@ static void notify(const keel_registry *reg, keel_term key, keel_term pid,
 }
 
 /* Removes pid's entries under key (pid is the caller or the dying
- * process); returns how many, or a negative error. */
+ * process), and with rows its {Pid, Key} objects of the pid index;
+ * returns how many entries, or a negative error. */
 static int64_t drop_key(keel_registry *reg, keel_term key, keel_term pid,
-                        bool tell) {
-  keel_ets_tab t = part_of(reg, key, pid);
-  keel_heap h;
-  keel_heap_init(&h);
-  keel_term objs;
-  int64_t n = 0;
-  int rc = keel_ets_lookup(t, key, &h, &objs);
-  for (; rc == KEEL_OK && keel_is_cons(objs); objs = keel_tl(objs)) {
-    keel_term o = keel_hd(objs);
-    if (keel_tuple_get(o, 1) != pid)
-      continue;
-    rc = keel_ets_delete_object(t, o);
-    n++;
+                        bool tell, bool rows) {
+  /* One pass over the key's entries, whoever else has some there. */
+  int64_t n = keel_ets_delete_by_element(part_of(reg, key, pid), key, 2, pid);
+  if (n < 0)
+    return n;
+  if (rows) {
+    uint64_t buf[4];
+    keel_heap h;
+    keel_heap_init_fixed(&h, buf, 4);
+    int rc = keel_ets_delete_object(reg->pids, keel_tuple(&h, 2, pid, key));
+    if (rc != KEEL_OK)
+      return rc;
   }
-  if (rc == KEEL_OK)
-    rc = keel_ets_delete_object(reg->pids, keel_tuple(&h, 2, pid, key));
-  keel_heap_destroy(&h);
-  if (rc != KEEL_OK)
-    return rc;
   if (n > 0 && tell)
     notify(reg, key, pid, KEEL_NONE);
   return n;
 }
 
+/* Runs on the dying process's thread: takes its pid index objects (one
+ * per entry) and removes the entries they name, O(its entries). A key it
+ * holds several entries under comes several times: the first drop
+ * removes them all, the others find none. */
 static void on_exit_hook(keel_term pid, keel_term reason, void *arg) {
   (void)reason;
   (void)arg;
@@ -92,7 +95,7 @@ static void on_exit_hook(keel_term pid, keel_term reason, void *arg) {
     if (keel_ets_take(r->pids, pid, &h, &rows) != KEEL_OK)
       continue;
     for (; keel_is_cons(rows); rows = keel_tl(rows))
-      (void)drop_key(r, keel_tuple_get(keel_hd(rows), 1), pid, true);
+      (void)drop_key(r, keel_tuple_get(keel_hd(rows), 1), pid, true, false);
   }
   pthread_rwlock_unlock(&regs_lock);
   keel_heap_destroy(&h);
@@ -114,18 +117,21 @@ static void reg_init_once(void) {
 
 static int make_tables(keel_registry *reg) {
   keel_ets_opts o = {.access = KEEL_ETS_PUBLIC};
-  o.type =
-      reg->keys == KEEL_REGISTRY_UNIQUE ? KEEL_ETS_SET : KEEL_ETS_DUPLICATE_BAG;
+  bool unique = reg->keys == KEEL_REGISTRY_UNIQUE;
+  o.type = unique ? KEEL_ETS_SET : KEEL_ETS_DUPLICATE_BAG;
+  o.any_order = !unique;
   for (unsigned i = 0; i < reg->nparts; i++) {
     int rc = keel_ets_new(&o, &reg->parts[i]);
     if (rc != KEEL_OK)
       return rc;
   }
-  o.type = KEEL_ETS_BAG;
+  o.type = KEEL_ETS_DUPLICATE_BAG;
+  o.any_order = true;
   int rc = keel_ets_new(&o, &reg->pids);
   if (rc != KEEL_OK)
     return rc;
   o.type = KEEL_ETS_SET;
+  o.any_order = false;
   return keel_ets_new(&o, &reg->meta);
 }
 
@@ -248,12 +254,12 @@ int keel_registry_register(keel_registry *reg, keel_term key, keel_term value) {
   if (rc != KEEL_OK)
     return rc;
   keel_ets_tab t = part_of(reg, key, pid);
+  uint64_t buf[8]; /* the two tuples: 4 + 3 words */
   keel_heap h;
-  keel_heap_init(&h);
+  keel_heap_init_fixed(&h, buf, 8);
   keel_term obj = keel_tuple(&h, 3, key, pid, value);
   keel_term row = keel_tuple(&h, 2, pid, key);
-  rc = obj == KEEL_NONE || row == KEEL_NONE ? KEEL_ENOMEM
-                                            : insert_entry(reg, t, obj);
+  rc = insert_entry(reg, t, obj);
   if (rc == KEEL_OK) {
     rc = keel_ets_insert(reg->pids, row);
     if (rc != KEEL_OK)
@@ -261,7 +267,6 @@ int keel_registry_register(keel_registry *reg, keel_term key, keel_term value) {
   }
   if (rc == KEEL_OK)
     notify(reg, key, pid, value);
-  keel_heap_destroy(&h);
   return rc;
 }
 
@@ -271,7 +276,7 @@ int keel_registry_unregister(keel_registry *reg, keel_term key) {
   keel_term pid = self_pid();
   if (pid == KEEL_NONE)
     return KEEL_ESTATE;
-  int64_t n = drop_key(reg, key, pid, true);
+  int64_t n = drop_key(reg, key, pid, true, true);
   return n < 0 ? (int)n : KEEL_OK;
 }
 
@@ -302,13 +307,16 @@ int64_t keel_registry_unregister_match(keel_registry *reg, keel_term key,
   for (; rc == KEEL_OK && keel_is_cons(objs); objs = keel_tl(objs), n++)
     rc = keel_ets_delete_object(t, keel_hd(objs));
   if (rc == KEEL_OK && n > 0) {
-    /* The pid row goes when no entry of pid under key is left. */
-    keel_term left;
-    rc = keel_ets_select(
-        t, key_spec(&h, key, pid, keel_atom("_"), KEEL_NIL, KEEL_ATOM(TRUE)),
-        &h, &left);
-    if (rc == KEEL_OK && keel_is_nil(left))
-      rc = keel_ets_delete_object(reg->pids, keel_tuple(&h, 2, pid, key));
+    /* The pid index keeps one {Pid, Key} per entry left: delete_object
+     * removes them all, then as many as are left go back (only pid
+     * writes its own objects, so nobody sees them half-way but readers
+     * of keys/2). */
+    int64_t left = keel_ets_select_count(
+        t, key_spec(&h, key, pid, keel_atom("_"), KEEL_NIL, KEEL_ATOM(TRUE)));
+    keel_term row = keel_tuple(&h, 2, pid, key);
+    rc = left < 0 ? (int)left : keel_ets_delete_object(reg->pids, row);
+    for (int64_t i = 0; rc == KEEL_OK && i < left; i++)
+      rc = keel_ets_insert(reg->pids, row);
     if (rc == KEEL_OK)
       notify(reg, key, pid, KEEL_NONE);
   }
@@ -342,35 +350,46 @@ static void key_parts(const keel_registry *reg, keel_term key, unsigned *lo,
   *hi = *lo + 1;
 }
 
+/* Elements pos..pos + n - 1 of the entries under key, as n-tuples in a
+ * list built in h: one table read per partition, copied straight into h. */
+static int read_parts(keel_registry *reg, keel_term key, size_t pos, size_t n,
+                      keel_heap *h, keel_term *out) {
+  unsigned lo, hi;
+  key_parts(reg, key, &lo, &hi);
+  if (hi == lo + 1) /* one partition: its list as it is */
+    return keel_ets_lookup_elements(reg->parts[lo], key, pos, n, h, out);
+  keel_term acc = KEEL_NIL;
+  for (unsigned i = lo; i < hi; i++) {
+    keel_term l;
+    int rc = keel_ets_lookup_elements(reg->parts[i], key, pos, n, h, &l);
+    if (rc != KEEL_OK)
+      return rc;
+    for (; keel_is_cons(l); l = keel_tl(l))
+      if ((acc = keel_cons(h, keel_hd(l), acc)) == KEEL_NONE)
+        return KEEL_ENOMEM;
+  }
+  *out = acc;
+  return KEEL_OK;
+}
+
 int keel_registry_lookup(keel_registry *reg, keel_term key, keel_heap *h,
                          keel_term *out) {
   if (reg == NULL || key == KEEL_NONE || h == NULL || out == NULL)
     return KEEL_EINVAL;
-  unsigned lo, hi;
-  key_parts(reg, key, &lo, &hi);
-  keel_heap tmp;
-  keel_heap_init(&tmp);
-  keel_term acc = KEEL_NIL;
-  int rc = KEEL_OK;
-  for (unsigned i = lo; i < hi && rc == KEEL_OK; i++) {
-    keel_term objs;
-    rc = keel_ets_lookup(reg->parts[i], key, &tmp, &objs);
-    if (rc == KEEL_OK)
-      acc = to_pid_values(h, objs, acc);
-    if (acc == KEEL_NONE)
-      rc = KEEL_ENOMEM;
-  }
-  keel_heap_destroy(&tmp);
-  if (rc == KEEL_OK)
-    *out = acc;
-  return rc;
+  return read_parts(reg, key, 2, 2, h, out);
 }
 
 keel_term keel_registry_whereis(keel_registry *reg, keel_term key) {
+  if (reg == NULL || key == KEEL_NONE)
+    return KEEL_ATOM(UNDEFINED);
+  uint64_t buf[8]; /* [{Pid}]: a unique key's answer needs 4 words */
   keel_heap h;
-  keel_heap_init(&h);
+  if (reg->keys == KEEL_REGISTRY_UNIQUE)
+    keel_heap_init_fixed(&h, buf, 8);
+  else
+    keel_heap_init(&h);
   keel_term l, pid = KEEL_ATOM(UNDEFINED);
-  if (keel_registry_lookup(reg, key, &h, &l) == KEEL_OK && keel_is_cons(l))
+  if (read_parts(reg, key, 2, 1, &h, &l) == KEEL_OK && keel_is_cons(l))
     pid = keel_tuple_get(keel_hd(l), 0);
   keel_heap_destroy(&h);
   return pid;

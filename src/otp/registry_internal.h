@@ -15,7 +15,7 @@ struct keel_registry {
   keel_term name; /* atom or KEEL_NONE */
   size_t nlisteners;
   keel_term listeners[KEEL_REGISTRY_MAX_LISTENERS];
-  keel_ets_tab pids; /* bag {Pid, Key} */
+  keel_ets_tab pids; /* duplicate_bag {Pid, Key}, one per entry */
   keel_ets_tab meta; /* set {Key, Value} */
   keel_ets_tab parts[KEEL_REGISTRY_MAX_PARTITIONS];
 };

@@ -16,20 +16,9 @@ int keel_registry_keys(keel_registry *reg, keel_term pid, keel_heap *h,
     return KEEL_EINVAL;
   if (!keel_is_local_pid(pid))
     return KEEL_EBADARG;
-  keel_heap tmp;
-  keel_heap_init(&tmp);
-  keel_term rows, acc = KEEL_NIL;
-  int rc = keel_ets_lookup(reg->pids, pid, &tmp, &rows);
-  for (; rc == KEEL_OK && keel_is_cons(rows); rows = keel_tl(rows)) {
-    keel_term k = keel_term_copy(h, keel_tuple_get(keel_hd(rows), 1));
-    acc = k == KEEL_NONE ? KEEL_NONE : keel_cons(h, k, acc);
-    if (acc == KEEL_NONE)
-      rc = KEEL_ENOMEM;
-  }
-  keel_heap_destroy(&tmp);
-  if (rc == KEEL_OK)
-    *out = acc;
-  return rc;
+  /* One {Pid, Key} per entry: a key pid holds several entries under comes
+   * that many times, as in Elixir. */
+  return keel_ets_lookup_element(reg->pids, pid, 2, KEEL_NIL, h, out);
 }
 
 int keel_registry_values(keel_registry *reg, keel_term key, keel_term pid,
@@ -101,16 +90,8 @@ int keel_registry_dispatch(keel_registry *reg, keel_term key,
   for (unsigned i = lo; i < hi; i++) {
     keel_heap h;
     keel_heap_init(&h);
-    keel_term objs, acc = KEEL_NIL;
-    int rc = keel_ets_lookup(reg->parts[i], key, &h, &objs);
-    for (; rc == KEEL_OK && keel_is_cons(objs); objs = keel_tl(objs)) {
-      keel_term o = keel_hd(objs);
-      keel_term pv =
-          keel_tuple(&h, 2, keel_tuple_get(o, 1), keel_tuple_get(o, 2));
-      acc = pv == KEEL_NONE ? KEEL_NONE : keel_cons(&h, pv, acc);
-      if (acc == KEEL_NONE)
-        rc = KEEL_ENOMEM;
-    }
+    keel_term acc;
+    int rc = keel_ets_lookup_elements(reg->parts[i], key, 2, 2, &h, &acc);
     if (rc == KEEL_OK && keel_is_cons(acc)) {
       fn(acc, arg);
       calls++;

@@ -108,6 +108,7 @@ typedef struct keel__ets_table {
   keel_ets_type type;
   keel_ets_access access;
   unsigned keypos;
+  bool any_order;          /* duplicate_bag: keys' objects in any order */
   keel_term name;          /* atom or KEEL_NONE */
   _Atomic keel_term owner; /* written under the registry lock */
   keel_term heir;          /* under the registry lock */
@@ -215,8 +216,10 @@ keel__ets_obj *keel__ets_set_put(keel__ets_table *t, keel__ets_obj *o);
 /* Bag and duplicate_bag tables, the key's write lock held: adds o as the
  * last object of its key (insertion order), unless dedupe (a bag) and an
  * equal object is there already: then returns false and o stays the
- * caller's. One walk of the key's objects, no allocation. Keeps the size
- * and memory counters. */
+ * caller's. One walk of the key's objects, no allocation. A duplicate_bag
+ * with any_order (dedupe false) takes o as the first object of its key
+ * instead, without walking them (O(1)). Keeps the size and memory
+ * counters. */
 bool keel__ets_bag_add(keel__ets_table *t, keel__ets_obj *o, bool dedupe);
 
 /* With the key's lock held: the objects with that key, in store order. */

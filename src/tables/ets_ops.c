@@ -213,6 +213,54 @@ static int insert_fast(keel_ets_tab tab, keel_term obj, int *rc) {
   return done;
 }
 
+/* insert_new/2 of one object into a set, under the stripe's write lock:
+ * one chain walk to see the key is free, then the object (copied under
+ * the lock when it is a small tuple of immediates, before it otherwise)
+ * put in place. 1 inserted, 0 key taken. */
+static int insert_new_set_one(keel__ets_table *t, keel_term obj) {
+  if (!valid_obj(t, obj))
+    return KEEL_EBADARG;
+  size_t arity = keel_tuple_arity(obj);
+  keel_term key = keel_tuple_get(obj, t->keypos - 1);
+  bool flat = flat_tuple(obj, arity);
+  uint64_t h = keel__ets_hash(key);
+  keel__ets_obj *o = NULL;
+  if (!flat && (o = keel__ets_obj_new(obj, t->keypos, true)) == NULL)
+    return KEEL_ENOMEM;
+  keel__ets_wrlock(t, h);
+  int rc = 1;
+  if (keel__ets_hash_find(t, key, h) != NULL)
+    rc = 0;
+  else if (flat && (o = keel__ets_obj_new_flat(obj, arity, t->keypos)) == NULL)
+    rc = KEEL_ENOMEM;
+  else
+    (void)keel__ets_set_put(t, o); /* the key is free: replaces nothing */
+  keel__ets_wrunlock(t, h);
+  if (rc != 1)
+    keel__ets_obj_free(o);
+  return rc;
+}
+
+/* insert/2 of one object into a bag or duplicate_bag (hashed): the copy
+ * (one memcpy for a tuple of immediates) made before the lock, added
+ * under it with one keel__ets_bag_add. */
+static int insert_bag_one(keel__ets_table *t, keel_term obj) {
+  if (!valid_obj(t, obj))
+    return KEEL_EBADARG;
+  size_t arity = keel_tuple_arity(obj);
+  keel__ets_obj *o = flat_tuple(obj, arity)
+                         ? keel__ets_obj_new_flat(obj, arity, t->keypos)
+                         : keel__ets_obj_new(obj, t->keypos, true);
+  if (o == NULL)
+    return KEEL_ENOMEM;
+  keel__ets_wrlock(t, o->hash);
+  bool added = keel__ets_bag_add(t, o, t->type == KEEL_ETS_BAG);
+  keel__ets_wrunlock(t, o->hash);
+  if (!added)
+    keel__ets_obj_free(o); /* an equal object is there (bag) */
+  return KEEL_OK;
+}
+
 static int do_insert(keel_ets_tab tab, keel_term objs, bool only_new) {
   keel__ets_table *t;
   int rc;
@@ -221,8 +269,14 @@ static int do_insert(keel_ets_tab tab, keel_term objs, bool only_new) {
   rc = enter(tab, true, &t);
   if (rc != KEEL_OK)
     return rc;
-  if (!only_new && t->type == KEEL_ETS_SET && keel_is_tuple(objs)) {
-    rc = insert_set_one(t, objs);
+  if (t->type == KEEL_ETS_SET && keel_is_tuple(objs)) {
+    rc = only_new ? insert_new_set_one(t, objs) : insert_set_one(t, objs);
+    keel__ets_release(tab);
+    return rc;
+  }
+  if (!only_new && keel_is_tuple(objs) &&
+      (t->type == KEEL_ETS_BAG || t->type == KEEL_ETS_DUPLICATE_BAG)) {
+    rc = insert_bag_one(t, objs);
     keel__ets_release(tab);
     return rc;
   }

@@ -10,7 +10,8 @@
  * bucket b into 2b and 2b + 1 and keeps that order, so a traversal that
  * resumes "after key K" never misses or repeats a key that stays in the
  * table, however the table grows meanwhile. Objects with one key are
- * adjacent in their chain (bags keep insertion order). A stripe doubles
+ * adjacent in their chain (bags keep insertion order; a duplicate_bag made
+ * with any_order takes each new object first, O(1)). A stripe doubles
  * its buckets when it holds more than GROW_LOAD objects per bucket.
  *
  * Set tables are also read without locks (keel__ets_set_peek): a
@@ -547,16 +548,18 @@ static bool quick_differs(keel_term a, keel_term b) {
 bool keel__ets_bag_add(keel__ets_table *t, keel__ets_obj *o, bool dedupe) {
   ets_stripe *s = &t->u.stripes[keel__ets_stripe_of(o->hash)];
   keel__ets_obj **pp = chain_at(s, o->key, o->hash);
-  /* Past the key's group, comparing (a bag keeps one of equal objects). */
-  for (keel__ets_obj *g; (g = *pp) != NULL && g->hash == o->hash &&
-                         (g->key == o->key || keel_eq_exact(g->key, o->key));
+  /* Past the key's group, comparing (a bag keeps one of equal objects);
+   * a duplicate_bag in any order takes o first (pp is at its group). */
+  for (keel__ets_obj *g;
+       (dedupe || !t->any_order) && (g = *pp) != NULL && g->hash == o->hash &&
+       (g->key == o->key || keel_eq_exact(g->key, o->key));
        pp = &g->next)
     if (dedupe &&
         !quick_differs(keel__ets_obj_term(g), keel__ets_obj_term(o)) &&
         keel_eq_exact(keel__ets_obj_term(g), keel__ets_obj_term(o)))
       return false;
   o->next = *pp;
-  *pp = o; /* last of its group: insertion order */
+  *pp = o; /* last of its group (insertion order), or first in any order */
   atomic_fetch_add_explicit(&t->size, 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&t->words, keel__ets_obj_cost(o),
                             memory_order_relaxed);

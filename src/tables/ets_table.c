@@ -226,6 +226,8 @@ static int check_opts(const keel_ets_opts *o) {
     return KEEL_EINVAL;
   if (o->name != KEEL_NONE && !keel_is_atom(o->name))
     return KEEL_EINVAL;
+  if (o->any_order && o->type != KEEL_ETS_DUPLICATE_BAG)
+    return KEEL_EINVAL;
   if (o->owner != KEEL_NONE && !keel_is_local_pid(o->owner))
     return KEEL_EINVAL;
   if (o->heir != KEEL_NONE && !keel_is_local_pid(o->heir))
@@ -247,6 +249,7 @@ static keel__ets_table *table_make(const keel_ets_opts *o, int *rc) {
     return NULL;
   }
   t->type = o->type;
+  t->any_order = o->any_order;
   t->access = o->access;
   t->keypos = o->keypos ? o->keypos : 1;
   t->name = o->name;
