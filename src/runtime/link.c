@@ -14,14 +14,15 @@ static bool is_caller(const keel_proc *self) {
 }
 
 /* Charges self (may be NULL) for a signal it sent, as keel_send charges
- * a message: a fiber whose slice is used up gives way (a process looping
- * on monitor/demonitor or link/unlink is preempted as BEAM's would be). */
+ * a message: a fiber whose slice was used up before gives way (a process
+ * looping on monitor/demonitor or link/unlink is preempted as BEAM's
+ * would be). Called last: nothing after it reads the thread's scheduler. */
 static void charge(keel_proc *self) {
   if (self == NULL)
     return;
-  self->budget -= KEEL_COST_SEND;
   if (self->fiber != NULL && self->budget <= 0)
-    keel__rt_fiber_budget_yield(self);
+    (void)keel__rt_fiber_budget_yield(self);
+  self->budget -= KEEL_COST_SEND;
 }
 
 /* ---- exit signals ------------------------------------------------------ */

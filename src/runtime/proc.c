@@ -431,14 +431,16 @@ int keel_send(keel_term pid, keel_term msg) {
       return rc; /* an alias (sent), or an error */
   }
   keel_proc *self = keel__rt_tl_proc;
+  rt_sched *s = keel__rt_tl_sched;
+  /* A fiber gives way when its slice is used up (also when sending to
+   * dead pids), as a handler does by returning: at its next send, so that
+   * a send followed by a receive that blocks (a call) does not first put
+   * the sender behind the process it just woke into runnext. */
+  if (self != NULL && self->fiber != NULL && self->budget <= 0)
+    s = keel__rt_fiber_budget_yield(self);
   if (self != NULL)
     self->budget -= KEEL_COST_SEND;
-  int rc = send_checked(n, keel__rt_tl_sched, pid, msg);
-  /* A fiber gives way when its slice is used up (also when sending to
-   * dead pids), as a handler does by returning. */
-  if (self != NULL && self->fiber != NULL && self->budget <= 0)
-    keel__rt_fiber_budget_yield(self);
-  return rc;
+  return send_checked(n, s, pid, msg);
 }
 
 /* ---- death ------------------------------------------------------------- */

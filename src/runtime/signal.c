@@ -259,7 +259,12 @@ static rt_msg *on_alias_msg(rt_node *n, keel_proc *p, rt_sig *sig) {
   if (e->flags & RT_MONF_REPLY_DEMON) {
     uint64_t target = e->peer;
     keel__rt_ent_del(p->ext, e);
-    send_simple(n, RT_SIG_DEMONITOR, p->pid_number, target, sig->key);
+    /* Lazy, as keel_demonitor's: the server that just replied is not
+     * woken for it. */
+    rt_sig *d = keel__rt_sig_new(n, RT_SIG_DEMONITOR, 0, p->pid_number,
+                                 sig->key, KEEL_NONE);
+    if (d != NULL)
+      (void)keel__rt_sig_send_lazy(n, target, d);
   }
   return take_msg(sig);
 }
