@@ -234,8 +234,14 @@ static bool unpin_and_wake(keel_proc *p, uint64_t flags) {
   do {
     wake = false;
     bool lazy = false; /* queued, nobody woken */
-    if (flags & RT_LAZY)
+    /* Lazy: counted only against an idle receiver; one that is queued or
+     * running gets NEWMAIL as for a message (it handles the signal in
+     * this run), so the count holds exactly what an idle process has not
+     * looked at, and going idle clears it (keel__rt_try_idle). */
+    if ((flags & RT_LAZY) && (ctl & RT_ST_MASK) == RT_ST_IDLE)
       nctl = lazy_count(ctl - RT_PIN_ONE, &lazy);
+    else if (flags & RT_LAZY)
+      nctl = ctl - RT_PIN_ONE;
     else
       nctl = (ctl - RT_PIN_ONE) | flags;
     if (!lazy && (ctl & RT_EXITING) == 0) {
