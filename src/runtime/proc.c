@@ -234,16 +234,16 @@ static bool unpin_and_wake(keel_proc *p, uint64_t flags) {
   do {
     wake = false;
     bool lazy = false; /* queued, nobody woken */
-    /* Lazy: counted only against an idle receiver; one that is queued or
-     * running gets NEWMAIL as for a message (it handles the signal in
-     * this run), so the count holds exactly what an idle process has not
-     * looked at, and going idle clears it (keel__rt_try_idle). */
-    if ((flags & RT_LAZY) && (ctl & RT_ST_MASK) == RT_ST_IDLE)
+    if (flags & RT_LAZY)
       nctl = lazy_count(ctl - RT_PIN_ONE, &lazy);
-    else if (flags & RT_LAZY)
-      nctl = ctl - RT_PIN_ONE;
     else
       nctl = (ctl - RT_PIN_ONE) | flags;
+    /* A queued or running receiver of a lazy signal gets NEWMAIL as for a
+     * message, so it cannot go idle without having looked at it: going
+     * idle (keel__rt_try_idle) then clears the count, which holds only
+     * what the process has not looked at since. */
+    if (lazy && (ctl & (RT_ST_MASK | RT_EXITING)) == RT_ST_SCHEDULED)
+      nctl |= RT_NEWMAIL;
     if (!lazy && (ctl & RT_EXITING) == 0) {
       uint64_t st = ctl & RT_ST_MASK;
       if (st == RT_ST_IDLE) {

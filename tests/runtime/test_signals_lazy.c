@@ -259,9 +259,9 @@ static bool m_pong(keel_term m, void *arg) {
   return m == keel_atom("pong");
 }
 
-/* The lazy count holds only what an idle process has not looked at: a
- * run that handled them (woken by a message) starts it again from zero,
- * so a process that is busy now and then is not also woken every
+/* The lazy count holds only what the process has not looked at: a run
+ * that handled them (woken by a message) starts it again from zero, so a
+ * process that is busy now and then is not also woken every
  * RT_LAZY_WAKE-th monitor. */
 static void count_reset_scenario(keel_proc *self, void *arg) {
   (void)arg;
