@@ -122,6 +122,7 @@ rt_ent *keel__rt_ent_add(rt_ext *x, uint64_t key) {
   e->peer = 0;
   e->state = 0;
   e->flags = 0;
+  e->rec = NULL;
   x->n++;
   (*counter_of(x, key))++;
   return e;

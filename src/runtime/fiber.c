@@ -434,11 +434,12 @@ static bool running_fiber(const keel_proc *self) {
          keel__rt_tl_proc == self;
 }
 
-void keel__rt_fiber_budget_yield(keel_proc *p) {
+rt_sched *keel__rt_fiber_budget_yield(keel_proc *p) {
   if (p->fiber->why == RT_FB_RUN) {
     fiber_switch(p, RT_FB_YIELD);
     fiber_signals(p);
   }
+  return p->fiber->sched;
 }
 
 int keel_fiber_yield(keel_proc *self) {
@@ -579,9 +580,11 @@ static int inner_scan(keel_proc *self, rt_msg **last,
 
 /* Pops new arrivals until one matches; blocks while the mailbox is empty.
  * Returns KEEL_OK with *out set, or KEEL_ETIMEDOUT, or an arming error.
- * last: the last inner-queue entry examined so far by this receive. */
+ * last: the last inner-queue entry examined so far by this receive.
+ * *owe (a yield owed for a used-up slice) is cleared once it blocks. */
 static int receive_wait(keel_proc *self, keel_receive_match_fn match, void *arg,
-                        int64_t timeout_ms, rt_msg *last, rt_msg **out) {
+                        int64_t timeout_ms, rt_msg *last, rt_msg **out,
+                        bool *owe) {
   bool armed = false;
   for (;;) {
     rt_msg *m = keel__mbox_pop(self);
@@ -595,6 +598,7 @@ static int receive_wait(keel_proc *self, keel_receive_match_fn match, void *arg,
         armed = true;
       }
       fiber_switch(self, RT_FB_BLOCK);
+      *owe = false;
       if (keel__rt_sig_pending_take(self)) {
         if (keel__rt_sig_drain(keel__rt, self))
           fiber_die(self);
@@ -713,20 +717,33 @@ int keel_receive(keel_proc *self, keel_receive_match_fn match, void *match_arg,
   }
   if (self->tmo != NULL) /* a keel_proc_set_timeout: replaced */
     keel__rt_proc_timeout_clear(keel__rt, self);
-  if (self->budget <= 0)
+  /* A used-up slice is given up where the receive would go on running:
+   * a receive that blocks gives way anyway, and yielding first (to the
+   * back of the ring, next to the process this one just woke into
+   * runnext) would wake another scheduler to steal one of the two. */
+  bool owe = self->budget <= 0;
+  if (owe && timeout_ms == 0) { /* a poll: give way first, as before */
     fiber_switch(self, RT_FB_YIELD);
+    owe = false;
+  }
   fiber_signals(self);
   rt_msg *m = NULL, *last = f->mark != NULL ? skip_to_mark(self) : NULL;
   int st = inner_scan(self, &last, match, match_arg, &m);
   if (st == SCAN_TIMEOUT) /* not expected: the armed timeout was cleared */
     return KEEL_ETIMEDOUT;
   if (st == SCAN_NONE) {
-    int rc = receive_wait(self, match, match_arg, timeout_ms, last, &m);
+    int rc = receive_wait(self, match, match_arg, timeout_ms, last, &m, &owe);
     if (rc != KEEL_OK) {
       if (self->tmo != NULL)
         keel__rt_proc_timeout_clear(keel__rt, self);
       return rc;
     }
+  }
+  if (owe) {     /* found without blocking: give way now, holding m */
+    f->held = m; /* freed with the fiber if a signal kills it meanwhile */
+    fiber_switch(self, RT_FB_YIELD);
+    fiber_signals(self);
+    f->held = NULL;
   }
   return receive_taken(self, m, msg_out);
 }

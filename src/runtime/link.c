@@ -14,14 +14,15 @@ static bool is_caller(const keel_proc *self) {
 }
 
 /* Charges self (may be NULL) for a signal it sent, as keel_send charges
- * a message: a fiber whose slice is used up gives way (a process looping
- * on monitor/demonitor or link/unlink is preempted as BEAM's would be). */
+ * a message: a fiber whose slice was used up before gives way (a process
+ * looping on monitor/demonitor or link/unlink is preempted as BEAM's
+ * would be). Called last: nothing after it reads the thread's scheduler. */
 static void charge(keel_proc *self) {
   if (self == NULL)
     return;
-  self->budget -= KEEL_COST_SEND;
   if (self->fiber != NULL && self->budget <= 0)
-    keel__rt_fiber_budget_yield(self);
+    (void)keel__rt_fiber_budget_yield(self);
+  self->budget -= KEEL_COST_SEND;
 }
 
 /* ---- exit signals ------------------------------------------------------ */
@@ -218,14 +219,19 @@ int keel_monitor(keel_proc *self, keel_term pid, unsigned flags, keel_heap *h,
   uint64_t num = keel__rt_ref_next(n);
   keel_term r = keel__rt_ref_term(h, num, alias ? self->pid_number : RT_NO_PID);
   rt_ext *x = keel__rt_ext(self);
-  rt_sig *sig = keel__rt_sig_new(n, RT_SIG_MONITOR, alias ? RT_SIGF_ALIAS : 0,
+  /* The record is shared with the target (see RT_MON_LIVE): a demonitor
+   * before the target has seen it cancels both, with no second signal. */
+  rt_sig *sig = keel__rt_sig_new(n, RT_SIG_MONITOR,
+                                 RT_SIGF_SHARED | (alias ? RT_SIGF_ALIAS : 0),
                                  self->pid_number, num, KEEL_NONE);
   rt_ent *e = r != KEEL_NONE && x != NULL && sig != NULL
                   ? keel__rt_ent_add(x, RT_EK_KEY(RT_EK_MON, num))
                   : NULL;
   if (e == NULL) {
-    if (sig != NULL)
+    if (sig != NULL) {
+      sig->flags = 0; /* never sent: not shared */
       keel__rt_sig_free(sig);
+    }
     return KEEL_ENOMEM;
   }
   e->peer = target;
@@ -233,8 +239,13 @@ int keel_monitor(keel_proc *self, keel_term pid, unsigned flags, keel_heap *h,
       (alias ? RT_MONF_ALIAS : 0) |
       ((flags & KEEL_MONITOR_REPLY_DEMONITOR) && alias ? RT_MONF_REPLY_DEMON
                                                        : 0);
-  if (!keel__rt_sig_send_lazy(n, target, sig))
+  if (keel__rt_deliver_lazy(n, target, (rt_msg *)sig)) {
+    e->rec = sig; /* ours until we let go of it (keel__rt_mon_end) */
+  } else {
+    sig->flags = 0; /* refused: never shared */
+    keel__rt_sig_free(sig);
     keel__rt_send_down_noproc(n, self, target, num, alias); /* G16 */
+  }
   *ref = r;
   charge(self);
   return KEEL_OK;
@@ -255,14 +266,8 @@ int keel_demonitor(keel_proc *self, keel_term ref, unsigned flags) {
   int active = 0;
   rt_ent *e = keel__rt_ent_find(self->ext, RT_EK_KEY(RT_EK_MON, num));
   if (e != NULL) {
-    uint64_t target = e->peer;
+    keel__rt_mon_end(keel__rt, self, e, true);
     keel__rt_ent_del(self->ext, e);
-    rt_sig *sig = keel__rt_sig_new(keel__rt, RT_SIG_DEMONITOR, 0,
-                                   self->pid_number, num, KEEL_NONE);
-    /* Without memory the target keeps a stale entry; its 'DOWN' will be
-     * dropped here, so the guarantee holds either way. */
-    if (sig != NULL)
-      (void)keel__rt_sig_send_lazy(keel__rt, target, sig);
     active = 1;
   } else if (keel__rt_remote_demonitor(self, num)) {
     active = 1;

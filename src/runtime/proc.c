@@ -238,6 +238,12 @@ static bool unpin_and_wake(keel_proc *p, uint64_t flags) {
       nctl = lazy_count(ctl - RT_PIN_ONE, &lazy);
     else
       nctl = (ctl - RT_PIN_ONE) | flags;
+    /* A queued or running receiver of a lazy signal gets NEWMAIL as for a
+     * message, so it cannot go idle without having looked at it: going
+     * idle (keel__rt_try_idle) then clears the count, which holds only
+     * what the process has not looked at since. */
+    if (lazy && (ctl & (RT_ST_MASK | RT_EXITING)) == RT_ST_SCHEDULED)
+      nctl |= RT_NEWMAIL;
     if (!lazy && (ctl & RT_EXITING) == 0) {
       uint64_t st = ctl & RT_ST_MASK;
       if (st == RT_ST_IDLE) {
@@ -431,14 +437,16 @@ int keel_send(keel_term pid, keel_term msg) {
       return rc; /* an alias (sent), or an error */
   }
   keel_proc *self = keel__rt_tl_proc;
+  rt_sched *s = keel__rt_tl_sched;
+  /* A fiber gives way when its slice is used up (also when sending to
+   * dead pids), as a handler does by returning: at its next send, so that
+   * a send followed by a receive that blocks (a call) does not first put
+   * the sender behind the process it just woke into runnext. */
+  if (self != NULL && self->fiber != NULL && self->budget <= 0)
+    s = keel__rt_fiber_budget_yield(self);
   if (self != NULL)
     self->budget -= KEEL_COST_SEND;
-  int rc = send_checked(n, keel__rt_tl_sched, pid, msg);
-  /* A fiber gives way when its slice is used up (also when sending to
-   * dead pids), as a handler does by returning. */
-  if (self != NULL && self->fiber != NULL && self->budget <= 0)
-    keel__rt_fiber_budget_yield(self);
-  return rc;
+  return send_checked(n, s, pid, msg);
 }
 
 /* ---- death ------------------------------------------------------------- */

@@ -453,8 +453,10 @@ void keel__rt_fiber_run(rt_node *n, rt_sched *s, keel_proc *p);
 void keel__rt_fiber_release(rt_node *n, keel_proc *p);
 /* The body function of fiber process p (for introspection). */
 const void *keel__rt_fiber_entry(const keel_proc *p);
-/* Called by keel_send when a fiber's budget is used up. */
-void keel__rt_fiber_budget_yield(keel_proc *p);
+/* Called by keel_send (and the signal calls) when a fiber's budget is
+ * used up: gives way. Returns the scheduler the fiber runs on afterwards
+ * (a thread-local read before the switch may name another thread's). */
+rt_sched *keel__rt_fiber_budget_yield(keel_proc *p);
 /* Suspends the running fiber process p: switches to its scheduler, which
  * calls after(arg) on its own stack once the fiber's registers are saved.
  * p stays SCHEDULED and queued nowhere; whoever later calls

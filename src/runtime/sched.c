@@ -524,7 +524,9 @@ static keel_proc *find_runnable(rt_node *n, rt_sched *s, bool *inherit) {
 
 /* ---- running a process ------------------------------------------------- */
 
-/* Goes idle unless mail arrived meanwhile (then returns false). */
+/* Goes idle unless mail arrived meanwhile (then returns false). Everything
+ * delivered before has been looked at (lazy signals to a running process
+ * set NEWMAIL), so the lazy count starts again from zero. */
 bool keel__rt_try_idle(keel_proc *p) {
   uint64_t ctl = atomic_load_explicit(&p->ctl, memory_order_acquire);
   for (;;) {
@@ -532,7 +534,7 @@ bool keel__rt_try_idle(keel_proc *p) {
       atomic_fetch_and_explicit(&p->ctl, ~RT_NEWMAIL, memory_order_acq_rel);
       return false;
     }
-    uint64_t nctl = (ctl & ~RT_ST_MASK) | RT_ST_IDLE;
+    uint64_t nctl = (ctl & ~(RT_ST_MASK | RT_LAZY_MASK)) | RT_ST_IDLE;
     if (atomic_compare_exchange_weak_explicit(
             &p->ctl, &ctl, nctl, memory_order_acq_rel, memory_order_acquire))
       return true;

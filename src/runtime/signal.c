@@ -22,6 +22,7 @@ rt_sig *keel__rt_sig_new(rt_node *n, unsigned kind, unsigned flags,
   sig->extra = RT_ENTRY_SIGNAL;
   sig->kind = (uint8_t)kind;
   sig->flags = (uint8_t)flags;
+  atomic_store_explicit(&sig->mstate, RT_MON_LIVE, memory_order_relaxed);
   sig->from = from;
   sig->key = key;
   sig->msg = NULL;
@@ -36,6 +37,12 @@ rt_sig *keel__rt_sig_new(rt_node *n, unsigned kind, unsigned flags,
 }
 
 void keel__rt_sig_free(rt_sig *sig) {
+  /* A shared monitor request dropped unseen (node stop): the monitoring
+   * process frees it, unless it has let go of it already. */
+  if (sig->kind == RT_SIG_MONITOR && (sig->flags & RT_SIGF_SHARED) &&
+      atomic_exchange_explicit(&sig->mstate, RT_MON_DONE,
+                               memory_order_acq_rel) != RT_MON_CANCELLED)
+    return;
   if (sig->kind == RT_SIG_INFO && sig->key != 0) /* unanswered: gone */
     keel__rt_info_answer((rt_info_req *)(uintptr_t)sig->key, 0, true);
   if (sig->msg != NULL)
@@ -212,17 +219,71 @@ static void on_unlink_ack(keel_proc *p, rt_sig *sig) {
     keel__rt_ent_del(p->ext, e);
 }
 
-static void on_monitor(rt_node *n, keel_proc *p, rt_sig *sig) {
+/* Records in p's table that `from` monitors p under ref number key. */
+static void on_monitor(rt_node *n, keel_proc *p, uint64_t from, uint64_t key,
+                       bool alias) {
   rt_ext *x = keel__rt_ext(p);
   rt_ent *e =
-      x != NULL ? keel__rt_ent_add(x, RT_EK_KEY(RT_EK_MON_BY, sig->key)) : NULL;
+      x != NULL ? keel__rt_ent_add(x, RT_EK_KEY(RT_EK_MON_BY, key)) : NULL;
   if (e == NULL) {
-    send_down(n, p->pid_number, sig->from, sig->key,
-              (sig->flags & RT_SIGF_ALIAS) != 0, KEEL_ATOM(SYSTEM_LIMIT));
+    send_down(n, p->pid_number, from, key, alias, KEEL_ATOM(SYSTEM_LIMIT));
     return;
   }
-  e->peer = sig->from;
-  e->flags = (sig->flags & RT_SIGF_ALIAS) ? RT_MONF_ALIAS : 0;
+  e->peer = from;
+  e->flags = alias ? RT_MONF_ALIAS : 0;
+}
+
+/* The target's side of a MONITOR record, whose fields the caller has
+ * read: true when the request stands (a shared record now belongs to
+ * the monitoring process: not to be touched again), false when the
+ * monitoring process cancelled it. Frees what is the target's to free. */
+static bool monitor_take(rt_sig *sig) {
+  if ((sig->flags & RT_SIGF_SHARED) &&
+      atomic_exchange_explicit(&sig->mstate, RT_MON_DONE,
+                               memory_order_acq_rel) != RT_MON_CANCELLED)
+    return true;
+  bool cancelled = (sig->flags & RT_SIGF_SHARED) != 0;
+  sig->flags &= (uint8_t)~RT_SIGF_SHARED;
+  keel__rt_sig_free(sig);
+  return !cancelled;
+}
+
+/* A MONITOR request met by its target p (alive; or dying, its 'DOWN'
+ * then carrying p's reason). Consumes sig. */
+static void monitor_arrived(rt_node *n, keel_proc *p, rt_sig *sig) {
+  uint64_t from = sig->from, key = sig->key;
+  bool alias = (sig->flags & RT_SIGF_ALIAS) != 0;
+  if (monitor_take(sig))
+    on_monitor(n, p, from, key, alias);
+}
+
+void keel__rt_mon_end(rt_node *n, keel_proc *p, rt_ent *e, bool send) {
+  rt_sig *sig = e->rec;
+  e->rec = NULL;
+  if (sig != NULL) {
+    if (atomic_exchange_explicit(&sig->mstate, RT_MON_CANCELLED,
+                                 memory_order_acq_rel) == RT_MON_LIVE)
+      return; /* unseen: cancelled; the target frees the record */
+    /* Seen: the record is ours; it becomes the DEMONITOR. */
+    sig->flags = 0;
+    if (!send) {
+      keel__rt_sig_free(sig);
+      return;
+    }
+    sig->kind = RT_SIG_DEMONITOR;
+    sig->from = p->pid_number;
+    sig->key = e->key & RT_EK_VAL_MASK;
+    (void)keel__rt_sig_send_lazy(n, e->peer, sig);
+    return;
+  }
+  if (!send)
+    return;
+  /* Without memory the target keeps a stale entry; its 'DOWN' will be
+   * dropped here, so the guarantee holds either way. */
+  sig = keel__rt_sig_new(n, RT_SIG_DEMONITOR, 0, p->pid_number,
+                         e->key & RT_EK_VAL_MASK, KEEL_NONE);
+  if (sig != NULL)
+    (void)keel__rt_sig_send_lazy(n, e->peer, sig);
 }
 
 static void on_demonitor(keel_proc *p, rt_sig *sig) {
@@ -245,6 +306,7 @@ static rt_msg *on_down(keel_proc *p, rt_sig *sig) {
   rt_ent *e = keel__rt_ent_find(p->ext, RT_EK_KEY(RT_EK_MON, sig->key));
   if (e == NULL || e->peer != sig->from)
     return NULL; /* demonitored: dropped (G17) */
+  keel__rt_mon_end(keel__rt, p, e, false);
   keel__rt_ent_del(p->ext, e);
   return take_msg(sig);
 }
@@ -257,9 +319,10 @@ static rt_msg *on_alias_msg(rt_node *n, keel_proc *p, rt_sig *sig) {
   if (e == NULL || !(e->flags & RT_MONF_ALIAS))
     return NULL; /* not (or no longer) an alias: dropped */
   if (e->flags & RT_MONF_REPLY_DEMON) {
-    uint64_t target = e->peer;
+    /* Lazy, as keel_demonitor's: the server that just replied is not
+     * woken for it. */
+    keel__rt_mon_end(n, p, e, true);
     keel__rt_ent_del(p->ext, e);
-    send_simple(n, RT_SIG_DEMONITOR, p->pid_number, target, sig->key);
   }
   return take_msg(sig);
 }
@@ -284,8 +347,8 @@ rt_msg *keel__rt_sig_handle(rt_node *n, keel_proc *p, rt_sig *sig, bool *die) {
     on_unlink_ack(p, sig);
     break;
   case RT_SIG_MONITOR:
-    on_monitor(n, p, sig);
-    break;
+    monitor_arrived(n, p, sig);
+    return NULL;
   case RT_SIG_DEMONITOR:
     on_demonitor(p, sig);
     break;
@@ -365,8 +428,8 @@ static void on_signal_dying(rt_node *n, keel_proc *p, rt_sig *sig,
       on_unlink_ack(p, sig);
       break;
     case RT_SIG_MONITOR: /* came while p was alive: 'DOWN' with p's reason */
-      on_monitor(n, p, sig);
-      break;
+      monitor_arrived(n, p, sig);
+      return;
     case RT_SIG_DEMONITOR:
       on_demonitor(p, sig);
       break;
@@ -385,10 +448,13 @@ void keel__rt_sig_refused(rt_node *n, uint64_t to, rt_sig *sig) {
   case RT_SIG_UNLINK:
     send_simple(n, RT_SIG_UNLINK_ACK, to, sig->from, sig->key);
     break;
-  case RT_SIG_MONITOR:
-    send_down(n, to, sig->from, sig->key, (sig->flags & RT_SIGF_ALIAS) != 0,
-              KEEL_ATOM(NOPROC));
-    break;
+  case RT_SIG_MONITOR: {
+    uint64_t from = sig->from, key = sig->key;
+    bool alias = (sig->flags & RT_SIGF_ALIAS) != 0;
+    if (monitor_take(sig))
+      send_down(n, to, from, key, alias, KEEL_ATOM(NOPROC));
+    return;
+  }
   default:
     break;
   }
@@ -423,9 +489,18 @@ static void notify_relations(rt_node *n, keel_proc *p) {
         send_down(n, p->pid_number, e->peer, v, (e->flags & RT_MONF_ALIAS) != 0,
                   reason);
       else if (pass == 1 && kind == RT_EK_MON)
-        send_simple(n, RT_SIG_DEMONITOR, p->pid_number, e->peer, v);
+        keel__rt_mon_end(n, p, e, true);
     }
   }
+}
+
+/* Lets go of the shared records of p's monitors (node stop: nothing is
+ * sent). */
+static void release_monitors(rt_node *n, keel_proc *p) {
+  rt_ext *x = p->ext;
+  for (uint32_t i = 0; x != NULL && i < x->cap; i++)
+    if (x->tab[i].key >> RT_EK_SHIFT == RT_EK_MON && x->tab[i].rec != NULL)
+      keel__rt_mon_end(n, p, &x->tab[i], false);
 }
 
 /* ---- exit hooks ---------------------------------------------------------- */
@@ -489,6 +564,8 @@ void keel__rt_sig_on_death(rt_node *n, keel_proc *p) {
   }
   if (notify)
     notify_relations(n, p);
+  else
+    release_monitors(n, p);
   keel__rt_remote_on_death(p, notify);
   keel__rt_ext_clear(p);
 }

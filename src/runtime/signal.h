@@ -86,6 +86,20 @@ uint64_t keel__rt_inner_count(const keel_proc *p);
 /* EXIT: through a link to a pid of another node; DOWN: of a monitor of
  * one (remote.c). */
 #define RT_SIGF_REMOTE 16u
+/* MONITOR: the record is shared with the monitoring process, whose
+ * monitor entry points to it (mstate below). */
+#define RT_SIGF_SHARED 32u
+
+/* States of a shared MONITOR record (rt_sig.mstate). The target moves it
+ * LIVE -> DONE when it handles (or drops) the request; the record then
+ * belongs to the monitoring process, which frees it or reuses it as its
+ * DEMONITOR signal. The monitoring process ending the monitor first
+ * moves it LIVE -> CANCELLED: nothing more is sent, and the target, on
+ * meeting the record, frees it without handling it (a monitor and its
+ * demonitor that the target has not seen cancel out). */
+#define RT_MON_LIVE 0u
+#define RT_MON_DONE 1u
+#define RT_MON_CANCELLED 2u
 
 typedef struct rt_sig {
   /* Mailbox header: same layout as rt_msg's (term == KEEL_NONE). */
@@ -94,9 +108,10 @@ typedef struct rt_sig {
   uintptr_t extra; /* RT_ENTRY_SIGNAL */
   uint8_t kind;
   uint8_t flags;
-  uint64_t from; /* pid number of the sender (RT_NO_PID: none) */
-  uint64_t key;  /* ref number, unlink id */
-  rt_msg *msg;   /* EXIT, DOWN, ALIAS_MSG: the message it may become */
+  _Atomic uint32_t mstate; /* shared MONITOR records: RT_MON_* */
+  uint64_t from;           /* pid number of the sender (RT_NO_PID: none) */
+  uint64_t key;            /* ref number, unlink id */
+  rt_msg *msg; /* EXIT, DOWN, ALIAS_MSG: the message it may become */
 } rt_sig;
 
 static inline bool rt_entry_is_signal(const rt_msg *m) {
@@ -127,6 +142,7 @@ typedef struct rt_ent {
   uint64_t peer; /* LINK: unlink id; MON/MON_BY: the other pid number */
   uint32_t state;
   uint32_t flags;
+  rt_sig *rec; /* MON: its shared MONITOR record (RT_SIGF_SHARED), or NULL */
 } rt_ent;
 
 typedef struct rt_ext {
@@ -167,6 +183,12 @@ static inline void rt_msg_set_next(rt_msg *m, rt_msg *next) {
 }
 
 /* ---- signals ----------------------------------------------------------- */
+
+/* Ends the monitor of entry e of p (the monitoring side; the caller
+ * removes e): sends the target its DEMONITOR (lazy) when send is true
+ * and the target has seen the request, else only lets go of the shared
+ * record. */
+void keel__rt_mon_end(rt_node *n, keel_proc *p, rt_ent *e, bool send);
 
 /* Handles a signal popped by p (running, owner thread). Returns the
  * message it turned into (the caller handles then frees it), or NULL.

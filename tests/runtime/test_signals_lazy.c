@@ -185,3 +185,124 @@ Test(signals_lazy, an_idle_process_holds_a_bounded_number_unhandled) {
     cr_assert_eq(keel_node_stop(), KEEL_OK);
   }
 }
+
+/* A monitor and its demonitor that the target has not yet seen cancel
+ * out (the request is shared with the monitoring process, signal.h
+ * RT_MON_LIVE): no DEMONITOR is sent, and the target, meeting the
+ * cancelled request later, records nothing. A monitor the target has
+ * seen is ended by a DEMONITOR as before. Neither ever delivers a 'DOWN'
+ * (G17); a live one delivers the target's reason. count_check: threads
+ * only (the simulation may hold deliveries back). */
+#define PAIRS 10
+
+static void cancel_scenario(keel_proc *self, void *arg) {
+  bool count_check = arg != NULL;
+  keel_heap h;
+  keel_heap_init(&h);
+  keel_term target, ref, seen, live, m, refs[PAIRS];
+  check(keel_spawn(idler, NULL, NULL, &target) == KEEL_OK, 1);
+  for (int i = 0; i < 5000 && (ctl_of(target) & RT_ST_MASK) != RT_ST_IDLE; i++)
+    (void)keel_receive(self, m_never, NULL, 1, &m);
+  for (int i = 0; i < PAIRS; i++) {
+    check(keel_monitor(self, target, 0, &h, &refs[i]) == KEEL_OK, 2);
+    check(keel_demonitor(self, refs[i], KEEL_DEMONITOR_FLUSH) == 1, 4);
+  }
+  /* One signal per pair reached the idle target, not two. */
+  if (count_check)
+    check((ctl_of(target) & RT_LAZY_MASK) / RT_LAZY_ONE == PAIRS, 8);
+  check(monitored_by_becomes(self, target, 0), 16);
+  check(keel_monitor(self, target, 0, &h, &seen) == KEEL_OK, 32);
+  check(monitored_by_becomes(self, target, 1), 64);
+  check(keel_demonitor(self, seen, 0) == 1, 128);
+  check(monitored_by_becomes(self, target, 0), 256);
+  check(keel_monitor(self, target, KEEL_MONITOR_ALIAS, &h, &ref) == KEEL_OK,
+        512);
+  check(keel_demonitor(self, ref, 0) == 1, 1024);
+  check(keel_monitor(self, target, 0, &h, &live) == KEEL_OK, 2048);
+  check(keel_send(target, KEEL_ATOM(STOP)) == KEEL_OK, 4096);
+  keel_term d = down_reason(self, live, 10000);
+  check(d == KEEL_ATOM(NORMAL) || (!count_check && d == KEEL_ATOM(NOPROC)),
+        8192);
+  for (int i = 0; i < PAIRS; i++)
+    check(down_reason(self, refs[i], 0) == KEEL_NONE, 16384);
+  check(down_reason(self, seen, 0) == KEEL_NONE, 32768);
+  check(down_reason(self, ref, 0) == KEEL_NONE, 65536);
+  keel_heap_destroy(&h);
+  signal_event();
+}
+
+Test(signals_lazy, unseen_monitor_and_demonitor_cancel_out) {
+  for (size_t c = 0; c < NCONF; c++) {
+    start_node(sched_counts[c], 0);
+    atomic_store(&bad, 0);
+    cr_assert_eq(keel_spawn_fiber(cancel_scenario, &bad, NULL, NULL), KEEL_OK);
+    cr_assert(wait_events(1), "scenario finished (%u schedulers)",
+              sched_counts[c]);
+    cr_assert_eq(atomic_load(&bad), 0, "violations %#lx (%u schedulers)",
+                 atomic_load(&bad), sched_counts[c]);
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+  }
+  each_config(cancel_scenario); /* NULL arg: also in the simulation */
+}
+
+/* Answers 'ping' with 'pong' to the pid in its state. */
+static keel_handler_status ponger(keel_proc *self, keel_term msg, void *st) {
+  if (msg == KEEL_ATOM(STOP))
+    return keel_stop(self, KEEL_ATOM(NORMAL));
+  if (msg == keel_atom("ping"))
+    (void)keel_send(*(keel_term *)st, keel_atom("pong"));
+  return KEEL_CONTINUE;
+}
+
+static bool m_pong(keel_term m, void *arg) {
+  (void)arg;
+  return m == keel_atom("pong");
+}
+
+/* The lazy count holds only what the process has not looked at: a run
+ * that handled them (woken by a message) starts it again from zero, so a
+ * process that is busy now and then is not also woken every
+ * RT_LAZY_WAKE-th monitor. */
+static void count_reset_scenario(keel_proc *self, void *arg) {
+  (void)arg;
+  keel_heap h;
+  keel_heap_init(&h);
+  keel_term me = keel_self(self), target, ref, m;
+  check(keel_spawn(ponger, &me, NULL, &target) == KEEL_OK, 1);
+  for (int i = 0; i < 5000 && (ctl_of(target) & RT_ST_MASK) != RT_ST_IDLE; i++)
+    (void)keel_receive(self, m_never, NULL, 1, &m);
+  for (int i = 0; i < RT_LAZY_WAKE - 1; i++)
+    (void)keel_monitor(self, target, 0, &h, &ref);
+  check((ctl_of(target) & RT_LAZY_MASK) / RT_LAZY_ONE == RT_LAZY_WAKE - 1, 2);
+  check(keel_send(target, keel_atom("ping")) == KEEL_OK, 4);
+  check(keel_receive(self, m_pong, NULL, 10000, &m) == KEEL_OK, 8);
+  for (int i = 0; i < 5000 && (ctl_of(target) & RT_ST_MASK) != RT_ST_IDLE; i++)
+    (void)keel_receive(self, m_never, NULL, 1, &m);
+  uint64_t ctl = ctl_of(target);
+  check((ctl & RT_ST_MASK) == RT_ST_IDLE, 16);
+  check((ctl & RT_LAZY_MASK) == 0, 32);
+  /* The next one is counted from zero and wakes nobody. */
+  (void)keel_monitor(self, target, 0, &h, &ref);
+  ctl = ctl_of(target);
+  check((ctl & RT_ST_MASK) == RT_ST_IDLE, 64);
+  check((ctl & RT_LAZY_MASK) / RT_LAZY_ONE == 1, 128);
+  check(monitored_by_becomes(self, target, RT_LAZY_WAKE), 256);
+  check(keel_send(target, KEEL_ATOM(STOP)) == KEEL_OK, 512);
+  keel_heap_destroy(&h);
+  signal_event();
+}
+
+/* Threads only, as the bound test above. */
+Test(signals_lazy, a_run_that_handles_them_restarts_the_lazy_count) {
+  for (size_t c = 0; c < NCONF; c++) {
+    start_node(sched_counts[c], 0);
+    atomic_store(&bad, 0);
+    cr_assert_eq(keel_spawn_fiber(count_reset_scenario, NULL, NULL, NULL),
+                 KEEL_OK);
+    cr_assert(wait_events(1), "scenario finished (%u schedulers)",
+              sched_counts[c]);
+    cr_assert_eq(atomic_load(&bad), 0, "violations %#lx (%u schedulers)",
+                 atomic_load(&bad), sched_counts[c]);
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+  }
+}
