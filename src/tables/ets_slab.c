@@ -28,9 +28,9 @@
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
-/* (the two link words stay readable) */
+/* (the three words of a batch's head stay readable) */
 #define SLAB_POISON(p)                                                         \
-  ASAN_POISON_MEMORY_REGION((char *)(p) + 16, KEEL__ETS_SLAB_BLOCK - 16)
+  ASAN_POISON_MEMORY_REGION((char *)(p) + 24, KEEL__ETS_SLAB_BLOCK - 24)
 #define SLAB_UNPOISON(p) ASAN_UNPOISON_MEMORY_REGION((p), KEEL__ETS_SLAB_BLOCK)
 #else
 #define SLAB_POISON(p) ((void)(p))
@@ -45,10 +45,12 @@ typedef struct slab_blk {
 } slab_blk;
 
 /* A batch in the pool: its first block links the batch's blocks through
- * `next` and the batches through its second word. */
+ * `next`, the batches through its second word and counts the blocks in
+ * its third (so taking a batch does not walk it: a miss per block). */
 typedef struct slab_batch {
   slab_blk *next;
   struct slab_batch *next_batch;
+  size_t n;
 } slab_batch;
 
 static struct {
@@ -69,10 +71,11 @@ static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 static pthread_key_t cache_key;
 static bool key_ok;
 
-/* Pool lock held: the blocks linked from head through `next` become a
+/* Pool lock held: the n blocks linked from head through `next` become a
  * batch. */
-static void pool_put(slab_blk *head) {
+static void pool_put(slab_blk *head, size_t n) {
   slab_batch *b = (slab_batch *)head;
+  b->n = n;
   b->next_batch = pool.batches;
   pool.batches = b;
 }
@@ -84,7 +87,7 @@ static void cache_gone(void *p) {
   if (c->free == NULL)
     return;
   pthread_mutex_lock(&pool.lock);
-  pool_put(c->free);
+  pool_put(c->free, c->n);
   pthread_mutex_unlock(&pool.lock);
   c->free = NULL;
   c->n = 0;
@@ -132,11 +135,8 @@ static bool refill(void) {
   if (b != NULL) {
     pool.batches = b->next_batch;
     pthread_mutex_unlock(&pool.lock);
-    size_t n = 0;
-    for (slab_blk *k = (slab_blk *)b; k != NULL; k = k->next)
-      n++;
     cache.free = (slab_blk *)b;
-    cache.n = n;
+    cache.n = b->n;
     return true;
   }
   size_t run = SLAB_BATCH * KEEL__ETS_SLAB_BLOCK;
@@ -163,6 +163,11 @@ void *keel__ets_slab_alloc(void) {
       SLAB_UNPOISON(b);
       cache.free = b->next;
       cache.n--;
+      /* Freed blocks are in any order (a table's objects are freed in
+       * hash order): fetch the next one now, so that popping it does not
+       * wait for memory. */
+      if (cache.free != NULL)
+        __builtin_prefetch(cache.free, 1);
       return b;
     }
     if (cache.cur != cache.end) {
@@ -193,6 +198,6 @@ void keel__ets_slab_free(void *p) {
   cache.n -= SLAB_BATCH;
   last->next = NULL;
   pthread_mutex_lock(&pool.lock);
-  pool_put(head);
+  pool_put(head, SLAB_BATCH);
   pthread_mutex_unlock(&pool.lock);
 }
