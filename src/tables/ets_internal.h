@@ -25,7 +25,8 @@
 #include "keel/ets.h"
 
 /* One stored term: a flat copy in one allocation, with a 4-word header
- * (a 3-tuple of immediates takes 56 bytes, one malloc size class of 64).
+ * (a {K, V} of immediates takes 56 bytes). Objects of up to 64 bytes made
+ * by keel__ets_obj_new_flat are slab blocks (ets_slab.c), others malloc'd.
  * The term's root is at data[0] (keel_term_copy allocates the root
  * first), so it is data's address with the root's tag (boxed or cons), or
  * for an immediate the word in data[0]. A copy holding counted references
