@@ -4,17 +4,19 @@
  *
  * A malloc'd 56-byte object lands at 16 bytes past a line boundary and so
  * straddles two lines, and 100,000s of them spread over as many 4 KiB
- * pages as they fill: a lookup in a large table paid for two lines and a
- * TLB miss besides the bucket. Blocks here are carved out of 2 MiB regions
- * advised for transparent huge pages, each block on its own line.
+ * pages as they fill: a lookup in a large table may pay for two lines and
+ * a TLB miss besides the bucket, and each new key pays for a malloc.
+ * Blocks here are carved out of 2 MiB regions advised for transparent
+ * huge pages, each block on its own line.
  *
  * Each thread keeps a free list and a run of uncarved blocks; a thread
  * with too many free blocks hands a batch of SLAB_BATCH to the global pool
  * (one mutex), a thread with none takes a batch back or carves a new run
- * from the current region, and a thread's blocks go to the pool when it
- * exits. Regions are never unmapped (the blocks are reused by later
- * objects of any table). Under AddressSanitizer a free block is poisoned
- * past its two link words, so a use after free is still reported.
+ * from the current region, and a thread's blocks (free and uncarved) go
+ * to the pool when it exits. Regions are never unmapped (the blocks are
+ * reused by later objects of any table). Under AddressSanitizer a free
+ * block is poisoned past its first three words (links and count), so a
+ * use after free is still reported.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -80,10 +82,17 @@ static void pool_put(slab_blk *head, size_t n) {
   pool.batches = b;
 }
 
-/* Hands every free block of the exiting thread to the pool, in batches
- * of any size (a batch is just a list); its uncarved run is dropped. */
+/* Hands every free block of the exiting thread, and the uncarved rest of
+ * its run, to the pool as one batch (a batch may have any size). */
 static void cache_gone(void *p) {
   slab_cache *c = p;
+  for (; c->cur != c->end; c->cur += KEEL__ETS_SLAB_BLOCK) {
+    slab_blk *b = (slab_blk *)(void *)c->cur;
+    b->next = c->free;
+    SLAB_POISON(b);
+    c->free = b;
+    c->n++;
+  }
   if (c->free == NULL)
     return;
   pthread_mutex_lock(&pool.lock);
