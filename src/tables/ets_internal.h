@@ -25,7 +25,8 @@
 #include "keel/ets.h"
 
 /* One stored term: a flat copy in one allocation, with a 4-word header
- * (a 3-tuple of immediates takes 56 bytes, one malloc size class of 64).
+ * (a {K, V} of immediates takes 56 bytes). Objects of up to 64 bytes made
+ * by keel__ets_obj_new_flat are slab blocks (ets_slab.c), others malloc'd.
  * The term's root is at data[0] (keel_term_copy allocates the root
  * first), so it is data's address with the root's tag (boxed or cons), or
  * for an immediate the word in data[0]. A copy holding counted references
@@ -35,7 +36,8 @@ typedef struct keel__ets_obj {
   uint64_t hash;              /* hash of key (hashed stores) */
   keel_term key;              /* element keypos, or KEEL_NONE */
   uint32_t words;             /* copied words */
-  uint8_t mark;               /* scratch, under the key's write lock */
+  uint8_t mark : 1;           /* scratch, under the key's write lock */
+  uint8_t slab : 1;           /* a slab block (keel__ets_slab_alloc) */
   uint8_t flat;    /* 1: a tuple of immediates filling data[0..words), no
                       counted refs: copied out with one memcpy */
   uint8_t root;    /* the root's tag bits, or ETS_ROOT_IMM */
@@ -150,6 +152,18 @@ size_t keel__ets_obj_cost(const keel__ets_obj *o);
 /* A copy of o's term in hp (one memcpy for flat objects); KEEL_NONE on
  * out-of-memory. */
 keel_term keel__ets_obj_copy(const keel__ets_obj *o, keel_heap *hp);
+
+/* ---- 64-byte blocks for small objects (ets_slab.c) ---- */
+
+#define KEEL__ETS_SLAB_BLOCK 64
+/* Blocks moved between a thread's cache and the shared pool at once (and
+ * carved from a region at once). */
+#define KEEL__ETS_SLAB_BATCH 256
+/* A 64-byte, 64-byte aligned block from the calling thread's cache; NULL
+ * on out-of-memory. Any thread. */
+void *keel__ets_slab_alloc(void);
+/* Gives a block back (to the calling thread's cache). NULL: no-op. */
+void keel__ets_slab_free(void *p);
 
 /* ---- stores (ets_store.c) ---- */
 

@@ -154,8 +154,13 @@ void keel__ets_synchronize(void) {
 }
 
 static void free_vec(limbo_vec *v) {
-  for (size_t i = 0; i < v->n; i++)
-    free(v->v[i]);
+  for (size_t i = 0; i < v->n; i++) {
+    uintptr_t p = (uintptr_t)v->v[i];
+    if (p & 1) /* a slab block (keel__ets_retire) */
+      keel__ets_slab_free((void *)(p & ~(uintptr_t)1));
+    else
+      free(v->v[i]);
+  }
   v->n = 0;
 }
 
@@ -230,5 +235,6 @@ void keel__ets_retire(const keel__ets_table *t, keel__ets_obj *o) {
     keel_offheap_release((keel_offheap *)(uintptr_t)o->data[o->words]);
     o->has_off = 0;
   }
-  keel__ets_defer_free(o);
+  /* (blocks are 8-byte aligned: bit 0 tells the limbo a slab block) */
+  keel__ets_defer_free(o->slab ? (void *)((uintptr_t)o | 1) : (void *)o);
 }

@@ -37,6 +37,8 @@
  * keeps the expected chain walk before a key under half an object (a
  * cache miss each in a large table) for 8 bytes per object. */
 #define GROW_LOAD 1
+/* Chains ahead whose heads stripe_grow prefetches. */
+#define GROW_AHEAD 8
 
 /* ---- vectors ---- */
 
@@ -126,6 +128,7 @@ keel__ets_obj *keel__ets_obj_new(keel_term t, unsigned keypos, bool hashed) {
   o->words = (uint32_t)words;
   o->next = NULL;
   o->mark = 0;
+  o->slab = 0;
   o->flat = is_flat(o);
   o->key = keypos > 0 ? keel_tuple_get(c, keypos - 1) : KEEL_NONE;
   o->hash = hashed && keypos > 0 ? keel__ets_hash(o->key) : 0;
@@ -137,7 +140,9 @@ keel__ets_obj *keel__ets_obj_new_flat(keel_term t, size_t arity,
   size_t words = arity + 1;
   if (words > UINT32_MAX - 1)
     return NULL;
-  keel__ets_obj *o = malloc(sizeof *o + words * sizeof(uint64_t));
+  size_t size = sizeof(keel__ets_obj) + words * sizeof(uint64_t);
+  bool slab = size <= KEEL__ETS_SLAB_BLOCK;
+  keel__ets_obj *o = slab ? keel__ets_slab_alloc() : malloc(size);
   if (o == NULL)
     return NULL;
   /* A boxed term is its header's address: header and elements in a row. */
@@ -145,6 +150,7 @@ keel__ets_obj *keel__ets_obj_new_flat(keel_term t, size_t arity,
   o->next = NULL;
   o->words = (uint32_t)words;
   o->mark = 0;
+  o->slab = slab;
   o->flat = 1;
   o->root = 0;
   o->has_off = 0;
@@ -168,7 +174,10 @@ void keel__ets_obj_free(keel__ets_obj *o) {
     return;
   if (o->has_off)
     keel_offheap_release((keel_offheap *)(uintptr_t)o->data[o->words]);
-  free(o);
+  if (o->slab)
+    keel__ets_slab_free(o);
+  else
+    free(o);
 }
 
 size_t keel__ets_obj_cost(const keel__ets_obj *o) {
@@ -364,6 +373,11 @@ static void stripe_grow(ets_stripe *s) {
   if (b == NULL)
     return; /* keep the longer chains */
   for (size_t i = 0; i < s->nbuckets; i++) {
+    /* Each object is a cache miss in a large table and chains are about
+     * one object long: ask for the heads a few chains ahead so that the
+     * misses overlap instead of coming one after the other. */
+    if (i + GROW_AHEAD < s->nbuckets && s->buckets[i + GROW_AHEAD] != NULL)
+      __builtin_prefetch(s->buckets[i + GROW_AHEAD], 1);
     /* Split chain i in order into chains 2i and 2i + 1 (appending at
      * their tails), which keeps both sorted. */
     keel__ets_obj **tail[2] = {&b[2 * i], &b[2 * i + 1]};
