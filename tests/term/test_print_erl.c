@@ -130,7 +130,7 @@ static keel_term gen_binary(keel_heap *h) {
 }
 
 static keel_term gen_container(keel_heap *h, int depth) {
-  keel_term e[12], v[12];
+  keel_term e[12] = {0}, v[12] = {0};
   size_t n = below(6);
   for (size_t i = 0; i < n; i++)
     e[i] = gen(h, depth - 1);
