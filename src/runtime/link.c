@@ -266,7 +266,7 @@ int keel_demonitor(keel_proc *self, keel_term ref, unsigned flags) {
   int active = 0;
   rt_ent *e = keel__rt_ent_find(self->ext, RT_EK_KEY(RT_EK_MON, num));
   if (e != NULL) {
-    keel__rt_mon_end(keel__rt, self, e, true);
+    keel__rt_mon_end(keel__rt, self, e, RT_MON_SEND_LAZY);
     keel__rt_ent_del(self->ext, e);
     active = 1;
   } else if (keel__rt_remote_demonitor(self, num)) {

@@ -227,7 +227,7 @@ static inline uint64_t lazy_count(uint64_t ctl, bool *lazy) {
 /* Drops our pin and, if the process was idle, makes it runnable (returns
  * true: the caller must queue it). flags: RT_SIGPEND for a signal,
  * RT_LAZY for a lazy one. */
-static bool unpin_and_wake(keel_proc *p, uint64_t flags) {
+static bool unpin_and_wake(keel_proc *p, const rt_msg *m, uint64_t flags) {
   uint64_t ctl = atomic_load_explicit(&p->ctl, memory_order_relaxed);
   uint64_t nctl;
   bool wake;
@@ -238,6 +238,17 @@ static bool unpin_and_wake(keel_proc *p, uint64_t flags) {
       nctl = lazy_count(ctl - RT_PIN_ONE, &lazy);
     else
       nctl = (ctl - RT_PIN_ONE) | flags;
+    /* Entries pushed after m while m's link was not yet published were
+     * invisible to p: a wake-up of theirs may have found the queue
+     * "empty" (mid-push) and let p go idle. Then only m's delivery can
+     * make them seen, so it wakes p instead of being counted. (Their
+     * head exchange happened before their ctl update, which a failed
+     * CAS below acquires, so the retry sees it.) */
+    if (lazy && atomic_load_explicit(&p->mb_head, memory_order_acquire) !=
+                    (const rt_mnode *)m) {
+      lazy = false;
+      nctl = ((ctl - RT_PIN_ONE) & ~RT_LAZY_MASK) | RT_SIGPEND;
+    }
     /* A queued or running receiver of a lazy signal gets NEWMAIL as for a
      * message, so it cannot go idle without having looked at it: going
      * idle (keel__rt_try_idle) then clears the count, which holds only
@@ -256,7 +267,7 @@ static bool unpin_and_wake(keel_proc *p, uint64_t flags) {
     /* release: our push happens-before whoever reads the new state;
      * acquire (on success) orders the queueing after it. */
   } while (!atomic_compare_exchange_weak_explicit(
-      &p->ctl, &ctl, nctl, memory_order_acq_rel, memory_order_relaxed));
+      &p->ctl, &ctl, nctl, memory_order_acq_rel, memory_order_acquire));
   return wake;
 }
 
@@ -314,7 +325,7 @@ static inline bool deliver_to(rt_node *n, rt_sched *s, keel_proc *p,
     }
   }
   keel__mbox_push(p, m);
-  bool wake = unpin_and_wake(p, flags);
+  bool wake = unpin_and_wake(p, m, flags);
   if (count && s != NULL)
     atomic_store_explicit(
         &s->msg_sent,

@@ -184,11 +184,17 @@ static inline void rt_msg_set_next(rt_msg *m, rt_msg *next) {
 
 /* ---- signals ----------------------------------------------------------- */
 
+/* How keel__rt_mon_end tells the target. */
+typedef enum rt_mon_send {
+  RT_MON_SEND_NONE = 0, /* only let go of the shared record */
+  RT_MON_SEND_LAZY = 1, /* a lazy DEMONITOR (keel_demonitor's) */
+  RT_MON_SEND_WAKE = 2  /* a DEMONITOR that wakes the target */
+} rt_mon_send;
+
 /* Ends the monitor of entry e of p (the monitoring side; the caller
- * removes e): sends the target its DEMONITOR (lazy) when send is true
- * and the target has seen the request, else only lets go of the shared
- * record. */
-void keel__rt_mon_end(rt_node *n, keel_proc *p, rt_ent *e, bool send);
+ * removes e): sends the target its DEMONITOR as `send` says when the
+ * target has seen the request, else only lets go of the shared record. */
+void keel__rt_mon_end(rt_node *n, keel_proc *p, rt_ent *e, rt_mon_send send);
 
 /* Handles a signal popped by p (running, owner thread). Returns the
  * message it turned into (the caller handles then frees it), or NULL.
