@@ -654,10 +654,19 @@ static void sweep_marks(keel_proc *self) {
   self->fiber->inert = 0;
 }
 
+/* The live mark of a fiber whose queues were empty when it marked: no
+ * entry predates the mark, so the receive scans from the inner queue's
+ * head. Never queued. */
+static rt_sig mark_at_empty;
+
 static rt_msg *skip_to_mark(keel_proc *self) {
   rt_fiber *f = self->fiber;
   rt_sig *mk = f->mark;
   rt_msg *last;
+  if (mk == &mark_at_empty) {
+    f->mark = NULL;
+    return NULL;
+  }
   if (f->inert >= 64) /* bounded: a full receive would free them too */
     sweep_marks(self);
   if (mk->key != 0) {
@@ -694,6 +703,12 @@ static rt_msg *skip_to_mark(keel_proc *self) {
 int keel_receive_mark(keel_proc *self) {
   if (!running_fiber(self))
     return KEEL_ESTATE;
+  /* Nothing queued (an older live mark would be): nothing to skip. A
+   * message still being pushed counts as later than the mark. */
+  if (self->inner_head == NULL && !keel__mbox_has_mail(self)) {
+    self->fiber->mark = &mark_at_empty;
+    return KEEL_OK;
+  }
   rt_sig *mk = keel__rt_sig_new(keel__rt, RT_SIG_MARK, 0, self->pid_number, 0,
                                 KEEL_NONE);
   if (mk == NULL)

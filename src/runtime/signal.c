@@ -319,12 +319,15 @@ static rt_msg *on_down(keel_proc *p, rt_sig *sig) {
 }
 
 static rt_msg *on_alias_msg(rt_node *n, keel_proc *p, rt_sig *sig) {
-  rt_ent *e = keel__rt_ent_find(p->ext, RT_EK_KEY(RT_EK_ALIAS, sig->key));
-  if (e != NULL)
-    return take_msg(sig);
-  e = keel__rt_ent_find(p->ext, RT_EK_KEY(RT_EK_MON, sig->key));
-  if (e == NULL || !(e->flags & RT_MONF_ALIAS))
-    return NULL; /* not (or no longer) an alias: dropped */
+  /* A ref number names one monitor or one plain alias, never both: the
+   * monitor first (a call's reply), then the plain alias. */
+  rt_ent *e = keel__rt_ent_find(p->ext, RT_EK_KEY(RT_EK_MON, sig->key));
+  if (e == NULL) {
+    e = keel__rt_ent_find(p->ext, RT_EK_KEY(RT_EK_ALIAS, sig->key));
+    return e != NULL ? take_msg(sig) : NULL; /* dropped if none */
+  }
+  if (!(e->flags & RT_MONF_ALIAS))
+    return NULL; /* a monitor without an alias: dropped */
   if (e->flags & RT_MONF_REPLY_DEMON) {
     /* Not lazy: with a lazy DEMONITOR here the supervisor restart
      * workload of `keel bench otp` lost a message now and then (a

@@ -18,6 +18,7 @@
  */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "term/term_internal.h"
 
@@ -385,8 +386,17 @@ bool keel_eq(keel_term a, keel_term b) {
   return a == b || compare(a, b, false) == 0;
 }
 
+/* Whether a and b are references with the same words (KEEL_REF_WORDS, the
+ * unused ids zero): equal then, whatever compare would walk. */
+static bool same_ref_words(keel_term a, keel_term b) {
+  if (keel__box_type(a) != KEEL_BOX_REF || keel__box_type(b) != KEEL_BOX_REF)
+    return false;
+  return memcmp(keel__box(a), keel__box(b),
+                KEEL_REF_WORDS * sizeof(uint64_t)) == 0;
+}
+
 bool keel_eq_exact(keel_term a, keel_term b) {
-  return a == b || compare(a, b, true) == 0;
+  return a == b || same_ref_words(a, b) || compare(a, b, true) == 0;
 }
 
 int keel__map_key_cmp(keel_term a, keel_term b) {

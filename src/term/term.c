@@ -118,7 +118,7 @@ keel_term keel_tuple_from(keel_heap *h, size_t arity, const keel_term *elems) {
   for (size_t i = 0; i < arity; i++)
     if (elems[i] == KEEL_NONE)
       return KEEL_NONE;
-  keel_term *to;
+  keel_term *to = NULL;
   keel_term t = keel_tuple_new(h, arity, &to);
   if (t != KEEL_NONE && arity > 0)
     memcpy(to, elems, arity * sizeof *to);
@@ -126,7 +126,7 @@ keel_term keel_tuple_from(keel_heap *h, size_t arity, const keel_term *elems) {
 }
 
 keel_term keel_tuple(keel_heap *h, size_t arity, ...) {
-  keel_term *to;
+  keel_term *to = NULL;
   keel_term t = keel_tuple_new(h, arity, &to);
   va_list ap;
   va_start(ap, arity);

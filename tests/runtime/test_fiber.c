@@ -936,6 +936,54 @@ Test(fiber, unmarked_call_scans_the_backlog) {
   mark_case(false, false);
 }
 
+/* A mark taken with both queues empty: what arrives later is examined, a
+ * later mark replaces it, and nothing is lost. */
+static void empty_mark_caller(keel_proc *self, void *arg) {
+  mark_arg *a = arg;
+  keel_term me = keel_self(self);
+  keel_heap h;
+  keel_heap_init(&h);
+  keel_term ref = keel_make_ref(&h);
+  cr_assert_eq(keel_receive_mark(self), KEEL_OK); /* nothing queued */
+  (void)keel_send(me, keel_small(1));             /* after the mark */
+  (void)keel_send(a->server, keel_tuple(&h, 3, keel_atom("call"), me, ref));
+  void *margs[2] = {&ref, &a->match_calls};
+  keel_term m;
+  cr_assert_eq(keel_receive(self, reply_for, margs, 30000, &m), KEEL_OK);
+  cr_assert_eq(keel_receive(self, NULL, NULL, 0, &m), KEEL_OK);
+  a->in_order += m == keel_small(1);
+  /* Empty again: a mark, then a message, then a second mark. */
+  cr_assert_eq(keel_receive_mark(self), KEEL_OK);
+  (void)keel_send(me, keel_small(2));
+  cr_assert_eq(keel_receive_mark(self), KEEL_OK);
+  (void)keel_send(me, keel_small(3));
+  cr_assert_eq(keel_receive(self, NULL, NULL, 30000, &m), KEEL_OK);
+  a->in_order += m == keel_small(3); /* 2 predates the second mark */
+  cr_assert_eq(keel_receive(self, NULL, NULL, 0, &m), KEEL_OK);
+  a->in_order += m == keel_small(2); /* still queued */
+  a->exit_seen = keel_receive(self, NULL, NULL, 0, &m) == KEEL_ETIMEDOUT;
+  keel_heap_destroy(&h);
+  (void)keel_send(a->server, KEEL_ATOM(STOP));
+  signal_event();
+}
+
+Test(fiber, receive_mark_on_empty_queues) {
+  for (size_t c = 0; c < NCONF; c++) {
+    start(sched_counts[c]);
+    mark_arg a = {.use_mark = true};
+    cr_assert_eq(keel_spawn(mark_server, NULL, NULL, &a.server), KEEL_OK);
+    cr_assert_eq(keel_spawn_fiber(empty_mark_caller, &a, NULL, NULL), KEEL_OK);
+    cr_assert(wait_events(1));
+    cr_assert_eq(a.in_order, 3, "messages after the marks (%u)",
+                 sched_counts[c]);
+    cr_assert(a.exit_seen, "nothing else queued (%u)", sched_counts[c]);
+    cr_assert_geq(a.match_calls, 1);
+    cr_assert_leq(a.match_calls, 2, "%ld match calls (%u)", a.match_calls,
+                  sched_counts[c]);
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+  }
+}
+
 /* ---- hibernation ------------------------------------------------------- */
 
 typedef struct hib_arg {
