@@ -244,8 +244,12 @@ static bool unpin_and_wake(keel_proc *p, const rt_msg *m, uint64_t flags) {
      * make them seen, so it wakes p instead of being counted. (Their
      * head exchange happened before their ctl update, which a failed
      * CAS below acquires, so the retry sees it.) */
-    if (lazy && atomic_load_explicit(&p->mb_head, memory_order_acquire) !=
-                    (const rt_mnode *)m) {
+    /* And entries before m: a receiver that went idle after a pop met
+     * m's push in progress (RT_STALLED) could not take the node m now
+     * follows, though that node's wake-up was spent on it. */
+    if (lazy && ((ctl & RT_STALLED) ||
+                 atomic_load_explicit(&p->mb_head, memory_order_acquire) !=
+                     (const rt_mnode *)m)) {
       lazy = false;
       nctl = ((ctl - RT_PIN_ONE) & ~RT_LAZY_MASK) | RT_SIGPEND;
     }
@@ -336,6 +340,12 @@ static inline bool deliver_to(rt_node *n, rt_sched *s, keel_proc *p,
   if (wake)
     keel__rt_make_runnable(n, p);
   return true;
+}
+
+void keel__rt_deliver_end(rt_node *n, keel_proc *p, const rt_msg *m,
+                          uint64_t flags) {
+  if (unpin_and_wake(p, m, flags))
+    keel__rt_make_runnable(n, p);
 }
 
 bool keel__rt_deliver(rt_node *n, rt_sched *s, uint64_t num, rt_msg *m,

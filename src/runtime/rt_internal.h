@@ -9,6 +9,9 @@
  *                SCHEDULED (checked before the process goes idle)
  *   bit   4      EXITING: the process is dying; senders drop their message
  *   bit   5      SIGPEND: a non-message signal was delivered (signal.h)
+ *   bit   6      STALLED: the process went idle after its mailbox showed a
+ *                push in progress (keel__mbox_pop), so entries before that
+ *                push may be unseen: a lazy signal then wakes it
  *   bits  8..23  pins: senders currently between their generation check and
  *                the end of their mailbox push
  *   bits 24..31  lazy count: signals queued without waking the process
@@ -43,6 +46,7 @@
 #define RT_NEWMAIL UINT64_C(0x8)
 #define RT_EXITING UINT64_C(0x10)
 #define RT_SIGPEND UINT64_C(0x20)
+#define RT_STALLED UINT64_C(0x40)
 /* Not a control-word bit: a delivery flag asking the simulation not to
  * hold the entry back (sim.c). */
 #define RT_DIRECT (UINT64_C(1) << 63)
@@ -118,6 +122,9 @@ struct keel_proc {
   _Atomic uint32_t mq_out;
   rt_mnode *mb_tail;
   rt_mnode mb_stub;
+  /* Owner-only: a pop met a push in progress since the process last went
+   * idle (keel__mbox_pop; turned into RT_STALLED by keel__rt_try_idle). */
+  bool mb_stalled;
   struct keel_proc *qnext; /* link in the inject queue */
   keel_handler_fn handler;
   void *state;
@@ -311,6 +318,12 @@ bool keel__rt_deliver_signal(rt_node *n, uint64_t num, rt_msg *m);
  * alive (signal.c). Saves the receiver a wake-up (and its cache lines a
  * round trip between cores) per signal. */
 bool keel__rt_deliver_lazy(rt_node *n, uint64_t num, rt_msg *m);
+/* The end of a delivery to p, which the caller has pinned (keel__rt_pin)
+ * and whose push of m it has completed: drops the pin and wakes p as
+ * flags say (RT_SIGPEND, RT_LAZY). For tests that take a delivery apart
+ * (keel__mbox_push_begin). */
+void keel__rt_deliver_end(rt_node *n, keel_proc *p, const rt_msg *m,
+                          uint64_t flags);
 /* Makes pinned process p handle the lazy signals it holds: if any, sets
  * RT_SIGPEND and wakes it when idle. Any thread. */
 void keel__rt_nudge(rt_node *n, keel_proc *p);
@@ -337,6 +350,13 @@ void keel__rt_pool_drain(rt_node *n);
 /* Mailbox (mailbox.c). */
 void keel__mbox_init(keel_proc *p);
 void keel__mbox_push(keel_proc *p, rt_msg *m);
+/* keel__mbox_push in its two steps, for tests that hold a push in
+ * progress: begin exchanges the head and returns the previous node, end
+ * links it to m. */
+rt_mnode *keel__mbox_push_begin(keel_proc *p, rt_msg *m);
+void keel__mbox_push_end(rt_mnode *prev, rt_msg *m);
+/* Owner-only: the next entry, or NULL when the mailbox is empty or a push
+ * ahead is still in progress (then sets p->mb_stalled). */
 rt_msg *keel__mbox_pop(keel_proc *p);
 /* Owner-only: whether a message is ready to pop (a push still in progress
  * may be missed; its producer then wakes the process). */
