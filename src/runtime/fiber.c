@@ -679,7 +679,9 @@ static rt_msg *skip_to_mark(keel_proc *self) {
       rt_msg *m = keel__mbox_pop(self);
       if (m == (rt_msg *)mk)
         break;
-      if (m == NULL) { /* a sender ahead of the mark is mid-push */
+      if (m == NULL) {             /* a sender ahead of the mark is mid-push */
+        if (keel__rt->sim != NULL) /* no thread ends it: the simulation */
+          keel__rt_sim_finish_pushes(keel__rt, self);
         keel__cpu_relax();
         continue;
       }

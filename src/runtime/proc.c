@@ -342,6 +342,18 @@ static inline bool deliver_to(rt_node *n, rt_sched *s, keel_proc *p,
   return true;
 }
 
+keel_proc *keel__rt_push_begin(rt_node *n, uint64_t num, rt_msg *m,
+                               rt_mnode **prev) {
+  keel_proc *p = keel__rt_pin(n, num);
+  if (p != NULL && p->counted) { /* the counting stays with deliver_to */
+    keel__rt_unpin(p);
+    p = NULL;
+  }
+  if (p != NULL)
+    *prev = keel__mbox_push_begin(p, m);
+  return p;
+}
+
 void keel__rt_deliver_end(rt_node *n, keel_proc *p, const rt_msg *m,
                           uint64_t flags) {
   if (unpin_and_wake(p, m, flags))
@@ -477,6 +489,8 @@ void keel__rt_proc_die(rt_node *n, keel_proc *p) {
    * mailbox, so p->tmo cannot have been released by its owner. */
   keel__rt_proc_timeout_clear(n, p);
   atomic_fetch_or_explicit(&p->ctl, RT_EXITING, memory_order_acq_rel);
+  if (n->sim != NULL) /* its held pushes in progress: no thread ends them */
+    keel__rt_sim_finish_pushes(n, p);
   /* acquire: pairs with the senders' release of their pins, so every
    * message pushed by a pinned sender is visible below. */
   unsigned spins = 0;

@@ -324,6 +324,13 @@ bool keel__rt_deliver_lazy(rt_node *n, uint64_t num, rt_msg *m);
  * (keel__mbox_push_begin). */
 void keel__rt_deliver_end(rt_node *n, keel_proc *p, const rt_msg *m,
                           uint64_t flags);
+/* The start of a delivery of m to the process numbered num that
+ * keel__rt_deliver_end completes: pins the receiver and exchanges its
+ * mailbox head (*prev: the node to link m into with
+ * keel__mbox_push_end). NULL, with nothing done, when the receiver is
+ * dead or counts its queue. For the simulation (sim.c) and tests. */
+keel_proc *keel__rt_push_begin(rt_node *n, uint64_t num, rt_msg *m,
+                               rt_mnode **prev);
 /* Makes pinned process p handle the lazy signals it holds: if any, sets
  * RT_SIGPEND and wakes it when idle. Any thread. */
 void keel__rt_nudge(rt_node *n, keel_proc *p);
@@ -408,11 +415,18 @@ bool keel__rt_sim_any_work_queued(rt_node *n);
 int keel__rt_sim_init(rt_node *n, uint64_t seed);
 /* Whether the simulation holds back entry m to the process numbered to
  * (it then owns m and delivers it later, in order per sender and
- * receiver). */
+ * receiver). Some entries are held in the middle of their push: the
+ * receiver pinned, the mailbox head exchanged, the link not yet written,
+ * the window a preempted producer leaves a real receiver. */
 bool keel__rt_sim_hold(rt_node *n, uint64_t to, rt_msg *m, bool count,
                        uint64_t flags);
-/* Frees the entries still held (node stop, before processes die). */
+/* Frees the entries still held (node stop, before processes die); a
+ * push held in progress is completed instead (its receiver frees it). */
 void keel__rt_sim_drop_held(rt_node *n);
+/* Completes the pushes to p that the simulation holds in progress
+ * (keel__rt_sim_hold): for a receiver that must not wait for them, as a
+ * dying one waiting for its pins, or a receive waiting for a mark. */
+void keel__rt_sim_finish_pushes(rt_node *n, keel_proc *p);
 /* keel_node_start, threaded or simulated. */
 int keel__rt_node_start(const keel_node_opts *opts, bool sim, uint64_t seed);
 void keel__rt_sim_destroy(rt_node *n);
