@@ -144,9 +144,9 @@ struct keel_proc {
    * current handler call is its firing. */
   struct rt_timer *tmo;
   bool timed_out;
-  bool trap_exit;             /* owner-only: exit signals become messages */
-  _Atomic uint8_t exit_hooks; /* armed exit hooks (signal.c), a bit each */
-  _Atomic uint8_t prio;       /* keel_priority; queue_kill: the policy */
+  bool trap_exit;              /* owner-only: exit signals become messages */
+  _Atomic uint16_t exit_hooks; /* armed exit hooks (signal.c), a bit each */
+  _Atomic uint8_t prio;        /* keel_priority; queue_kill: the policy */
   bool queue_kill;
 
   struct rt_fiber *fiber; /* fiber processes only (fiber.c) */

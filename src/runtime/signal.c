@@ -536,7 +536,7 @@ int keel_exit_hook_arm(keel_term pid, int id) {
   keel_proc *p = keel__rt_pin(n, keel_pid_local_number(pid));
   if (p == NULL)
     return KEEL_ENOPROC;
-  atomic_fetch_or(&p->exit_hooks, (uint8_t)(1u << id));
+  atomic_fetch_or(&p->exit_hooks, (uint16_t)(1u << id));
   keel__rt_unpin(p);
   return KEEL_OK;
 }
