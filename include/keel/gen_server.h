@@ -51,7 +51,8 @@ typedef enum keel_gs_ret {
   KEEL_GS_NOREPLY = 0, /* init: {ok, S}; others: {noreply, S} */
   KEEL_GS_REPLY = 1,   /* handle_call: {reply, R, S} */
   KEEL_GS_STOP = 2,    /* {stop, Reason, S} or {stop, Reason, Reply, S} */
-  KEEL_GS_IGNORE = 3   /* init only: ignore */
+  KEEL_GS_IGNORE = 3,  /* init only: ignore */
+  KEEL_GS_ERROR = 4    /* init only: {error, Reason} */
 } keel_gs_ret;
 
 /* Layout version of keel_gen_server_module. */
@@ -113,6 +114,10 @@ keel_gs_ret keel_gs_stop_reply(keel_gen_server *gs, keel_term reason,
                                keel_term reply);
 /* init only: ignore (the start returns KEEL_GEN_SERVER_IGNORED). */
 keel_gs_ret keel_gs_ignore(keel_gen_server *gs);
+/* init only: {error, Reason} (OTP 26): the start fails with Reason, as for
+ * keel_gs_stop, but the server exits with reason normal: no terminate, no
+ * crash report, and a linked starter gets no exit signal. */
+keel_gs_ret keel_gs_init_error(keel_gen_server *gs, keel_term reason);
 /* Options of the current return: an idle timeout of ms milliseconds
  * (handle_info gets 'timeout' if no message arrives first), hibernation
  * (the heap is compacted, a fiber server also gives up its stack), or

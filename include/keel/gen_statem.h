@@ -61,7 +61,8 @@ typedef enum keel_gsm_ret {
   KEEL_GSM_KEEP_STATE = 1,   /* keep_state / keep_state_and_data */
   KEEL_GSM_REPEAT_STATE = 2, /* repeat_state / repeat_state_and_data */
   KEEL_GSM_STOP = 3,         /* stop / stop_and_reply */
-  KEEL_GSM_IGNORE = 4        /* init only: ignore */
+  KEEL_GSM_IGNORE = 4,       /* init only: ignore */
+  KEEL_GSM_ERROR = 5         /* init only: {error, Reason} */
 } keel_gsm_ret;
 
 typedef enum keel_gsm_mode {
@@ -154,6 +155,10 @@ keel_gsm_ret keel_gsm_stop_and_reply(keel_gen_statem *sm, keel_term reason,
                                      keel_term from, keel_term reply);
 /* init only: ignore. */
 keel_gsm_ret keel_gsm_ignore(keel_gen_statem *sm);
+/* init only: {error, Reason} (OTP 26): the start fails with Reason, as for
+ * keel_gsm_stop, but the process exits with reason normal (no terminate,
+ * no exit signal to a linked starter). */
+keel_gsm_ret keel_gsm_init_error(keel_gen_statem *sm, keel_term reason);
 
 /* ---- transition actions (in order; each may fail with KEEL_ENOMEM) ----
  * Timeouts take ms >= 0 or KEEL_INFINITY; 'infinity' starts no timer and

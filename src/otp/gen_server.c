@@ -48,6 +48,11 @@ keel_gs_ret keel_gs_ignore(keel_gen_server *gs) {
   return KEEL_GS_IGNORE;
 }
 
+keel_gs_ret keel_gs_init_error(keel_gen_server *gs, keel_term reason) {
+  gs->reason = reason != KEEL_NONE ? reason : KEEL_ATOM(NORMAL);
+  return KEEL_GS_ERROR;
+}
+
 void keel_gs_timeout(keel_gen_server *gs, int64_t ms) {
   gs->timeout = ms < 0 ? -1 : ms;
   gs->hibernate = false;
@@ -270,14 +275,16 @@ static keel_handler_status do_init(keel_gen_server *gs, keel_term msg) {
     return after(gs, ret, KEEL_NONE, KEEL_NONE);
   }
   keel_term reason = ret == KEEL_GS_IGNORE ? KEEL_ATOM(NORMAL)
-                     : ret == KEEL_GS_STOP ? gs->reason
-                                           : keel_atom("bad_return_value");
+                     : ret == KEEL_GS_STOP || ret == KEEL_GS_ERROR
+                         ? gs->reason
+                         : keel_atom("bad_return_value");
   /* The name goes before the starter hears of the failure. */
   if (gs->name != KEEL_NONE)
     (void)keel_name_unregister(gs->name);
   ack(to, ret == KEEL_GS_IGNORE ? KEEL_ATOM(IGNORE)
                                 : keel_tuple(h, 2, KEEL_ATOM(STOP), reason));
-  return keel_stop(gs->self, reason);
+  /* {error, R}: the start fails with R, the process ends normally. */
+  return keel_stop(gs->self, ret == KEEL_GS_ERROR ? KEEL_ATOM(NORMAL) : reason);
 }
 
 /* ---- system requests ----------------------------------------------------- */

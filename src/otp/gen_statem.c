@@ -88,13 +88,15 @@ static keel_handler_status do_init(keel_gen_statem *sm, keel_term msg) {
     return keel__gsm_initial(sm);
   }
   keel_term reason = r == KEEL_GSM_IGNORE ? KEEL_ATOM(NORMAL)
-                     : r == KEEL_GSM_STOP ? sm->reason
-                                          : keel_atom("bad_return_from_init");
+                     : r == KEEL_GSM_STOP || r == KEEL_GSM_ERROR
+                         ? sm->reason
+                         : keel_atom("bad_return_from_init");
   if (sm->name != KEEL_NONE)
     (void)keel_unregister(sm->name);
   ack(to, r == KEEL_GSM_IGNORE ? KEEL_ATOM(IGNORE)
                                : keel_tuple(h, 2, KEEL_ATOM(STOP), reason));
-  return keel_stop(sm->self, reason);
+  /* {error, R}: the start fails with R, the process ends normally. */
+  return keel_stop(sm->self, r == KEEL_GSM_ERROR ? KEEL_ATOM(NORMAL) : reason);
 }
 
 /* ---- system requests ----------------------------------------------------- */

@@ -56,6 +56,11 @@ keel_gsm_ret keel_gsm_ignore(keel_gen_statem *sm) {
   return KEEL_GSM_IGNORE;
 }
 
+keel_gsm_ret keel_gsm_init_error(keel_gen_statem *sm, keel_term reason) {
+  sm->reason = reason != KEEL_NONE ? reason : KEEL_ATOM(NORMAL);
+  return KEEL_GSM_ERROR;
+}
+
 /* ---- actions ------------------------------------------------------------- */
 
 static int add(keel_gen_statem *sm, gsm_act_kind k, keel_term a, keel_term b,

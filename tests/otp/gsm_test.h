@@ -160,6 +160,8 @@ static inline keel_gsm_ret t_init(keel_gen_statem *sm, keel_term arg,
     return keel_gsm_ignore(sm);
   if (is(arg, "stop", 2))
     return keel_gsm_stop(sm, keel_tuple_get(arg, 1));
+  if (is(arg, "error", 2))
+    return keel_gsm_init_error(sm, keel_tuple_get(arg, 1));
   *state = keel_tuple_get(arg, 0);
   *data = KEEL_NIL;
   (void)run_actions(sm, keel_tuple_get(arg, 1), KEEL_NONE);

@@ -32,7 +32,8 @@ static int64_t ival(keel_term t) {
 
 /* ---- the test server ---------------------------------------------------
  * State {Count, Pending} where Pending is a held caller or 'none'.
- * init(Arg): Arg an integer: ok; ignore; {stop, R}; {continue, N};
+ * init(Arg): Arg an integer: ok; ignore; {stop, R}; {error, R};
+ * {continue, N};
  * {timeout, Ms}; {trap, N}: trap exits. */
 
 static atomic_long terminated;      /* terminate calls */
@@ -49,6 +50,8 @@ static keel_gs_ret t_init(keel_gen_server *gs, keel_term arg, keel_term *s) {
     return keel_gs_ignore(gs);
   if (is(arg, "stop", 2))
     return keel_gs_stop(gs, keel_tuple_get(arg, 1));
+  if (is(arg, "error", 2))
+    return keel_gs_init_error(gs, keel_tuple_get(arg, 1));
   if (is(arg, "continue", 2)) {
     *s = st(gs, 0, A("none"));
     keel_gs_continue(gs, keel_tuple_get(arg, 1));
@@ -414,6 +417,53 @@ static void client_main(keel_proc *self, void *arg) {
 out:
   keel_heap_destroy(&h);
   signal_event();
+}
+
+/* init's {error, R} (OTP 26): the start fails with R as for {stop, R},
+ * but the server ends with reason normal: no terminate, the linked
+ * (non-trapping) starter lives on, the start monitor sees normal. */
+typedef struct init_error_run {
+  _Atomic keel_term reason, down;
+  atomic_int rc;
+} init_error_run;
+
+static void init_error_main(keel_proc *self, void *arg) {
+  init_error_run *r = arg;
+  keel_heap h;
+  keel_heap_init(&h);
+  keel_term reason = KEEL_NONE, mref = KEEL_NONE, pid, m;
+  keel_gen_server_opts o = {.link = true,
+                            .monitor_ref = &mref,
+                            .monitor_heap = &h,
+                            .reason_heap = &h,
+                            .reason = &reason};
+  atomic_store(&r->rc, keel_gen_server_start(
+                           &tmod, keel_build(&h, "{error, nope}"), &o, &pid));
+  atomic_store(&r->reason, reason);
+  keel_pattern *p;
+  if (keel_pattern_compile(&p, "{'DOWN', ~t, process, _, _}", mref) ==
+      KEEL_OK) {
+    if (keel_receive_pattern(self, p, TMO, &m, NULL) == KEEL_OK)
+      atomic_store(&r->down, keel_tuple_get(m, 4));
+    keel_pattern_free(p);
+  }
+  keel_heap_destroy(&h);
+  signal_event(); /* reached: the link's exit did not kill us */
+}
+
+Test(gen_server, GS1_init_error_fails_the_start_and_exits_normally) {
+  for (size_t c = 0; c < NCONF; c++) {
+    start(sched_counts[c]);
+    long before = atomic_load(&terminated);
+    init_error_run r = {0};
+    cr_assert_eq(keel_spawn_fiber(init_error_main, &r, NULL, NULL), KEEL_OK);
+    cr_assert(wait_events(1), "the starter survived (%u)", sched_counts[c]);
+    cr_assert_eq(atomic_load(&r.rc), KEEL_ENOPROC);
+    cr_assert_eq(atomic_load(&r.reason), A("nope"));
+    cr_assert_eq(atomic_load(&r.down), KEEL_ATOM(NORMAL));
+    cr_assert_eq(atomic_load(&terminated), before, "no terminate");
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+  }
 }
 
 Test(gen_server, GS2_GS3_GS13_fiber_client_deferred_and_late_reply) {

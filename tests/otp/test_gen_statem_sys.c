@@ -200,6 +200,56 @@ Test(gen_statem_sys, init_results_names_and_bad_arguments) {
   }
 }
 
+/* init's {error, R} (OTP 26): the start fails with R, the machine ends
+ * with reason normal: no terminate, a linked non-trapping starter lives
+ * on, its start monitor sees normal. */
+typedef struct init_error_run {
+  int fiber;
+  _Atomic keel_term reason, down;
+  atomic_int rc;
+} init_error_run;
+
+static void init_error_main(keel_proc *self, void *arg) {
+  init_error_run *r = arg;
+  keel_heap h;
+  keel_heap_init(&h);
+  keel_term reason = KEEL_NONE, mref = KEEL_NONE, pid, m;
+  keel_gen_statem_opts o = {.fiber = r->fiber,
+                            .link = true,
+                            .monitor_ref = &mref,
+                            .monitor_heap = &h,
+                            .reason_heap = &h,
+                            .reason = &reason};
+  atomic_store(&r->rc, keel_gen_statem_start(&plain_mod,
+                                             keel_build(&h, "{error, nope}"),
+                                             &o, &pid));
+  atomic_store(&r->reason, reason);
+  keel_pattern *p;
+  if (keel_pattern_compile(&p, "{'DOWN', ~t, process, _, _}", mref) ==
+      KEEL_OK) {
+    if (keel_receive_pattern(self, p, TMO, &m, NULL) == KEEL_OK)
+      atomic_store(&r->down, keel_tuple_get(m, 4));
+    keel_pattern_free(p);
+  }
+  keel_heap_destroy(&h);
+  signal_event(); /* reached: the link's exit did not kill us */
+}
+
+Test(gen_statem_sys, init_error_fails_the_start_and_exits_normally) {
+  FOR_CONFIGS {
+    start(sched_counts[c]);
+    long before = atomic_load(&terminated);
+    init_error_run r = {.fiber = fiber};
+    cr_assert_eq(keel_spawn_fiber(init_error_main, &r, NULL, NULL), KEEL_OK);
+    cr_assert(wait_events(1), "the starter survived");
+    cr_assert_eq(atomic_load(&r.rc), KEEL_ENOPROC);
+    cr_assert_eq(atomic_load(&r.reason), A("nope"));
+    cr_assert_eq(atomic_load(&r.down), KEEL_ATOM(NORMAL));
+    cr_assert_eq(atomic_load(&terminated), before, "no terminate");
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+  }
+}
+
 /* ---- start_link from a fiber; terminate on the parent's exit ----------- */
 
 typedef struct parent_arg {
