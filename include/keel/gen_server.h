@@ -278,6 +278,55 @@ int keel_gen_server_receive_response(keel_term req_id, int64_t timeout_ms,
 int keel_gen_server_wait_response(keel_term req_id, int64_t timeout_ms,
                                   keel_heap *h, keel_term *reply);
 
+/* ---- request-id collections (OTP 25's reqids_*) -----------------------
+ * A collection of pending send_request ids, each with a label, waited for
+ * together. Owned by its creator (one process; not thread-safe), freed
+ * with keel_gen_server_reqids_free, which abandons nothing: free a
+ * collection once its requests are answered or abandoned. It keeps its
+ * ids and labels in its own heap, which is reset whenever it empties. */
+typedef struct keel_gen_server_reqids keel_gen_server_reqids;
+
+/* reqids_new: an empty collection, or NULL without memory. */
+keel_gen_server_reqids *keel_gen_server_reqids_new(void);
+void keel_gen_server_reqids_free(keel_gen_server_reqids *c);
+/* reqids_add: adds req_id (from keel_gen_server_send_request) with label
+ * (both copied). KEEL_EINVAL (c NULL, req_id not a ref, label KEEL_NONE),
+ * KEEL_EEXIST (req_id already in c), KEEL_ENOMEM. */
+int keel_gen_server_reqids_add(keel_gen_server_reqids *c, keel_term req_id,
+                               keel_term label);
+/* reqids_size. */
+size_t keel_gen_server_reqids_size(const keel_gen_server_reqids *c);
+/* reqids_to_list: [{ReqId, Label}] in h, in the order they were added. */
+int keel_gen_server_reqids_to_list(const keel_gen_server_reqids *c,
+                                   keel_heap *h, keel_term *out);
+/* send_request/4: sends request to server as keel_gen_server_send_request
+ * does and adds its id to c with label. Same errors, and KEEL_EINVAL for a
+ * NULL c or KEEL_NONE label. */
+int keel_gen_server_send_request_to(keel_term server, keel_term request,
+                                    keel_term label, keel_gen_server_reqids *c);
+/* receive_response/3 (fibers): waits at most timeout_ms for the answer to
+ * any request of c. KEEL_OK (*reply = the reply) or KEEL_ENOPROC (*reply =
+ * the server's exit reason), both in h with *label (in h) the request's
+ * label, and the request removed from c when del; KEEL_ENOENT when c is
+ * empty (no_request); KEEL_ETIMEDOUT: every request of c is abandoned
+ * (late replies are dropped) and c is emptied. KEEL_ESTATE (not a fiber),
+ * KEEL_EINVAL. */
+int keel_gen_server_receive_response_in(keel_gen_server_reqids *c,
+                                        int64_t timeout_ms, bool del,
+                                        keel_heap *h, keel_term *reply,
+                                        keel_term *label);
+/* wait_response/3 (fibers): as receive_response_in, but on KEEL_ETIMEDOUT
+ * the requests stay pending and c is unchanged. */
+int keel_gen_server_wait_response_in(keel_gen_server_reqids *c,
+                                     int64_t timeout_ms, bool del, keel_heap *h,
+                                     keel_term *reply, keel_term *label);
+/* check_response/3 (any process): whether msg answers a request of c.
+ * KEEL_OK / KEEL_ENOPROC as receive_response_in; KEEL_ENOMATCH (no_reply:
+ * msg is something else), KEEL_ENOENT (c is empty: no_request). */
+int keel_gen_server_check_response_in(keel_term msg, keel_gen_server_reqids *c,
+                                      bool del, keel_heap *h, keel_term *reply,
+                                      keel_term *label);
+
 /* gen_server:check_response (any process, e.g. a handler): whether msg
  * answers req_id. KEEL_OK (*reply = the reply, in h), KEEL_ENOPROC (msg is
  * the server's 'DOWN'; *reply = its reason), KEEL_ENOMATCH (msg is
