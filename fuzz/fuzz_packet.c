@@ -1,12 +1,14 @@
 /* libFuzzer target for the gen_tcp packet framing of src/net/packet.c.
  *
  * The first byte chooses the framing (raw, 1, 2, 4, line) and how the
- * rest is cut into reads, the second the frame size limit. The bytes go
+ * rest is cut into reads, the second the frame size limit, the third
+ * line mode's line_length (0-16) and delimiter ('\n' or ';'). The bytes go
  * through the socket's receive buffer as reads would put them, and every
  * complete frame is taken out. Checks: a frame lies inside the buffer,
  * never exceeds the limit, and its bytes are exactly the input's at the
- * expected place (nothing lost, duplicated or reordered); a header over
- * the limit stops the stream for good. */
+ * expected place (nothing lost, duplicated or reordered); a line ends
+ * with its delimiter and holds no other, unless it is a piece of
+ * line_length bytes; a header over the limit stops the stream for good. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,15 +28,18 @@ static const keel_net_packet types[] = {KEEL_NET_PACKET_RAW, KEEL_NET_PACKET_1,
                                         KEEL_NET_PACKET_LINE};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  if (size < 2)
+  if (size < 3)
     return 0;
   net_sock s;
   memset(&s, 0, sizeof s);
   s.packet = (uint8_t)types[data[0] % 5];
   size_t step = (size_t)(data[0] / 5) % 23 + 1;
   s.packet_max = data[1] == 0 ? 0xffffffffu : data[1];
-  data += 2;
-  size -= 2;
+  s.line_len = data[2] % 17u;
+  s.line_delim = (data[2] & 0x80) ? ';' : '\n';
+  bool pieces = s.line_len != 0 && s.line_len < s.packet_max;
+  data += 3;
+  size -= 3;
   size_t hw = s.packet == KEEL_NET_PACKET_1   ? 1
               : s.packet == KEEL_NET_PACKET_2 ? 2
               : s.packet == KEEL_NET_PACKET_4 ? 4
@@ -63,9 +68,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       check(hdr + len <= s.rxlen);
       check(s.packet == KEEL_NET_PACKET_RAW || len <= s.packet_max);
       check(memcmp(s.rx, data + taken, hdr + len) == 0);
-      if (s.packet == KEEL_NET_PACKET_LINE)
-        check(len > 0 && s.rx[len - 1] == '\n' &&
-              memchr(s.rx, '\n', len - 1) == NULL);
+      if (s.packet == KEEL_NET_PACKET_LINE) {
+        check(len > 0 && memchr(s.rx, s.line_delim, len - 1) == NULL);
+        check(s.rx[len - 1] == s.line_delim || (pieces && len == s.line_len));
+        check(!pieces || len <= s.line_len);
+      }
       keel__net_rx_consume(&s, hdr + len);
       taken += hdr + len;
     }

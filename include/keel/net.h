@@ -259,6 +259,68 @@ typedef enum keel_net_packet {
  * or UDP socket), KEEL_EUNSUPPORTED. */
 int keel_net_set_packet(keel_socket s, keel_net_packet type, size_t max_size);
 
+/* Sets the line mode's options (inet's line_delimiter, and the
+ * line_length of erlang:decode_packet): lines end with `delimiter`
+ * ('\n' by default) and, when line_length is not 0 (the default: no
+ * limit but the packet size), a longer line is delivered in pieces of
+ * line_length bytes, the last piece ending with the delimiter, as
+ * gen_tcp cuts a line at its receive buffer size. A piece is a frame as
+ * any line (one recv, one active message). A line_length of the packet
+ * size (max_size of keel_net_set_packet) or more has no effect: a line
+ * over the packet size fails with KEEL_ELIMIT first. Applies to the
+ * bytes not delivered yet; used in KEEL_NET_PACKET_LINE mode only.
+ * Errors: KEEL_ECLOSED, KEEL_EINVAL (line_length over 4 GiB - 1, a
+ * listening or UDP socket), KEEL_EUNSUPPORTED. */
+int keel_net_set_line(keel_socket s, size_t line_length, uint8_t delimiter);
+
+/* Sets the kernel's buffer sizes (inet's recbuf and sndbuf: SO_RCVBUF,
+ * SO_SNDBUF); 0 leaves one unchanged. Linux doubles the value (its
+ * bookkeeping) and caps it at net.core.rmem_max / wmem_max; read the
+ * result with keel_net_getopts. On a listening socket the accepted
+ * sockets inherit them (set recbuf before connections arrive for the TCP
+ * window to use it). TCP and UDP sockets. Errors: KEEL_ECLOSED,
+ * KEEL_EINVAL (a size over INT_MAX / 2), KEEL_EIO, KEEL_EUNSUPPORTED. */
+int keel_net_set_buffers(keel_socket s, size_t recbuf, size_t sndbuf);
+
+/* Sets inet's linger option {linger, {On, Secs}} (SO_LINGER) of a TCP
+ * socket. {true, 0} makes keel_net_close (and the owner's death) abort
+ * the connection: the output queue is dropped and the peer gets a reset
+ * instead of a FIN. {true, Secs > 0} is kept for getopts and set in the
+ * kernel, but keel_net_close still flushes the output queue in the
+ * background as without it, and the kernel's linger is turned off right
+ * before the descriptor is closed, so that no thread ever blocks in
+ * close(2) (the kernel then sends what it holds in the background, as it
+ * does when a linger timeout passes). {false, _} is the default.
+ * Errors: KEEL_ECLOSED, KEEL_EINVAL (secs outside 0..65535, a UDP
+ * socket), KEEL_EIO, KEEL_EUNSUPPORTED. */
+int keel_net_set_linger(keel_socket s, bool on, int secs);
+
+/* A socket's options (inet:getopts). */
+typedef struct keel_net_opts {
+  keel_net_active active;
+  int32_t active_n;       /* KEEL_NET_ACTIVE_N: the count left */
+  keel_net_packet packet; /* TCP; KEEL_NET_PACKET_RAW for UDP */
+  size_t packet_size;     /* the frame limit in force */
+  size_t line_length;     /* 0: none */
+  uint8_t line_delimiter;
+  bool nodelay;          /* TCP_NODELAY (TCP) */
+  size_t recbuf, sndbuf; /* SO_RCVBUF, SO_SNDBUF, as the kernel says */
+  bool linger_on;        /* SO_LINGER, as the kernel says (TCP) */
+  int linger_secs;
+  size_t low_watermark, high_watermark;
+  int64_t send_timeout; /* KEEL_INFINITY: none */
+  bool send_timeout_close;
+  bool broadcast;      /* SO_BROADCAST (UDP) */
+  int multicast_ttl;   /* IP_MULTICAST_TTL (UDP over IPv4) */
+  bool multicast_loop; /* IP_MULTICAST_LOOP (UDP over IPv4) */
+} keel_net_opts;
+
+/* Reads the options of s into *out; the kernel's ones with getsockopt(2)
+ * (those that do not apply to the socket's kind are 0). Anyone may call
+ * it. Errors: KEEL_ECLOSED, KEEL_EINVAL (out NULL), KEEL_EIO,
+ * KEEL_EUNSUPPORTED. */
+int keel_net_getopts(keel_socket s, keel_net_opts *out);
+
 /* Sets inet's send_timeout and send_timeout_close: a keel_net_send that
  * has to wait for the output queue to drain below the low watermark
  * (the peer does not read) waits at most timeout_ms (KEEL_INFINITY, the

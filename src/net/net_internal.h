@@ -70,8 +70,12 @@ typedef struct net_sock {
   uint8_t packet;          /* keel_net_packet: framing of recv and send */
   bool send_timeout_close; /* close when a send times out */
   uint32_t packet_max;     /* largest frame accepted (bytes) */
-  int64_t send_timeout;    /* ms a send may wait; KEEL_INFINITY: forever */
-  uint8_t *rx;             /* framing: bytes read, not yet delivered */
+  uint32_t line_len;       /* line mode: longer lines come in pieces; 0 */
+  uint8_t line_delim;      /* line mode: the byte that ends a line */
+  bool linger_on;          /* SO_LINGER set {true, linger_secs} */
+  uint16_t linger_secs;
+  int64_t send_timeout; /* ms a send may wait; KEEL_INFINITY: forever */
+  uint8_t *rx;          /* framing: bytes read, not yet delivered */
   size_t rxlen, rxcap;
   uint32_t low, high; /* watermarks */
   net_wlist rw, ww;   /* waiting to read/accept, to write */

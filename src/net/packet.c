@@ -26,6 +26,31 @@ static size_t header_len(uint8_t packet) {
                                        : 0;
 }
 
+/* Line mode: a line up to and with the delimiter; with a line_length
+ * under packet_max, a longer line comes in pieces of line_length bytes
+ * (the last one with the delimiter), as inet_drv cuts a line at its
+ * buffer size, and never fails. */
+static int line_next(const net_sock *s, size_t *len, size_t *hdr) {
+  size_t max = s->packet_max, piece = s->line_len;
+  if (piece >= max)
+    piece = 0; /* packet_size refuses such a line first */
+  const uint8_t *d =
+      s->rxlen > 0 ? memchr(s->rx, s->line_delim, s->rxlen) : NULL;
+  *hdr = 0;
+  if (d == NULL) {
+    if (piece != 0 && s->rxlen >= piece) {
+      *len = piece;
+      return 1;
+    }
+    return s->rxlen > max ? KEEL_ELIMIT : 0;
+  }
+  size_t n = (size_t)(d - s->rx) + 1;
+  if (piece != 0 && n > piece)
+    n = piece;
+  *len = n;
+  return n > max ? KEEL_ELIMIT : 1;
+}
+
 int keel__net_frame_next(const net_sock *s, size_t *hdr, size_t *len) {
   size_t max = s->packet_max;
   if (s->packet == KEEL_NET_PACKET_RAW) {
@@ -33,14 +58,8 @@ int keel__net_frame_next(const net_sock *s, size_t *hdr, size_t *len) {
     *len = s->rxlen;
     return s->rxlen > 0 ? 1 : 0;
   }
-  if (s->packet == KEEL_NET_PACKET_LINE) {
-    const uint8_t *nl = s->rxlen > 0 ? memchr(s->rx, '\n', s->rxlen) : NULL;
-    if (nl == NULL)
-      return s->rxlen > max ? KEEL_ELIMIT : 0;
-    *hdr = 0;
-    *len = (size_t)(nl - s->rx) + 1;
-    return *len > max ? KEEL_ELIMIT : 1;
-  }
+  if (s->packet == KEEL_NET_PACKET_LINE)
+    return line_next(s, len, hdr);
   size_t h = header_len(s->packet);
   if (s->rxlen < h)
     return 0;
@@ -226,5 +245,23 @@ int keel_net_set_send_timeout(keel_socket h, int64_t timeout_ms,
   s->send_timeout = timeout_ms;
   s->send_timeout_close = close_on_timeout;
   keel__net_unlock(s);
+  return KEEL_OK;
+}
+
+int keel_net_set_line(keel_socket h, size_t line_length, uint8_t delimiter) {
+  if (line_length > UINT32_MAX)
+    return KEEL_EINVAL;
+  net_sock *s;
+  int rc = lock_stream(h, &s);
+  if (rc != KEEL_OK)
+    return rc;
+  s->line_len = (uint32_t)line_length;
+  s->line_delim = delimiter;
+  bool closed = false;
+  if (s->active != KEEL_NET_PASSIVE) /* lines may be buffered already */
+    closed = keel__net_deliver_active_locked(s);
+  keel__net_unlock(s);
+  if (closed)
+    keel__net_sock_free(s);
   return KEEL_OK;
 }
