@@ -354,8 +354,9 @@ int keel_net_socket_of(keel_term port, keel_socket *out);
 /* A UDP socket is a keel_socket like a TCP one: generation-counted handle,
  * an owner (closed when the owner dies), keel_net_close,
  * keel_net_controlling_process, keel_net_sockname and keel_net_set_active
- * work on it as on TCP sockets. keel_net_send/recv/shutdown/set_nodelay
- * and the packet options refuse it (KEEL_EINVAL). Active messages:
+ * work on it as on TCP sockets (keel_net_peername after
+ * keel_net_udp_connect). keel_net_send/recv/shutdown/set_nodelay/
+ * set_linger and the packet options refuse it (KEEL_EINVAL). Active messages:
  *   {udp, Sock, Ip, PortNo, Data}  Ip {A,B,C,D} (or the eight 16-bit
  *                                  groups of an IPv6 address), PortNo an
  *                                  integer, Data a binary (may be empty)
@@ -376,15 +377,53 @@ typedef struct keel_net_udp_opts {
  * node), KEEL_ESYSLIMIT, KEEL_ENOMEM, KEEL_EIO. */
 int keel_net_udp_open(const keel_net_udp_opts *opts, keel_socket *out);
 
-/* Sends one datagram of len bytes (0 allowed) to ip:port (numeric) from
- * socket s (gen_udp:send/4). Anyone may send. When the kernel's send
- * buffer is full a fiber or a thread waits for room; a handler process
- * gets KEEL_EBUSY. Errors: KEEL_ECLOSED (closed or stale), KEEL_EINVAL (ip
- * NULL or not numeric, data NULL with len > 0, not a UDP socket, address
- * family other than the socket's), KEEL_ELIMIT (datagram too large:
- * emsgsize), KEEL_EBUSY, KEEL_EUNSUPPORTED, KEEL_EIO. */
+/* Sends one datagram of len bytes (0 allowed) from socket s
+ * (gen_udp:send/4) to ip:port, or, with ip NULL, to the peer of a
+ * connected socket (gen_udp:send/2 after keel_net_udp_connect). ip is a
+ * numeric address or a host name ("localhost"), resolved as
+ * keel_net_connect resolves it (never on a scheduler thread; a handler
+ * process gets KEEL_ESTATE) to its first address of the socket's family.
+ * Anyone may send. When the kernel's send buffer is full a fiber or a
+ * thread waits for room; a handler process gets KEEL_EBUSY. Errors:
+ * KEEL_ECLOSED (closed or stale), KEEL_EINVAL (ip neither numeric nor a
+ * host name, data NULL with len > 0, not a UDP socket, address family
+ * other than the socket's), KEEL_ENOENT (the name does not resolve),
+ * KEEL_ESTATE (ip NULL on a socket that is not connected; a handler
+ * process with a host name), KEEL_ECONNREFUSED (connected socket: an
+ * ICMP port unreachable came back for an earlier datagram), KEEL_ELIMIT
+ * (datagram too large: emsgsize), KEEL_EBUSY, KEEL_EUNSUPPORTED,
+ * KEEL_EIO. */
 int keel_net_udp_send(keel_socket s, const char *ip, uint16_t port,
                       const void *data, size_t len);
+
+/* Connects a UDP socket to host:port (gen_udp:connect/3): sends with ip
+ * NULL go there, and only datagrams from that address and port are
+ * received (the kernel drops the others). host is numeric or a name,
+ * resolved as in keel_net_udp_send. It may be called again to change the
+ * peer. Owner only (a thread when the socket has no owner). Errors:
+ * KEEL_ECLOSED, KEEL_ENOTOWNER, KEEL_EINVAL (host NULL or malformed, not
+ * a UDP socket, another address family), KEEL_ENOENT, KEEL_ESTATE (a
+ * handler process with a host name), KEEL_EUNSUPPORTED, KEEL_EIO. */
+int keel_net_udp_connect(keel_socket s, const char *host, uint16_t port);
+
+/* IPv4 multicast (inet's add_membership, drop_membership, multicast_ttl,
+ * multicast_loop, multicast_if) and broadcast options of a UDP socket.
+ * Addresses are numeric IPv4 texts; iface names the local interface by
+ * its address (NULL: INADDR_ANY, the kernel chooses). To receive a
+ * group's datagrams, bind the socket to the group address (or to
+ * 0.0.0.0) with the group's port and join the group on an interface.
+ * keel_net_getopts reads ttl, loop and broadcast back. Anyone may set
+ * them. Errors: KEEL_ECLOSED, KEEL_EINVAL (group not a multicast
+ * address, an address not numeric IPv4, ttl outside 0..255, not a UDP
+ * socket or not IPv4), KEEL_ENOENT (no interface with that address;
+ * dropping a group not joined), KEEL_EADDRINUSE (joining a group twice),
+ * KEEL_EUNSUPPORTED, KEEL_EIO. */
+int keel_net_udp_membership(keel_socket s, bool add, const char *group,
+                            const char *iface);
+int keel_net_udp_set_multicast_ttl(keel_socket s, int ttl);
+int keel_net_udp_set_multicast_loop(keel_socket s, bool on);
+int keel_net_udp_set_multicast_if(keel_socket s, const char *iface);
+int keel_net_udp_set_broadcast(keel_socket s, bool on);
 
 /* Receives one datagram into buf (gen_udp:recv in passive mode), waiting
  * at most timeout_ms for it (blocking rules as keel_net_recv). Returns its

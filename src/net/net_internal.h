@@ -186,6 +186,17 @@ void keel__udp_deliver_active_locked(net_sock *s);
  * KEEL_EINVAL. */
 int keel__net_parse_addr(const char *ip, uint16_t port,
                          struct sockaddr_storage *sa, socklen_t *len);
+struct addrinfo;
+/* tcp.c: the addresses of a host name (getaddrinfo with the family and
+ * socket type given), never resolved on a scheduler thread: a fiber has
+ * it done on the dirty I/O pool, a thread does it itself, a handler
+ * process cannot wait (KEEL_ESTATE). KEEL_OK (free *out with
+ * freeaddrinfo), KEEL_ENOENT, KEEL_ENOMEM, KEEL_EIO, KEEL_ESTATE. */
+int keel__net_resolve(const char *host, uint16_t port, int family, int socktype,
+                      struct addrinfo **out);
+/* tcp.c: whether name can be a host name (letters, digits, '-', '_',
+ * '.'; at most 253 bytes): anything else is refused without a lookup. */
+bool keel__net_host_name_ok(const char *name);
 /* tcp.c: the KEEL_E* code of an errno value. */
 int keel__net_map_errno(int e);
 /* Whether the caller may wait timeout_ms (KEEL_OK, KEEL_EINVAL,
