@@ -228,11 +228,18 @@ int keel_net_set_watermarks(keel_socket s, size_t low, size_t high);
 
 /* Framing of a TCP socket's data (inet's packet option). */
 typedef enum keel_net_packet {
-  KEEL_NET_PACKET_RAW = 0, /* {packet, raw}: a byte stream (the default) */
-  KEEL_NET_PACKET_1 = 1,   /* {packet, 1}: a 1-byte big-endian length */
-  KEEL_NET_PACKET_2 = 2,   /* {packet, 2}: a 2-byte big-endian length */
-  KEEL_NET_PACKET_4 = 4,   /* {packet, 4}: a 4-byte big-endian length */
-  KEEL_NET_PACKET_LINE = 5 /* {packet, line}: up to and with each '\n' */
+  KEEL_NET_PACKET_RAW = 0,  /* {packet, raw}: a byte stream (the default) */
+  KEEL_NET_PACKET_1 = 1,    /* {packet, 1}: a 1-byte big-endian length */
+  KEEL_NET_PACKET_2 = 2,    /* {packet, 2}: a 2-byte big-endian length */
+  KEEL_NET_PACKET_4 = 4,    /* {packet, 4}: a 4-byte big-endian length */
+  KEEL_NET_PACKET_LINE = 5, /* {packet, line}: up to and with each '\n' */
+  /* {packet, http | http_bin | httph | httph_bin}: HTTP/1.x heads, one
+   * line a packet (a header with its folded lines), decoded into the
+   * terms of erlang:decode_packet: see keel_net_recv_http. */
+  KEEL_NET_PACKET_HTTP = 6,     /* strings as lists of bytes */
+  KEEL_NET_PACKET_HTTP_BIN = 7, /* strings as binaries */
+  KEEL_NET_PACKET_HTTPH = 8,    /* headers only (no start line first) */
+  KEEL_NET_PACKET_HTTPH_BIN = 9
 } keel_net_packet;
 
 /* The largest frame a framing socket accepts when max_size is 0. */
@@ -254,10 +261,55 @@ typedef enum keel_net_packet {
  * (every later recv too: the stream cannot be resynchronised), and an
  * active socket sends {tcp_error, S, emsgsize} then {tcp_closed, S} and
  * closes. Works on TLS sockets (framing of the plaintext). Changing the
- * framing affects the bytes not delivered yet. Errors: KEEL_ECLOSED,
- * KEEL_EINVAL (type out of range, max_size over 4 GiB - 1, a listening
- * or UDP socket), KEEL_EUNSUPPORTED. */
+ * framing affects the bytes not delivered yet (an http type starts at a
+ * start line). The http types frame received bytes only (sends go as
+ * they are): see keel_net_recv_http. Errors: KEEL_ECLOSED, KEEL_EINVAL
+ * (type out of range, max_size over 4 GiB - 1, a listening or UDP
+ * socket), KEEL_EUNSUPPORTED. */
 int keel_net_set_packet(keel_socket s, keel_net_packet type, size_t max_size);
+
+/* Receives the next HTTP packet of a socket in an http packet mode
+ * (gen_tcp:recv(S, 0) with {packet, http | http_bin | httph |
+ * httph_bin}), decoded in h, waiting at most timeout_ms (blocking rules
+ * as keel_net_recv). The packets and terms are erlang:decode_packet's:
+ *   {http_request, Method, Uri, {Major, Minor}}  (HTTP/0.9: {0, 9})
+ *   {http_response, {Major, Minor}, Code, Reason}
+ *   {http_header, Index, Field, UnmodifiedField, Value}
+ *   http_eoh                         (the empty line ending the head)
+ *   {http_error, Line}               (a line that does not parse, CRLF
+ *                                     included; the stream goes on)
+ * Strings are lists of bytes (http, httph) or binaries (_bin). Method is
+ * an atom for OPTIONS, GET, HEAD, POST, PUT, DELETE, TRACE (case
+ * sensitive), else a string. Uri is '*', {abs_path, Path},
+ * {absoluteURI, http | https, Host, Port | undefined, Path},
+ * {scheme, Scheme, Rest} or a string. Field is an atom for the 52 header
+ * names inet knows ('Content-Length', ...; Index is its 1-based place in
+ * inet's table), else a string with its case normalised as inet does
+ * (Content-length -> Content-Length; Index 0); a name over 50 bytes is
+ * kept as it is. UnmodifiedField is the name as received, Value the
+ * value after the blanks that follow the colon (folded lines stay in it,
+ * CRLF and all). A line over the packet size fails as other frames do
+ * (KEEL_ELIMIT). The socket starts with a start line (http, http_bin) and
+ * after http_eoh expects one again; switch to KEEL_NET_PACKET_RAW (or a
+ * length framing) to read a body: the bytes after the head stay
+ * buffered. keel_net_recv on such a socket returns a packet's raw bytes
+ * (and advances the same way); active modes send {http, S, Packet}
+ * ({ssl, S, Packet} on TLS). Owner only. Errors: those of keel_net_recv,
+ * KEEL_EINVAL (h or out NULL, not an http packet mode), KEEL_ENOMEM (the
+ * packet stays). */
+int keel_net_recv_http(keel_socket s, keel_heap *h, int64_t timeout_ms,
+                       keel_term *out);
+
+/* Decodes one HTTP packet from data[0..len) (erlang:decode_packet(Type,
+ * Bin, [{packet_size, Max}]) for an http type): the packet's term in h
+ * (see keel_net_recv_http; http and http_bin decode a start line,
+ * httph and httph_bin a header or http_eoh) and its length in *used.
+ * max 0: KEEL_NET_PACKET_MAX_DEFAULT. Errors: KEEL_ETRUNC (more bytes
+ * are needed: decode_packet's {more, undefined}), KEEL_ELIMIT (the line
+ * is longer than max), KEEL_EINVAL (a NULL argument, type not an http
+ * type), KEEL_ENOMEM. Thread-safe (pure). */
+int keel_net_decode_http(keel_heap *h, keel_net_packet type, const void *data,
+                         size_t len, size_t max, size_t *used, keel_term *out);
 
 /* Sets the line mode's options (inet's line_delimiter, and the
  * line_length of erlang:decode_packet): lines end with `delimiter`

@@ -72,6 +72,7 @@ typedef struct net_sock {
   uint32_t packet_max;     /* largest frame accepted (bytes) */
   uint32_t line_len;       /* line mode: longer lines come in pieces; 0 */
   uint8_t line_delim;      /* line mode: the byte that ends a line */
+  uint8_t http_state;      /* http packets: 0 a start line next, 1 headers */
   bool linger_on;          /* SO_LINGER set {true, linger_secs} */
   uint16_t linger_secs;
   int64_t send_timeout; /* ms a send may wait; KEEL_INFINITY: forever */
@@ -178,6 +179,29 @@ int64_t keel__net_recv_framed_locked(net_sock *s, uint8_t *buf, size_t cap);
  * KEEL_OK, KEEL_ELIMIT (longer than the header can tell), KEEL_ECLOSED,
  * KEEL_ENOMEM. */
 int keel__net_send_framed_locked(net_sock *s, const uint8_t *p, size_t len);
+
+/* http_packet.c: inet's http packets. The length of the packet at
+ * p[0..n) (a line; in the headers, with the lines folded into it): > 0,
+ * 0 when more bytes are needed, KEEL_ELIMIT when over max. */
+int64_t keel__http_packet_len(const uint8_t *p, size_t n, bool headers,
+                              size_t max);
+/* Decodes one packet in h (see http_packet.c for the terms) and advances
+ * *state (0: a start line is next, 1: headers). KEEL_NONE when out of
+ * memory (*state unchanged). */
+keel_term keel__http_packet_decode(keel_heap *h, const uint8_t *p, size_t len,
+                                   uint8_t *state, bool bin);
+/* Advances *state past one packet without keeping its term. */
+void keel__http_packet_step(const uint8_t *p, size_t len, uint8_t *state);
+/* packet.c: whether the socket's packet type is an http one, and
+ * whether it decodes to binaries. */
+bool keel__net_packet_http(const net_sock *s);
+bool keel__net_packet_http_bin(const net_sock *s);
+/* packet.c: a frame of s->rx[0..len) is being taken: advances the http
+ * state of an http socket. */
+void keel__net_frame_taken(net_sock *s, size_t len);
+/* packet.c: passive recv of an http socket: the next packet decoded in
+ * hp into *out (KEEL_OK), or as keel__net_recv_framed_locked. */
+int keel__net_recv_http_locked(net_sock *s, keel_heap *hp, keel_term *out);
 
 /* udp.c: active delivery of datagrams ({udp, S, Ip, Port, Data}) while
  * the mode allows (keel__net_deliver_active_locked calls it). */

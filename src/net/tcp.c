@@ -437,14 +437,13 @@ static int64_t recv_step(net_sock *s, uint8_t *buf, size_t cap) {
   return n;
 }
 
-int64_t keel_net_recv(keel_socket h, void *buf, size_t cap,
-                      int64_t timeout_ms) {
+/* keel_net_recv (hp NULL) and keel_net_recv_http (into hp, *out). */
+static int64_t recv_any(keel_socket h, void *buf, size_t cap,
+                        int64_t timeout_ms, keel_heap *hp, keel_term *out) {
   int rc = keel__net_check();
-  if (rc == KEEL_OK && (buf == NULL || cap == 0))
-    rc = KEEL_EINVAL;
-  if (rc == KEEL_OK)
-    rc = keel__net_may_wait(timeout_ms);
   if (rc != KEEL_OK)
+    return rc;
+  if ((rc = keel__net_may_wait(timeout_ms)) != KEEL_OK)
     return rc;
   uint64_t deadline = keel__net_deadline(timeout_ms);
   keel_term me = keel__net_caller();
@@ -453,7 +452,8 @@ int64_t keel_net_recv(keel_socket h, void *buf, size_t cap,
     if (s == NULL)
       return KEEL_ECLOSED;
     if ((s->flags & NS_LISTEN) || s->kind != NK_TCP ||
-        s->active != KEEL_NET_PASSIVE)
+        s->active != KEEL_NET_PASSIVE ||
+        (hp != NULL && !keel__net_packet_http(s)))
       rc = KEEL_EINVAL;
     else if (s->owner != me)
       rc = KEEL_ENOTOWNER;
@@ -461,7 +461,8 @@ int64_t keel_net_recv(keel_socket h, void *buf, size_t cap,
       keel__net_unlock(s);
       return rc;
     }
-    int64_t n = recv_step(s, buf, cap);
+    int64_t n = hp != NULL ? keel__net_recv_http_locked(s, hp, out)
+                           : recv_step(s, buf, cap);
     if (n != KEEL_ETIMEDOUT || timeout_ms == 0) {
       keel__net_unlock(s);
       return n;
@@ -469,6 +470,20 @@ int64_t keel_net_recv(keel_socket h, void *buf, size_t cap,
     if ((rc = keel__net_wait(s, false, deadline)) != KEEL_OK)
       return rc;
   }
+}
+
+int64_t keel_net_recv(keel_socket h, void *buf, size_t cap,
+                      int64_t timeout_ms) {
+  if (buf == NULL || cap == 0)
+    return keel__net_check() != KEEL_OK ? keel__net_check() : KEEL_EINVAL;
+  return recv_any(h, buf, cap, timeout_ms, NULL, NULL);
+}
+
+int keel_net_recv_http(keel_socket h, keel_heap *hp, int64_t timeout_ms,
+                       keel_term *out) {
+  if (hp == NULL || out == NULL)
+    return keel__net_check() != KEEL_OK ? keel__net_check() : KEEL_EINVAL;
+  return (int)recv_any(h, NULL, 0, timeout_ms, hp, out);
 }
 
 int keel_net_close(keel_socket h) {
