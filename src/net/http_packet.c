@@ -106,6 +106,8 @@ static bool is_tchar(uint8_t c) {
 
 int64_t keel__http_packet_len(const uint8_t *p, size_t n, bool headers,
                               size_t max) {
+  if (n == 0)
+    return 0;
   if ((n == 1 && p[0] == '\n') || (n == 2 && p[0] == '\r' && p[1] == '\n'))
     return (int64_t)n; /* the empty line */
   size_t from = 0;
