@@ -270,7 +270,7 @@ int keel_net_set_packet(keel_socket s, keel_net_packet type, size_t max_size);
 
 /* Receives the next HTTP packet of a socket in an http packet mode
  * (gen_tcp:recv(S, 0) with {packet, http | http_bin | httph |
- * httph_bin}), decoded in h, waiting at most timeout_ms (blocking rules
+ * httph_bin}), decoded in heap, waiting at most timeout_ms (blocking rules
  * as keel_net_recv). The packets and terms are erlang:decode_packet's:
  *   {http_request, Method, Uri, {Major, Minor}}  (HTTP/0.9: {0, 9})
  *   {http_response, {Major, Minor}, Code, Reason}
@@ -295,9 +295,9 @@ int keel_net_set_packet(keel_socket s, keel_net_packet type, size_t max_size);
  * buffered. keel_net_recv on such a socket returns a packet's raw bytes
  * (and advances the same way); active modes send {http, S, Packet}
  * ({ssl, S, Packet} on TLS). Owner only. Errors: those of keel_net_recv,
- * KEEL_EINVAL (h or out NULL, not an http packet mode), KEEL_ENOMEM (the
+ * KEEL_EINVAL (heap or out NULL, not an http packet mode), KEEL_ENOMEM (the
  * packet stays). */
-int keel_net_recv_http(keel_socket s, keel_heap *h, int64_t timeout_ms,
+int keel_net_recv_http(keel_socket s, keel_heap *heap, int64_t timeout_ms,
                        keel_term *out);
 
 /* Decodes one HTTP packet from data[0..len) (erlang:decode_packet(Type,

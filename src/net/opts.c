@@ -261,6 +261,7 @@ int keel_net_getopts(keel_socket h, keel_net_opts *out) {
   out->send_timeout_close = s->send_timeout_close;
   int fd = keel__io_fd(h);
   struct sockaddr_storage sa;
+  memset(&sa, 0, sizeof sa);
   socklen_t sl = sizeof sa;
   int family = getsockname(fd, (struct sockaddr *)&sa, &sl) == 0 ? sa.ss_family
                                                                  : AF_UNSPEC;

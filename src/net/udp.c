@@ -62,6 +62,7 @@ static int udp_family(keel_socket h, int *family) {
   if (rc != KEEL_OK)
     return rc;
   struct sockaddr_storage sa;
+  memset(&sa, 0, sizeof sa);
   socklen_t sl = sizeof sa;
   rc = getsockname(keel__io_fd(h), (struct sockaddr *)&sa, &sl) == 0 ? KEEL_OK
                                                                      : KEEL_EIO;
