@@ -328,3 +328,48 @@ Test(http_expect, curl_waits_for_100) {
   unlink(path);
   stop();
 }
+
+/* curl asks for 100 Continue by itself for bodies over 1 MiB: its -v log
+ * must show the Expect it sent and the 100 it got; an ordinary route over
+ * the body limit answers 413 at once, without a 100. */
+Test(http_expect, curl_expects_by_itself) {
+  start(2);
+  char path[] = "/tmp/keel_expect_big_XXXXXX";
+  int tf = mkstemp(path);
+  cr_assert_geq(tf, 0);
+  enum { BIG = 2 * 1024 * 1024 };
+  uint8_t *body = malloc(BIG);
+  cr_assert_not_null(body);
+  uint64_t sum = 0;
+  for (size_t i = 0; i < BIG; i++)
+    sum += body[i] = (uint8_t)(i * 13 + 5);
+  cr_assert_eq(write(tf, body, BIG), BIG);
+  close(tf);
+  for (int route = 0; route < 2; route++) {
+    char cmd[640];
+    snprintf(cmd, sizeof cmd,
+             "curl -sv -m 20 --expect100-timeout 60 --data-binary @%s "
+             "-w ' %%{http_code}' http://127.0.0.1:%u%s 2>&1",
+             path, port, route == 0 ? "/sum" : "/echo");
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    static char out[65536];
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    cr_assert_eq(pclose(p), 0, "curl failed: %s", out);
+    cr_assert_not_null(strstr(out, "> Expect: 100-continue"), "%s", out);
+    if (route == 0) {
+      cr_assert_not_null(strstr(out, "< HTTP/1.1 100 Continue"), "%s", out);
+      char want[64];
+      snprintf(want, sizeof want, "%d %llu 200", BIG, (unsigned long long)sum);
+      cr_assert_not_null(strstr(out, want), "%s", out);
+    } else {
+      cr_assert_null(strstr(out, "100 Continue"), "%s", out);
+      cr_assert_not_null(strstr(out, "< HTTP/1.1 413 "), "%s", out);
+      cr_assert_not_null(strstr(out, " 413"), "%s", out);
+    }
+  }
+  unlink(path);
+  free(body);
+  stop();
+}
