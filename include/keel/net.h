@@ -367,6 +367,32 @@ typedef struct keel_net_opts {
   bool multicast_loop; /* IP_MULTICAST_LOOP (UDP over IPv4) */
 } keel_net_opts;
 
+/* Which fields of a keel_net_opts keel_net_setopts applies. */
+enum {
+  KEEL_NET_OPT_ACTIVE = 1u << 0,       /* active, active_n */
+  KEEL_NET_OPT_PACKET = 1u << 1,       /* packet, packet_size */
+  KEEL_NET_OPT_LINE = 1u << 2,         /* line_length, line_delimiter */
+  KEEL_NET_OPT_NODELAY = 1u << 3,      /* nodelay */
+  KEEL_NET_OPT_BUFFERS = 1u << 4,      /* recbuf, sndbuf (0: unchanged) */
+  KEEL_NET_OPT_LINGER = 1u << 5,       /* linger_on, linger_secs */
+  KEEL_NET_OPT_WATERMARKS = 1u << 6,   /* low_watermark, high_watermark */
+  KEEL_NET_OPT_SEND_TIMEOUT = 1u << 7, /* send_timeout, send_timeout_close */
+  KEEL_NET_OPT_BROADCAST = 1u << 8,    /* broadcast (UDP) */
+  KEEL_NET_OPT_MULTICAST_TTL = 1u << 9,
+  KEEL_NET_OPT_MULTICAST_LOOP = 1u << 10
+};
+
+/* Sets several options at once (inet:setopts(S, [...])): the fields of
+ * *opts named by the KEEL_NET_OPT_* bits of `which`, each through its
+ * own setter above (keel_net_set_active last, so that data buffered
+ * under the new framing is delivered under it). Not atomic: on an error
+ * the options before it in the order of the bits stay set, those after
+ * are not set. For active, active_n is the n of keel_net_set_active;
+ * packet_size 0 is the default. Errors: those of the setters, KEEL_EINVAL
+ * (opts NULL, an unknown bit). */
+int keel_net_setopts(keel_socket s, const struct keel_net_opts *opts,
+                     unsigned which);
+
 /* Reads the options of s into *out; the kernel's ones with getsockopt(2)
  * (those that do not apply to the socket's kind are 0). Anyone may call
  * it. Errors: KEEL_ECLOSED, KEEL_EINVAL (out NULL), KEEL_EIO,

@@ -269,3 +269,38 @@ int keel_net_getopts(keel_socket h, keel_net_opts *out) {
   keel__net_unlock(s);
   return rc;
 }
+
+/* keel_net_setopts' steps but the active mode, in the order of the bits. */
+static int set_some(keel_socket h, const keel_net_opts *o, unsigned w) {
+  int rc = KEEL_OK;
+  if (rc == KEEL_OK && (w & KEEL_NET_OPT_PACKET))
+    rc = keel_net_set_packet(h, o->packet, o->packet_size);
+  if (rc == KEEL_OK && (w & KEEL_NET_OPT_LINE))
+    rc = keel_net_set_line(h, o->line_length, o->line_delimiter);
+  if (rc == KEEL_OK && (w & KEEL_NET_OPT_NODELAY))
+    rc = keel_net_set_nodelay(h, o->nodelay);
+  if (rc == KEEL_OK && (w & KEEL_NET_OPT_BUFFERS))
+    rc = keel_net_set_buffers(h, o->recbuf, o->sndbuf);
+  if (rc == KEEL_OK && (w & KEEL_NET_OPT_LINGER))
+    rc = keel_net_set_linger(h, o->linger_on, o->linger_secs);
+  if (rc == KEEL_OK && (w & KEEL_NET_OPT_WATERMARKS))
+    rc = keel_net_set_watermarks(h, o->low_watermark, o->high_watermark);
+  if (rc == KEEL_OK && (w & KEEL_NET_OPT_SEND_TIMEOUT))
+    rc = keel_net_set_send_timeout(h, o->send_timeout, o->send_timeout_close);
+  if (rc == KEEL_OK && (w & KEEL_NET_OPT_BROADCAST))
+    rc = keel_net_udp_set_broadcast(h, o->broadcast);
+  if (rc == KEEL_OK && (w & KEEL_NET_OPT_MULTICAST_TTL))
+    rc = keel_net_udp_set_multicast_ttl(h, o->multicast_ttl);
+  if (rc == KEEL_OK && (w & KEEL_NET_OPT_MULTICAST_LOOP))
+    rc = keel_net_udp_set_multicast_loop(h, o->multicast_loop);
+  return rc;
+}
+
+int keel_net_setopts(keel_socket h, const keel_net_opts *opts, unsigned which) {
+  if (opts == NULL || (which & ~((KEEL_NET_OPT_MULTICAST_LOOP << 1) - 1u)))
+    return KEEL_EINVAL;
+  int rc = set_some(h, opts, which);
+  if (rc == KEEL_OK && (which & KEEL_NET_OPT_ACTIVE))
+    rc = keel_net_set_active(h, opts->active, opts->active_n);
+  return rc;
+}

@@ -4,7 +4,8 @@
  * recbuf, sndbuf and linger read back with keel_net_getopts, an abortive
  * close ({linger, {true, 0}}: the peer sees a reset) against an ordinary
  * and a {true, Secs} close (the peer sees the data and a FIN); getopts of
- * the Keel-side options. 1, 2 and 8 schedulers.
+ * the Keel-side options; keel_net_setopts setting several at once (and
+ * stopping at the first error). 1, 2 and 8 schedulers.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -233,6 +234,38 @@ static void opts_client(keel_proc *self, void *arg) {
   CHECK(keel_net_set_linger(c, true, 7) == KEEL_OK);
   CHECK(keel_net_getopts(c, &o) == KEEL_OK);
   CHECK(o.linger_on && o.linger_secs == 7);
+  /* The same through setopts, several at once; getopts reads them. */
+  keel_net_opts so = {.linger_on = true,
+                      .linger_secs = 9,
+                      .recbuf = 20000,
+                      .packet = KEEL_NET_PACKET_LINE,
+                      .line_length = 5,
+                      .line_delimiter = ';',
+                      .low_watermark = 10,
+                      .high_watermark = 20};
+  CHECK(keel_net_setopts(c, &so,
+                         KEEL_NET_OPT_LINGER | KEEL_NET_OPT_BUFFERS |
+                             KEEL_NET_OPT_PACKET | KEEL_NET_OPT_LINE |
+                             KEEL_NET_OPT_WATERMARKS) == KEEL_OK);
+  CHECK(keel_net_getopts(c, &o) == KEEL_OK);
+  CHECK(o.linger_on && o.linger_secs == 9 && o.recbuf == 40000 &&
+        o.packet == KEEL_NET_PACKET_LINE && o.line_length == 5 &&
+        o.line_delimiter == ';' && o.low_watermark == 10 &&
+        o.high_watermark == 20 && o.nodelay); /* nodelay not in `which` */
+  /* Not atomic: the linger before the bad watermarks is set, the send
+   * timeout after them is not. */
+  so.linger_secs = 3;
+  so.low_watermark = 30; /* above high */
+  so.send_timeout = 55;
+  CHECK(keel_net_setopts(c, &so,
+                         KEEL_NET_OPT_LINGER | KEEL_NET_OPT_WATERMARKS |
+                             KEEL_NET_OPT_SEND_TIMEOUT) == KEEL_EINVAL);
+  CHECK(keel_net_getopts(c, &o) == KEEL_OK);
+  CHECK(o.linger_secs == 3 && o.low_watermark == 10 && o.send_timeout == 1234);
+  CHECK(keel_net_setopts(c, &so, 1u << 20) == KEEL_EINVAL);
+  CHECK(keel_net_setopts(c, NULL, KEEL_NET_OPT_LINGER) == KEEL_EINVAL);
+  CHECK(keel_net_set_packet(c, KEEL_NET_PACKET_RAW, 0) == KEEL_OK);
+  CHECK(keel_net_set_watermarks(c, 1000, 2000) == KEEL_OK);
   CHECK(keel_net_set_linger(c, false, 0) == KEEL_OK);
   CHECK(keel_net_getopts(c, &o) == KEEL_OK);
   CHECK(!o.linger_on);
@@ -270,6 +303,13 @@ Test(tcp_opts, udp_and_listen_buffers) {
     keel_socket u;
     cr_assert_eq(keel_net_udp_open(&uo, &u), KEEL_OK);
     check_buffers(u);
+    keel_net_opts so = {.broadcast = true, .multicast_ttl = 4};
+    CHECK(keel_net_setopts(u, &so,
+                           KEEL_NET_OPT_BROADCAST | KEEL_NET_OPT_MULTICAST_TTL |
+                               KEEL_NET_OPT_MULTICAST_LOOP) == KEEL_OK);
+    keel_net_opts uopts;
+    CHECK(keel_net_getopts(u, &uopts) == KEEL_OK);
+    CHECK(uopts.broadcast && uopts.multicast_ttl == 4 && !uopts.multicast_loop);
     keel_net_close(u);
     listen_any();
     CHECK(keel_net_set_buffers(listen_s, 32768, 0) == KEEL_OK);
