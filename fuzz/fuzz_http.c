@@ -10,7 +10,9 @@
  * Bits 0x40 and 0x80 of the first byte choose the body mode of every
  * request, as the server sets it from its head callback: buffered whole,
  * streamed (the window is emptied after each read, as a handler reading
- * it all would), or streamed then dropped (as after an early answer). */
+ * it all would), or streamed then dropped (as after an early answer).
+ * A request expecting 100-continue asks for it only before its body, on
+ * HTTP/1.1. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,6 +114,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             (rd.status == -1 && rd.discard));
       check(rd.status != 413 || !rd.stream);
       break;
+    }
+    if (keel__http_reader_wants_continue(&rd)) { /* Expect: 100-continue */
+      check(rd.expect_continue && !rd.body_seen && !rd.complete &&
+            rd.parser.http_major == 1 && rd.parser.http_minor >= 1);
+      rd.continue_sent = true; /* the connection writes the 100 */
     }
     if (rd.stream) {
       check(rd.body.len <= step); /* the window holds one read at most */

@@ -13,7 +13,10 @@
  *
  * Limits and timeouts close hostile connections with the right answer:
  * 431 for oversized request heads, 413 for oversized bodies, 414 for long
- * URLs, 400 for malformed requests, 408 when a request head does not
+ * URLs, 417 for an expectation other than 100-continue (a request with
+ * Expect: 100-continue gets "100 Continue" when its body is wanted: see
+ * keel_http_route_stream and docs/http.md), 400 for malformed requests,
+ * 408 when a request head does not
  * arrive in time (slowloris), WebSocket close codes 1002/1007/1009 for bad
  * frames, bad UTF-8 and oversized messages.
  *
@@ -271,8 +274,10 @@ int keel_http_route(keel_http_router *r, const char *method,
  * the request with 400 and closes, the handler first being called one
  * last time (keel_http_read_body returns KEEL_ECLOSED), as when the peer
  * goes away or the head timeout passes. A handler that returns
- * KEEL_HTTP_SUSPEND after the whole body was read gets 500. Errors: those
- * of keel_http_route. */
+ * KEEL_HTTP_SUSPEND after the whole body was read gets 500. A request with
+ * Expect: 100-continue gets "100 Continue" at the handler's first
+ * keel_http_read_body (never if it answers without reading: the answer
+ * then closes the connection). Errors: those of keel_http_route. */
 int keel_http_route_stream(keel_http_router *r, const char *method,
                            const char *pattern, keel_http_handler_fn fn,
                            void *arg);

@@ -228,11 +228,18 @@ int keel_net_set_watermarks(keel_socket s, size_t low, size_t high);
 
 /* Framing of a TCP socket's data (inet's packet option). */
 typedef enum keel_net_packet {
-  KEEL_NET_PACKET_RAW = 0, /* {packet, raw}: a byte stream (the default) */
-  KEEL_NET_PACKET_1 = 1,   /* {packet, 1}: a 1-byte big-endian length */
-  KEEL_NET_PACKET_2 = 2,   /* {packet, 2}: a 2-byte big-endian length */
-  KEEL_NET_PACKET_4 = 4,   /* {packet, 4}: a 4-byte big-endian length */
-  KEEL_NET_PACKET_LINE = 5 /* {packet, line}: up to and with each '\n' */
+  KEEL_NET_PACKET_RAW = 0,  /* {packet, raw}: a byte stream (the default) */
+  KEEL_NET_PACKET_1 = 1,    /* {packet, 1}: a 1-byte big-endian length */
+  KEEL_NET_PACKET_2 = 2,    /* {packet, 2}: a 2-byte big-endian length */
+  KEEL_NET_PACKET_4 = 4,    /* {packet, 4}: a 4-byte big-endian length */
+  KEEL_NET_PACKET_LINE = 5, /* {packet, line}: up to and with each '\n' */
+  /* {packet, http | http_bin | httph | httph_bin}: HTTP/1.x heads, one
+   * line a packet (a header with its folded lines), decoded into the
+   * terms of erlang:decode_packet: see keel_net_recv_http. */
+  KEEL_NET_PACKET_HTTP = 6,     /* strings as lists of bytes */
+  KEEL_NET_PACKET_HTTP_BIN = 7, /* strings as binaries */
+  KEEL_NET_PACKET_HTTPH = 8,    /* headers only (no start line first) */
+  KEEL_NET_PACKET_HTTPH_BIN = 9
 } keel_net_packet;
 
 /* The largest frame a framing socket accepts when max_size is 0. */
@@ -254,10 +261,143 @@ typedef enum keel_net_packet {
  * (every later recv too: the stream cannot be resynchronised), and an
  * active socket sends {tcp_error, S, emsgsize} then {tcp_closed, S} and
  * closes. Works on TLS sockets (framing of the plaintext). Changing the
- * framing affects the bytes not delivered yet. Errors: KEEL_ECLOSED,
- * KEEL_EINVAL (type out of range, max_size over 4 GiB - 1, a listening
- * or UDP socket), KEEL_EUNSUPPORTED. */
+ * framing affects the bytes not delivered yet (an http type starts at a
+ * start line). The http types frame received bytes only (sends go as
+ * they are): see keel_net_recv_http. Errors: KEEL_ECLOSED, KEEL_EINVAL
+ * (type out of range, max_size over 4 GiB - 1, a listening or UDP
+ * socket), KEEL_EUNSUPPORTED. */
 int keel_net_set_packet(keel_socket s, keel_net_packet type, size_t max_size);
+
+/* Receives the next HTTP packet of a socket in an http packet mode
+ * (gen_tcp:recv(S, 0) with {packet, http | http_bin | httph |
+ * httph_bin}), decoded in heap, waiting at most timeout_ms (blocking rules
+ * as keel_net_recv). The packets and terms are erlang:decode_packet's:
+ *   {http_request, Method, Uri, {Major, Minor}}  (HTTP/0.9: {0, 9})
+ *   {http_response, {Major, Minor}, Code, Reason}
+ *   {http_header, Index, Field, UnmodifiedField, Value}
+ *   http_eoh                         (the empty line ending the head)
+ *   {http_error, Line}               (a line that does not parse, CRLF
+ *                                     included; the stream goes on)
+ * Strings are lists of bytes (http, httph) or binaries (_bin). Method is
+ * an atom for OPTIONS, GET, HEAD, POST, PUT, DELETE, TRACE (case
+ * sensitive), else a string. Uri is '*', {abs_path, Path},
+ * {absoluteURI, http | https, Host, Port | undefined, Path},
+ * {scheme, Scheme, Rest} or a string. Field is an atom for the 52 header
+ * names inet knows ('Content-Length', ...; Index is its 1-based place in
+ * inet's table), else a string with its case normalised as inet does
+ * (Content-length -> Content-Length; Index 0); a name over 50 bytes is
+ * kept as it is. UnmodifiedField is the name as received, Value the
+ * value after the blanks that follow the colon (folded lines stay in it,
+ * CRLF and all). A line over the packet size fails as other frames do
+ * (KEEL_ELIMIT). The socket starts with a start line (http, http_bin) and
+ * after http_eoh expects one again; switch to KEEL_NET_PACKET_RAW (or a
+ * length framing) to read a body: the bytes after the head stay
+ * buffered. keel_net_recv on such a socket returns a packet's raw bytes
+ * (and advances the same way); active modes send {http, S, Packet}
+ * ({ssl, S, Packet} on TLS). Owner only. Errors: those of keel_net_recv,
+ * KEEL_EINVAL (heap or out NULL, not an http packet mode), KEEL_ENOMEM (the
+ * packet stays). */
+int keel_net_recv_http(keel_socket s, keel_heap *heap, int64_t timeout_ms,
+                       keel_term *out);
+
+/* Decodes one HTTP packet from data[0..len) (erlang:decode_packet(Type,
+ * Bin, [{packet_size, Max}]) for an http type): the packet's term in h
+ * (see keel_net_recv_http; http and http_bin decode a start line,
+ * httph and httph_bin a header or http_eoh) and its length in *used.
+ * max 0: KEEL_NET_PACKET_MAX_DEFAULT. Errors: KEEL_ETRUNC (more bytes
+ * are needed: decode_packet's {more, undefined}), KEEL_ELIMIT (the line
+ * is longer than max), KEEL_EINVAL (a NULL argument, type not an http
+ * type), KEEL_ENOMEM. Thread-safe (pure). */
+int keel_net_decode_http(keel_heap *h, keel_net_packet type, const void *data,
+                         size_t len, size_t max, size_t *used, keel_term *out);
+
+/* Sets the line mode's options (inet's line_delimiter, and the
+ * line_length of erlang:decode_packet): lines end with `delimiter`
+ * ('\n' by default) and, when line_length is not 0 (the default: no
+ * limit but the packet size), a longer line is delivered in pieces of
+ * line_length bytes, the last piece ending with the delimiter, as
+ * gen_tcp cuts a line at its receive buffer size. A piece is a frame as
+ * any line (one recv, one active message). A line_length of the packet
+ * size (max_size of keel_net_set_packet) or more has no effect: a line
+ * over the packet size fails with KEEL_ELIMIT first. Applies to the
+ * bytes not delivered yet; used in KEEL_NET_PACKET_LINE mode only.
+ * Errors: KEEL_ECLOSED, KEEL_EINVAL (line_length over 4 GiB - 1, a
+ * listening or UDP socket), KEEL_EUNSUPPORTED. */
+int keel_net_set_line(keel_socket s, size_t line_length, uint8_t delimiter);
+
+/* Sets the kernel's buffer sizes (inet's recbuf and sndbuf: SO_RCVBUF,
+ * SO_SNDBUF); 0 leaves one unchanged. Linux doubles the value (its
+ * bookkeeping) and caps it at net.core.rmem_max / wmem_max; read the
+ * result with keel_net_getopts. On a listening socket the accepted
+ * sockets inherit them (set recbuf before connections arrive for the TCP
+ * window to use it). TCP and UDP sockets. Errors: KEEL_ECLOSED,
+ * KEEL_EINVAL (a size over INT_MAX / 2), KEEL_EIO, KEEL_EUNSUPPORTED. */
+int keel_net_set_buffers(keel_socket s, size_t recbuf, size_t sndbuf);
+
+/* Sets inet's linger option {linger, {On, Secs}} (SO_LINGER) of a TCP
+ * socket. {true, 0} makes keel_net_close (and the owner's death) abort
+ * the connection: the output queue is dropped and the peer gets a reset
+ * instead of a FIN. {true, Secs > 0} is kept for getopts and set in the
+ * kernel, but keel_net_close still flushes the output queue in the
+ * background as without it, and the kernel's linger is turned off right
+ * before the descriptor is closed, so that no thread ever blocks in
+ * close(2) (the kernel then sends what it holds in the background, as it
+ * does when a linger timeout passes). {false, _} is the default.
+ * Errors: KEEL_ECLOSED, KEEL_EINVAL (secs outside 0..65535, a UDP
+ * socket), KEEL_EIO, KEEL_EUNSUPPORTED. */
+int keel_net_set_linger(keel_socket s, bool on, int secs);
+
+/* A socket's options (inet:getopts). */
+typedef struct keel_net_opts {
+  keel_net_active active;
+  int32_t active_n;       /* KEEL_NET_ACTIVE_N: the count left */
+  keel_net_packet packet; /* TCP; KEEL_NET_PACKET_RAW for UDP */
+  size_t packet_size;     /* the frame limit in force */
+  size_t line_length;     /* 0: none */
+  uint8_t line_delimiter;
+  bool nodelay;          /* TCP_NODELAY (TCP) */
+  size_t recbuf, sndbuf; /* SO_RCVBUF, SO_SNDBUF, as the kernel says */
+  bool linger_on;        /* SO_LINGER, as the kernel says (TCP) */
+  int linger_secs;
+  size_t low_watermark, high_watermark;
+  int64_t send_timeout; /* KEEL_INFINITY: none */
+  bool send_timeout_close;
+  bool broadcast;      /* SO_BROADCAST (UDP) */
+  int multicast_ttl;   /* IP_MULTICAST_TTL (UDP over IPv4) */
+  bool multicast_loop; /* IP_MULTICAST_LOOP (UDP over IPv4) */
+} keel_net_opts;
+
+/* Which fields of a keel_net_opts keel_net_setopts applies. */
+enum {
+  KEEL_NET_OPT_ACTIVE = 1u << 0,       /* active, active_n */
+  KEEL_NET_OPT_PACKET = 1u << 1,       /* packet, packet_size */
+  KEEL_NET_OPT_LINE = 1u << 2,         /* line_length, line_delimiter */
+  KEEL_NET_OPT_NODELAY = 1u << 3,      /* nodelay */
+  KEEL_NET_OPT_BUFFERS = 1u << 4,      /* recbuf, sndbuf (0: unchanged) */
+  KEEL_NET_OPT_LINGER = 1u << 5,       /* linger_on, linger_secs */
+  KEEL_NET_OPT_WATERMARKS = 1u << 6,   /* low_watermark, high_watermark */
+  KEEL_NET_OPT_SEND_TIMEOUT = 1u << 7, /* send_timeout, send_timeout_close */
+  KEEL_NET_OPT_BROADCAST = 1u << 8,    /* broadcast (UDP) */
+  KEEL_NET_OPT_MULTICAST_TTL = 1u << 9,
+  KEEL_NET_OPT_MULTICAST_LOOP = 1u << 10
+};
+
+/* Sets several options at once (inet:setopts(S, [...])): the fields of
+ * *opts named by the KEEL_NET_OPT_* bits of `which`, each through its
+ * own setter above (keel_net_set_active last, so that data buffered
+ * under the new framing is delivered under it). Not atomic: on an error
+ * the options before it in the order of the bits stay set, those after
+ * are not set. For active, active_n is the n of keel_net_set_active;
+ * packet_size 0 is the default. Errors: those of the setters, KEEL_EINVAL
+ * (opts NULL, an unknown bit). */
+int keel_net_setopts(keel_socket s, const struct keel_net_opts *opts,
+                     unsigned which);
+
+/* Reads the options of s into *out; the kernel's ones with getsockopt(2)
+ * (those that do not apply to the socket's kind are 0). Anyone may call
+ * it. Errors: KEEL_ECLOSED, KEEL_EINVAL (out NULL), KEEL_EIO,
+ * KEEL_EUNSUPPORTED. */
+int keel_net_getopts(keel_socket s, keel_net_opts *out);
 
 /* Sets inet's send_timeout and send_timeout_close: a keel_net_send that
  * has to wait for the output queue to drain below the low watermark
@@ -292,8 +432,9 @@ int keel_net_socket_of(keel_term port, keel_socket *out);
 /* A UDP socket is a keel_socket like a TCP one: generation-counted handle,
  * an owner (closed when the owner dies), keel_net_close,
  * keel_net_controlling_process, keel_net_sockname and keel_net_set_active
- * work on it as on TCP sockets. keel_net_send/recv/shutdown/set_nodelay
- * and the packet options refuse it (KEEL_EINVAL). Active messages:
+ * work on it as on TCP sockets (keel_net_peername after
+ * keel_net_udp_connect). keel_net_send/recv/shutdown/set_nodelay/
+ * set_linger and the packet options refuse it (KEEL_EINVAL). Active messages:
  *   {udp, Sock, Ip, PortNo, Data}  Ip {A,B,C,D} (or the eight 16-bit
  *                                  groups of an IPv6 address), PortNo an
  *                                  integer, Data a binary (may be empty)
@@ -314,15 +455,53 @@ typedef struct keel_net_udp_opts {
  * node), KEEL_ESYSLIMIT, KEEL_ENOMEM, KEEL_EIO. */
 int keel_net_udp_open(const keel_net_udp_opts *opts, keel_socket *out);
 
-/* Sends one datagram of len bytes (0 allowed) to ip:port (numeric) from
- * socket s (gen_udp:send/4). Anyone may send. When the kernel's send
- * buffer is full a fiber or a thread waits for room; a handler process
- * gets KEEL_EBUSY. Errors: KEEL_ECLOSED (closed or stale), KEEL_EINVAL (ip
- * NULL or not numeric, data NULL with len > 0, not a UDP socket, address
- * family other than the socket's), KEEL_ELIMIT (datagram too large:
- * emsgsize), KEEL_EBUSY, KEEL_EUNSUPPORTED, KEEL_EIO. */
+/* Sends one datagram of len bytes (0 allowed) from socket s
+ * (gen_udp:send/4) to ip:port, or, with ip NULL, to the peer of a
+ * connected socket (gen_udp:send/2 after keel_net_udp_connect). ip is a
+ * numeric address or a host name ("localhost"), resolved as
+ * keel_net_connect resolves it (never on a scheduler thread; a handler
+ * process gets KEEL_ESTATE) to its first address of the socket's family.
+ * Anyone may send. When the kernel's send buffer is full a fiber or a
+ * thread waits for room; a handler process gets KEEL_EBUSY. Errors:
+ * KEEL_ECLOSED (closed or stale), KEEL_EINVAL (ip neither numeric nor a
+ * host name, data NULL with len > 0, not a UDP socket, address family
+ * other than the socket's), KEEL_ENOENT (the name does not resolve),
+ * KEEL_ESTATE (ip NULL on a socket that is not connected; a handler
+ * process with a host name), KEEL_ECONNREFUSED (connected socket: an
+ * ICMP port unreachable came back for an earlier datagram), KEEL_ELIMIT
+ * (datagram too large: emsgsize), KEEL_EBUSY, KEEL_EUNSUPPORTED,
+ * KEEL_EIO. */
 int keel_net_udp_send(keel_socket s, const char *ip, uint16_t port,
                       const void *data, size_t len);
+
+/* Connects a UDP socket to host:port (gen_udp:connect/3): sends with ip
+ * NULL go there, and only datagrams from that address and port are
+ * received (the kernel drops the others). host is numeric or a name,
+ * resolved as in keel_net_udp_send. It may be called again to change the
+ * peer. Owner only (a thread when the socket has no owner). Errors:
+ * KEEL_ECLOSED, KEEL_ENOTOWNER, KEEL_EINVAL (host NULL or malformed, not
+ * a UDP socket, another address family), KEEL_ENOENT, KEEL_ESTATE (a
+ * handler process with a host name), KEEL_EUNSUPPORTED, KEEL_EIO. */
+int keel_net_udp_connect(keel_socket s, const char *host, uint16_t port);
+
+/* IPv4 multicast (inet's add_membership, drop_membership, multicast_ttl,
+ * multicast_loop, multicast_if) and broadcast options of a UDP socket.
+ * Addresses are numeric IPv4 texts; iface names the local interface by
+ * its address (NULL: INADDR_ANY, the kernel chooses). To receive a
+ * group's datagrams, bind the socket to the group address (or to
+ * 0.0.0.0) with the group's port and join the group on an interface.
+ * keel_net_getopts reads ttl, loop and broadcast back. Anyone may set
+ * them. Errors: KEEL_ECLOSED, KEEL_EINVAL (group not a multicast
+ * address, an address not numeric IPv4, ttl outside 0..255, not a UDP
+ * socket or not IPv4), KEEL_ENOENT (no interface with that address;
+ * dropping a group not joined), KEEL_EADDRINUSE (joining a group twice),
+ * KEEL_EUNSUPPORTED, KEEL_EIO. */
+int keel_net_udp_membership(keel_socket s, bool add, const char *group,
+                            const char *iface);
+int keel_net_udp_set_multicast_ttl(keel_socket s, int ttl);
+int keel_net_udp_set_multicast_loop(keel_socket s, bool on);
+int keel_net_udp_set_multicast_if(keel_socket s, const char *iface);
+int keel_net_udp_set_broadcast(keel_socket s, bool on);
 
 /* Receives one datagram into buf (gen_udp:recv in passive mode), waiting
  * at most timeout_ms for it (blocking rules as keel_net_recv). Returns its

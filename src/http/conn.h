@@ -66,6 +66,7 @@ struct keel__http_conn {
   bool answered;    /* it answered before the end of the body (dropped) */
   bool aborted;     /* the handler's last call: read_body says closed */
   bool close_after; /* the answer closes the connection */
+  bool streams;     /* the router has streaming routes */
   void *sstate;     /* *req->state */
   size_t body_off;  /* bytes of rd.body the handler has read */
   struct keel_http_body body;
@@ -102,8 +103,10 @@ int keel__conn_flush(keel__http_conn *c);
 void keel__conn_close_after_flush(keel__http_conn *c);
 void keel__conn_set_deadline(keel__http_conn *c, uint32_t ms);
 
-/* stream.c: the reader's head callback (routes the head; a streaming
- * route starts streaming). */
+/* stream.c: the reader's head callback (routes the head of a request
+ * with Expect: 100-continue, or of any request when the router streams:
+ * a streaming route starts streaming; a client expecting 100 on a route
+ * that answers 404/405 gets that answer before its body). */
 int keel__stream_on_head(keel__http_reader *r, void *ctx);
 
 /* stream.c: body bytes arrived or the body ended: runs the handler of

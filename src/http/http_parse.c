@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "keel/error.h"
 
@@ -82,8 +83,44 @@ static int on_header_value(http_parser *p, const char *at, size_t n) {
   return 0;
 }
 
+/* Whether the head's Expect field (if any) is exactly 100-continue (a
+ * case-insensitive token, optional whitespace around it): 1, 0 when
+ * there is none, -1 for any other expectation. */
+static int expectation(const keel__http_reader *r) {
+  const char *base = (const char *)r->head.data;
+  int found = 0;
+  for (uint32_t i = 0; i < r->nhdrs; i++) {
+    const keel__http_hdr *h = &r->hdrs[i];
+    if (h->name_len != 6 || strncasecmp(base + h->name_off, "expect", 6) != 0)
+      continue;
+    const char *v = base + h->value_off;
+    size_t n = h->value_len;
+    while (n > 0 && (*v == ' ' || *v == '\t')) {
+      v++;
+      n--;
+    }
+    while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+      n--;
+    if (n != 12 || strncasecmp(v, "100-continue", 12) != 0)
+      return -1;
+    found = 1;
+  }
+  return found;
+}
+
 static int on_headers_complete(http_parser *p) {
   keel__http_reader *r = reader_of(p);
+  if (p->http_major == 1 && p->http_minor >= 1) { /* 1.0: ignored */
+    int e = expectation(r);
+    if (e < 0) {
+      r->status = 417;
+      return -1;
+    }
+    r->expect_continue =
+        e == 1 &&
+        ((p->flags & F_CHUNKED) != 0 ||
+         ((p->flags & F_CONTENTLENGTH) != 0 && p->content_length > 0));
+  }
   if (r->on_head != NULL) {
     int st = r->on_head(r, r->head_ctx);
     if (st != 0) {
@@ -101,6 +138,7 @@ static int on_headers_complete(http_parser *p) {
 
 static int on_body(http_parser *p, const char *at, size_t n) {
   keel__http_reader *r = reader_of(p);
+  r->body_seen = true;
   if (r->discard) {
     r->discarded += n;
     if (r->discarded <= r->max_body)
@@ -245,6 +283,9 @@ void keel__http_reader_next(keel__http_reader *r, bool trim) {
   r->stream = false;
   r->discard = false;
   r->discarded = 0;
+  r->expect_continue = false;
+  r->continue_sent = false;
+  r->body_seen = false;
   if (trim) {
     keel_buf_free(&r->head);
     keel_buf_free(&r->body);
@@ -254,4 +295,9 @@ void keel__http_reader_next(keel__http_reader *r, bool trim) {
     r->view = NULL;
     r->cap = 0;
   }
+}
+
+bool keel__http_reader_wants_continue(const keel__http_reader *r) {
+  return r->expect_continue && !r->continue_sent && !r->body_seen &&
+         !r->complete && r->status == 0;
 }

@@ -13,9 +13,15 @@
  * (kept in `body` as a window the handler reads and the connection
  * empties), and may later drop the rest of a body (discard).
  *
+ * Expectations: a request head with `Expect: 100-continue` (HTTP/1.1, with
+ * a body) sets expect_continue, and the connection sends "100 Continue"
+ * when it wants the body; any other expectation is answered 417 (the
+ * status below), an HTTP/1.0 request's expectation is ignored.
+ *
  * Errors carry the HTTP status to answer before closing: 400 (malformed),
  * 413 (body over the limit, checked from Content-Length before reading it),
- * 414 (URL over the head limit), 431 (head over the limit), 501 (a
+ * 414 (URL over the head limit), 417 (an expectation other than
+ * 100-continue), 431 (head over the limit), 501 (a
  * Transfer-Encoding other than chunked).
  */
 #ifndef KEEL_HTTP_PARSE_H
@@ -62,7 +68,19 @@ struct keel__http_reader {
   bool stream;        /* this request's body is streamed (see on_head) */
   bool discard;       /* this request's body is dropped as it comes */
   uint64_t discarded; /* bytes dropped so far */
+  /* Expect: 100-continue (RFC 9110 10.1.1) on an HTTP/1.1 request with a
+   * body: the client may wait for "100 Continue" before sending it. */
+  bool expect_continue;
+  bool continue_sent; /* the 100 was written (or is not needed any more) */
+  bool body_seen;     /* a byte of this request's body has arrived */
 };
+
+/* The interim response that asks an expecting client for the body. */
+#define KEEL__HTTP_CONTINUE "HTTP/1.1 100 Continue\r\n\r\n"
+
+/* Whether the body of the current request is still to be asked for: the
+ * client expects 100-continue, no 100 went out and no body byte came. */
+bool keel__http_reader_wants_continue(const keel__http_reader *r);
 
 /* Prepares a reader with limits on the head and the body (bytes). */
 void keel__http_reader_init(keel__http_reader *r, size_t max_head,

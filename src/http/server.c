@@ -244,6 +244,17 @@ static void http_failed(keel__http_conn *c) {
   keel__conn_close_after_flush(c);
 }
 
+/* A request head asking for 100 Continue (RFC 9110 10.1.1) on a route
+ * that will be served (the head callback answered the others): the body
+ * is wanted now. */
+static void ask_for_body(keel__http_conn *c) {
+  if (!keel__http_reader_wants_continue(&c->rd))
+    return;
+  if (keel_buf_append(&c->out, KEEL__HTTP_CONTINUE,
+                      sizeof KEEL__HTTP_CONTINUE - 1) == KEEL_OK)
+    c->rd.continue_sent = true;
+}
+
 /* HTTP mode: feeds bytes to the reader and answers each request. */
 static void http_on_data(keel__http_conn *c, const uint8_t *data, size_t len) {
   size_t off = 0;
@@ -261,8 +272,10 @@ static void http_on_data(keel__http_conn *c, const uint8_t *data, size_t len) {
         break;
       continue;
     }
-    if (!c->rd.complete)
+    if (!c->rd.complete) {
+      ask_for_body(c);
       break;
+    }
     int st = serve_request(c);
     keel__http_reader_next(&c->rd, false);
     if (st == 101) {
@@ -400,10 +413,9 @@ static int conn_start(keel_socket sock, void *arg, keel_term *pid) {
   c->sock = sock;
   c->mode = CONN_HTTP;
   keel__http_reader_init(&c->rd, s->o.max_head_bytes, s->o.max_body_bytes);
-  if (keel__http_router_streams(s->router)) {
-    c->rd.on_head = keel__stream_on_head;
-    c->rd.head_ctx = c;
-  }
+  c->streams = keel__http_router_streams(s->router);
+  c->rd.on_head = keel__stream_on_head;
+  c->rd.head_ctx = c;
   keel_buf_init(&c->out);
   keel_buf_init(&c->in);
   keel_spawn_opts so = {.terminate = conn_terminate};

@@ -8,6 +8,14 @@
  * each call. The handler runs after each socket read until it answers;
  * if it answers before the end of the body the reader drops the rest
  * (discard) and the connection stays alive, unless the rest is too long.
+ *
+ * Expect: 100-continue: a streaming handler's first keel_http_read_body
+ * sends "100 Continue" (the connection flushes it when the handler
+ * returns); a handler that answers without reading never asks for the
+ * body, and its answer closes the connection. For the other routes the
+ * head callback checks the route: one that will not be served is
+ * answered at once (and the connection closes), else server.c sends the
+ * 100 before reading the body.
  */
 #include <string.h>
 
@@ -18,15 +26,20 @@ enum { READ_LENGTH_DEFAULT = 8000000 };
 
 int keel__stream_on_head(keel__http_reader *r, void *ctx) {
   keel__http_conn *c = ctx;
-  if (r->parser.upgrade)
+  if (r->parser.upgrade || (!c->streams && !r->expect_continue))
     return 0;
   keel_http_request req;
   keel__http_match m;
-  if (keel__http_reader_request(r, &req) != KEEL_OK ||
-      keel__http_route_find(c->srv->router, req.method, req.path, req.path_len,
-                            &m) != 200 ||
-      !m.stream || m.fn == NULL)
-    return 0; /* buffered whole, as usual (errors answered then) */
+  if (keel__http_reader_request(r, &req) != KEEL_OK)
+    return r->expect_continue ? 400 : 0;
+  int st = keel__http_route_find(c->srv->router, req.method, req.path,
+                                 req.path_len, &m);
+  if (st != 200 || !m.stream || m.fn == NULL) {
+    /* Buffered whole, as usual (errors answered then); but a client that
+     * waits for 100 Continue is told now that its body is not wanted
+     * (and the connection closes: the body may follow or not). */
+    return r->expect_continue && st != 200 ? st : 0;
+  }
   r->stream = true;
   c->streaming = true;
   c->answered = false;
@@ -76,6 +89,10 @@ static void answer(keel__http_conn *c, int rc) {
   const char *srv = c->srv->server_name;
   c->streaming = false;
   bool ka = http_should_keep_alive(&r->parser) != 0;
+  /* A client waiting for 100 Continue may never send the body it
+   * announced: the connection cannot tell its next request from it. */
+  if (keel__http_reader_wants_continue(r))
+    ka = false;
   if (!r->complete) {
     /* Content-Length: the parser counts down what is left. */
     if (!(r->parser.flags & F_CHUNKED) &&
@@ -142,6 +159,12 @@ int keel_http_read_body(const keel_http_request *req,
   *len = 0;
   if (c->aborted)
     return KEEL_ECLOSED;
+  if (keel__http_reader_wants_continue(&c->rd)) { /* the first read */
+    if (keel_buf_append(&c->out, KEEL__HTTP_CONTINUE,
+                        sizeof KEEL__HTTP_CONTINUE - 1) != KEEL_OK)
+      return KEEL_ENOMEM;
+    c->rd.continue_sent = true;
+  }
   size_t avail = c->rd.body.len - c->body_off;
   size_t max =
       opts != NULL && opts->length != 0 ? opts->length : READ_LENGTH_DEFAULT;

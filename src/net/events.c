@@ -102,6 +102,31 @@ static bool read_failed(net_sock *s, int64_t n, int err) {
   return true;
 }
 
+/* {http, S, Packet} (ssl on TLS) for the http packet s->rx[0..len). */
+static bool send_http(net_sock *s, size_t len) {
+  keel_heap h;
+  keel_heap_init(&h);
+  uint8_t *state = &s->http_state;
+  if (s->packet == KEEL_NET_PACKET_HTTPH ||
+      s->packet == KEEL_NET_PACKET_HTTPH_BIN)
+    *state = 1;
+  uint8_t before = *state;
+  keel_term pkt = keel__http_packet_decode(&h, s->rx, len, state,
+                                           keel__net_packet_http_bin(s));
+  keel_term port = pkt != KEEL_NONE ? keel_net_port(&h, s->h) : KEEL_NONE;
+  keel_term t =
+      port != KEEL_NONE
+          ? keel_tuple(&h, 3, keel_atom(s->tls != NULL ? "ssl" : "http"), port,
+                       pkt)
+          : KEEL_NONE;
+  if (t != KEEL_NONE)
+    keel__io_send(s->owner, t);
+  else
+    *state = before; /* the packet stays, to be decoded again */
+  keel_heap_destroy(&h);
+  return t != KEEL_NONE;
+}
+
 /* Delivers the complete frames buffered in s->rx while the mode allows.
  * Returns 1 when it closed the socket (a frame over the limit), else 0. */
 static int deliver_frames(net_sock *s) {
@@ -120,7 +145,12 @@ static int deliver_frames(net_sock *s) {
       keel__net_close_now_locked(s);
       return 1;
     }
-    send_data(s, s->rx + hdr, len);
+    if (keel__net_packet_http(s)) {
+      if (!send_http(s, len))
+        return 0; /* out of memory: retried at the next event or re-arm */
+    } else {
+      send_data(s, s->rx + hdr, len);
+    }
     keel__net_rx_consume(s, hdr + len);
     keel__net_count_active(s);
   }

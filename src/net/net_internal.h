@@ -70,8 +70,13 @@ typedef struct net_sock {
   uint8_t packet;          /* keel_net_packet: framing of recv and send */
   bool send_timeout_close; /* close when a send times out */
   uint32_t packet_max;     /* largest frame accepted (bytes) */
-  int64_t send_timeout;    /* ms a send may wait; KEEL_INFINITY: forever */
-  uint8_t *rx;             /* framing: bytes read, not yet delivered */
+  uint32_t line_len;       /* line mode: longer lines come in pieces; 0 */
+  uint8_t line_delim;      /* line mode: the byte that ends a line */
+  uint8_t http_state;      /* http packets: 0 a start line next, 1 headers */
+  bool linger_on;          /* SO_LINGER set {true, linger_secs} */
+  uint16_t linger_secs;
+  int64_t send_timeout; /* ms a send may wait; KEEL_INFINITY: forever */
+  uint8_t *rx;          /* framing: bytes read, not yet delivered */
   size_t rxlen, rxcap;
   uint32_t low, high; /* watermarks */
   net_wlist rw, ww;   /* waiting to read/accept, to write */
@@ -175,6 +180,29 @@ int64_t keel__net_recv_framed_locked(net_sock *s, uint8_t *buf, size_t cap);
  * KEEL_ENOMEM. */
 int keel__net_send_framed_locked(net_sock *s, const uint8_t *p, size_t len);
 
+/* http_packet.c: inet's http packets. The length of the packet at
+ * p[0..n) (a line; in the headers, with the lines folded into it): > 0,
+ * 0 when more bytes are needed, KEEL_ELIMIT when over max. */
+int64_t keel__http_packet_len(const uint8_t *p, size_t n, bool headers,
+                              size_t max);
+/* Decodes one packet in h (see http_packet.c for the terms) and advances
+ * *state (0: a start line is next, 1: headers). KEEL_NONE when out of
+ * memory (*state unchanged). */
+keel_term keel__http_packet_decode(keel_heap *h, const uint8_t *p, size_t len,
+                                   uint8_t *state, bool bin);
+/* Advances *state past one packet without keeping its term. */
+void keel__http_packet_step(const uint8_t *p, size_t len, uint8_t *state);
+/* packet.c: whether the socket's packet type is an http one, and
+ * whether it decodes to binaries. */
+bool keel__net_packet_http(const net_sock *s);
+bool keel__net_packet_http_bin(const net_sock *s);
+/* packet.c: a frame of s->rx[0..len) is being taken: advances the http
+ * state of an http socket. */
+void keel__net_frame_taken(net_sock *s, size_t len);
+/* packet.c: passive recv of an http socket: the next packet decoded in
+ * hp into *out (KEEL_OK), or as keel__net_recv_framed_locked. */
+int keel__net_recv_http_locked(net_sock *s, keel_heap *hp, keel_term *out);
+
 /* udp.c: active delivery of datagrams ({udp, S, Ip, Port, Data}) while
  * the mode allows (keel__net_deliver_active_locked calls it). */
 void keel__udp_deliver_active_locked(net_sock *s);
@@ -182,6 +210,17 @@ void keel__udp_deliver_active_locked(net_sock *s);
  * KEEL_EINVAL. */
 int keel__net_parse_addr(const char *ip, uint16_t port,
                          struct sockaddr_storage *sa, socklen_t *len);
+struct addrinfo;
+/* tcp.c: the addresses of a host name (getaddrinfo with the family and
+ * socket type given), never resolved on a scheduler thread: a fiber has
+ * it done on the dirty I/O pool, a thread does it itself, a handler
+ * process cannot wait (KEEL_ESTATE). KEEL_OK (free *out with
+ * freeaddrinfo), KEEL_ENOENT, KEEL_ENOMEM, KEEL_EIO, KEEL_ESTATE. */
+int keel__net_resolve(const char *host, uint16_t port, int family, int socktype,
+                      struct addrinfo **out);
+/* tcp.c: whether name can be a host name (letters, digits, '-', '_',
+ * '.'; at most 253 bytes): anything else is refused without a lookup. */
+bool keel__net_host_name_ok(const char *name);
 /* tcp.c: the KEEL_E* code of an errno value. */
 int keel__net_map_errno(int e);
 /* Whether the caller may wait timeout_ms (KEEL_OK, KEEL_EINVAL,

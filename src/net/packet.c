@@ -26,6 +26,54 @@ static size_t header_len(uint8_t packet) {
                                        : 0;
 }
 
+/* Line mode: a line up to and with the delimiter; with a line_length
+ * under packet_max, a longer line comes in pieces of line_length bytes
+ * (the last one with the delimiter), as inet_drv cuts a line at its
+ * buffer size, and never fails. */
+static int line_next(const net_sock *s, size_t *len, size_t *hdr) {
+  size_t max = s->packet_max, piece = s->line_len;
+  if (piece >= max)
+    piece = 0; /* packet_size refuses such a line first */
+  const uint8_t *d =
+      s->rxlen > 0 ? memchr(s->rx, s->line_delim, s->rxlen) : NULL;
+  *hdr = 0;
+  if (d == NULL) {
+    if (piece != 0 && s->rxlen >= piece) {
+      *len = piece;
+      return 1;
+    }
+    return s->rxlen > max ? KEEL_ELIMIT : 0;
+  }
+  size_t n = (size_t)(d - s->rx) + 1;
+  if (piece != 0 && n > piece)
+    n = piece;
+  *len = n;
+  return n > max ? KEEL_ELIMIT : 1;
+}
+
+bool keel__net_packet_http(const net_sock *s) {
+  return s->packet >= KEEL_NET_PACKET_HTTP &&
+         s->packet <= KEEL_NET_PACKET_HTTPH_BIN;
+}
+
+bool keel__net_packet_http_bin(const net_sock *s) {
+  return s->packet == KEEL_NET_PACKET_HTTP_BIN ||
+         s->packet == KEEL_NET_PACKET_HTTPH_BIN;
+}
+
+/* The http state a packet is decoded in (httph: always the headers). */
+static uint8_t *http_state(net_sock *s) {
+  if (s->packet == KEEL_NET_PACKET_HTTPH ||
+      s->packet == KEEL_NET_PACKET_HTTPH_BIN)
+    s->http_state = 1;
+  return &s->http_state;
+}
+
+void keel__net_frame_taken(net_sock *s, size_t len) {
+  if (keel__net_packet_http(s))
+    keel__http_packet_step(s->rx, len, http_state(s));
+}
+
 int keel__net_frame_next(const net_sock *s, size_t *hdr, size_t *len) {
   size_t max = s->packet_max;
   if (s->packet == KEEL_NET_PACKET_RAW) {
@@ -33,13 +81,17 @@ int keel__net_frame_next(const net_sock *s, size_t *hdr, size_t *len) {
     *len = s->rxlen;
     return s->rxlen > 0 ? 1 : 0;
   }
-  if (s->packet == KEEL_NET_PACKET_LINE) {
-    const uint8_t *nl = s->rxlen > 0 ? memchr(s->rx, '\n', s->rxlen) : NULL;
-    if (nl == NULL)
-      return s->rxlen > max ? KEEL_ELIMIT : 0;
+  if (s->packet == KEEL_NET_PACKET_LINE)
+    return line_next(s, len, hdr);
+  if (keel__net_packet_http(s)) {
+    bool headers = s->http_state != 0 || s->packet == KEEL_NET_PACKET_HTTPH ||
+                   s->packet == KEEL_NET_PACKET_HTTPH_BIN;
+    int64_t n = keel__http_packet_len(s->rx, s->rxlen, headers, max);
+    if (n <= 0)
+      return (int)n;
     *hdr = 0;
-    *len = (size_t)(nl - s->rx) + 1;
-    return *len > max ? KEEL_ELIMIT : 1;
+    *len = (size_t)n;
+    return 1;
   }
   size_t h = header_len(s->packet);
   if (s->rxlen < h)
@@ -116,6 +168,24 @@ int64_t keel__net_read_some_locked(net_sock *s, uint8_t *buf, size_t cap,
   }
 }
 
+/* No whole frame is buffered: reads what the kernel has into s->rx.
+ * KEEL_OK (look again), KEEL_ETIMEDOUT (nothing yet), KEEL_ECLOSED (EOF:
+ * a partial frame is dropped), KEEL_ENOMEM or a TLS error. */
+static int64_t read_more(net_sock *s) {
+  if (s->flags & NS_EOF)
+    return KEEL_ECLOSED;
+  uint8_t *tmp = keel__net_rbuf();
+  if (tmp == NULL)
+    return KEEL_ENOMEM;
+  int err;
+  int64_t n = keel__net_read_some_locked(s, tmp, KEEL__NET_RBUF, &err);
+  if (n == 0)
+    return KEEL_ETIMEDOUT;
+  if (n < 0)
+    return n == KEEL_EIO && s->tls == NULL ? KEEL_ECLOSED : n;
+  return keel__net_rx_append(s, tmp, (size_t)n);
+}
+
 int64_t keel__net_recv_framed_locked(net_sock *s, uint8_t *buf, size_t cap) {
   for (;;) {
     size_t hdr = 0, len = 0;
@@ -133,22 +203,34 @@ int64_t keel__net_recv_framed_locked(net_sock *s, uint8_t *buf, size_t cap) {
         return KEEL_ENOSPC;
       if (len > 0)
         memcpy(buf, s->rx + hdr, len);
+      keel__net_frame_taken(s, len);
       keel__net_rx_consume(s, hdr + len);
       return (int64_t)len;
     }
-    if (s->flags & NS_EOF)
-      return KEEL_ECLOSED; /* a partial frame is dropped */
-    uint8_t *tmp = keel__net_rbuf();
-    if (tmp == NULL)
-      return KEEL_ENOMEM;
-    int err;
-    int64_t n = keel__net_read_some_locked(s, tmp, KEEL__NET_RBUF, &err);
-    if (n == 0)
-      return KEEL_ETIMEDOUT;
-    if (n < 0)
-      return n == KEEL_EIO && s->tls == NULL ? KEEL_ECLOSED : n;
-    if (keel__net_rx_append(s, tmp, (size_t)n) != KEEL_OK)
-      return KEEL_ENOMEM;
+    int64_t n = read_more(s);
+    if (n != KEEL_OK)
+      return n;
+  }
+}
+
+int keel__net_recv_http_locked(net_sock *s, keel_heap *hp, keel_term *out) {
+  for (;;) {
+    size_t hdr = 0, len = 0;
+    int r = keel__net_frame_next(s, &hdr, &len);
+    if (r < 0)
+      return r;
+    if (r == 1) {
+      keel_term t = keel__http_packet_decode(hp, s->rx, len, http_state(s),
+                                             keel__net_packet_http_bin(s));
+      if (t == KEEL_NONE)
+        return KEEL_ENOMEM; /* the packet stays */
+      keel__net_rx_consume(s, len);
+      *out = t;
+      return KEEL_OK;
+    }
+    int64_t n = read_more(s);
+    if (n != KEEL_OK)
+      return (int)n;
   }
 }
 
@@ -194,9 +276,8 @@ static int lock_stream(keel_socket h, net_sock **out) {
 }
 
 int keel_net_set_packet(keel_socket h, keel_net_packet type, size_t max) {
-  if (type != KEEL_NET_PACKET_RAW && type != KEEL_NET_PACKET_1 &&
-      type != KEEL_NET_PACKET_2 && type != KEEL_NET_PACKET_4 &&
-      type != KEEL_NET_PACKET_LINE)
+  if ((unsigned)type > KEEL_NET_PACKET_HTTPH_BIN ||
+      (unsigned)type == 3 /* no such type */)
     return KEEL_EINVAL;
   if (max > UINT32_MAX)
     return KEEL_EINVAL;
@@ -205,6 +286,7 @@ int keel_net_set_packet(keel_socket h, keel_net_packet type, size_t max) {
   if (rc != KEEL_OK)
     return rc;
   s->packet = (uint8_t)type;
+  s->http_state = 0; /* http: a start line comes first */
   s->packet_max = max != 0 ? (uint32_t)max : KEEL_NET_PACKET_MAX_DEFAULT;
   bool closed = false;
   if (s->active != KEEL_NET_PASSIVE) /* frames may be buffered already */
@@ -226,5 +308,23 @@ int keel_net_set_send_timeout(keel_socket h, int64_t timeout_ms,
   s->send_timeout = timeout_ms;
   s->send_timeout_close = close_on_timeout;
   keel__net_unlock(s);
+  return KEEL_OK;
+}
+
+int keel_net_set_line(keel_socket h, size_t line_length, uint8_t delimiter) {
+  if (line_length > UINT32_MAX)
+    return KEEL_EINVAL;
+  net_sock *s;
+  int rc = lock_stream(h, &s);
+  if (rc != KEEL_OK)
+    return rc;
+  s->line_len = (uint32_t)line_length;
+  s->line_delim = delimiter;
+  bool closed = false;
+  if (s->active != KEEL_NET_PASSIVE) /* lines may be buffered already */
+    closed = keel__net_deliver_active_locked(s);
+  keel__net_unlock(s);
+  if (closed)
+    keel__net_sock_free(s);
   return KEEL_OK;
 }

@@ -187,6 +187,7 @@ int keel__net_sock_new_kind(int fd, bool listen, uint8_t kind, keel_term owner,
   s->kind = kind;
   s->send_timeout = KEEL_INFINITY;
   s->packet_max = KEEL_NET_PACKET_MAX_DEFAULT;
+  s->line_delim = '\n';
   s->flags = listen ? NS_LISTEN : NS_RREADY;
   s->low = KEEL_NET_LOW_WATERMARK_DEFAULT;
   s->high = KEEL_NET_HIGH_WATERMARK_DEFAULT;
@@ -245,6 +246,10 @@ static void forget_waiters(net_sock *s) {
 
 void keel__net_close_now_locked(net_sock *s) {
   forget_waiters(s);
+  if (s->linger_on && s->linger_secs > 0) { /* close(2) must not block */
+    struct linger l = {0, 0};
+    (void)setsockopt(keel__io_fd(s->h), SOL_SOCKET, SO_LINGER, &l, sizeof l);
+  }
   for (net_chunk *c = s->qhead, *nx; c != NULL; c = nx) {
     nx = c->next;
     free(c);
@@ -258,7 +263,9 @@ void keel__net_close_now_locked(net_sock *s) {
 bool keel__net_close_locked(net_sock *s) {
   if (s->tls != NULL && !(s->flags & NS_SHUT_WR))
     keel__tls_close_notify_locked(s); /* queued: flushed before the close */
-  if (s->qhead == NULL || (s->flags & (NS_BROKEN | NS_LISTEN))) {
+  /* {linger, {true, 0}}: an abortive close, the queue dropped. */
+  bool abort = s->linger_on && s->linger_secs == 0;
+  if (s->qhead == NULL || abort || (s->flags & (NS_BROKEN | NS_LISTEN))) {
     keel__net_close_now_locked(s);
     return true;
   }

@@ -225,6 +225,7 @@ static int connect_one(const struct sockaddr *sa, socklen_t len,
 typedef struct resolve_job {
   const char *host;
   uint16_t port;
+  int family, socktype;
   struct addrinfo *res;
   int gai; /* getaddrinfo's result */
 } resolve_job;
@@ -236,17 +237,16 @@ static int resolve_fn(void *arg) {
   snprintf(ps, sizeof ps, "%u", (unsigned)j->port);
   struct addrinfo hints;
   memset(&hints, 0, sizeof hints);
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_family = j->family;
+  hints.ai_socktype = j->socktype;
   j->gai = getaddrinfo(j->host, ps, &hints, &j->res);
   return 0;
 }
 
-/* The addresses of a host name, never resolved on a scheduler thread: a
- * fiber has it done on the dirty I/O pool, a thread does it itself, a
- * handler process cannot wait (KEEL_ESTATE). */
-static int resolve(const char *host, uint16_t port, struct addrinfo **out) {
-  resolve_job j = {.host = host, .port = port};
+int keel__net_resolve(const char *host, uint16_t port, int family, int socktype,
+                      struct addrinfo **out) {
+  resolve_job j = {
+      .host = host, .port = port, .family = family, .socktype = socktype};
   keel_proc *p = keel_current();
   if (p == NULL)
     (void)resolve_fn(&j);
@@ -262,14 +262,12 @@ static int resolve(const char *host, uint16_t port, struct addrinfo **out) {
   if (j.gai == EAI_SYSTEM)
     return KEEL_EIO;
   if (j.gai != 0 || j.res == NULL)
-    return KEEL_ENOENT; /* no such name, or none for TCP */
+    return KEEL_ENOENT; /* no such name, or none of that kind */
   *out = j.res;
   return KEEL_OK;
 }
 
-/* Whether name can be a host name (letters, digits, '-', '_', '.'; at
- * most 253 bytes): anything else is refused without a lookup. */
-static bool host_name_ok(const char *name) {
+bool keel__net_host_name_ok(const char *name) {
   size_t n = 0;
   for (const char *c = name; *c != '\0'; c++, n++)
     if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
@@ -293,10 +291,11 @@ int keel_net_connect(const char *ip, uint16_t port, int64_t timeout_ms,
   if (keel__net_parse_addr(ip, port, &sa, &len) == KEEL_OK)
     return connect_one((struct sockaddr *)&sa, len, deadline, timeout_ms == 0,
                        out);
-  if (!host_name_ok(ip))
+  if (!keel__net_host_name_ok(ip))
     return KEEL_EINVAL;
   struct addrinfo *res;
-  if ((rc = resolve(ip, port, &res)) != KEEL_OK)
+  if ((rc = keel__net_resolve(ip, port, AF_UNSPEC, SOCK_STREAM, &res)) !=
+      KEEL_OK)
     return rc;
   /* Each address in getaddrinfo's order until one connects. */
   rc = KEEL_ENOENT;
@@ -438,14 +437,13 @@ static int64_t recv_step(net_sock *s, uint8_t *buf, size_t cap) {
   return n;
 }
 
-int64_t keel_net_recv(keel_socket h, void *buf, size_t cap,
-                      int64_t timeout_ms) {
+/* keel_net_recv (hp NULL) and keel_net_recv_http (into hp, *out). */
+static int64_t recv_any(keel_socket h, void *buf, size_t cap,
+                        int64_t timeout_ms, keel_heap *hp, keel_term *out) {
   int rc = keel__net_check();
-  if (rc == KEEL_OK && (buf == NULL || cap == 0))
-    rc = KEEL_EINVAL;
-  if (rc == KEEL_OK)
-    rc = keel__net_may_wait(timeout_ms);
   if (rc != KEEL_OK)
+    return rc;
+  if ((rc = keel__net_may_wait(timeout_ms)) != KEEL_OK)
     return rc;
   uint64_t deadline = keel__net_deadline(timeout_ms);
   keel_term me = keel__net_caller();
@@ -454,7 +452,8 @@ int64_t keel_net_recv(keel_socket h, void *buf, size_t cap,
     if (s == NULL)
       return KEEL_ECLOSED;
     if ((s->flags & NS_LISTEN) || s->kind != NK_TCP ||
-        s->active != KEEL_NET_PASSIVE)
+        s->active != KEEL_NET_PASSIVE ||
+        (hp != NULL && !keel__net_packet_http(s)))
       rc = KEEL_EINVAL;
     else if (s->owner != me)
       rc = KEEL_ENOTOWNER;
@@ -462,7 +461,8 @@ int64_t keel_net_recv(keel_socket h, void *buf, size_t cap,
       keel__net_unlock(s);
       return rc;
     }
-    int64_t n = recv_step(s, buf, cap);
+    int64_t n = hp != NULL ? keel__net_recv_http_locked(s, hp, out)
+                           : recv_step(s, buf, cap);
     if (n != KEEL_ETIMEDOUT || timeout_ms == 0) {
       keel__net_unlock(s);
       return n;
@@ -470,6 +470,20 @@ int64_t keel_net_recv(keel_socket h, void *buf, size_t cap,
     if ((rc = keel__net_wait(s, false, deadline)) != KEEL_OK)
       return rc;
   }
+}
+
+int64_t keel_net_recv(keel_socket h, void *buf, size_t cap,
+                      int64_t timeout_ms) {
+  if (buf == NULL || cap == 0)
+    return keel__net_check() != KEEL_OK ? keel__net_check() : KEEL_EINVAL;
+  return recv_any(h, buf, cap, timeout_ms, NULL, NULL);
+}
+
+int keel_net_recv_http(keel_socket h, keel_heap *hp, int64_t timeout_ms,
+                       keel_term *out) {
+  if (hp == NULL || out == NULL)
+    return keel__net_check() != KEEL_OK ? keel__net_check() : KEEL_EINVAL;
+  return (int)recv_any(h, NULL, 0, timeout_ms, hp, out);
 }
 
 int keel_net_close(keel_socket h) {

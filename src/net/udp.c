@@ -1,10 +1,13 @@
 /*
  * udp.c - the gen_udp-like calls of keel/net.h: datagram sockets on the
- * socket state of sock.c (same handles, owners, active modes and poller).
+ * socket state of sock.c (same handles, owners, active modes and poller):
+ * open, send (to a numeric address, a host name or the connected peer),
+ * recv, connect, IPv4 multicast and broadcast options.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -52,23 +55,61 @@ static int lock_udp(keel_socket h, net_sock **out) {
   return KEEL_OK;
 }
 
+/* The address family of the UDP socket h (AF_INET, AF_INET6). */
+static int udp_family(keel_socket h, int *family) {
+  net_sock *s;
+  int rc = lock_udp(h, &s);
+  if (rc != KEEL_OK)
+    return rc;
+  struct sockaddr_storage sa;
+  memset(&sa, 0, sizeof sa);
+  socklen_t sl = sizeof sa;
+  rc = getsockname(keel__io_fd(h), (struct sockaddr *)&sa, &sl) == 0 ? KEEL_OK
+                                                                     : KEEL_EIO;
+  *family = sa.ss_family;
+  keel__net_unlock(s);
+  return rc;
+}
+
+/* The destination host:port as a sockaddr: a numeric address as it is, a
+ * host name resolved (without the socket's lock) to its first address of
+ * the socket's family, as gen_udp's inet:getaddr(Host, Family). */
+static int udp_dest(keel_socket h, const char *host, uint16_t port,
+                    struct sockaddr_storage *sa, socklen_t *sl) {
+  if (keel__net_parse_addr(host, port, sa, sl) == KEEL_OK)
+    return KEEL_OK;
+  if (!keel__net_host_name_ok(host))
+    return KEEL_EINVAL;
+  int family, rc = udp_family(h, &family);
+  if (rc != KEEL_OK)
+    return rc;
+  struct addrinfo *res;
+  if ((rc = keel__net_resolve(host, port, family, SOCK_DGRAM, &res)) != KEEL_OK)
+    return rc;
+  memcpy(sa, res->ai_addr, res->ai_addrlen);
+  *sl = res->ai_addrlen;
+  freeaddrinfo(res);
+  return KEEL_OK;
+}
+
 int keel_net_udp_send(keel_socket h, const char *ip, uint16_t port,
                       const void *data, size_t len) {
   int rc = keel__net_check();
   if (rc != KEEL_OK)
     return rc;
-  struct sockaddr_storage sa;
-  socklen_t sl;
-  if (ip == NULL || (data == NULL && len > 0) ||
-      keel__net_parse_addr(ip, port, &sa, &sl) != KEEL_OK)
+  if (data == NULL && len > 0)
     return KEEL_EINVAL;
+  struct sockaddr_storage sa;
+  socklen_t sl = 0; /* 0: to the connected peer */
+  if (ip != NULL && (rc = udp_dest(h, ip, port, &sa, &sl)) != KEEL_OK)
+    return rc;
   keel_proc *p = keel_current();
   for (;;) {
     net_sock *s;
     if ((rc = lock_udp(h, &s)) != KEEL_OK)
       return rc;
     ssize_t n = sendto(keel__io_fd(h), data, len, MSG_DONTWAIT | MSG_NOSIGNAL,
-                       (struct sockaddr *)&sa, sl);
+                       sl != 0 ? (struct sockaddr *)&sa : NULL, sl);
     int e = errno;
     if (n >= 0 || e == EINTR || (e != EAGAIN && e != EWOULDBLOCK)) {
       keel__net_unlock(s);
@@ -76,7 +117,9 @@ int keel_net_udp_send(keel_socket h, const char *ip, uint16_t port,
         return KEEL_OK;
       if (e == EINTR)
         continue;
-      return e == EMSGSIZE ? KEEL_ELIMIT : keel__net_map_errno(e);
+      return e == EMSGSIZE       ? KEEL_ELIMIT
+             : e == EDESTADDRREQ ? KEEL_ESTATE
+                                 : keel__net_map_errno(e);
     }
     /* The send buffer is full: wait for room (a handler cannot). */
     if (p != NULL && !keel_proc_is_fiber(p)) {
@@ -86,6 +129,96 @@ int keel_net_udp_send(keel_socket h, const char *ip, uint16_t port,
     if ((rc = keel__net_wait(s, true, UINT64_MAX)) != KEEL_OK)
       return rc;
   }
+}
+
+int keel_net_udp_connect(keel_socket h, const char *host, uint16_t port) {
+  int rc = keel__net_check();
+  if (rc != KEEL_OK)
+    return rc;
+  if (host == NULL)
+    return KEEL_EINVAL;
+  struct sockaddr_storage sa;
+  socklen_t sl;
+  if ((rc = udp_dest(h, host, port, &sa, &sl)) != KEEL_OK)
+    return rc;
+  net_sock *s;
+  if ((rc = lock_udp(h, &s)) != KEEL_OK)
+    return rc;
+  if (s->owner != keel__net_caller())
+    rc = KEEL_ENOTOWNER;
+  else if (connect(keel__io_fd(h), (struct sockaddr *)&sa, sl) != 0)
+    rc = errno == EAFNOSUPPORT || errno == EINVAL ? KEEL_EINVAL
+                                                  : keel__net_map_errno(errno);
+  keel__net_unlock(s);
+  return rc;
+}
+
+/* Sets an IPPROTO_IP option of an IPv4 UDP socket. */
+static int set_ip_opt(keel_socket h, int name, const void *v, socklen_t len) {
+  int rc = keel__net_check();
+  if (rc != KEEL_OK)
+    return rc;
+  net_sock *s;
+  if ((rc = lock_udp(h, &s)) != KEEL_OK)
+    return rc;
+  if (setsockopt(keel__io_fd(h), IPPROTO_IP, name, v, len) != 0)
+    rc = errno == EADDRNOTAVAIL || errno == ENODEV ? KEEL_ENOENT
+         : errno == ENOPROTOOPT || errno == EINVAL ? KEEL_EINVAL
+                                                   : keel__net_map_errno(errno);
+  keel__net_unlock(s);
+  return rc;
+}
+
+/* A numeric IPv4 address (NULL: INADDR_ANY). */
+static int ipv4(const char *ip, struct in_addr *out) {
+  if (ip == NULL) {
+    out->s_addr = htonl(INADDR_ANY);
+    return KEEL_OK;
+  }
+  return inet_pton(AF_INET, ip, out) == 1 ? KEEL_OK : KEEL_EINVAL;
+}
+
+int keel_net_udp_membership(keel_socket h, bool add, const char *group,
+                            const char *iface) {
+  struct ip_mreq m;
+  if (group == NULL || ipv4(group, &m.imr_multiaddr) != KEEL_OK ||
+      !IN_MULTICAST(ntohl(m.imr_multiaddr.s_addr)) ||
+      ipv4(iface, &m.imr_interface) != KEEL_OK)
+    return KEEL_EINVAL;
+  return set_ip_opt(h, add ? IP_ADD_MEMBERSHIP : IP_DROP_MEMBERSHIP, &m,
+                    sizeof m);
+}
+
+int keel_net_udp_set_multicast_ttl(keel_socket h, int ttl) {
+  if (ttl < 0 || ttl > 255)
+    return KEEL_EINVAL;
+  return set_ip_opt(h, IP_MULTICAST_TTL, &ttl, sizeof ttl);
+}
+
+int keel_net_udp_set_multicast_loop(keel_socket h, bool on) {
+  int v = on ? 1 : 0;
+  return set_ip_opt(h, IP_MULTICAST_LOOP, &v, sizeof v);
+}
+
+int keel_net_udp_set_multicast_if(keel_socket h, const char *iface) {
+  struct in_addr a;
+  if (ipv4(iface, &a) != KEEL_OK)
+    return KEEL_EINVAL;
+  return set_ip_opt(h, IP_MULTICAST_IF, &a, sizeof a);
+}
+
+int keel_net_udp_set_broadcast(keel_socket h, bool on) {
+  int rc = keel__net_check();
+  if (rc != KEEL_OK)
+    return rc;
+  net_sock *s;
+  if ((rc = lock_udp(h, &s)) != KEEL_OK)
+    return rc;
+  int v = on ? 1 : 0;
+  if (setsockopt(keel__io_fd(h), SOL_SOCKET, SO_BROADCAST, &v, sizeof v) != 0)
+    rc = KEEL_EIO;
+  keel__net_unlock(s);
+  return rc;
 }
 
 /* The address of a sockaddr as keel_net_addr. */

@@ -227,8 +227,9 @@ static void misuse(keel_proc *self, void *arg) {
   CHECK(keel_net_send(u, "x", 1) == KEEL_EINVAL);
   CHECK(keel_net_recv(u, buf, sizeof buf, 0) == KEEL_EINVAL);
   CHECK(keel_net_shutdown(u, KEEL_NET_SHUT_WRITE) == KEEL_EINVAL);
-  CHECK(keel_net_udp_send(u, "not-an-ip", 9, "x", 1) == KEEL_EINVAL);
-  CHECK(keel_net_udp_send(u, NULL, 9, "x", 1) == KEEL_EINVAL);
+  CHECK(keel_net_udp_send(u, "not an ip", 9, "x", 1) == KEEL_EINVAL);
+  CHECK(keel_net_udp_send(u, "::1", 9, "x", 1) == KEEL_EINVAL); /* family */
+  CHECK(keel_net_udp_send(u, NULL, 9, "x", 1) == KEEL_ESTATE);  /* no peer */
   CHECK(keel_net_udp_send(u, "127.0.0.1", 9, NULL, 1) == KEEL_EINVAL);
   /* The same port twice without reuseaddr. */
   keel_net_udp_opts o = {.port = port};
