@@ -363,6 +363,27 @@ int keel_gen_server_resume(keel_term server, int64_t timeout_ms);
  * handles. */
 int keel_gen_server_trace(keel_term server, bool on, int64_t timeout_ms);
 
+/* sys:statistics(Server, true | false): counting on (restarted from zero)
+ * or off. Same callers and errors as keel_gen_server_suspend. */
+int keel_gen_server_statistics(keel_term server, bool on, int64_t timeout_ms);
+/* sys:statistics(Server, get): *out (in h) =
+ * [{start_time, Ms}, {current_time, Ms}, {reductions, R},
+ *  {messages_in, N}, {messages_out, N}] since counting was turned on,
+ * times in Unix milliseconds (OTP gives calendar tuples); messages_in
+ * counts the messages handled (system requests apart), messages_out the
+ * replies sent. KEEL_ENOENT when counting is off. */
+int keel_gen_server_get_statistics(keel_term server, int64_t timeout_ms,
+                                   keel_heap *h, keel_term *out);
+/* sys:log(Server, {true, Max} | false): keeps the last max (1..64; 0 =
+ * off, which also forgets them) events: {in, Msg} (a cast as
+ * {'$gen_cast', Msg}), {in, Request, From}, {out, Reply, To},
+ * {noreply, State}. KEEL_EINVAL for max > 64. */
+int keel_gen_server_log(keel_term server, unsigned max, int64_t timeout_ms);
+/* sys:log(Server, get): *out (in h) = the kept events, oldest first.
+ * KEEL_ENOENT when logging is off. */
+int keel_gen_server_get_log(keel_term server, int64_t timeout_ms, keel_heap *h,
+                            keel_term *out);
+
 /* Swaps the server's module for new_mod (sys:change_code): calls
  * new_mod->code_change(gs, old, extra, &state) inside the server (when
  * set); on KEEL_OK the new module serves every later message. Returns

@@ -527,6 +527,7 @@ static int spawn_gs(const void *mod, const keel_gen_server_opts *o, bool link,
   gs->parent = parent;
   gs->timeout = -1;
   gs->next_wait = KEEL_INFINITY;
+  gs->log = KEEL_NIL;
   keel_spawn_opts so = {.terminate = keel__gs_free,
                         .link = link,
                         .stack_size = o->stack_size,
@@ -724,6 +725,62 @@ int keel_gen_server_suspend(keel_term server, int64_t timeout_ms) {
 
 int keel_gen_server_resume(keel_term server, int64_t timeout_ms) {
   return sys_simple(server, keel_atom("resume"), timeout_ms);
+}
+
+/* A {Tag, Arg} system request answered with ok, or with a value (*out,
+ * in h; KEEL_ENOENT when the answer is the atom `none`). */
+static int sys_pair(keel_term server, const char *tag, keel_term arg,
+                    const char *none, int64_t tmo, keel_heap *h,
+                    keel_term *out) {
+  keel_heap rh;
+  keel_heap_init(&rh);
+  keel_term req = keel_tuple(&rh, 2, keel_atom(tag), arg), r = KEEL_NONE;
+  int rc = req == KEEL_NONE ? KEEL_ENOMEM : sys_call(server, req, tmo, h, &r);
+  keel_heap_destroy(&rh);
+  if (rc == KEEL_OK && none != NULL && r == keel_atom(none))
+    rc = KEEL_ENOENT;
+  else if (rc == KEEL_OK && r == keel_atom("badarg"))
+    rc = KEEL_EINVAL;
+  else if (rc == KEEL_OK && out != NULL)
+    *out = r;
+  return rc;
+}
+
+int keel_gen_server_statistics(keel_term server, bool on, int64_t timeout_ms) {
+  keel_heap h;
+  keel_heap_init(&h);
+  int rc =
+      sys_pair(server, "statistics", on ? KEEL_ATOM(TRUE) : KEEL_ATOM(FALSE),
+               NULL, timeout_ms, &h, NULL);
+  keel_heap_destroy(&h);
+  return rc;
+}
+
+int keel_gen_server_get_statistics(keel_term server, int64_t timeout_ms,
+                                   keel_heap *h, keel_term *out) {
+  if (h == NULL || out == NULL)
+    return KEEL_EINVAL;
+  return sys_pair(server, "statistics", keel_atom("get"), "no_statistics",
+                  timeout_ms, h, out);
+}
+
+int keel_gen_server_log(keel_term server, unsigned max, int64_t timeout_ms) {
+  if (max > 64)
+    return KEEL_EINVAL;
+  keel_heap h;
+  keel_heap_init(&h);
+  int rc = sys_pair(server, "log", keel_small((int64_t)max), NULL, timeout_ms,
+                    &h, NULL);
+  keel_heap_destroy(&h);
+  return rc;
+}
+
+int keel_gen_server_get_log(keel_term server, int64_t timeout_ms, keel_heap *h,
+                            keel_term *out) {
+  if (h == NULL || out == NULL)
+    return KEEL_EINVAL;
+  return sys_pair(server, "log", keel_atom("get"), "no_log", timeout_ms, h,
+                  out);
 }
 
 int keel_gen_server_trace(keel_term server, bool on, int64_t timeout_ms) {

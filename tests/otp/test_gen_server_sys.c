@@ -381,3 +381,67 @@ Test(gen_server_sys, GS12_resume_replays_a_long_backlog_in_order) {
     cr_assert_eq(keel_node_stop(), KEEL_OK);
   }
 }
+
+/* sys:statistics and sys:log. Calls and casts from the test thread, in
+ * order (a call answers after every earlier cast is handled). */
+static keel_term stat_of(keel_term stats, const char *key) {
+  for (keel_term l = stats; keel_is_cons(l); l = keel_tl(l))
+    if (keel_tuple_get(keel_hd(l), 0) == A(key))
+      return keel_tuple_get(keel_hd(l), 1);
+  return KEEL_NONE;
+}
+
+Test(gen_server_sys, GS12_statistics_and_log) {
+  for (size_t c = 0; c < NCONF; c++) {
+    start_node(sched_counts[c], 0);
+    keel_heap h;
+    keel_heap_init(&h);
+    keel_term srv = start_list(c % 2), st, r;
+    cr_assert_eq(keel_gen_server_get_statistics(srv, TMO, &h, &st),
+                 KEEL_ENOENT);
+    cr_assert_eq(keel_gen_server_cast(srv, A("before")), KEEL_OK);
+    cr_assert_eq(keel_gen_server_statistics(srv, true, TMO), KEEL_OK);
+    for (int i = 0; i < 2; i++)
+      cr_assert_eq(keel_gen_server_cast(srv, keel_small(i)), KEEL_OK);
+    for (int i = 0; i < 3; i++)
+      cr_assert_eq(keel_gen_server_call(srv, A("len"), TMO, &h, &r), KEEL_OK);
+    cr_assert_eq(keel_gen_server_get_statistics(srv, TMO, &h, &st), KEEL_OK);
+    cr_assert_eq(ival(stat_of(st, "messages_in")), 5, "2 casts + 3 calls");
+    cr_assert_eq(ival(stat_of(st, "messages_out")), 3, "3 replies");
+    cr_assert_geq(ival(stat_of(st, "current_time")),
+                  ival(stat_of(st, "start_time")));
+    cr_assert_geq(ival(stat_of(st, "reductions")), 0);
+    cr_assert_eq(keel_gen_server_statistics(srv, false, TMO), KEEL_OK);
+    cr_assert_eq(keel_gen_server_get_statistics(srv, TMO, &h, &st),
+                 KEEL_ENOENT);
+    /* the log keeps the last 3 events, oldest first */
+    cr_assert_eq(keel_gen_server_get_log(srv, TMO, &h, &r), KEEL_ENOENT);
+    cr_assert_eq(keel_gen_server_log(srv, 65, TMO), KEEL_EINVAL);
+    cr_assert_eq(keel_gen_server_log(srv, 3, TMO), KEEL_OK);
+    cr_assert_eq(keel_gen_server_call(srv, A("len"), TMO, &h, &r), KEEL_OK);
+    cr_assert_eq(keel_gen_server_cast(srv, A("x")), KEEL_OK);
+    cr_assert_eq(keel_gen_server_call(srv, A("len"), TMO, &h, &r), KEEL_OK);
+    cr_assert_eq(ival(r), 4); /* before, 0, 1, x */
+    keel_term log;
+    cr_assert_eq(keel_gen_server_get_log(srv, TMO, &h, &log), KEEL_OK);
+    size_t n = 0;
+    cr_assert_eq(keel_list_length(log, &n), KEEL_OK);
+    cr_assert_eq(n, 3);
+    keel_term e1 = keel_hd(log), e2 = keel_hd(keel_tl(log)),
+              e3 = keel_hd(keel_tl(keel_tl(log)));
+    /* ... {noreply, S} of the cast x, {in, len, From}, {out, 4, From} */
+    cr_assert_eq(keel_tuple_get(e1, 0), A("noreply"));
+    cr_assert_eq(keel_tuple_arity(e2), 3);
+    cr_assert_eq(keel_tuple_get(e2, 0), A("in"));
+    cr_assert_eq(keel_tuple_get(e2, 1), A("len"));
+    cr_assert_eq(keel_tuple_get(e3, 0), A("out"));
+    cr_assert_eq(ival(keel_tuple_get(e3, 1)), 4);
+    cr_assert(keel_eq_exact(keel_tuple_get(e3, 2), keel_tuple_get(e2, 2)),
+              "the reply goes to the caller of the request");
+    cr_assert_eq(keel_gen_server_log(srv, 0, TMO), KEEL_OK);
+    cr_assert_eq(keel_gen_server_get_log(srv, TMO, &h, &r), KEEL_ENOENT);
+    cr_assert_eq(keel_gen_server_stop(srv, KEEL_ATOM(NORMAL), TMO), KEEL_OK);
+    keel_heap_destroy(&h);
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+  }
+}
