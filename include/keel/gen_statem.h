@@ -347,6 +347,18 @@ int keel_gen_statem_resume(keel_term server, int64_t timeout_ms);
  * content and state (the state it is handled in). */
 int keel_gen_statem_trace(keel_term server, bool on, int64_t timeout_ms);
 
+/* sys:statistics and sys:log, as for gen_server (keel/gen_server.h):
+ * messages_in counts the messages the machine took (calls, casts, infos,
+ * its timeouts' messages; system requests apart), messages_out the
+ * replies sent; the log's events are {in, Msg}, {in, Request, From} and
+ * {out, Reply, To}. */
+int keel_gen_statem_statistics(keel_term server, bool on, int64_t timeout_ms);
+int keel_gen_statem_get_statistics(keel_term server, int64_t timeout_ms,
+                                   keel_heap *h, keel_term *out);
+int keel_gen_statem_log(keel_term server, unsigned max, int64_t timeout_ms);
+int keel_gen_statem_get_log(keel_term server, int64_t timeout_ms, keel_heap *h,
+                            keel_term *out);
+
 /* Crash reports: a machine stopping with a reason other than normal,
  * shutdown or {shutdown, _} emits [keel, gen_statem, crash] after
  * terminate, with metadata pid, name, module, last_message (the event

@@ -8,7 +8,6 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "keel/gen_server.h"
 #include "keel/registry.h"
@@ -174,112 +173,17 @@ static void send_reply(keel_term from, keel_term reply) {
   (void)keel_gen_server_reply(from, reply);
 }
 
-/* ---- sys:log and sys:statistics ------------------------------------------ */
-
-/* Appends event {Tag, A} or {Tag, A, B} (b KEEL_NONE: none) to the log,
- * keeping the last log_max. */
-static void log_event(keel_gen_server *gs, const char *tag, keel_term a,
-                      keel_term b) {
-  if (gs->log_max == 0)
-    return;
-  keel_heap *h = keel_gs_heap(gs);
-  keel_term ev = b == KEEL_NONE ? keel_tuple(h, 2, keel_atom(tag), a)
-                                : keel_tuple(h, 3, keel_atom(tag), a, b);
-  if (ev == KEEL_NONE)
-    return;                       /* out of memory: the event is not logged */
-  if (gs->log_n == gs->log_max) { /* drop the oldest: copy the others */
-    keel_term keep[64], l = gs->log;
-    unsigned k = 0;
-    for (; k + 1 < gs->log_max && keel_is_cons(l); l = keel_tl(l))
-      keep[k++] = keel_hd(l);
-    keel_term nl = KEEL_NIL;
-    while (k > 0 && nl != KEEL_NONE)
-      nl = keel_cons(h, keep[--k], nl);
-    if (nl == KEEL_NONE)
-      return;
-    gs->log = nl;
-    gs->log_n--;
-  }
-  keel_term l = keel_cons(h, ev, gs->log);
-  if (l != KEEL_NONE) {
-    gs->log = l;
-    gs->log_n++;
-  }
-}
-
-/* Unix time in ms. */
-static int64_t wall_ms(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_REALTIME, &t);
-  return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
-static uint64_t own_reductions(keel_gen_server *gs) {
-  keel_process_info_t in;
-  return keel_process_info_ex(keel_gs_self(gs),
-                              KEEL_PINFO_NO_QUEUE | KEEL_PINFO_NO_SYMBOL,
-                              &in) == KEEL_OK
-             ? in.reductions
-             : 0;
-}
-
-/* The answer to {statistics, Flag}: ok, or for get the figures (or
- * no_statistics). */
-static keel_term statistics(keel_gen_server *gs, keel_term flag) {
-  if (flag == KEEL_ATOM(TRUE)) {
-    gs->stats_on = true;
-    gs->st_start_ms = wall_ms();
-    gs->st_in = gs->st_out = 0;
-    gs->st_red0 = own_reductions(gs);
-  } else if (flag == KEEL_ATOM(FALSE)) {
-    gs->stats_on = false;
-  } else if (!gs->stats_on) {
-    return keel_atom("no_statistics");
-  } else {
-    uint64_t red = own_reductions(gs);
-    return keel_build(
-        keel_gs_heap(gs),
-        "[{start_time, ~L}, {current_time, ~L}, {reductions, ~L}, "
-        "{messages_in, ~L}, {messages_out, ~L}]",
-        (long long)gs->st_start_ms, (long long)wall_ms(),
-        (long long)(red >= gs->st_red0 ? red - gs->st_red0 : 0),
-        (long long)gs->st_in, (long long)gs->st_out);
-  }
-  return KEEL_ATOM(OK);
-}
-
-/* The answer to {log, N | get}: ok, or for get the events oldest first
- * (or no_log). */
-static keel_term log_request(keel_gen_server *gs, keel_term arg) {
-  int64_t n;
-  if (arg == keel_atom("get")) {
-    if (gs->log_max == 0)
-      return keel_atom("no_log");
-    keel_term out = KEEL_NIL;
-    for (keel_term l = gs->log; keel_is_cons(l) && out != KEEL_NONE;
-         l = keel_tl(l))
-      out = keel_cons(keel_gs_heap(gs), keel_hd(l), out);
-    return out;
-  }
-  if (keel_get_int64(arg, &n) != KEEL_OK || n < 0 || n > 64)
-    return keel_atom("badarg");
-  gs->log_max = (unsigned)n;
-  gs->log = KEEL_NIL;
-  gs->log_n = 0;
-  return KEEL_ATOM(OK);
-}
-
 /* ---- after a callback ---------------------------------------------------- */
 
 /* Compacts the heap with the state and the held messages as roots. */
 static void compact(keel_gen_server *gs) {
   if (gs->replaying) /* the list being replayed lives in the heap too */
     return;
-  keel_term roots[3] = {gs->state, gs->deferred, gs->log};
+  keel_term roots[3] = {gs->state, gs->deferred, gs->dbg.log};
   if (keel_proc_compact(gs->self, roots, 3) == KEEL_OK) {
     gs->state = roots[0];
     gs->deferred = roots[1];
-    gs->log = roots[2];
+    gs->dbg.log = roots[2];
   }
   size_t used = keel_heap_used_words(keel_proc_heap(gs->self));
   gs->compact_at = used * 2 > GS_COMPACT_MIN ? used * 2 : GS_COMPACT_MIN;
@@ -312,11 +216,12 @@ static keel_handler_status after(keel_gen_server *gs, keel_gs_ret ret,
     if (ret == KEEL_GS_REPLY || (ret == KEEL_GS_STOP && gs->has_reply)) {
       if (from != KEEL_NONE) {
         send_reply(from, gs->reply);
-        gs->st_out++;
-        log_event(gs, "out", gs->reply, from);
+        gs->dbg.out++;
+        keel__sysdbg_event(&gs->dbg, keel_gs_heap(gs), "out", gs->reply, from);
       }
     } else if (ret == KEEL_GS_NOREPLY) {
-      log_event(gs, "noreply", gs->state, KEEL_NONE);
+      keel__sysdbg_event(&gs->dbg, keel_gs_heap(gs), "noreply", gs->state,
+                         KEEL_NONE);
     } else if (ret != KEEL_GS_NOREPLY && ret != KEEL_GS_STOP) {
       gs->reason =
           keel_tuple(keel_gs_heap(gs), 2, keel_atom("bad_return_value"),
@@ -358,7 +263,8 @@ static keel_handler_status do_init(keel_gen_server *gs, keel_term msg) {
   keel_heap *h = keel_gs_heap(gs);
   gs->started = true;
   gs->state = KEEL_ATOM(UNDEFINED);
-  gs->deferred = gs->log = KEEL_NIL;
+  gs->deferred = KEEL_NIL;
+  keel__sysdbg_init(&gs->dbg);
   gs->compact_at = GS_COMPACT_MIN;
   if (gs->name != KEEL_NONE &&
       keel_name_register(gs->name, keel_gs_self(gs)) != KEEL_OK) {
@@ -466,10 +372,11 @@ static keel_handler_status sys_request(keel_gen_server *gs, keel_term from,
     gs->trace = keel_tuple_get(req, 1) == KEEL_ATOM(TRUE);
   } else if (keel_is_tuple(req) && keel_tuple_arity(req) == 2 &&
              keel_tuple_get(req, 0) == keel_atom("statistics")) {
-    r = statistics(gs, keel_tuple_get(req, 1));
+    r = keel__sysdbg_statistics(&gs->dbg, gs->self, keel_gs_heap(gs),
+                                keel_tuple_get(req, 1));
   } else if (keel_is_tuple(req) && keel_tuple_arity(req) == 2 &&
              keel_tuple_get(req, 0) == keel_atom("log")) {
-    r = log_request(gs, keel_tuple_get(req, 1));
+    r = keel__sysdbg_log(&gs->dbg, keel_gs_heap(gs), keel_tuple_get(req, 1));
   } else if (keel_is_tuple(req) && keel_tuple_arity(req) == 3 &&
              keel_tuple_get(req, 0) == keel_atom("replace_state")) {
     r = replace_state(gs, req);
@@ -512,11 +419,12 @@ static keel_handler_status dispatch(keel_gen_server *gs, keel_term msg) {
   }
   if (gs->trace)
     trace(gs, msg);
-  gs->st_in++;
-  if (gs->log_max != 0) {
+  gs->dbg.in++;
+  if (gs->dbg.log_max != 0) {
     bool call = tagged(msg, KEEL_ATOM(CALL), 3);
-    log_event(gs, "in", call ? keel_tuple_get(msg, 2) : msg,
-              call ? keel_tuple_get(msg, 1) : KEEL_NONE);
+    keel__sysdbg_event(&gs->dbg, keel_gs_heap(gs), "in",
+                       call ? keel_tuple_get(msg, 2) : msg,
+                       call ? keel_tuple_get(msg, 1) : KEEL_NONE);
   }
   reset_result(gs);
   keel_gs_ret ret = KEEL_GS_NOREPLY;
@@ -630,7 +538,7 @@ int keel_gen_server_enter_loop(keel_proc *self,
                         .started = true,
                         .keep_stack = true,
                         .deferred = KEEL_NIL,
-                        .log = KEEL_NIL,
+                        .dbg = {.log = KEEL_NIL},
                         .compact_at = GS_COMPACT_MIN,
                         .timeout = -1,
                         .next_wait = KEEL_INFINITY};

@@ -527,7 +527,7 @@ static int spawn_gs(const void *mod, const keel_gen_server_opts *o, bool link,
   gs->parent = parent;
   gs->timeout = -1;
   gs->next_wait = KEEL_INFINITY;
-  gs->log = KEEL_NIL;
+  keel__sysdbg_init(&gs->dbg);
   keel_spawn_opts so = {.terminate = keel__gs_free,
                         .link = link,
                         .stack_size = o->stack_size,

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "keel/gen_server.h"
+#include "otp/sys_debug.h"
 
 struct keel_gen_server {
   const keel_gen_server_module *mod;
@@ -32,14 +33,7 @@ struct keel_gen_server {
   int64_t timeout; /* -1: none */
   /* Fiber servers: receive timeout of the next wait (-1: infinity). */
   int64_t next_wait;
-  /* sys:statistics: on since st_start_ms (Unix time), with the messages
-   * handled and replies sent since, and the reductions then. */
-  bool stats_on;
-  int64_t st_start_ms;
-  uint64_t st_in, st_out, st_red0;
-  /* sys:log: the last log_max events (0: off), newest first. */
-  keel_term log;
-  unsigned log_max, log_n;
+  keel__sysdbg dbg; /* sys:statistics and sys:log */
 };
 
 /* Atoms of the protocol. */

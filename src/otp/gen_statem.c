@@ -189,6 +189,11 @@ static keel_handler_status sys_request(keel_gen_statem *sm, keel_term from,
     resumed = sm->suspended;
   } else if (is_req(req, "trace", 2)) {
     sm->trace = keel_tuple_get(req, 1) == KEEL_ATOM(TRUE);
+  } else if (is_req(req, "statistics", 2)) {
+    r = keel__sysdbg_statistics(&sm->dbg, sm->self, keel_gsm_heap(sm),
+                                keel_tuple_get(req, 1));
+  } else if (is_req(req, "log", 2)) {
+    r = keel__sysdbg_log(&sm->dbg, keel_gsm_heap(sm), keel_tuple_get(req, 1));
   } else if (is_req(req, "replace_state", 3)) {
     r = replace_state(sm, req);
   } else if (tagged(req, keel_atom("terminate"), 2)) {
@@ -223,6 +228,12 @@ static keel_handler_status dispatch(keel_gen_statem *sm, keel_term msg) {
       return keel__gsm_terminate(sm, KEEL_ATOM(SYSTEM_LIMIT));
     sm->deferred = l;
     return KEEL_CONTINUE;
+  }
+  sm->dbg.in++;
+  if (sm->dbg.log_max != 0) {
+    bool call = tagged(msg, KEEL_ATOM(CALL), 3);
+    keel__sysdbg_event(&sm->dbg, h, "in", call ? keel_tuple_get(msg, 2) : msg,
+                       call ? keel_tuple_get(msg, 1) : KEEL_NONE);
   }
   if (tagged(msg, a->gen_timeout, 2)) {
     int64_t gen = 0;
@@ -366,6 +377,7 @@ int keel_gen_statem_enter_actions(keel_proc *self,
                         .queue = KEEL_NIL,
                         .postponed = KEEL_NIL,
                         .deferred = KEEL_NIL,
+                        .dbg = {.log = KEEL_NIL},
                         .replay = KEEL_NIL,
                         .fn_state = KEEL_NONE,
                         .next_wait = KEEL_INFINITY};
@@ -418,6 +430,7 @@ static int spawn_sm(const void *mod, const keel_gen_server_opts *o, bool link,
   sm->parent = parent;
   sm->last = KEEL_NONE;
   sm->next_wait = KEEL_INFINITY;
+  keel__sysdbg_init(&sm->dbg);
   keel_spawn_opts so = {.terminate = keel__gsm_free,
                         .link = link,
                         .stack_size = o->stack_size,
@@ -530,4 +543,22 @@ int keel_gen_statem_resume(keel_term server, int64_t timeout_ms) {
 
 int keel_gen_statem_trace(keel_term server, bool on, int64_t timeout_ms) {
   return keel_gen_server_trace(server, on, timeout_ms);
+}
+
+int keel_gen_statem_statistics(keel_term server, bool on, int64_t timeout_ms) {
+  return keel_gen_server_statistics(server, on, timeout_ms);
+}
+
+int keel_gen_statem_get_statistics(keel_term server, int64_t timeout_ms,
+                                   keel_heap *h, keel_term *out) {
+  return keel_gen_server_get_statistics(server, timeout_ms, h, out);
+}
+
+int keel_gen_statem_log(keel_term server, unsigned max, int64_t timeout_ms) {
+  return keel_gen_server_log(server, max, timeout_ms);
+}
+
+int keel_gen_statem_get_log(keel_term server, int64_t timeout_ms, keel_heap *h,
+                            keel_term *out) {
+  return keel_gen_server_get_log(server, timeout_ms, h, out);
 }

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "keel/gen_statem.h"
+#include "otp/sys_debug.h"
 
 /* A running timeout: the event type it delivers ('timeout',
  * 'state_timeout' or {timeout, Name}), its content, the generation its
@@ -65,6 +66,7 @@ struct keel_gen_statem {
   size_t compact_at;
   bool fiber, started, trap_exit, hib_timer, hibernate;
   bool suspended, trace;
+  keel__sysdbg dbg;  /* sys:statistics and sys:log */
   bool keep_stack;   /* enter_loop: the block lives on the fiber's stack */
   int64_t next_wait; /* fiber: timeout of the next receive */
 };

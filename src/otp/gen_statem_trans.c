@@ -287,14 +287,15 @@ static keel_handler_status stop_with(keel_gen_statem *sm, const char *tag,
  */
 
 /* Terms of the control block kept across compaction, besides the timers'. */
-#define GSM_ROOTS 6
+#define GSM_ROOTS 7
 
 void keel__gsm_compact(keel_gen_statem *sm) {
   size_t n = GSM_ROOTS + 2 * sm->ntimers;
   keel_term *roots = malloc(n * sizeof *roots);
   if (roots != NULL) {
     keel_term *fixed[GSM_ROOTS] = {&sm->state,     &sm->data,     &sm->queue,
-                                   &sm->postponed, &sm->deferred, &sm->replay};
+                                   &sm->postponed, &sm->deferred, &sm->replay,
+                                   &sm->dbg.log};
     for (size_t i = 0; i < GSM_ROOTS; i++)
       roots[i] = *fixed[i];
     for (size_t i = 0; i < sm->ntimers; i++) {
@@ -454,6 +455,8 @@ static void collect(keel_gen_statem *sm, trans *t, bool enter, bool init,
     switch (a->kind) {
     case GSM_A_REPLY:
       (void)keel_gen_server_reply(a->a, a->b);
+      sm->dbg.out++;
+      keel__sysdbg_event(&sm->dbg, keel_gsm_heap(sm), "out", a->b, a->a);
       break;
     case GSM_A_POSTPONE:
       if (enter || init)

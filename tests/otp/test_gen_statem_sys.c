@@ -567,3 +567,50 @@ Test(gen_statem_sys, crash_report_telemetry) {
   }
   cr_assert_eq(keel_tel_detach(A("gsm_test")), KEEL_OK);
 }
+
+/* sys:statistics and sys:log of a machine (the shared implementation
+ * also serves gen_server: test_gen_server_sys.c). */
+static keel_term stat_of(keel_term stats, const char *key) {
+  for (keel_term l = stats; keel_is_cons(l); l = keel_tl(l))
+    if (keel_tuple_get(keel_hd(l), 0) == A(key))
+      return keel_tuple_get(keel_hd(l), 1);
+  return KEEL_NONE;
+}
+
+Test(gen_statem_sys, statistics_and_log) {
+  FOR_CONFIGS {
+    start(sched_counts[c]);
+    keel_heap h;
+    keel_heap_init(&h);
+    keel_gen_statem_opts o = {.fiber = fiber};
+    keel_term pid, st, r, log;
+    cr_assert_eq(
+        keel_gen_statem_start(&plain_mod, keel_build(&h, "{a, []}"), &o, &pid),
+        KEEL_OK);
+    cr_assert_eq(keel_gen_statem_get_statistics(pid, TMO, &h, &st),
+                 KEEL_ENOENT);
+    cr_assert_eq(keel_gen_statem_statistics(pid, true, TMO), KEEL_OK);
+    cr_assert_eq(keel_gen_statem_log(pid, 2, TMO), KEEL_OK);
+    cr_assert_eq(keel_gen_statem_cast(pid, A("c1")), KEEL_OK);
+    keel_term req = keel_build(&h, "{s, q, [{reply, yes}]}");
+    cr_assert_eq(keel_gen_statem_call(pid, req, TMO, &h, &r), KEEL_OK);
+    cr_assert_eq(r, A("yes"));
+    cr_assert_eq(keel_gen_statem_get_statistics(pid, TMO, &h, &st), KEEL_OK);
+    cr_assert_eq(ival(stat_of(st, "messages_in")), 2);
+    cr_assert_eq(ival(stat_of(st, "messages_out")), 1);
+    cr_assert_eq(keel_gen_statem_get_log(pid, TMO, &h, &log), KEEL_OK);
+    size_t n = 0;
+    cr_assert_eq(keel_list_length(log, &n), KEEL_OK);
+    cr_assert_eq(n, 2); /* {in, Req, From}, {out, yes, From} */
+    keel_term e1 = keel_hd(log), e2 = keel_hd(keel_tl(log));
+    cr_assert_eq(keel_tuple_get(e1, 0), A("in"));
+    cr_assert(keel_eq_exact(keel_tuple_get(e1, 1), req));
+    cr_assert_eq(keel_tuple_get(e2, 0), A("out"));
+    cr_assert_eq(keel_tuple_get(e2, 1), A("yes"));
+    cr_assert_eq(keel_gen_statem_log(pid, 0, TMO), KEEL_OK);
+    cr_assert_eq(keel_gen_statem_get_log(pid, TMO, &h, &log), KEEL_ENOENT);
+    cr_assert_eq(keel_gen_statem_stop(pid, KEEL_ATOM(NORMAL), TMO), KEEL_OK);
+    keel_heap_destroy(&h);
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+  }
+}
