@@ -168,6 +168,7 @@ int keel__rt_spawn_common(rt_node *n, keel_handler_fn handler, void *state,
   atomic_store_explicit(&p->mq_out, 0, memory_order_relaxed);
   atomic_store_explicit(&p->reductions, 0, memory_order_relaxed);
   atomic_store_explicit(&p->pub, 0, memory_order_relaxed);
+  atomic_store_explicit(&p->pub_qlen, 0, memory_order_relaxed);
   keel_heap_init_sized(&p->heap, opts != NULL ? opts->min_heap_words : 0);
   keel__mbox_init(p);
   /* A fiber starts runnable; a handler process waits for mail. */

@@ -152,6 +152,9 @@ struct keel_proc {
   _Atomic uint64_t reductions;
   _Atomic uint64_t pub; /* links, monitors, monitored-by (12 bits each),
                            heap KiB (28 bits) */
+  /* Messages queued and not handled at the end of the last run, up to
+   * RT_QLEN_SCAN (keel_process_queue_len). */
+  _Atomic uint32_t pub_qlen;
   keel_heap heap;
 };
 
@@ -401,6 +404,11 @@ void keel__rt_sim_destroy(rt_node *n);
  * run that used `used` budget units). Inline: it runs once per run, the
  * table counts only for the processes that have a table. */
 uint64_t keel__rt_pub_ext(const keel_proc *p);
+/* Most queued messages the end of a run counts (keel_process_queue_len
+ * saturates there): bounds the owner's walk of its own queue. */
+#define RT_QLEN_SCAN 4096u
+/* The owner's count of its queued messages, at most RT_QLEN_SCAN. */
+uint32_t keel__rt_queue_scan(keel_proc *p);
 static inline void keel__rt_publish(keel_proc *p, int32_t used) {
   if (used > 0)
     atomic_store_explicit(
@@ -413,6 +421,14 @@ static inline void keel__rt_publish(keel_proc *p, int32_t used) {
   if (p->ext != NULL)
     v |= keel__rt_pub_ext(p);
   atomic_store_explicit(&p->pub, v, memory_order_relaxed);
+  /* An empty queue (the common end of a run) costs two loads. */
+  uint32_t q = p->inner_head == NULL && p->mb_tail == &p->mb_stub &&
+                       atomic_load_explicit(&p->mb_stub.next,
+                                            memory_order_relaxed) == NULL
+                   ? 0
+                   : keel__rt_queue_scan(p);
+  if (atomic_load_explicit(&p->pub_qlen, memory_order_relaxed) != q)
+    atomic_store_explicit(&p->pub_qlen, q, memory_order_relaxed);
 }
 /* Owner-side queue accounting: n messages left the queue (taken, dropped)
  * or, negative, joined it without a sender (signals turned into them). */
