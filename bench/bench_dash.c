@@ -7,10 +7,10 @@
  * child process (forked before the node starts) that opens N WebSockets
  * to /live, joins the same page on each, and counts the frames each
  * receives from one epoll loop. Once every page has its first snapshot,
- * the server ticks T times, one tick per 500 ms (keel_dashboard_web_tick,
- * as the node's ticker does), and then waits until its CPU use settles
- * (whatever work the ticks queued is done). The server's CPU time (all
- * threads, getrusage) over that window divided by T is the CPU per
+ * the server ticks T times, one tick per 500 ms (keel_dashboard_sample and
+ * keel_dashboard_web_tick, as the node's ticker does), and then waits until its
+ * CPU use settles (whatever work the ticks queued is done). The server's CPU
+ * time (all threads, getrusage) over that window divided by T is the CPU per
  * update. The same run measures both paths: shared renderers (one
  * rendering and one fastlane frame per page per tick) and per-session
  * rendering (each page's process renders, diffs and sends its own).
@@ -228,8 +228,8 @@ static int serve(int ctl, int rep, bool per_session, int users, int ticks,
   keel_node_opts no = {.schedulers = 2};
   keel_pubsub ps;
   keel_dashboard *d;
-  keel_dashboard_web *w;
-  keel_http_server *srv;
+  keel_dashboard_web *w = NULL;
+  keel_http_server *srv = NULL;
   if (keel_node_start(&no) != KEEL_OK)
     return 1;
   keel_http_router *router = keel_http_router_new();
@@ -240,9 +240,9 @@ static int serve(int ctl, int rep, bool per_session, int users, int ticks,
                : 1;
   keel_dashboard_web_opts wo = {
       .dashboard = d, .pubsub = ps, .per_session = per_session};
-  if (rc == 0 && (keel_dashboard_web_create(&wo, &w) != KEEL_OK ||
-                  keel_dashboard_web_mount(w, router) != KEEL_OK ||
-                  keel_http_server_start(&so, router, &srv) != KEEL_OK))
+  if (rc != 0 || keel_dashboard_web_create(&wo, &w) != KEEL_OK ||
+      keel_dashboard_web_mount(w, router) != KEEL_OK ||
+      keel_http_server_start(&so, router, &srv) != KEEL_OK)
     return 1;
   uint16_t port = keel_http_server_port(srv);
   char ok = 0;
@@ -254,6 +254,7 @@ static int serve(int ctl, int rep, bool per_session, int users, int ticks,
   uint64_t t0 = keel_monotonic_ns();
   for (int i = 0; i < ticks; i++) {
     sleep_until(t0 + (uint64_t)(i + 1) * 500000000u);
+    (void)keel_dashboard_sample(d); /* as the node's ticker does */
     (void)keel_dashboard_web_tick(w);
   }
   /* Until the work the ticks queued is done: 200 ms using < 5 ms. */

@@ -63,8 +63,9 @@ int keel_dashboard_web_create(const keel_dashboard_web_opts *opts,
 int keel_dashboard_web_mount(keel_dashboard_web *w, keel_http_router *r);
 
 /* One refresh: publishes the presence list to the dashboard and
- * broadcasts a tick to every open page. Returns the number of pages
- * ticked, or a negative error. Thread-safe; any thread or process. */
+ * broadcasts a tick to every renderer and every page on a private page.
+ * Returns the number of ticks sent (renderers and private pages), or a
+ * negative error. Thread-safe; any thread or process. */
 long keel_dashboard_web_tick(keel_dashboard_web *w);
 
 /* Pages open now. Thread-safe. */
@@ -74,7 +75,9 @@ size_t keel_dashboard_web_sessions(const keel_dashboard_web *w);
  * that some open page watches). Thread-safe. */
 size_t keel_dashboard_web_renderers(const keel_dashboard_web *w);
 
-/* Stops the presence instance and frees w. NULL is a no-op. */
+/* Stops the renderers (waiting, at most 5 s, until they have ended: call
+ * it from a thread that is not a process) and the presence instance, and
+ * frees w. NULL is a no-op. */
 void keel_dashboard_web_destroy(keel_dashboard_web *w);
 
 #ifdef __cplusplus

@@ -45,14 +45,19 @@ static void render_atoms(void) {
   }
 }
 
-static void render_unref(dash_render *e) {
-  if (atomic_fetch_sub(&e->refs, 1) != 1)
+/* Drops k references to e; the last frees it. */
+static void render_drop(dash_render *e, uint32_t k) {
+  if (atomic_fetch_sub(&e->refs, k) != k)
     return;
   keel_heap_destroy(&e->pheap);
   keel_heap_destroy(&e->sheap);
   keel_buf_free(&e->full);
   pthread_mutex_destroy(&e->mu);
   free(e);
+}
+
+static void render_unref(dash_render *e) {
+  render_drop(e, 1);
 }
 
 /* Takes e out of the registry (under reg_mu); drops the registry's
@@ -227,8 +232,10 @@ static void render_terminate(keel_proc *self, keel_term reason, void *st) {
   (void)reason;
   dash_render *e = st;
   (void)keel_pubsub_unsubscribe(e->w->o.pubsub, e->w->topic);
-  render_unlink(e);
-  render_unref(e);
+  pthread_mutex_lock(&e->w->reg_mu);
+  bool was = unlink_locked(e);
+  pthread_mutex_unlock(&e->w->reg_mu);
+  render_drop(e, was ? 2 : 1); /* the registry's, and the renderer's */
 }
 
 /* A new renderer of key, started and in the registry (under reg_mu). */
