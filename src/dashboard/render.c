@@ -226,15 +226,25 @@ static keel_handler_status render_main(keel_proc *self, keel_term msg,
 }
 
 /* The renderer's end, however it came: out of the registry, and its
- * reference dropped (connections may still hold theirs). */
+ * reference dropped (connections may still hold theirs). A renderer that
+ * did not stop on its own (killed from the processes page, say) tells the
+ * sockets still watching to join again: their join starts a new one. */
 static void render_terminate(keel_proc *self, keel_term reason, void *st) {
   (void)self;
-  (void)reason;
   dash_render *e = st;
   (void)keel_pubsub_unsubscribe(e->w->o.pubsub, e->w->topic);
   pthread_mutex_lock(&e->w->reg_mu);
   bool was = unlink_locked(e);
   pthread_mutex_unlock(&e->w->reg_mu);
+  if (reason != keel_atom("normal")) {
+    char text[64];
+    int n = snprintf(text, sizeof text, "{\"page\":\"%s\",\"rejoin\":true}",
+                     e->page);
+    keel_buf b = {.data = (uint8_t *)text, .len = (size_t)n};
+    pthread_mutex_lock(&e->mu);
+    broadcast_locked(e, &b);
+    pthread_mutex_unlock(&e->mu);
+  }
   render_drop(e, was ? 2 : 1); /* the registry's, and the renderer's */
 }
 
@@ -252,8 +262,11 @@ static int render_start_locked(keel_dashboard_web *w, const char *key,
   keel_heap_init(&e->sheap);
   keel_buf_init(&e->full);
   pthread_mutex_init(&e->mu, NULL);
+  /* Numbered: a renderer replacing a killed one has its own topic, which
+   * the sockets still subscribed to the old one do not hear. */
   char topic[128];
-  int tn = snprintf(topic, sizeof topic, "keel:dashboard:r:%s", key);
+  int tn = snprintf(topic, sizeof topic, "keel:dashboard:r:%s:%llu", key,
+                    (unsigned long long)++w->renderer_seq);
   e->topic = keel_binary(&e->pheap, topic, (size_t)tn);
   e->params =
       params == KEEL_NONE ? KEEL_NONE : keel_term_copy(&e->pheap, params);
@@ -359,6 +372,16 @@ void keel__dash_renderers_stop(keel_dashboard_web *w) {
   uint64_t limit = keel_monotonic_ns() + UINT64_C(5000000000);
   while (atomic_load(&w->nrenderers) > 0 && keel_monotonic_ns() < limit)
     sched_yield();
+}
+
+keel_term keel__dash_web_renderer(keel_dashboard_web *w, const char *key) {
+  pthread_mutex_lock(&w->reg_mu);
+  dash_render *e = w->renderers;
+  while (e != NULL && strcmp(e->key, key) != 0)
+    e = e->next;
+  keel_term pid = e != NULL ? e->pid : KEEL_NONE;
+  pthread_mutex_unlock(&w->reg_mu);
+  return pid;
 }
 
 int keel__dash_web_peek(keel_dashboard_web *w, const char *key, keel_heap *h,

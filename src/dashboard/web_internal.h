@@ -26,6 +26,7 @@ struct keel_dashboard_web {
   pthread_mutex_t reg_mu;   /* the renderers below */
   dash_render *renderers;   /* running, by key */
   _Atomic size_t nrenderers;
+  uint64_t renderer_seq; /* numbers the renderers' topics; under reg_mu */
 };
 
 /* One shared page (a key of keel__dash_shared_key) is rendered once per
@@ -45,7 +46,9 @@ struct keel_dashboard_web {
  * A renderer runs while someone watches: a joining connection counts as
  * pending (under reg_mu) until it has subscribed, and at each tick the
  * renderer stops (leaving the registry under reg_mu) when nothing is
- * pending and its topic has no subscriber. */
+ * pending and its topic has no subscriber. A renderer that ends otherwise
+ * (killed) broadcasts {"page": P, "rejoin": true}: the browsers join
+ * again, which starts a new renderer. */
 
 /* Attaches the calling connection process (in a callback of ws) to the
  * renderer of key (started with page and params if none runs), after
@@ -67,5 +70,8 @@ void keel__dash_renderers_stop(keel_dashboard_web *w);
  * KEEL_OK, KEEL_ENOENT (no renderer of key, or nothing rendered yet). */
 int keel__dash_web_peek(keel_dashboard_web *w, const char *key, keel_heap *h,
                         keel_term *snap, uint64_t *ver);
+
+/* For tests: the pid of the renderer of key, or KEEL_NONE. */
+keel_term keel__dash_web_renderer(keel_dashboard_web *w, const char *key);
 
 #endif /* KEEL_DASH_WEB_INTERNAL_H */

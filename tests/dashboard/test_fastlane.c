@@ -16,6 +16,7 @@
 #include "http/http_test.h"
 #include "keel/dashboard_web.h"
 #include "keel/json.h"
+#include "keel/signals.h"
 #include "runtime/rt_test.h"
 
 typedef struct page_key {
@@ -40,7 +41,8 @@ static const page_key keys[] = {
 typedef struct client {
   int fd;
   size_t key;
-  bool have; /* got the full snapshot of its current join */
+  bool have;   /* got the full snapshot of its current join */
+  bool rejoin; /* told that its page's renderer ended */
   uint64_t ver;
   keel_heap h;
   keel_term state;
@@ -97,6 +99,7 @@ static void client_join(client *c, size_t key) {
 
 static void client_open(client *c, size_t key) {
   c->fd = ws_connect(fx.port, "/live");
+  c->rejoin = false;
   keel_heap_init(&c->h);
   c->state = KEEL_NONE;
   client_join(c, key);
@@ -120,6 +123,11 @@ static void client_read(client *c) {
                KEEL_OK);
   cr_assert_eq(bget(f, "error"), KEEL_NONE, "%.*s", (int)frame_buf.len,
                frame_buf.data);
+  if (bget(f, "rejoin") == keel_atom("true")) {
+    c->rejoin = true;
+    keel_heap_destroy(&fh);
+    return;
+  }
   keel_term full = bget(f, "full"), diff = bget(f, "diff");
   int64_t v = -1;
   cr_assert_eq(keel_get_int64(bget(f, "v"), &v), KEEL_OK, "a versioned frame");
@@ -235,7 +243,7 @@ Test(dashboard_fastlane, random_joins_see_the_renderers_page) {
 }
 
 /* Many sockets on one page: one renderer, and every socket gets the same
- * versions. */
+ * versions; a killed renderer is replaced when the pages join again. */
 Test(dashboard_fastlane, one_renderer_per_page) {
   for (size_t k = 0; k < NCONF; k++) {
     fx_start(sched_counts[k], false);
@@ -248,6 +256,23 @@ Test(dashboard_fastlane, one_renderer_per_page) {
         client_sync(&cl[i]);
       cr_assert_eq(keel_dashboard_web_renderers(fx.w), 1);
     }
+    /* A killed renderer tells its sockets to join again; the joins start
+     * a new one, and the pages go on from its snapshot. */
+    keel_term old = keel__dash_web_renderer(fx.w, "home");
+    cr_assert_neq(old, KEEL_NONE);
+    cr_assert_eq(keel_exit(old, keel_atom("kill")), KEEL_OK);
+    for (size_t i = 0; i < 8; i++) {
+      while (!cl[i].rejoin)
+        client_read(&cl[i]);
+      client_join(&cl[i], 0);
+    }
+    for (int t = 0; t < 3; t++) {
+      cr_assert_geq(keel_dashboard_web_tick(fx.w), 0);
+      for (size_t i = 0; i < 8; i++)
+        client_sync(&cl[i]);
+    }
+    cr_assert_eq(keel_dashboard_web_renderers(fx.w), 1);
+    cr_assert(!keel_eq_exact(keel__dash_web_renderer(fx.w, "home"), old));
     for (size_t i = 0; i < 8; i++)
       client_close(&cl[i]);
     cr_assert(wait_until(all_left, NULL));

@@ -100,6 +100,7 @@
 
   function receive(frame) {
     if (frame.page !== undefined && frame.page !== page) return; /* an old page's frame */
+    if (frame.rejoin) { send(joinMsg()); return; } /* its renderer ended */
     if (frame.error !== undefined) showBanner("Server: " + frame.error);
     if (frame.full !== undefined) {
       state = frame.full;
