@@ -122,14 +122,16 @@ static uint64_t own_queue_len(keel_proc *p) {
 }
 
 uint32_t keel__rt_queue_scan(keel_proc *p) {
+  uint16_t now = (uint16_t)((keel_monotonic_ns() >> 20) | 1u); /* never 0 */
+  if (p->qscan_at != 0 && (uint16_t)(now - p->qscan_at) < RT_QLEN_SCAN_UNITS)
+    return p->qscan_mbox;
   uint32_t k = 0;
-  for (const rt_msg *m = p->inner_head; m != NULL && k < RT_QLEN_SCAN;
-       m = rt_msg_next(m))
-    k += m->term != KEEL_NONE;
   for (rt_mnode *nd = p->mb_tail; nd != NULL && k < RT_QLEN_SCAN;
        nd = atomic_load_explicit(&nd->next, memory_order_acquire))
     if (nd != &p->mb_stub && ((rt_msg *)nd)->term != KEEL_NONE)
       k++;
+  p->qscan_at = now;
+  p->qscan_mbox = k;
   return k;
 }
 
