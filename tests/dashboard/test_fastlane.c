@@ -308,6 +308,68 @@ Test(dashboard_fastlane, per_session_pages_still_render) {
   fx_stop();
 }
 
+static keel_handler_status idle_proc(keel_proc *self, keel_term msg, void *st) {
+  (void)self, (void)msg, (void)st;
+  return KEEL_CONTINUE;
+}
+
+/* The next frame of fd, decoded into h. */
+static keel_term next_frame(int fd, keel_heap *h) {
+  cr_assert(ws_recv(fd, &frame_buf));
+  keel_term f;
+  cr_assert_eq(keel_json_decode(h, frame_buf.data, frame_buf.len, &f), KEEL_OK);
+  return f;
+}
+
+/* A page with private state (a process selected on the processes page)
+ * is rendered by its own page process, unversioned, with no renderer;
+ * going back to a shared page attaches it to one. */
+Test(dashboard_fastlane, private_pages_stay_per_session) {
+  fx_start(2, false);
+  keel_term pid;
+  cr_assert_eq(keel_spawn(idle_proc, NULL, NULL, &pid), KEEL_OK);
+  keel_heap h;
+  keel_heap_init(&h);
+  keel_term printed = keel__dash_printed(&h, pid);
+  size_t plen;
+  const uint8_t *pd = keel_binary_data(printed, &plen);
+  char join[256];
+  int n = snprintf(join, sizeof join,
+                   "{\"join\":\"processes\",\"params\":{\"pid\":\"%.*s\"}}",
+                   (int)plen, (const char *)pd);
+  int fd = ws_connect(fx.port, "/live");
+  ws_send(fd, KEEL__WS_TEXT, true, join, (size_t)n);
+  keel_term f = next_frame(fd, &h);
+  cr_assert_neq(bget(f, "full"), KEEL_NONE);
+  cr_assert_eq(bget(f, "v"), KEEL_NONE, "not a shared page");
+  cr_assert_neq(bget(bget(f, "full"), "selected"), keel_atom("null"));
+  bool diff = false;
+  for (int i = 0; i < 50 && !diff; i++) {
+    cr_assert_geq(keel_dashboard_web_tick(fx.w), 1, "the page takes ticks");
+    cr_assert_eq(keel_dashboard_web_renderers(fx.w), 0);
+    /* A ping answers after this tick's frame, if any. */
+    ws_send(fd, KEEL__WS_TEXT, true, "{\"ping\":1}", 10);
+    for (;;) {
+      f = next_frame(fd, &h);
+      if (bget(f, "pong") != KEEL_NONE)
+        break;
+      cr_assert_eq(bget(f, "v"), KEEL_NONE);
+      diff = diff || bget(f, "diff") != KEEL_NONE;
+    }
+  }
+  cr_assert(diff, "the private page got its diffs");
+  ws_send(fd, KEEL__WS_TEXT, true, keys[0].join, strlen(keys[0].join));
+  do
+    f = next_frame(fd, &h);
+  while (bget(f, "full") == KEEL_NONE);
+  cr_assert_neq(bget(f, "v"), KEEL_NONE, "home is shared");
+  cr_assert_eq(keel_dashboard_web_renderers(fx.w), 1);
+  keel_heap_destroy(&h);
+  close(fd);
+  cr_assert(wait_until(all_left, NULL));
+  fx_stop();
+}
+
 static bool only_go(keel_term m, void *arg) {
   (void)arg;
   return m == keel_atom("go");
