@@ -264,8 +264,8 @@ static int render_start_locked(keel_dashboard_web *w, const char *key,
   pthread_mutex_init(&e->mu, NULL);
   /* Numbered: a renderer replacing a killed one has its own topic, which
    * the sockets still subscribed to the old one do not hear. */
-  char topic[128];
-  int tn = snprintf(topic, sizeof topic, "keel:dashboard:r:%s:%llu", key,
+  char topic[160]; /* a key is shorter than 96 bytes */
+  int tn = snprintf(topic, sizeof topic, "keel:dashboard:r:%s:%llu", e->key,
                     (unsigned long long)++w->renderer_seq);
   e->topic = keel_binary(&e->pheap, topic, (size_t)tn);
   e->params =

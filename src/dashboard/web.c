@@ -324,9 +324,11 @@ static int conn_attach(keel_ws *ws, conn_side *cs, keel_term msg) {
                         keel_is_map(params) ? params : KEEL_NONE, &cs->render);
   if (rc == KEEL_OK || rc == KEEL_ESTATE)
     return KEEL_OK; /* ESTATE: the socket is closing */
-  char text[96];
-  int n = snprintf(text, sizeof text, "{\"page\":\"%s\",\"error\":\"%s\"}",
+  char text[256];
+  int n = snprintf(text, sizeof text, "{\"page\":\"%s\",\"error\":\"%.160s\"}",
                    page, keel_strerror(rc));
+  if (n <= 0 || (size_t)n >= sizeof text)
+    return KEEL_OK;
   rc = keel_ws_send(ws, KEEL_WS_TEXT, text, (size_t)n);
   return rc == KEEL_EBUSY ? KEEL_OK : rc;
 }
