@@ -10,6 +10,7 @@
 #include "keel/runtime.h"
 #include "keel/signals.h"
 #include "keel/telemetry.h"
+#include "runtime/rt_internal.h"
 #include "runtime/rt_test.h"
 
 static pthread_mutex_t hold_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -523,8 +524,16 @@ Test(introspect, queue_len_is_read_without_asking) {
       sched_yield();
     cr_assert_eq(keel_process_queue_len(pid, &n), KEEL_ENOPROC);
     /* The stale pid stays refused once its slot holds a new process. */
-    keel_term next;
-    cr_assert_eq(keel_spawn(idle_handler, NULL, NULL, &next), KEEL_OK);
+    uint64_t slot = keel_pid_local_number(pid) & RT_IDX_MASK;
+    keel_term next = KEEL_NONE;
+    for (int i = 0; i < 100000 && next == KEEL_NONE; i++) {
+      keel_term t;
+      cr_assert_eq(keel_spawn(idle_handler, NULL, NULL, &t), KEEL_OK);
+      if ((keel_pid_local_number(t) & RT_IDX_MASK) == slot)
+        next = t;
+    }
+    cr_assert_neq(next, KEEL_NONE, "the slot was reused");
+    cr_assert_neq(next, pid);
     cr_assert_eq(keel_process_queue_len(pid, &n), KEEL_ENOPROC);
     cr_assert_eq(keel_process_queue_len(next, &n), KEEL_OK);
     cr_assert_eq(keel_node_stop(), KEEL_OK);
