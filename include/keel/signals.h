@@ -164,7 +164,7 @@ keel_term keel_registered_name(keel_term pid);
  * lives until the call returns. The hook must not block; it may send. */
 typedef void (*keel_exit_hook_fn)(keel_term pid, keel_term reason, void *arg);
 
-#define KEEL_EXIT_HOOKS_MAX 8
+#define KEEL_EXIT_HOOKS_MAX 16
 
 /* Registers a hook for the life of the program; returns its id (0 ..
  * KEEL_EXIT_HOOKS_MAX - 1), or KEEL_ESYSLIMIT when all are taken,

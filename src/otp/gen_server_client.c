@@ -410,27 +410,35 @@ int keel_gen_server_send_request(keel_term server, keel_term request,
   return KEEL_OK;
 }
 
-int keel_gen_server_receive_response(keel_term req_id, int64_t timeout_ms,
-                                     keel_heap *h, keel_term *reply) {
-  keel_proc *self = keel_current();
-  if (self == NULL || !keel_proc_is_fiber(self))
+/* The checks of receive_response and wait_response: KEEL_OK with *self
+ * the calling fiber, else the error. */
+static int response_args(keel_term req_id, int64_t timeout_ms,
+                         const keel_heap *h, const keel_term *reply,
+                         keel_proc **self) {
+  *self = keel_current();
+  if (*self == NULL || !keel_proc_is_fiber(*self))
     return KEEL_ESTATE;
   if (h == NULL || reply == NULL || !keel_is_ref(req_id) ||
       bad_timeout(timeout_ms))
     return KEEL_EINVAL;
-  return await_ref(self, req_id, timeout_ms, h, reply);
+  return KEEL_OK;
+}
+
+int keel_gen_server_receive_response(keel_term req_id, int64_t timeout_ms,
+                                     keel_heap *h, keel_term *reply) {
+  keel_proc *self;
+  int rc = response_args(req_id, timeout_ms, h, reply, &self);
+  return rc == KEEL_OK ? await_ref(self, req_id, timeout_ms, h, reply) : rc;
 }
 
 int keel_gen_server_wait_response(keel_term req_id, int64_t timeout_ms,
                                   keel_heap *h, keel_term *reply) {
-  keel_proc *self = keel_current();
-  if (self == NULL || !keel_proc_is_fiber(self))
-    return KEEL_ESTATE;
-  if (h == NULL || reply == NULL || !keel_is_ref(req_id) ||
-      bad_timeout(timeout_ms))
-    return KEEL_EINVAL;
+  keel_proc *self;
+  int rc = response_args(req_id, timeout_ms, h, reply, &self);
+  if (rc != KEEL_OK)
+    return rc;
   keel_term ref = req_id, m;
-  int rc = keel_receive(self, match_ref, &ref, timeout_ms, &m);
+  rc = keel_receive(self, match_ref, &ref, timeout_ms, &m);
   return rc == KEEL_OK ? take(m, h, reply) : rc;
 }
 

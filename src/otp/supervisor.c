@@ -451,26 +451,34 @@ static answer do_terminate_child(keel_proc *self, sup *s, keel_term id) {
   return ans(KEEL_OK, KEEL_ATOM(OK));
 }
 
-static answer do_restart_child(keel_proc *self, sup *s, keel_term id) {
+/* The stopped child `id` of a static supervisor (restart_child and
+ * delete_child need one), or NULL with *err the answer why not. */
+static child *stopped_child(sup *s, keel_term id, answer *err) {
   child *c = s->dynamic ? NULL : by_id(s, id);
-  if (s->dynamic)
-    return ans(KEEL_ESTATE, KEEL_ATOM(UNDEFINED));
+  int rc = s->dynamic                             ? KEEL_ESTATE
+           : c == NULL                            ? KEEL_ENOENT
+           : c->pid != KEEL_NONE || c->restarting ? KEEL_ESTATE
+                                                  : KEEL_OK;
+  if (rc == KEEL_OK)
+    return c;
+  *err = ans(rc, KEEL_ATOM(UNDEFINED));
+  return NULL;
+}
+
+static answer do_restart_child(keel_proc *self, sup *s, keel_term id) {
+  answer err;
+  child *c = stopped_child(s, id, &err);
   if (c == NULL)
-    return ans(KEEL_ENOENT, KEEL_ATOM(UNDEFINED));
-  if (c->pid != KEEL_NONE || c->restarting)
-    return ans(KEEL_ESTATE, KEEL_ATOM(UNDEFINED));
+    return err;
   int rc = start_one(self, s, c);
   return ans(rc, rc == KEEL_OK ? c->pid : KEEL_ATOM(UNDEFINED));
 }
 
 static answer do_delete_child(sup *s, keel_term id) {
-  child *c = s->dynamic ? NULL : by_id(s, id);
-  if (s->dynamic)
-    return ans(KEEL_ESTATE, KEEL_ATOM(UNDEFINED));
+  answer err;
+  child *c = stopped_child(s, id, &err);
   if (c == NULL)
-    return ans(KEEL_ENOENT, KEEL_ATOM(UNDEFINED));
-  if (c->pid != KEEL_NONE || c->restarting)
-    return ans(KEEL_ESTATE, KEEL_ATOM(UNDEFINED));
+    return err;
   remove_child(s, c);
   return ans(KEEL_OK, KEEL_ATOM(OK));
 }

@@ -450,11 +450,9 @@ int keel_fiber_yield(keel_proc *self) {
   return KEEL_OK;
 }
 
-int keel_fiber_hibernate(keel_proc *self, keel_fiber_fn fn, void *arg) {
-  if (fn == NULL)
-    return KEEL_EINVAL;
-  if (!running_fiber(self))
-    return KEEL_ESTATE;
+/* Frees the message the last receive returned (valid until the next
+ * receive) and clears an armed timeout. */
+static void end_last_receive(keel_proc *self) {
   rt_fiber *f = self->fiber;
   if (f->held != NULL) {
     keel__rt_free_msg(f->held);
@@ -462,6 +460,15 @@ int keel_fiber_hibernate(keel_proc *self, keel_fiber_fn fn, void *arg) {
   }
   if (self->tmo != NULL)
     keel__rt_proc_timeout_clear(keel__rt, self);
+}
+
+int keel_fiber_hibernate(keel_proc *self, keel_fiber_fn fn, void *arg) {
+  if (fn == NULL)
+    return KEEL_EINVAL;
+  if (!running_fiber(self))
+    return KEEL_ESTATE;
+  rt_fiber *f = self->fiber;
+  end_last_receive(self);
   f->cont = fn; /* f->fn stays the entry introspection reports */
   f->cont_arg = arg;
   f->why = RT_FB_HIBERNATE;
@@ -679,7 +686,9 @@ static rt_msg *skip_to_mark(keel_proc *self) {
       rt_msg *m = keel__mbox_pop(self);
       if (m == (rt_msg *)mk)
         break;
-      if (m == NULL) { /* a sender ahead of the mark is mid-push */
+      if (m == NULL) {             /* a sender ahead of the mark is mid-push */
+        if (keel__rt->sim != NULL) /* no thread ends it: the simulation */
+          keel__rt_sim_finish_pushes(keel__rt, self);
         keel__cpu_relax();
         continue;
       }
@@ -726,12 +735,7 @@ int keel_receive(keel_proc *self, keel_receive_match_fn match, void *match_arg,
   if (!running_fiber(self))
     return KEEL_ESTATE;
   rt_fiber *f = self->fiber;
-  if (f->held != NULL) {
-    keel__rt_free_msg(f->held);
-    f->held = NULL;
-  }
-  if (self->tmo != NULL) /* a keel_proc_set_timeout: replaced */
-    keel__rt_proc_timeout_clear(keel__rt, self);
+  end_last_receive(self); /* a keel_proc_set_timeout is replaced */
   /* A used-up slice is given up where the receive would go on running:
    * a receive that blocks gives way anyway, and yielding first (to the
    * back of the ring, next to the process this one just woke into

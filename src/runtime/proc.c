@@ -247,8 +247,12 @@ static bool unpin_and_wake(keel_proc *p, const rt_msg *m, uint64_t flags) {
      * make them seen, so it wakes p instead of being counted. (Their
      * head exchange happened before their ctl update, which a failed
      * CAS below acquires, so the retry sees it.) */
-    if (lazy && atomic_load_explicit(&p->mb_head, memory_order_acquire) !=
-                    (const rt_mnode *)m) {
+    /* And entries before m: a receiver that went idle after a pop met
+     * m's push in progress (RT_STALLED) could not take the node m now
+     * follows, though that node's wake-up was spent on it. */
+    if (lazy && ((ctl & RT_STALLED) ||
+                 atomic_load_explicit(&p->mb_head, memory_order_acquire) !=
+                     (const rt_mnode *)m)) {
       lazy = false;
       nctl = ((ctl - RT_PIN_ONE) & ~RT_LAZY_MASK) | RT_SIGPEND;
     }
@@ -339,6 +343,24 @@ static inline bool deliver_to(rt_node *n, rt_sched *s, keel_proc *p,
   if (wake)
     keel__rt_make_runnable(n, p);
   return true;
+}
+
+keel_proc *keel__rt_push_begin(rt_node *n, uint64_t num, rt_msg *m,
+                               rt_mnode **prev) {
+  keel_proc *p = keel__rt_pin(n, num);
+  if (p != NULL && p->counted) { /* the counting stays with deliver_to */
+    keel__rt_unpin(p);
+    p = NULL;
+  }
+  if (p != NULL)
+    *prev = keel__mbox_push_begin(p, m);
+  return p;
+}
+
+void keel__rt_deliver_end(rt_node *n, keel_proc *p, const rt_msg *m,
+                          uint64_t flags) {
+  if (unpin_and_wake(p, m, flags))
+    keel__rt_make_runnable(n, p);
 }
 
 bool keel__rt_deliver(rt_node *n, rt_sched *s, uint64_t num, rt_msg *m,
@@ -470,6 +492,8 @@ void keel__rt_proc_die(rt_node *n, keel_proc *p) {
    * mailbox, so p->tmo cannot have been released by its owner. */
   keel__rt_proc_timeout_clear(n, p);
   atomic_fetch_or_explicit(&p->ctl, RT_EXITING, memory_order_acq_rel);
+  if (n->sim != NULL) /* its held pushes in progress: no thread ends them */
+    keel__rt_sim_finish_pushes(n, p);
   /* acquire: pairs with the senders' release of their pins, so every
    * message pushed by a pinned sender is visible below. */
   unsigned spins = 0;

@@ -9,6 +9,9 @@
  *                SCHEDULED (checked before the process goes idle)
  *   bit   4      EXITING: the process is dying; senders drop their message
  *   bit   5      SIGPEND: a non-message signal was delivered (signal.h)
+ *   bit   6      STALLED: the process went idle after its mailbox showed a
+ *                push in progress (keel__mbox_pop), so entries before that
+ *                push may be unseen: a lazy signal then wakes it
  *   bits  8..23  pins: senders currently between their generation check and
  *                the end of their mailbox push
  *   bits 24..31  lazy count: signals queued without waking the process
@@ -43,6 +46,7 @@
 #define RT_NEWMAIL UINT64_C(0x8)
 #define RT_EXITING UINT64_C(0x10)
 #define RT_SIGPEND UINT64_C(0x20)
+#define RT_STALLED UINT64_C(0x40)
 /* Not a control-word bit: a delivery flag asking the simulation not to
  * hold the entry back (sim.c). */
 #define RT_DIRECT (UINT64_C(1) << 63)
@@ -118,6 +122,9 @@ struct keel_proc {
   _Atomic uint32_t mq_out;
   rt_mnode *mb_tail;
   rt_mnode mb_stub;
+  /* Owner-only: a pop met a push in progress since the process last went
+   * idle (keel__mbox_pop; turned into RT_STALLED by keel__rt_try_idle). */
+  bool mb_stalled;
   struct keel_proc *qnext; /* link in the inject queue */
   keel_handler_fn handler;
   void *state;
@@ -139,9 +146,9 @@ struct keel_proc {
    * current handler call is its firing. */
   struct rt_timer *tmo;
   bool timed_out;
-  bool trap_exit;             /* owner-only: exit signals become messages */
-  _Atomic uint8_t exit_hooks; /* armed exit hooks (signal.c), a bit each */
-  _Atomic uint8_t prio;       /* keel_priority; queue_kill: the policy */
+  bool trap_exit;              /* owner-only: exit signals become messages */
+  _Atomic uint16_t exit_hooks; /* armed exit hooks (signal.c), a bit each */
+  _Atomic uint8_t prio;        /* keel_priority; queue_kill: the policy */
   bool queue_kill;
   /* Owner-only: when the mailbox was last counted at a run's end
    * (keel__rt_queue_scan), in units of 2^20 ns (wraps). */
@@ -321,6 +328,19 @@ bool keel__rt_deliver_signal(rt_node *n, uint64_t num, rt_msg *m);
  * alive (signal.c). Saves the receiver a wake-up (and its cache lines a
  * round trip between cores) per signal. */
 bool keel__rt_deliver_lazy(rt_node *n, uint64_t num, rt_msg *m);
+/* The end of a delivery to p, which the caller has pinned (keel__rt_pin)
+ * and whose push of m it has completed: drops the pin and wakes p as
+ * flags say (RT_SIGPEND, RT_LAZY). For tests that take a delivery apart
+ * (keel__mbox_push_begin). */
+void keel__rt_deliver_end(rt_node *n, keel_proc *p, const rt_msg *m,
+                          uint64_t flags);
+/* The start of a delivery of m to the process numbered num that
+ * keel__rt_deliver_end completes: pins the receiver and exchanges its
+ * mailbox head (*prev: the node to link m into with
+ * keel__mbox_push_end). NULL, with nothing done, when the receiver is
+ * dead or counts its queue. For the simulation (sim.c) and tests. */
+keel_proc *keel__rt_push_begin(rt_node *n, uint64_t num, rt_msg *m,
+                               rt_mnode **prev);
 /* Makes pinned process p handle the lazy signals it holds: if any, sets
  * RT_SIGPEND and wakes it when idle. Any thread. */
 void keel__rt_nudge(rt_node *n, keel_proc *p);
@@ -347,6 +367,13 @@ void keel__rt_pool_drain(rt_node *n);
 /* Mailbox (mailbox.c). */
 void keel__mbox_init(keel_proc *p);
 void keel__mbox_push(keel_proc *p, rt_msg *m);
+/* keel__mbox_push in its two steps, for tests that hold a push in
+ * progress: begin exchanges the head and returns the previous node, end
+ * links it to m. */
+rt_mnode *keel__mbox_push_begin(keel_proc *p, rt_msg *m);
+void keel__mbox_push_end(rt_mnode *prev, rt_msg *m);
+/* Owner-only: the next entry, or NULL when the mailbox is empty or a push
+ * ahead is still in progress (then sets p->mb_stalled). */
 rt_msg *keel__mbox_pop(keel_proc *p);
 /* Owner-only: whether a message is ready to pop (a push still in progress
  * may be missed; its producer then wakes the process). */
@@ -398,11 +425,18 @@ bool keel__rt_sim_any_work_queued(rt_node *n);
 int keel__rt_sim_init(rt_node *n, uint64_t seed);
 /* Whether the simulation holds back entry m to the process numbered to
  * (it then owns m and delivers it later, in order per sender and
- * receiver). */
+ * receiver). Some entries are held in the middle of their push: the
+ * receiver pinned, the mailbox head exchanged, the link not yet written,
+ * the window a preempted producer leaves a real receiver. */
 bool keel__rt_sim_hold(rt_node *n, uint64_t to, rt_msg *m, bool count,
                        uint64_t flags);
-/* Frees the entries still held (node stop, before processes die). */
+/* Frees the entries still held (node stop, before processes die); a
+ * push held in progress is completed instead (its receiver frees it). */
 void keel__rt_sim_drop_held(rt_node *n);
+/* Completes the pushes to p that the simulation holds in progress
+ * (keel__rt_sim_hold): for a receiver that must not wait for them, as a
+ * dying one waiting for its pins, or a receive waiting for a mark. */
+void keel__rt_sim_finish_pushes(rt_node *n, keel_proc *p);
 /* keel_node_start, threaded or simulated. */
 int keel__rt_node_start(const keel_node_opts *opts, bool sim, uint64_t seed);
 void keel__rt_sim_destroy(rt_node *n);

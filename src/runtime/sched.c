@@ -526,15 +526,22 @@ static keel_proc *find_runnable(rt_node *n, rt_sched *s, bool *inherit) {
 
 /* Goes idle unless mail arrived meanwhile (then returns false). Everything
  * delivered before has been looked at (lazy signals to a running process
- * set NEWMAIL), so the lazy count starts again from zero. */
+ * set NEWMAIL), so the lazy count starts again from zero; RT_STALLED tells
+ * lazy senders whether the last pops met a push in progress. */
 bool keel__rt_try_idle(keel_proc *p) {
   uint64_t ctl = atomic_load_explicit(&p->ctl, memory_order_acquire);
+  /* Cleared first: from a successful CAS on, p may run elsewhere. A stall
+   * that outlives a failed attempt is met, and recorded, again by the
+   * pops that follow. */
+  uint64_t stalled = p->mb_stalled ? RT_STALLED : 0;
+  p->mb_stalled = false;
   for (;;) {
     if (ctl & RT_NEWMAIL) {
       atomic_fetch_and_explicit(&p->ctl, ~RT_NEWMAIL, memory_order_acq_rel);
       return false;
     }
-    uint64_t nctl = (ctl & ~(RT_ST_MASK | RT_LAZY_MASK)) | RT_ST_IDLE;
+    uint64_t nctl = (ctl & ~(RT_ST_MASK | RT_LAZY_MASK | RT_STALLED)) |
+                    RT_ST_IDLE | stalled;
     if (atomic_compare_exchange_weak_explicit(
             &p->ctl, &ctl, nctl, memory_order_acq_rel, memory_order_acquire))
       return true;

@@ -257,13 +257,6 @@ static void monitor_arrived(rt_node *n, keel_proc *p, rt_sig *sig) {
     on_monitor(n, p, from, key, alias);
 }
 
-static void mon_send(rt_node *n, uint64_t to, rt_sig *sig, rt_mon_send how) {
-  if (how == RT_MON_SEND_WAKE)
-    (void)keel__rt_sig_send(n, to, sig);
-  else
-    (void)keel__rt_sig_send_lazy(n, to, sig);
-}
-
 void keel__rt_mon_end(rt_node *n, keel_proc *p, rt_ent *e, rt_mon_send send) {
   rt_sig *sig = e->rec;
   e->rec = NULL;
@@ -280,7 +273,7 @@ void keel__rt_mon_end(rt_node *n, keel_proc *p, rt_ent *e, rt_mon_send send) {
     sig->kind = RT_SIG_DEMONITOR;
     sig->from = p->pid_number;
     sig->key = e->key & RT_EK_VAL_MASK;
-    mon_send(n, e->peer, sig, send);
+    (void)keel__rt_sig_send_lazy(n, e->peer, sig);
     return;
   }
   if (!send)
@@ -290,7 +283,7 @@ void keel__rt_mon_end(rt_node *n, keel_proc *p, rt_ent *e, rt_mon_send send) {
   sig = keel__rt_sig_new(n, RT_SIG_DEMONITOR, 0, p->pid_number,
                          e->key & RT_EK_VAL_MASK, KEEL_NONE);
   if (sig != NULL)
-    mon_send(n, e->peer, sig, send);
+    (void)keel__rt_sig_send_lazy(n, e->peer, sig);
 }
 
 static void on_demonitor(keel_proc *p, rt_sig *sig) {
@@ -329,11 +322,7 @@ static rt_msg *on_alias_msg(rt_node *n, keel_proc *p, rt_sig *sig) {
   if (!(e->flags & RT_MONF_ALIAS))
     return NULL; /* a monitor without an alias: dropped */
   if (e->flags & RT_MONF_REPLY_DEMON) {
-    /* Not lazy: with a lazy DEMONITOR here the supervisor restart
-     * workload of `keel bench otp` lost a message now and then (a
-     * restarted child's first message was never seen); the cause is not
-     * yet understood, so the target is woken as before. */
-    keel__rt_mon_end(n, p, e, RT_MON_SEND_WAKE);
+    keel__rt_mon_end(n, p, e, RT_MON_SEND_LAZY);
     keel__rt_ent_del(p->ext, e);
   }
   return take_msg(sig);
@@ -547,7 +536,7 @@ int keel_exit_hook_arm(keel_term pid, int id) {
   keel_proc *p = keel__rt_pin(n, keel_pid_local_number(pid));
   if (p == NULL)
     return KEEL_ENOPROC;
-  atomic_fetch_or(&p->exit_hooks, (uint8_t)(1u << id));
+  atomic_fetch_or(&p->exit_hooks, (uint16_t)(1u << id));
   keel__rt_unpin(p);
   return KEEL_OK;
 }

@@ -187,8 +187,7 @@ static inline void rt_msg_set_next(rt_msg *m, rt_msg *next) {
 /* How keel__rt_mon_end tells the target. */
 typedef enum rt_mon_send {
   RT_MON_SEND_NONE = 0, /* only let go of the shared record */
-  RT_MON_SEND_LAZY = 1, /* a lazy DEMONITOR (keel_demonitor's) */
-  RT_MON_SEND_WAKE = 2  /* a DEMONITOR that wakes the target */
+  RT_MON_SEND_LAZY = 1  /* a lazy DEMONITOR (keel__rt_sig_send_lazy) */
 } rt_mon_send;
 
 /* Ends the monitor of entry e of p (the monitoring side; the caller

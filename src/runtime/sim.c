@@ -16,6 +16,14 @@
  * still held, and a release always takes the oldest entry of its pair. A
  * receiver that died meanwhile refuses the entry as a dying process would.
  * Receive-timeout records are never held.
+ *
+ * Half of the entries held when their pair holds nothing else are held in
+ * the middle of their push instead: the receiver is pinned and its
+ * mailbox head exchanged now, the link is written and the receiver woken
+ * at the release. Meanwhile the receiver cannot take that entry, the
+ * entries after it, or the node before it, as when a producer thread is
+ * preempted in that window. Such a push is completed early when its
+ * receiver cannot wait for it (keel__rt_sim_finish_pushes).
  */
 #include <stdlib.h>
 
@@ -34,6 +42,8 @@ typedef struct rt_held {
   rt_msg *m;
   bool count;
   uint64_t flags;
+  keel_proc *p;   /* a push in progress: its pinned receiver, else NULL */
+  rt_mnode *prev; /* and the node its link goes into */
 } rt_held;
 
 typedef struct rt_sim {
@@ -121,7 +131,16 @@ bool keel__rt_sim_hold(rt_node *n, uint64_t to, rt_msg *m, bool count,
   rt_held *h = malloc(sizeof *h);
   if (h == NULL)
     return false; /* deliver now: order is kept either way */
-  *h = (rt_held){NULL, from, to, m, count, flags};
+  *h = (rt_held){NULL, from, to, m, count, flags, NULL, NULL};
+  /* Only the first of a pair: a push puts the entry in the mailbox now,
+   * so none of its pair may be held ahead of it. */
+  if (!pair_held && draw(S, 2) == 0) {
+    h->p = keel__rt_push_begin(n, to, m, &h->prev);
+    if (h->p == NULL) { /* dead, or counting its queue: deliver now */
+      free(h);
+      return false;
+    }
+  }
   if (S->held_tail != NULL)
     S->held_tail->next = h;
   else
@@ -146,6 +165,30 @@ static void held_unlink(rt_sim *S, rt_held *prev, rt_held *h) {
   S->nheld--;
 }
 
+/* Completes the push in progress of h, and frees h. */
+static void finish_push(rt_node *n, rt_held *h) {
+  keel__mbox_push_end(h->prev, h->m);
+  if (h->count)
+    atomic_fetch_add_explicit(&n->foreign_sent, 1, memory_order_relaxed);
+  keel__rt_deliver_end(n, h->p, h->m, h->flags & (RT_SIGPEND | RT_LAZY));
+  free(h);
+}
+
+void keel__rt_sim_finish_pushes(rt_node *n, keel_proc *p) {
+  rt_sim *S = n->sim;
+  rt_held *prev = NULL;
+  for (rt_held *h = S->held; h != NULL;) {
+    rt_held *next = h->next;
+    if (h->p == p) {
+      held_unlink(S, prev, h);
+      finish_push(n, h);
+    } else {
+      prev = h;
+    }
+    h = next;
+  }
+}
+
 /* Delivers the oldest held entry of a randomly drawn pair. */
 static void release_one(rt_node *n) {
   rt_sim *S = n->sim;
@@ -160,6 +203,10 @@ static void release_one(rt_node *n) {
   }
   held_unlink(S, prev, h);
   mix(S, h->to ^ UINT64_C(0x5eed));
+  if (h->p != NULL) {
+    finish_push(n, h);
+    return;
+  }
   if (!keel__rt_deliver_direct(n, h->to, h->m, h->count,
                                h->flags & (RT_SIGPEND | RT_LAZY))) {
     if (rt_entry_is_signal(h->m))
@@ -175,6 +222,12 @@ void keel__rt_sim_drop_held(rt_node *n) {
   while (S->held != NULL) {
     rt_held *h = S->held;
     held_unlink(S, NULL, h);
+    if (h->p != NULL) { /* in its receiver's mailbox: freed with it */
+      keel__mbox_push_end(h->prev, h->m);
+      keel__rt_unpin(h->p);
+      free(h);
+      continue;
+    }
     if (rt_entry_is_signal(h->m))
       keel__rt_sig_free((rt_sig *)h->m);
     else

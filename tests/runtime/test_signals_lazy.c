@@ -16,6 +16,7 @@
 #include "keel/signals.h"
 #include "runtime/rt_internal.h"
 #include "runtime/rt_test.h"
+#include "runtime/signal.h"
 
 static atomic_long bad;
 
@@ -303,6 +304,79 @@ Test(signals_lazy, a_run_that_handles_them_restarts_the_lazy_count) {
               sched_counts[c]);
     cr_assert_eq(atomic_load(&bad), 0, "violations %#lx (%u schedulers)",
                  atomic_load(&bad), sched_counts[c]);
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+  }
+}
+
+/* A lazy signal whose push was in progress while its receiver emptied
+ * its mailbox: the receiver met the push (head moved, link not yet
+ * written), so it could not take the message before it either, though
+ * that message's wake-up was spent on the pop; it went idle. The lazy
+ * signal's delivery must then wake it (RT_STALLED), or the message stays
+ * unseen. Found as a supervisor's child that never handled the kill sent
+ * to it right after its start's DEMONITOR. The push is taken apart here
+ * (keel__mbox_push_begin) to hold it in progress. Threads only: the
+ * receiver blocks its scheduler thread while the test thread pushes. */
+static atomic_int stall_phase; /* 1: in the blocking handler, 2: released */
+static atomic_bool stall_seen;
+
+static keel_handler_status stall_handler(keel_proc *self, keel_term msg,
+                                         void *state) {
+  (void)self;
+  (void)state;
+  if (msg == keel_atom("block")) {
+    atomic_store(&stall_phase, 1);
+    while (atomic_load(&stall_phase) != 2)
+      sched_yield();
+  } else if (msg == keel_atom("k")) {
+    atomic_store(&stall_seen, true);
+  }
+  return KEEL_CONTINUE;
+}
+
+static bool phase_is_1(void *arg) {
+  (void)arg;
+  return atomic_load(&stall_phase) == 1;
+}
+
+static bool idle_now(void *arg) {
+  return (ctl_of(*(keel_term *)arg) & RT_ST_MASK) == RT_ST_IDLE;
+}
+
+static bool k_seen(void *arg) {
+  (void)arg;
+  return atomic_load(&stall_seen);
+}
+
+Test(signals_lazy, a_lazy_push_that_stalled_the_receiver_wakes_it) {
+  for (size_t c = 0; c < NCONF; c++) {
+    start_node(sched_counts[c], 0);
+    atomic_store(&stall_phase, 0);
+    atomic_store(&stall_seen, false);
+    keel_term pid;
+    cr_assert_eq(keel_spawn(stall_handler, NULL, NULL, &pid), KEEL_OK);
+    uint64_t num = keel_pid_local_number(pid);
+    cr_assert_eq(keel_send(pid, keel_atom("block")), KEEL_OK);
+    cr_assert(wait_until(phase_is_1, NULL), "handler running");
+    /* While it runs: a message that wakes it (NEWMAIL), then a lazy
+     * DEMONITOR (of no monitor: ignored) held between its two steps. */
+    cr_assert_eq(keel_send(pid, keel_atom("k")), KEEL_OK);
+    rt_sig *sig = keel__rt_sig_new(keel__rt, RT_SIG_DEMONITOR, 0, RT_NO_PID,
+                                   UINT64_C(0x5a5a), KEEL_NONE);
+    cr_assert_not_null(sig);
+    keel_proc *p = keel__rt_pin(keel__rt, num);
+    cr_assert_not_null(p);
+    rt_mnode *prev = keel__mbox_push_begin(p, (rt_msg *)sig);
+    atomic_store(&stall_phase, 2);
+    /* It pops, meets the push in progress, spends the wake-up, idles. */
+    cr_assert(wait_until(idle_now, &pid), "idle (%u schedulers)",
+              sched_counts[c]);
+    cr_assert(!atomic_load(&stall_seen), "k cannot be taken yet");
+    cr_assert(ctl_of(pid) & RT_STALLED, "the stall is published");
+    keel__mbox_push_end(prev, (rt_msg *)sig);
+    keel__rt_deliver_end(keel__rt, p, (rt_msg *)sig, RT_LAZY);
+    cr_assert(wait_until(k_seen, NULL), "k handled (%u schedulers)",
+              sched_counts[c]);
     cr_assert_eq(keel_node_stop(), KEEL_OK);
   }
 }
