@@ -121,7 +121,7 @@ static uint64_t own_queue_len(keel_proc *p) {
   return k;
 }
 
-uint32_t keel__rt_queue_scan(keel_proc *p) {
+uint16_t keel__rt_queue_scan(keel_proc *p) {
   uint16_t now = (uint16_t)((keel_monotonic_ns() >> 20) | 1u); /* never 0 */
   if (p->qscan_at != 0 && (uint16_t)(now - p->qscan_at) < RT_QLEN_SCAN_UNITS)
     return p->qscan_mbox;
@@ -131,8 +131,8 @@ uint32_t keel__rt_queue_scan(keel_proc *p) {
     if (nd != &p->mb_stub && ((rt_msg *)nd)->term != KEEL_NONE)
       k++;
   p->qscan_at = now;
-  p->qscan_mbox = k;
-  return k;
+  p->qscan_mbox = (uint16_t)k;
+  return (uint16_t)k;
 }
 
 int keel_process_queue_len(keel_term pid, size_t *out) {

@@ -125,6 +125,12 @@ struct keel_proc {
   /* Owner-only: a pop met a push in progress since the process last went
    * idle (keel__mbox_pop; turned into RT_STALLED by keel__rt_try_idle). */
   bool mb_stalled;
+  /* In the padding here: the messages queued and not handled at the end
+   * of the last run, up to RT_QLEN_SCAN (keel_process_queue_len; written
+   * by the owner only when it changes), and, owner-only, the mailbox's
+   * messages at its last count (qscan_at). */
+  _Atomic uint16_t pub_qlen;
+  uint16_t qscan_mbox;
   struct keel_proc *qnext; /* link in the inject queue */
   keel_handler_fn handler;
   void *state;
@@ -164,11 +170,6 @@ struct keel_proc {
   _Atomic uint64_t reductions;
   _Atomic uint64_t pub; /* links, monitors, monitored-by (12 bits each),
                            heap KiB (28 bits) */
-  /* Messages queued and not handled at the end of the last run, up to
-   * RT_QLEN_SCAN (keel_process_queue_len); owner-only: the mailbox's
-   * messages at that count (qscan_at). */
-  _Atomic uint32_t pub_qlen;
-  uint32_t qscan_mbox;
   keel_heap heap;
 };
 
@@ -453,7 +454,7 @@ uint64_t keel__rt_pub_ext(const keel_proc *p);
 #define RT_QLEN_SCAN_UNITS 10u /* of 2^20 ns: about 10 ms */
 /* The owner's count of the messages in its mailbox (not the inner queue),
  * at most RT_QLEN_SCAN; the last count when it is recent. */
-uint32_t keel__rt_queue_scan(keel_proc *p);
+uint16_t keel__rt_queue_scan(keel_proc *p);
 static inline void keel__rt_publish(keel_proc *p, int32_t used) {
   if (used > 0)
     atomic_store_explicit(
@@ -473,9 +474,9 @@ static inline void keel__rt_publish(keel_proc *p, int32_t used) {
   if (p->mb_tail != &p->mb_stub ||
       atomic_load_explicit(&p->mb_stub.next, memory_order_relaxed) != NULL)
     q += keel__rt_queue_scan(p);
-  q = q < RT_QLEN_SCAN ? q : RT_QLEN_SCAN;
+  q = q < RT_QLEN_SCAN ? q : RT_QLEN_SCAN; /* fits 16 bits */
   if (atomic_load_explicit(&p->pub_qlen, memory_order_relaxed) != q)
-    atomic_store_explicit(&p->pub_qlen, q, memory_order_relaxed);
+    atomic_store_explicit(&p->pub_qlen, (uint16_t)q, memory_order_relaxed);
 }
 /* Owner-side queue accounting: n messages left the queue (taken, dropped)
  * or, negative, joined it without a sender (signals turned into them). */
