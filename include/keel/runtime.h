@@ -365,6 +365,27 @@ int keel_process_info(keel_term pid, keel_process_info_t *out);
 int keel_process_info_ex(keel_term pid, unsigned skip,
                          keel_process_info_t *out);
 
+/* Most messages keel_process_queue_len counts for another process. */
+#define KEEL_QUEUE_LEN_SCAN 4096u
+
+/* The message queue length of the local process pid read without asking
+ * it (no signal round trip, no wait: handler processes may call it, as
+ * may monitoring code reading many processes). Exact for the caller
+ * itself and for a process whose queue is counted (max_queue or
+ * long_queue_on set). For any other process it is approximate: the
+ * messages it held at the end of its last run, as the process published
+ * them. The messages a selective receive skipped are counted as they
+ * come and go; those still in its mailbox (a process that ran out of
+ * budget with a backlog) are counted by the process at most every 10 ms,
+ * up to KEEL_QUEUE_LEN_SCAN (a longer queue reads as that). Messages that
+ * arrived since its last run are not included: an idle process's figure
+ * is current, a running or runnable one's may lag by a run (or 10 ms).
+ * keel_process_info asks the process for the exact figure. Errors:
+ * KEEL_ENOPROC (dead, or a stale pid whose slot now holds another
+ * process), KEEL_EBADARG (not a local pid), KEEL_EINVAL (out NULL),
+ * KEEL_ESTATE (no node). Thread-safe, lock-free. */
+int keel_process_queue_len(keel_term pid, size_t *out);
+
 /* The relations of a process (its links and monitors, by pid). */
 typedef struct keel_process_relations_t {
   size_t nlinks, nmonitors, nmonitored_by; /* how many there are */

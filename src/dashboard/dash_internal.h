@@ -104,6 +104,29 @@ void keel__dash_supervision_cache(keel_dashboard *d);
 int keel__dash_metrics_sample(keel_dashboard *d);
 void keel__dash_metrics_free(keel_dashboard *d);
 
+/* The key of a page that every session showing it with these params
+ * renders alike, written to key (size n): true for home, supervision,
+ * tables, metrics, presence, and processes without a selected pid (the
+ * key names its sort, direction and limit, so equivalent params share
+ * it); false for the pages of private state (process, a selection) and
+ * for bad params (the session reports those). */
+bool keel__dash_shared_key(const char *page, keel_term params, char *key,
+                           size_t n);
+
+/* Shared rendering (web.c): with it on, a session that joins a shared
+ * page (or whose event keeps it on one) renders nothing itself: it
+ * records page and params, and its owner attaches the socket to the
+ * page's renderer. Its tick then does nothing. */
+void keel__dash_session_share(keel_dashboard_session *s, bool on);
+/* Whether the session shows a shared page now (its key in key, size n),
+ * and in *gen a counter that moves whenever that changes (a join, new
+ * params, a move to a private page). */
+bool keel__dash_session_shared(const keel_dashboard_session *s, char *key,
+                               size_t n, uint64_t *gen);
+/* The page and params of the session (params KEEL_NONE: none; owned by
+ * the session until its next input). */
+keel_term keel__dash_session_params(const keel_dashboard_session *s);
+
 /* A param of a map with atom or binary keys: KEEL_OK or KEEL_ENOENT. */
 int keel__dash_param(keel_term params, const char *key, keel_term *out);
 /* The text of an atom or binary param into buf (NUL-terminated); false

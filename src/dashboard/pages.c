@@ -122,7 +122,17 @@ static keel_term name_term(keel_heap *h, keel_term name) {
   return keel_binary(h, s, len);
 }
 
-/* A queue length, or null when unknown (see keel_process_info). */
+/* A queue length left unknown by keel_process_info (the caller cannot
+ * wait for the process's answer: a handler process) becomes the length
+ * the process published at the end of its last run. */
+static void queue_fill(keel_process_info_t *pi) {
+  size_t n;
+  if (pi->message_queue_len == SIZE_MAX &&
+      keel_process_queue_len(pi->pid, &n) == KEEL_OK)
+    pi->message_queue_len = n;
+}
+
+/* A queue length, or null when unknown (the process died meanwhile). */
 static keel_term queue_term(keel_heap *h, size_t len) {
   return len == SIZE_MAX ? keel_atom("null") : keel_uint(h, len);
 }
@@ -184,6 +194,23 @@ static prow *collect_rows(keel_dashboard *d, unsigned skip, size_t *n) {
   return rows;
 }
 
+bool keel__dash_shared_key(const char *page, keel_term params, char *key,
+                           size_t n) {
+  static const char *const shared[] = {"home", "supervision", "tables",
+                                       "metrics", "presence"};
+  for (size_t i = 0; i < sizeof shared / sizeof *shared; i++)
+    if (strcmp(page, shared[i]) == 0)
+      return snprintf(key, n, "%s", page) < (int)n;
+  keel_term v;
+  pquery q;
+  if (strcmp(page, "processes") != 0 ||
+      keel__dash_param(params, "pid", &v) == KEEL_OK ||
+      parse_query(params, &q) != KEEL_OK)
+    return false;
+  return snprintf(key, n, "processes:%s:%s:%zu", col_names[q.col],
+                  q.asc ? "asc" : "desc", q.limit) < (int)n;
+}
+
 static keel_term detail_term(keel_heap *h, keel_term pid);
 
 int keel__dash_processes(keel_dashboard *d, keel_term params, keel_heap *h,
@@ -202,12 +229,9 @@ int keel__dash_processes(keel_dashboard *d, keel_term params, keel_heap *h,
    * with d->mu held, which the process may need (a telemetry handler of
    * this dashboard, say) before it can answer. */
   pthread_mutex_unlock(&d->mu);
-  for (size_t i = 0; q.col == COL_QUEUE && i < n; i++) {
-    keel_process_info_t pi;
-    if (keel_process_info_ex(rows[i].pi.pid, KEEL_PINFO_NO_SYMBOL, &pi) ==
-        KEEL_OK)
-      rows[i].pi.message_queue_len = pi.message_queue_len;
-  }
+  /* Sorting by queue reads every published length (no round trip). */
+  for (size_t i = 0; q.col == COL_QUEUE && i < n; i++)
+    queue_fill(&rows[i].pi);
   sort_q = q; /* thread-local; qsort does not switch fibers */
   qsort(rows, n, sizeof *rows, cmp_rows);
   size_t m = n < q.limit ? n : q.limit;
@@ -217,6 +241,7 @@ int keel__dash_processes(keel_dashboard *d, keel_term params, keel_heap *h,
       rows[i].pi.entry_name = full.entry_name;
       rows[i].pi.message_queue_len = full.message_queue_len;
     }
+    queue_fill(&rows[i].pi);
   }
   keel_term *terms = malloc((m ? m : 1) * sizeof *terms);
   rc = terms ? KEEL_OK : KEEL_ENOMEM;
@@ -302,6 +327,7 @@ static keel_term detail_term(keel_heap *h, keel_term p) {
                      keel_atom("false")};
     return keel__dash_map(h, 2, k, v);
   }
+  queue_fill(&pi);
   keel_term id = keel__dash_printed(h, pid);
   static const char *const k[] = {"id",
                                   "pid",

@@ -2,6 +2,7 @@
  * session.c - the protocol of one page (docs/dashboard.md): join, events,
  * the periodic diff, and the JSON HTTP API.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -105,7 +106,29 @@ struct keel_dashboard_session {
   keel_heap heap; /* params and last */
   keel_term params, last;
   int last_err;
+  bool share;   /* shared pages are rendered by the owner's renderers */
+  bool shared;  /* showing one now: key names it */
+  uint64_t gen; /* moves when shared or key changes */
+  char key[96];
 };
+
+void keel__dash_session_share(keel_dashboard_session *s, bool on) {
+  if (s != NULL)
+    s->share = on;
+}
+
+bool keel__dash_session_shared(const keel_dashboard_session *s, char *key,
+                               size_t n, uint64_t *gen) {
+  *gen = s->gen;
+  if (!s->shared)
+    return false;
+  snprintf(key, n, "%s", s->key);
+  return true;
+}
+
+keel_term keel__dash_session_params(const keel_dashboard_session *s) {
+  return s->params;
+}
 
 int keel_dashboard_session_create(keel_dashboard *d,
                                   keel_dashboard_session **out) {
@@ -169,8 +192,46 @@ static int error_frame(keel_buf *out, int code) {
 
 /* Takes a new snapshot with params; full: send it whole, else a diff when
  * it changed. reply (may be KEEL_NONE) goes in the same frame. */
+/* refresh of a session whose page is rendered by a shared renderer: it
+ * only records the page's params (a new target when full or when the key
+ * changed) and sends the reply. */
+static int refresh_shared(keel_dashboard_session *s, const char *key,
+                          keel_term params, bool full, keel_term reply,
+                          keel_buf *out) {
+  if (full || !s->shared || strcmp(key, s->key) != 0) {
+    keel_heap nh;
+    keel_heap_init(&nh);
+    keel_term np =
+        params == KEEL_NONE ? KEEL_NONE : keel_term_copy(&nh, params);
+    if (params != KEEL_NONE && np == KEEL_NONE) {
+      keel_heap_destroy(&nh);
+      return KEEL_ENOMEM;
+    }
+    keel_heap_destroy(&s->heap);
+    s->heap = nh;
+    s->params = np;
+    s->last = KEEL_NONE;
+    s->last_err = 0;
+    s->shared = true;
+    snprintf(s->key, sizeof s->key, "%s", key);
+    s->gen++;
+  }
+  if (reply == KEEL_NONE)
+    return KEEL_OK;
+  static const char *const k[] = {"page", "reply"};
+  keel_term v[] = {keel_atom(s->page), reply};
+  return frame(out, 2, k, v);
+}
+
 static int refresh(keel_dashboard_session *s, keel_term params, bool full,
                    keel_term reply, keel_buf *out) {
+  char key[96];
+  if (s->share && keel__dash_shared_key(s->page, params, key, sizeof key))
+    return refresh_shared(s, key, params, full, reply, out);
+  if (s->shared) { /* to a private page */
+    s->shared = false;
+    s->gen++;
+  }
   keel_heap nh, dh;
   keel_heap_init(&nh);
   keel_heap_init(&dh);
@@ -290,7 +351,7 @@ int keel_dashboard_session_input(keel_dashboard_session *s, const char *text,
 int keel_dashboard_session_tick(keel_dashboard_session *s, keel_buf *out) {
   if (s == NULL || out == NULL)
     return KEEL_EINVAL;
-  if (s->page[0] == '\0')
+  if (s->page[0] == '\0' || s->shared)
     return KEEL_OK;
   int rc = refresh(s, s->params, false, KEEL_NONE, out);
   return rc == KEEL_ENOMEM || rc == KEEL_EINVAL ? rc : KEEL_OK;

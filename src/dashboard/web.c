@@ -7,20 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dashboard/dash_internal.h"
+#include "dashboard/web_internal.h"
 #include "keel/dashboard_web.h"
 #include "keel/error.h"
 #include "keel/presence.h"
 #include "keel/runtime.h"
-
-struct keel_dashboard_web {
-  keel_dashboard_web_opts o;
-  keel_presence presence;
-  keel_term tick;               /* the atom dashboard_tick */
-  keel_term topic, users_topic; /* binaries in heap */
-  keel_heap heap;
-  _Atomic size_t sessions;
-  _Atomic uint64_t visitor; /* numbers the open pages */
-};
 
 static int asset(const keel_http_request *req, keel_http_response *resp,
                  void *arg) {
@@ -102,18 +94,22 @@ typedef struct page_proc {
   keel_term key;   /* its presence key, in heap */
   char page[24];   /* the page its presence meta names */
   char agent[200]; /* the browser's User-Agent */
-  bool started;    /* subscribed and tracked */
+  bool started;    /* tracked in the presence list */
+  bool ticking;    /* subscribed to the refresh ticks */
+  uint64_t gen;    /* the session's shared-page generation last seen */
   keel_heap heap;
   keel_buf out;
 } page_proc;
 
-static keel_term a_in, a_out, a_stop;
+static keel_term a_in, a_out, a_stop, a_attach, a_detach;
 
 static void atoms(void) {
   if (a_in == 0) {
     a_in = keel_atom("dash_in");
     a_out = keel_atom("dash_out");
     a_stop = keel_atom("dash_stop");
+    a_attach = keel_atom("dash_attach");
+    a_detach = keel_atom("dash_detach");
   }
 }
 
@@ -154,13 +150,48 @@ static void follow_page(keel_proc *self, page_proc *pp) {
   keel_heap_destroy(&h);
 }
 
+/* Follows the session between shared pages (rendered by a renderer the
+ * connection attaches to) and private ones (rendered here on every tick):
+ * tells the connection, and takes the ticks only while they are needed.
+ * Runs before the session's own output is sent, so a detach precedes the
+ * private page's first frame. */
+static void follow_share(page_proc *pp) {
+  char key[96];
+  uint64_t gen;
+  bool shared = keel__dash_session_shared(pp->s, key, sizeof key, &gen);
+  bool tick = pp->w->o.per_session ||
+              (!shared && keel_dashboard_session_page(pp->s) != NULL);
+  if (tick != pp->ticking &&
+      (tick
+           ? keel_pubsub_subscribe(pp->w->o.pubsub, pp->w->topic, KEEL_NIL)
+           : keel_pubsub_unsubscribe(pp->w->o.pubsub, pp->w->topic)) == KEEL_OK)
+    pp->ticking = tick;
+  if (gen == pp->gen)
+    return;
+  pp->gen = gen;
+  keel_heap h;
+  keel_heap_init(&h);
+  keel_term m = a_detach;
+  if (shared) {
+    const char *page = keel_dashboard_session_page(pp->s);
+    keel_term params = keel__dash_session_params(pp->s);
+    m = keel_tuple(&h, 4, a_attach, keel_binary(&h, key, strlen(key)),
+                   keel_binary(&h, page, strlen(page)),
+                   params == KEEL_NONE ? keel_atom("none") : params);
+  }
+  if (m != KEEL_NONE)
+    (void)keel_send(pp->conn, m);
+  keel_heap_destroy(&h);
+}
+
 static void page_end(keel_proc *self, page_proc *pp) {
   if (pp->started) {
     (void)keel_presence_untrack(pp->w->presence, keel_self(self),
                                 pp->w->users_topic, pp->key);
-    (void)keel_pubsub_unsubscribe(pp->w->o.pubsub, pp->w->topic);
     atomic_fetch_sub(&pp->w->sessions, 1);
   }
+  if (pp->ticking)
+    (void)keel_pubsub_unsubscribe(pp->w->o.pubsub, pp->w->topic);
   keel_dashboard_session_destroy(pp->s);
   keel_buf_free(&pp->out);
   keel_heap_destroy(&pp->heap);
@@ -180,11 +211,9 @@ static void page_main(keel_proc *self, void *arg) {
   if (!pp->started) {
     keel_heap h;
     keel_heap_init(&h);
-    int rc = keel_pubsub_subscribe(pp->w->o.pubsub, pp->w->topic, KEEL_NIL);
-    if (rc == KEEL_OK)
-      rc = keel_presence_track(pp->w->presence, keel_self(self),
-                               pp->w->users_topic, pp->key, page_meta(pp, &h),
-                               NULL, NULL);
+    int rc = keel_presence_track(pp->w->presence, keel_self(self),
+                                 pp->w->users_topic, pp->key, page_meta(pp, &h),
+                                 NULL, NULL);
     keel_heap_destroy(&h);
     if (rc != KEEL_OK) {
       (void)keel_stop(self, keel_atom("dashboard_start_failed"));
@@ -192,6 +221,8 @@ static void page_main(keel_proc *self, void *arg) {
     }
     pp->started = true;
     atomic_fetch_add(&pp->w->sessions, 1);
+    keel__dash_session_share(pp->s, !pp->w->o.per_session);
+    follow_share(pp);
   }
   keel_term msg;
   if (keel_receive(self, NULL, NULL, KEEL_INFINITY, &msg) != KEEL_OK)
@@ -210,6 +241,7 @@ static void page_main(keel_proc *self, void *arg) {
     if (d != NULL)
       rc = keel_dashboard_session_input(pp->s, (const char *)d, n, &pp->out);
     follow_page(self, pp);
+    follow_share(pp);
   }
   if (rc == KEEL_OK)
     page_emit(pp);
@@ -219,7 +251,9 @@ static void page_main(keel_proc *self, void *arg) {
 /* ---- the connection side ---------------------------------------------- */
 
 typedef struct conn_side {
-  keel_term page; /* the page process */
+  keel_dashboard_web *w;
+  keel_term page;      /* the page process */
+  dash_render *render; /* the shared page it watches, or NULL */
 } conn_side;
 
 static int ws_init(keel_ws *ws, const keel_http_request *req, void **state) {
@@ -259,6 +293,7 @@ static int ws_init(keel_ws *ws, const keel_http_request *req, void **state) {
     free(cs);
     return rc;
   }
+  cs->w = w;
   *state = cs;
   return KEEL_OK;
 }
@@ -277,8 +312,36 @@ static int ws_message(keel_ws *ws, keel_ws_kind kind, const uint8_t *data,
   return rc;
 }
 
+/* {dash_attach, Key, Page, Params}: watch a shared page. */
+static int conn_attach(keel_ws *ws, conn_side *cs, keel_term msg) {
+  char key[96], page[16];
+  if (!keel__dash_text(keel_tuple_get(msg, 1), key, sizeof key) ||
+      !keel__dash_text(keel_tuple_get(msg, 2), page, sizeof page))
+    return KEEL_OK;
+  keel_term params = keel_tuple_get(msg, 3);
+  int rc =
+      keel__dash_attach(cs->w, ws, key, page,
+                        keel_is_map(params) ? params : KEEL_NONE, &cs->render);
+  if (rc == KEEL_OK || rc == KEEL_ESTATE)
+    return KEEL_OK; /* ESTATE: the socket is closing */
+  char text[256];
+  int n = snprintf(text, sizeof text, "{\"page\":\"%s\",\"error\":\"%.160s\"}",
+                   page, keel_strerror(rc));
+  if (n <= 0 || (size_t)n >= sizeof text)
+    return KEEL_OK;
+  rc = keel_ws_send(ws, KEEL_WS_TEXT, text, (size_t)n);
+  return rc == KEEL_EBUSY ? KEEL_OK : rc;
+}
+
 static int ws_info(keel_ws *ws, keel_term msg, void *state) {
-  (void)state;
+  conn_side *cs = state;
+  if (msg == a_detach) {
+    keel__dash_detach(cs->w, &cs->render);
+    return KEEL_OK;
+  }
+  if (keel_is_tuple(msg) && keel_tuple_arity(msg) == 4 &&
+      keel_tuple_get(msg, 0) == a_attach)
+    return conn_attach(ws, cs, msg);
   if (!keel_is_tuple(msg) || keel_tuple_arity(msg) != 2 ||
       keel_tuple_get(msg, 0) != a_out)
     return KEEL_OK;
@@ -295,6 +358,7 @@ static void ws_end(keel_ws *ws, uint16_t code, void *state) {
   if (cs == NULL)
     return;
   (void)keel_send(cs->page, a_stop); /* it cleans up and ends */
+  keel__dash_detach(cs->w, &cs->render);
   free(cs);
 }
 
@@ -312,11 +376,13 @@ int keel_dashboard_web_create(const keel_dashboard_web_opts *opts,
     return KEEL_ENOMEM;
   w->o = *opts;
   keel_heap_init(&w->heap);
+  pthread_mutex_init(&w->reg_mu, NULL);
   w->tick = keel_atom("dashboard_tick");
   w->topic = keel_binary(&w->heap, "keel:dashboard", 14);
   w->users_topic = keel_binary(&w->heap, "keel:dashboard:users", 20);
   int rc = keel_presence_start(opts->pubsub, &w->presence);
   if (rc != KEEL_OK) {
+    pthread_mutex_destroy(&w->reg_mu);
     keel_heap_destroy(&w->heap);
     free(w);
     return rc;
@@ -374,10 +440,16 @@ size_t keel_dashboard_web_sessions(const keel_dashboard_web *w) {
   return w != NULL ? atomic_load(&w->sessions) : 0;
 }
 
+size_t keel_dashboard_web_renderers(const keel_dashboard_web *w) {
+  return w != NULL ? atomic_load(&w->nrenderers) : 0;
+}
+
 void keel_dashboard_web_destroy(keel_dashboard_web *w) {
   if (w == NULL)
     return;
+  keel__dash_renderers_stop(w);
   (void)keel_presence_stop(w->presence);
+  pthread_mutex_destroy(&w->reg_mu);
   keel_heap_destroy(&w->heap);
   free(w);
 }

@@ -148,6 +148,7 @@ void keel__rt_ent_del(rt_ext *x, rt_ent *e) {
 }
 
 void keel__rt_inner_append(keel_proc *p, rt_msg *m) {
+  p->inner_msgs += m->term != KEEL_NONE;
   rt_msg_set_next(m, NULL);
   if (p->inner_tail != NULL)
     rt_msg_set_next(p->inner_tail, m);
@@ -160,6 +161,7 @@ rt_msg *keel__rt_inner_pop(keel_proc *p) {
   rt_msg *m = p->inner_head;
   if (m == NULL)
     return NULL;
+  p->inner_msgs -= m->term != KEEL_NONE;
   p->inner_head = rt_msg_next(m);
   if (p->inner_head == NULL)
     p->inner_tail = NULL;
@@ -167,6 +169,7 @@ rt_msg *keel__rt_inner_pop(keel_proc *p) {
 }
 
 void keel__rt_inner_unlink(keel_proc *p, rt_msg *prev, rt_msg *m) {
+  p->inner_msgs -= m->term != KEEL_NONE;
   rt_msg *next = rt_msg_next(m);
   if (prev != NULL)
     rt_msg_set_next(prev, next);

@@ -121,6 +121,42 @@ static uint64_t own_queue_len(keel_proc *p) {
   return k;
 }
 
+uint16_t keel__rt_queue_scan(keel_proc *p) {
+  uint16_t now = (uint16_t)((keel_monotonic_ns() >> 20) | 1u); /* never 0 */
+  if (p->qscan_at != 0 && (uint16_t)(now - p->qscan_at) < RT_QLEN_SCAN_UNITS)
+    return p->qscan_mbox;
+  uint32_t k = 0;
+  for (rt_mnode *nd = p->mb_tail; nd != NULL && k < RT_QLEN_SCAN;
+       nd = atomic_load_explicit(&nd->next, memory_order_acquire))
+    if (nd != &p->mb_stub && ((rt_msg *)nd)->term != KEEL_NONE)
+      k++;
+  p->qscan_at = now;
+  p->qscan_mbox = (uint16_t)k;
+  return (uint16_t)k;
+}
+
+int keel_process_queue_len(keel_term pid, size_t *out) {
+  rt_node *n = keel__rt;
+  if (n == NULL)
+    return KEEL_ESTATE;
+  if (!keel_is_local_pid(pid))
+    return KEEL_EBADARG;
+  if (out == NULL)
+    return KEEL_EINVAL;
+  keel_proc *p = keel__rt_pin(n, keel_pid_local_number(pid));
+  if (p == NULL)
+    return KEEL_ENOPROC; /* dead, or a stale pid of a reused slot */
+  if (keel__rt_tl_proc == p)
+    *out = (size_t)own_queue_len(p);
+  else if (p->counted)
+    *out = (size_t)(atomic_load_explicit(&p->mq_in, memory_order_relaxed) -
+                    atomic_load_explicit(&p->mq_out, memory_order_relaxed));
+  else
+    *out = atomic_load_explicit(&p->pub_qlen, memory_order_relaxed);
+  keel__rt_unpin(p);
+  return KEEL_OK;
+}
+
 /* Waits (bounded) for the answer to req, in whatever way the caller may
  * wait. Returns true when answered or the process is gone. */
 static bool await_answer(rt_info_req *req) {

@@ -154,6 +154,8 @@ int keel__rt_spawn_common(rt_node *n, keel_handler_fn handler, void *state,
   atomic_store_explicit(&p->name, 0, memory_order_relaxed);
   p->fiber = f;
   p->inner_head = p->inner_tail = NULL;
+  p->inner_msgs = p->qscan_mbox = 0;
+  p->qscan_at = 0;
   atomic_store_explicit(&p->prio,
                         opts != NULL ? (uint8_t)opts->priority
                                      : (uint8_t)KEEL_PRIO_NORMAL,
@@ -168,6 +170,7 @@ int keel__rt_spawn_common(rt_node *n, keel_handler_fn handler, void *state,
   atomic_store_explicit(&p->mq_out, 0, memory_order_relaxed);
   atomic_store_explicit(&p->reductions, 0, memory_order_relaxed);
   atomic_store_explicit(&p->pub, 0, memory_order_relaxed);
+  atomic_store_explicit(&p->pub_qlen, 0, memory_order_relaxed);
   keel_heap_init_sized(&p->heap, opts != NULL ? opts->min_heap_words : 0);
   keel__mbox_init(p);
   /* A fiber starts runnable; a handler process waits for mail. */

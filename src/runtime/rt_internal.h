@@ -125,6 +125,12 @@ struct keel_proc {
   /* Owner-only: a pop met a push in progress since the process last went
    * idle (keel__mbox_pop; turned into RT_STALLED by keel__rt_try_idle). */
   bool mb_stalled;
+  /* In the padding here: the messages queued and not handled at the end
+   * of the last run, up to RT_QLEN_SCAN (keel_process_queue_len; written
+   * by the owner only when it changes), and, owner-only, the mailbox's
+   * messages at its last count (qscan_at). */
+  _Atomic uint16_t pub_qlen;
+  uint16_t qscan_mbox;
   struct keel_proc *qnext; /* link in the inject queue */
   keel_handler_fn handler;
   void *state;
@@ -140,6 +146,8 @@ struct keel_proc {
   uint32_t long_on, long_off;
   _Atomic bool long_q; /* a long-queue "on" event is out, "off" not yet */
   bool counted;
+  /* Owner-only: messages (not timer records) in the inner queue below. */
+  uint32_t inner_msgs;
   /* Owner-only: the armed receive timeout (timer.c), and whether the
    * current handler call is its firing. */
   struct rt_timer *tmo;
@@ -148,6 +156,9 @@ struct keel_proc {
   _Atomic uint16_t exit_hooks; /* armed exit hooks (signal.c), a bit each */
   _Atomic uint8_t prio;        /* keel_priority; queue_kill: the policy */
   bool queue_kill;
+  /* Owner-only: when the mailbox was last counted at a run's end
+   * (keel__rt_queue_scan), in units of 2^20 ns (wraps). */
+  uint16_t qscan_at;
 
   struct rt_fiber *fiber; /* fiber processes only (fiber.c) */
   struct rt_ext *ext;     /* links, monitors, aliases (signal.h); lazy */
@@ -435,6 +446,15 @@ void keel__rt_sim_destroy(rt_node *n);
  * run that used `used` budget units). Inline: it runs once per run, the
  * table counts only for the processes that have a table. */
 uint64_t keel__rt_pub_ext(const keel_proc *p);
+/* Most mailbox messages the end of a run counts (keel_process_queue_len
+ * saturates there), and how often at most (ns): a process that ends its
+ * runs with a backlog walks at most RT_QLEN_SCAN of its mailbox's nodes
+ * per RT_QLEN_SCAN_UNITS. */
+#define RT_QLEN_SCAN 4096u
+#define RT_QLEN_SCAN_UNITS 10u /* of 2^20 ns: about 10 ms */
+/* The owner's count of the messages in its mailbox (not the inner queue),
+ * at most RT_QLEN_SCAN; the last count when it is recent. */
+uint16_t keel__rt_queue_scan(keel_proc *p);
 static inline void keel__rt_publish(keel_proc *p, int32_t used) {
   if (used > 0)
     atomic_store_explicit(
@@ -447,6 +467,16 @@ static inline void keel__rt_publish(keel_proc *p, int32_t used) {
   if (p->ext != NULL)
     v |= keel__rt_pub_ext(p);
   atomic_store_explicit(&p->pub, v, memory_order_relaxed);
+  /* The inner queue is counted as it changes; an empty mailbox (the
+   * usual end of a run: a handler drained it, a fiber's receive moved it
+   * to the inner queue) costs two loads. */
+  uint32_t q = p->inner_msgs;
+  if (p->mb_tail != &p->mb_stub ||
+      atomic_load_explicit(&p->mb_stub.next, memory_order_relaxed) != NULL)
+    q += keel__rt_queue_scan(p);
+  q = q < RT_QLEN_SCAN ? q : RT_QLEN_SCAN; /* fits 16 bits */
+  if (atomic_load_explicit(&p->pub_qlen, memory_order_relaxed) != q)
+    atomic_store_explicit(&p->pub_qlen, (uint16_t)q, memory_order_relaxed);
 }
 /* Owner-side queue accounting: n messages left the queue (taken, dropped)
  * or, negative, joined it without a sender (signals turned into them). */

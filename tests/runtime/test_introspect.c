@@ -10,6 +10,7 @@
 #include "keel/runtime.h"
 #include "keel/signals.h"
 #include "keel/telemetry.h"
+#include "runtime/rt_internal.h"
 #include "runtime/rt_test.h"
 
 static pthread_mutex_t hold_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -467,4 +468,75 @@ Test(introspect, relations_list_links_and_monitors) {
     keel_heap_destroy(&h);
     cr_assert_eq(keel_node_stop(), KEEL_OK);
   }
+}
+
+static atomic_long qlen_seen;
+
+/* Reads the queue length of the pid it is sent, from a handler process
+ * (which cannot wait for an answer), and reports it. */
+static keel_handler_status qlen_reader(keel_proc *self, keel_term msg,
+                                       void *st) {
+  (void)self, (void)st;
+  size_t n = 0;
+  int rc = keel_process_queue_len(msg, &n);
+  atomic_store(&qlen_seen, rc == KEEL_OK ? (long)n : (long)rc);
+  signal_event();
+  return KEEL_CONTINUE;
+}
+
+typedef struct qlen_probe {
+  keel_term pid;
+  size_t want;
+} qlen_probe;
+
+static bool qlen_is(void *arg) {
+  qlen_probe *q = arg;
+  size_t n = SIZE_MAX;
+  return keel_process_queue_len(q->pid, &n) == KEEL_OK && n == q->want;
+}
+
+/* keel_process_queue_len reads the length a process published (no round
+ * trip), from a thread and from a handler process, and refuses stale and
+ * malformed pids. */
+Test(introspect, queue_len_is_read_without_asking) {
+  for (size_t c = 0; c < NCONF; c++) {
+    start_node(sched_counts[c], 0);
+    keel_term pid, reader, idle;
+    cr_assert_eq(keel_spawn_fiber(skipper, NULL, NULL, &pid), KEEL_OK);
+    cr_assert_eq(keel_spawn(qlen_reader, NULL, NULL, &reader), KEEL_OK);
+    cr_assert_eq(keel_spawn(idle_handler, NULL, NULL, &idle), KEEL_OK);
+    cr_assert(wait_events(1));
+    size_t n = SIZE_MAX;
+    cr_assert_eq(keel_process_queue_len(idle, &n), KEEL_OK);
+    cr_assert_eq(n, 0);
+    for (int i = 0; i < 37; i++)
+      cr_assert_eq(keel_send(pid, keel_small(i)), KEEL_OK);
+    /* The skipper publishes its skipped messages when it parks again. */
+    qlen_probe q = {pid, 37};
+    cr_assert(wait_until(qlen_is, &q), "(%u schedulers)", sched_counts[c]);
+    cr_assert_eq(keel_send(reader, pid), KEEL_OK);
+    cr_assert(wait_events(2));
+    cr_assert_eq(atomic_load(&qlen_seen), 37, "read from a handler");
+    cr_assert_eq(keel_process_queue_len(keel_small(3), &n), KEEL_EBADARG);
+    cr_assert_eq(keel_process_queue_len(pid, NULL), KEEL_EINVAL);
+    cr_assert_eq(keel_send(pid, KEEL_ATOM(STOP)), KEEL_OK);
+    while (keel_process_queue_len(pid, &n) == KEEL_OK)
+      sched_yield();
+    cr_assert_eq(keel_process_queue_len(pid, &n), KEEL_ENOPROC);
+    /* The stale pid stays refused once its slot holds a new process. */
+    uint64_t slot = keel_pid_local_number(pid) & RT_IDX_MASK;
+    keel_term next = KEEL_NONE;
+    for (int i = 0; i < 100000 && next == KEEL_NONE; i++) {
+      keel_term t;
+      cr_assert_eq(keel_spawn(idle_handler, NULL, NULL, &t), KEEL_OK);
+      if ((keel_pid_local_number(t) & RT_IDX_MASK) == slot)
+        next = t;
+    }
+    cr_assert_neq(next, KEEL_NONE, "the slot was reused");
+    cr_assert_neq(next, pid);
+    cr_assert_eq(keel_process_queue_len(pid, &n), KEEL_ENOPROC);
+    cr_assert_eq(keel_process_queue_len(next, &n), KEEL_OK);
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+  }
+  cr_assert_eq(keel_process_queue_len(keel_small(3), NULL), KEEL_ESTATE);
 }

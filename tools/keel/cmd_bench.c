@@ -4,6 +4,7 @@
  * suite receives the arguments from its own name on (argv[0] = suite).
  */
 #include "bench.h"
+#include "bench_dash.h"
 #include "bench_http.h"
 #include "bench_net.h"
 #include "bench_otp.h"
@@ -29,6 +30,9 @@ static const keel_cli_cmd bench_suites[] = {
      "gen_server call round trips (1, 8 clients); with BEAM"},
     {"http", keel_bench_http,
      "HTTP keep-alive req/s and p99 under wrk; beside nginx"},
+    {"dashboard", keel_bench_dashboard,
+     "dashboard server CPU per update with N open pages: shared renderers "
+     "vs per-session rendering"},
     {"ws", keel_bench_ws,
      "WebSocket users with a 500 ms update: count, push p99, memory each"},
     {"pubsub", keel_bench_pubsub,

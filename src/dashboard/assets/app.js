@@ -2,13 +2,17 @@
  * app.js - the dashboard UI: one WebSocket to /live per page (protocol in
  * docs/dashboard.md); the server sends {"full": snapshot} on join, then
  * {"diff": ...} when the page changed; KeelDiff.applyDiff rebuilds the
- * snapshot and the page is rendered from it. Reconnects on loss.
+ * snapshot and the page is rendered from it. Frames of a shared page carry
+ * their version "v": a diff applies to the version before it (an older
+ * one is a duplicate and is dropped; a newer one means a frame was lost:
+ * join again). Reconnects on loss.
  */
 (function () {
   "use strict";
   var PAGES = ["home", "processes", "supervision", "tables", "metrics", "presence"];
   var page = "home";
   var state = null;
+  var version = null; /* "v" of the frame state is at, when it had one */
   var params = { processes: { sort: "memory", dir: "desc", limit: 50 } };
   var ws = null;
   var backoff = 500;
@@ -63,6 +67,7 @@
 
   function join() {
     state = null;
+    version = null;
     render();
     send(joinMsg());
   }
@@ -95,10 +100,20 @@
 
   function receive(frame) {
     if (frame.page !== undefined && frame.page !== page) return; /* an old page's frame */
+    if (frame.rejoin) { send(joinMsg()); return; } /* its renderer ended */
     if (frame.error !== undefined) showBanner("Server: " + frame.error);
-    if (frame.full !== undefined) { state = frame.full; hideBannerIfLive(); }
+    if (frame.full !== undefined) {
+      state = frame.full;
+      version = frame.v !== undefined ? frame.v : null;
+      hideBannerIfLive();
+    }
     if (frame.diff !== undefined) {
       if (state === null) return;
+      if (frame.v !== undefined && version !== null) {
+        if (frame.v <= version) return; /* already in the snapshot */
+        if (frame.v !== version + 1) { send(joinMsg()); return; }
+      }
+      version = frame.v !== undefined ? frame.v : null;
       try {
         state = KeelDiff.applyDiff(state, frame.diff);
       } catch (e) {
