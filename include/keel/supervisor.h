@@ -174,6 +174,21 @@ int keel_sup_delete_child(keel_term sup, keel_term id);
  * KEEL_ENOMEM. */
 int keel_sup_which_children(keel_term sup, keel_heap *h, keel_term *out);
 
+/* get_childspec: the spec of child `id` (a dynamic supervisor's child:
+ * its pid) into *out, its id copied into h; shutdown as the supervisor
+ * resolved it (KEEL_SUP_SHUTDOWN_DEFAULT is 5000, or infinity for a
+ * supervisor child). KEEL_OK, KEEL_ENOENT (no such child), KEEL_EINVAL
+ * (h or out NULL), KEEL_ENOPROC, KEEL_ESTATE. */
+int keel_sup_get_childspec(keel_term sup, keel_term id, keel_heap *h,
+                           keel_sup_child_spec *out);
+
+/* check_childspecs: whether specs (n of them) would be accepted by a
+ * supervisor with auto_shutdown: KEEL_OK or KEEL_EINVAL (see
+ * keel_sup_start_link's checks, duplicate ids included). Pure; any
+ * thread. */
+int keel_sup_check_childspecs(const keel_sup_child_spec *specs, size_t n,
+                              keel_sup_auto_shutdown auto_shutdown);
+
 /* Counts of count_children. */
 typedef struct keel_sup_counts {
   size_t specs, active, supervisors, workers;

@@ -500,6 +500,22 @@ static answer do_which_children(sup *s, keel_heap *h) {
   return ans(KEEL_OK, list);
 }
 
+/* {Id, Start, Arg, Restart, Shutdown, Type, Significant}, the two C
+ * pointers as integers (the answer goes to keel_sup_get_childspec in this
+ * OS process only). */
+static answer do_get_childspec(sup *s, keel_term id, keel_heap *h) {
+  const child *c = by_id(s, id);
+  if (c == NULL)
+    return ans(KEEL_ENOENT, KEEL_ATOM(UNDEFINED));
+  keel_term t = keel_tuple(
+      h, 7, c->id, keel_int(h, (int64_t)(uintptr_t)c->start),
+      keel_int(h, (int64_t)(uintptr_t)c->arg), keel_small(c->restart),
+      keel_int(h, c->shutdown), keel_small(c->type),
+      c->significant ? KEEL_ATOM(TRUE) : KEEL_ATOM(FALSE));
+  return t != KEEL_NONE ? ans(KEEL_OK, t)
+                        : ans(KEEL_ENOMEM, KEEL_ATOM(UNDEFINED));
+}
+
 static answer do_count_children(sup *s, keel_heap *h) {
   size_t active = 0, sups = 0;
   for (size_t i = 0; i < s->n; i++) {
@@ -528,6 +544,8 @@ static answer dispatch(keel_proc *self, sup *s, keel_term req, keel_heap *h) {
     return do_delete_child(s, arg);
   if (op == keel_atom("which_children"))
     return do_which_children(s, h);
+  if (op == keel_atom("get_childspec") && arg != KEEL_NONE)
+    return do_get_childspec(s, arg, h);
   if (op == keel_atom("count_children"))
     return do_count_children(s, h);
   return ans(KEEL_EINVAL, KEEL_ATOM(UNDEFINED));

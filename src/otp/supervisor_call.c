@@ -484,6 +484,50 @@ int keel_sup_count_children(keel_term sup, keel_sup_counts *out) {
   return rc;
 }
 
+int keel_sup_get_childspec(keel_term sup, keel_term id, keel_heap *h,
+                           keel_sup_child_spec *out) {
+  if (h == NULL || out == NULL || id == KEEL_NONE)
+    return KEEL_EINVAL;
+  keel_heap rh;
+  keel_heap_init(&rh);
+  keel_term req = keel_tuple(&rh, 2, keel_atom("get_childspec"), id);
+  keel_term v = KEEL_NONE;
+  int rc = req == KEEL_NONE ? KEEL_ENOMEM
+                            : keel__sup_request(sup, req, &rh, &v, false);
+  int64_t start = 0, arg = 0, shutdown = 0;
+  if (rc == KEEL_OK &&
+      (keel_get_int64(keel_tuple_get(v, 1), &start) != KEEL_OK ||
+       keel_get_int64(keel_tuple_get(v, 2), &arg) != KEEL_OK ||
+       keel_get_int64(keel_tuple_get(v, 4), &shutdown) != KEEL_OK))
+    rc = KEEL_ESTATE;
+  keel_term cid =
+      rc == KEEL_OK ? keel_term_copy(h, keel_tuple_get(v, 0)) : KEEL_NONE;
+  if (rc == KEEL_OK && cid == KEEL_NONE)
+    rc = KEEL_ENOMEM;
+  if (rc == KEEL_OK)
+    *out = (keel_sup_child_spec){
+        .id = cid,
+        .start = (keel_sup_start_fn)(uintptr_t)start,
+        .arg = (void *)(uintptr_t)arg,
+        .restart = (keel_sup_restart)keel_small_value(keel_tuple_get(v, 3)),
+        .shutdown = shutdown,
+        .type = (keel_sup_child_type)keel_small_value(keel_tuple_get(v, 5)),
+        .significant = keel_tuple_get(v, 6) == KEEL_ATOM(TRUE)};
+  keel_heap_destroy(&rh);
+  return rc;
+}
+
+int keel_sup_check_childspecs(const keel_sup_child_spec *specs, size_t n,
+                              keel_sup_auto_shutdown auto_shutdown) {
+  if ((n > 0 && specs == NULL) ||
+      (unsigned)auto_shutdown > KEEL_SUP_AUTO_ALL_SIGNIFICANT)
+    return KEEL_EINVAL;
+  for (size_t i = 0; i < n; i++)
+    if (keel__sup_check_child(&specs[i], auto_shutdown) != KEEL_OK)
+      return KEEL_EINVAL;
+  return ids_unique(specs, n) ? KEEL_OK : KEEL_EINVAL;
+}
+
 int keel_sup_stop(keel_term sup) {
   return keel__sup_request(sup, keel_atom("stop"), NULL, NULL, true);
 }

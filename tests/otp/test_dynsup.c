@@ -56,6 +56,11 @@ Test(dynsup, extra_arguments_and_max_children) {
     cr_assert_eq(keel_dynsup_start_child(sup, &cs, &p1), KEEL_OK);
     cr_assert_eq(keel_dynsup_start_child(sup, &cs, &p2), KEEL_OK);
     cr_assert_neq(p1, p2);
+    keel_sup_child_spec got; /* get_childspec by pid (ids are undefined) */
+    cr_assert_eq(keel_sup_get_childspec(sup, p2, &h, &got), KEEL_OK);
+    cr_assert(got.arg == (void *)&w && got.id == KEEL_ATOM(UNDEFINED));
+    cr_assert_eq(keel_sup_get_childspec(sup, keel_atom("w"), &h, &got),
+                 KEEL_ENOENT);
     cr_assert_eq(keel_dynsup_start_child(sup, &cs, NULL), KEEL_ELIMIT);
     cr_assert_eq(active(sup), 2);
     cr_assert(has_child(sup, p1) && has_child(sup, p2));

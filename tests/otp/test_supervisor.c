@@ -383,6 +383,71 @@ Test(supervisor, child_api) {
   }
 }
 
+/* get_childspec returns what was given (shutdown resolved), for a static
+ * supervisor by id and a dynamic one by pid; check_childspecs applies
+ * start_link's checks without starting anything. */
+Test(supervisor, get_childspec_and_check_childspecs) {
+  for (size_t k = 0; k < NCONF; k++) {
+    start_node(sched_counts[k], 0);
+    log_reset();
+    wcfg w[2] = {{.tag = 'a'}, {.tag = 'b'}};
+    keel_sup_spec s = KEEL_SUP_SPEC_INIT;
+    keel_sup_child_spec cs[2] = {worker_spec(&w[0]), worker_spec(&w[1])};
+    cs[1].restart = KEEL_SUP_TRANSIENT;
+    cs[1].shutdown = 250;
+    cs[1].type = KEEL_SUP_SUPERVISOR;
+    s.children = cs;
+    s.nchildren = 2;
+    keel_term sup;
+    cr_assert_eq(keel_sup_start_link(&s, &sup), KEEL_OK);
+    keel_heap h;
+    keel_heap_init(&h);
+    keel_sup_child_spec got;
+    cr_assert_eq(keel_sup_get_childspec(sup, keel_atom("b"), &h, &got),
+                 KEEL_OK);
+    cr_assert_eq(got.id, keel_atom("b"));
+    cr_assert_eq(got.start, cs[1].start);
+    cr_assert_eq(got.arg, (void *)&w[1]);
+    cr_assert_eq(got.restart, KEEL_SUP_TRANSIENT);
+    cr_assert_eq(got.shutdown, 250);
+    cr_assert_eq(got.type, KEEL_SUP_SUPERVISOR);
+    cr_assert(!got.significant);
+    cr_assert_eq(keel_sup_get_childspec(sup, keel_atom("a"), &h, &got),
+                 KEEL_OK);
+    cr_assert_eq(got.shutdown, 5000, "the default, resolved");
+    cr_assert_eq(got.restart, KEEL_SUP_PERMANENT);
+    cr_assert_eq(keel_sup_get_childspec(sup, keel_atom("zz"), &h, &got),
+                 KEEL_ENOENT);
+    cr_assert_eq(keel_sup_get_childspec(sup, keel_atom("a"), NULL, &got),
+                 KEEL_EINVAL);
+    cr_assert_eq(keel_sup_stop(sup), KEEL_OK);
+    cr_assert_eq(keel_sup_get_childspec(sup, keel_atom("a"), &h, &got),
+                 KEEL_ENOPROC);
+    /* check_childspecs */
+    cr_assert_eq(keel_sup_check_childspecs(cs, 2, KEEL_SUP_AUTO_NEVER),
+                 KEEL_OK);
+    cr_assert_eq(keel_sup_check_childspecs(NULL, 0, KEEL_SUP_AUTO_NEVER),
+                 KEEL_OK);
+    keel_sup_child_spec dup[2] = {cs[0], cs[0]};
+    cr_assert_eq(keel_sup_check_childspecs(dup, 2, KEEL_SUP_AUTO_NEVER),
+                 KEEL_EINVAL);
+    keel_sup_child_spec sig = cs[1];
+    sig.significant = true; /* transient: allowed, not with auto never */
+    cr_assert_eq(keel_sup_check_childspecs(&sig, 1, KEEL_SUP_AUTO_NEVER),
+                 KEEL_EINVAL);
+    cr_assert_eq(
+        keel_sup_check_childspecs(&sig, 1, KEEL_SUP_AUTO_ANY_SIGNIFICANT),
+        KEEL_OK);
+    keel_sup_child_spec nostart = cs[0];
+    nostart.start = NULL;
+    cr_assert_eq(keel_sup_check_childspecs(&nostart, 1, KEEL_SUP_AUTO_NEVER),
+                 KEEL_EINVAL);
+    cr_assert_str_eq(log_get(), "+a+b-b-a", "nothing started by the checks");
+    keel_heap_destroy(&h);
+    cr_assert_eq(keel_node_stop(), KEEL_OK);
+  }
+}
+
 Test(supervisor, bad_specs_are_refused) {
   start_node(1, 0);
   wcfg w = {.tag = 'a'};
