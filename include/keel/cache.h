@@ -105,6 +105,28 @@ typedef int (*keel_cache_fallback_fn)(keel_term key, void *arg, keel_heap *h,
 int keel_cache_fetch(keel_cache *c, keel_term key, keel_cache_fallback_fn fn,
                      void *arg, keel_heap *h, keel_term *out);
 
+/* Computes key's new value from its current one (old: KEEL_NONE when
+ * missing or expired): returns KEEL_OK with *value built in h to store
+ * it, 1 to leave the entry as it is (*value is still what the call
+ * returns), or an error (nothing stored). It must not block. */
+typedef int (*keel_cache_update_fn)(keel_term key, keel_term old, void *arg,
+                                    keel_heap *h, keel_term *value);
+
+/* get_and_update (Cachex): reads key, runs fn and stores its value,
+ * atomically with respect to the other get_and_update and put_many calls
+ * of the key (a per-key lock; plain puts do not take it, as Cachex's
+ * writes outside a transaction). A stored value keeps the entry's TTL (a
+ * new entry gets the default). *out = fn's value. Returns KEEL_OK (stored
+ * or left: fn's 0 or 1), fn's error, or KEEL_EINVAL. Thread-safe. */
+int keel_cache_get_and_update(keel_cache *c, keel_term key,
+                              keel_cache_update_fn fn, void *arg, keel_heap *h,
+                              keel_term *out);
+
+/* put_many: stores each {Key, Value} of the list pairs with ttl_ms (as
+ * keel_cache_put), each under its key's lock. KEEL_EINVAL for a list that
+ * is not one of 2-tuples (nothing stored); else the first store error. */
+int keel_cache_put_many(keel_cache *c, keel_term pairs, int64_t ttl_ms);
+
 /* Deletes every expired entry now (what the janitor does); returns how
  * many. */
 size_t keel_cache_purge(keel_cache *c);

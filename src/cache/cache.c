@@ -20,6 +20,8 @@
 #include "keel/runtime.h"
 #include "keel/telemetry.h"
 
+#define KEY_LOCKS 64
+
 typedef struct flight {
   struct flight *next;
   keel_heap heap; /* the key's copy */
@@ -36,6 +38,8 @@ struct keel_cache {
   _Atomic uint64_t stamp;
   _Atomic uint64_t hits, misses, evictions, expirations, writes, fallbacks;
   pthread_mutex_t lock; /* flights and pruning */
+  /* Per-key locks of get_and_update and put_many, by key hash. */
+  pthread_mutex_t keylocks[KEY_LOCKS];
   pthread_cond_t cv;
   flight *flights;
   /* janitor */
@@ -129,6 +133,8 @@ int keel_cache_new(const keel_cache_opts *opts, keel_cache **out) {
   }
   pthread_mutex_init(&c->lock, NULL);
   pthread_cond_init(&c->cv, NULL);
+  for (int i = 0; i < KEY_LOCKS; i++)
+    pthread_mutex_init(&c->keylocks[i], NULL);
   if (o.janitor_ms != 0) {
     if (pthread_create(&c->janitor, NULL, janitor_main, c) != 0) {
       keel_cache_free(c);
@@ -153,6 +159,8 @@ void keel_cache_free(keel_cache *c) {
   (void)keel_ets_delete(c->tab);
   pthread_cond_destroy(&c->cv);
   pthread_mutex_destroy(&c->lock);
+  for (int i = 0; i < KEY_LOCKS; i++)
+    pthread_mutex_destroy(&c->keylocks[i]);
   free(c);
 }
 
@@ -391,6 +399,65 @@ void keel_cache_stats_get(keel_cache *c, keel_cache_stats *out) {
   out->writes = atomic_load(&c->writes);
   out->fallbacks = atomic_load(&c->fallbacks);
   out->size = info.size;
+}
+
+/* ---- get_and_update, put_many (per-key locks) -------------------------- */
+
+static pthread_mutex_t *key_lock(keel_cache *c, keel_term key) {
+  return &c->keylocks[keel_hash(key) % KEY_LOCKS];
+}
+
+int keel_cache_get_and_update(keel_cache *c, keel_term key,
+                              keel_cache_update_fn fn, void *arg, keel_heap *h,
+                              keel_term *out) {
+  if (c == NULL || key == KEEL_NONE || fn == NULL || h == NULL || out == NULL)
+    return KEEL_EINVAL;
+  pthread_mutex_t *mu = key_lock(c, key);
+  pthread_mutex_lock(mu);
+  keel_term obj = KEEL_NONE, value = KEEL_NONE;
+  int rc = read_obj(c, key, h, &obj);
+  if (rc >= 0) {
+    keel_term old = rc == 1 ? keel_tuple_get(obj, 1) : KEEL_NONE;
+    rc = fn(key, old, arg, h, &value);
+    if ((rc == KEEL_OK || rc == 1) && value == KEEL_NONE)
+      rc = KEEL_EINVAL;
+  }
+  if (rc == KEEL_OK) {
+    uint64_t exp = obj != KEEL_NONE
+                       ? (uint64_t)keel_small_value(keel_tuple_get(obj, 2))
+                       : expires_at(c, KEEL_CACHE_TTL_DEFAULT);
+    rc = put_exp(c, key, value, exp);
+  } else if (rc == 1) {
+    rc = KEEL_OK;
+  }
+  pthread_mutex_unlock(mu);
+  if (rc == KEEL_OK)
+    *out = value;
+  return rc;
+}
+
+int keel_cache_put_many(keel_cache *c, keel_term pairs, int64_t ttl_ms) {
+  if (c == NULL)
+    return KEEL_EINVAL;
+  keel_term l = pairs;
+  for (; keel_is_cons(l); l = keel_tl(l)) {
+    keel_term p = keel_hd(l);
+    if (!keel_is_tuple(p) || keel_tuple_arity(p) != 2)
+      return KEEL_EINVAL;
+  }
+  if (l != KEEL_NIL)
+    return KEEL_EINVAL;
+  uint64_t exp = expires_at(c, ttl_ms);
+  for (l = pairs; keel_is_cons(l); l = keel_tl(l)) {
+    keel_term key = keel_tuple_get(keel_hd(l), 0);
+    pthread_mutex_t *mu = key_lock(c, key);
+    pthread_mutex_lock(mu);
+    int rc = put_exp(c, key, keel_tuple_get(keel_hd(l), 1), exp);
+    pthread_mutex_unlock(mu);
+    if (rc != KEEL_OK)
+      return rc;
+  }
+  return KEEL_OK;
 }
 
 /* ---- fetch (single flight) --------------------------------------------- */

@@ -291,3 +291,110 @@ Test(cache, hits_and_misses_are_telemetry_events) {
   cr_assert_eq(keel_tel_detach(keel_atom("cache_test")), KEEL_OK);
   keel_cache_free(c);
 }
+
+/* ---- get_and_update, put_many ------------------------------------------- */
+
+/* Adds 1 to an integer value (a missing one starts at 1). */
+static int add_one(keel_term key, keel_term old, void *arg, keel_heap *h,
+                   keel_term *value) {
+  (void)key;
+  (void)h;
+  (void)arg;
+  int64_t v = 0;
+  if (old != KEEL_NONE && keel_get_int64(old, &v) != KEEL_OK)
+    return KEEL_EBADARG;
+  *value = keel_small(v + 1);
+  return KEEL_OK;
+}
+
+/* Leaves the entry: returns what it read (or 'none'). */
+static int peek(keel_term key, keel_term old, void *arg, keel_heap *h,
+                keel_term *value) {
+  (void)key;
+  (void)h;
+  (void)arg;
+  *value = old != KEEL_NONE ? old : keel_atom("none");
+  return 1;
+}
+
+typedef struct upd_run {
+  keel_cache *c;
+  int n;
+  pthread_barrier_t go; /* all start together */
+} upd_run;
+
+static void *updater(void *arg) {
+  upd_run *r = arg;
+  keel_heap h;
+  keel_heap_init(&h);
+  pthread_barrier_wait(&r->go);
+  for (int i = 0; i < r->n; i++) {
+    keel_term out;
+    cr_assert_eq(keel_cache_get_and_update(r->c, k(1), add_one, NULL, &h, &out),
+                 KEEL_OK);
+  }
+  keel_heap_destroy(&h);
+  return NULL;
+}
+
+Test(cache, get_and_update_is_atomic_per_key_and_keeps_the_ttl) {
+  atomic_store(&clock_ms, 1000);
+  keel_cache *c = make((keel_cache_opts){0});
+  keel_heap h;
+  keel_heap_init(&h);
+  keel_term out;
+  cr_assert_eq(keel_cache_get_and_update(c, k(9), peek, NULL, &h, &out),
+               KEEL_OK);
+  cr_assert_eq(out, keel_atom("none"));
+  cr_assert(!present(c, 9), "peek stores nothing");
+  /* 8 threads x 20000 increments of one key: none lost */
+  enum { T = 8, N = 20000 };
+  pthread_t th[T];
+  static upd_run r;
+  r.c = c;
+  r.n = N;
+  pthread_barrier_init(&r.go, NULL, T);
+  for (int i = 0; i < T; i++)
+    cr_assert_eq(pthread_create(&th[i], NULL, updater, &r), 0);
+  for (int i = 0; i < T; i++)
+    pthread_join(th[i], NULL);
+  pthread_barrier_destroy(&r.go);
+  cr_assert_eq(keel_cache_get(c, k(1), &h, &out), KEEL_OK);
+  cr_assert_eq(out, keel_small(T * N));
+  /* the entry's TTL is kept */
+  cr_assert_eq(keel_cache_put(c, k(2), keel_small(5), 60000), KEEL_OK);
+  atomic_store(&clock_ms, 11000);
+  cr_assert_eq(keel_cache_get_and_update(c, k(2), add_one, NULL, &h, &out),
+               KEEL_OK);
+  cr_assert_eq(out, keel_small(6));
+  int64_t left = 0;
+  cr_assert_eq(keel_cache_ttl(c, k(2), &left), KEEL_OK);
+  cr_assert_eq(left, 50000);
+  /* an error stores nothing */
+  cr_assert_eq(keel_cache_put(c, k(3), keel_atom("x"), -1), KEEL_OK);
+  cr_assert_eq(keel_cache_get_and_update(c, k(3), add_one, NULL, &h, &out),
+               KEEL_EBADARG);
+  cr_assert_eq(keel_cache_get(c, k(3), &h, &out), KEEL_OK);
+  cr_assert_eq(out, keel_atom("x"));
+  cr_assert_eq(keel_cache_get_and_update(c, k(3), NULL, NULL, &h, &out),
+               KEEL_EINVAL);
+  keel_heap_destroy(&h);
+  keel_cache_free(c);
+}
+
+Test(cache, put_many_stores_every_pair_or_none) {
+  keel_cache *c = make((keel_cache_opts){0});
+  keel_heap h;
+  keel_heap_init(&h);
+  keel_term pairs = keel_build(&h, "[{1, a}, {2, b}, {3, c}]"), out;
+  cr_assert_eq(keel_cache_put_many(c, pairs, -1), KEEL_OK);
+  cr_assert_eq(keel_cache_get(c, k(2), &h, &out), KEEL_OK);
+  cr_assert_eq(out, keel_atom("b"));
+  cr_assert(present(c, 1) && present(c, 3));
+  keel_term bad = keel_build(&h, "[{4, d}, oops]");
+  cr_assert_eq(keel_cache_put_many(c, bad, -1), KEEL_EINVAL);
+  cr_assert(!present(c, 4), "nothing stored from a bad list");
+  cr_assert_eq(keel_cache_put_many(c, keel_small(1), -1), KEEL_EINVAL);
+  keel_heap_destroy(&h);
+  keel_cache_free(c);
+}
