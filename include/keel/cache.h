@@ -122,6 +122,18 @@ int keel_cache_get_and_update(keel_cache *c, keel_term key,
                               keel_cache_update_fn fn, void *arg, keel_heap *h,
                               keel_term *out);
 
+/* Runs fn(c, arg) holding the locks of keys (nkeys of them), so that it
+ * is atomic with respect to the other transactions, get_and_update and
+ * put_many calls of those keys (Cachex's transaction; plain reads and
+ * writes do not wait for it). Inside fn use the cache's calls freely
+ * (get_and_update and put_many of a locked key do not lock again); fn
+ * must not block or yield (the locks are held by the thread). Returns
+ * fn's result; KEEL_ESTATE when called inside a transaction of another
+ * cache or an nested one, KEEL_EINVAL for bad arguments. */
+typedef int (*keel_cache_tx_fn)(keel_cache *c, void *arg);
+int keel_cache_transaction(keel_cache *c, const keel_term *keys, size_t nkeys,
+                           keel_cache_tx_fn fn, void *arg);
+
 /* put_many: stores each {Key, Value} of the list pairs with ttl_ms (as
  * keel_cache_put), each under its key's lock. KEEL_EINVAL for a list that
  * is not one of 2-tuples (nothing stored); else the first store error. */

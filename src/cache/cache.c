@@ -403,8 +403,50 @@ void keel_cache_stats_get(keel_cache *c, keel_cache_stats *out) {
 
 /* ---- get_and_update, put_many (per-key locks) -------------------------- */
 
-static pthread_mutex_t *key_lock(keel_cache *c, keel_term key) {
-  return &c->keylocks[keel_hash(key) % KEY_LOCKS];
+/* The stripes the calling thread holds in a transaction of cache tx_c. */
+static _Thread_local keel_cache *tx_c;
+static _Thread_local uint64_t tx_held;
+
+static unsigned stripe_of(keel_term key) {
+  return (unsigned)(keel_hash(key) % KEY_LOCKS);
+}
+
+/* Locks key's stripe unless this thread's transaction holds it; returns
+ * whether it locked (the caller then unlocks with key_unlock). */
+static bool key_lock(keel_cache *c, keel_term key) {
+  unsigned i = stripe_of(key);
+  if (tx_c == c && (tx_held >> i & 1u))
+    return false;
+  pthread_mutex_lock(&c->keylocks[i]);
+  return true;
+}
+
+static void key_unlock(keel_cache *c, keel_term key, bool locked) {
+  if (locked)
+    pthread_mutex_unlock(&c->keylocks[stripe_of(key)]);
+}
+
+int keel_cache_transaction(keel_cache *c, const keel_term *keys, size_t nkeys,
+                           keel_cache_tx_fn fn, void *arg) {
+  if (c == NULL || fn == NULL || (nkeys > 0 && keys == NULL))
+    return KEEL_EINVAL;
+  if (tx_c != NULL)
+    return KEEL_ESTATE; /* no nesting: lock order could not be kept */
+  uint64_t mask = 0;
+  for (size_t i = 0; i < nkeys; i++)
+    mask |= UINT64_C(1) << stripe_of(keys[i]);
+  for (unsigned i = 0; i < KEY_LOCKS; i++) /* in stripe order: no cycles */
+    if (mask >> i & 1u)
+      pthread_mutex_lock(&c->keylocks[i]);
+  tx_c = c;
+  tx_held = mask;
+  int rc = fn(c, arg);
+  tx_c = NULL;
+  tx_held = 0;
+  for (unsigned i = KEY_LOCKS; i-- > 0;)
+    if (mask >> i & 1u)
+      pthread_mutex_unlock(&c->keylocks[i]);
+  return rc;
 }
 
 int keel_cache_get_and_update(keel_cache *c, keel_term key,
@@ -412,8 +454,7 @@ int keel_cache_get_and_update(keel_cache *c, keel_term key,
                               keel_term *out) {
   if (c == NULL || key == KEEL_NONE || fn == NULL || h == NULL || out == NULL)
     return KEEL_EINVAL;
-  pthread_mutex_t *mu = key_lock(c, key);
-  pthread_mutex_lock(mu);
+  bool locked = key_lock(c, key);
   keel_term obj = KEEL_NONE, value = KEEL_NONE;
   int rc = read_obj(c, key, h, &obj);
   if (rc >= 0) {
@@ -430,7 +471,7 @@ int keel_cache_get_and_update(keel_cache *c, keel_term key,
   } else if (rc == 1) {
     rc = KEEL_OK;
   }
-  pthread_mutex_unlock(mu);
+  key_unlock(c, key, locked);
   if (rc == KEEL_OK)
     *out = value;
   return rc;
@@ -450,10 +491,9 @@ int keel_cache_put_many(keel_cache *c, keel_term pairs, int64_t ttl_ms) {
   uint64_t exp = expires_at(c, ttl_ms);
   for (l = pairs; keel_is_cons(l); l = keel_tl(l)) {
     keel_term key = keel_tuple_get(keel_hd(l), 0);
-    pthread_mutex_t *mu = key_lock(c, key);
-    pthread_mutex_lock(mu);
+    bool locked = key_lock(c, key);
     int rc = put_exp(c, key, keel_tuple_get(keel_hd(l), 1), exp);
-    pthread_mutex_unlock(mu);
+    key_unlock(c, key, locked);
     if (rc != KEEL_OK)
       return rc;
   }

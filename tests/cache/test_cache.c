@@ -398,3 +398,100 @@ Test(cache, put_many_stores_every_pair_or_none) {
   keel_heap_destroy(&h);
   keel_cache_free(c);
 }
+
+/* ---- transaction ----------------------------------------------------------
+ */
+
+typedef struct tx_run {
+  keel_cache *c;
+  pthread_barrier_t go;
+  atomic_long bad;
+  unsigned seed;
+} tx_run;
+
+static int64_t read_int(keel_cache *c, int key) {
+  keel_heap h;
+  keel_heap_init(&h);
+  keel_term v;
+  int64_t n = -1;
+  if (keel_cache_get(c, k(key), &h, &v) == KEEL_OK)
+    (void)keel_get_int64(v, &n);
+  keel_heap_destroy(&h);
+  return n;
+}
+
+/* Moves one unit from key 1 to key 2 (arg non-NULL: the other way). */
+static int transfer(keel_cache *c, void *arg) {
+  int from = arg != NULL ? 2 : 1, to = arg != NULL ? 1 : 2;
+  int64_t a = read_int(c, from), b = read_int(c, to);
+  if (a <= 0)
+    return 1;
+  (void)keel_cache_put(c, k(from), keel_small(a - 1), -1);
+  sched_yield(); /* widen the window a missing lock would leave */
+  (void)keel_cache_put(c, k(to), keel_small(b + 1), -1);
+  return KEEL_OK;
+}
+
+static int audit(keel_cache *c, void *arg) {
+  tx_run *r = arg;
+  if (read_int(c, 1) + read_int(c, 2) != 100)
+    atomic_fetch_add(&r->bad, 1);
+  return KEEL_OK;
+}
+
+static void *mover(void *arg) {
+  tx_run *r = arg;
+  keel_term keys[2] = {k(1), k(2)};
+  pthread_barrier_wait(&r->go);
+  for (int i = 0; i < 3000; i++)
+    (void)keel_cache_transaction(r->c, keys, 2, transfer,
+                                 (i & 1) ? (void *)r : NULL);
+  return NULL;
+}
+
+static void *auditor(void *arg) {
+  tx_run *r = arg;
+  keel_term keys[2] = {k(2), k(1)}; /* any order */
+  pthread_barrier_wait(&r->go);
+  for (int i = 0; i < 3000; i++)
+    (void)keel_cache_transaction(r->c, keys, 2, audit, r);
+  return NULL;
+}
+
+static int nested(keel_cache *c, void *arg) {
+  (void)arg;
+  keel_heap h;
+  keel_heap_init(&h);
+  keel_term out, keys[1] = {k(1)};
+  int rc = keel_cache_transaction(c, keys, 1, audit, NULL) == KEEL_ESTATE &&
+                   keel_cache_get_and_update(c, k(1), add_one, NULL, &h,
+                                             &out) == KEEL_OK
+               ? 7
+               : -1; /* the held key is not locked again */
+  keel_heap_destroy(&h);
+  return rc;
+}
+
+Test(cache, transaction_is_atomic_over_its_keys) {
+  keel_cache *c = make((keel_cache_opts){0});
+  cr_assert_eq(keel_cache_put(c, k(1), keel_small(60), -1), KEEL_OK);
+  cr_assert_eq(keel_cache_put(c, k(2), keel_small(40), -1), KEEL_OK);
+  static tx_run r;
+  r.c = c;
+  atomic_store(&r.bad, 0);
+  pthread_barrier_init(&r.go, NULL, 3);
+  pthread_t th[3];
+  cr_assert_eq(pthread_create(&th[0], NULL, mover, &r), 0);
+  cr_assert_eq(pthread_create(&th[1], NULL, mover, &r), 0);
+  cr_assert_eq(pthread_create(&th[2], NULL, auditor, &r), 0);
+  for (int i = 0; i < 3; i++)
+    pthread_join(th[i], NULL);
+  pthread_barrier_destroy(&r.go);
+  cr_assert_eq(atomic_load(&r.bad), 0, "an audit saw a transfer half done");
+  cr_assert_eq(read_int(c, 1) + read_int(c, 2), 100);
+  keel_term keys[1] = {k(1)};
+  cr_assert_eq(keel_cache_transaction(c, keys, 1, nested, NULL), 7);
+  cr_assert_eq(keel_cache_transaction(c, keys, 1, NULL, NULL), KEEL_EINVAL);
+  cr_assert_eq(keel_cache_transaction(c, NULL, 1, audit, NULL), KEEL_EINVAL);
+  keel_cache_free(c);
+}
