@@ -247,17 +247,47 @@ int keel__ets_hkey_cmp(uint64_t ha, keel_term a, uint64_t hb, keel_term b) {
 
 /* ---- store set-up ---- */
 
-/* A 64-byte aligned array of nb (>= 8, a power of two) empty buckets;
- * NULL on out-of-memory. */
-static keel__ets_obj **barr_new(size_t nb) {
-  keel__ets_obj **b = aligned_alloc(64, nb * sizeof(keel__ets_obj *));
+/* A 64-byte aligned array of nb (>= 8, a power of two) empty buckets of
+ * 1 << shift bytes; NULL on out-of-memory. */
+static char *barr_new(size_t nb, unsigned shift) {
+  char *b = aligned_alloc(64, nb << shift);
   if (b != NULL)
-    memset(b, 0, nb * sizeof(keel__ets_obj *));
+    memset(b, 0, nb << shift);
   return b;
 }
 
+/* Bucket i's chain head in array b of buckets of 1 << shift bytes. */
+static inline keel__ets_obj **barr_slot(char *b, unsigned shift, size_t i) {
+  return (keel__ets_obj **)(void *)(b + (i << shift));
+}
+
+/* Bucket i's chain head. */
+static inline keel__ets_obj **slot(const ets_stripe *s, size_t i) {
+  return barr_slot(s->buckets, s->shift, i);
+}
+
+/* Makes a set's line l match its chain (head, its hash and link, and a
+ * copy of a small flat head). Under the stripe's write lock, seq odd; a
+ * no-op for the pointer buckets of other types. */
+static void line_fill(ets_line *l) {
+  keel__ets_obj *o = l->head;
+  if (o == NULL)
+    return; /* (readers test head first) */
+  size_t n = o->flat && o->words <= ETS_LINE_WORDS ? o->words : 0;
+  ETS_ST(&l->hash, o->hash);
+  ETS_ST(&l->second, o->next);
+  ETS_ST(&l->words, (uint64_t)n);
+  for (size_t i = 0; i < n; i++)
+    ETS_ST(&l->data[i], o->data[i]);
+}
+
+static void line_sync(ets_stripe *s, size_t b) {
+  if (s->defer)
+    line_fill((ets_line *)(void *)slot(s, b));
+}
+
 /* The stripe's view of array b of nb buckets. */
-static uintptr_t barr_view(keel__ets_obj **b, size_t nb) {
+static uintptr_t barr_view(char *b, size_t nb) {
   return (uintptr_t)b | (uintptr_t)__builtin_ctzll((unsigned long long)nb);
 }
 
@@ -272,10 +302,11 @@ int keel__ets_store_init(keel__ets_table *t) {
     return KEEL_ENOMEM;
   memset(s, 0, ETS_STRIPES * sizeof *s);
   for (unsigned i = 0; i < ETS_STRIPES; i++) {
-    s[i].buckets = barr_new(ETS_INIT_BUCKETS);
+    s[i].defer = t->type == KEEL_ETS_SET;
+    s[i].shift = s[i].defer ? 6 : 3;
+    s[i].buckets = barr_new(ETS_INIT_BUCKETS, s[i].shift);
     s[i].nbuckets = ETS_INIT_BUCKETS;
     s[i].view = barr_view(s[i].buckets, ETS_INIT_BUCKETS);
-    s[i].defer = t->type == KEEL_ETS_SET;
     atomic_init(&s[i].seq, 0);
     if (s[i].buckets == NULL || pthread_rwlock_init(&s[i].lock, NULL) != 0) {
       for (unsigned j = 0; j <= i; j++)
@@ -299,7 +330,7 @@ void keel__ets_store_destroy(keel__ets_table *t) {
   ets_stripe *s = t->u.stripes;
   for (unsigned i = 0; i < ETS_STRIPES; i++) {
     for (size_t b = 0; b < s[i].nbuckets; b++) {
-      keel__ets_obj *o = s[i].buckets[b];
+      keel__ets_obj *o = *slot(&s[i], b);
       while (o != NULL) {
         keel__ets_obj *next = o->next;
         keel__ets_obj_free(o);
@@ -341,10 +372,15 @@ void keel__ets_wrlock(keel__ets_table *t, uint64_t h) {
 }
 
 void keel__ets_wrunlock(keel__ets_table *t, uint64_t h) {
-  if (!keel__ets_hashed(t))
+  if (!keel__ets_hashed(t)) {
     pthread_rwlock_unlock(&t->u.ord.lock);
-  else
-    stripe_wrunlock(&t->u.stripes[keel__ets_stripe_of(h)]);
+    return;
+  }
+  ets_stripe *s = &t->u.stripes[keel__ets_stripe_of(h)];
+  /* The writer may have changed the key's object in place (overwrite,
+   * counters, update_element): its bucket's line copies it. */
+  line_sync(s, keel__ets_bucket_of(h, s->nbuckets));
+  stripe_wrunlock(s);
 }
 
 void keel__ets_lock_mask(keel__ets_table *t, uint64_t mask) {
@@ -369,19 +405,20 @@ void keel__ets_unlock_mask(keel__ets_table *t, uint64_t mask) {
 
 static void stripe_grow(ets_stripe *s) {
   size_t nb = s->nbuckets * 2;
-  keel__ets_obj **b = barr_new(nb);
+  char *b = barr_new(nb, s->shift);
   if (b == NULL)
     return; /* keep the longer chains */
   for (size_t i = 0; i < s->nbuckets; i++) {
     /* Each object is a cache miss in a large table and chains are about
      * one object long: ask for the heads a few chains ahead so that the
      * misses overlap instead of coming one after the other. */
-    if (i + GROW_AHEAD < s->nbuckets && s->buckets[i + GROW_AHEAD] != NULL)
-      __builtin_prefetch(s->buckets[i + GROW_AHEAD], 1);
+    if (i + GROW_AHEAD < s->nbuckets && *slot(s, i + GROW_AHEAD) != NULL)
+      __builtin_prefetch(*slot(s, i + GROW_AHEAD), 1);
     /* Split chain i in order into chains 2i and 2i + 1 (appending at
      * their tails), which keeps both sorted. */
-    keel__ets_obj **tail[2] = {&b[2 * i], &b[2 * i + 1]};
-    for (keel__ets_obj *o = s->buckets[i]; o != NULL; o = o->next) {
+    keel__ets_obj **tail[2] = {barr_slot(b, s->shift, 2 * i),
+                               barr_slot(b, s->shift, 2 * i + 1)};
+    for (keel__ets_obj *o = *slot(s, i); o != NULL; o = o->next) {
       /* Its new bucket is 2i or 2i + 1: the low bit tells which. */
       size_t k = keel__ets_bucket_of(o->hash, nb) & 1;
       ETS_ST(tail[k], o);
@@ -389,8 +426,12 @@ static void stripe_grow(ets_stripe *s) {
     }
     ETS_ST(tail[0], NULL);
     ETS_ST(tail[1], NULL);
+    if (s->defer) { /* (the new array is not published yet) */
+      line_fill((ets_line *)(void *)barr_slot(b, s->shift, 2 * i));
+      line_fill((ets_line *)(void *)barr_slot(b, s->shift, 2 * i + 1));
+    }
   }
-  keel__ets_obj **old = s->buckets;
+  char *old = s->buckets;
   s->buckets = b;
   s->nbuckets = nb;
   ETS_ST(&s->view, barr_view(b, nb));
@@ -404,7 +445,8 @@ static int hash_group_set(keel__ets_table *t, keel_term key, uint64_t h,
                           keel__ets_obj *const *nv, size_t n,
                           ets_vec *removed) {
   ets_stripe *s = &t->u.stripes[keel__ets_stripe_of(h)];
-  keel__ets_obj **pp = &s->buckets[keel__ets_bucket_of(h, s->nbuckets)];
+  size_t bi = keel__ets_bucket_of(h, s->nbuckets);
+  keel__ets_obj **pp = slot(s, bi);
   while (*pp != NULL && keel__ets_hkey_cmp((*pp)->hash, (*pp)->key, h, key) < 0)
     pp = &(*pp)->next;
   /* Room in removed for the whole group first, so that the unlinking
@@ -428,6 +470,7 @@ static int hash_group_set(keel__ets_table *t, keel_term key, uint64_t h,
     ETS_ST(&nv[k]->next, k + 1 < n ? nv[k + 1] : rest);
   if (n > 0)
     ETS_ST(pp, nv[0]);
+  line_sync(s, bi);
   s->count = s->count + n - old;
   while (s->count > GROW_LOAD * s->nbuckets) {
     size_t nb = s->nbuckets;
@@ -440,7 +483,7 @@ static int hash_group_set(keel__ets_table *t, keel_term key, uint64_t h,
 
 /* The link in key's chain where key is or would be inserted. */
 static keel__ets_obj **chain_at(ets_stripe *s, keel_term key, uint64_t h) {
-  keel__ets_obj **pp = &s->buckets[keel__ets_bucket_of(h, s->nbuckets)];
+  keel__ets_obj **pp = slot(s, keel__ets_bucket_of(h, s->nbuckets));
   for (keel__ets_obj *o; (o = *pp) != NULL; pp = &o->next) {
     if (o->hash > h)
       break;
@@ -476,13 +519,37 @@ keel__ets_obj *keel__ets_hash_find(keel__ets_table *t, keel_term key,
 #define PEEK_STEPS 4096
 
 /* One optimistic read of the stripe at seq v1 (even): 1 found, 0 absent,
- * -1 not readable without the lock. */
-static int peek_once(ets_stripe *s, keel_term key, uint64_t h, uint64_t *buf,
-                     size_t cap, size_t *words) {
+ * -1 not readable without the lock. A key that heads its chain is read
+ * from the bucket's line alone; a key below the head's hash is absent
+ * without reading an object. */
+static int peek_once(ets_stripe *s, keel_term key, uint64_t h, unsigned keypos,
+                     uint64_t *buf, size_t cap, size_t *words) {
   uintptr_t v = ETS_LD(&s->view);
-  keel__ets_obj **b = (keel__ets_obj **)(v & ~(uintptr_t)63);
   unsigned k = (unsigned)(v & 63); /* log2 of the bucket count */
-  keel__ets_obj *o = ETS_LD(&b[k == 0 ? 0 : (size_t)((h << 6) >> (64 - k))]);
+  ets_line *l = (ets_line *)(v & ~(uintptr_t)63) +
+                (k == 0 ? 0 : (size_t)((h << 6) >> (64 - k)));
+  keel__ets_obj *o = ETS_LD(&l->head);
+  if (o == NULL)
+    return 0;
+  uint64_t hh = ETS_LD(&l->hash);
+  if (h < hh)
+    return 0; /* the chain is in ascending hash order */
+  if (h == hh) {
+    size_t n = ETS_LD(&l->words);
+    /* (an immediate key is one word, equal only to itself) */
+    if (n > keypos && ETS_LD(&l->data[keypos]) == key) {
+      if (buf == NULL)
+        return 1;
+      if (n > cap)
+        return -1;
+      for (size_t i = 0; i < n; i++)
+        buf[i] = ETS_LD(&l->data[i]);
+      *words = n;
+      return 1;
+    }
+  } else {
+    o = ETS_LD(&l->second); /* the head is not it */
+  }
   /* hash and key are set before an object is published, never after. */
   for (unsigned n = 0; o != NULL && o->hash < h; n++) {
     if (n == PEEK_STEPS)
@@ -512,7 +579,7 @@ int keel__ets_set_peek(keel__ets_table *t, keel_term key, uint64_t h,
     uint64_t v1 = atomic_load_explicit(&s->seq, memory_order_acquire);
     if (v1 & 1)
       continue; /* a writer holds the stripe: look again, then lock */
-    int r = peek_once(s, key, h, buf, cap, words);
+    int r = peek_once(s, key, h, t->keypos, buf, cap, words);
     /* The reads above are acquire loads: this load comes after them. */
     uint64_t v2 = atomic_load_explicit(&s->seq, memory_order_acquire);
     if (v1 == v2)
@@ -530,6 +597,7 @@ keel__ets_obj *keel__ets_set_put(keel__ets_table *t, keel__ets_obj *o) {
       (old->key == o->key || keel_eq_exact(old->key, o->key))) {
     ETS_ST(&o->next, old->next);
     ETS_ST(pp, o);
+    line_sync(s, keel__ets_bucket_of(o->hash, s->nbuckets));
     size_t sub = keel__ets_obj_cost(old);
     if (add != sub)
       atomic_fetch_add_explicit(&t->words, add - sub, memory_order_relaxed);
@@ -537,6 +605,7 @@ keel__ets_obj *keel__ets_set_put(keel__ets_table *t, keel__ets_obj *o) {
   }
   ETS_ST(&o->next, old);
   ETS_ST(pp, o);
+  line_sync(s, keel__ets_bucket_of(o->hash, s->nbuckets));
   atomic_fetch_add_explicit(&t->size, 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&t->words, add, memory_order_relaxed);
   stripe_added(s);
@@ -587,7 +656,7 @@ int keel__ets_group_get(keel__ets_table *t, keel_term key, uint64_t h,
     return keel__ord_group_get(&t->u.ord, key, out);
   }
   ets_stripe *s = &t->u.stripes[keel__ets_stripe_of(h)];
-  keel__ets_obj *o = s->buckets[keel__ets_bucket_of(h, s->nbuckets)];
+  keel__ets_obj *o = *slot(s, keel__ets_bucket_of(h, s->nbuckets));
   while (o != NULL && keel__ets_hkey_cmp(o->hash, o->key, h, key) < 0)
     o = o->next;
   for (; o != NULL && o->hash == h && keel_eq_exact(o->key, key); o = o->next)
@@ -638,19 +707,26 @@ static void free_all(const keel__ets_table *t, ets_vec *dead) {
 static int scan_stripe(ets_stripe *s, bool write, keel__ets_visit_fn fn,
                        void *arg, ets_vec *dead) {
   for (size_t b = 0; b < s->nbuckets; b++) {
-    keel__ets_obj **pp = &s->buckets[b];
+    keel__ets_obj **pp = slot(s, b);
+    bool changed = false;
+    int r = 0;
     while (*pp != NULL) {
       keel__ets_obj *o = *pp;
-      int r = fn(o, arg);
+      r = fn(o, arg);
       if (r < 0)
-        return r;
+        break;
       if (r == 1 && write && keel__ets_vec_push(dead, o) == KEEL_OK) {
         ETS_ST(pp, o->next);
         s->count--;
+        changed = true;
         continue;
       }
       pp = &o->next;
     }
+    if (changed)
+      line_sync(s, b);
+    if (r < 0)
+      return r;
   }
   return KEEL_OK;
 }
@@ -716,7 +792,7 @@ static int hash_walk(keel__ets_table *t, uint64_t fh, keel_term fk,
     size_t b = from ? keel__ets_bucket_of(fh, s->nbuckets) : 0;
     int r = 0;
     for (; b < s->nbuckets && r == 0; b++) {
-      keel__ets_obj *o = s->buckets[b];
+      keel__ets_obj *o = *slot(s, b);
       if (from) /* only the first bucket holds objects at or before it */
         while (o != NULL && keel__ets_hkey_cmp(o->hash, o->key, fh, fk) <= 0)
           o = o->next;
@@ -787,14 +863,14 @@ void keel__ets_clear(keel__ets_table *t) {
     for (unsigned i = 0; i < ETS_STRIPES; i++) {
       ets_stripe *s = &t->u.stripes[i];
       for (size_t b = 0; b < s->nbuckets; b++) {
-        keel__ets_obj *o = s->buckets[b];
+        keel__ets_obj *o = *slot(s, b);
         while (o != NULL) {
           keel__ets_obj *next = o->next;
           ETS_ST(&o->next, all);
           all = o;
           o = next;
         }
-        ETS_ST(&s->buckets[b], NULL);
+        ETS_ST(slot(s, b), NULL);
       }
       s->count = 0;
     }
