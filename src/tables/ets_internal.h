@@ -189,6 +189,21 @@ void *keel__ets_slab_alloc(void);
 /* Gives a block back (to the calling thread's cache). NULL: no-op. */
 void keel__ets_slab_free(void *p);
 
+/* ---- bucket arrays (ets_arrays.c) ---- */
+
+/* A 64-byte aligned array of size bytes (a power of two, at least 64):
+ * from 4 KiB up, on memory advised for huge pages. Not zeroed. NULL on
+ * out-of-memory. Any thread. */
+void *keel__ets_arr_alloc(size_t size);
+/* Frees an array of keel__ets_arr_alloc(size). NULL: no-op. */
+void keel__ets_arr_free(void *p, size_t size);
+/* p (of keel__ets_arr_alloc(size)) as keel__ets_defer_free takes it: the
+ * limbo gives it to keel__ets_arr_free_tagged (bit 1 set, the size in
+ * bits 2..7) unless it is a malloc'd one (returned unchanged, freed with
+ * free). */
+void *keel__ets_arr_tag(void *p, size_t size);
+void keel__ets_arr_free_tagged(void *tagged);
+
 /* ---- stores (ets_store.c) ---- */
 
 int keel__ets_store_init(keel__ets_table *t);

@@ -250,7 +250,7 @@ int keel__ets_hkey_cmp(uint64_t ha, keel_term a, uint64_t hb, keel_term b) {
 /* A 64-byte aligned array of nb (>= 8, a power of two) empty buckets of
  * 1 << shift bytes; NULL on out-of-memory. */
 static char *barr_new(size_t nb, unsigned shift) {
-  char *b = aligned_alloc(64, nb << shift);
+  char *b = keel__ets_arr_alloc(nb << shift);
   if (b != NULL)
     memset(b, 0, nb << shift);
   return b;
@@ -310,7 +310,7 @@ int keel__ets_store_init(keel__ets_table *t) {
     atomic_init(&s[i].seq, 0);
     if (s[i].buckets == NULL || pthread_rwlock_init(&s[i].lock, NULL) != 0) {
       for (unsigned j = 0; j <= i; j++)
-        free(s[j].buckets);
+        keel__ets_arr_free(s[j].buckets, ETS_INIT_BUCKETS << s[j].shift);
       for (unsigned j = 0; j < i; j++)
         pthread_rwlock_destroy(&s[j].lock);
       free(s);
@@ -337,7 +337,7 @@ void keel__ets_store_destroy(keel__ets_table *t) {
         o = next;
       }
     }
-    free(s[i].buckets);
+    keel__ets_arr_free(s[i].buckets, s[i].nbuckets << s[i].shift);
     pthread_rwlock_destroy(&s[i].lock);
   }
   free(s);
@@ -432,13 +432,14 @@ static void stripe_grow(ets_stripe *s) {
     }
   }
   char *old = s->buckets;
+  size_t old_size = s->nbuckets << s->shift;
   s->buckets = b;
   s->nbuckets = nb;
   ETS_ST(&s->view, barr_view(b, nb));
   if (s->defer) /* a lock-free reader may be in the old array */
-    keel__ets_defer_free(old);
+    keel__ets_defer_free(keel__ets_arr_tag(old, old_size));
   else
-    free(old);
+    keel__ets_arr_free(old, old_size);
 }
 
 static int hash_group_set(keel__ets_table *t, keel_term key, uint64_t h,
