@@ -260,6 +260,18 @@ void keel__ets_unlock_mask(keel__ets_table *t, uint64_t mask);
  * in its chain (the others of a bag follow it through `next`), or NULL. */
 keel__ets_obj *keel__ets_hash_find(keel__ets_table *t, keel_term key,
                                    uint64_t h);
+/* Set tables, the key's write lock held: the object with key when it
+ * heads its chain and its bucket's line holds a copy of it (then *copy is
+ * that copy, the same words as its data[0..*words)), else NULL; reads the
+ * line only. A caller changing such an object's words in place stores
+ * each in both. */
+keel__ets_obj *keel__ets_set_head(keel__ets_table *t, keel_term key, uint64_t h,
+                                  uint64_t **copy, size_t *words);
+/* The key's write lock held: o (in t's store) was changed in place; a
+ * set's line that copies it is brought up to date. Every in-place change
+ * of a stored object must be followed by this (or go through
+ * keel__ets_set_head's copy) before the lock is released. */
+void keel__ets_obj_changed(keel__ets_table *t, keel__ets_obj *o);
 /* Set tables (hashed), the key's write lock held: puts o in place of the
  * object with o's key, or adds it. Returns the replaced object (the
  * caller frees it, after unlocking if it likes), or NULL. Keeps the size

@@ -376,11 +376,7 @@ void keel__ets_wrunlock(keel__ets_table *t, uint64_t h) {
     pthread_rwlock_unlock(&t->u.ord.lock);
     return;
   }
-  ets_stripe *s = &t->u.stripes[keel__ets_stripe_of(h)];
-  /* The writer may have changed the key's object in place (overwrite,
-   * counters, update_element): its bucket's line copies it. */
-  line_sync(s, keel__ets_bucket_of(h, s->nbuckets));
-  stripe_wrunlock(s);
+  stripe_wrunlock(&t->u.stripes[keel__ets_stripe_of(h)]);
 }
 
 void keel__ets_lock_mask(keel__ets_table *t, uint64_t mask) {
@@ -482,17 +478,65 @@ static int hash_group_set(keel__ets_table *t, keel_term key, uint64_t h,
   return KEEL_OK;
 }
 
-/* The link in key's chain where key is or would be inserted. */
-static keel__ets_obj **chain_at(ets_stripe *s, keel_term key, uint64_t h) {
+/* The link in key's chain where key is or would be inserted; *at is the
+ * object there (or NULL) and *hit whether it has the key. A set's line
+ * answers for its head without reading the head object: before the head,
+ * at the head (a copied head's key word), or after it (its link). */
+static keel__ets_obj **chain_at(ets_stripe *s, keel_term key, uint64_t h,
+                                unsigned keypos, keel__ets_obj **at,
+                                bool *hit) {
   keel__ets_obj **pp = slot(s, keel__ets_bucket_of(h, s->nbuckets));
-  for (keel__ets_obj *o; (o = *pp) != NULL; pp = &o->next) {
+  keel__ets_obj *o = *pp;
+  *hit = false;
+  if (s->defer && o != NULL) {
+    ets_line *l = (ets_line *)(void *)pp;
+    if (h < l->hash) {
+      *at = o;
+      return pp;
+    }
+    /* (an immediate key word equals only itself; a copy holds immediates
+     * only, so no other key matches one of its words) */
+    if (h == l->hash && l->words > keypos && l->data[keypos] == key) {
+      *at = o;
+      *hit = true;
+      return pp;
+    }
+    if (h > l->hash) {
+      pp = &o->next;
+      o = l->second;
+    }
+  }
+  for (; o != NULL; pp = &o->next, o = *pp) {
     if (o->hash > h)
       break;
-    if (o->hash == h &&
-        (o->key == key || keel__ets_hkey_cmp(h, o->key, h, key) >= 0))
-      break; /* the same word is the same key (the common hit) */
+    if (o->hash == h) {
+      if (o->key == key) { /* the same word is the same key */
+        *hit = true;
+        break;
+      }
+      int c = keel__ets_hkey_cmp(h, o->key, h, key);
+      if (c >= 0) {
+        *hit = c == 0;
+        break;
+      }
+    }
   }
+  *at = o;
   return pp;
+}
+
+/* A set's line after o was linked at pp (in key's bucket b): refilled
+ * when o is the new head, its link when o follows the head; nothing else
+ * in a line depends on the rest of the chain. */
+static void line_linked(ets_stripe *s, size_t b, keel__ets_obj **pp,
+                        keel__ets_obj *o) {
+  if (!s->defer)
+    return;
+  ets_line *l = (ets_line *)(void *)slot(s, b);
+  if (pp == &l->head)
+    line_fill(l);
+  else if (pp == &l->head->next) /* (an address: the head is not read) */
+    ETS_ST(&l->second, o);
 }
 
 static void stripe_added(ets_stripe *s) {
@@ -507,11 +551,36 @@ static void stripe_added(ets_stripe *s) {
 
 keel__ets_obj *keel__ets_hash_find(keel__ets_table *t, keel_term key,
                                    uint64_t h) {
-  keel__ets_obj *o = *chain_at(&t->u.stripes[keel__ets_stripe_of(h)], key, h);
-  return o != NULL && o->hash == h &&
-                 (o->key == key || keel_eq_exact(o->key, key))
-             ? o
-             : NULL;
+  keel__ets_obj *o;
+  bool hit;
+  (void)chain_at(&t->u.stripes[keel__ets_stripe_of(h)], key, h, t->keypos, &o,
+                 &hit);
+  return hit ? o : NULL;
+}
+
+keel__ets_obj *keel__ets_set_head(keel__ets_table *t, keel_term key, uint64_t h,
+                                  uint64_t **copy, size_t *words) {
+  ets_stripe *s = &t->u.stripes[keel__ets_stripe_of(h)];
+  if (!s->defer)
+    return NULL;
+  ets_line *l =
+      (ets_line *)(void *)slot(s, keel__ets_bucket_of(h, s->nbuckets));
+  if (l->head == NULL || l->hash != h || l->words <= t->keypos ||
+      l->data[t->keypos] != key)
+    return NULL;
+  *copy = l->data;
+  *words = l->words;
+  return l->head;
+}
+
+void keel__ets_obj_changed(keel__ets_table *t, keel__ets_obj *o) {
+  if (t->type != KEEL_ETS_SET)
+    return;
+  ets_stripe *s = &t->u.stripes[keel__ets_stripe_of(o->hash)];
+  ets_line *l =
+      (ets_line *)(void *)slot(s, keel__ets_bucket_of(o->hash, s->nbuckets));
+  if (l->head == o)
+    line_fill(l);
 }
 
 /* Lock-free tries before keel__ets_set_peek gives up; steps along one
@@ -591,14 +660,15 @@ int keel__ets_set_peek(keel__ets_table *t, keel_term key, uint64_t h,
 
 keel__ets_obj *keel__ets_set_put(keel__ets_table *t, keel__ets_obj *o) {
   ets_stripe *s = &t->u.stripes[keel__ets_stripe_of(o->hash)];
-  keel__ets_obj **pp = chain_at(s, o->key, o->hash);
-  keel__ets_obj *old = *pp;
+  keel__ets_obj *old;
+  bool hit;
+  keel__ets_obj **pp = chain_at(s, o->key, o->hash, t->keypos, &old, &hit);
+  size_t b = keel__ets_bucket_of(o->hash, s->nbuckets);
   size_t add = keel__ets_obj_cost(o);
-  if (old != NULL && old->hash == o->hash &&
-      (old->key == o->key || keel_eq_exact(old->key, o->key))) {
+  if (hit) {
     ETS_ST(&o->next, old->next);
     ETS_ST(pp, o);
-    line_sync(s, keel__ets_bucket_of(o->hash, s->nbuckets));
+    line_linked(s, b, pp, o);
     size_t sub = keel__ets_obj_cost(old);
     if (add != sub)
       atomic_fetch_add_explicit(&t->words, add - sub, memory_order_relaxed);
@@ -606,7 +676,7 @@ keel__ets_obj *keel__ets_set_put(keel__ets_table *t, keel__ets_obj *o) {
   }
   ETS_ST(&o->next, old);
   ETS_ST(pp, o);
-  line_sync(s, keel__ets_bucket_of(o->hash, s->nbuckets));
+  line_linked(s, b, pp, o);
   atomic_fetch_add_explicit(&t->size, 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&t->words, add, memory_order_relaxed);
   stripe_added(s);
@@ -631,7 +701,9 @@ static bool quick_differs(keel_term a, keel_term b) {
 
 bool keel__ets_bag_add(keel__ets_table *t, keel__ets_obj *o, bool dedupe) {
   ets_stripe *s = &t->u.stripes[keel__ets_stripe_of(o->hash)];
-  keel__ets_obj **pp = chain_at(s, o->key, o->hash);
+  keel__ets_obj *at;
+  bool hit;
+  keel__ets_obj **pp = chain_at(s, o->key, o->hash, t->keypos, &at, &hit);
   /* Past the key's group, comparing (a bag keeps one of equal objects);
    * a duplicate_bag in any order takes o first (pp is at its group). */
   for (keel__ets_obj *g;
