@@ -401,7 +401,9 @@ void keel__ets_unlock_mask(keel__ets_table *t, uint64_t mask) {
 
 static void stripe_grow(ets_stripe *s) {
   size_t nb = s->nbuckets * 2;
-  char *b = barr_new(nb, s->shift);
+  /* Not zeroed: every bucket's head is stored below (its chain or NULL),
+   * and a line's other words are read only under a head. */
+  char *b = keel__ets_arr_alloc(nb << s->shift);
   if (b == NULL)
     return; /* keep the longer chains */
   for (size_t i = 0; i < s->nbuckets; i++) {
