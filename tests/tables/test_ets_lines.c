@@ -6,8 +6,9 @@
  *    take, delete_object, counters, update_element, select_delete,
  *    match_delete, delete_all_objects) to a small set whose keys share
  *    buckets, growing and shrinking it, and after each one compares the
- *    lock-free lookup and member of the touched keys, and every few
- *    hundred writes of all keys, with a model;
+ *    lock-free lookup, member and lookup_elements of the touched keys,
+ *    and every 2,000 writes of all keys, with a model;
+ *  - scans: select_delete and match_delete take chain heads out in bulk;
  *  - race: reader processes on 1, 2 and 8 schedulers look keys up while
  *    writer threads make the chains' heads change all the time (keys
  *    inserted before and after the stable ones, deleted singly, by
@@ -51,13 +52,21 @@ static void check_key(keel_ets_tab t, const model *m, int64_t k) {
   uint64_t buf[256];
   keel_heap h;
   keel_heap_init_fixed(&h, buf, 256);
-  keel_term r;
+  keel_term r, el;
   cr_assert_eq(keel_ets_lookup(t, keel_small(k), &h, &r), KEEL_OK);
   int mem = keel_ets_member(t, keel_small(k));
+  cr_assert_eq(keel_ets_lookup_elements(t, keel_small(k), 2, 2, &h, &el),
+               KEEL_OK);
   if (m->v[k] < 0) {
     cr_assert_eq(r, KEEL_NIL, "key %ld should be absent", (long)k);
     cr_assert_eq(mem, 0, "key %ld not a member", (long)k);
+    cr_assert_eq(el, KEEL_NIL, "key %ld: no elements", (long)k);
   } else {
+    cr_assert(keel_is_cons(el) && keel_tl(el) == KEEL_NIL);
+    cr_assert_eq(keel_tuple_arity(keel_hd(el)), 2u);
+    cr_assert_eq(keel_tuple_get(keel_hd(el), 0), keel_small(m->v[k]),
+                 "key %ld: elements", (long)k);
+    cr_assert_eq(keel_tuple_get(keel_hd(el), 1), keel_small(2 * m->v[k]));
     cr_assert(keel_is_cons(r) && keel_tl(r) == KEEL_NIL, "key %ld found",
               (long)k);
     keel_term o = keel_hd(r);
