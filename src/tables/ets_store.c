@@ -21,7 +21,10 @@
  * period (ets_rcu.c). Every link a reader can follow points to an object
  * that is not yet freed, and along a chain the (hash, key) order only
  * grows, so a walk racing with a writer ends; the seq check then sends
- * it round again.
+ * it round again. A set's buckets are lines (ets_line) that also hold the
+ * head's hash and link and a copy of a small flat head, so that most
+ * lookups and head writes read one cache line; every change that can
+ * make a line differ from its chain refreshes it before the lock goes.
  *
  * ordered_set: a two-level sorted array under one rwlock (ets_ordered.c).
  */
