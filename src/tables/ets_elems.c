@@ -1,10 +1,14 @@
 /*
  * ets_elems.c - by element: keel_ets_lookup_elements (some elements of a
  * key's objects, copied straight from the store into the caller's heap
- * under the key's read lock: no copy of whole objects, no scratch heap)
- * and keel_ets_delete_by_element (one pass over the key's objects).
+ * under the key's read lock: no copy of whole objects, no scratch heap;
+ * a set's immediate key is read without locks, as lookup/2 reads it) and
+ * keel_ets_delete_by_element (one pass over the key's objects).
  */
 #include "tables/ets_internal.h"
+
+/* Words of a flat object the lock-free path copies at most. */
+#define ELEMS_PEEK 32
 
 /* {E_pos, ..., E_pos+n-1} of the object o, built in hp; KEEL_NONE on
  * out-of-memory, KEEL_NIL (never a tuple) when o is too short. */
@@ -62,14 +66,67 @@ static int elements_locked(keel__ets_table *t, keel_term key, uint64_t h,
   return rc;
 }
 
+/* The projection, as a one-element list in hp, of the flat tuple a
+ * lock-free read copied to buf[0..words) (header and immediates). */
+static int project_words(const uint64_t *buf, size_t words, size_t pos,
+                         size_t n, keel_heap *hp, keel_term *out) {
+  if (words - 1 < pos - 1 + n) /* its arity */
+    return KEEL_EBADARG;
+  keel_term *e;
+  keel_term r = keel_tuple_new(hp, n, &e);
+  if (r == KEEL_NONE)
+    return KEEL_ENOMEM;
+  for (size_t i = 0; i < n; i++)
+    e[i] = (keel_term)buf[pos + i]; /* element pos + i is buf[pos + i] */
+  keel_term l = keel_cons(hp, r, KEEL_NIL);
+  if (l == KEEL_NONE)
+    return KEEL_ENOMEM;
+  *out = l;
+  return KEEL_OK;
+}
+
+/* A set's immediate key without locks (in a read section, as lookup/2):
+ * KEEL_OK or an error with *out set or final, 1 to take the locked path
+ * (no reader record, a busy stripe, an object that is not flat). */
+static int elements_peek(keel_ets_tab tab, keel_term key, size_t pos, size_t n,
+                         keel_heap *h, keel_term *out) {
+  if (keel_is_boxed(key) || keel_is_cons(key))
+    return 1;
+  keel__ets_reader *r;
+  keel__ets_table *t;
+  int rc = keel__ets_section_enter(tab, &r, &t);
+  if (rc == KEEL_ENOMEM)
+    return 1;
+  if (rc != KEEL_OK)
+    return rc;
+  uint64_t buf[ELEMS_PEEK];
+  size_t words = 0;
+  int found = 1;
+  rc = t->type != KEEL_ETS_SET ? 1 : keel__ets_check(t, false);
+  if (rc == KEEL_OK)
+    found = keel__ets_set_peek(t, key, keel__ets_hash(key), buf, ELEMS_PEEK,
+                               &words);
+  keel__ets_read_exit(r);
+  if (rc != KEEL_OK || found < 0)
+    return rc != KEEL_OK ? rc : 1;
+  if (found == 0) {
+    *out = KEEL_NIL;
+    return KEEL_OK;
+  }
+  return project_words(buf, words, pos, n, h, out);
+}
+
 int keel_ets_lookup_elements(keel_ets_tab tab, keel_term key, size_t pos,
                              size_t n, keel_heap *h, keel_term *out) {
   if (h == NULL || out == NULL)
     return KEEL_EINVAL;
   if (key == KEEL_NONE || pos == 0 || n == 0 || pos > SIZE_MAX - n)
     return KEEL_EBADARG;
+  int rc = elements_peek(tab, key, pos, n, h, out);
+  if (rc != 1)
+    return rc;
   keel__ets_table *t;
-  int rc = keel__ets_acquire(tab, &t);
+  rc = keel__ets_acquire(tab, &t);
   if (rc != KEEL_OK)
     return rc;
   rc = keel__ets_check(t, false);

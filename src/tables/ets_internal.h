@@ -56,6 +56,26 @@ static inline keel_term keel__ets_obj_term(const keel__ets_obj *o) {
 
 #define ETS_STRIPES 64
 
+/* A bucket of a set table's stripe: one cache line holding the chain's
+ * head and a copy of the head object, so that a lock-free lookup of a key
+ * that heads its chain (most keys: chains are under one object long on
+ * average) reads one cache line. `hash` and `second` (the head's hash and
+ * link) are valid when head is not NULL; `words` is the copy's length in
+ * data[], 0 when the head is not a flat tuple of at most ETS_LINE_WORDS
+ * words (then readers follow head). Writers refresh a line whenever its
+ * chain or its head object changes (ets_store.c), all under the
+ * stripe's write lock with its seq odd, so a reader whose seq check
+ * passes read a line that matched its chain. Stripes of bags and
+ * duplicate_bags (no lock-free readers) use bare pointers instead. */
+#define ETS_LINE_WORDS 4
+typedef struct ets_line {
+  struct keel__ets_obj *head;   /* the chain: ETS_ST / ETS_LD */
+  uint64_t hash;                /* head->hash */
+  struct keel__ets_obj *second; /* head->next */
+  uint64_t words;               /* copied words, or 0 */
+  uint64_t data[ETS_LINE_WORDS];
+} ets_line;
+
 /* A stripe of the hashed store. Writers hold `lock` for writing and keep
  * `seq` odd meanwhile (keel__ets_wrlock), so a set table's lock-free
  * reader that sees the same even `seq` before and after its reads read a
@@ -64,16 +84,20 @@ static inline keel_term keel__ets_obj_term(const keel__ets_obj *o) {
  * Stripes are cache-line aligned, one or more lines each. Chain links and
  * bucket slots
  * are written with release stores and read by lock-free readers with
- * acquire loads (ETS_LD / ETS_ST). */
+ * acquire loads (ETS_LD / ETS_ST). A set's buckets are ets_line (64
+ * bytes each), other types' a bare chain pointer: bucket i's head is at
+ * buckets + (i << shift) (keel__ets_slot). */
 typedef struct ets_stripe {
   /* What a lock-free reader loads, on the stripe's first cache line. */
   _Alignas(64) _Atomic uint64_t seq;
-  uintptr_t view; /* buckets | log2(nbuckets) (arrays are 64-byte aligned);
-                     ETS_ST / ETS_LD */
-  keel__ets_obj **buckets; /* writers */
-  size_t nbuckets;         /* power of two; writers */
+  uintptr_t view;  /* buckets | log2(nbuckets) (arrays are 64-byte aligned);
+                      ETS_ST / ETS_LD */
+  char *buckets;   /* writers */
+  size_t nbuckets; /* power of two; writers */
   size_t count;
-  bool defer; /* a set's stripe: old bucket arrays wait a grace period */
+  bool defer;     /* a set's stripe: old bucket arrays wait a grace period,
+                     buckets are lines */
+  unsigned shift; /* log2 of a bucket's size: 6 (lines) or 3 (pointers) */
   pthread_rwlock_t lock;
 } ets_stripe;
 
@@ -165,6 +189,21 @@ void *keel__ets_slab_alloc(void);
 /* Gives a block back (to the calling thread's cache). NULL: no-op. */
 void keel__ets_slab_free(void *p);
 
+/* ---- bucket arrays (ets_arrays.c) ---- */
+
+/* A 64-byte aligned array of size bytes (a power of two, at least 64):
+ * from 4 KiB up, on memory advised for huge pages. Not zeroed. NULL on
+ * out-of-memory. Any thread. */
+void *keel__ets_arr_alloc(size_t size);
+/* Frees an array of keel__ets_arr_alloc(size). NULL: no-op. */
+void keel__ets_arr_free(void *p, size_t size);
+/* p (of keel__ets_arr_alloc(size)) as keel__ets_defer_free takes it: the
+ * limbo gives it to keel__ets_arr_free_tagged (bit 1 set, the size in
+ * bits 2..7) unless it is a malloc'd one (returned unchanged, freed with
+ * free). */
+void *keel__ets_arr_tag(void *p, size_t size);
+void keel__ets_arr_free_tagged(void *tagged);
+
 /* ---- stores (ets_store.c) ---- */
 
 int keel__ets_store_init(keel__ets_table *t);
@@ -221,6 +260,18 @@ void keel__ets_unlock_mask(keel__ets_table *t, uint64_t mask);
  * in its chain (the others of a bag follow it through `next`), or NULL. */
 keel__ets_obj *keel__ets_hash_find(keel__ets_table *t, keel_term key,
                                    uint64_t h);
+/* Set tables, the key's write lock held: the object with key when it
+ * heads its chain and its bucket's line holds a copy of it (then *copy is
+ * that copy, the same words as its data[0..*words)), else NULL; reads the
+ * line only. A caller changing such an object's words in place stores
+ * each in both. */
+keel__ets_obj *keel__ets_set_head(keel__ets_table *t, keel_term key, uint64_t h,
+                                  uint64_t **copy, size_t *words);
+/* The key's write lock held: o (in t's store) was changed in place; a
+ * set's line that copies it is brought up to date. Every in-place change
+ * of a stored object must be followed by this (or go through
+ * keel__ets_set_head's copy) before the lock is released. */
+void keel__ets_obj_changed(keel__ets_table *t, keel__ets_obj *o);
 /* Set tables (hashed), the key's write lock held: puts o in place of the
  * object with o's key, or adds it. Returns the replaced object (the
  * caller frees it, after unlocking if it likes), or NULL. Keeps the size

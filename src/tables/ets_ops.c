@@ -174,11 +174,24 @@ static int insert_set_one(keel__ets_table *t, keel_term obj) {
   keel__ets_obj *o = NULL;
   if (flat) { /* small: copied under the lock if need be */
     keel__ets_wrlock(t, h);
-    keel__ets_obj *old = keel__ets_hash_find(t, key, h);
+    const keel_term *e = keel_tuple_elems(obj);
+    uint64_t *copy;
+    size_t nw;
+    keel__ets_obj *old = keel__ets_set_head(t, key, h, &copy, &nw);
+    if (old != NULL && nw == arity + 1) {  /* known from its line alone */
+      for (size_t i = 0; i < arity; i++) { /* (lock-free readers) */
+        ETS_ST(&old->data[1 + i], e[i]);
+        ETS_ST(&copy[1 + i], e[i]);
+      }
+      keel__ets_wrunlock(t, h);
+      return KEEL_OK;
+    }
+    if (old == NULL)
+      old = keel__ets_hash_find(t, key, h);
     if (old != NULL && old->flat && old->words == arity + 1) {
-      const keel_term *e = keel_tuple_elems(obj);
       for (size_t i = 0; i < arity; i++) /* (lock-free readers) */
         ETS_ST(&old->data[1 + i], e[i]);
+      keel__ets_obj_changed(t, old);
       keel__ets_wrunlock(t, h);
       return KEEL_OK;
     }

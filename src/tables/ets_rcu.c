@@ -158,6 +158,8 @@ static void free_vec(limbo_vec *v) {
     uintptr_t p = (uintptr_t)v->v[i];
     if (p & 1) /* a slab block (keel__ets_retire) */
       keel__ets_slab_free((void *)(p & ~(uintptr_t)1));
+    else if (p & 2) /* a bucket array (keel__ets_arr_tag) */
+      keel__ets_arr_free_tagged(v->v[i]);
     else
       free(v->v[i]);
   }

@@ -21,7 +21,10 @@
  * period (ets_rcu.c). Every link a reader can follow points to an object
  * that is not yet freed, and along a chain the (hash, key) order only
  * grows, so a walk racing with a writer ends; the seq check then sends
- * it round again.
+ * it round again. A set's buckets are lines (ets_line) that also hold the
+ * head's hash and link and a copy of a small flat head, so that most
+ * lookups and head writes read one cache line; every change that can
+ * make a line differ from its chain refreshes it before the lock goes.
  *
  * ordered_set: a two-level sorted array under one rwlock (ets_ordered.c).
  */
@@ -247,17 +250,47 @@ int keel__ets_hkey_cmp(uint64_t ha, keel_term a, uint64_t hb, keel_term b) {
 
 /* ---- store set-up ---- */
 
-/* A 64-byte aligned array of nb (>= 8, a power of two) empty buckets;
- * NULL on out-of-memory. */
-static keel__ets_obj **barr_new(size_t nb) {
-  keel__ets_obj **b = aligned_alloc(64, nb * sizeof(keel__ets_obj *));
+/* A 64-byte aligned array of nb (>= 8, a power of two) empty buckets of
+ * 1 << shift bytes; NULL on out-of-memory. */
+static char *barr_new(size_t nb, unsigned shift) {
+  char *b = keel__ets_arr_alloc(nb << shift);
   if (b != NULL)
-    memset(b, 0, nb * sizeof(keel__ets_obj *));
+    memset(b, 0, nb << shift);
   return b;
 }
 
+/* Bucket i's chain head in array b of buckets of 1 << shift bytes. */
+static inline keel__ets_obj **barr_slot(char *b, unsigned shift, size_t i) {
+  return (keel__ets_obj **)(void *)(b + (i << shift));
+}
+
+/* Bucket i's chain head. */
+static inline keel__ets_obj **slot(const ets_stripe *s, size_t i) {
+  return barr_slot(s->buckets, s->shift, i);
+}
+
+/* Makes a set's line l match its chain (head, its hash and link, and a
+ * copy of a small flat head). Under the stripe's write lock, seq odd; a
+ * no-op for the pointer buckets of other types. */
+static void line_fill(ets_line *l) {
+  keel__ets_obj *o = l->head;
+  if (o == NULL)
+    return; /* (readers test head first) */
+  size_t n = o->flat && o->words <= ETS_LINE_WORDS ? o->words : 0;
+  ETS_ST(&l->hash, o->hash);
+  ETS_ST(&l->second, o->next);
+  ETS_ST(&l->words, (uint64_t)n);
+  for (size_t i = 0; i < n; i++)
+    ETS_ST(&l->data[i], o->data[i]);
+}
+
+static void line_sync(ets_stripe *s, size_t b) {
+  if (s->defer)
+    line_fill((ets_line *)(void *)slot(s, b));
+}
+
 /* The stripe's view of array b of nb buckets. */
-static uintptr_t barr_view(keel__ets_obj **b, size_t nb) {
+static uintptr_t barr_view(char *b, size_t nb) {
   return (uintptr_t)b | (uintptr_t)__builtin_ctzll((unsigned long long)nb);
 }
 
@@ -272,14 +305,15 @@ int keel__ets_store_init(keel__ets_table *t) {
     return KEEL_ENOMEM;
   memset(s, 0, ETS_STRIPES * sizeof *s);
   for (unsigned i = 0; i < ETS_STRIPES; i++) {
-    s[i].buckets = barr_new(ETS_INIT_BUCKETS);
+    s[i].defer = t->type == KEEL_ETS_SET;
+    s[i].shift = s[i].defer ? 6 : 3;
+    s[i].buckets = barr_new(ETS_INIT_BUCKETS, s[i].shift);
     s[i].nbuckets = ETS_INIT_BUCKETS;
     s[i].view = barr_view(s[i].buckets, ETS_INIT_BUCKETS);
-    s[i].defer = t->type == KEEL_ETS_SET;
     atomic_init(&s[i].seq, 0);
     if (s[i].buckets == NULL || pthread_rwlock_init(&s[i].lock, NULL) != 0) {
       for (unsigned j = 0; j <= i; j++)
-        free(s[j].buckets);
+        keel__ets_arr_free(s[j].buckets, ETS_INIT_BUCKETS << s[j].shift);
       for (unsigned j = 0; j < i; j++)
         pthread_rwlock_destroy(&s[j].lock);
       free(s);
@@ -299,14 +333,14 @@ void keel__ets_store_destroy(keel__ets_table *t) {
   ets_stripe *s = t->u.stripes;
   for (unsigned i = 0; i < ETS_STRIPES; i++) {
     for (size_t b = 0; b < s[i].nbuckets; b++) {
-      keel__ets_obj *o = s[i].buckets[b];
+      keel__ets_obj *o = *slot(&s[i], b);
       while (o != NULL) {
         keel__ets_obj *next = o->next;
         keel__ets_obj_free(o);
         o = next;
       }
     }
-    free(s[i].buckets);
+    keel__ets_arr_free(s[i].buckets, s[i].nbuckets << s[i].shift);
     pthread_rwlock_destroy(&s[i].lock);
   }
   free(s);
@@ -341,10 +375,11 @@ void keel__ets_wrlock(keel__ets_table *t, uint64_t h) {
 }
 
 void keel__ets_wrunlock(keel__ets_table *t, uint64_t h) {
-  if (!keel__ets_hashed(t))
+  if (!keel__ets_hashed(t)) {
     pthread_rwlock_unlock(&t->u.ord.lock);
-  else
-    stripe_wrunlock(&t->u.stripes[keel__ets_stripe_of(h)]);
+    return;
+  }
+  stripe_wrunlock(&t->u.stripes[keel__ets_stripe_of(h)]);
 }
 
 void keel__ets_lock_mask(keel__ets_table *t, uint64_t mask) {
@@ -369,19 +404,22 @@ void keel__ets_unlock_mask(keel__ets_table *t, uint64_t mask) {
 
 static void stripe_grow(ets_stripe *s) {
   size_t nb = s->nbuckets * 2;
-  keel__ets_obj **b = barr_new(nb);
+  /* Not zeroed: every bucket's head is stored below (its chain or NULL),
+   * and a line's other words are read only under a head. */
+  char *b = keel__ets_arr_alloc(nb << s->shift);
   if (b == NULL)
     return; /* keep the longer chains */
   for (size_t i = 0; i < s->nbuckets; i++) {
     /* Each object is a cache miss in a large table and chains are about
      * one object long: ask for the heads a few chains ahead so that the
      * misses overlap instead of coming one after the other. */
-    if (i + GROW_AHEAD < s->nbuckets && s->buckets[i + GROW_AHEAD] != NULL)
-      __builtin_prefetch(s->buckets[i + GROW_AHEAD], 1);
+    if (i + GROW_AHEAD < s->nbuckets && *slot(s, i + GROW_AHEAD) != NULL)
+      __builtin_prefetch(*slot(s, i + GROW_AHEAD), 1);
     /* Split chain i in order into chains 2i and 2i + 1 (appending at
      * their tails), which keeps both sorted. */
-    keel__ets_obj **tail[2] = {&b[2 * i], &b[2 * i + 1]};
-    for (keel__ets_obj *o = s->buckets[i]; o != NULL; o = o->next) {
+    keel__ets_obj **tail[2] = {barr_slot(b, s->shift, 2 * i),
+                               barr_slot(b, s->shift, 2 * i + 1)};
+    for (keel__ets_obj *o = *slot(s, i); o != NULL; o = o->next) {
       /* Its new bucket is 2i or 2i + 1: the low bit tells which. */
       size_t k = keel__ets_bucket_of(o->hash, nb) & 1;
       ETS_ST(tail[k], o);
@@ -389,22 +427,28 @@ static void stripe_grow(ets_stripe *s) {
     }
     ETS_ST(tail[0], NULL);
     ETS_ST(tail[1], NULL);
+    if (s->defer) { /* (the new array is not published yet) */
+      line_fill((ets_line *)(void *)barr_slot(b, s->shift, 2 * i));
+      line_fill((ets_line *)(void *)barr_slot(b, s->shift, 2 * i + 1));
+    }
   }
-  keel__ets_obj **old = s->buckets;
+  char *old = s->buckets;
+  size_t old_size = s->nbuckets << s->shift;
   s->buckets = b;
   s->nbuckets = nb;
   ETS_ST(&s->view, barr_view(b, nb));
   if (s->defer) /* a lock-free reader may be in the old array */
-    keel__ets_defer_free(old);
+    keel__ets_defer_free(keel__ets_arr_tag(old, old_size));
   else
-    free(old);
+    keel__ets_arr_free(old, old_size);
 }
 
 static int hash_group_set(keel__ets_table *t, keel_term key, uint64_t h,
                           keel__ets_obj *const *nv, size_t n,
                           ets_vec *removed) {
   ets_stripe *s = &t->u.stripes[keel__ets_stripe_of(h)];
-  keel__ets_obj **pp = &s->buckets[keel__ets_bucket_of(h, s->nbuckets)];
+  size_t bi = keel__ets_bucket_of(h, s->nbuckets);
+  keel__ets_obj **pp = slot(s, bi);
   while (*pp != NULL && keel__ets_hkey_cmp((*pp)->hash, (*pp)->key, h, key) < 0)
     pp = &(*pp)->next;
   /* Room in removed for the whole group first, so that the unlinking
@@ -428,6 +472,7 @@ static int hash_group_set(keel__ets_table *t, keel_term key, uint64_t h,
     ETS_ST(&nv[k]->next, k + 1 < n ? nv[k + 1] : rest);
   if (n > 0)
     ETS_ST(pp, nv[0]);
+  line_sync(s, bi);
   s->count = s->count + n - old;
   while (s->count > GROW_LOAD * s->nbuckets) {
     size_t nb = s->nbuckets;
@@ -438,17 +483,65 @@ static int hash_group_set(keel__ets_table *t, keel_term key, uint64_t h,
   return KEEL_OK;
 }
 
-/* The link in key's chain where key is or would be inserted. */
-static keel__ets_obj **chain_at(ets_stripe *s, keel_term key, uint64_t h) {
-  keel__ets_obj **pp = &s->buckets[keel__ets_bucket_of(h, s->nbuckets)];
-  for (keel__ets_obj *o; (o = *pp) != NULL; pp = &o->next) {
+/* The link in key's chain where key is or would be inserted; *at is the
+ * object there (or NULL) and *hit whether it has the key. A set's line
+ * answers for its head without reading the head object: before the head,
+ * at the head (a copied head's key word), or after it (its link). */
+static keel__ets_obj **chain_at(ets_stripe *s, keel_term key, uint64_t h,
+                                unsigned keypos, keel__ets_obj **at,
+                                bool *hit) {
+  keel__ets_obj **pp = slot(s, keel__ets_bucket_of(h, s->nbuckets));
+  keel__ets_obj *o = *pp;
+  *hit = false;
+  if (s->defer && o != NULL) {
+    ets_line *l = (ets_line *)(void *)pp;
+    if (h < l->hash) {
+      *at = o;
+      return pp;
+    }
+    /* (an immediate key word equals only itself; a copy holds immediates
+     * only, so no other key matches one of its words) */
+    if (h == l->hash && l->words > keypos && l->data[keypos] == key) {
+      *at = o;
+      *hit = true;
+      return pp;
+    }
+    if (h > l->hash) {
+      pp = &o->next;
+      o = l->second;
+    }
+  }
+  for (; o != NULL; pp = &o->next, o = *pp) {
     if (o->hash > h)
       break;
-    if (o->hash == h &&
-        (o->key == key || keel__ets_hkey_cmp(h, o->key, h, key) >= 0))
-      break; /* the same word is the same key (the common hit) */
+    if (o->hash == h) {
+      if (o->key == key) { /* the same word is the same key */
+        *hit = true;
+        break;
+      }
+      int c = keel__ets_hkey_cmp(h, o->key, h, key);
+      if (c >= 0) {
+        *hit = c == 0;
+        break;
+      }
+    }
   }
+  *at = o;
   return pp;
+}
+
+/* A set's line after o was linked at pp (in key's bucket b): refilled
+ * when o is the new head, its link when o follows the head; nothing else
+ * in a line depends on the rest of the chain. */
+static void line_linked(ets_stripe *s, size_t b, keel__ets_obj **pp,
+                        keel__ets_obj *o) {
+  if (!s->defer)
+    return;
+  ets_line *l = (ets_line *)(void *)slot(s, b);
+  if (pp == &l->head)
+    line_fill(l);
+  else if (pp == &l->head->next) /* (an address: the head is not read) */
+    ETS_ST(&l->second, o);
 }
 
 static void stripe_added(ets_stripe *s) {
@@ -463,11 +556,36 @@ static void stripe_added(ets_stripe *s) {
 
 keel__ets_obj *keel__ets_hash_find(keel__ets_table *t, keel_term key,
                                    uint64_t h) {
-  keel__ets_obj *o = *chain_at(&t->u.stripes[keel__ets_stripe_of(h)], key, h);
-  return o != NULL && o->hash == h &&
-                 (o->key == key || keel_eq_exact(o->key, key))
-             ? o
-             : NULL;
+  keel__ets_obj *o;
+  bool hit;
+  (void)chain_at(&t->u.stripes[keel__ets_stripe_of(h)], key, h, t->keypos, &o,
+                 &hit);
+  return hit ? o : NULL;
+}
+
+keel__ets_obj *keel__ets_set_head(keel__ets_table *t, keel_term key, uint64_t h,
+                                  uint64_t **copy, size_t *words) {
+  ets_stripe *s = &t->u.stripes[keel__ets_stripe_of(h)];
+  if (!s->defer)
+    return NULL;
+  ets_line *l =
+      (ets_line *)(void *)slot(s, keel__ets_bucket_of(h, s->nbuckets));
+  if (l->head == NULL || l->hash != h || l->words <= t->keypos ||
+      l->data[t->keypos] != key)
+    return NULL;
+  *copy = l->data;
+  *words = l->words;
+  return l->head;
+}
+
+void keel__ets_obj_changed(keel__ets_table *t, keel__ets_obj *o) {
+  if (t->type != KEEL_ETS_SET)
+    return;
+  ets_stripe *s = &t->u.stripes[keel__ets_stripe_of(o->hash)];
+  ets_line *l =
+      (ets_line *)(void *)slot(s, keel__ets_bucket_of(o->hash, s->nbuckets));
+  if (l->head == o)
+    line_fill(l);
 }
 
 /* Lock-free tries before keel__ets_set_peek gives up; steps along one
@@ -476,13 +594,37 @@ keel__ets_obj *keel__ets_hash_find(keel__ets_table *t, keel_term key,
 #define PEEK_STEPS 4096
 
 /* One optimistic read of the stripe at seq v1 (even): 1 found, 0 absent,
- * -1 not readable without the lock. */
-static int peek_once(ets_stripe *s, keel_term key, uint64_t h, uint64_t *buf,
-                     size_t cap, size_t *words) {
+ * -1 not readable without the lock. A key that heads its chain is read
+ * from the bucket's line alone; a key below the head's hash is absent
+ * without reading an object. */
+static int peek_once(ets_stripe *s, keel_term key, uint64_t h, unsigned keypos,
+                     uint64_t *buf, size_t cap, size_t *words) {
   uintptr_t v = ETS_LD(&s->view);
-  keel__ets_obj **b = (keel__ets_obj **)(v & ~(uintptr_t)63);
   unsigned k = (unsigned)(v & 63); /* log2 of the bucket count */
-  keel__ets_obj *o = ETS_LD(&b[k == 0 ? 0 : (size_t)((h << 6) >> (64 - k))]);
+  ets_line *l = (ets_line *)(v & ~(uintptr_t)63) +
+                (k == 0 ? 0 : (size_t)((h << 6) >> (64 - k)));
+  keel__ets_obj *o = ETS_LD(&l->head);
+  if (o == NULL)
+    return 0;
+  uint64_t hh = ETS_LD(&l->hash);
+  if (h < hh)
+    return 0; /* the chain is in ascending hash order */
+  if (h == hh) {
+    size_t n = ETS_LD(&l->words);
+    /* (an immediate key is one word, equal only to itself) */
+    if (n > keypos && ETS_LD(&l->data[keypos]) == key) {
+      if (buf == NULL)
+        return 1;
+      if (n > cap)
+        return -1;
+      for (size_t i = 0; i < n; i++)
+        buf[i] = ETS_LD(&l->data[i]);
+      *words = n;
+      return 1;
+    }
+  } else {
+    o = ETS_LD(&l->second); /* the head is not it */
+  }
   /* hash and key are set before an object is published, never after. */
   for (unsigned n = 0; o != NULL && o->hash < h; n++) {
     if (n == PEEK_STEPS)
@@ -512,7 +654,7 @@ int keel__ets_set_peek(keel__ets_table *t, keel_term key, uint64_t h,
     uint64_t v1 = atomic_load_explicit(&s->seq, memory_order_acquire);
     if (v1 & 1)
       continue; /* a writer holds the stripe: look again, then lock */
-    int r = peek_once(s, key, h, buf, cap, words);
+    int r = peek_once(s, key, h, t->keypos, buf, cap, words);
     /* The reads above are acquire loads: this load comes after them. */
     uint64_t v2 = atomic_load_explicit(&s->seq, memory_order_acquire);
     if (v1 == v2)
@@ -523,13 +665,15 @@ int keel__ets_set_peek(keel__ets_table *t, keel_term key, uint64_t h,
 
 keel__ets_obj *keel__ets_set_put(keel__ets_table *t, keel__ets_obj *o) {
   ets_stripe *s = &t->u.stripes[keel__ets_stripe_of(o->hash)];
-  keel__ets_obj **pp = chain_at(s, o->key, o->hash);
-  keel__ets_obj *old = *pp;
+  keel__ets_obj *old;
+  bool hit;
+  keel__ets_obj **pp = chain_at(s, o->key, o->hash, t->keypos, &old, &hit);
+  size_t b = keel__ets_bucket_of(o->hash, s->nbuckets);
   size_t add = keel__ets_obj_cost(o);
-  if (old != NULL && old->hash == o->hash &&
-      (old->key == o->key || keel_eq_exact(old->key, o->key))) {
+  if (hit) {
     ETS_ST(&o->next, old->next);
     ETS_ST(pp, o);
+    line_linked(s, b, pp, o);
     size_t sub = keel__ets_obj_cost(old);
     if (add != sub)
       atomic_fetch_add_explicit(&t->words, add - sub, memory_order_relaxed);
@@ -537,6 +681,7 @@ keel__ets_obj *keel__ets_set_put(keel__ets_table *t, keel__ets_obj *o) {
   }
   ETS_ST(&o->next, old);
   ETS_ST(pp, o);
+  line_linked(s, b, pp, o);
   atomic_fetch_add_explicit(&t->size, 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&t->words, add, memory_order_relaxed);
   stripe_added(s);
@@ -561,7 +706,9 @@ static bool quick_differs(keel_term a, keel_term b) {
 
 bool keel__ets_bag_add(keel__ets_table *t, keel__ets_obj *o, bool dedupe) {
   ets_stripe *s = &t->u.stripes[keel__ets_stripe_of(o->hash)];
-  keel__ets_obj **pp = chain_at(s, o->key, o->hash);
+  keel__ets_obj *at;
+  bool hit;
+  keel__ets_obj **pp = chain_at(s, o->key, o->hash, t->keypos, &at, &hit);
   /* Past the key's group, comparing (a bag keeps one of equal objects);
    * a duplicate_bag in any order takes o first (pp is at its group). */
   for (keel__ets_obj *g;
@@ -587,7 +734,7 @@ int keel__ets_group_get(keel__ets_table *t, keel_term key, uint64_t h,
     return keel__ord_group_get(&t->u.ord, key, out);
   }
   ets_stripe *s = &t->u.stripes[keel__ets_stripe_of(h)];
-  keel__ets_obj *o = s->buckets[keel__ets_bucket_of(h, s->nbuckets)];
+  keel__ets_obj *o = *slot(s, keel__ets_bucket_of(h, s->nbuckets));
   while (o != NULL && keel__ets_hkey_cmp(o->hash, o->key, h, key) < 0)
     o = o->next;
   for (; o != NULL && o->hash == h && keel_eq_exact(o->key, key); o = o->next)
@@ -638,19 +785,26 @@ static void free_all(const keel__ets_table *t, ets_vec *dead) {
 static int scan_stripe(ets_stripe *s, bool write, keel__ets_visit_fn fn,
                        void *arg, ets_vec *dead) {
   for (size_t b = 0; b < s->nbuckets; b++) {
-    keel__ets_obj **pp = &s->buckets[b];
+    keel__ets_obj **pp = slot(s, b);
+    bool changed = false;
+    int r = 0;
     while (*pp != NULL) {
       keel__ets_obj *o = *pp;
-      int r = fn(o, arg);
+      r = fn(o, arg);
       if (r < 0)
-        return r;
+        break;
       if (r == 1 && write && keel__ets_vec_push(dead, o) == KEEL_OK) {
         ETS_ST(pp, o->next);
         s->count--;
+        changed = true;
         continue;
       }
       pp = &o->next;
     }
+    if (changed)
+      line_sync(s, b);
+    if (r < 0)
+      return r;
   }
   return KEEL_OK;
 }
@@ -716,7 +870,7 @@ static int hash_walk(keel__ets_table *t, uint64_t fh, keel_term fk,
     size_t b = from ? keel__ets_bucket_of(fh, s->nbuckets) : 0;
     int r = 0;
     for (; b < s->nbuckets && r == 0; b++) {
-      keel__ets_obj *o = s->buckets[b];
+      keel__ets_obj *o = *slot(s, b);
       if (from) /* only the first bucket holds objects at or before it */
         while (o != NULL && keel__ets_hkey_cmp(o->hash, o->key, fh, fk) <= 0)
           o = o->next;
@@ -787,14 +941,14 @@ void keel__ets_clear(keel__ets_table *t) {
     for (unsigned i = 0; i < ETS_STRIPES; i++) {
       ets_stripe *s = &t->u.stripes[i];
       for (size_t b = 0; b < s->nbuckets; b++) {
-        keel__ets_obj *o = s->buckets[b];
+        keel__ets_obj *o = *slot(s, b);
         while (o != NULL) {
           keel__ets_obj *next = o->next;
           ETS_ST(&o->next, all);
           all = o;
           o = next;
         }
-        ETS_ST(&s->buckets[b], NULL);
+        ETS_ST(slot(s, b), NULL);
       }
       s->count = 0;
     }

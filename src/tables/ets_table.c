@@ -481,9 +481,10 @@ int keel_ets_info_get(keel_ets_tab tab, keel_ets_info *out) {
     out->size = atomic_load_explicit(&t->size, memory_order_relaxed);
     size_t extra = sizeof *t;
     /* Object words, the table, its stripes and one pointer per object
-     * (bucket or array slot). */
-    extra +=
-        atomic_load_explicit(&t->size, memory_order_relaxed) * sizeof(void *);
+     * (bucket or array slot; a set's
+     * bucket is a 64-byte line). */
+    extra += atomic_load_explicit(&t->size, memory_order_relaxed) *
+             (t->type == KEEL_ETS_SET ? sizeof(ets_line) : sizeof(void *));
     if (keel__ets_hashed(t)) {
       extra += ETS_STRIPES * sizeof(ets_stripe);
     }

@@ -170,6 +170,8 @@ static int counter_store(keel__ets_table *t, uint64_t h, upd *u,
         (keel_term *)(uintptr_t)keel_tuple_elems(keel__ets_obj_term(g->v[0]));
     for (size_t i = 0; i < u->nops; i++) /* (lock-free readers) */
       ETS_ST(&dst[u->ops[i].pos - 1], el[u->ops[i].pos - 1]);
+    if (keel__ets_hashed(t))
+      keel__ets_obj_changed(t, g->v[0]);
     return KEEL_OK;
   }
   keel_term nt = keel_tuple_from(tmp, n, el);
@@ -252,18 +254,37 @@ static int counter_fast(keel__ets_table *t, keel_term key, keel_term incr,
                         keel_term *out) {
   uint64_t h = keel__ets_hash(key);
   keel__ets_wrlock(t, h);
-  keel__ets_obj *o = keel__ets_hash_find(t, key, h);
+  uint64_t *copy;
+  size_t nw, pos = t->keypos + 1; /* data[] index of element keypos + 1 */
+  keel__ets_obj *o = keel__ets_set_head(t, key, h, &copy, &nw);
+  if (o != NULL) { /* known from its line alone */
+    int64_t v;
+    int done = 0;
+    if (pos < nw && keel_is_small(copy[pos]) &&
+        !__builtin_add_overflow(keel_small_value(copy[pos]),
+                                keel_small_value(incr), &v) &&
+        v >= KEEL_SMALL_MIN && v <= KEEL_SMALL_MAX) {
+      ETS_ST(&o->data[pos], keel_small(v)); /* (lock-free readers) */
+      ETS_ST(&copy[pos], keel_small(v));
+      *out = keel_small(v);
+      done = 1;
+    }
+    keel__ets_wrunlock(t, h);
+    return done;
+  }
+  o = keel__ets_hash_find(t, key, h);
   int done = 0;
   if (o != NULL && o->flat) {
     keel_term obj = keel__ets_obj_term(o);
     keel_term *el = (keel_term *)(uintptr_t)keel_tuple_elems(obj);
-    size_t pos = t->keypos; /* 0-based index of element keypos + 1 */
+    size_t ep = t->keypos; /* 0-based index of element keypos + 1 */
     int64_t v;
-    if (pos < keel_tuple_arity(obj) && keel_is_small(el[pos]) &&
-        !__builtin_add_overflow(keel_small_value(el[pos]),
+    if (ep < keel_tuple_arity(obj) && keel_is_small(el[ep]) &&
+        !__builtin_add_overflow(keel_small_value(el[ep]),
                                 keel_small_value(incr), &v) &&
         v >= KEEL_SMALL_MIN && v <= KEEL_SMALL_MAX) {
-      ETS_ST(&el[pos], keel_small(v)); /* (lock-free readers) */
+      ETS_ST(&el[ep], keel_small(v)); /* (lock-free readers) */
+      keel__ets_obj_changed(t, o);
       *out = keel_small(v);
       done = 1;
     }
