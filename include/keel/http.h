@@ -233,7 +233,10 @@ keel_proc *keel_ws_proc(keel_ws *ws);
  *
  * The subscription belongs to the connection process: remove it with
  * keel_pubsub_unsubscribe(ps, topic) from a callback; it goes when the
- * connection ends. Call from a callback of ws (init included) in the
+ * connection ends. Frames the lane still holds from earlier
+ * subscriptions go to the connection's output when it subscribes, so
+ * what the callback sends after subscribing (a snapshot, say) follows
+ * them. Call from a callback of ws (init included) in the
  * connection process. KEEL_OK; KEEL_EINVAL (ws NULL, bad kind, topic
  * KEEL_NONE); KEEL_ESTATE (not in ws's callback, or closing); the errors
  * of keel_pubsub_subscribe; KEEL_ENOMEM. */

@@ -290,6 +290,12 @@ int keel_ws_fastlane_subscribe(keel_ws *ws, keel_pubsub ps, keel_term topic,
     l->max = c->srv->o.ws_lane_max_bytes;
     l->held = true; /* inside a handler call: released at its end */
     c->lane = l;
+  } else {
+    /* Frames queued in the lane so far (of earlier subscriptions) go to
+     * the output now, ahead of what the caller sends after subscribing
+     * (a page's snapshot after a rejoin must not be overtaken by the old
+     * subscription's frames, which would read as newer). */
+    keel__ws_lane_hold(c);
   }
   return keel_pubsub_subscribe_lane(
       ps, topic, kind == KEEL_WS_TEXT ? &lane_text : &lane_binary, c->lane);
