@@ -122,6 +122,11 @@ static uint64_t own_queue_len(keel_proc *p) {
 }
 
 uint16_t keel__rt_queue_scan(keel_proc *p) {
+  /* Only when asked (a walk of a long backlog at every run's end cost a
+   * process with a flooded mailbox more than its own work did). */
+  if (!atomic_load_explicit(&p->qlen_want, memory_order_relaxed))
+    return p->qscan_mbox;
+  atomic_store_explicit(&p->qlen_want, false, memory_order_relaxed);
   uint16_t now = (uint16_t)((keel_monotonic_ns() >> 20) | 1u); /* never 0 */
   if (p->qscan_at != 0 && (uint16_t)(now - p->qscan_at) < RT_QLEN_SCAN_UNITS)
     return p->qscan_mbox;
@@ -151,8 +156,13 @@ int keel_process_queue_len(keel_term pid, size_t *out) {
   else if (p->counted)
     *out = (size_t)(atomic_load_explicit(&p->mq_in, memory_order_relaxed) -
                     atomic_load_explicit(&p->mq_out, memory_order_relaxed));
-  else
+  else {
+    /* The length published at its last run's end; asking makes the next
+     * run's end count a backlog still in the mailbox. */
+    if (!atomic_load_explicit(&p->qlen_want, memory_order_relaxed))
+      atomic_store_explicit(&p->qlen_want, true, memory_order_relaxed);
     *out = atomic_load_explicit(&p->pub_qlen, memory_order_relaxed);
+  }
   keel__rt_unpin(p);
   return KEEL_OK;
 }

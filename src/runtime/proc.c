@@ -156,6 +156,7 @@ int keel__rt_spawn_common(rt_node *n, keel_handler_fn handler, void *state,
   p->inner_head = p->inner_tail = NULL;
   p->inner_msgs = p->qscan_mbox = 0;
   p->qscan_at = 0;
+  atomic_store_explicit(&p->qlen_want, false, memory_order_relaxed);
   atomic_store_explicit(&p->prio,
                         opts != NULL ? (uint8_t)opts->priority
                                      : (uint8_t)KEEL_PRIO_NORMAL,

@@ -125,6 +125,10 @@ struct keel_proc {
   /* Owner-only: a pop met a push in progress since the process last went
    * idle (keel__mbox_pop; turned into RT_STALLED by keel__rt_try_idle). */
   bool mb_stalled;
+  /* Set by keel_process_queue_len: someone reads the queue length, so the
+   * owner may count its mailbox at the end of a run (keel__rt_queue_scan);
+   * nobody asking, nobody counts. */
+  _Atomic bool qlen_want;
   /* In the padding here: the messages queued and not handled at the end
    * of the last run, up to RT_QLEN_SCAN (keel_process_queue_len; written
    * by the owner only when it changes), and, owner-only, the mailbox's
