@@ -376,7 +376,8 @@ int keel_process_info_ex(keel_term pid, unsigned skip,
  * messages it held at the end of its last run, as the process published
  * them. The messages a selective receive skipped are counted as they
  * come and go; those still in its mailbox (a process that ran out of
- * budget with a backlog) are counted by the process at most every 10 ms,
+ * budget with a backlog) are counted by the process at the end of a run
+ * that follows a call of this function on it, at most every 10 ms,
  * up to KEEL_QUEUE_LEN_SCAN (a longer queue reads as that). Messages that
  * arrived since its last run are not included: an idle process's figure
  * is current, a running or runnable one's may lag by a run (or 10 ms).
