@@ -109,7 +109,7 @@ int64_t keel__http_packet_len(const uint8_t *p, size_t n, bool headers,
   if (n == 0)
     return 0;
   if ((n == 1 && p[0] == '\n') || (n == 2 && p[0] == '\r' && p[1] == '\n'))
-    return (int64_t)n; /* the empty line */
+    return n > max ? KEEL_ELIMIT : (int64_t)n; /* the empty line */
   size_t from = 0;
   for (;;) {
     const uint8_t *nl = memchr(p + from, '\n', n - from);

@@ -125,6 +125,14 @@ Test(tcp_http_packet, decode_needs_more_or_refuses) {
   cr_assert_eq(keel_net_decode_http(&h, KEEL_NET_PACKET_HTTPH,
                                     "A: b\r\n c\r\n d\r\n", 15, 8, &used, &t),
                KEEL_ELIMIT);
+  /* The empty line too (found by the packet fuzzer). */
+  cr_assert_eq(
+      keel_net_decode_http(&h, KEEL_NET_PACKET_HTTPH, "\r\n", 2, 1, &used, &t),
+      KEEL_ELIMIT);
+  cr_assert_eq(
+      keel_net_decode_http(&h, KEEL_NET_PACKET_HTTPH, "\r\n", 2, 2, &used, &t),
+      KEEL_OK);
+  cr_assert_eq(t, keel_atom("http_eoh"));
   /* Misuse. */
   cr_assert_eq(
       keel_net_decode_http(&h, KEEL_NET_PACKET_LINE, "x\n", 2, 0, &used, &t),
